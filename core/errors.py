@@ -1,0 +1,64 @@
+"""Every error corral raises on purpose, under one root.
+
+Each class says who reads it. Messages are written for that reader: what happened,
+and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class CorralError(Exception):
+    """Root of every error corral raises deliberately."""
+
+
+class ConfigError(CorralError):
+    """Operator: the configuration is invalid. The message names file, key and fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class PluginError(CorralError):
+    """Operator: a plugin could not be loaded or registered something invalid."""
+
+
+class ToolDefinitionError(PluginError):
+    """Plugin author: a tool function cannot be described as a JSON-schema tool."""
+
+
+class StoreError(CorralError):
+    """Operator: the LMDB store cannot be opened, written or migrated."""
+
+
+class StoreLockedError(StoreError):
+    """Operator: another daemon already owns this corral home."""
+
+
+class ProtocolError(CorralError):
+    """Operator: a child sent a frame that breaks the wire protocol; the run ends."""
+
+
+class RunError(CorralError):
+    """Operator: a run cannot proceed (non-determinism, changed code, limits)."""
+
+
+class NonDeterminismError(RunError):
+    """Agent author: a resumed run asked for something different from its journal."""
+
+
+class ControlError(CorralError):
+    """Operator: the daemon's control socket refused or could not answer a request."""
+
+
+class ToolCallError(CorralError):
+    """Agent author or model: a tool call was refused or the tool raised.
+
+    Raised inside the agent's process by ``ctx.tool`` so the agent can catch it and
+    carry on; ``kind`` says whether the call was refused before running ("refused")
+    or the tool itself failed ("failed").
+    """
+
+    def __init__(self, message: str, *, kind: str = "failed") -> None:
+        self.kind = kind
+        super().__init__(message)
