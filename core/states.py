@@ -1,0 +1,59 @@
+"""Run states and the one function allowed to change them.
+
+This module imports nothing else of corral's, so every layer (store, daemon, CLI)
+can share the same vocabulary without cycles.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class RunState(enum.StrEnum):
+    """Where a run is in its life. Stored by value in LMDB; never rename a member."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    ON_HOLD = "on_hold"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"
+
+
+FINISHED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.ABANDONED})
+"""States a run never leaves."""
+
+RESUMABLE = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.INTERRUPTED})
+"""States the daemon picks up again at start-up."""
+
+_ALLOWED: dict[RunState, frozenset[RunState]] = {
+    RunState.QUEUED: frozenset(
+        {RunState.RUNNING, RunState.CANCELLED, RunState.ABANDONED, RunState.FAILED}
+    ),
+    RunState.RUNNING: frozenset(
+        {
+            RunState.SUCCEEDED,
+            RunState.FAILED,
+            RunState.INTERRUPTED,
+            RunState.ON_HOLD,
+            RunState.CANCELLED,
+            RunState.ABANDONED,
+        }
+    ),
+    RunState.INTERRUPTED: frozenset(
+        {RunState.RUNNING, RunState.FAILED, RunState.ABANDONED, RunState.CANCELLED}
+    ),
+    RunState.ON_HOLD: frozenset({RunState.QUEUED, RunState.FAILED, RunState.CANCELLED}),
+}
+
+
+class IllegalTransition(ValueError):
+    """A bug in corral: something tried to move a run along an edge that does not exist."""
+
+
+def check_transition(old: RunState, new: RunState) -> None:
+    """Raise IllegalTransition unless ``old -> new`` is an edge of the run life cycle."""
+    if new not in _ALLOWED.get(old, frozenset()):
+        raise IllegalTransition(f"run cannot go from {old.value} to {new.value}")

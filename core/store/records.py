@@ -1,0 +1,149 @@
+"""Reading and writing runs, journal entries and agent state inside a transaction.
+
+Every function takes the transaction it works in, so the daemon's writer can group
+many of them into one commit and the CLI can use the same code read-only.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import lmdb
+
+from corral.states import RunState
+from corral.store import schema
+from corral.store.schema import pack, unpack
+
+
+def new_run_id() -> str:
+    """Sortable by creation time (milliseconds), unique by 32 random bits."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+
+
+class Records:
+    """Typed access to the named databases of one store."""
+
+    def __init__(self, dbs: dict[str, Any]) -> None:
+        self.dbs = dbs
+
+    def get_run(self, txn: lmdb.Transaction, run_id: str) -> dict[str, Any] | None:
+        raw = txn.get(schema.run_key(run_id), db=self.dbs["runs"])
+        return unpack(raw) if raw else None
+
+    def put_run(self, txn: lmdb.Transaction, run: dict[str, Any]) -> None:
+        """Write ``run`` and keep the agent index and the unfinished set in step with it."""
+        run["updated"] = time.time()
+        key = schema.run_key(run["id"])
+        txn.put(key, pack(run), db=self.dbs["runs"])
+        txn.put(schema.agent_run_key(run["agent"], run["id"]), b"", db=self.dbs["agent_runs"])
+        if RunState(run["state"]) in (RunState.QUEUED, RunState.RUNNING, RunState.INTERRUPTED, RunState.ON_HOLD):
+            txn.put(key, b"", db=self.dbs["active"])
+        else:
+            txn.delete(key, db=self.dbs["active"])
+
+    def active_runs(self, txn: lmdb.Transaction) -> list[dict[str, Any]]:
+        """Every run not yet finished, oldest first."""
+        runs = []
+        for key, _ in txn.cursor(db=self.dbs["active"]):
+            run = self.get_run(txn, key.decode())
+            if run is not None:
+                runs.append(run)
+        return runs
+
+    def list_runs(self, txn: lmdb.Transaction, agent: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest first, optionally for one agent."""
+        out: list[dict[str, Any]] = []
+        if agent is None:
+            cursor = txn.cursor(db=self.dbs["runs"])
+            for _, raw in cursor.iterprev():
+                out.append(unpack(raw))
+                if len(out) >= limit:
+                    break
+            return out
+        prefix = schema.state_prefix(agent)
+        cursor = txn.cursor(db=self.dbs["agent_runs"])
+        if not cursor.set_range(prefix + b"\xff"):
+            cursor.last()
+        else:
+            cursor.prev()
+        for key in cursor.iterprev(values=False):
+            if not key.startswith(prefix):
+                break
+            run = self.get_run(txn, key[len(prefix):].decode())
+            if run is not None:
+                out.append(run)
+            if len(out) >= limit:
+                break
+        return out
+
+    def agent_run_ids(self, txn: lmdb.Transaction, agent: str) -> list[str]:
+        """Every run id of ``agent``, oldest first."""
+        prefix = schema.state_prefix(agent)
+        ids = []
+        cursor = txn.cursor(db=self.dbs["agent_runs"])
+        if cursor.set_range(prefix):
+            for key in cursor.iternext(values=False):
+                if not key.startswith(prefix):
+                    break
+                ids.append(key[len(prefix):].decode())
+        return ids
+
+    def get_step(self, txn: lmdb.Transaction, run_id: str, seq: int) -> dict[str, Any] | None:
+        raw = txn.get(schema.journal_key(run_id, seq), db=self.dbs["journal"])
+        return unpack(raw) if raw else None
+
+    def put_step(self, txn: lmdb.Transaction, run_id: str, entry: dict[str, Any]) -> int:
+        """Write one journal entry; returns its size so the run can account for it."""
+        data = pack(entry)
+        txn.put(schema.journal_key(run_id, entry["seq"]), data, db=self.dbs["journal"])
+        return len(data)
+
+    def steps(self, txn: lmdb.Transaction, run_id: str) -> Iterator[dict[str, Any]]:
+        prefix = schema.journal_prefix(run_id)
+        cursor = txn.cursor(db=self.dbs["journal"])
+        if cursor.set_range(prefix):
+            for key, raw in cursor:
+                if not key.startswith(prefix):
+                    break
+                yield unpack(raw)
+
+    def put_snapshot(self, txn: lmdb.Transaction, run_id: str, state: dict[str, Any]) -> None:
+        txn.put(schema.run_key(run_id), pack(state), db=self.dbs["snapshots"])
+
+    def get_snapshot(self, txn: lmdb.Transaction, run_id: str) -> dict[str, Any]:
+        raw = txn.get(schema.run_key(run_id), db=self.dbs["snapshots"])
+        return unpack(raw) if raw else {}
+
+    def agent_state(self, txn: lmdb.Transaction, agent: str) -> dict[str, Any]:
+        prefix = schema.state_prefix(agent)
+        state: dict[str, Any] = {}
+        cursor = txn.cursor(db=self.dbs["state"])
+        if cursor.set_range(prefix):
+            for key, raw in cursor:
+                if not key.startswith(prefix):
+                    break
+                state[key[len(prefix):].decode()] = unpack(raw)
+        return state
+
+    def set_state(self, txn: lmdb.Transaction, agent: str, key: str, value: Any) -> None:
+        txn.put(schema.state_key(agent, key), pack(value), db=self.dbs["state"])
+
+    def delete_state(self, txn: lmdb.Transaction, agent: str, key: str) -> None:
+        txn.delete(schema.state_key(agent, key), db=self.dbs["state"])
+
+    def delete_run(self, txn: lmdb.Transaction, run: dict[str, Any]) -> None:
+        """Remove a finished run and its journal (retention)."""
+        key = schema.run_key(run["id"])
+        prefix = schema.journal_prefix(run["id"])
+        cursor = txn.cursor(db=self.dbs["journal"])
+        if cursor.set_range(prefix):
+            while cursor.key().startswith(prefix):
+                if not cursor.delete():
+                    break
+        txn.delete(key, db=self.dbs["runs"])
+        txn.delete(key, db=self.dbs["snapshots"])
+        txn.delete(key, db=self.dbs["active"])
+        txn.delete(schema.agent_run_key(run["agent"], run["id"]), db=self.dbs["agent_runs"])

@@ -1,0 +1,63 @@
+"""Named databases, key encodings and the ordered list of schema migrations.
+
+Keys are built only here, so the layout documented in docs/store.md has one source.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import lmdb
+import msgpack
+
+DATABASES = ("meta", "runs", "journal", "snapshots", "state", "agent_runs", "active")
+"""Every named database; ``max_dbs`` is sized from this tuple."""
+
+SEQ = struct.Struct(">I")
+
+
+def pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def run_key(run_id: str) -> bytes:
+    return run_id.encode("ascii")
+
+
+def journal_key(run_id: str, seq: int) -> bytes:
+    return run_id.encode("ascii") + b"/" + SEQ.pack(seq)
+
+
+def journal_prefix(run_id: str) -> bytes:
+    return run_id.encode("ascii") + b"/"
+
+
+def state_key(agent: str, key: str) -> bytes:
+    return agent.encode() + b"\x00" + key.encode()
+
+
+def state_prefix(agent: str) -> bytes:
+    return agent.encode() + b"\x00"
+
+
+def agent_run_key(agent: str, run_id: str) -> bytes:
+    return agent.encode() + b"\x00" + run_id.encode("ascii")
+
+
+Migration = Callable[[lmdb.Transaction, dict[str, Any]], None]
+
+
+def _v1_initial(txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
+    """Version 1: the databases above, created empty by opening them."""
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+"""Applied in order; the store's ``meta/schema`` holds how many have run. Append only."""
+
+SCHEMA_VERSION = len(MIGRATIONS)

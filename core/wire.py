@@ -1,0 +1,168 @@
+"""The wire protocol between the daemon and an agent's process.
+
+Frames are a 4-byte big-endian length followed by that many bytes of msgpack, on two
+dedicated pipes (the child's stdout and stderr are only logs). The child speaks first
+with ``hello``; every frame is checked against the table below before anyone acts on
+it. A stream cannot resynchronise after a bad frame, so any violation ends the run.
+docs/protocol.md is the reference for every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import msgpack
+
+from corral.errors import ProtocolError
+
+VERSION = 1
+HEADER = struct.Struct(">I")
+DEFAULT_MAX_FRAME = 8 * 2**20
+
+_STR, _INT, _BOOL, _ANY, _MAP, _LIST = str, int, bool, object, dict, list
+_OPT = "optional"
+
+CHILD_MESSAGES: dict[str, dict[str, Any]] = {
+    "hello": {"v": _INT, "pid": _INT},
+    "step": {"seq": _INT, "kind": _STR, "name": _STR, "args": _MAP},
+    "done": {"seq": _INT, "ok": _BOOL, "value": (_ANY, _OPT), "error": (_MAP, _OPT)},
+    "reconciled": {"seq": _INT, "outcome": _STR, "value": (_ANY, _OPT)},
+    "log": {"level": _STR, "event": _STR, "fields": _MAP},
+    "finish": {"ok": _BOOL, "value": (_ANY, _OPT), "error": (_MAP, _OPT)},
+}
+"""Messages a child may send, with their fields; the daemon rejects anything else."""
+
+DAEMON_MESSAGES: dict[str, dict[str, Any]] = {
+    "welcome": {"v": _INT, "run": _MAP},
+    "result": {"seq": _INT, "ok": _BOOL, "replayed": _BOOL, "value": (_ANY, _OPT), "error": (_MAP, _OPT)},
+    "exec": {"seq": _INT, "key": _STR},
+    "reconcile": {"seq": _INT, "key": _STR},
+    "abort": {"reason": _STR},
+}
+"""Messages the daemon sends; the child runtime checks them the same way."""
+
+STEP_KINDS = frozenset({"tool", "state"})
+LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise ProtocolError(f"msgpack extension type {code} is not allowed on the wire")
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One frame: header plus msgpack body."""
+    body = msgpack.packb(message, use_bin_type=True)
+    return HEADER.pack(len(body)) + body
+
+
+def decode(body: bytes, table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Unpack and validate one frame body against ``table``; raise ProtocolError."""
+    try:
+        message = msgpack.unpackb(body, raw=False, ext_hook=_reject_ext, strict_map_key=True)
+    except ProtocolError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types for bad bytes
+        raise ProtocolError(f"frame is not valid msgpack ({type(exc).__name__}: {exc})") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(f"frame must be a map, got {type(message).__name__}")
+    kind = message.get("t")
+    fields = table.get(kind) if isinstance(kind, str) else None
+    if fields is None:
+        raise ProtocolError(f"unknown message type {kind!r}; expected one of {sorted(table)}")
+    for name, spec in fields.items():
+        expected, optional = (spec if isinstance(spec, tuple) else (spec, None))
+        if name not in message:
+            if optional:
+                continue
+            raise ProtocolError(f"{kind!r} message lacks field {name!r}")
+        value = message[name]
+        if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ProtocolError(f"{kind!r} field {name!r} must be an integer")
+        if not isinstance(value, expected):
+            raise ProtocolError(f"{kind!r} field {name!r} must be {expected.__name__}")
+    extra = set(message) - set(fields) - {"t"}
+    if extra:
+        raise ProtocolError(f"{kind!r} message has unexpected fields {sorted(extra)}")
+    return message
+
+
+async def read_frame(reader: asyncio.StreamReader, *, max_bytes: int, deadline: float,
+                     table: Mapping[str, Mapping[str, Any]] = CHILD_MESSAGES) -> dict[str, Any] | None:
+    """Read one frame, or None at a clean end of stream between frames.
+
+    Once a frame has begun it must arrive whole within ``deadline`` seconds: a child that
+    trickles bytes or dies mid-frame cannot hold the daemon.
+    """
+    try:
+        first = await reader.read(1)
+    except (ConnectionError, OSError) as exc:
+        raise ProtocolError(f"wire pipe failed: {exc}") from None
+    if not first:
+        return None
+    try:
+        rest = await asyncio.wait_for(reader.readexactly(HEADER.size - 1), deadline)
+        (length,) = HEADER.unpack(first + rest)
+        if length > max_bytes:
+            raise ProtocolError(f"frame of {length} bytes exceeds the {max_bytes}-byte limit")
+        body = await asyncio.wait_for(reader.readexactly(length), deadline)
+    except asyncio.IncompleteReadError as exc:
+        raise ProtocolError(f"stream ended mid-frame after {len(exc.partial)} bytes") from None
+    except TimeoutError:
+        raise ProtocolError(f"frame did not arrive whole within {deadline:g}s") from None
+    return decode(body, table)
+
+
+class BlockingChannel:
+    """The child's end: blocking reads and writes on the two wire fds."""
+
+    def __init__(self, read_fd: int, write_fd: int, *, max_bytes: int = DEFAULT_MAX_FRAME) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self.max_bytes = max_bytes
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        data = memoryview(encode(message))
+        while data:
+            written = os.write(self.write_fd, data)
+            data = data[written:]
+
+    def _read_exactly(self, n: int) -> bytes:
+        chunks = bytearray()
+        while len(chunks) < n:
+            chunk = os.read(self.read_fd, n - len(chunks))
+            if not chunk:
+                raise ProtocolError("the daemon closed the wire")
+            chunks += chunk
+        return bytes(chunks)
+
+    def recv(self) -> dict[str, Any]:
+        (length,) = HEADER.unpack(self._read_exactly(HEADER.size))
+        if length > self.max_bytes:
+            raise ProtocolError(f"frame of {length} bytes exceeds the {self.max_bytes}-byte limit")
+        return decode(self._read_exactly(length), DAEMON_MESSAGES)
+
+
+def canonical(value: Any) -> Any:
+    """``value`` with every map's keys sorted, so equal requests pack to equal bytes."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value, key=repr)}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    return value
+
+
+def fingerprint(kind: str, name: str, args: Mapping[str, Any]) -> str:
+    """Stable hash of a request: what a resumed run must ask again at the same seq."""
+    packed = msgpack.packb(canonical([kind, name, dict(args)]), use_bin_type=True)
+    return hashlib.sha256(packed).hexdigest()[:32]
+
+
+def idempotency_key(run_id: str, seq: int, name: str, args: Mapping[str, Any]) -> str:
+    """The key a tool gets: the same for every re-execution of the same step."""
+    packed = msgpack.packb(canonical([run_id, seq, name, dict(args)]), use_bin_type=True)
+    return hashlib.sha256(packed).hexdigest()[:32]
