@@ -28,7 +28,7 @@ _STR, _INT, _BOOL, _ANY, _MAP, _LIST = str, int, bool, object, dict, list
 _OPT = "optional"
 
 CHILD_MESSAGES: dict[str, dict[str, Any]] = {
-    "hello": {"v": _INT, "pid": _INT},
+    "hello": {"v": _INT, "pid": _INT, "applied": (_LIST, _OPT)},
     "step": {"seq": _INT, "kind": _STR, "name": _STR, "args": _MAP},
     "done": {"seq": _INT, "ok": _BOOL, "value": (_ANY, _OPT), "error": (_MAP, _OPT)},
     "reconciled": {"seq": _INT, "outcome": _STR, "value": (_ANY, _OPT)},

@@ -110,6 +110,19 @@ class Records:
                     break
                 yield unpack(raw)
 
+    def journal_size(self, txn: lmdb.Transaction, run_id: str) -> tuple[int, int]:
+        """(entries, bytes) of a run's journal, for retention by size."""
+        prefix = schema.journal_prefix(run_id)
+        count = size = 0
+        cursor = txn.cursor(db=self.dbs["journal"])
+        if cursor.set_range(prefix):
+            for key, raw in cursor:
+                if not key.startswith(prefix):
+                    break
+                count += 1
+                size += len(key) + len(raw)
+        return count, size
+
     def put_snapshot(self, txn: lmdb.Transaction, run_id: str, state: dict[str, Any]) -> None:
         txn.put(schema.run_key(run_id), pack(state), db=self.dbs["snapshots"])
 

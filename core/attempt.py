@@ -1,0 +1,303 @@
+"""One attempt of a run: spawn the agent's process, answer its requests, end it.
+
+An attempt ends in exactly one of: the agent finished (succeeded or failed), it was
+killed for a limit, it broke the protocol, it crashed, the daemon is stopping, or the
+journal needs a human. Whatever happens, the whole process tree is killed before the
+attempt returns, and the daemon carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+
+from corral import wire
+from corral.errors import ProtocolError
+from corral.journal import Decision, Journal
+from corral.output import RateLimit, pump
+from corral.states import RunState
+
+if TYPE_CHECKING:
+    from corral.config import AgentConfig
+    from corral.engine import Engine
+    from corral.sandbox.processes import Child
+
+HELLO_TIMEOUT = 30.0
+FRAME_DEADLINE = 10.0
+REPLY_TIMEOUT = 10.0
+WATCH_INTERVAL = 0.25
+LIMIT_SIGNALS = {
+    signal.SIGXCPU: "CPU time limit exceeded (limits.cpu_seconds)",
+    signal.SIGXFSZ: "file size limit exceeded (limits.file_size_mb)",
+}
+
+
+@dataclass
+class Outcome:
+    """How an attempt ended; ``retry`` means the engine may start another attempt."""
+
+    state: RunState
+    error: dict[str, Any] | None = None
+    result: Any = None
+    retry: bool = False
+    hold_reason: str | None = None
+
+
+def failure(kind: str, message: str) -> dict[str, Any]:
+    return {"kind": kind, "message": message}
+
+
+class _Stop(Exception):
+    """Internal: the conversation is over with this outcome."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        self.outcome = outcome
+
+
+class Attempt:
+    """Drives one child process through the wire protocol."""
+
+    def __init__(self, engine: Engine, run: dict[str, Any], agent: AgentConfig, log: Any) -> None:
+        self.engine = engine
+        self.run = run
+        self.agent = agent
+        self.log = log
+        self.journal = Journal(engine.records, run["id"], agent.name, run["attempt"])
+        self.granted = {name: engine.plugins.tools.get(name) for name in agent.tools}
+        self.next_seq = 1
+        self.kill_reason: str | None = None
+        self.pending: list[asyncio.Future[Any]] = []
+        self.output_limit = RateLimit()
+
+    async def execute(self, child: Child) -> Outcome:
+        pumps = [
+            asyncio.create_task(pump(child.process.stdout, "stdout", self.log, self.output_limit)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(child.process.stderr, "stderr", self.log, self.output_limit)),  # type: ignore[arg-type]
+        ]
+        watchdog = asyncio.create_task(self._watch(child))
+        wall = self.agent.limits.wall_seconds
+        try:
+            outcome = await asyncio.wait_for(self._converse(child), wall)
+        except TimeoutError:
+            outcome = Outcome(RunState.FAILED, failure("limit", f"wall time limit of {wall:g}s exceeded (limits.wall_seconds)"))
+        except ProtocolError as exc:
+            outcome = Outcome(RunState.FAILED, failure("protocol", f"the agent's process broke the wire protocol: {exc}"))
+        except _Stop as stop:
+            outcome = stop.outcome
+        finally:
+            watchdog.cancel()
+            self.engine.processes.kill_tree(child)
+            child.wire_writer.close()
+            try:
+                await asyncio.wait_for(child.process.wait(), 5)
+            except TimeoutError:
+                self.log.error("agent process did not exit after SIGKILL", pid=child.pid)
+            self.engine.processes.forget(child)
+            await asyncio.wait(pumps, timeout=2)
+        await self._settle()
+        return outcome
+
+    async def _settle(self) -> None:
+        if self.pending:
+            await asyncio.gather(*self.pending, return_exceptions=True)
+            self.pending.clear()
+
+    async def _watch(self, child: Child) -> None:
+        """Memory watchdog (psutil RSS of the whole tree), and note every descendant seen."""
+        limit_mb = self.agent.limits.memory_mb
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            tree = self.engine.processes.tree(child.pid)
+            child.known.update(p.pid for p in tree[1:])
+            if limit_mb is None:
+                continue
+            rss = self.engine.processes.tree_rss(child.pid)
+            if rss > limit_mb * 2**20:
+                self.kill_reason = (f"memory limit exceeded: {rss // 2**20} MiB resident across the run's "
+                                    f"processes > {limit_mb} MiB (limits.memory_mb)")
+                self.engine.processes.kill_tree(child)
+                return
+
+    async def _send(self, child: Child, message: dict[str, Any]) -> None:
+        child.wire_writer.write(wire.encode(message))
+        try:
+            await asyncio.wait_for(child.wire_writer.drain(), REPLY_TIMEOUT)
+        except TimeoutError:
+            raise ProtocolError(f"the agent stopped reading replies for {REPLY_TIMEOUT:g}s") from None
+        except (ConnectionError, BrokenPipeError):
+            pass  # the process died; reading its end of the wire reports how
+
+    async def _read(self, child: Child, timeout: float | None = None) -> dict[str, Any] | None:
+        read = wire.read_frame(child.wire_reader, max_bytes=self.engine.config.frame_max_bytes,
+                               deadline=FRAME_DEADLINE)
+        return await (asyncio.wait_for(read, timeout) if timeout else read)
+
+    async def _converse(self, child: Child) -> Outcome:
+        try:
+            hello = await self._read(child, HELLO_TIMEOUT)
+        except TimeoutError:
+            return await self._crashed(child, f"no hello within {HELLO_TIMEOUT:g}s of spawning")
+        if hello is None:
+            return await self._crashed(child, "exited before saying hello")
+        if hello["t"] != "hello" or hello["v"] != wire.VERSION:
+            raise ProtocolError(f"expected hello v{wire.VERSION} first, got {hello['t']!r}")
+        self.run["applied"] = sorted(set(self.run.get("applied", [])) | set(hello.get("applied", [])))
+        await self._send(child, {"t": "welcome", "v": wire.VERSION, "run": self.engine.welcome(self.run, self.agent)})
+        while True:
+            message = await self._read(child)
+            if message is None:
+                return await self._crashed(child, "exited without finishing")
+            handler = getattr(self, f"_on_{message['t']}", None)
+            if handler is None:
+                raise ProtocolError(f"{message['t']!r} is not a message a child may send now")
+            outcome = await handler(child, message)
+            if outcome is not None:
+                return outcome
+
+    async def _crashed(self, child: Child, what: str) -> Outcome:
+        try:
+            code = await asyncio.wait_for(child.process.wait(), 5)
+        except TimeoutError:
+            code = None
+        if self.kill_reason:
+            return Outcome(RunState.FAILED, failure("limit", self.kill_reason))
+        if code is not None and code < 0:
+            sig = signal.Signals(-code)
+            if sig in LIMIT_SIGNALS:
+                return Outcome(RunState.FAILED, failure("limit", LIMIT_SIGNALS[sig]))
+            detail = f"killed by {sig.name}"
+        else:
+            detail = f"exit status {code}"
+        message = f"the agent's process {what} ({detail})"
+        return Outcome(RunState.INTERRUPTED, failure("crash", message), retry=True)
+
+    # ------------------------------------------------------------------ messages
+
+    async def _on_log(self, child: Child, message: dict[str, Any]) -> None:
+        level = message["level"] if message["level"] in wire.LOG_LEVELS else "info"
+        if self.output_limit.allow(len(message["event"])):
+            fields = {k: v for k, v in message["fields"].items() if k not in ("event", "level", "timestamp")}
+            getattr(self.log, level)(message["event"][:512], source="agent", **fields)
+
+    async def _on_done(self, child: Child, message: dict[str, Any]) -> None:
+        seq = message["seq"]
+        if seq != self.next_seq - 1:
+            raise ProtocolError(f"done for step {seq}, but step {self.next_seq - 1} is the one in flight")
+        journal, ok = self.journal, message["ok"]
+        future = self.engine.writer.submit(
+            lambda txn: journal.done(txn, seq, ok, message.get("value"), message.get("error")))
+        wrapped = asyncio.wrap_future(future)
+        wrapped.add_done_callback(lambda f: self._step_durable(f))
+        self.pending.append(wrapped)
+
+    def _step_durable(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        entry = future.result()
+        if entry is not None:
+            self._report_step(entry, replayed=False)
+
+    async def _on_step(self, child: Child, message: dict[str, Any]) -> Outcome | None:
+        seq, kind, name, args = message["seq"], message["kind"], message["name"], message["args"]
+        if seq != self.next_seq:
+            raise ProtocolError(f"step {seq} out of order; expected step {self.next_seq}")
+        self.next_seq += 1
+        if self.engine.draining:
+            await self._send(child, {"t": "abort", "reason": "the daemon is stopping; this run resumes when it is back"})
+            return Outcome(RunState.INTERRUPTED, failure("stopped", "the daemon stopped; the run will resume"))
+        journal = self.journal
+        if kind == "state":
+            if name not in ("set", "delete") or not isinstance(args.get("key"), str):
+                raise ProtocolError(f"state step must be set/delete with a string key, got {name!r}")
+            decision = await self._write(lambda txn: journal.state(txn, seq, name, args))
+        elif kind == "tool":
+            refusal = self._refusal(name, args)
+            if refusal:
+                decision = await self._write(lambda txn: journal.refuse(txn, seq, "tool", name, args, refusal))
+            else:
+                spec = self.granted[name]
+                assert spec is not None
+                decision = await self._write(lambda txn: journal.tool(
+                    txn, seq, name, args, spec.idempotent, spec.reconcile is not None))
+        else:
+            raise ProtocolError(f"unknown step kind {kind!r}")
+        return await self._answer(child, seq, decision)
+
+    async def _on_reconciled(self, child: Child, message: dict[str, Any]) -> Outcome | None:
+        seq, journal = message["seq"], self.journal
+        decision = await self._write(lambda txn: journal.reconciled(txn, seq, message["outcome"], message.get("value")))
+        return await self._answer(child, seq, decision)
+
+    async def _on_finish(self, child: Child, message: dict[str, Any]) -> Outcome:
+        await self._settle()
+        if message["ok"]:
+            return Outcome(RunState.SUCCEEDED, result=message.get("value"))
+        error = dict(message.get("error") or {})
+        error.setdefault("kind", "agent")
+        return Outcome(RunState.FAILED, error)
+
+    async def _on_hello(self, child: Child, message: dict[str, Any]) -> None:
+        raise ProtocolError("hello sent twice")
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _write(self, job: Any) -> Decision:
+        decision: Decision = await self.engine.writer.run(job)
+        await self._settle()
+        return decision
+
+    def _refusal(self, name: str, args: dict[str, Any]) -> str | None:
+        if name not in self.granted:
+            granted = ", ".join(sorted(self.granted)) or "none"
+            return f"tool {name!r} is not granted to agent {self.agent.name!r}; granted tools: {granted}"
+        spec = self.granted[name]
+        if spec is None:
+            return (f"tool {name!r} is granted but no loaded plugin provides it; "
+                    "run `corral check` to see which plugin failed")
+        validator = self.engine.validator(spec)
+        problems = sorted(validator.iter_errors(args), key=lambda e: list(e.path))
+        if problems:
+            details = "; ".join(_explain(e) for e in problems[:5])
+            return f"invalid arguments for tool {name!r}: {details}"
+        return None
+
+    async def _answer(self, child: Child, seq: int, decision: Decision) -> Outcome | None:
+        entry = decision.entry
+        if decision.action in ("replay", "result"):
+            reply: dict[str, Any] = {"t": "result", "seq": seq, "ok": entry["ok"],
+                                     "replayed": decision.action == "replay"}
+            if entry["ok"]:
+                reply["value"] = entry.get("value")
+            else:
+                reply["error"] = entry.get("error") or {}
+            await self._send(child, reply)
+            self._report_step(entry, replayed=decision.action == "replay")
+            return None
+        if decision.action == "exec":
+            await self._send(child, {"t": "exec", "seq": seq, "key": entry["key"]})
+            return None
+        if decision.action == "reconcile":
+            await self._send(child, {"t": "reconcile", "seq": seq, "key": entry["key"]})
+            return None
+        await self._send(child, {"t": "abort", "reason": decision.message})
+        if decision.action == "hold":
+            self.log.warning("run on hold", seq=seq, reason=decision.message)
+            return Outcome(RunState.ON_HOLD, failure("outcome_unknown", decision.message), hold_reason=decision.message)
+        return Outcome(RunState.FAILED, failure("nondeterminism", decision.message))
+
+    def _report_step(self, entry: dict[str, Any], *, replayed: bool) -> None:
+        duration = (entry.get("ended") or time.time()) - entry.get("started", time.time())
+        self.log.info("step", seq=entry["seq"], kind=entry["kind"], name=entry["name"], ok=entry.get("ok"),
+                      replayed=replayed, duration_ms=round(duration * 1000, 3),
+                      **({"error": entry["error"].get("message")} if not entry.get("ok") and entry.get("error") else {}))
+        self.engine.notify("corral_step_done", run=dict(self.run), step={**entry, "replayed": replayed})
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    where = "/".join(str(p) for p in error.path) or "arguments"
+    return f"{where}: {error.message}"

@@ -1,0 +1,254 @@
+"""Runs from creation to an end state: attempts, resume, code changes, retention.
+
+The engine is everything the daemon and a foreground ``corral run`` share: one store
+writer, the plugins, process control and the logs. It owns no schedule and no socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import jsonschema
+
+from corral import pluginmanager
+from corral.attempt import Attempt, Outcome, failure
+from corral.config import AgentConfig, CorralConfig
+from corral.logs import LogFiles
+from corral.pluginmanager import Plugins
+from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
+from corral.sandbox.processes import ProcessControl
+from corral.states import FINISHED, RunState, check_transition
+from corral.store import Records, Store, Writer, new_run_id
+from corral.tools import ToolSpec
+
+MAX_BACKOFF = 60.0
+
+
+def code_hash(agent: AgentConfig) -> str:
+    """Hash of the agent's Python sources and entry: what "the same code" means on resume."""
+    digest = hashlib.sha256(agent.entry.encode())
+    for path in sorted(agent.code.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        digest.update(str(path.relative_to(agent.code)).encode() + b"\0")
+        try:
+            digest.update(path.read_bytes())
+        except OSError:
+            continue
+    return digest.hexdigest()[:16]
+
+
+class Engine:
+    """Creates and executes runs; the single owner of the store's write side."""
+
+    def __init__(self, config: CorralConfig, store: Store, plugins: Plugins, logs: LogFiles,
+                 processes: ProcessControl | None = None, environ: Mapping[str, str] = os.environ) -> None:
+        self.config = config
+        self.store = store
+        self.records = Records(store.dbs)
+        self.plugins = plugins
+        self.logs = logs
+        self.log = logs.logger(None)
+        self.processes = processes or ProcessControl()
+        self.environ = dict(environ)
+        self.writer = Writer(store, on_event=lambda level, message: getattr(self.log, level)(message))
+        self.draining = False
+        self._validators: dict[str, jsonschema.protocols.Validator] = {}
+        self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-hooks")
+        self.running: dict[str, asyncio.Task[dict[str, Any]]] = {}
+
+    # ------------------------------------------------------------------ plumbing
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """Tell listener plugins, in order, on a thread of their own."""
+        warn = self.log.warning
+        self._hooks.submit(pluginmanager.notify, self.plugins.manager, hook, warn, **kwargs)
+
+    def validator(self, spec: ToolSpec) -> jsonschema.protocols.Validator:
+        if spec.name not in self._validators:
+            self._validators[spec.name] = jsonschema.Draft202012Validator(spec.parameters)
+        return self._validators[spec.name]
+
+    def welcome(self, run: dict[str, Any], agent: AgentConfig) -> dict[str, Any]:
+        """What the child learns about its run once it has said hello."""
+        return {
+            "run_id": run["id"], "agent": agent.name, "trace_id": run["trace_id"], "attempt": run["attempt"],
+            "entry": agent.entry, "code": str(agent.code), "input": run.get("input"),
+            "state": run.pop("_snapshot", {}), "tools": list(agent.tools),
+            "plugins": list(self.config.plugins), "plugin_dir": str(self.config.home / "plugins"),
+        }
+
+    def close(self) -> None:
+        self._hooks.shutdown(wait=True)
+        self.writer.close()
+
+    # ------------------------------------------------------------------ runs
+
+    async def create_run(self, agent: str, input: Any = None, trigger: str = "manual") -> dict[str, Any]:
+        """A new queued run, durable before this returns."""
+        run = {
+            "id": new_run_id(), "agent": agent, "state": RunState.QUEUED.value, "trigger": trigger,
+            "input": input, "created": time.time(), "attempt": 0, "trace_id": secrets.token_hex(16),
+        }
+        records = self.records
+        await self.writer.run(lambda txn: records.put_run(txn, run))
+        self.log.info("run queued", agent=agent, run_id=run["id"], trigger=trigger)
+        return run
+
+    async def _transition(self, run_id: str, new: RunState, **fields: Any) -> dict[str, Any]:
+        records = self.records
+
+        def job(txn: Any) -> dict[str, Any]:
+            run = records.get_run(txn, run_id)
+            if run is None:
+                raise KeyError(run_id)
+            check_transition(RunState(run["state"]), new)
+            run.update(fields, state=new.value)
+            if new in FINISHED:
+                run["ended"] = time.time()
+                run["steps"], run["journal_bytes"] = records.journal_size(txn, run_id)
+            records.put_run(txn, run)
+            return run
+
+        return await self.writer.run(job)
+
+    async def _begin_attempt(self, run_id: str, agent: AgentConfig) -> tuple[dict[str, Any], str | None]:
+        """Mark the run running for a new attempt; returns a reason instead when it must not run."""
+        current = await asyncio.get_running_loop().run_in_executor(None, code_hash, agent)
+        records = self.records
+
+        def job(txn: Any) -> tuple[dict[str, Any], str | None]:
+            run = records.get_run(txn, run_id)
+            if run is None:
+                raise KeyError(run_id)
+            if run["attempt"] >= agent.max_attempts:
+                return run, f"gave up after {run['attempt']} attempts (max_attempts = {agent.max_attempts})"
+            if run.get("code_hash") and run["code_hash"] != current:
+                if agent.on_code_change == "fail":
+                    return run, (f"agent code changed since this run started ({run['code_hash']} -> {current}); "
+                                 "set on_code_change = \"continue\" for this agent to resume anyway, or start a new run")
+                run["code_changed"] = f"{run['code_hash']} -> {current}"
+            if run["attempt"] == 0:
+                records.put_snapshot(txn, run_id, records.agent_state(txn, agent.name))
+            check_transition(RunState(run["state"]), RunState.RUNNING)
+            run.update(state=RunState.RUNNING.value, attempt=run["attempt"] + 1, code_hash=current)
+            run.setdefault("started", time.time())
+            run.pop("error", None)
+            records.put_run(txn, run)
+            return {**run, "_snapshot": records.get_snapshot(txn, run_id)}, None
+
+        return await self.writer.run(job)
+
+    async def execute(self, run_id: str) -> dict[str, Any]:
+        """Attempt the run until it ends, is interrupted by shutdown, or needs a human."""
+        while True:
+            run = await self.writer.run(lambda txn: self.records.get_run(txn, run_id))
+            agent = self.config.agents.get(run["agent"]) if run else None
+            if run is None:
+                raise KeyError(run_id)
+            if agent is None:
+                return await self._transition(run_id, RunState.FAILED, error=failure(
+                    "config", f"agent {run['agent']!r} is no longer in the config; the run cannot continue"))
+            run, refusal = await self._begin_attempt(run_id, agent)
+            log = self.logs.logger(agent.name, run_id=run_id, trace_id=run["trace_id"])
+            if refusal:
+                log.error("run not resumed", reason=refusal)
+                return await self._transition(run_id, RunState.FAILED, error=failure("resume", refusal))
+            if run.get("code_changed"):
+                log.warning("resuming under changed code", change=run["code_changed"])
+            outcome = await self._attempt(run, agent, log)
+            if outcome.retry and not self.draining and agent.on_crash == "resume" and run["attempt"] < agent.max_attempts:
+                await self._transition(run_id, RunState.INTERRUPTED, error=outcome.error)
+                self.notify("corral_run_finished", run={**run, "state": "interrupted", "error": outcome.error})
+                delay = min(MAX_BACKOFF, 2.0 ** (run["attempt"] - 1))
+                log.warning("run interrupted; resuming", error=outcome.error, retry_in=delay)
+                await asyncio.sleep(delay)
+                continue
+            state = outcome.state
+            if outcome.retry and not self.draining:
+                state = RunState.FAILED
+            final = await self._transition(run_id, state, error=outcome.error, result=outcome.result,
+                                           hold_reason=outcome.hold_reason)
+            log.info("run ended", state=final["state"], error=(outcome.error or {}).get("message"))
+            self.notify("corral_run_finished", run=final)
+            return final
+
+    async def _attempt(self, run: dict[str, Any], agent: AgentConfig, log: Any) -> Outcome:
+        workdir = self.config.workdir(agent.name)
+        prepare_workdir(workdir)
+        limits = agent.limits
+        cgroup, applied = self.processes.run_cgroup(
+            run["id"], limits.memory_mb * 2**20 if limits.memory_mb else None, limits.processes)
+        run["applied"] = applied
+        policy_args = {"run_id": run["id"], "workdir": str(workdir), "max_frame": self.config.frame_max_bytes,
+                       "limits": limits_dict(limits)}
+        try:
+            child = await self.processes.spawn(policy_args, workdir, agent_env(agent, workdir, self.environ), cgroup)
+        except OSError as exc:
+            return Outcome(RunState.INTERRUPTED, failure("spawn", f"could not start the agent's process: {exc}"), retry=True)
+        log.info("run started", attempt=run["attempt"], pid=child.pid, trigger=run.get("trigger"))
+        self.notify("corral_run_started", run={k: v for k, v in run.items() if not k.startswith("_")})
+        return await Attempt(self, run, agent, log).execute(child)
+
+    # ------------------------------------------------------------------ start-up
+
+    async def recover(self) -> list[str]:
+        """Runs to resume after a restart; those too old are abandoned and reported."""
+        records, max_age, now = self.records, self.config.max_resume_age, time.time()
+
+        def job(txn: Any) -> tuple[list[str], list[dict[str, Any]]]:
+            resume, abandoned = [], []
+            for run in records.active_runs(txn):
+                state = RunState(run["state"])
+                if state is RunState.ON_HOLD:
+                    continue
+                if now - run.get("updated", run["created"]) > max_age:
+                    run.update(state=RunState.ABANDONED.value, ended=now, error=failure(
+                        "abandoned", f"unfinished for longer than max_resume_age ({max_age:g}s); not resumed"))
+                    records.put_run(txn, run)
+                    abandoned.append(run)
+                    continue
+                if state is RunState.RUNNING:
+                    run["state"] = RunState.INTERRUPTED.value
+                    records.put_run(txn, run)
+                resume.append(run["id"])
+            return resume, abandoned
+
+        resume, abandoned = await self.writer.run(job)
+        for run in abandoned:
+            self.log.warning("run abandoned", run_id=run["id"], agent=run["agent"], reason=run["error"]["message"])
+            self.notify("corral_run_finished", run=run)
+        if resume:
+            self.log.info("resuming unfinished runs", count=len(resume))
+        return resume
+
+    async def prune(self) -> int:
+        """Apply each agent's retention (age and journal size); returns runs removed."""
+        records, now = self.records, time.time()
+        retention = {name: (a.retention_days * 86400, a.retention_mb * 2**20) for name, a in self.config.agents.items()}
+
+        def job(txn: Any) -> int:
+            removed = 0
+            for agent, (max_age, max_bytes) in retention.items():
+                runs = [r for r in (records.get_run(txn, i) for i in records.agent_run_ids(txn, agent)) if r]
+                finished = [r for r in runs if RunState(r["state"]) in FINISHED]
+                kept_bytes = sum(r.get("journal_bytes", 0) for r in finished)
+                for run in finished:  # oldest first
+                    too_old = now - run.get("ended", run["created"]) > max_age
+                    if too_old or kept_bytes > max_bytes:
+                        kept_bytes -= run.get("journal_bytes", 0)
+                        records.delete_run(txn, run)
+                        removed += 1
+            return removed
+
+        removed = await self.writer.run(job)
+        if removed:
+            self.log.info("retention pruned runs", count=removed)
+        return removed

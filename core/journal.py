@@ -1,0 +1,149 @@
+"""What the daemon decides for each request of a run, inside one write transaction.
+
+A run's journal is the ordered list of its effectful requests keyed by (run, seq).
+Each decision below reads the entry for a seq and writes what changes, in the same
+transaction, so "started" is durable before a tool runs and "done" before anyone is
+answered. See docs/durability.md for the rules these functions implement.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import lmdb
+
+from corral.store import Records
+from corral.wire import fingerprint, idempotency_key
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How to answer a step: ``replay``, ``result``, ``exec``, ``reconcile``, ``hold`` or ``mismatch``."""
+
+    action: str
+    entry: dict[str, Any]
+    message: str = ""
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    return f"{entry['kind']} {entry['name']!r}"
+
+
+class Journal:
+    """Journal rules for one run, applied through transactions handed in by the writer."""
+
+    def __init__(self, records: Records, run_id: str, agent: str, attempt: int) -> None:
+        self.records = records
+        self.run_id = run_id
+        self.agent = agent
+        self.attempt = attempt
+
+    def _new_entry(self, seq: int, kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "seq": seq, "kind": kind, "name": name, "args": args,
+            "fp": fingerprint(kind, name, args), "status": "started",
+            "attempt": self.attempt, "started": time.time(), "executions": 0,
+        }
+
+    def _existing(self, txn: lmdb.Transaction, seq: int, kind: str, name: str,
+                  args: dict[str, Any]) -> tuple[dict[str, Any] | None, Decision | None]:
+        entry = self.records.get_step(txn, self.run_id, seq)
+        if entry is None:
+            return None, None
+        if entry["fp"] != fingerprint(kind, name, args):
+            return entry, Decision("mismatch", entry, (
+                f"non-determinism at step {seq}: the journal has {_describe(entry)} but the agent now asked "
+                f"for {kind} {name!r}" + (" with different arguments" if entry["name"] == name else "")
+                + "; agent code must make the same requests in the same order on resume"
+            ))
+        if entry["status"] == "done":
+            return entry, Decision("replay", entry)
+        return entry, None
+
+    def refuse(self, txn: lmdb.Transaction, seq: int, kind: str, name: str,
+               args: dict[str, Any], message: str) -> Decision:
+        """A request refused before execution is journaled as a failed step."""
+        entry, decided = self._existing(txn, seq, kind, name, args)
+        if decided is not None:
+            return decided
+        entry = self._new_entry(seq, kind, name, args)
+        entry.update(status="done", ok=False, refused=True, ended=entry["started"],
+                     error={"kind": "refused", "message": message, "type": "ToolCallError"})
+        self.records.put_step(txn, self.run_id, entry)
+        return Decision("result", entry)
+
+    def tool(self, txn: lmdb.Transaction, seq: int, name: str, args: dict[str, Any],
+             idempotent: bool, can_reconcile: bool) -> Decision:
+        """Journal the start of a tool call, or decide what an interrupted one needs."""
+        entry, decided = self._existing(txn, seq, "tool", name, args)
+        if decided is not None:
+            return decided
+        if entry is None:
+            entry = self._new_entry(seq, "tool", name, args)
+            entry["key"] = idempotency_key(self.run_id, seq, name, args)
+        elif not idempotent:
+            entry["status"] = "unknown"
+            if not can_reconcile:
+                self.records.put_step(txn, self.run_id, entry)
+                return Decision("hold", entry, (
+                    f"step {seq}: non-idempotent tool {name!r} was interrupted by a crash and its outcome "
+                    "is unknown; check whether it took effect, then release the run with "
+                    f"`corral release {self.run_id} --happened` or `--not-happened`"
+                ))
+            self.records.put_step(txn, self.run_id, entry)
+            return Decision("reconcile", entry)
+        entry["attempt"] = self.attempt
+        entry["executions"] = entry.get("executions", 0) + 1
+        entry["started"] = time.time()
+        self.records.put_step(txn, self.run_id, entry)
+        return Decision("exec", entry)
+
+    def reconciled(self, txn: lmdb.Transaction, seq: int, outcome: str, value: Any) -> Decision:
+        """Apply a tool's own verdict on an interrupted call."""
+        entry = self.records.get_step(txn, self.run_id, seq)
+        if entry is None or entry["status"] != "unknown":
+            return Decision("mismatch", entry or {}, f"step {seq} was not awaiting reconciliation")
+        if outcome == "happened":
+            entry.update(status="done", ok=True, value=value, ended=time.time(), reconciled=True)
+            self.records.put_step(txn, self.run_id, entry)
+            return Decision("result", entry)
+        if outcome == "not_happened":
+            entry.update(status="started", attempt=self.attempt, started=time.time(),
+                         executions=entry.get("executions", 0) + 1, reconciled=True)
+            self.records.put_step(txn, self.run_id, entry)
+            return Decision("exec", entry)
+        self.records.put_step(txn, self.run_id, entry)
+        return Decision("hold", entry, (
+            f"step {seq}: tool {entry['name']!r} could not tell whether its interrupted call took effect; "
+            f"check, then `corral release {self.run_id} --happened` or `--not-happened`"
+        ))
+
+    def done(self, txn: lmdb.Transaction, seq: int, ok: bool, value: Any,
+             error: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Record a tool's outcome reported by the child."""
+        entry = self.records.get_step(txn, self.run_id, seq)
+        if entry is None or entry["status"] != "started":
+            return None
+        entry.update(status="done", ok=ok, ended=time.time())
+        if ok:
+            entry["value"] = value
+        else:
+            entry["error"] = error or {"message": "tool failed"}
+        self.records.put_step(txn, self.run_id, entry)
+        return entry
+
+    def state(self, txn: lmdb.Transaction, seq: int, op: str, args: dict[str, Any]) -> Decision:
+        """A ``ctx.state`` change: applied to the agent's state once, with its journal entry."""
+        entry, decided = self._existing(txn, seq, "state", op, args)
+        if decided is not None:
+            return decided
+        entry = self._new_entry(seq, "state", op, args)
+        if op == "set":
+            self.records.set_state(txn, self.agent, args["key"], args.get("value"))
+        else:
+            self.records.delete_state(txn, self.agent, args["key"])
+        entry.update(status="done", ok=True, value=None, ended=time.time(), executions=1)
+        self.records.put_step(txn, self.run_id, entry)
+        return Decision("result", entry)

@@ -1,0 +1,75 @@
+"""Capturing an agent's stdout and stderr into its log, bounded.
+
+Lines are truncated, rate-limited by a token bucket, and capped in total per run;
+whatever is dropped is counted and reported, and the pipe is always drained so a
+flooding agent can neither block itself nor flood the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+MAX_LINE = 4096
+LINES_PER_SECOND = 200.0
+BURST = 1000.0
+MAX_BYTES_PER_RUN = 10 * 2**20
+
+
+class RateLimit:
+    """Token bucket shared by every line source of one run."""
+
+    def __init__(self, rate: float = LINES_PER_SECOND, burst: float = BURST,
+                 max_bytes: int = MAX_BYTES_PER_RUN) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.stamp = time.monotonic()
+        self.dropped = 0
+
+    def allow(self, size: int) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1 or self.bytes + size > self.max_bytes:
+            self.dropped += 1
+            return False
+        self.tokens -= 1
+        self.bytes += size
+        return True
+
+    def take_dropped(self) -> int:
+        dropped, self.dropped = self.dropped, 0
+        return dropped
+
+
+async def pump(stream: asyncio.StreamReader, name: str, log: Any, limit: RateLimit) -> None:
+    """Copy ``stream`` into ``log`` line by line until EOF."""
+    pending = b""
+    last_report = time.monotonic()
+    while True:
+        chunk = await stream.read(65536)
+        if not chunk:
+            break
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        if len(pending) > MAX_LINE:
+            lines.append(pending)
+            pending = b""
+        for raw in lines:
+            if limit.allow(len(raw)):
+                text = raw[:MAX_LINE].decode("utf-8", errors="replace")
+                truncated = len(raw) > MAX_LINE
+                log.info(name, line=text, **({"truncated": len(raw)} if truncated else {}))
+        if limit.dropped and time.monotonic() - last_report > 1.0:
+            log.warning("output dropped", stream=name, lines=limit.take_dropped(),
+                        reason="rate or size limit for agent output")
+            last_report = time.monotonic()
+    if pending and limit.allow(len(pending)):
+        log.info(name, line=pending[:MAX_LINE].decode("utf-8", errors="replace"))
+    if limit.dropped:
+        log.warning("output dropped", stream=name, lines=limit.take_dropped(),
+                    reason="rate or size limit for agent output")

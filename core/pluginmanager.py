@@ -1,0 +1,149 @@
+"""Finding, loading and asking plugins.
+
+Plugins come from three places and are registered the same way: the built-ins in
+``corral.plugins``, the ``corral`` entry-point group of installed packages, and
+drop-ins (modules or ``.py`` files named in ``[corral] plugins``, and ``*.py`` files in
+``<home>/plugins``). A plugin that fails to import is logged and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from corral import hookspecs
+from corral.errors import PluginError, ToolDefinitionError
+from corral.plugins import BUILTINS
+from corral.tools import ToolSpec, spec_for
+
+ENTRY_POINT_GROUP = "corral"
+
+
+@dataclass
+class Plugins:
+    """The loaded plugin manager, the tools it offers, and what failed to load."""
+
+    manager: pluggy.PluginManager
+    tools: dict[str, ToolSpec] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return sorted(name for name, _ in self.manager.list_name_plugin() if name)
+
+
+def new_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager("corral")
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+def _load_file(path: Path) -> ModuleType:
+    safe = re.sub(r"\W", "_", path.stem)
+    name = f"corral_dropin_{safe}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"{path} is not a loadable Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _sources(extra: Iterable[str], plugin_dir: Path | None) -> list[tuple[str, Callable[[], Any]]]:
+    """(name, loader) for every plugin, in a fixed order: built-ins, entry points, drop-ins."""
+    sources: list[tuple[str, Callable[[], Any]]] = [
+        (name, lambda name=name: importlib.import_module(name)) for name in BUILTINS
+    ]
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        sources.append((f"entrypoint:{ep.name}", ep.load))
+    for spec in extra:
+        if spec.endswith(".py"):
+            path = Path(spec)
+            sources.append((str(path), lambda path=path: _load_file(path)))
+        else:
+            sources.append((spec, lambda spec=spec: importlib.import_module(spec)))
+    if plugin_dir is not None and plugin_dir.is_dir():
+        for path in sorted(plugin_dir.glob("*.py")):
+            sources.append((str(path), lambda path=path: _load_file(path)))
+    return sources
+
+
+def load_plugins(extra: Iterable[str] = (), plugin_dir: Path | None = None,
+                 warn: Callable[[str], None] = lambda message: None) -> Plugins:
+    """Register every plugin, then collect their tools. Broken plugins are skipped."""
+    manager = new_manager()
+    plugins = Plugins(manager)
+    for name, load in _sources(extra, plugin_dir):
+        try:
+            manager.register(load(), name=name)
+        except Exception as exc:  # a plugin's import may raise anything
+            message = f"plugin {name} failed to load and was skipped: {type(exc).__name__}: {exc}"
+            plugins.failures.append(message)
+            warn(message)
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        message = f"a plugin implements a hook corral does not have: {exc}"
+        plugins.failures.append(message)
+        warn(message)
+    plugins.tools = collect_tools(manager, plugins.failures, warn)
+    return plugins
+
+
+def collect_tools(manager: pluggy.PluginManager, failures: list[str],
+                  warn: Callable[[str], None]) -> dict[str, ToolSpec]:
+    """Ask each plugin for its tools, one plugin at a time so one failure is contained."""
+    tools: dict[str, ToolSpec] = {}
+    for impl in manager.hook.corral_register_tools.get_hookimpls():
+        plugin = impl.plugin_name
+
+        def register(func: Callable[..., Any], *, name: str | None = None, plugin: str = plugin) -> None:
+            spec = spec_for(func)
+            if name is not None:
+                spec = replace(spec, name=name)
+            spec = spec.with_plugin(plugin)
+            if spec.name in tools:
+                raise PluginError(
+                    f"tool {spec.name!r} is registered by both {tools[spec.name].plugin} and {plugin}; "
+                    "uninstall one or register it under another name"
+                )
+            tools[spec.name] = spec
+
+        try:
+            call_impl(impl, register=register)
+        except (PluginError, ToolDefinitionError) as exc:
+            failures.append(str(exc))
+            warn(str(exc))
+        except Exception as exc:
+            message = f"plugin {plugin} failed while registering tools: {type(exc).__name__}: {exc}"
+            failures.append(message)
+            warn(message)
+    return tools
+
+
+def call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
+    """Call one hookimpl with the arguments it declares (pluggy lets it take a subset)."""
+    return impl.function(*[kwargs[name] for name in impl.argnames])
+
+
+def notify(manager: pluggy.PluginManager, hook: str, warn: Callable[[str], None], **kwargs: Any) -> None:
+    """Call every implementation of a listener hook, each guarded on its own."""
+    for impl in getattr(manager.hook, hook).get_hookimpls():
+        try:
+            call_impl(impl, **kwargs)
+        except Exception as exc:
+            warn(f"plugin {impl.plugin_name} failed in {hook}: {type(exc).__name__}: {exc}")

@@ -1,0 +1,108 @@
+"""The first code an agent's process runs: apply the policy, then become the agent.
+
+Started as ``python -I -u -m corral.sandbox.launcher POLICY_JSON`` in a new session,
+with cwd already set to the workdir and an environment holding only what was granted.
+Everything here happens before any module of the agent's is imported, and is where
+stronger confinement (Landlock, namespaces, Seatbelt) plugs in.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import threading
+import time
+
+from corral.sandbox.policy import Policy
+
+MiB = 2**20
+
+
+def _user_process_count() -> int:
+    """Processes of our real uid: RLIMIT_NPROC counts them all, not just ours."""
+    uid = os.getuid()
+    count = 0
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid == uid:
+                    count += 1
+            except OSError:
+                continue
+    return count
+
+
+def _rlimits(limits: dict[str, int | None]) -> list[tuple[int, int, str]]:
+    wanted: list[tuple[int, int, str]] = [(resource.RLIMIT_CORE, 0, "core=0")]
+    if limits.get("address_space_mb") and sys.platform != "darwin":  # macOS rejects RLIMIT_AS
+        wanted.append((resource.RLIMIT_AS, limits["address_space_mb"] * MiB, "address_space"))
+    if limits.get("cpu_seconds"):
+        wanted.append((resource.RLIMIT_CPU, limits["cpu_seconds"], "cpu_seconds"))
+    if limits.get("open_files"):
+        wanted.append((resource.RLIMIT_NOFILE, limits["open_files"], "open_files"))
+    if limits.get("file_size_mb"):
+        wanted.append((resource.RLIMIT_FSIZE, limits["file_size_mb"] * MiB, "file_size"))
+    if limits.get("processes") and os.getuid() != 0:  # root ignores RLIMIT_NPROC
+        wanted.append((resource.RLIMIT_NPROC, _user_process_count() + limits["processes"], "processes"))
+    return wanted
+
+
+def apply_rlimits(limits: dict[str, int | None]) -> list[str]:
+    """Lower soft and hard limits together so the agent cannot raise them back."""
+    applied = []
+    for which, value, label in _rlimits(limits):
+        _, hard = resource.getrlimit(which)
+        target = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        try:
+            resource.setrlimit(which, (target, target))
+            applied.append(f"rlimit:{label}")
+        except (ValueError, OSError):
+            continue
+    return applied
+
+
+def _watch_parent(parent: int) -> None:
+    """Where there is no parent-death signal (macOS), notice the daemon is gone."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(70)
+
+
+def apply(policy: Policy) -> list[str]:
+    """Apply every protection this platform offers; return what was applied."""
+    applied: list[str] = []
+    if sys.platform.startswith("linux"):
+        from corral.sandbox import linux
+
+        if policy.cgroup and linux.join_cgroup(policy.cgroup):
+            applied.append("cgroup")
+        if linux.set_parent_death_signal(policy.parent_pid):
+            applied.append("pdeathsig")
+        if linux.become_subreaper():
+            applied.append("subreaper")
+    else:
+        if os.getppid() != policy.parent_pid:
+            os._exit(70)
+        threading.Thread(target=_watch_parent, args=(policy.parent_pid,), daemon=True).start()
+        applied.append("parent-watch")
+    applied += apply_rlimits(policy.limits)
+    if os.getsid(0) == os.getpid():
+        applied.append("session")
+    return applied
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m corral.sandbox.launcher POLICY_JSON (started by corral only)\n")
+        raise SystemExit(64)
+    policy = Policy.from_json(args[0])
+    applied = apply(policy)
+    from corral.sandbox.runtime import serve
+
+    serve(policy, applied)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Linux-only protections: parent-death signal, subreaper, and cgroup v2 runs.
+
+Each function reports whether it applied, so the run can record what it actually got.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import time
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return False
+    return libc.prctl(option, value, 0, 0, 0) == 0
+
+
+def set_parent_death_signal(expected_parent: int) -> bool:
+    """Die with SIGKILL when the daemon does; exit now if it already has.
+
+    The getppid() check closes the race where the parent died before prctl ran.
+    """
+    if not _prctl(PR_SET_PDEATHSIG, signal.SIGKILL):
+        return False
+    if os.getppid() != expected_parent:
+        os._exit(70)
+    return True
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants reparent to us, so a double fork cannot escape the tree."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def cgroup2_root() -> Path | None:
+    """This process's own cgroup v2 directory, if the unified hierarchy is mounted."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        own = next(
+            line.split("::", 1)[1]
+            for line in Path("/proc/self/cgroup").read_text().splitlines()
+            if line.startswith("0::")
+        )
+    except (OSError, StopIteration):
+        return None
+    for line in mounts:
+        left, _, right = line.partition(" - ")
+        if right.split(" ", 1)[0] == "cgroup2":
+            mount_point = left.split()[4]
+            return Path(mount_point) / own.lstrip("/")
+    return None
+
+
+def create_run_cgroup(parent: Path, run_id: str, memory_bytes: int | None,
+                      max_pids: int | None) -> tuple[Path | None, list[str]]:
+    """A cgroup for one run under ``parent``; limits set where the controllers allow."""
+    applied: list[str] = []
+    path = parent / f"run-{run_id}"
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError:
+        return None, applied
+    applied.append("cgroup.kill")
+    for filename, value in (("memory.max", memory_bytes), ("pids.max", max_pids)):
+        if value is None or not (path / filename).exists():
+            continue
+        try:
+            (path / filename).write_text(str(value))
+            applied.append(filename)
+        except OSError:
+            pass
+    return path, applied
+
+
+def join_cgroup(path: str) -> bool:
+    try:
+        Path(path, "cgroup.procs").write_text(str(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+def kill_cgroup(path: Path) -> None:
+    """Kill every process in the run's cgroup at once, then remove it."""
+    try:
+        (path / "cgroup.kill").write_text("1")
+    except OSError:
+        pass
+    for _ in range(50):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)

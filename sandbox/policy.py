@@ -1,0 +1,77 @@
+"""The policy one run's process is started under, decided by the daemon.
+
+It travels to the launcher as JSON on its command line (it holds no secrets: granted
+variables travel in the environment), so the launcher can apply it before importing
+anything of the agent's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from corral.config import AgentConfig, Limits
+
+BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the launcher enforces on itself before it becomes the agent."""
+
+    run_id: str
+    workdir: str
+    parent_pid: int
+    wire_in: int
+    wire_out: int
+    max_frame: int
+    limits: dict[str, Any] = field(default_factory=dict)
+    cgroup: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Policy:
+        return cls(**json.loads(text))
+
+
+def limits_dict(limits: Limits) -> dict[str, Any]:
+    return asdict(limits)
+
+
+def agent_env(agent: AgentConfig, workdir: Path, daemon_env: Mapping[str, str]) -> dict[str, str]:
+    """Exactly what the agent may see: a minimal base plus what config grants.
+
+    Nothing of the daemon's environment leaks through except the variables named in
+    ``env_from``; a granted variable missing from the daemon's environment is left out.
+    """
+    python_bin = str(Path(sys.executable).parent)
+    env = {
+        "PATH": f"{python_bin}:{BASE_PATH}",
+        "HOME": str(workdir),
+        "LANG": daemon_env.get("LANG", "C.UTF-8") or "C.UTF-8",
+        "TMPDIR": str(workdir / ".tmp"),
+    }
+    env.update(agent.env)
+    for name in agent.env_from:
+        if name in daemon_env:
+            env[name] = daemon_env[name]
+    return env
+
+
+def launcher_argv(policy: Policy) -> list[str]:
+    """``-I`` keeps the daemon's PYTHON* variables and user site out; ``-u`` unbuffers output."""
+    return [sys.executable, "-I", "-u", "-m", "corral.sandbox.launcher", policy.to_json()]
+
+
+def prepare_workdir(workdir: Path) -> None:
+    """Create the workdir (0700) and its private TMPDIR."""
+    workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (workdir / ".tmp").mkdir(exist_ok=True, mode=0o700)
+    os.chmod(workdir, 0o700)

@@ -1,0 +1,167 @@
+"""The daemon's side of agent processes: spawn under a policy, watch, kill the tree.
+
+Every OS and psutil call the daemon makes about agent processes goes through
+``ProcessControl``, so tests can hand the daemon a subclass that fails on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from corral.sandbox.policy import Policy, launcher_argv
+
+
+@dataclass
+class Child:
+    """One spawned agent process and its pipes."""
+
+    process: asyncio.subprocess.Process
+    wire_reader: asyncio.StreamReader
+    wire_writer: asyncio.StreamWriter
+    cgroup: Path | None = None
+    known: set[int] = field(default_factory=set)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class ProcessControl:
+    """Spawning and killing, with the platform's best tools for a whole process tree."""
+
+    def __init__(self) -> None:
+        self.is_linux = sys.platform.startswith("linux")
+        self._cgroup_parent: Path | None = None
+        self.live: set[int] = set()
+
+    def prepare(self) -> list[str]:
+        """Once per daemon: become a subreaper and find a writable cgroup; say what applied."""
+        applied: list[str] = []
+        if not self.is_linux:
+            return applied
+        from corral.sandbox import linux
+
+        if linux.become_subreaper():
+            applied.append("subreaper")
+        root = linux.cgroup2_root()
+        if root is not None:
+            parent = root / f"corral-{os.getpid()}"
+            try:
+                parent.mkdir(exist_ok=True)
+                self._cgroup_parent = parent
+                applied.append("cgroup2")
+            except OSError:
+                pass
+        return applied
+
+    def run_cgroup(self, run_id: str, memory_bytes: int | None, max_pids: int | None) -> tuple[Path | None, list[str]]:
+        if self._cgroup_parent is None:
+            return None, []
+        from corral.sandbox import linux
+
+        return linux.create_run_cgroup(self._cgroup_parent, f"{run_id}-{os.urandom(2).hex()}", memory_bytes, max_pids)
+
+    async def spawn(self, policy_args: dict[str, object], workdir: Path, env: dict[str, str],
+                    cgroup: Path | None) -> Child:
+        """Start the launcher with two fresh wire pipes and nothing else inherited."""
+        loop = asyncio.get_running_loop()
+        child_read, daemon_write = os.pipe()
+        daemon_read, child_write = os.pipe()
+        policy = Policy(wire_in=child_read, wire_out=child_write, parent_pid=os.getpid(),
+                        cgroup=str(cgroup) if cgroup else None, **policy_args)  # type: ignore[arg-type]
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *launcher_argv(policy),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=workdir,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(child_read, child_write),
+            )
+        finally:
+            os.close(child_read)
+            os.close(child_write)
+        reader = asyncio.StreamReader(limit=2**16, loop=loop)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
+                                     os.fdopen(daemon_read, "rb", buffering=0))
+        transport, protocol = await loop.connect_write_pipe(
+            lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(daemon_write, "wb", buffering=0)
+        )
+        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        self.live.add(process.pid)
+        return Child(process, reader, writer, cgroup)
+
+    def tree(self, pid: int) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def tree_rss(self, pid: int) -> int:
+        total = 0
+        for proc in self.tree(pid):
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    def kill_tree(self, child: Child) -> None:
+        """SIGKILL the run's every process: cgroup, process group, and each descendant."""
+        victims = self.tree(child.pid)
+        if child.cgroup is not None:
+            from corral.sandbox import linux
+
+            linux.kill_cgroup(child.cgroup)
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for proc in victims:
+            try:
+                proc.kill()
+            except psutil.Error:
+                continue
+        for pid in list(child.known):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def forget(self, child: Child) -> None:
+        self.live.discard(child.pid)
+
+    def reap_orphans(self) -> list[int]:
+        """Kill and reap processes that escaped a finished run and reparented to us.
+
+        The daemon's only legitimate children are live agent processes; anything else
+        under it is a double-forked descendant whose run is over.
+        """
+        reaped = []
+        try:
+            children = psutil.Process().children()
+        except psutil.Error:
+            return reaped
+        for proc in children:
+            if proc.pid in self.live:
+                continue
+            try:
+                if proc.ppid() != os.getpid():
+                    continue
+                proc.kill()
+                os.waitpid(proc.pid, 0)
+                reaped.append(proc.pid)
+            except (psutil.Error, ChildProcessError):
+                continue
+        return reaped

@@ -1,0 +1,243 @@
+"""The agent's side of the wire: the ``ctx`` an agent function receives.
+
+Every effect goes through the daemon first. A tool call is sent as a ``step``; the
+daemon answers from the journal (a resumed run), refuses it, or says ``exec`` once
+the start is durable. The tool then runs here, inside the sandbox, and its outcome is
+sent back as ``done``. ``done`` gets no reply of its own: the daemon makes it durable
+in the same commit as the next step, so one durable step costs one round trip.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from corral.errors import ProtocolError, ToolCallError
+from corral.sandbox.policy import Policy
+from corral.tools import ToolSpec
+from corral.wire import VERSION, BlockingChannel
+
+
+class RunAborted(BaseException):
+    """The daemon ended the run; not an Exception, so agent code cannot swallow it."""
+
+
+def _plain(value: Any, what: str) -> Any:
+    """Refuse values the journal cannot hold, with a message that says which."""
+    try:
+        msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"{what} cannot be journaled ({exc}); use str, int, float, bool, None, lists and dicts") from None
+    return value
+
+
+def _error(exc: BaseException) -> dict[str, Any]:
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        message = "out of memory: the run reached its address-space limit (limits.address_space_mb)"
+    return {
+        "type": type(exc).__name__,
+        "message": message[:4000],
+        "traceback": "".join(traceback.format_exception(exc))[-8000:],
+    }
+
+
+class _Session:
+    """Sequencing of requests for one run; shared by ctx, ctx.state and ctx.log."""
+
+    def __init__(self, channel: BlockingChannel, tools: dict[str, ToolSpec]) -> None:
+        self.channel = channel
+        self.tools = tools
+        self.seq = 0
+
+    def step(self, kind: str, name: str, args: dict[str, Any]) -> Any:
+        self.seq += 1
+        seq = self.seq
+        self.channel.send({"t": "step", "seq": seq, "kind": kind, "name": name, "args": args})
+        while True:
+            reply = self.channel.recv()
+            kind_ = reply["t"]
+            if kind_ == "abort":
+                raise RunAborted(reply["reason"])
+            if reply.get("seq") != seq:
+                raise ProtocolError(f"daemon answered step {reply.get('seq')} while {seq} was asked")
+            if kind_ == "result":
+                if reply["ok"]:
+                    return reply.get("value")
+                error = reply.get("error") or {}
+                raise ToolCallError(error.get("message", "tool call failed"), kind=error.get("kind", "failed"))
+            if kind_ == "exec":
+                return self._execute(seq, name, args, reply["key"])
+            if kind_ == "reconcile":
+                self._reconcile(seq, name, args, reply["key"])
+                continue
+            raise ProtocolError(f"unexpected {kind_!r} while waiting for step {seq}")
+
+    def _execute(self, seq: int, name: str, args: dict[str, Any], key: str) -> Any:
+        spec = self.tools[name]
+        call_args = dict(args)
+        if spec.takes_idempotency_key:
+            call_args["idempotency_key"] = key
+        try:
+            value = _plain(spec.func(**call_args), f"the result of tool {name!r}")
+        except Exception as exc:
+            error = _error(exc)
+            error["kind"] = exc.kind if isinstance(exc, ToolCallError) else "failed"
+            self.channel.send({"t": "done", "seq": seq, "ok": False, "error": error})
+            raise ToolCallError(f"tool {name!r} failed: {error['message']}", kind=error["kind"]) from exc
+        self.channel.send({"t": "done", "seq": seq, "ok": True, "value": value})
+        return value
+
+    def _reconcile(self, seq: int, name: str, args: dict[str, Any], key: str) -> None:
+        spec = self.tools[name]
+        outcome, value = "unknown", None
+        if spec.reconcile is not None:
+            try:
+                verdict = spec.reconcile(key, **args)
+            except Exception:
+                verdict = None
+            if verdict is not None:
+                outcome = "happened" if verdict.took_effect else "not_happened"
+                value = _plain(verdict.result, f"the reconciled result of {name!r}") if verdict.took_effect else None
+        self.channel.send({"t": "reconciled", "seq": seq, "outcome": outcome, "value": value})
+
+
+class State(MutableMapping[str, Any]):
+    """``ctx.state``: the agent's memory across runs; every change is journaled."""
+
+    def __init__(self, session: _Session, initial: dict[str, Any]) -> None:
+        self._session = session
+        self._data = dict(initial)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if not isinstance(key, str):
+            raise TypeError(f"ctx.state keys are strings, not {type(key).__name__}")
+        _plain(value, f"ctx.state[{key!r}]")
+        self._session.step("state", "set", {"key": key, "value": value})
+        self._data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self._data:
+            raise KeyError(key)
+        self._session.step("state", "delete", {"key": key})
+        del self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"State({self._data!r})"
+
+
+class RunLog:
+    """``ctx.log``: structured events written to the agent's log by the daemon."""
+
+    def __init__(self, channel: BlockingChannel, bound: dict[str, Any] | None = None) -> None:
+        self._channel = channel
+        self._bound = bound or {}
+
+    def bind(self, **fields: Any) -> RunLog:
+        return RunLog(self._channel, {**self._bound, **fields})
+
+    def _send(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        merged = {**self._bound, **fields}
+        safe = {str(k): v if _packable(v) else repr(v) for k, v in merged.items()}
+        self._channel.send({"t": "log", "level": level, "event": str(event), "fields": safe})
+
+    def debug(self, event: str, **fields: Any) -> None:
+        self._send("debug", event, fields)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._send("info", event, fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._send("warning", event, fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._send("error", event, fields)
+
+
+def _packable(value: Any) -> bool:
+    try:
+        msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+class Context:
+    """What an agent function receives. The only way its effects become durable."""
+
+    def __init__(self, session: _Session, run: dict[str, Any], channel: BlockingChannel) -> None:
+        self._session = session
+        self.run_id: str = run["run_id"]
+        self.agent: str = run["agent"]
+        self.attempt: int = run["attempt"]
+        self.trace_id: str = run["trace_id"]
+        self.input: Any = run.get("input")
+        self.workdir = Path.cwd()
+        self.state = State(session, run.get("state") or {})
+        self.log = RunLog(channel, {})
+
+    @property
+    def tools(self) -> list[str]:
+        """Names of the tools this agent was granted."""
+        return sorted(self._session.tools)
+
+    def tool(self, name: str, /, **args: Any) -> Any:
+        """Call a granted tool through the journal; raises ToolCallError on refusal or failure."""
+        _plain(args, f"the arguments of tool {name!r}")
+        return self._session.step("tool", name, args)
+
+
+def _load_entry(code: str, entry: str) -> Any:
+    sys.path.insert(0, code)
+    module_name, func_name = entry.split(":", 1)
+    module = importlib.import_module(module_name)
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise AttributeError(f"entry {entry!r}: module {module_name!r} has no function {func_name!r}")
+    return func
+
+
+def _granted_tools(run: dict[str, Any]) -> dict[str, ToolSpec]:
+    from corral.pluginmanager import load_plugins
+
+    plugins = load_plugins(run.get("plugins", ()), Path(run["plugin_dir"]) if run.get("plugin_dir") else None)
+    return {name: plugins.tools[name] for name in run.get("tools", ()) if name in plugins.tools}
+
+
+def serve(policy: Policy, applied: list[str]) -> None:
+    """Speak the protocol for one run, call the agent, report how it ended, exit."""
+    channel = BlockingChannel(policy.wire_in, policy.wire_out, max_bytes=policy.max_frame)
+    channel.send({"t": "hello", "v": VERSION, "pid": os.getpid(), "applied": applied})
+    welcome = channel.recv()
+    if welcome["t"] != "welcome" or welcome["v"] != VERSION:
+        raise SystemExit(f"corral: expected welcome v{VERSION}, got {welcome['t']} v{welcome.get('v')}")
+    run = welcome["run"]
+    try:
+        session = _Session(channel, _granted_tools(run))
+        func = _load_entry(run["code"], run["entry"])
+        value = _plain(func(Context(session, run, channel)), "the agent's return value")
+    except RunAborted:
+        os._exit(0)
+    except BaseException as exc:
+        channel.send({"t": "finish", "ok": False, "error": _error(exc)})
+    else:
+        channel.send({"t": "finish", "ok": True, "value": value})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
