@@ -23,7 +23,7 @@ from corral.config import AgentConfig, CorralConfig
 from corral.logs import LogFiles
 from corral.pluginmanager import Plugins
 from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
-from corral.sandbox.processes import ProcessControl
+from corral.sandbox.processes import Child, ProcessControl
 from corral.states import FINISHED, RunState, check_transition
 from corral.store import Records, Store, Writer, new_run_id
 from corral.tools import ToolSpec
@@ -62,7 +62,7 @@ class Engine:
         self.draining = False
         self._validators: dict[str, jsonschema.protocols.Validator] = {}
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-hooks")
-        self.running: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self.children: dict[str, Child] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -84,6 +84,11 @@ class Engine:
             "state": run.pop("_snapshot", {}), "tools": list(agent.tools),
             "plugins": list(self.config.plugins), "plugin_dir": str(self.config.home / "plugins"),
         }
+
+    def kill_all(self) -> None:
+        """Kill every live agent process tree now (shutdown past its grace)."""
+        for child in list(self.children.values()):
+            self.processes.kill_tree(child)
 
     def close(self) -> None:
         self._hooks.shutdown(wait=True)
@@ -195,7 +200,11 @@ class Engine:
             return Outcome(RunState.INTERRUPTED, failure("spawn", f"could not start the agent's process: {exc}"), retry=True)
         log.info("run started", attempt=run["attempt"], pid=child.pid, trigger=run.get("trigger"))
         self.notify("corral_run_started", run={k: v for k, v in run.items() if not k.startswith("_")})
-        return await Attempt(self, run, agent, log).execute(child)
+        self.children[run["id"]] = child
+        try:
+            return await Attempt(self, run, agent, log).execute(child)
+        finally:
+            del self.children[run["id"]]
 
     # ------------------------------------------------------------------ start-up
 

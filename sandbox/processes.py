@@ -39,6 +39,7 @@ class ProcessControl:
     def __init__(self) -> None:
         self.is_linux = sys.platform.startswith("linux")
         self._cgroup_parent: Path | None = None
+        self._reaping = False
         self.live: set[int] = set()
 
     def prepare(self) -> list[str]:
@@ -49,6 +50,7 @@ class ProcessControl:
         from corral.sandbox import linux
 
         if linux.become_subreaper():
+            self._reaping = True
             applied.append("subreaper")
         root = linux.cgroup2_root()
         if root is not None:
@@ -139,6 +141,14 @@ class ProcessControl:
             except (ProcessLookupError, PermissionError):
                 pass
 
+    def close(self) -> None:
+        """Remove this daemon's cgroup folder once no run is left in it."""
+        if self._cgroup_parent is not None:
+            try:
+                self._cgroup_parent.rmdir()
+            except OSError:
+                pass
+
     def forget(self, child: Child) -> None:
         self.live.discard(child.pid)
 
@@ -148,7 +158,9 @@ class ProcessControl:
         The daemon's only legitimate children are live agent processes; anything else
         under it is a double-forked descendant whose run is over.
         """
-        reaped = []
+        reaped: list[int] = []
+        if not self._reaping:
+            return reaped
         try:
             children = psutil.Process().children()
         except psutil.Error:

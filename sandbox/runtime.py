@@ -240,4 +240,18 @@ def serve(policy: Policy, applied: list[str]) -> None:
         channel.send({"t": "finish", "ok": True, "value": value})
     sys.stdout.flush()
     sys.stderr.flush()
+    _wait_for_close(policy.wire_in)
     os._exit(0)
+
+
+def _wait_for_close(fd: int) -> None:
+    """Stay alive until the daemon has seen the finish and swept our descendants.
+
+    While we live, orphans of the agent reparent to us (a subreaper) and stay in
+    reach of the daemon's tree kill; exiting first would let them slip away.
+    """
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:
+        pass

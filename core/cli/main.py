@@ -1,0 +1,315 @@
+"""``corral``: argument parsing and one function per command.
+
+Exit codes: 0 success; 1 the run failed or ``check`` found problems; 2 usage error;
+3 invalid config; 4 daemon or store unavailable (locked, not answering, no store);
+5 no such run or agent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from corral import __version__, control
+from corral.config import CorralConfig, find_config, load_config
+from corral.errors import ConfigError, ControlError, CorralError, StoreError, StoreLockedError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4, 5
+
+
+class Exit(Exception):
+    """Leave with a message on stderr and an exit code."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def _config(args: argparse.Namespace) -> CorralConfig:
+    try:
+        return load_config(find_config(args.config))
+    except ConfigError as exc:
+        raise Exit(EXIT_CONFIG, f"corral: invalid config:\n{exc}") from None
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+# --------------------------------------------------------------------------- up / run
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from corral.host import host
+
+    config = _config(args)
+    with host(config, echo=sys.stderr) as engine:
+        from corral.daemon import Daemon
+
+        return asyncio.run(Daemon(engine).serve())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.agent not in config.agents:
+        known = ", ".join(sorted(config.agents)) or "none"
+        raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {args.agent!r} in {config.path}; agents: {known}")
+    request: dict[str, Any] = {"op": "run", "agent": args.agent, "wait": args.wait}
+    if args.input is not None:
+        try:
+            request["input"] = json.loads(args.input)
+        except json.JSONDecodeError as exc:
+            raise Exit(EXIT_USAGE, f"corral: --input is not valid JSON ({exc}); quote it, e.g. --input '{{\"k\": 1}}'") from None
+    try:
+        replies = list(control.request(config.socket_path, request, timeout=None if args.wait else 10))
+    except ControlError as exc:
+        from corral.store import StoreLock
+
+        holder = StoreLock(config.home).holder()
+        if holder is not None:
+            raise Exit(EXIT_UNAVAILABLE, f"corral: the daemon (pid {holder}) holds {config.home} but: {exc}") from None
+        return _run_foreground(config, request)
+    final = replies[-1]["run"]
+    return _report_run(final, args, waited=args.wait)
+
+
+def _run_foreground(config: CorralConfig, request: dict[str, Any]) -> int:
+    """No daemon: run this one run here, through the same engine, then exit."""
+    from corral.host import host
+
+    agent = config.agents[request["agent"]]
+    with host(config, echo=None) as engine:
+        engine.processes.prepare()
+
+        async def go() -> dict[str, Any]:
+            run = await engine.create_run(agent.name, request.get("input", agent.input), trigger="cli")
+            print(f"run {run['id']} started in the foreground (no daemon running)", file=sys.stderr)
+            return await engine.execute(run["id"])
+
+        final = asyncio.run(go())
+    return _report_run(final, argparse.Namespace(json=request.get("json", False)), waited=True)
+
+
+def _report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -> int:
+    if getattr(args, "json", False):
+        _print_json(run)
+    elif not waited:
+        print(f"run {run['id']} queued for {run['agent']}")
+    else:
+        print(f"run {run['id']} {run['state']}")
+        if run["state"] == "succeeded":
+            print(json.dumps(run.get("result"), default=str, ensure_ascii=False))
+        elif run.get("error"):
+            print(f"error: {run['error'].get('message')}", file=sys.stderr)
+    if not waited:
+        return EXIT_OK
+    return EXIT_OK if run["state"] == "succeeded" else EXIT_FAILED
+
+
+# --------------------------------------------------------------------------- read-only views
+
+
+def _reader(config: CorralConfig) -> Any:
+    from corral.store import Records, Store
+
+    try:
+        store = Store.open(config.home / "store", readonly=True)
+    except StoreError as exc:
+        raise Exit(EXIT_UNAVAILABLE, f"corral: {exc}") from None
+    return store, Records(store.dbs)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from corral.cli import views
+    from corral.store import StoreLock
+
+    config = _config(args)
+    holder = StoreLock(config.home).holder()
+    store, records = _reader(config)
+    with store.read() as txn:
+        agents = {name: (records.list_runs(txn, name, limit=1) or [None])[0] for name in config.agents}
+        active = records.active_runs(txn)
+    status = {
+        "daemon": {"running": holder is not None, "pid": holder},
+        "home": str(config.home),
+        "store": store.size(),
+        "agents": {name: {"last_run": last, "every": config.agents[name].every} for name, last in agents.items()},
+        "active_runs": active,
+    }
+    store.close()
+    if args.json:
+        _print_json(status)
+        return EXIT_OK
+    print(f"daemon   {'running (pid %s)' % holder if holder else 'not running'}")
+    print(f"home     {config.home}")
+    size = status["store"]
+    print(f"store    {views.size(size['file_bytes'])} on disk, {views.size(size['used_bytes'])} used")
+    rows = []
+    for name, last in agents.items():
+        rows.append([name, f"every {config.agents[name].every:g}s" if config.agents[name].every else "manual",
+                     last["state"] if last else "-", views.when(last.get("created")) if last else "-",
+                     last["id"] if last else "-"])
+    print()
+    print(views.table(rows, ["AGENT", "TRIGGER", "LAST", "WHEN", "RUN"]) if rows else "no agents configured")
+    if active:
+        print()
+        print("unfinished runs:")
+        print(views.runs_table(active))
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from corral.cli import views
+
+    config = _config(args)
+    store, records = _reader(config)
+    with store.read() as txn:
+        runs = records.list_runs(txn, args.agent, limit=args.limit)
+    store.close()
+    if args.json:
+        _print_json(runs)
+    else:
+        print(views.runs_table(runs))
+    return EXIT_OK
+
+
+def _find_run(records: Any, txn: Any, ident: str) -> dict[str, Any]:
+    run = records.get_run(txn, ident)
+    if run is not None:
+        return run
+    matches = [r for r in records.list_runs(txn, None, limit=100000) if r["id"].startswith(ident) or r["id"].endswith(ident)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise Exit(EXIT_NOT_FOUND, f"corral: {ident!r} matches {len(matches)} runs; give more of the id")
+    raise Exit(EXIT_NOT_FOUND, f"corral: no run {ident!r}; `corral runs` lists them")
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from corral.cli import views
+
+    config = _config(args)
+    store, records = _reader(config)
+    try:
+        with store.read() as txn:
+            run = _find_run(records, txn, args.run)
+            steps = list(records.steps(txn, run["id"]))
+    finally:
+        store.close()
+    if args.json:
+        _print_json({"run": run, "steps": steps})
+    else:
+        print(views.trace_text(run, steps))
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from corral import logview
+    from corral.logs import log_path
+
+    config = _config(args)
+    if args.agent is not None and args.agent not in config.agents:
+        raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {args.agent!r}; agents: {', '.join(sorted(config.agents))}")
+    path = log_path(config.log_dir, args.agent)
+    try:
+        wanted = logview.Filter(run=args.run, min_level=args.level, event=args.event)
+    except ValueError as exc:
+        raise Exit(EXIT_USAGE, f"corral: {exc}") from None
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+    def show(event: dict[str, Any]) -> None:
+        if wanted.matches(event):
+            print(json.dumps(event, ensure_ascii=False) if args.json else logview.render(event, color=color), flush=True)
+
+    for event in logview.read_events(path, last=args.lines):
+        show(event)
+    if args.follow:
+        try:
+            for event in logview.follow(path):
+                show(event)
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from corral.checks import check_config
+
+    config = _config(args)
+    problems = check_config(config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return EXIT_FAILED
+    print(f"{config.path}: ok ({len(config.agents)} agents)")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="corral", description="A supervisor for always-on AI agents.")
+    p.add_argument("--version", action="version", version=f"corral {__version__}")
+    p.add_argument("--config", "-c", help="config file (default: $CORRAL_CONFIG, else $CORRAL_HOME/corral.toml)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("up", help="run the daemon in the foreground").set_defaults(func=cmd_up)
+
+    run = sub.add_parser("run", help="start a run of an agent now")
+    run.add_argument("agent")
+    run.add_argument("--input", help="JSON payload, available to the agent as ctx.input")
+    run.add_argument("--wait", action="store_true", help="wait for the run to end; exit 1 if it failed")
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", help="daemon, agents, unfinished runs, store size")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    runs = sub.add_parser("runs", help="recent runs, newest first")
+    runs.add_argument("agent", nargs="?")
+    runs.add_argument("--limit", "-n", type=int, default=20)
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(func=cmd_runs)
+
+    trace = sub.add_parser("trace", help="a run's journal, step by step")
+    trace.add_argument("run", help="run id (or a unique prefix or suffix of it)")
+    trace.add_argument("--json", action="store_true")
+    trace.set_defaults(func=cmd_trace)
+
+    logs = sub.add_parser("logs", help="an agent's log (the daemon's without AGENT)")
+    logs.add_argument("agent", nargs="?")
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.add_argument("-n", "--lines", type=int, default=50)
+    logs.add_argument("--run", help="only this run (id prefix or suffix)")
+    logs.add_argument("--level", help="minimum level: debug, info, warning, error")
+    logs.add_argument("--event", help="event name or glob")
+    logs.add_argument("--json", action="store_true", help="raw JSON lines")
+    logs.set_defaults(func=cmd_logs)
+
+    sub.add_parser("check", help="validate the config and plugins").set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except Exit as exc:
+        if str(exc):
+            print(exc, file=sys.stderr)
+        code = exc.code
+    except StoreLockedError as exc:
+        print(f"corral: {exc}", file=sys.stderr)
+        code = EXIT_UNAVAILABLE
+    except CorralError as exc:
+        print(f"corral: {exc}", file=sys.stderr)
+        code = EXIT_UNAVAILABLE
+    sys.exit(code)

@@ -1,0 +1,84 @@
+"""Turning store records into what ``status``, ``runs`` and ``trace`` print."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+
+def when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def took(start: float | None, end: float | None) -> str:
+    if not start or not end:
+        return "-"
+    seconds = end - start
+    return f"{seconds * 1000:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
+
+
+def short(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, default=str, ensure_ascii=False) if not isinstance(value, str) else value
+    text = text.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n}"
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    if not runs:
+        return "no runs yet"
+    rows = [[r["id"], r["agent"], r["state"], r.get("trigger", "-"), str(r.get("attempt", 0)),
+             when(r.get("created")), took(r.get("started"), r.get("ended")),
+             short((r.get("error") or {}).get("message") or r.get("hold_reason") or "", 50)] for r in runs]
+    return table(rows, ["RUN", "AGENT", "STATE", "TRIGGER", "ATT", "CREATED", "TOOK", "NOTE"])
+
+
+def trace_text(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
+    lines = [
+        f"run {run['id']}  agent {run['agent']}  state {run['state']}  trace {run.get('trace_id', '-')}",
+        f"  trigger {run.get('trigger', '-')}  attempts {run.get('attempt', 0)}  created {when(run.get('created'))}"
+        f"  took {took(run.get('started'), run.get('ended'))}",
+    ]
+    if run.get("applied"):
+        lines.append(f"  protections {', '.join(run['applied'])}")
+    if run.get("code_changed"):
+        lines.append(f"  resumed under changed code {run['code_changed']}")
+    if run.get("input") is not None:
+        lines.append(f"  input  {short(run['input'], 100)}")
+    rows = []
+    for s in steps:
+        if s.get("status") == "done":
+            outcome = short(s.get("value"), 50) if s.get("ok") else "ERROR " + short((s.get("error") or {}).get("message", ""), 44)
+        else:
+            outcome = s.get("status", "?").upper()
+        replayed = "yes" if s.get("attempt", 0) < run.get("attempt", 0) and s.get("status") == "done" else ""
+        rows.append([str(s["seq"]), s["kind"], s["name"], short(s.get("args"), 40), outcome,
+                     took(s.get("started"), s.get("ended")), str(s.get("attempt", "")), str(s.get("executions", "")),
+                     replayed])
+    lines.append("")
+    lines.append(table(rows, ["SEQ", "KIND", "NAME", "ARGS", "RESULT", "TOOK", "ATT", "EXEC", "REPLAYED"])
+                 if rows else "no steps")
+    lines.append("")
+    if run["state"] == "succeeded":
+        lines.append(f"result {short(run.get('result'), 200)}")
+    elif run.get("error"):
+        lines.append(f"error ({run['error'].get('kind', '?')}): {run['error'].get('message')}")
+    return "\n".join(lines)
