@@ -1,0 +1,280 @@
+"""Where corral's structured logs go: JSON lines, one rotated file per agent plus the daemon's.
+
+Each file has its own stdlib ``RotatingFileHandler`` (its lock makes writes and rotation
+thread-safe) behind a structlog filtering bound logger. Nothing is configured process-wide
+(no ``structlog.configure()``, no registered stdlib loggers), so several :class:`LogFiles`
+can live in one process and a library calling ``logging.config.dictConfig`` cannot silence
+them. :mod:`corral.logview` reads the files back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+import structlog
+from corral.logview import render
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+DAEMON_LOG = "corral.log"
+"""File name of the daemon's own log; no agent may be called ``corral``."""
+
+MAX_FIELD_CHARS = 16 * 1024
+"""Longest string value written; longer ones are cut and end with a truncation marker."""
+
+_MAX_DEPTH = 8  # nested containers deeper than this are written as their repr
+_MAX_INT_BITS = 14_000  # Python refuses to print ints of more than 4300 digits
+_FIRST_KEYS = ("timestamp", "level", "event")  # so a raw file reads well with less/grep
+_FORBIDDEN_IN_NAMES = ("/", "\\", "\0")
+
+# Every level reaches the file; filtering is for readers (corral.logview.Filter).
+_Wrapper = structlog.make_filtering_bound_logger(logging.DEBUG)
+
+
+def log_path(directory: Path, agent: str | None) -> Path:
+    """The current log file of ``agent`` (``None``: the daemon) under ``directory``.
+
+    Raises ValueError for a name that would escape ``directory`` or collide with the
+    daemon's log; agent names are validated at config load, this is the last guard.
+    """
+    if agent is None:
+        return directory / DAEMON_LOG
+    if (
+        not agent
+        or agent in (".", "..")
+        or any(bad in agent for bad in _FORBIDDEN_IN_NAMES)
+        or f"{agent}.log" == DAEMON_LOG
+    ):
+        raise ValueError(f"{agent!r} cannot be used as a log file name")
+    return directory / f"{agent}.log"
+
+
+@dataclass
+class _Sink:
+    """One file: its handler and the stdlib logger that owns it."""
+
+    stdlib: logging.Logger
+    handler: RotatingFileHandler | None
+    processors: list[Processor]
+
+
+class LogFiles:
+    """The log directory of one daemon: ``<agent>.log`` per agent and ``corral.log``.
+
+    A file rotates once it would reach ``max_bytes``, keeping ``backups`` old files
+    (``<name>.log.1`` is the newest); as in the stdlib, 0 for either disables rotation.
+    Lines are JSON objects with ``timestamp`` (UTC ISO 8601, milliseconds), ``level``,
+    ``event``, the bound values and, when logged with ``exc_info``, an ``exception``
+    string. Values that JSON cannot hold are written as their ``repr``; strings are cut
+    at :data:`MAX_FIELD_CHARS`.
+
+    ``processors`` run on every event after the timestamp, level and ``exception`` string
+    are added and before anything is written, including the ``echo`` copy; this is where
+    secret redaction goes. They are called on the logging thread and must not raise.
+
+    ``echo`` receives the daemon log's events (not the agents') as readable lines, for
+    stderr under supervisord. Use one ``LogFiles`` per directory: two writers on one file
+    would rotate it under each other. After :meth:`close`, events are dropped.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int = 10 * 2**20,
+        backups: int = 5,
+        echo: TextIO | None = None,
+        processors: Sequence[Processor] = (),
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._max_bytes = max_bytes
+        self._backups = backups
+        self._echo = echo
+        self._extra = tuple(processors)
+        self._lock = threading.Lock()
+        self._sinks: dict[str | None, _Sink] = {}
+        self._closed = False
+        self._name = f"corral.logs.{uuid.uuid4().hex[:12]}"
+
+    def logger(self, agent: str | None = None, **bind: Any) -> FilteringBoundLogger:
+        """A logger writing to ``agent``'s file (``None``: the daemon's), with ``bind`` bound.
+
+        For an agent, ``agent`` is bound too. Callers bind ``run_id``, ``trace_id`` and
+        ``seq`` as they learn them, here or with ``.bind()``.
+        """
+        sink = self._sink(agent)
+        if agent is not None:
+            bind = {"agent": agent, **bind}
+        proxy = structlog.wrap_logger(
+            sink.stdlib,
+            processors=sink.processors,
+            wrapper_class=_Wrapper,
+            context_class=dict,
+            cache_logger_on_first_use=False,
+            **bind,
+        )
+        bound: FilteringBoundLogger = proxy.bind()
+        return bound
+
+    def close(self) -> None:
+        """Flush and close every file; later events, from any logger, are dropped."""
+        with self._lock:
+            self._closed = True
+            sinks = list(self._sinks.values())
+        for sink in sinks:
+            sink.stdlib.disabled = True
+            if sink.handler is not None:
+                sink.stdlib.removeHandler(sink.handler)
+                sink.handler.close()
+
+    def __enter__(self) -> LogFiles:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _sink(self, agent: str | None) -> _Sink:
+        path = log_path(self.directory, agent)
+        with self._lock:
+            sink = self._sinks.get(agent)
+            if sink is not None:
+                return sink
+            # Built directly rather than with logging.getLogger: an unregistered logger
+            # has no parent to propagate to, is not kept alive by the logging module, and
+            # is out of reach of dictConfig(disable_existing_loggers=True).
+            stdlib = logging.Logger(f"{self._name}.{agent or '-'}", logging.DEBUG)
+            stdlib.propagate = False
+            if self._closed:
+                stdlib.disabled = True
+                return _Sink(stdlib, None, self._processors(agent))
+            handler = RotatingFileHandler(
+                path,
+                maxBytes=self._max_bytes,
+                backupCount=self._backups,
+                encoding="utf-8",
+                delay=True,
+            )
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            stdlib.addHandler(handler)
+            sink = _Sink(stdlib, handler, self._processors(agent))
+            self._sinks[agent] = sink
+            return sink
+
+    def _processors(self, agent: str | None) -> list[Processor]:
+        chain: list[Processor] = [
+            self._drop_if_closed,
+            structlog.processors.add_log_level,
+            _add_timestamp,
+            structlog.processors.format_exc_info,
+            *self._extra,
+            _json_ready,
+        ]
+        if agent is None and self._echo is not None:
+            chain.append(_Echo(self._echo))
+        chain.append(_SafeJSONRenderer())
+        return chain
+
+    def _drop_if_closed(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+        if self._closed:
+            raise structlog.DropEvent
+        return event_dict
+
+
+def _add_timestamp(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    # structlog's TimeStamper offers ISO with microseconds or strftime; neither gives ms.
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    event_dict["timestamp"] = now.replace("+00:00", "Z")
+    return event_dict
+
+
+def _json_ready(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    """Reduce every value to what JSON holds, cut long strings, put the key fields first."""
+    ready = {key: _ready(event_dict[key], 0) for key in _FIRST_KEYS if key in event_dict}
+    ready.update(
+        (str(key), _ready(value, 0)) for key, value in event_dict.items() if key not in ready
+    )
+    return ready
+
+
+def _ready(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return _cut(value)
+    if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+        return f"<int of {value.bit_length()} bits>"
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if depth < _MAX_DEPTH:
+        if isinstance(value, dict):
+            return {
+                key if isinstance(key, str) else _safe_repr(key): _ready(item, depth + 1)
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [_ready(item, depth + 1) for item in value]
+    return _safe_repr(value)
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_FIELD_CHARS:
+        return text
+    return f"{text[:MAX_FIELD_CHARS]}...[truncated {len(text) - MAX_FIELD_CHARS} chars]"
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return _cut(repr(value))
+    except Exception:  # a broken __repr__, or an int too long to print
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+class _SafeJSONRenderer:
+    """JSONRenderer that falls back to repr for anything the encoder still refuses."""
+
+    def __init__(self) -> None:
+        self._render = structlog.processors.JSONRenderer(default=_safe_repr)
+
+    def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> str:
+        try:
+            return str(self._render(logger, name, event_dict))
+        except (TypeError, ValueError, RecursionError):
+            flat = {
+                key: value if isinstance(value, str) else _safe_repr(value)
+                for key, value in event_dict.items()
+            }
+            return str(self._render(logger, name, flat))
+
+
+class _Echo:
+    """Copy each event to a text stream in corral.logview's human form."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        try:
+            self._color = stream.isatty()
+        except (AttributeError, ValueError, OSError):
+            self._color = False
+
+    def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+        try:
+            line = render(event_dict, color=self._color) + "\n"
+            with self._lock:
+                self._stream.write(line)
+                self._stream.flush()
+        except Exception:  # noqa: BLE001 - a broken stderr must not stop the file log
+            pass
+        return event_dict

@@ -1,0 +1,336 @@
+"""Reading corral's JSON-lines logs back, for ``corral logs [-f] AGENT``.
+
+The files are written by :mod:`corral.logs`; this module only reads them, so it works on a
+copied log directory with no daemon running. A log is never trusted to be well formed:
+a bad line becomes an ``unreadable log line`` event instead of an exception, and every
+string reaching the terminal has its control characters escaped so a log line cannot
+drive the operator's terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import types
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, BinaryIO
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+"""Log levels from least to most severe."""
+
+UNREADABLE = "unreadable log line"
+"""The ``event`` of the marker yielded in place of a line that is not a JSON object."""
+
+_RANK = types.MappingProxyType({name: rank for rank, name in enumerate(LEVELS)})
+_ALIASES = types.MappingProxyType({"warn": "warning", "fatal": "critical", "exception": "error"})
+_SHOWN = frozenset({"timestamp", "level", "agent", "run_id", "event", "exception"})
+_RAW_KEPT = 500  # how much of an unreadable line the marker keeps
+
+# C0 and C1 controls (ESC, CSI...) are shown escaped, never sent to the terminal.
+_CONTROLS = types.MappingProxyType(
+    {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+)
+_RESET = "\x1b[0m"
+_DIM = "\x1b[2m"
+_BOLD = "\x1b[1m"
+_LEVEL_COLORS = types.MappingProxyType(
+    {
+        "debug": "\x1b[2m",
+        "info": "\x1b[32m",
+        "warning": "\x1b[33m",
+        "error": "\x1b[31m",
+        "critical": "\x1b[1;31m",
+    }
+)
+_AGENT_COLOR = "\x1b[34m"
+_RUN_COLOR = "\x1b[35m"
+_KEY_COLOR = "\x1b[36m"
+
+
+def log_files(path: Path) -> list[Path]:
+    """The current file and its rotated backups, oldest first: ``path.N`` … ``path.1``, ``path``.
+
+    Backups are found by listing the directory, so a gap left by a crash mid-rotation does
+    not hide the older ones.
+    """
+    pattern = re.compile(re.escape(path.name) + r"\.(\d+)")
+    try:
+        names = os.listdir(path.parent)
+    except FileNotFoundError:
+        names = []
+    backups = sorted(
+        ((int(m[1]), path.parent / name) for name in names if (m := pattern.fullmatch(name))),
+        reverse=True,
+    )
+    return [backup for _, backup in backups] + [path]
+
+
+def read_events(path: Path, *, last: int | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the events of ``path`` and its rotated backups, oldest first.
+
+    With ``last``, only the final ``last`` events. A line that is not a JSON object is
+    yielded as an :data:`UNREADABLE` marker naming file and line number; an unterminated
+    final line of the current file is skipped, since the daemon may be mid-write. Reading
+    races with rotation, so an event may be missed or seen twice while the daemon rotates.
+    """
+    if last is not None and last < 0:
+        raise ValueError(f"last must be >= 0, not {last}")
+    files = log_files(path)
+    if last is None:
+        for file in files:
+            yield from _read_file(file, current=file == path)
+        return
+    chunks: list[list[dict[str, Any]]] = []
+    wanted = last
+    for file in reversed(files):
+        if wanted == 0:
+            break
+        tail = deque(_read_file(file, current=file == path), maxlen=wanted)
+        chunks.append(list(tail))
+        wanted -= len(tail)
+    for chunk in reversed(chunks):
+        yield from chunk
+
+
+def follow(
+    path: Path, *, poll: float = 0.2, stop: Callable[[], bool] = lambda: False
+) -> Iterator[dict[str, Any]]:
+    """Yield events appended to ``path`` from now on, like ``tail -F``; return once stop() is true.
+
+    If the file exists it is followed from its current end; a file that appears later, or
+    replaces it on rotation (new inode), is read from its start after the rest of the old one
+    is drained. Truncation (the file shrinks below the read position) restarts at offset 0.
+    ``stop`` is checked every ``poll`` seconds, also while nothing is written. As with
+    ``tail -F``, if the file rotates twice within one poll the middle file is missed.
+    """
+    handle: BinaryIO | None = None
+    identity: tuple[int, int] | None = None
+    pending = b""
+    skip_partial = False
+    first_look = True
+    try:
+        while True:
+            if handle is None:
+                try:
+                    handle = open(path, "rb")  # noqa: SIM115 - held open across polls
+                except FileNotFoundError:
+                    pass
+                else:
+                    stat = os.fstat(handle.fileno())
+                    identity = (stat.st_dev, stat.st_ino)
+                    pending = b""
+                    skip_partial = False
+                    if first_look and stat.st_size:
+                        skip_partial = _ends_mid_line(handle, stat.st_size)
+                        handle.seek(stat.st_size)
+            first_look = False
+            if handle is not None:
+                pending, skip_partial, events = _drain(handle, path, pending, skip_partial)
+                yield from events
+                latest: os.stat_result | None
+                try:
+                    latest = os.stat(path)
+                except FileNotFoundError:
+                    latest = None
+                if latest is None or (latest.st_dev, latest.st_ino) != identity:
+                    # Rotated or removed: whatever was written before the rename is still
+                    # readable through our handle, so finish it before switching.
+                    pending, skip_partial, events = _drain(handle, path, pending, skip_partial)
+                    yield from events
+                    if pending.strip():
+                        yield _parse(pending, path, 0)
+                    handle.close()
+                    handle = None
+                    if latest is not None:
+                        continue
+                elif latest.st_size < handle.tell():
+                    handle.seek(0)
+                    pending = b""
+                    skip_partial = False
+            if stop():
+                return
+            time.sleep(poll)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _ends_mid_line(handle: BinaryIO, size: int) -> bool:
+    handle.seek(size - 1)
+    return handle.read(1) != b"\n"
+
+
+def _drain(
+    handle: BinaryIO, path: Path, pending: bytes, skip_partial: bool
+) -> tuple[bytes, bool, list[dict[str, Any]]]:
+    """Read what is new; return the unterminated rest, the skip flag and the complete events."""
+    data = handle.read()
+    if not data:
+        return pending, skip_partial, []
+    pending += data
+    if skip_partial:
+        # We started following in the middle of a line; its head is not ours to parse.
+        cut = pending.find(b"\n")
+        if cut < 0:
+            return b"", True, []
+        pending = pending[cut + 1 :]
+        skip_partial = False
+    *lines, rest = pending.split(b"\n")
+    events = [_parse(line, path, 0) for line in lines if line.strip()]
+    return rest, skip_partial, events
+
+
+def _read_file(file: Path, *, current: bool) -> Iterator[dict[str, Any]]:
+    try:
+        handle = open(file, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        return  # rotated away between listing and opening
+    with handle:
+        for lineno, raw in enumerate(handle, 1):
+            if not raw.strip():
+                continue
+            if current and not raw.endswith(b"\n"):
+                event = _parse(raw, file, lineno)
+                if event.get("event") != UNREADABLE:
+                    yield event
+                return
+            yield _parse(raw, file, lineno)
+
+
+def _parse(raw: bytes, file: Path, lineno: int) -> dict[str, Any]:
+    """One line as an event, or the marker that stands in for it."""
+    text = raw.decode("utf-8", errors="replace").strip()
+    try:
+        event = json.loads(text)
+    except ValueError:
+        event = None
+    if isinstance(event, dict):
+        return event
+    marker: dict[str, Any] = {"event": UNREADABLE, "level": "warning", "file": str(file)}
+    if lineno:
+        marker["lineno"] = lineno
+    marker["line"] = text[:_RAW_KEPT]
+    return marker
+
+
+def _level(value: Any) -> str:
+    name = str(value).lower() if value is not None else ""
+    return _ALIASES.get(name, name)
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which events ``corral logs`` shows; a field left as None does not filter.
+
+    ``run`` matches a run id by prefix, so the 8-character id that :func:`render` prints
+    can be pasted back. ``min_level`` keeps events at or above that level (``warn`` and
+    ``fatal`` are accepted as aliases); events with a missing or unknown level count as
+    ``info``. ``event`` is an exact event name or an :mod:`fnmatch` glob (case-sensitive).
+    """
+
+    run: str | None = None
+    min_level: str | None = None
+    event: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.min_level is not None:
+            level = _level(self.min_level)
+            if level not in _RANK:
+                raise ValueError(
+                    f"unknown log level {self.min_level!r}; use one of {', '.join(LEVELS)}"
+                )
+            object.__setattr__(self, "min_level", level)
+
+    def matches(self, ev: Mapping[str, Any]) -> bool:
+        """True if ``ev`` passes every filter that is set."""
+        if self.run is not None:
+            run_id = ev.get("run_id")
+            if not isinstance(run_id, str) or not run_id.startswith(self.run):
+                return False
+        if self.min_level is not None:
+            rank = _RANK.get(_level(ev.get("level")), _RANK["info"])
+            if rank < _RANK[self.min_level]:
+                return False
+        if self.event is not None:
+            name = str(ev.get("event", ""))
+            if name != self.event and not fnmatchcase(name, self.event):
+                return False
+        return True
+
+
+def render(ev: Mapping[str, Any], *, color: bool) -> str:
+    """One event as a line a person reads; the exception, if any, indented on lines below.
+
+    Layout: local ``HH:MM:SS.mmm``, level padded to 8, agent, the first 8 characters of
+    ``run_id``, the event, then ``key=value`` for the remaining fields in file order.
+    Strings are quoted only when empty or containing whitespace; other values are JSON.
+    """
+
+    def paint(code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if color else text
+
+    level = _level(ev.get("level", "?")) or "?"
+    parts = [
+        paint(_DIM, _clock(ev.get("timestamp"))),
+        paint(_LEVEL_COLORS.get(level, ""), _clean(level).ljust(8)),
+    ]
+    if ev.get("agent") is not None:
+        parts.append(paint(_AGENT_COLOR, _clean(str(ev["agent"]))))
+    run_id = ev.get("run_id")
+    if run_id is not None:
+        parts.append(paint(_RUN_COLOR, _clean(str(run_id)[:8])))
+    parts.append(paint(_BOLD, _clean(str(ev.get("event", "")))))
+    parts.extend(
+        f"{paint(_KEY_COLOR, _clean(str(key)))}={_value(value)}"
+        for key, value in ev.items()
+        if key not in _SHOWN
+    )
+    line = " ".join(parts)
+    exception = ev.get("exception")
+    if exception:
+        text = exception if isinstance(exception, str) else _value(exception)
+        for row in text.rstrip("\n").split("\n"):
+            line += "\n" + paint(_LEVEL_COLORS["error"], "    " + _clean(row.expandtabs()))
+    return line
+
+
+def _clock(timestamp: Any) -> str:
+    """Local wall-clock time with milliseconds; the raw value if it is not a timestamp."""
+    if timestamp is None:
+        return "??:??:??.???"
+    try:
+        if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+            moment = datetime.fromtimestamp(timestamp, UTC)
+        else:
+            moment = datetime.fromisoformat(str(timestamp))
+    except (ValueError, OverflowError, OSError):
+        return _clean(str(timestamp))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # corral writes UTC; a bare time is UTC too
+    local = moment.astimezone()
+    return f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        if not value or any(char.isspace() for char in value):
+            return _clean(json.dumps(value, ensure_ascii=False))
+        return _clean(value)
+    try:
+        return _clean(json.dumps(value, ensure_ascii=False, default=str))
+    except (TypeError, ValueError, RecursionError):
+        try:
+            return _clean(repr(value))
+        except Exception:  # a broken __repr__, or an int too long to print
+            return f"<{type(value).__name__}>"
+
+
+def _clean(text: str) -> str:
+    return text.translate(_CONTROLS)
