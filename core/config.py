@@ -227,8 +227,9 @@ def _read_env(r: _Reader, table: str, data: Mapping[str, Any]) -> dict[str, str]
 
 def _read_agent(r: _Reader, name: str, data: object, base_dir: Path, limits: Limits) -> AgentConfig | None:
     table = f"agents.{name}"
-    if not AGENT_NAME.match(name):
-        r.fail(table, None, "agent names use lowercase letters, digits, '-' and '_' (max 63), starting with a letter or digit")
+    if not AGENT_NAME.match(name) or name == "corral":
+        r.fail(table, None, "agent names use lowercase letters, digits, '-' and '_' (max 63), starting with "
+               "a letter or digit; 'corral' is reserved for the daemon's own log")
         return None
     if not isinstance(data, dict):
         r.fail(table, None, "must be a table")

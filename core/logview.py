@@ -229,7 +229,7 @@ def _level(value: Any) -> str:
 class Filter:
     """Which events ``corral logs`` shows; a field left as None does not filter.
 
-    ``run`` matches a run id by prefix, so the 8-character id that :func:`render` prints
+    ``run`` matches a run id by prefix or suffix, so the last 8 characters that :func:`render` prints
     can be pasted back. ``min_level`` keeps events at or above that level (``warn`` and
     ``fatal`` are accepted as aliases); events with a missing or unknown level count as
     ``info``. ``event`` is an exact event name or an :mod:`fnmatch` glob (case-sensitive).
@@ -252,7 +252,7 @@ class Filter:
         """True if ``ev`` passes every filter that is set."""
         if self.run is not None:
             run_id = ev.get("run_id")
-            if not isinstance(run_id, str) or not run_id.startswith(self.run):
+            if not isinstance(run_id, str) or not (run_id.startswith(self.run) or run_id.endswith(self.run)):
                 return False
         if self.min_level is not None:
             rank = _RANK.get(_level(ev.get("level")), _RANK["info"])
@@ -268,7 +268,7 @@ class Filter:
 def render(ev: Mapping[str, Any], *, color: bool) -> str:
     """One event as a line a person reads; the exception, if any, indented on lines below.
 
-    Layout: local ``HH:MM:SS.mmm``, level padded to 8, agent, the first 8 characters of
+    Layout: local ``HH:MM:SS.mmm``, level padded to 8, agent, the last 8 characters of
     ``run_id``, the event, then ``key=value`` for the remaining fields in file order.
     Strings are quoted only when empty or containing whitespace; other values are JSON.
     """
@@ -285,7 +285,7 @@ def render(ev: Mapping[str, Any], *, color: bool) -> str:
         parts.append(paint(_AGENT_COLOR, _clean(str(ev["agent"]))))
     run_id = ev.get("run_id")
     if run_id is not None:
-        parts.append(paint(_RUN_COLOR, _clean(str(run_id)[:8])))
+        parts.append(paint(_RUN_COLOR, _clean(str(run_id)[-8:])))
     parts.append(paint(_BOLD, _clean(str(ev.get("event", "")))))
     parts.extend(
         f"{paint(_KEY_COLOR, _clean(str(key)))}={_value(value)}"

@@ -497,7 +497,7 @@ EVENT = {
     "exception": 'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: no\n',
 }
 PLAIN = (
-    '14:34:56.789 warning  alpha 01234567 tool failed tool=search query="two words" '
+    '14:34:56.789 warning  alpha 89abcdef tool failed tool=search query="two words" '
     'empty="" n=3 ok=false args={"k": [1, null]}\n'
     "    Traceback (most recent call last):\n"
     '      File "x.py", line 1\n'
@@ -539,5 +539,5 @@ def test_logged_events_round_trip_through_read_and_render(
     [event] = read_events(tmp_path / "alpha.log")
     rendered = render(event, color=False)
     assert re.fullmatch(
-        r"\d\d:\d\d:\d\d\.\d{3} info     alpha abcdef01 hello who=\"you all\"", rendered
+        r"\d\d:\d\d:\d\d\.\d{3} info     alpha cdef0123 hello who=\"you all\"", rendered
     )
