@@ -84,9 +84,13 @@ class Attempt:
         try:
             outcome = await asyncio.wait_for(self._converse(child), wall)
         except TimeoutError:
-            outcome = Outcome(RunState.FAILED, failure("limit", f"wall time limit of {wall:g}s exceeded (limits.wall_seconds)"))
+            outcome = Outcome(
+                RunState.FAILED, failure("limit", f"wall time limit of {wall:g}s exceeded (limits.wall_seconds)")
+            )
         except ProtocolError as exc:
-            outcome = Outcome(RunState.FAILED, failure("protocol", f"the agent's process broke the wire protocol: {exc}"))
+            outcome = Outcome(
+                RunState.FAILED, failure("protocol", f"the agent's process broke the wire protocol: {exc}")
+            )
         except _Stop as stop:
             outcome = stop.outcome
         finally:
@@ -118,8 +122,10 @@ class Attempt:
                 continue
             rss = self.engine.processes.tree_rss(child.pid)
             if rss > limit_mb * 2**20:
-                self.kill_reason = (f"memory limit exceeded: {rss // 2**20} MiB resident across the run's "
-                                    f"processes > {limit_mb} MiB (limits.memory_mb)")
+                self.kill_reason = (
+                    f"memory limit exceeded: {rss // 2**20} MiB resident across the run's "
+                    f"processes > {limit_mb} MiB (limits.memory_mb)"
+                )
                 self.engine.processes.kill_tree(child)
                 return
 
@@ -133,8 +139,7 @@ class Attempt:
             pass  # the process died; reading its end of the wire reports how
 
     async def _read(self, child: Child, timeout: float | None = None) -> dict[str, Any] | None:
-        read = wire.read_frame(child.wire_reader, max_bytes=self.engine.config.frame_max_bytes,
-                               deadline=FRAME_DEADLINE)
+        read = wire.read_frame(child.wire_reader, max_bytes=self.engine.config.frame_max_bytes, deadline=FRAME_DEADLINE)
         return await (asyncio.wait_for(read, timeout) if timeout else read)
 
     async def _converse(self, child: Child) -> Outcome:
@@ -190,7 +195,8 @@ class Attempt:
             raise ProtocolError(f"done for step {seq}, but step {self.next_seq - 1} is the one in flight")
         journal, ok = self.journal, message["ok"]
         future = self.engine.writer.submit(
-            lambda txn: journal.done(txn, seq, ok, message.get("value"), message.get("error")))
+            lambda txn: journal.done(txn, seq, ok, message.get("value"), message.get("error"))
+        )
         wrapped = asyncio.wrap_future(future)
         wrapped.add_done_callback(lambda f: self._step_durable(f))
         self.pending.append(wrapped)
@@ -208,7 +214,9 @@ class Attempt:
             raise ProtocolError(f"step {seq} out of order; expected step {self.next_seq}")
         self.next_seq += 1
         if self.engine.draining:
-            await self._send(child, {"t": "abort", "reason": "the daemon is stopping; this run resumes when it is back"})
+            await self._send(
+                child, {"t": "abort", "reason": "the daemon is stopping; this run resumes when it is back"}
+            )
             return Outcome(RunState.INTERRUPTED, failure("stopped", "the daemon stopped; the run will resume"))
         journal = self.journal
         if kind == "state":
@@ -222,8 +230,9 @@ class Attempt:
             else:
                 spec = self.granted[name]
                 assert spec is not None
-                decision = await self._write(lambda txn: journal.tool(
-                    txn, seq, name, args, spec.idempotent, spec.reconcile is not None))
+                decision = await self._write(
+                    lambda txn: journal.tool(txn, seq, name, args, spec.idempotent, spec.reconcile is not None)
+                )
         else:
             raise ProtocolError(f"unknown step kind {kind!r}")
         return await self._answer(child, seq, decision)
@@ -257,8 +266,10 @@ class Attempt:
             return f"tool {name!r} is not granted to agent {self.agent.name!r}; granted tools: {granted}"
         spec = self.granted[name]
         if spec is None:
-            return (f"tool {name!r} is granted but no loaded plugin provides it; "
-                    "run `corral check` to see which plugin failed")
+            return (
+                f"tool {name!r} is granted but no loaded plugin provides it; "
+                "run `corral check` to see which plugin failed"
+            )
         validator = self.engine.validator(spec)
         problems = sorted(validator.iter_errors(args), key=lambda e: list(e.path))
         if problems:
@@ -269,8 +280,12 @@ class Attempt:
     async def _answer(self, child: Child, seq: int, decision: Decision) -> Outcome | None:
         entry = decision.entry
         if decision.action in ("replay", "result"):
-            reply: dict[str, Any] = {"t": "result", "seq": seq, "ok": entry["ok"],
-                                     "replayed": decision.action == "replay"}
+            reply: dict[str, Any] = {
+                "t": "result",
+                "seq": seq,
+                "ok": entry["ok"],
+                "replayed": decision.action == "replay",
+            }
             if entry["ok"]:
                 reply["value"] = entry.get("value")
             else:
@@ -292,9 +307,16 @@ class Attempt:
 
     def _report_step(self, entry: dict[str, Any], *, replayed: bool) -> None:
         duration = (entry.get("ended") or time.time()) - entry.get("started", time.time())
-        self.log.info("step", seq=entry["seq"], kind=entry["kind"], name=entry["name"], ok=entry.get("ok"),
-                      replayed=replayed, duration_ms=round(duration * 1000, 3),
-                      **({"error": entry["error"].get("message")} if not entry.get("ok") and entry.get("error") else {}))
+        self.log.info(
+            "step",
+            seq=entry["seq"],
+            kind=entry["kind"],
+            name=entry["name"],
+            ok=entry.get("ok"),
+            replayed=replayed,
+            duration_ms=round(duration * 1000, 3),
+            **({"error": entry["error"].get("message")} if not entry.get("ok") and entry.get("error") else {}),
+        )
         self.engine.notify("corral_step_done", run=dict(self.run), step={**entry, "replayed": replayed})
 
 

@@ -16,11 +16,14 @@ def check_config(config: CorralConfig) -> list[str]:
         module = agent.entry.split(":", 1)[0]
         relative = module.replace(".", "/")
         if not ((agent.code / f"{relative}.py").is_file() or (agent.code / relative / "__init__.py").is_file()):
-            problems.append(f"{where}: [agents.{agent.name}] entry: module {module!r} not found in {agent.code}; "
-                            f"create {relative}.py there or fix entry")
+            problems.append(
+                f"{where}: [agents.{agent.name}] entry: module {module!r} not found in {agent.code}; "
+                f"create {relative}.py there or fix entry"
+            )
         for tool in agent.tools:
             if tool not in plugins.tools:
                 known = ", ".join(sorted(plugins.tools)) or "none"
-                problems.append(f"{where}: [agents.{agent.name}] tools: no plugin provides tool {tool!r}; "
-                                f"available: {known}")
+                problems.append(
+                    f"{where}: [agents.{agent.name}] tools: no plugin provides tool {tool!r}; available: {known}"
+                )
     return problems

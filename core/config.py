@@ -108,7 +108,7 @@ def find_config(explicit: str | os.PathLike[str] | None, environ: Mapping[str, s
 def parse_duration(value: object) -> float:
     """Seconds from ``90``, ``2.5``, ``"90s"``, ``"5m"``, ``"1h30m"`` or ``"2d"``."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30, \"30s\", \"5m\" or \"1h\"")
+        raise ValueError('expected a duration such as 30, "30s", "5m" or "1h"')
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
@@ -118,7 +118,7 @@ def parse_duration(value: object) -> float:
         parts = _DURATION.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
             return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    raise ValueError(f"{value!r} is not a duration; write 30, \"30s\", \"5m\", \"1h30m\" or \"2d\"")
+    raise ValueError(f'{value!r} is not a duration; write 30, "30s", "5m", "1h30m" or "2d"')
 
 
 class _Reader:
@@ -139,8 +139,9 @@ class _Reader:
                 hint = f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(sorted(known))}"
                 self.fail(table, key, f"unknown key; {hint}")
 
-    def take(self, table: str, data: Mapping[str, Any], key: str, default: Any,
-             convert: Callable[[Any], Any], fix: str) -> Any:
+    def take(
+        self, table: str, data: Mapping[str, Any], key: str, default: Any, convert: Callable[[Any], Any], fix: str
+    ) -> Any:
         if key not in data:
             return default
         try:
@@ -199,18 +200,25 @@ def _read_limits(r: _Reader, table: str, data: object, base: Limits) -> Limits:
     values: dict[str, Any] = {}
     for name in known:
         if name == "wall_seconds":
-            values[name] = r.take(table, data, name, base.wall_seconds, _positive_duration,
-                                  "give the wall-clock limit, e.g. \"10m\"")
+            values[name] = r.take(
+                table, data, name, base.wall_seconds, _positive_duration, 'give the wall-clock limit, e.g. "10m"'
+            )
         else:
-            values[name] = r.take(table, data, name, getattr(base, name), _optional_limit,
-                                  "give a positive integer, or \"none\" to leave it unlimited")
+            values[name] = r.take(
+                table,
+                data,
+                name,
+                getattr(base, name),
+                _optional_limit,
+                'give a positive integer, or "none" to leave it unlimited',
+            )
     return Limits(**values)
 
 
 def _read_env(r: _Reader, table: str, data: Mapping[str, Any]) -> dict[str, str]:
     env = data.get("env", {})
     if not isinstance(env, dict):
-        r.fail(table, "env", "must be a table of NAME = \"value\" strings")
+        r.fail(table, "env", 'must be a table of NAME = "value" strings')
         return {}
     out: dict[str, str] = {}
     for name, value in env.items():
@@ -228,8 +236,12 @@ def _read_env(r: _Reader, table: str, data: Mapping[str, Any]) -> dict[str, str]
 def _read_agent(r: _Reader, name: str, data: object, base_dir: Path, limits: Limits) -> AgentConfig | None:
     table = f"agents.{name}"
     if not AGENT_NAME.match(name) or name == "corral":
-        r.fail(table, None, "agent names use lowercase letters, digits, '-' and '_' (max 63), starting with "
-               "a letter or digit; 'corral' is reserved for the daemon's own log")
+        r.fail(
+            table,
+            None,
+            "agent names use lowercase letters, digits, '-' and '_' (max 63), starting with "
+            "a letter or digit; 'corral' is reserved for the daemon's own log",
+        )
         return None
     if not isinstance(data, dict):
         r.fail(table, None, "must be a table")
@@ -239,16 +251,23 @@ def _read_agent(r: _Reader, name: str, data: object, base_dir: Path, limits: Lim
     code_raw = data.get("code")
     entry = data.get("entry")
     if not isinstance(code_raw, str) or not code_raw:
-        r.fail(table, "code", "is required: the folder the agent's module is imported from, e.g. code = \"agents\"")
+        r.fail(table, "code", 'is required: the folder the agent\'s module is imported from, e.g. code = "agents"')
         code = base_dir
     else:
         code = (base_dir / Path(code_raw).expanduser()).resolve()
         if not code.is_dir():
-            r.fail(table, "code", f"folder {code} does not exist; create it or fix the path (relative paths start at the config file's folder)")
+            r.fail(
+                table,
+                "code",
+                f"folder {code} does not exist; create it or fix the path "
+                "(relative paths start at the config file's folder)",
+            )
     if not isinstance(entry, str) or not ENTRY.match(entry):
-        r.fail(table, "entry", f"{entry!r} must name a function as \"module:function\", e.g. entry = \"counter:run\"")
+        r.fail(table, "entry", f'{entry!r} must name a function as "module:function", e.g. entry = "counter:run"')
         entry = "missing:run"
-    env_from = r.take(table, data, "env_from", (), _string_list, "list variable names to copy from the daemon's environment")
+    env_from = r.take(
+        table, data, "env_from", (), _string_list, "list variable names to copy from the daemon's environment"
+    )
     for var in env_from:
         if not ENV_NAME.match(var) or var in BASE_ENV:
             r.fail(table, "env_from", f"{var!r} is not a variable an agent can be granted")
@@ -256,7 +275,7 @@ def _read_agent(r: _Reader, name: str, data: object, base_dir: Path, limits: Lim
         name=name,
         code=code,
         entry=entry,
-        every=r.take(table, data, "every", None, _positive_duration, "give an interval such as \"30s\" or \"5m\""),
+        every=r.take(table, data, "every", None, _positive_duration, 'give an interval such as "30s" or "5m"'),
         input=data.get("input"),
         env=_read_env(r, table, data),
         env_from=env_from,
@@ -264,9 +283,20 @@ def _read_agent(r: _Reader, name: str, data: object, base_dir: Path, limits: Lim
         limits=_read_limits(r, f"{table}.limits", data.get("limits", {}), limits),
         on_crash=r.take(table, data, "on_crash", "resume", _choice("resume", "fail"), "choose what a crashed run does"),
         max_attempts=r.take(table, data, "max_attempts", 3, _positive_int, "give how many times a run may be started"),
-        on_code_change=r.take(table, data, "on_code_change", "fail", _choice("fail", "continue"), "choose what resuming under changed code does"),
-        retention_days=r.take(table, data, "retention_days", 30.0, _positive_number, "give how many days finished runs are kept"),
-        retention_mb=r.take(table, data, "retention_mb", 256.0, _positive_number, "give the journal size kept for this agent, in MiB"),
+        on_code_change=r.take(
+            table,
+            data,
+            "on_code_change",
+            "fail",
+            _choice("fail", "continue"),
+            "choose what resuming under changed code does",
+        ),
+        retention_days=r.take(
+            table, data, "retention_days", 30.0, _positive_number, "give how many days finished runs are kept"
+        ),
+        retention_mb=r.take(
+            table, data, "retention_mb", 256.0, _positive_number, "give the journal size kept for this agent, in MiB"
+        ),
         enabled=r.take(table, data, "enabled", True, _bool, "write enabled = true or false"),
     )
 
@@ -281,8 +311,8 @@ _DAEMON_KEYS = {
     "home": None,
     "plugins": None,
     "max_concurrent_runs": (_positive_int, "give how many runs may execute at once"),
-    "max_resume_age": (_positive_duration, "give an age such as \"24h\" after which unfinished runs are abandoned"),
-    "grace_seconds": (_positive_duration, "give how long SIGTERM waits for in-flight requests, e.g. \"20s\""),
+    "max_resume_age": (_positive_duration, 'give an age such as "24h" after which unfinished runs are abandoned'),
+    "grace_seconds": (_positive_duration, 'give how long SIGTERM waits for in-flight requests, e.g. "20s"'),
     "frame_max_bytes": (_positive_int, "give the largest wire frame accepted, in bytes"),
     "log_max_bytes": (_positive_int, "give the size at which a log file rotates, in bytes"),
     "log_backups": (_positive_int, "give how many rotated log files are kept"),
@@ -290,8 +320,7 @@ _DAEMON_KEYS = {
 }
 
 
-def parse_config(data: Mapping[str, Any], path: Path | None,
-                 environ: Mapping[str, str] = os.environ) -> CorralConfig:
+def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[str, str] = os.environ) -> CorralConfig:
     """Validate a parsed TOML document. Raises ConfigError listing every problem."""
     r = _Reader(path)
     base_dir = path.parent.resolve() if path else Path.cwd()
@@ -313,7 +342,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None,
         home = base_dir / Path(home_raw).expanduser()
     else:
         if home_raw is not None:
-            r.fail("corral", "home", "must be a path string, e.g. home = \"~/.corral\"")
+            r.fail("corral", "home", 'must be a path string, e.g. home = "~/.corral"')
         home = default_home(environ)
     plugins = r.take("corral", daemon, "plugins", (), _string_list, "list plugin modules or .py files")
     plugins = tuple(str(base_dir / p) if p.endswith(".py") else p for p in plugins)
@@ -329,8 +358,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None,
                 agents[name] = agent
     if r.problems:
         raise ConfigError(r.problems)
-    return CorralConfig(path=path, home=home.resolve(), plugins=plugins, limits=limits,
-                        agents=agents, **values)
+    return CorralConfig(path=path, home=home.resolve(), plugins=plugins, limits=limits, agents=agents, **values)
 
 
 def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> CorralConfig:
@@ -338,7 +366,9 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> CorralCo
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError([f"{path}: no such config file; create it (see examples/corral.toml) or pass --config"]) from None
+        raise ConfigError(
+            [f"{path}: no such config file; create it (see examples/corral.toml) or pass --config"]
+        ) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     try:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from corral.errors import ControlError
+from corral.errors import ControlError, DaemonUnavailable
 
 MAX_REQUEST = 1 << 20
 Handler = Callable[[dict[str, Any], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
@@ -49,7 +49,7 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
             line = await reader.readuntil(b"\n")
             request = json.loads(line)
             if not isinstance(request, dict) or not isinstance(request.get("op"), str):
-                raise ValueError("a request is a JSON object with an \"op\"")
+                raise ValueError('a request is a JSON object with an "op"')
             await handler(request, reply)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             try:
@@ -78,13 +78,13 @@ def request(path: Path, message: dict[str, Any], timeout: float | None = 10.0) -
         sock.connect(str(path))
     except FileNotFoundError:
         sock.close()
-        raise ControlError(f"no daemon is listening at {path}") from None
+        raise DaemonUnavailable(f"no daemon is listening at {path}") from None
     except PermissionError:
         sock.close()
         raise ControlError(f"permission denied on {path}: the control socket belongs to another user") from None
     except (ConnectionRefusedError, OSError) as exc:
         sock.close()
-        raise ControlError(f"the daemon at {path} is not answering ({exc})") from None
+        raise DaemonUnavailable(f"the daemon at {path} is not answering ({exc})") from None
     with sock, sock.makefile("rwb") as stream:
         stream.write(json.dumps(message).encode() + b"\n")
         stream.flush()

@@ -47,16 +47,23 @@ class Daemon:
             loop.add_signal_handler(sig, self._on_signal, sig)
         applied = self.engine.processes.prepare()
         server = await control.serve(self.config.socket_path, self._handle)
-        self.log.info("daemon started", pid=os.getpid(), home=str(self.config.home), agents=sorted(self.config.agents),
-                      protections=applied, plugins=self.engine.plugins.names(),
-                      plugin_failures=self.engine.plugins.failures)
+        self.log.info(
+            "daemon started",
+            pid=os.getpid(),
+            home=str(self.config.home),
+            agents=sorted(self.config.agents),
+            protections=applied,
+            plugins=self.engine.plugins.names(),
+            plugin_failures=self.engine.plugins.failures,
+        )
         for run_id in await self.engine.recover():
             run = await self.engine.writer.run(lambda txn, r=run_id: self.engine.records.get_run(txn, r))
             self._dispatch(run)
         await self.engine.prune()
         background = [asyncio.create_task(self._housekeeping())]
-        background += [asyncio.create_task(self._interval(a)) for a in self.config.agents.values()
-                       if a.every and a.enabled]
+        background += [
+            asyncio.create_task(self._interval(a)) for a in self.config.agents.values() if a.every and a.enabled
+        ]
         await self.stopping.wait()
         self.log.info("daemon stopping", grace=self.config.grace_seconds, running=len(self._tasks))
         server.close()
@@ -145,6 +152,16 @@ class Daemon:
             await reply({"ok": True, "pid": os.getpid(), "running": len(self._tasks)})
         elif op == "run":
             await self._handle_run(request, reply)
+        elif op == "release":
+            try:
+                run = await self.engine.release(
+                    str(request.get("run")), bool(request.get("happened")), request.get("value")
+                )
+            except (KeyError, ValueError) as exc:
+                await reply({"ok": False, "error": str(exc).strip("'")})
+                return
+            self._dispatch(run)
+            await reply({"ok": True, "run": run})
         else:
             await reply({"ok": False, "error": f"unknown op {op!r}"})
 

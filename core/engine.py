@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import os
 import secrets
+import sys
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -48,8 +49,15 @@ def code_hash(agent: AgentConfig) -> str:
 class Engine:
     """Creates and executes runs; the single owner of the store's write side."""
 
-    def __init__(self, config: CorralConfig, store: Store, plugins: Plugins, logs: LogFiles,
-                 processes: ProcessControl | None = None, environ: Mapping[str, str] = os.environ) -> None:
+    def __init__(
+        self,
+        config: CorralConfig,
+        store: Store,
+        plugins: Plugins,
+        logs: LogFiles,
+        processes: ProcessControl | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
         self.config = config
         self.store = store
         self.records = Records(store.dbs)
@@ -79,10 +87,18 @@ class Engine:
     def welcome(self, run: dict[str, Any], agent: AgentConfig) -> dict[str, Any]:
         """What the child learns about its run once it has said hello."""
         return {
-            "run_id": run["id"], "agent": agent.name, "trace_id": run["trace_id"], "attempt": run["attempt"],
-            "entry": agent.entry, "code": str(agent.code), "input": run.get("input"),
-            "state": run.pop("_snapshot", {}), "tools": list(agent.tools),
-            "plugins": list(self.config.plugins), "plugin_dir": str(self.config.home / "plugins"),
+            "run_id": run["id"],
+            "agent": agent.name,
+            "trace_id": run["trace_id"],
+            "attempt": run["attempt"],
+            "entry": agent.entry,
+            "code": str(agent.code),
+            "input": run.get("input"),
+            "state": run.pop("_snapshot", {}),
+            "tools": list(agent.tools),
+            "plugins": list(self.config.plugins),
+            "plugin_dir": str(self.config.home / "plugins"),
+            "sys_path": [p for p in sys.path if p],
         }
 
     def kill_all(self) -> None:
@@ -99,8 +115,14 @@ class Engine:
     async def create_run(self, agent: str, input: Any = None, trigger: str = "manual") -> dict[str, Any]:
         """A new queued run, durable before this returns."""
         run = {
-            "id": new_run_id(), "agent": agent, "state": RunState.QUEUED.value, "trigger": trigger,
-            "input": input, "created": time.time(), "attempt": 0, "trace_id": secrets.token_hex(16),
+            "id": new_run_id(),
+            "agent": agent,
+            "state": RunState.QUEUED.value,
+            "trigger": trigger,
+            "input": input,
+            "created": time.time(),
+            "attempt": 0,
+            "trace_id": secrets.token_hex(16),
         }
         records = self.records
         await self.writer.run(lambda txn: records.put_run(txn, run))
@@ -137,8 +159,10 @@ class Engine:
                 return run, f"gave up after {run['attempt']} attempts (max_attempts = {agent.max_attempts})"
             if run.get("code_hash") and run["code_hash"] != current:
                 if agent.on_code_change == "fail":
-                    return run, (f"agent code changed since this run started ({run['code_hash']} -> {current}); "
-                                 "set on_code_change = \"continue\" for this agent to resume anyway, or start a new run")
+                    return run, (
+                        f"agent code changed since this run started ({run['code_hash']} -> {current}); "
+                        'set on_code_change = "continue" for this agent to resume anyway, or start a new run'
+                    )
                 run["code_changed"] = f"{run['code_hash']} -> {current}"
             if run["attempt"] == 0:
                 records.put_snapshot(txn, run_id, records.agent_state(txn, agent.name))
@@ -159,8 +183,13 @@ class Engine:
             if run is None:
                 raise KeyError(run_id)
             if agent is None:
-                return await self._transition(run_id, RunState.FAILED, error=failure(
-                    "config", f"agent {run['agent']!r} is no longer in the config; the run cannot continue"))
+                return await self._transition(
+                    run_id,
+                    RunState.FAILED,
+                    error=failure(
+                        "config", f"agent {run['agent']!r} is no longer in the config; the run cannot continue"
+                    ),
+                )
             run, refusal = await self._begin_attempt(run_id, agent)
             log = self.logs.logger(agent.name, run_id=run_id, trace_id=run["trace_id"])
             if refusal:
@@ -169,7 +198,12 @@ class Engine:
             if run.get("code_changed"):
                 log.warning("resuming under changed code", change=run["code_changed"])
             outcome = await self._attempt(run, agent, log)
-            if outcome.retry and not self.draining and agent.on_crash == "resume" and run["attempt"] < agent.max_attempts:
+            if (
+                outcome.retry
+                and not self.draining
+                and agent.on_crash == "resume"
+                and run["attempt"] < agent.max_attempts
+            ):
                 await self._transition(run_id, RunState.INTERRUPTED, error=outcome.error)
                 self.notify("corral_run_finished", run={**run, "state": "interrupted", "error": outcome.error})
                 delay = min(MAX_BACKOFF, 2.0 ** (run["attempt"] - 1))
@@ -179,25 +213,66 @@ class Engine:
             state = outcome.state
             if outcome.retry and not self.draining:
                 state = RunState.FAILED
-            final = await self._transition(run_id, state, error=outcome.error, result=outcome.result,
-                                           hold_reason=outcome.hold_reason)
+            final = await self._transition(
+                run_id, state, error=outcome.error, result=outcome.result, hold_reason=outcome.hold_reason
+            )
             log.info("run ended", state=final["state"], error=(outcome.error or {}).get("message"))
             self.notify("corral_run_finished", run=final)
             return final
+
+    async def release(self, run_id: str, happened: bool, value: Any = None) -> dict[str, Any]:
+        """A human's verdict on a held run's interrupted step; the run is queued again.
+
+        ``happened``: the step is journaled as done with ``value`` and never re-run.
+        Otherwise its entry is removed, so the step runs again (with the same key).
+        """
+        records = self.records
+
+        def job(txn: Any) -> dict[str, Any]:
+            run = records.get_run(txn, run_id)
+            if run is None:
+                raise KeyError(run_id)
+            if run["state"] != RunState.ON_HOLD.value:
+                raise ValueError(f"run {run_id} is {run['state']}, not on hold; only held runs can be released")
+            for entry in records.steps(txn, run_id):
+                if entry["status"] != "unknown":
+                    continue
+                if happened:
+                    entry.update(status="done", ok=True, value=value, ended=time.time(), released="happened")
+                    records.put_step(txn, run_id, entry)
+                else:
+                    records.delete_step(txn, run_id, entry["seq"])
+            check_transition(RunState.ON_HOLD, RunState.QUEUED)
+            run.update(
+                state=RunState.QUEUED.value, hold_reason=None, released="happened" if happened else "not happened"
+            )
+            records.put_run(txn, run)
+            return run
+
+        run = await self.writer.run(job)
+        self.log.info("run released", run_id=run_id, agent=run["agent"], verdict=run["released"])
+        return run
 
     async def _attempt(self, run: dict[str, Any], agent: AgentConfig, log: Any) -> Outcome:
         workdir = self.config.workdir(agent.name)
         prepare_workdir(workdir)
         limits = agent.limits
         cgroup, applied = self.processes.run_cgroup(
-            run["id"], limits.memory_mb * 2**20 if limits.memory_mb else None, limits.processes)
+            run["id"], limits.memory_mb * 2**20 if limits.memory_mb else None, limits.processes
+        )
         run["applied"] = applied
-        policy_args = {"run_id": run["id"], "workdir": str(workdir), "max_frame": self.config.frame_max_bytes,
-                       "limits": limits_dict(limits)}
+        policy_args = {
+            "run_id": run["id"],
+            "workdir": str(workdir),
+            "max_frame": self.config.frame_max_bytes,
+            "limits": limits_dict(limits),
+        }
         try:
             child = await self.processes.spawn(policy_args, workdir, agent_env(agent, workdir, self.environ), cgroup)
         except OSError as exc:
-            return Outcome(RunState.INTERRUPTED, failure("spawn", f"could not start the agent's process: {exc}"), retry=True)
+            return Outcome(
+                RunState.INTERRUPTED, failure("spawn", f"could not start the agent's process: {exc}"), retry=True
+            )
         log.info("run started", attempt=run["attempt"], pid=child.pid, trigger=run.get("trigger"))
         self.notify("corral_run_started", run={k: v for k, v in run.items() if not k.startswith("_")})
         self.children[run["id"]] = child
@@ -219,8 +294,13 @@ class Engine:
                 if state is RunState.ON_HOLD:
                     continue
                 if now - run.get("updated", run["created"]) > max_age:
-                    run.update(state=RunState.ABANDONED.value, ended=now, error=failure(
-                        "abandoned", f"unfinished for longer than max_resume_age ({max_age:g}s); not resumed"))
+                    run.update(
+                        state=RunState.ABANDONED.value,
+                        ended=now,
+                        error=failure(
+                            "abandoned", f"unfinished for longer than max_resume_age ({max_age:g}s); not resumed"
+                        ),
+                    )
                     records.put_run(txn, run)
                     abandoned.append(run)
                     continue

@@ -51,6 +51,10 @@ class ControlError(CorralError):
     """Operator: the daemon's control socket refused or could not answer a request."""
 
 
+class DaemonUnavailable(ControlError):
+    """Operator: nothing answers on the control socket (the daemon is not running)."""
+
+
 class ToolCallError(CorralError):
     """Agent author or model: a tool call was refused or the tool raised.
 

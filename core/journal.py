@@ -42,40 +42,59 @@ class Journal:
 
     def _new_entry(self, seq: int, kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
         return {
-            "seq": seq, "kind": kind, "name": name, "args": args,
-            "fp": fingerprint(kind, name, args), "status": "started",
-            "attempt": self.attempt, "started": time.time(), "executions": 0,
+            "seq": seq,
+            "kind": kind,
+            "name": name,
+            "args": args,
+            "fp": fingerprint(kind, name, args),
+            "status": "started",
+            "attempt": self.attempt,
+            "started": time.time(),
+            "executions": 0,
         }
 
-    def _existing(self, txn: lmdb.Transaction, seq: int, kind: str, name: str,
-                  args: dict[str, Any]) -> tuple[dict[str, Any] | None, Decision | None]:
+    def _existing(
+        self, txn: lmdb.Transaction, seq: int, kind: str, name: str, args: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, Decision | None]:
         entry = self.records.get_step(txn, self.run_id, seq)
         if entry is None:
             return None, None
         if entry["fp"] != fingerprint(kind, name, args):
-            return entry, Decision("mismatch", entry, (
-                f"non-determinism at step {seq}: the journal has {_describe(entry)} but the agent now asked "
-                f"for {kind} {name!r}" + (" with different arguments" if entry["name"] == name else "")
-                + "; agent code must make the same requests in the same order on resume"
-            ))
+            return entry, Decision(
+                "mismatch",
+                entry,
+                (
+                    f"non-determinism at step {seq}: the journal has {_describe(entry)} but the agent now asked "
+                    f"for {kind} {name!r}"
+                    + (" with different arguments" if entry["name"] == name else "")
+                    + "; agent code must make the same requests in the same order on resume"
+                ),
+            )
         if entry["status"] == "done":
             return entry, Decision("replay", entry)
         return entry, None
 
-    def refuse(self, txn: lmdb.Transaction, seq: int, kind: str, name: str,
-               args: dict[str, Any], message: str) -> Decision:
+    def refuse(
+        self, txn: lmdb.Transaction, seq: int, kind: str, name: str, args: dict[str, Any], message: str
+    ) -> Decision:
         """A request refused before execution is journaled as a failed step."""
         entry, decided = self._existing(txn, seq, kind, name, args)
         if decided is not None:
             return decided
         entry = self._new_entry(seq, kind, name, args)
-        entry.update(status="done", ok=False, refused=True, ended=entry["started"],
-                     error={"kind": "refused", "message": message, "type": "ToolCallError"})
+        entry.update(
+            status="done",
+            ok=False,
+            refused=True,
+            ended=entry["started"],
+            error={"kind": "refused", "message": message, "type": "ToolCallError"},
+        )
         self.records.put_step(txn, self.run_id, entry)
         return Decision("result", entry)
 
-    def tool(self, txn: lmdb.Transaction, seq: int, name: str, args: dict[str, Any],
-             idempotent: bool, can_reconcile: bool) -> Decision:
+    def tool(
+        self, txn: lmdb.Transaction, seq: int, name: str, args: dict[str, Any], idempotent: bool, can_reconcile: bool
+    ) -> Decision:
         """Journal the start of a tool call, or decide what an interrupted one needs."""
         entry, decided = self._existing(txn, seq, "tool", name, args)
         if decided is not None:
@@ -87,11 +106,15 @@ class Journal:
             entry["status"] = "unknown"
             if not can_reconcile:
                 self.records.put_step(txn, self.run_id, entry)
-                return Decision("hold", entry, (
-                    f"step {seq}: non-idempotent tool {name!r} was interrupted by a crash and its outcome "
-                    "is unknown; check whether it took effect, then release the run with "
-                    f"`corral release {self.run_id} --happened` or `--not-happened`"
-                ))
+                return Decision(
+                    "hold",
+                    entry,
+                    (
+                        f"step {seq}: non-idempotent tool {name!r} was interrupted by a crash and its outcome "
+                        "is unknown; check whether it took effect, then release the run with "
+                        f"`corral release {self.run_id} --happened` or `--not-happened`"
+                    ),
+                )
             self.records.put_step(txn, self.run_id, entry)
             return Decision("reconcile", entry)
         entry["attempt"] = self.attempt
@@ -110,18 +133,28 @@ class Journal:
             self.records.put_step(txn, self.run_id, entry)
             return Decision("result", entry)
         if outcome == "not_happened":
-            entry.update(status="started", attempt=self.attempt, started=time.time(),
-                         executions=entry.get("executions", 0) + 1, reconciled=True)
+            entry.update(
+                status="started",
+                attempt=self.attempt,
+                started=time.time(),
+                executions=entry.get("executions", 0) + 1,
+                reconciled=True,
+            )
             self.records.put_step(txn, self.run_id, entry)
             return Decision("exec", entry)
         self.records.put_step(txn, self.run_id, entry)
-        return Decision("hold", entry, (
-            f"step {seq}: tool {entry['name']!r} could not tell whether its interrupted call took effect; "
-            f"check, then `corral release {self.run_id} --happened` or `--not-happened`"
-        ))
+        return Decision(
+            "hold",
+            entry,
+            (
+                f"step {seq}: tool {entry['name']!r} could not tell whether its interrupted call took effect; "
+                f"check, then `corral release {self.run_id} --happened` or `--not-happened`"
+            ),
+        )
 
-    def done(self, txn: lmdb.Transaction, seq: int, ok: bool, value: Any,
-             error: dict[str, Any] | None) -> dict[str, Any] | None:
+    def done(
+        self, txn: lmdb.Transaction, seq: int, ok: bool, value: Any, error: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
         """Record a tool's outcome reported by the child."""
         entry = self.records.get_step(txn, self.run_id, seq)
         if entry is None or entry["status"] != "started":

@@ -21,8 +21,9 @@ from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
-from corral.logview import render
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+from corral.logview import render
 
 DAEMON_LOG = "corral.log"
 """File name of the daemon's own log; no agent may be called ``corral``."""
@@ -204,9 +205,7 @@ def _add_timestamp(logger: WrappedLogger, name: str, event_dict: EventDict) -> E
 def _json_ready(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
     """Reduce every value to what JSON holds, cut long strings, put the key fields first."""
     ready = {key: _ready(event_dict[key], 0) for key in _FIRST_KEYS if key in event_dict}
-    ready.update(
-        (str(key), _ready(value, 0)) for key, value in event_dict.items() if key not in ready
-    )
+    ready.update((str(key), _ready(value, 0)) for key, value in event_dict.items() if key not in ready)
     return ready
 
 
@@ -220,8 +219,7 @@ def _ready(value: Any, depth: int) -> Any:
     if depth < _MAX_DEPTH:
         if isinstance(value, dict):
             return {
-                key if isinstance(key, str) else _safe_repr(key): _ready(item, depth + 1)
-                for key, item in value.items()
+                key if isinstance(key, str) else _safe_repr(key): _ready(item, depth + 1) for key, item in value.items()
             }
         if isinstance(value, list | tuple):
             return [_ready(item, depth + 1) for item in value]
@@ -251,10 +249,7 @@ class _SafeJSONRenderer:
         try:
             return str(self._render(logger, name, event_dict))
         except (TypeError, ValueError, RecursionError):
-            flat = {
-                key: value if isinstance(value, str) else _safe_repr(value)
-                for key, value in event_dict.items()
-            }
+            flat = {key: value if isinstance(value, str) else _safe_repr(value) for key, value in event_dict.items()}
             return str(self._render(logger, name, flat))
 
 

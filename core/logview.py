@@ -34,9 +34,7 @@ _SHOWN = frozenset({"timestamp", "level", "agent", "run_id", "event", "exception
 _RAW_KEPT = 500  # how much of an unreadable line the marker keeps
 
 # C0 and C1 controls (ESC, CSI...) are shown escaped, never sent to the terminal.
-_CONTROLS = types.MappingProxyType(
-    {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
-)
+_CONTROLS = types.MappingProxyType({code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))})
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
 _BOLD = "\x1b[1m"
@@ -99,9 +97,7 @@ def read_events(path: Path, *, last: int | None = None) -> Iterator[dict[str, An
         yield from chunk
 
 
-def follow(
-    path: Path, *, poll: float = 0.2, stop: Callable[[], bool] = lambda: False
-) -> Iterator[dict[str, Any]]:
+def follow(path: Path, *, poll: float = 0.2, stop: Callable[[], bool] = lambda: False) -> Iterator[dict[str, Any]]:
     """Yield events appended to ``path`` from now on, like ``tail -F``; return once stop() is true.
 
     If the file exists it is followed from its current end; a file that appears later, or
@@ -243,9 +239,7 @@ class Filter:
         if self.min_level is not None:
             level = _level(self.min_level)
             if level not in _RANK:
-                raise ValueError(
-                    f"unknown log level {self.min_level!r}; use one of {', '.join(LEVELS)}"
-                )
+                raise ValueError(f"unknown log level {self.min_level!r}; use one of {', '.join(LEVELS)}")
             object.__setattr__(self, "min_level", level)
 
     def matches(self, ev: Mapping[str, Any]) -> bool:
@@ -288,9 +282,7 @@ def render(ev: Mapping[str, Any], *, color: bool) -> str:
         parts.append(paint(_RUN_COLOR, _clean(str(run_id)[-8:])))
     parts.append(paint(_BOLD, _clean(str(ev.get("event", "")))))
     parts.extend(
-        f"{paint(_KEY_COLOR, _clean(str(key)))}={_value(value)}"
-        for key, value in ev.items()
-        if key not in _SHOWN
+        f"{paint(_KEY_COLOR, _clean(str(key)))}={_value(value)}" for key, value in ev.items() if key not in _SHOWN
     )
     line = " ".join(parts)
     exception = ev.get("exception")

@@ -20,8 +20,9 @@ MAX_BYTES_PER_RUN = 10 * 2**20
 class RateLimit:
     """Token bucket shared by every line source of one run."""
 
-    def __init__(self, rate: float = LINES_PER_SECOND, burst: float = BURST,
-                 max_bytes: int = MAX_BYTES_PER_RUN) -> None:
+    def __init__(
+        self, rate: float = LINES_PER_SECOND, burst: float = BURST, max_bytes: int = MAX_BYTES_PER_RUN
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
@@ -65,11 +66,13 @@ async def pump(stream: asyncio.StreamReader, name: str, log: Any, limit: RateLim
                 truncated = len(raw) > MAX_LINE
                 log.info(name, line=text, **({"truncated": len(raw)} if truncated else {}))
         if limit.dropped and time.monotonic() - last_report > 1.0:
-            log.warning("output dropped", stream=name, lines=limit.take_dropped(),
-                        reason="rate or size limit for agent output")
+            log.warning(
+                "output dropped", stream=name, lines=limit.take_dropped(), reason="rate or size limit for agent output"
+            )
             last_report = time.monotonic()
     if pending and limit.allow(len(pending)):
         log.info(name, line=pending[:MAX_LINE].decode("utf-8", errors="replace"))
     if limit.dropped:
-        log.warning("output dropped", stream=name, lines=limit.take_dropped(),
-                    reason="rate or size limit for agent output")
+        log.warning(
+            "output dropped", stream=name, lines=limit.take_dropped(), reason="rate or size limit for agent output"
+        )

@@ -82,8 +82,9 @@ def _sources(extra: Iterable[str], plugin_dir: Path | None) -> list[tuple[str, C
     return sources
 
 
-def load_plugins(extra: Iterable[str] = (), plugin_dir: Path | None = None,
-                 warn: Callable[[str], None] = lambda message: None) -> Plugins:
+def load_plugins(
+    extra: Iterable[str] = (), plugin_dir: Path | None = None, warn: Callable[[str], None] = lambda message: None
+) -> Plugins:
     """Register every plugin, then collect their tools. Broken plugins are skipped."""
     manager = new_manager()
     plugins = Plugins(manager)
@@ -104,8 +105,9 @@ def load_plugins(extra: Iterable[str] = (), plugin_dir: Path | None = None,
     return plugins
 
 
-def collect_tools(manager: pluggy.PluginManager, failures: list[str],
-                  warn: Callable[[str], None]) -> dict[str, ToolSpec]:
+def collect_tools(
+    manager: pluggy.PluginManager, failures: list[str], warn: Callable[[str], None]
+) -> dict[str, ToolSpec]:
     """Ask each plugin for its tools, one plugin at a time so one failure is contained."""
     tools: dict[str, ToolSpec] = {}
     for impl in manager.hook.corral_register_tools.get_hookimpls():

@@ -29,9 +29,7 @@ RESUMABLE = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.INTERRUPTED})
 """States the daemon picks up again at start-up."""
 
 _ALLOWED: dict[RunState, frozenset[RunState]] = {
-    RunState.QUEUED: frozenset(
-        {RunState.RUNNING, RunState.CANCELLED, RunState.ABANDONED, RunState.FAILED}
-    ),
+    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED, RunState.ABANDONED, RunState.FAILED}),
     RunState.RUNNING: frozenset(
         {
             RunState.SUCCEEDED,
@@ -42,9 +40,7 @@ _ALLOWED: dict[RunState, frozenset[RunState]] = {
             RunState.ABANDONED,
         }
     ),
-    RunState.INTERRUPTED: frozenset(
-        {RunState.RUNNING, RunState.FAILED, RunState.ABANDONED, RunState.CANCELLED}
-    ),
+    RunState.INTERRUPTED: frozenset({RunState.RUNNING, RunState.FAILED, RunState.ABANDONED, RunState.CANCELLED}),
     RunState.ON_HOLD: frozenset({RunState.QUEUED, RunState.FAILED, RunState.CANCELLED}),
 }
 

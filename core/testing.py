@@ -108,10 +108,18 @@ class CorralProject:
 
     def cli(self, *args: str, timeout: float = 120.0, check: bool = False) -> subprocess.CompletedProcess[str]:
         """Run the real ``corral`` command against this project."""
-        result = subprocess.run([sys.executable, "-m", "corral", *args], env=self.env, cwd=self.root,
-                                capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, "-m", "corral", *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"corral {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"corral {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def cli_json(self, *args: str) -> Any:
@@ -120,8 +128,13 @@ class CorralProject:
     def start_daemon(self) -> Daemon:
         self.write()
         stderr = open(self.root / "daemon.stderr", "ab")  # noqa: SIM115 - owned by the process
-        process = subprocess.Popen([sys.executable, "-m", "corral", "up"], env=self.env, cwd=self.root,
-                                   stdout=subprocess.DEVNULL, stderr=stderr)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "corral", "up"],
+            env=self.env,
+            cwd=self.root,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
         stderr.close()
         daemon = Daemon(self, process)
         self.daemons.append(daemon)
@@ -135,9 +148,12 @@ class CorralProject:
     def run_record(self, run_id: str) -> dict[str, Any]:
         return self.cli_json("trace", run_id)["run"]
 
-    def wait_for_run(self, run_id: str, states: tuple[str, ...] = ("succeeded", "failed", "cancelled",
-                                                                  "abandoned", "on_hold"),
-                     timeout: float = 60.0) -> dict[str, Any]:
+    def wait_for_run(
+        self,
+        run_id: str,
+        states: tuple[str, ...] = ("succeeded", "failed", "cancelled", "abandoned", "on_hold"),
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             result = self.cli("trace", run_id, "--json")

@@ -148,8 +148,7 @@ def tool(
             setattr(f, _ATTR, spec)
         except AttributeError as exc:
             raise ToolDefinitionError(
-                f"{_where(f)} cannot carry a tool spec; decorate a plain function, or "
-                "register it without @tool"
+                f"{_where(f)} cannot carry a tool spec; decorate a plain function, or register it without @tool"
             ) from exc
         return f
 
@@ -185,8 +184,7 @@ def _derive(
     tool_name = getattr(func, "__name__", None) if name is None else name
     if not isinstance(tool_name, str) or not TOOL_NAME.match(tool_name):
         raise ToolDefinitionError(
-            f"{where}: tool name {tool_name!r} is invalid; it must match "
-            f"{TOOL_NAME.pattern} (pass a valid name=...)"
+            f"{where}: tool name {tool_name!r} is invalid; it must match {TOOL_NAME.pattern} (pass a valid name=...)"
         )
     if reconcile is not None and not callable(reconcile):
         raise ToolDefinitionError(f"{where}: reconcile={reconcile!r} is not callable")
@@ -213,20 +211,15 @@ def _derive(
         at = f"{where}: parameter '{p.name}'"
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             raise ToolDefinitionError(
-                f"{at} is *args/**kwargs, which a schema cannot describe; "
-                "list each argument explicitly"
+                f"{at} is *args/**kwargs, which a schema cannot describe; list each argument explicitly"
             )
         if p.kind is p.POSITIONAL_ONLY:
-            raise ToolDefinitionError(
-                f"{at} is positional-only, but corral passes arguments by name; remove the '/'"
-            )
+            raise ToolDefinitionError(f"{at} is positional-only, but corral passes arguments by name; remove the '/'")
         if p.name == IDEMPOTENCY_KEY:
             takes_key = True
             continue
         if p.name not in hints:
-            raise ToolDefinitionError(
-                f"{at} has no type annotation; annotate it, e.g. `{p.name}: str`"
-            )
+            raise ToolDefinitionError(f"{at} has no type annotation; annotate it, e.g. `{p.name}: str`")
         prop = _schema(hints[p.name], at)
         if documented.get(p.name) and "description" not in prop:
             prop["description"] = documented[p.name]
@@ -320,8 +313,7 @@ def _enum_schema(values: list[Any], at: str) -> dict[str, Any]:
         kind = _PRIMITIVES.get(type(v))
         if kind is None:
             raise ToolDefinitionError(
-                f"{at} allows the value {v!r}, which is not a JSON string, number, boolean "
-                "or null; use such values"
+                f"{at} allows the value {v!r}, which is not a JSON string, number, boolean or null; use such values"
             )
         if kind not in kinds:
             kinds.append(kind)
@@ -347,9 +339,7 @@ def _parse_doc(func: Callable[..., Any], where: str) -> docstring_parser.Docstri
         ) from exc
 
 
-def _check_reconcile(
-    reconcile: Callable[..., Any], where: str, names: list[str], required: list[str]
-) -> None:
+def _check_reconcile(reconcile: Callable[..., Any], where: str, names: list[str], required: list[str]) -> None:
     """Fail now, not after a crash, if ``reconcile`` cannot take the tool's arguments."""
     try:
         sig = inspect.signature(reconcile)

@@ -75,7 +75,7 @@ def decode(body: bytes, table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
     if fields is None:
         raise ProtocolError(f"unknown message type {kind!r}; expected one of {sorted(table)}")
     for name, spec in fields.items():
-        expected, optional = (spec if isinstance(spec, tuple) else (spec, None))
+        expected, optional = spec if isinstance(spec, tuple) else (spec, None)
         if name not in message:
             if optional:
                 continue
@@ -91,8 +91,13 @@ def decode(body: bytes, table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
     return message
 
 
-async def read_frame(reader: asyncio.StreamReader, *, max_bytes: int, deadline: float,
-                     table: Mapping[str, Mapping[str, Any]] = CHILD_MESSAGES) -> dict[str, Any] | None:
+async def read_frame(
+    reader: asyncio.StreamReader,
+    *,
+    max_bytes: int,
+    deadline: float,
+    table: Mapping[str, Mapping[str, Any]] = CHILD_MESSAGES,
+) -> dict[str, Any] | None:
     """Read one frame, or None at a clean end of stream between frames.
 
     Once a frame has begun it must arrive whole within ``deadline`` seconds: a child that

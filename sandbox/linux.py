@@ -59,8 +59,9 @@ def cgroup2_root() -> Path | None:
     return None
 
 
-def create_run_cgroup(parent: Path, run_id: str, memory_bytes: int | None,
-                      max_pids: int | None) -> tuple[Path | None, list[str]]:
+def create_run_cgroup(
+    parent: Path, run_id: str, memory_bytes: int | None, max_pids: int | None
+) -> tuple[Path | None, list[str]]:
     """A cgroup for one run under ``parent``; limits set where the controllers allow."""
     applied: list[str] = []
     path = parent / f"run-{run_id}"

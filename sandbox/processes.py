@@ -70,14 +70,20 @@ class ProcessControl:
 
         return linux.create_run_cgroup(self._cgroup_parent, f"{run_id}-{os.urandom(2).hex()}", memory_bytes, max_pids)
 
-    async def spawn(self, policy_args: dict[str, object], workdir: Path, env: dict[str, str],
-                    cgroup: Path | None) -> Child:
+    async def spawn(
+        self, policy_args: dict[str, object], workdir: Path, env: dict[str, str], cgroup: Path | None
+    ) -> Child:
         """Start the launcher with two fresh wire pipes and nothing else inherited."""
         loop = asyncio.get_running_loop()
         child_read, daemon_write = os.pipe()
         daemon_read, child_write = os.pipe()
-        policy = Policy(wire_in=child_read, wire_out=child_write, parent_pid=os.getpid(),
-                        cgroup=str(cgroup) if cgroup else None, **policy_args)  # type: ignore[arg-type]
+        policy = Policy(
+            wire_in=child_read,
+            wire_out=child_write,
+            parent_pid=os.getpid(),
+            cgroup=str(cgroup) if cgroup else None,
+            **policy_args,
+        )  # type: ignore[arg-type]
         try:
             process = await asyncio.create_subprocess_exec(
                 *launcher_argv(policy),
@@ -94,8 +100,9 @@ class ProcessControl:
             os.close(child_read)
             os.close(child_write)
         reader = asyncio.StreamReader(limit=2**16, loop=loop)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
-                                     os.fdopen(daemon_read, "rb", buffering=0))
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(daemon_read, "rb", buffering=0)
+        )
         transport, protocol = await loop.connect_write_pipe(
             lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(daemon_write, "wb", buffering=0)
         )

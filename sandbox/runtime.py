@@ -34,7 +34,9 @@ def _plain(value: Any, what: str) -> Any:
     try:
         msgpack.packb(value, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise TypeError(f"{what} cannot be journaled ({exc}); use str, int, float, bool, None, lists and dicts") from None
+        raise TypeError(
+            f"{what} cannot be journaled ({exc}); use str, int, float, bool, None, lists and dicts"
+        ) from None
     return value
 
 
@@ -214,8 +216,10 @@ def _load_entry(code: str, entry: str) -> Any:
 
 
 def _granted_tools(run: dict[str, Any]) -> dict[str, ToolSpec]:
+    """Load plugins exactly as the daemon did: same import path, same sources."""
     from corral.pluginmanager import load_plugins
 
+    sys.path.extend(p for p in run.get("sys_path", ()) if p not in sys.path)
     plugins = load_plugins(run.get("plugins", ()), Path(run["plugin_dir"]) if run.get("plugin_dir") else None)
     return {name: plugins.tools[name] for name in run.get("tools", ()) if name in plugins.tools}
 

@@ -13,12 +13,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from corral import __version__, control
 from corral.config import CorralConfig, find_config, load_config
-from corral.errors import ConfigError, ControlError, CorralError, StoreError, StoreLockedError
+from corral.errors import ConfigError, ControlError, CorralError, DaemonUnavailable, StoreError, StoreLockedError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4, 5
 
@@ -65,35 +64,72 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             request["input"] = json.loads(args.input)
         except json.JSONDecodeError as exc:
-            raise Exit(EXIT_USAGE, f"corral: --input is not valid JSON ({exc}); quote it, e.g. --input '{{\"k\": 1}}'") from None
+            raise Exit(
+                EXIT_USAGE, f"corral: --input is not valid JSON ({exc}); quote it, e.g. --input '{{\"k\": 1}}'"
+            ) from None
+    reply = _send_or_foreground(config, request, wait=args.wait)
+    if reply is not None:
+        return _report_run(reply["run"], args, waited=args.wait)
+    agent = config.agents[args.agent]
+
+    async def start(engine: Any) -> str:
+        return (await engine.create_run(agent.name, request.get("input", agent.input), trigger="cli"))["id"]
+
+    return _report_run(_foreground(config, start), args, waited=True)
+
+
+def _send_or_foreground(config: CorralConfig, request: dict[str, Any], wait: bool) -> dict[str, Any] | None:
+    """Ask the daemon; None when no daemon holds the home (the caller runs it here)."""
     try:
-        replies = list(control.request(config.socket_path, request, timeout=None if args.wait else 10))
-    except ControlError as exc:
+        return list(control.request(config.socket_path, request, timeout=None if wait else 10))[-1]
+    except DaemonUnavailable as exc:
         from corral.store import StoreLock
 
         holder = StoreLock(config.home).holder()
         if holder is not None:
             raise Exit(EXIT_UNAVAILABLE, f"corral: the daemon (pid {holder}) holds {config.home} but: {exc}") from None
-        return _run_foreground(config, request)
-    final = replies[-1]["run"]
-    return _report_run(final, args, waited=args.wait)
+        return None
 
 
-def _run_foreground(config: CorralConfig, request: dict[str, Any]) -> int:
-    """No daemon: run this one run here, through the same engine, then exit."""
+def _foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
+    """No daemon: drive one run here, through the same engine, then return its end state."""
     from corral.host import host
 
-    agent = config.agents[request["agent"]]
     with host(config, echo=None) as engine:
         engine.processes.prepare()
 
         async def go() -> dict[str, Any]:
-            run = await engine.create_run(agent.name, request.get("input", agent.input), trigger="cli")
-            print(f"run {run['id']} started in the foreground (no daemon running)", file=sys.stderr)
-            return await engine.execute(run["id"])
+            run_id = await start(engine)
+            print(f"run {run_id} running in the foreground (no daemon running)", file=sys.stderr)
+            return await engine.execute(run_id)
 
-        final = asyncio.run(go())
-    return _report_run(final, argparse.Namespace(json=request.get("json", False)), waited=True)
+        return asyncio.run(go())
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    config = _config(args)
+    value = None
+    if args.value is not None:
+        try:
+            value = json.loads(args.value)
+        except json.JSONDecodeError as exc:
+            raise Exit(EXIT_USAGE, f"corral: --value is not valid JSON ({exc})") from None
+    request = {"op": "release", "run": args.run, "happened": args.happened, "value": value}
+    try:
+        reply = _send_or_foreground(config, request, wait=False)
+    except ControlError as exc:
+        raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+    if reply is not None:
+        print(f"run {args.run} released; the daemon resumes it")
+        return EXIT_OK
+
+    async def start(engine: Any) -> str:
+        try:
+            return (await engine.release(args.run, args.happened, value))["id"]
+        except (KeyError, ValueError) as exc:
+            raise Exit(EXIT_NOT_FOUND, f"corral: {str(exc).strip(chr(39))}") from None
+
+    return _report_run(_foreground(config, start), args, waited=True)
 
 
 def _report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -> int:
@@ -146,15 +182,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(status)
         return EXIT_OK
-    print(f"daemon   {'running (pid %s)' % holder if holder else 'not running'}")
+    print(f"daemon   {f'running (pid {holder})' if holder else 'not running'}")
     print(f"home     {config.home}")
     size = status["store"]
     print(f"store    {views.size(size['file_bytes'])} on disk, {views.size(size['used_bytes'])} used")
     rows = []
     for name, last in agents.items():
-        rows.append([name, f"every {config.agents[name].every:g}s" if config.agents[name].every else "manual",
-                     last["state"] if last else "-", views.when(last.get("created")) if last else "-",
-                     last["id"] if last else "-"])
+        rows.append(
+            [
+                name,
+                f"every {config.agents[name].every:g}s" if config.agents[name].every else "manual",
+                last["state"] if last else "-",
+                views.when(last.get("created")) if last else "-",
+                last["id"] if last else "-",
+            ]
+        )
     print()
     print(views.table(rows, ["AGENT", "TRIGGER", "LAST", "WHEN", "RUN"]) if rows else "no agents configured")
     if active:
@@ -183,7 +225,9 @@ def _find_run(records: Any, txn: Any, ident: str) -> dict[str, Any]:
     run = records.get_run(txn, ident)
     if run is not None:
         return run
-    matches = [r for r in records.list_runs(txn, None, limit=100000) if r["id"].startswith(ident) or r["id"].endswith(ident)]
+    matches = [
+        r for r in records.list_runs(txn, None, limit=100000) if r["id"].startswith(ident) or r["id"].endswith(ident)
+    ]
     if len(matches) == 1:
         return matches[0]
     if matches:
@@ -225,7 +269,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     def show(event: dict[str, Any]) -> None:
         if wanted.matches(event):
-            print(json.dumps(event, ensure_ascii=False) if args.json else logview.render(event, color=color), flush=True)
+            print(
+                json.dumps(event, ensure_ascii=False) if args.json else logview.render(event, color=color), flush=True
+            )
 
     for event in logview.read_events(path, last=args.lines):
         show(event)
@@ -294,6 +340,17 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("--json", action="store_true", help="raw JSON lines")
     logs.set_defaults(func=cmd_logs)
 
+    release = sub.add_parser("release", help="resume a run on hold after checking its interrupted step")
+    release.add_argument("run")
+    verdict = release.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--happened", action="store_true", help="the step took effect: record it, never re-run it")
+    verdict.add_argument(
+        "--not-happened", dest="happened", action="store_false", help="the step had no effect: run it again"
+    )
+    release.add_argument("--value", help="with --happened: the step's result as JSON (default null)")
+    release.add_argument("--json", action="store_true")
+    release.set_defaults(func=cmd_release)
+
     sub.add_parser("check", help="validate the config and plugins").set_defaults(func=cmd_check)
     return p
 
@@ -309,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreLockedError as exc:
         print(f"corral: {exc}", file=sys.stderr)
         code = EXIT_UNAVAILABLE
+    except ControlError as exc:
+        print(f"corral: the daemon refused: {exc}", file=sys.stderr)
+        code = EXIT_FAILED
     except CorralError as exc:
         print(f"corral: {exc}", file=sys.stderr)
         code = EXIT_UNAVAILABLE

@@ -45,9 +45,19 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 def runs_table(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return "no runs yet"
-    rows = [[r["id"], r["agent"], r["state"], r.get("trigger", "-"), str(r.get("attempt", 0)),
-             when(r.get("created")), took(r.get("started"), r.get("ended")),
-             short((r.get("error") or {}).get("message") or r.get("hold_reason") or "", 50)] for r in runs]
+    rows = [
+        [
+            r["id"],
+            r["agent"],
+            r["state"],
+            r.get("trigger", "-"),
+            str(r.get("attempt", 0)),
+            when(r.get("created")),
+            took(r.get("started"), r.get("ended")),
+            short((r.get("error") or {}).get("message") or r.get("hold_reason") or "", 50),
+        ]
+        for r in runs
+    ]
     return table(rows, ["RUN", "AGENT", "STATE", "TRIGGER", "ATT", "CREATED", "TOOK", "NOTE"])
 
 
@@ -66,16 +76,33 @@ def trace_text(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
     rows = []
     for s in steps:
         if s.get("status") == "done":
-            outcome = short(s.get("value"), 50) if s.get("ok") else "ERROR " + short((s.get("error") or {}).get("message", ""), 44)
+            outcome = (
+                short(s.get("value"), 50)
+                if s.get("ok")
+                else "ERROR " + short((s.get("error") or {}).get("message", ""), 44)
+            )
         else:
             outcome = s.get("status", "?").upper()
         replayed = "yes" if s.get("attempt", 0) < run.get("attempt", 0) and s.get("status") == "done" else ""
-        rows.append([str(s["seq"]), s["kind"], s["name"], short(s.get("args"), 40), outcome,
-                     took(s.get("started"), s.get("ended")), str(s.get("attempt", "")), str(s.get("executions", "")),
-                     replayed])
+        rows.append(
+            [
+                str(s["seq"]),
+                s["kind"],
+                s["name"],
+                short(s.get("args"), 40),
+                outcome,
+                took(s.get("started"), s.get("ended")),
+                str(s.get("attempt", "")),
+                str(s.get("executions", "")),
+                replayed,
+            ]
+        )
     lines.append("")
-    lines.append(table(rows, ["SEQ", "KIND", "NAME", "ARGS", "RESULT", "TOOK", "ATT", "EXEC", "REPLAYED"])
-                 if rows else "no steps")
+    lines.append(
+        table(rows, ["SEQ", "KIND", "NAME", "ARGS", "RESULT", "TOOK", "ATT", "EXEC", "REPLAYED"])
+        if rows
+        else "no steps"
+    )
     lines.append("")
     if run["state"] == "succeeded":
         lines.append(f"result {short(run.get('result'), 200)}")

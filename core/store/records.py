@@ -72,7 +72,7 @@ class Records:
         for key in cursor.iterprev(values=False):
             if not key.startswith(prefix):
                 break
-            run = self.get_run(txn, key[len(prefix):].decode())
+            run = self.get_run(txn, key[len(prefix) :].decode())
             if run is not None:
                 out.append(run)
             if len(out) >= limit:
@@ -88,7 +88,7 @@ class Records:
             for key in cursor.iternext(values=False):
                 if not key.startswith(prefix):
                     break
-                ids.append(key[len(prefix):].decode())
+                ids.append(key[len(prefix) :].decode())
         return ids
 
     def get_step(self, txn: lmdb.Transaction, run_id: str, seq: int) -> dict[str, Any] | None:
@@ -100,6 +100,9 @@ class Records:
         data = pack(entry)
         txn.put(schema.journal_key(run_id, entry["seq"]), data, db=self.dbs["journal"])
         return len(data)
+
+    def delete_step(self, txn: lmdb.Transaction, run_id: str, seq: int) -> None:
+        txn.delete(schema.journal_key(run_id, seq), db=self.dbs["journal"])
 
     def steps(self, txn: lmdb.Transaction, run_id: str) -> Iterator[dict[str, Any]]:
         prefix = schema.journal_prefix(run_id)
@@ -138,7 +141,7 @@ class Records:
             for key, raw in cursor:
                 if not key.startswith(prefix):
                     break
-                state[key[len(prefix):].decode()] = unpack(raw)
+                state[key[len(prefix) :].decode()] = unpack(raw)
         return state
 
     def set_state(self, txn: lmdb.Transaction, agent: str, key: str, value: Any) -> None:

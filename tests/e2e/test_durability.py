@@ -34,13 +34,13 @@ def corral_register_tools(register):
     register(record)
 '''
 
-TWENTY = '''
+TWENTY = """
 def run(ctx):
     total = 0
     for n in range(20):
         total += ctx.tool("record", n=n)
     return total
-'''
+"""
 
 
 def _setup(project: CorralProject, **table: object) -> Path:
