@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import jsonschema
 
 from corral import wire
-from corral.errors import ProtocolError
+from corral.errors import ProtocolError, StoreError
 from corral.journal import Decision, Journal
 from corral.output import RateLimit, pump
 from corral.states import RunState
@@ -91,6 +91,8 @@ class Attempt:
             outcome = Outcome(
                 RunState.FAILED, failure("protocol", f"the agent's process broke the wire protocol: {exc}")
             )
+        except StoreError as exc:
+            outcome = Outcome(RunState.INTERRUPTED, failure("store", str(exc)), retry=True)
         except _Stop as stop:
             outcome = stop.outcome
         finally:
