@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from corral.errors import StoreError, StoreLockedError
-from corral.store import Records, Store, StoreLock, Writer, new_run_id
-from corral.store import schema
+from corral.store import Records, Store, StoreLock, Writer, new_run_id, schema
 
 
 @pytest.fixture
