@@ -125,8 +125,10 @@ class CorralProject:
     def cli_json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "--json", check=True).stdout)
 
-    def start_daemon(self) -> Daemon:
-        self.write()
+    def start_daemon(self, *, write_config: bool = True) -> Daemon:
+        """Start ``corral up``; ``write_config=False`` keeps a config file written by hand."""
+        if write_config:
+            self.write()
         stderr = open(self.root / "daemon.stderr", "ab")  # noqa: SIM115 - owned by the process
         process = subprocess.Popen(
             [sys.executable, "-m", "corral", "up"],

@@ -81,6 +81,27 @@ def create_run_cgroup(
     return path, applied
 
 
+def remove_stale_cgroups(root: Path) -> list[Path]:
+    """Remove ``corral-<pid>`` folders left by daemons that were killed (their pid is gone).
+
+    A cgroup folder can only be removed once empty: any process still inside is killed
+    first, since its daemon is dead and its run will be resumed.
+    """
+    removed = []
+    for parent in root.glob("corral-*"):
+        pid = parent.name.removeprefix("corral-")
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        for run in parent.glob("run-*"):
+            kill_cgroup(run)
+        try:
+            parent.rmdir()
+            removed.append(parent)
+        except OSError:
+            continue
+    return removed
+
+
 def join_cgroup(path: str) -> bool:
     try:
         Path(path, "cgroup.procs").write_text(str(os.getpid()))

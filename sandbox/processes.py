@@ -54,6 +54,7 @@ class ProcessControl:
             applied.append("subreaper")
         root = linux.cgroup2_root()
         if root is not None:
+            linux.remove_stale_cgroups(root)
             parent = root / f"corral-{os.getpid()}"
             try:
                 parent.mkdir(exist_ok=True)
