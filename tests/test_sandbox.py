@@ -29,9 +29,10 @@ RLIMITS = """
 import json, resource, sys
 from corral.sandbox.launcher import apply_rlimits
 applied = apply_rlimits(json.loads(sys.argv[1]))
-print(json.dumps({"applied": applied, "as": resource.getrlimit(resource.RLIMIT_AS),
-                  "cpu": resource.getrlimit(resource.RLIMIT_CPU), "core": resource.getrlimit(resource.RLIMIT_CORE),
-                  "nofile": resource.getrlimit(resource.RLIMIT_NOFILE), "fsize": resource.getrlimit(resource.RLIMIT_FSIZE)}))
+names = {"as": "RLIMIT_AS", "cpu": "RLIMIT_CPU", "core": "RLIMIT_CORE",
+         "nofile": "RLIMIT_NOFILE", "fsize": "RLIMIT_FSIZE"}
+got = {key: resource.getrlimit(getattr(resource, name)) for key, name in names.items()}
+print(json.dumps({"applied": applied, **got}))
 """
 
 
