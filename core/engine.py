@@ -95,7 +95,11 @@ class Engine:
             "code": str(agent.code),
             "input": run.get("input"),
             "state": run.pop("_snapshot", {}),
-            "tools": list(agent.tools),
+            "tools": {
+                name: {"takes_key": spec.takes_idempotency_key}
+                for name in agent.tools
+                if (spec := self.plugins.tools.get(name)) is not None
+            },
             "plugins": list(self.config.plugins),
             "plugin_dir": str(self.config.home / "plugins"),
             "sys_path": [p for p in sys.path if p],

@@ -24,7 +24,7 @@ import pluggy
 from corral import hookspecs
 from corral.errors import PluginError, ToolDefinitionError
 from corral.plugins import BUILTINS
-from corral.tools import ToolSpec, spec_for
+from corral.tools import ToolSpec, spec_for, tool_name
 
 ENTRY_POINT_GROUP = "corral"
 
@@ -85,7 +85,16 @@ def _sources(extra: Iterable[str], plugin_dir: Path | None) -> list[tuple[str, C
 def load_plugins(
     extra: Iterable[str] = (), plugin_dir: Path | None = None, warn: Callable[[str], None] = lambda message: None
 ) -> Plugins:
-    """Register every plugin, then collect their tools. Broken plugins are skipped."""
+    """Register every plugin, then describe their tools. Broken plugins are skipped."""
+    plugins = register_plugins(extra, plugin_dir, warn)
+    plugins.tools = collect_tools(plugins.manager, plugins.failures, warn)
+    return plugins
+
+
+def register_plugins(
+    extra: Iterable[str] = (), plugin_dir: Path | None = None, warn: Callable[[str], None] = lambda message: None
+) -> Plugins:
+    """Import and register every plugin without asking for anything yet."""
     manager = new_manager()
     plugins = Plugins(manager)
     for name, load in _sources(extra, plugin_dir):
@@ -101,7 +110,6 @@ def load_plugins(
         message = f"a plugin implements a hook corral does not have: {exc}"
         plugins.failures.append(message)
         warn(message)
-    plugins.tools = collect_tools(manager, plugins.failures, warn)
     return plugins
 
 
@@ -140,6 +148,25 @@ def collect_tools(
 def call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
     """Call one hookimpl with the arguments it declares (pluggy lets it take a subset)."""
     return impl.function(*[kwargs[name] for name in impl.argnames])
+
+
+def tool_functions(manager: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
+    """Tool name -> function as registered, without deriving schemas.
+
+    The agent's process needs only the callables: the daemon already validated each
+    call against the schema before telling the agent to run it.
+    """
+    functions: dict[str, Callable[..., Any]] = {}
+    for impl in manager.hook.corral_register_tools.get_hookimpls():
+
+        def register(func: Callable[..., Any], *, name: str | None = None) -> None:
+            functions[name or tool_name(func)] = func
+
+        try:
+            call_impl(impl, register=register)
+        except Exception:  # the daemon reported it; a tool it refused is never exec'd here
+            continue
+    return functions
 
 
 def notify(manager: pluggy.PluginManager, hook: str, warn: Callable[[str], None], **kwargs: Any) -> None:

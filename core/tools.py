@@ -21,6 +21,7 @@ import types
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import (
+    TYPE_CHECKING,
     Annotated,
     Any,
     Literal,
@@ -32,10 +33,10 @@ from typing import (
     overload,
 )
 
-import docstring_parser
-from jsonschema import Draft202012Validator
-
 from corral.errors import ToolDefinitionError
+
+if TYPE_CHECKING:
+    import docstring_parser
 
 TOOL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]{0,63}$")
 IDEMPOTENCY_KEY = "idempotency_key"
@@ -123,9 +124,11 @@ def tool(
 ) -> Any:
     """Mark ``func`` as a tool; use as ``@tool`` or ``@tool(idempotent=True, ...)``.
 
-    The function is returned unchanged, still callable as-is, with its ``ToolSpec`` in
-    ``func.__corral_tool__``; the schema is derived and checked here, at import, so a
-    bad definition fails before any agent runs.
+    The function is returned unchanged, still callable as-is, carrying these options in
+    ``func.__corral_tool__``. The schema is derived and checked by :func:`spec_for`, when
+    a plugin registers the tool in the daemon (and in ``corral check``), so a bad
+    definition fails before any agent runs, and an agent's process that merely imports
+    the plugin never pays for schema derivation.
 
     ``name`` overrides ``func.__name__`` as the tool's name. ``idempotent=True`` says
     running the call twice has the same effect as once, so corral may simply rerun it
@@ -143,9 +146,8 @@ def tool(
     """
 
     def decorate(f: F) -> F:
-        spec = _derive(f, name=name, idempotent=idempotent, reconcile=reconcile)
         try:
-            setattr(f, _ATTR, spec)
+            setattr(f, _ATTR, _Options(name, idempotent, reconcile))
         except AttributeError as exc:
             raise ToolDefinitionError(
                 f"{_where(f)} cannot carry a tool spec; decorate a plain function, or register it without @tool"
@@ -161,10 +163,34 @@ def spec_for(func: Callable[..., Any]) -> ToolSpec:
     A wrapper that copied a tool's attributes (``functools.wraps``) keeps the spec but
     is itself what gets called.
     """
-    spec = getattr(func, _ATTR, None)
-    if isinstance(spec, ToolSpec):
-        return spec if spec.func is func else replace(spec, func=func)
-    return _derive(func, name=None, idempotent=False, reconcile=None)
+    options = getattr(func, _ATTR, None)
+    if not isinstance(options, _Options):
+        options = _Options()
+    spec = _derive(func, name=options.name, idempotent=options.idempotent, reconcile=options.reconcile)
+    return spec
+
+
+def tool_name(func: Callable[..., Any]) -> str:
+    """The name a function is registered under: ``@tool(name=...)`` or its ``__name__``."""
+    options = getattr(func, _ATTR, None)
+    if isinstance(options, _Options) and options.name:
+        return options.name
+    return str(getattr(func, "__name__", ""))
+
+
+def reconciler(func: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The ``reconcile`` function given to ``@tool``, if any."""
+    options = getattr(func, _ATTR, None)
+    return options.reconcile if isinstance(options, _Options) else None
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What ``@tool`` was given; the spec is derived from it on registration."""
+
+    name: str | None = None
+    idempotent: bool = False
+    reconcile: Callable[..., Any] | None = None
 
 
 _ATTR = "__corral_tool__"
@@ -226,6 +252,8 @@ def _derive(
         if p.default is p.empty:
             required.append(p.name)
         elif (default := _json_value(p.default)) is not _NO_DEFAULT:
+            from jsonschema import Draft202012Validator
+
             if not Draft202012Validator(prop).is_valid(default):
                 raise ToolDefinitionError(
                     f"{at} defaults to {p.default!r}, which its type does not allow; "
@@ -331,6 +359,8 @@ def _json_value(value: Any) -> Any:
 
 
 def _parse_doc(func: Callable[..., Any], where: str) -> docstring_parser.Docstring:
+    import docstring_parser
+
     try:
         return docstring_parser.parse(inspect.getdoc(func) or "")
     except docstring_parser.ParseError as exc:

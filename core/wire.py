@@ -9,16 +9,18 @@ docs/protocol.md is the reference for every message.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import struct
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
 from corral.errors import ProtocolError
+
+if TYPE_CHECKING:
+    import asyncio
 
 VERSION = 1
 HEADER = struct.Struct(">I")
@@ -103,6 +105,8 @@ async def read_frame(
     Once a frame has begun it must arrive whole within ``deadline`` seconds: a child that
     trickles bytes or dies mid-frame cannot hold the daemon.
     """
+    import asyncio  # the daemon's side only; the agent's process never loads asyncio for this
+
     try:
         first = await reader.read(1)
     except (ConnectionError, OSError) as exc:

@@ -13,7 +13,8 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,6 @@ import msgpack
 
 from corral.errors import ProtocolError, ToolCallError
 from corral.sandbox.policy import Policy
-from corral.tools import ToolSpec
 from corral.wire import VERSION, BlockingChannel
 
 
@@ -51,10 +51,19 @@ def _error(exc: BaseException) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _LocalTool:
+    """What the agent's process needs to run a tool the daemon has already validated."""
+
+    func: Callable[..., Any]
+    takes_idempotency_key: bool
+    reconcile: Callable[..., Any] | None
+
+
 class _Session:
     """Sequencing of requests for one run; shared by ctx, ctx.state and ctx.log."""
 
-    def __init__(self, channel: BlockingChannel, tools: dict[str, ToolSpec]) -> None:
+    def __init__(self, channel: BlockingChannel, tools: dict[str, _LocalTool]) -> None:
         self.channel = channel
         self.tools = tools
         self.seq = 0
@@ -215,13 +224,19 @@ def _load_entry(code: str, entry: str) -> Any:
     return func
 
 
-def _granted_tools(run: dict[str, Any]) -> dict[str, ToolSpec]:
-    """Load plugins exactly as the daemon did: same import path, same sources."""
-    from corral.pluginmanager import load_plugins
+def _granted_tools(run: dict[str, Any]) -> dict[str, _LocalTool]:
+    """Load plugins exactly as the daemon did (same import path, same sources); keep the granted tools."""
+    from corral.pluginmanager import register_plugins, tool_functions
+    from corral.tools import reconciler
 
     sys.path.extend(p for p in run.get("sys_path", ()) if p not in sys.path)
-    plugins = load_plugins(run.get("plugins", ()), Path(run["plugin_dir"]) if run.get("plugin_dir") else None)
-    return {name: plugins.tools[name] for name in run.get("tools", ()) if name in plugins.tools}
+    plugin_dir = Path(run["plugin_dir"]) if run.get("plugin_dir") else None
+    functions = tool_functions(register_plugins(run.get("plugins", ()), plugin_dir).manager)
+    return {
+        name: _LocalTool(functions[name], info["takes_key"], reconciler(functions[name]))
+        for name, info in run.get("tools", {}).items()
+        if name in functions
+    }
 
 
 def serve(policy: Policy, applied: list[str]) -> None:

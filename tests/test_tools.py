@@ -220,7 +220,7 @@ def test_default_the_type_forbids_is_refused() -> None:
         """Classic slip: the default is not a str."""
 
     with pytest.raises(ToolDefinitionError, match=r"test_tools\..*f: parameter 'name'.*X \| None"):
-        tool(f)
+        spec_for(tool(f))
 
 
 GOOGLE = """Look up the weather.
@@ -303,8 +303,8 @@ def test_idempotency_key_is_hidden_from_the_schema() -> None:
 
 def test_decorator_returns_the_same_callable_function() -> None:
     assert charge(5, idempotency_key="k") == "5:k"
-    assert spec_for(charge) is charge.__corral_tool__  # type: ignore[attr-defined]
     assert spec_for(charge).func is charge
+    assert spec_for(charge) == spec_for(charge), "derivation is deterministic"
 
 
 def test_plain_function_gets_defaults() -> None:
@@ -414,8 +414,9 @@ def _enum_of_tuples(x: _Shape) -> None: ...
 def test_rejections_name_function_parameter_and_fix(
     func: Callable[..., Any], expected: str
 ) -> None:
+    decorated = tool(func)  # options only: derivation waits for registration
     with pytest.raises(ToolDefinitionError, match=expected):
-        tool(func)
+        spec_for(decorated)
     with pytest.raises(ToolDefinitionError, match=expected):
         spec_for(func)
 
@@ -432,7 +433,7 @@ def forecast() -> Callable[..., str]:
 @pytest.mark.parametrize("name", ["has space", "9starts_with_digit", "", "x" * 65, "a/b"])
 def test_bad_names_are_refused(name: str) -> None:
     with pytest.raises(ToolDefinitionError, match=r"forecast: tool name .*invalid"):
-        tool(name=name)(forecast())
+        spec_for(tool(name=name)(forecast()))
 
 
 def test_longest_allowed_name() -> None:
@@ -441,7 +442,7 @@ def test_longest_allowed_name() -> None:
 
 def test_reconcile_must_be_callable() -> None:
     with pytest.raises(ToolDefinitionError, match=r"forecast: reconcile='nope' is not callable"):
-        tool(reconcile="nope")(forecast())  # type: ignore[call-overload]
+        spec_for(tool(reconcile="nope")(forecast()))  # type: ignore[call-overload]
 
 
 def test_reconcile_with_idempotent_is_refused() -> None:
@@ -449,7 +450,7 @@ def test_reconcile_with_idempotent_is_refused() -> None:
         return None
 
     with pytest.raises(ToolDefinitionError, match=r"forecast: reconcile is never called.*drop"):
-        tool(idempotent=True, reconcile=check)(forecast())
+        spec_for(tool(idempotent=True, reconcile=check)(forecast()))
 
 
 def test_reconcile_that_cannot_take_the_arguments_is_refused() -> None:
@@ -464,7 +465,7 @@ def test_reconcile_that_cannot_take_the_arguments_is_refused() -> None:
 
     pattern = r"forecast: reconcile .* cannot be called as reconcile\(idempotency_key, city, days\)"
     with pytest.raises(ToolDefinitionError, match=pattern):
-        tool(reconcile=missing_days)(forecast())
+        spec_for(tool(reconcile=missing_days)(forecast()))
     with pytest.raises(ToolDefinitionError, match=pattern):
-        tool(reconcile=needs_days)(forecast())
+        spec_for(tool(reconcile=needs_days)(forecast()))
     assert spec_for(tool(reconcile=fits)(forecast())).reconcile is fits
