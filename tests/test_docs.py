@@ -1,0 +1,87 @@
+"""Meta-tests: the docs name every hook, command, config key and wire message, and every hook has a test."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from corral import hookspecs, wire
+from corral.cli.main import parser
+from corral.config import _DAEMON_KEYS, AgentConfig, CorralConfig, Limits
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+TESTS = ROOT / "tests"
+
+HOOKS = sorted(name for name, func in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("corral_"))
+
+
+def _text(name: str) -> str:
+    return (DOCS / name).read_text(encoding="utf-8")
+
+
+def _headings(markdown: str) -> set[str]:
+    return {m[1].strip().strip("`") for m in re.finditer(r"^#{1,6}\s+(.+?)\s*$", markdown, re.MULTILINE)}
+
+
+def _subcommands() -> list[str]:
+    for action in parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return sorted(action.choices)
+    raise AssertionError("the corral parser has no subcommands")
+
+
+def _config_keys() -> list[str]:
+    daemon = set(_DAEMON_KEYS) | {f.name for f in fields(CorralConfig)} - {"path", "limits", "agents"}
+    agent = {f.name for f in fields(AgentConfig)} - {"name"}
+    limits = {f.name for f in fields(Limits)}
+    return sorted(daemon | agent | limits)
+
+
+def test_there_is_something_to_check() -> None:
+    assert HOOKS, "no corral_* hooks found in core/hookspecs.py"
+    assert _subcommands() and _config_keys()
+    assert wire.CHILD_MESSAGES and wire.DAEMON_MESSAGES
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_a_heading_in_plugins_md(hook: str) -> None:
+    assert hook in _headings(_text("plugins.md")), f"docs/plugins.md needs a heading '### {hook}'"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_exercised_by_a_test(hook: str) -> None:
+    this = Path(__file__).resolve()
+    users = [
+        path.relative_to(ROOT)
+        for path in sorted(TESTS.rglob("*.py"))
+        if path.resolve() != this and hook in path.read_text(encoding="utf-8")
+    ]
+    assert users, f"no test under tests/ implements or calls {hook}"
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_every_command_is_in_operating_md(command: str) -> None:
+    assert f"corral {command}" in _text("operating.md"), f"docs/operating.md does not describe `corral {command}`"
+
+
+@pytest.mark.parametrize("key", _config_keys())
+def test_every_config_key_is_in_operating_md(key: str) -> None:
+    assert f"`{key}`" in _text("operating.md"), f"docs/operating.md does not document the config key `{key}`"
+
+
+@pytest.mark.parametrize("message", sorted(set(wire.CHILD_MESSAGES) | set(wire.DAEMON_MESSAGES)))
+def test_every_wire_message_is_in_protocol_md(message: str) -> None:
+    assert f"`{message}`" in _text("protocol.md"), f"docs/protocol.md does not document the message `{message}`"
+
+
+@pytest.mark.parametrize(("table", "direction"), [(wire.CHILD_MESSAGES, "child"), (wire.DAEMON_MESSAGES, "daemon")])
+def test_every_wire_field_is_in_protocol_md(table: dict[str, dict[str, object]], direction: str) -> None:
+    text = _text("protocol.md")
+    missing = [f"{kind}.{name}" for kind, spec in table.items() for name in spec if f"`{name}`" not in text]
+    assert not missing, f"docs/protocol.md does not document these {direction} message fields: {missing}"
