@@ -31,6 +31,8 @@ HELLO_TIMEOUT = 30.0
 FRAME_DEADLINE = 10.0
 REPLY_TIMEOUT = 10.0
 WATCH_INTERVAL = 0.25
+RESERVED_LOG_FIELDS = frozenset({"event", "level", "timestamp", "source", "agent", "run_id", "trace_id", "seq"})
+"""Fields corral sets on every line; an agent's field of the same name is kept as ``agent_<name>``."""
 LIMIT_SIGNALS = {
     signal.SIGXCPU: "CPU time limit exceeded (limits.cpu_seconds)",
     signal.SIGXFSZ: "file size limit exceeded (limits.file_size_mb)",
@@ -73,6 +75,7 @@ class Attempt:
         self.kill_reason: str | None = None
         self.pending: list[asyncio.Future[Any]] = []
         self.output_limit = RateLimit()
+        self.cpu_seen = 0.0
 
     async def execute(self, child: Child) -> Outcome:
         pumps = [
@@ -114,12 +117,13 @@ class Attempt:
             self.pending.clear()
 
     async def _watch(self, child: Child) -> None:
-        """Memory watchdog (psutil RSS of the whole tree), and note every descendant seen."""
+        """Memory watchdog (psutil RSS of the whole tree); note every descendant and the CPU used."""
         limit_mb = self.agent.limits.memory_mb
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             tree = self.engine.processes.tree(child.pid)
-            child.known.update(p.pid for p in tree[1:])
+            child.known.update(tree[1:])
+            self.cpu_seen = max(self.cpu_seen, self.engine.processes.cpu_seconds(child.pid))
             if limit_mb is None:
                 continue
             rss = self.engine.processes.tree_rss(child.pid)
@@ -173,22 +177,38 @@ class Attempt:
             code = None
         if self.kill_reason:
             return Outcome(RunState.FAILED, failure("limit", self.kill_reason))
+        limit = self._limit_hit(child, code)
+        if limit:
+            return Outcome(RunState.FAILED, failure("limit", limit))
         if code is not None and code < 0:
             sig = signal.Signals(-code)
-            if sig in LIMIT_SIGNALS:
-                return Outcome(RunState.FAILED, failure("limit", LIMIT_SIGNALS[sig]))
             detail = f"killed by {sig.name}"
         else:
             detail = f"exit status {code}"
         message = f"the agent's process {what} ({detail})"
         return Outcome(RunState.INTERRUPTED, failure("crash", message), retry=True)
 
+    def _limit_hit(self, child: Child, code: int | None) -> str | None:
+        """Which limit, if any, explains how the process died."""
+        if code is None or code >= 0:
+            return None
+        sig = signal.Signals(-code)
+        if sig in LIMIT_SIGNALS:
+            return LIMIT_SIGNALS[sig]
+        cpu = self.agent.limits.cpu_seconds
+        if sig is signal.SIGKILL and cpu and self.cpu_seen >= cpu * 0.9:
+            return f"CPU time limit of {cpu}s exceeded (limits.cpu_seconds); the agent ignored SIGXCPU"
+        if sig is signal.SIGKILL and self.engine.processes.cgroup_oom_killed(child):
+            mb = self.agent.limits.memory_mb
+            return f"memory limit exceeded: the kernel killed the run's cgroup at {mb} MiB (limits.memory_mb)"
+        return None
+
     # ------------------------------------------------------------------ messages
 
     async def _on_log(self, child: Child, message: dict[str, Any]) -> None:
         level = message["level"] if message["level"] in wire.LOG_LEVELS else "info"
         if self.output_limit.allow(len(message["event"])):
-            fields = {k: v for k, v in message["fields"].items() if k not in ("event", "level", "timestamp")}
+            fields = {(f"agent_{k}" if k in RESERVED_LOG_FIELDS else k): v for k, v in message["fields"].items()}
             getattr(self.log, level)(message["event"][:512], source="agent", **fields)
 
     async def _on_done(self, child: Child, message: dict[str, Any]) -> None:
@@ -258,7 +278,15 @@ class Attempt:
     # ------------------------------------------------------------------ helpers
 
     async def _write(self, job: Any) -> Decision:
-        decision: Decision = await self.engine.writer.run(job)
+        try:
+            decision: Decision = await self.engine.writer.run(job)
+        except StoreError:
+            raise
+        except Exception as exc:  # e.g. a value too deep to pack, a key LMDB cannot hold
+            message = (
+                f"step {self.next_seq - 1} cannot be journaled ({type(exc).__name__}: {exc}); nothing was executed"
+            )
+            raise _Stop(Outcome(RunState.FAILED, failure("journal", message))) from None
         await self._settle()
         return decision
 
@@ -301,6 +329,8 @@ class Attempt:
         if decision.action == "reconcile":
             await self._send(child, {"t": "reconcile", "seq": seq, "key": entry["key"]})
             return None
+        if decision.action == "protocol":
+            raise ProtocolError(decision.message)
         await self._send(child, {"t": "abort", "reason": decision.message})
         if decision.action == "hold":
             self.log.warning("run on hold", seq=seq, reason=decision.message)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from corral.errors import ControlError, DaemonUnavailable
+from corral.errors import ConfigError, ControlError, DaemonUnavailable
 
 MAX_REQUEST = 1 << 20
 Handler = Callable[[dict[str, Any], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
@@ -33,7 +33,9 @@ def _peer_uid(sock: socket.socket) -> int | None:
 async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
     """Listen on ``path``; the file is created 0600 (umask) so there is no window."""
     if len(os.fsencode(path)) > 100:
-        raise ControlError(f"control socket path {path} is too long for a Unix socket; use a shorter corral home")
+        raise ConfigError(
+            [f"control socket path {path} is too long for a Unix socket; set a shorter [corral] home or CORRAL_HOME"]
+        )
     path.unlink(missing_ok=True)
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -46,6 +46,17 @@ def code_hash(agent: AgentConfig) -> str:
     return digest.hexdigest()[:16]
 
 
+def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState, **fields: Any) -> dict[str, Any]:
+    """The one way a run's state changes: checked, stamped, and sized when it ends."""
+    check_transition(RunState(run["state"]), new)
+    run.update(fields, state=new.value)
+    if new in FINISHED:
+        run["ended"] = time.time()
+        run["steps"], run["journal_bytes"] = records.journal_size(txn, run["id"])
+    records.put_run(txn, run)
+    return run
+
+
 class Engine:
     """Creates and executes runs; the single owner of the store's write side."""
 
@@ -136,19 +147,16 @@ class Engine:
     async def _transition(self, run_id: str, new: RunState, **fields: Any) -> dict[str, Any]:
         records = self.records
 
-        def job(txn: Any) -> dict[str, Any]:
+        def job(txn: Any) -> tuple[str, dict[str, Any]]:
             run = records.get_run(txn, run_id)
             if run is None:
                 raise KeyError(run_id)
-            check_transition(RunState(run["state"]), new)
-            run.update(fields, state=new.value)
-            if new in FINISHED:
-                run["ended"] = time.time()
-                run["steps"], run["journal_bytes"] = records.journal_size(txn, run_id)
-            records.put_run(txn, run)
-            return run
+            old = run["state"]
+            return old, change_state(records, txn, run, new, **fields)
 
-        return await self.writer.run(job)
+        old, run = await self.writer.run(job)
+        self.log.info("run state", run_id=run_id, agent=run["agent"], old=old, new=new.value)
+        return run
 
     async def _begin_attempt(self, run_id: str, agent: AgentConfig) -> tuple[dict[str, Any], str | None]:
         """Mark the run running for a new attempt; returns a reason instead when it must not run."""
@@ -202,27 +210,41 @@ class Engine:
             if run.get("code_changed"):
                 log.warning("resuming under changed code", change=run["code_changed"])
             outcome = await self._attempt(run, agent, log)
+            applied = run.get("applied", [])
             if (
                 outcome.retry
                 and not self.draining
                 and agent.on_crash == "resume"
                 and run["attempt"] < agent.max_attempts
             ):
-                await self._transition(run_id, RunState.INTERRUPTED, error=outcome.error)
-                self.notify("corral_run_finished", run={**run, "state": "interrupted", "error": outcome.error})
+                interrupted = await self._transition(run_id, RunState.INTERRUPTED, error=outcome.error, applied=applied)
+                self.notify("corral_run_finished", run=interrupted)
                 delay = min(MAX_BACKOFF, 2.0 ** (run["attempt"] - 1))
                 log.warning("run interrupted; resuming", error=outcome.error, retry_in=delay)
-                await asyncio.sleep(delay)
+                if await self._stopped_within(delay):
+                    return interrupted
                 continue
             state = outcome.state
             if outcome.retry and not self.draining:
                 state = RunState.FAILED
             final = await self._transition(
-                run_id, state, error=outcome.error, result=outcome.result, hold_reason=outcome.hold_reason
+                run_id,
+                state,
+                error=outcome.error,
+                result=outcome.result,
+                hold_reason=outcome.hold_reason,
+                applied=applied,
             )
             log.info("run ended", state=final["state"], error=(outcome.error or {}).get("message"))
             self.notify("corral_run_finished", run=final)
             return final
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True as soon as the daemon starts stopping."""
+        deadline = time.monotonic() + seconds
+        while not self.draining and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return self.draining
 
     async def release(self, run_id: str, happened: bool, value: Any = None) -> dict[str, Any]:
         """A human's verdict on a held run's interrupted step; the run is queued again.
@@ -298,19 +320,13 @@ class Engine:
                 if state is RunState.ON_HOLD:
                     continue
                 if now - run.get("updated", run["created"]) > max_age:
-                    run.update(
-                        state=RunState.ABANDONED.value,
-                        ended=now,
-                        error=failure(
-                            "abandoned", f"unfinished for longer than max_resume_age ({max_age:g}s); not resumed"
-                        ),
+                    message = f"unfinished for longer than max_resume_age ({max_age:g}s); not resumed"
+                    abandoned.append(
+                        change_state(records, txn, run, RunState.ABANDONED, error=failure("abandoned", message))
                     )
-                    records.put_run(txn, run)
-                    abandoned.append(run)
                     continue
                 if state is RunState.RUNNING:
-                    run["state"] = RunState.INTERRUPTED.value
-                    records.put_run(txn, run)
+                    change_state(records, txn, run, RunState.INTERRUPTED)
                 resume.append(run["id"])
             return resume, abandoned
 

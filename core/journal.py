@@ -20,7 +20,8 @@ from corral.wire import fingerprint, idempotency_key
 
 @dataclass(frozen=True)
 class Decision:
-    """How to answer a step: ``replay``, ``result``, ``exec``, ``reconcile``, ``hold`` or ``mismatch``."""
+    """How to answer a step: ``replay``, ``result``, ``exec``, ``reconcile``, ``hold``, ``mismatch``
+    (non-determinism) or ``protocol`` (the child said something out of turn)."""
 
     action: str
     entry: dict[str, Any]
@@ -127,7 +128,7 @@ class Journal:
         """Apply a tool's own verdict on an interrupted call."""
         entry = self.records.get_step(txn, self.run_id, seq)
         if entry is None or entry["status"] != "unknown":
-            return Decision("mismatch", entry or {}, f"step {seq} was not awaiting reconciliation")
+            return Decision("protocol", entry or {}, f"step {seq} was not awaiting reconciliation")
         if outcome == "happened":
             entry.update(status="done", ok=True, value=value, ended=time.time(), reconciled=True)
             self.records.put_step(txn, self.run_id, entry)

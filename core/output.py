@@ -1,6 +1,6 @@
 """Capturing an agent's stdout and stderr into its log, bounded.
 
-Lines are truncated, rate-limited by a token bucket, and capped in total per run;
+Lines are truncated, rate-limited by a token bucket, and capped in total per attempt;
 whatever is dropped is counted and reported, and the pipe is always drained so a
 flooding agent can neither block itself nor flood the disk.
 """
@@ -18,7 +18,7 @@ MAX_BYTES_PER_RUN = 10 * 2**20
 
 
 class RateLimit:
-    """Token bucket shared by every line source of one run."""
+    """Token bucket shared by every line source of one attempt (stdout, stderr, ctx.log)."""
 
     def __init__(
         self, rate: float = LINES_PER_SECOND, burst: float = BURST, max_bytes: int = MAX_BYTES_PER_RUN

@@ -118,7 +118,7 @@ def collect_tools(
 ) -> dict[str, ToolSpec]:
     """Ask each plugin for its tools, one plugin at a time so one failure is contained."""
     tools: dict[str, ToolSpec] = {}
-    for impl in manager.hook.corral_register_tools.get_hookimpls():
+    for impl in ordered(manager.hook.corral_register_tools):
         plugin = impl.plugin_name
 
         def register(func: Callable[..., Any], *, name: str | None = None, plugin: str = plugin) -> None:
@@ -145,6 +145,16 @@ def collect_tools(
     return tools
 
 
+def ordered(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:
+    """Implementations in pluggy's own call order (``tryfirst`` first), wrappers excluded.
+
+    corral calls each implementation itself to contain failures; pluggy keeps them in
+    the reverse of the order it calls them. Wrappers only make sense inside pluggy's
+    own loop, so they are not offered these hooks.
+    """
+    return [impl for impl in reversed(caller.get_hookimpls()) if not (impl.wrapper or impl.hookwrapper)]
+
+
 def call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
     """Call one hookimpl with the arguments it declares (pluggy lets it take a subset)."""
     return impl.function(*[kwargs[name] for name in impl.argnames])
@@ -157,10 +167,10 @@ def tool_functions(manager: pluggy.PluginManager) -> dict[str, Callable[..., Any
     call against the schema before telling the agent to run it.
     """
     functions: dict[str, Callable[..., Any]] = {}
-    for impl in manager.hook.corral_register_tools.get_hookimpls():
+    for impl in ordered(manager.hook.corral_register_tools):
 
         def register(func: Callable[..., Any], *, name: str | None = None) -> None:
-            functions[name or tool_name(func)] = func
+            functions.setdefault(name or tool_name(func), func)  # the daemon keeps the first, too
 
         try:
             call_impl(impl, register=register)
@@ -171,7 +181,7 @@ def tool_functions(manager: pluggy.PluginManager) -> dict[str, Callable[..., Any
 
 def notify(manager: pluggy.PluginManager, hook: str, warn: Callable[[str], None], **kwargs: Any) -> None:
     """Call every implementation of a listener hook, each guarded on its own."""
-    for impl in getattr(manager.hook, hook).get_hookimpls():
+    for impl in ordered(getattr(manager.hook, hook)):
         try:
             call_impl(impl, **kwargs)
         except Exception as exc:

@@ -140,8 +140,8 @@ def tool(
     corral calls ``reconcile(idempotency_key, **args)`` with the call's arguments; it
     returns ``Reconciled.happened(result)`` if the call took effect,
     ``Reconciled.not_happened()`` if it did not (corral may then run it again), or
-    ``None`` if it cannot tell (corral then reports the call as failed rather than risk
-    doing it twice). It is checked here to accept the tool's parameters, with or
+    ``None`` if it cannot tell (corral then puts the run on hold for a human rather
+    than risk doing it twice). It is checked here to accept the tool's parameters, with or
     without the optional ones.
     """
 

@@ -114,11 +114,11 @@ async def read_frame(
     if not first:
         return None
     try:
-        rest = await asyncio.wait_for(reader.readexactly(HEADER.size - 1), deadline)
-        (length,) = HEADER.unpack(first + rest)
-        if length > max_bytes:
-            raise ProtocolError(f"frame of {length} bytes exceeds the {max_bytes}-byte limit")
-        body = await asyncio.wait_for(reader.readexactly(length), deadline)
+        async with asyncio.timeout(deadline):
+            (length,) = HEADER.unpack(first + await reader.readexactly(HEADER.size - 1))
+            if length > max_bytes:
+                raise ProtocolError(f"frame of {length} bytes exceeds the {max_bytes}-byte limit")
+            body = await reader.readexactly(length)
     except asyncio.IncompleteReadError as exc:
         raise ProtocolError(f"stream ended mid-frame after {len(exc.partial)} bytes") from None
     except TimeoutError:

@@ -21,19 +21,15 @@ MiB = 2**20
 
 def _user_process_count() -> int:
     """Processes of our real uid: RLIMIT_NPROC counts them all, not just ours."""
+    import psutil
+
     uid = os.getuid()
-    count = 0
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if entry.isdigit():
-            try:
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    count += 1
-            except OSError:
-                continue
-    return count
+    return sum(1 for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid)
 
 
-def _rlimits(limits: dict[str, int | None]) -> list[tuple[int, int, str]]:
+def _rlimits(limits: dict[str, int | None]) -> list[tuple[int, int, int, str]]:
+    """(resource, soft, hard, label). Only CPU gets a higher hard limit: the kernel sends
+    SIGXCPU at the soft limit and SIGKILL at the hard one, so SIGXCPU must come first."""
     wanted: list[tuple[int, int, str]] = [(resource.RLIMIT_CORE, 0, "core=0")]
     if limits.get("address_space_mb") and sys.platform != "darwin":  # macOS rejects RLIMIT_AS
         wanted.append((resource.RLIMIT_AS, limits["address_space_mb"] * MiB, "address_space"))
@@ -45,17 +41,20 @@ def _rlimits(limits: dict[str, int | None]) -> list[tuple[int, int, str]]:
         wanted.append((resource.RLIMIT_FSIZE, limits["file_size_mb"] * MiB, "file_size"))
     if limits.get("processes") and os.getuid() != 0:  # root ignores RLIMIT_NPROC
         wanted.append((resource.RLIMIT_NPROC, _user_process_count() + limits["processes"], "processes"))
-    return wanted
+    return [
+        (which, value, value + 1 if which == resource.RLIMIT_CPU else value, label) for which, value, label in wanted
+    ]
 
 
 def apply_rlimits(limits: dict[str, int | None]) -> list[str]:
     """Lower soft and hard limits together so the agent cannot raise them back."""
     applied = []
-    for which, value, label in _rlimits(limits):
-        _, hard = resource.getrlimit(which)
-        target = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    for which, soft, hard, label in _rlimits(limits):
+        _, current = resource.getrlimit(which)
+        if current != resource.RLIM_INFINITY:
+            soft, hard = min(soft, current), min(hard, current)
         try:
-            resource.setrlimit(which, (target, target))
+            resource.setrlimit(which, (soft, hard))
             applied.append(f"rlimit:{label}")
         except (ValueError, OSError):
             continue

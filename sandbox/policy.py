@@ -66,8 +66,9 @@ def agent_env(agent: AgentConfig, workdir: Path, daemon_env: Mapping[str, str]) 
 
 
 def launcher_argv(policy: Policy) -> list[str]:
-    """``-I`` keeps the daemon's PYTHON* variables and user site out; ``-u`` unbuffers output."""
-    return [sys.executable, "-I", "-u", "-m", "corral.sandbox.launcher", policy.to_json()]
+    """``-I`` keeps the daemon's PYTHON* variables and user site out; ``-u`` unbuffers output;
+    ``-B`` writes no ``__pycache__`` into the agent's code folder."""
+    return [sys.executable, "-I", "-u", "-B", "-m", "corral.sandbox.launcher", policy.to_json()]
 
 
 def prepare_workdir(workdir: Path) -> None:

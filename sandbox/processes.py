@@ -26,7 +26,7 @@ class Child:
     wire_reader: asyncio.StreamReader
     wire_writer: asyncio.StreamWriter
     cgroup: Path | None = None
-    known: set[int] = field(default_factory=set)
+    known: set[psutil.Process] = field(default_factory=set)
 
     @property
     def pid(self) -> int:
@@ -40,6 +40,7 @@ class ProcessControl:
         self.is_linux = sys.platform.startswith("linux")
         self._cgroup_parent: Path | None = None
         self._reaping = False
+        self._spawning = 0
         self.live: set[int] = set()
 
     def prepare(self) -> list[str]:
@@ -75,6 +76,15 @@ class ProcessControl:
         self, policy_args: dict[str, object], workdir: Path, env: dict[str, str], cgroup: Path | None
     ) -> Child:
         """Start the launcher with two fresh wire pipes and nothing else inherited."""
+        self._spawning += 1  # until the pid is in `live`, an orphan sweep must not run
+        try:
+            return await self._spawn(policy_args, workdir, env, cgroup)
+        finally:
+            self._spawning -= 1
+
+    async def _spawn(
+        self, policy_args: dict[str, object], workdir: Path, env: dict[str, str], cgroup: Path | None
+    ) -> Child:
         loop = asyncio.get_running_loop()
         child_read, daemon_write = os.pipe()
         daemon_read, child_write = os.pipe()
@@ -83,8 +93,8 @@ class ProcessControl:
             wire_out=child_write,
             parent_pid=os.getpid(),
             cgroup=str(cgroup) if cgroup else None,
-            **policy_args,
-        )  # type: ignore[arg-type]
+            **policy_args,  # type: ignore[arg-type]
+        )
         try:
             process = await asyncio.create_subprocess_exec(
                 *launcher_argv(policy),
@@ -97,9 +107,14 @@ class ProcessControl:
                 close_fds=True,
                 pass_fds=(child_read, child_write),
             )
+        except BaseException:
+            os.close(daemon_read)
+            os.close(daemon_write)
+            raise
         finally:
             os.close(child_read)
             os.close(child_write)
+        self.live.add(process.pid)
         reader = asyncio.StreamReader(limit=2**16, loop=loop)
         await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(daemon_read, "rb", buffering=0)
@@ -108,7 +123,6 @@ class ProcessControl:
             lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(daemon_write, "wb", buffering=0)
         )
         writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        self.live.add(process.pid)
         return Child(process, reader, writer, cgroup)
 
     def tree(self, pid: int) -> list[psutil.Process]:
@@ -117,6 +131,25 @@ class ProcessControl:
             return [root, *root.children(recursive=True)]
         except psutil.Error:
             return []
+
+    def cpu_seconds(self, pid: int) -> float:
+        """CPU time (user + system) the run's main process has used so far."""
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(times.user + times.system)
+
+    def cgroup_oom_killed(self, child: Child) -> bool:
+        """Whether the kernel's cgroup memory limit killed something in this run."""
+        if child.cgroup is None:
+            return False
+        try:
+            events = (child.cgroup / "memory.events").read_text()
+        except OSError:
+            return False
+        counts = dict(line.split() for line in events.splitlines() if line.count(" ") == 1)
+        return int(counts.get("oom_kill", "0")) > 0
 
     def tree_rss(self, pid: int) -> int:
         total = 0
@@ -143,11 +176,11 @@ class ProcessControl:
                 proc.kill()
             except psutil.Error:
                 continue
-        for pid in list(child.known):
+        for proc in list(child.known):
             try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+                proc.kill()  # psutil refuses if the pid now belongs to another process
+            except psutil.Error:
+                continue
 
     def close(self) -> None:
         """Remove this daemon's cgroup folder once no run is left in it."""
@@ -167,7 +200,7 @@ class ProcessControl:
         under it is a double-forked descendant whose run is over.
         """
         reaped: list[int] = []
-        if not self._reaping:
+        if not self._reaping or self._spawning:
             return reaped
         try:
             children = psutil.Process().children()

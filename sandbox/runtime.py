@@ -9,6 +9,7 @@ in the same commit as the next step, so one durable step costs one round trip.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -24,6 +25,9 @@ from corral.errors import ProtocolError, ToolCallError
 from corral.sandbox.policy import Policy
 from corral.wire import VERSION, BlockingChannel
 
+MAX_STATE_KEY = 256
+"""Bytes of a ``ctx.state`` key; LMDB keys are limited, and keys are names, not data."""
+
 
 class RunAborted(BaseException):
     """The daemon ended the run; not an Exception, so agent code cannot swallow it."""
@@ -32,10 +36,10 @@ class RunAborted(BaseException):
 def _plain(value: Any, what: str) -> Any:
     """Refuse values the journal cannot hold, with a message that says which."""
     try:
-        msgpack.packb(value, use_bin_type=True)
+        msgpack.unpackb(msgpack.packb(value, use_bin_type=True), raw=False, strict_map_key=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(
-            f"{what} cannot be journaled ({exc}); use str, int, float, bool, None, lists and dicts"
+            f"{what} cannot be journaled ({exc}); use str, int, float, bool, None, lists and dicts with string keys"
         ) from None
     return value
 
@@ -44,6 +48,8 @@ def _error(exc: BaseException) -> dict[str, Any]:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, MemoryError):
         message = "out of memory: the run reached its address-space limit (limits.address_space_mb)"
+    elif isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        message = f"file size limit reached (limits.file_size_mb): {message}"
     return {
         "type": type(exc).__name__,
         "message": message[:4000],
@@ -101,8 +107,9 @@ class _Session:
         except Exception as exc:
             error = _error(exc)
             error["kind"] = exc.kind if isinstance(exc, ToolCallError) else "failed"
+            error["message"] = f"tool {name!r} failed: {error['message']}"
             self.channel.send({"t": "done", "seq": seq, "ok": False, "error": error})
-            raise ToolCallError(f"tool {name!r} failed: {error['message']}", kind=error["kind"]) from exc
+            raise ToolCallError(error["message"], kind=error["kind"]) from exc
         self.channel.send({"t": "done", "seq": seq, "ok": True, "value": value})
         return value
 
@@ -133,6 +140,8 @@ class State(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise TypeError(f"ctx.state keys are strings, not {type(key).__name__}")
+        if not 0 < len(key.encode()) <= MAX_STATE_KEY:
+            raise ValueError(f"ctx.state keys are 1 to {MAX_STATE_KEY} bytes of UTF-8; {key[:40]!r}... is not")
         _plain(value, f"ctx.state[{key!r}]")
         self._session.step("state", "set", {"key": key, "value": value})
         self._data[key] = value

@@ -363,6 +363,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if str(exc):
             print(exc, file=sys.stderr)
         code = exc.code
+    except ConfigError as exc:
+        print(f"corral: invalid config:\n{exc}", file=sys.stderr)
+        code = EXIT_CONFIG
     except StoreLockedError as exc:
         print(f"corral: {exc}", file=sys.stderr)
         code = EXIT_UNAVAILABLE
