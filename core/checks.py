@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from corral.config import CorralConfig
-from corral.pluginmanager import load_plugins
+from corral.pluginmanager import Plugins, load_plugins
 
 
-def check_config(config: CorralConfig) -> list[str]:
+def check_config(config: CorralConfig, plugins: Plugins | None = None) -> list[str]:
     """Problems that would make an agent fail at run time, each with its fix."""
     where = str(config.path)
     problems: list[str] = []
-    plugins = load_plugins(config.plugins, config.home / "plugins")
+    if plugins is None:
+        plugins = load_plugins(config.plugins, config.home / "plugins")
     problems += [f"{where}: [corral] plugins: {failure}" for failure in plugins.failures]
     for agent in config.agents.values():
         module = agent.entry.split(":", 1)[0]

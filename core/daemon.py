@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from corral import control
+from corral.checks import check_config
 from corral.config import AgentConfig
 from corral.engine import Engine
 from corral.states import FINISHED, RunState
@@ -56,6 +57,8 @@ class Daemon:
             plugins=self.engine.plugins.names(),
             plugin_failures=self.engine.plugins.failures,
         )
+        for problem in check_config(self.config, self.engine.plugins):
+            self.log.warning("config problem", problem=problem)
         for run_id in await self.engine.recover():
             run = await self.engine.writer.run(lambda txn, r=run_id: self.engine.records.get_run(txn, r))
             self._dispatch(run)

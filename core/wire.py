@@ -68,6 +68,8 @@ def decode(body: bytes, table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
         message = msgpack.unpackb(body, raw=False, ext_hook=_reject_ext, strict_map_key=True)
     except ProtocolError:
         raise
+    except (msgpack.StackError, RecursionError):
+        raise ProtocolError("frame is nested deeper than the wire allows") from None
     except Exception as exc:  # msgpack raises several unrelated types for bad bytes
         raise ProtocolError(f"frame is not valid msgpack ({type(exc).__name__}: {exc})") from None
     if not isinstance(message, dict):

@@ -92,13 +92,14 @@ def remove_stale_cgroups(root: Path) -> list[Path]:
         pid = parent.name.removeprefix("corral-")
         if not pid.isdigit() or Path(f"/proc/{pid}").exists():
             continue
-        for run in parent.glob("run-*"):
+        runs = list(parent.glob("run-*"))
+        for run in runs:
             kill_cgroup(run)
-        try:
-            parent.rmdir()
+        deadline = time.monotonic() + 2.0  # start-up only: the killed processes leave within ms
+        while not all(remove_cgroup(run) for run in runs) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if remove_cgroup(parent):
             removed.append(parent)
-        except OSError:
-            continue
     return removed
 
 
@@ -111,16 +112,19 @@ def join_cgroup(path: str) -> bool:
 
 
 def kill_cgroup(path: Path) -> None:
-    """Kill every process in the run's cgroup at once, then remove it."""
+    """Kill every process in the run's cgroup at once (removal comes once it is empty)."""
     try:
         (path / "cgroup.kill").write_text("1")
     except OSError:
         pass
-    for _ in range(50):
-        try:
-            path.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.02)
+
+
+def remove_cgroup(path: Path) -> bool:
+    """Remove an emptied cgroup folder; False while processes are still leaving it."""
+    try:
+        path.rmdir()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True

@@ -41,6 +41,7 @@ class ProcessControl:
         self._cgroup_parent: Path | None = None
         self._reaping = False
         self._spawning = 0
+        self._emptying: list[Path] = []
         self.live: set[int] = set()
 
     def prepare(self) -> list[str]:
@@ -183,38 +184,49 @@ class ProcessControl:
                 continue
 
     def close(self) -> None:
-        """Remove this daemon's cgroup folder once no run is left in it."""
+        """Remove this daemon's cgroup folders once no run is left in them."""
+        self._remove_emptied_cgroups()
         if self._cgroup_parent is not None:
-            try:
-                self._cgroup_parent.rmdir()
-            except OSError:
-                pass
+            from corral.sandbox import linux
+
+            linux.remove_cgroup(self._cgroup_parent)
 
     def forget(self, child: Child) -> None:
+        """The run is over and its main process reaped; its cgroup goes once empty."""
         self.live.discard(child.pid)
+        if child.cgroup is not None:
+            self._emptying.append(child.cgroup)
+            self._remove_emptied_cgroups()
+
+    def _remove_emptied_cgroups(self) -> None:
+        from corral.sandbox import linux
+
+        self._emptying = [path for path in self._emptying if not linux.remove_cgroup(path)]
 
     def reap_orphans(self) -> list[int]:
-        """Kill and reap processes that escaped a finished run and reparented to us.
+        """Kill processes that escaped a finished run and reparented to us; reap the dead.
 
         The daemon's only legitimate children are live agent processes; anything else
-        under it is a double-forked descendant whose run is over.
+        under it is a double-forked descendant whose run is over. Called every second,
+        so it never blocks: a process killed now is reaped on the next call.
         """
-        reaped: list[int] = []
+        self._remove_emptied_cgroups()
+        killed: list[int] = []
         if not self._reaping or self._spawning:
-            return reaped
+            return killed
         try:
             children = psutil.Process().children()
         except psutil.Error:
-            return reaped
+            return killed
         for proc in children:
             if proc.pid in self.live:
                 continue
             try:
-                if proc.ppid() != os.getpid():
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    os.waitpid(proc.pid, os.WNOHANG)
                     continue
                 proc.kill()
-                os.waitpid(proc.pid, 0)
-                reaped.append(proc.pid)
+                killed.append(proc.pid)
             except (psutil.Error, ChildProcessError):
                 continue
-        return reaped
+        return killed

@@ -35,9 +35,10 @@ def test_round_trip_over_a_real_pipe() -> None:
         (_body({"t": "step", "seq": 1, "kind": "tool", "name": "x"}), "lacks field 'args'"),
         (_body({"t": "step", "seq": True, "kind": "tool", "name": "x", "args": {}}), "'seq' must be an integer"),
         (_body({"t": "step", "seq": 1, "kind": "tool", "name": "x", "args": {}, "extra": 1}), "unexpected fields"),
-        (b"\x91" * 100_000, "not valid msgpack"),
+        (b"\x91" * 100_000, "nested deeper than the wire allows"),
         (_body({1: 2}), "not valid msgpack"),
     ],
+    ids=["garbage", "ext", "list", "unknown", "missing", "bool_seq", "extra", "deep", "int_key"],
 )
 def test_bad_frames_are_protocol_errors(body: bytes, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):

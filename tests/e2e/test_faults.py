@@ -88,7 +88,7 @@ FAULTS: dict[str, tuple[str, str]] = {
     "too_deep": (
         "send(frame(raw_map(('t', P('log')), ('level', P('info')), ('event', P('x')), "
         "('fields', raw_map(('v', nested(5000))))))); linger()",
-        "frame is not valid msgpack",
+        "frame is nested deeper than the wire allows",
     ),
     "not_a_map": ("send(frame(P([1, 2, 3]))); linger()", "frame must be a map, got list"),
     "unknown_type": ("send(frame(P({'t': 'bogus', 'seq': 1}))); linger()", "unknown message type 'bogus'"),
