@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -27,6 +26,8 @@ import pytest
 from corral.config import CorralConfig
 from corral.testing import CorralProject
 
+from . import recorder
+
 pytest.importorskip("supervisor", reason="the supervisor package (supervisord) is not installed")
 
 SUPERVISOR_CONF = Path(__file__).resolve().parents[2] / "supervisor.conf"
@@ -34,35 +35,6 @@ SUPERVISOR_CONF = Path(__file__).resolve().parents[2] / "supervisor.conf"
 MAC_CONFIG = "/Users/you/.corral/corral.toml"
 MAC_HOME = "/Users/you/.corral"
 MAC_CORRAL = "/Users/you/corral/.venv/bin/corral"
-
-RECORDER = '''
-import os, time
-import corral
-
-@corral.tool(idempotent=True)
-def record(n: int, idempotency_key: str) -> int:
-    """Write n to effects.txt once per key; log every execution to executions.txt."""
-    with open("executions.txt", "a") as f:
-        f.write(f"{n} {idempotency_key}\\n")
-    time.sleep(0.15)
-    seen = open("effects.txt").read().split() if os.path.exists("effects.txt") else []
-    if idempotency_key not in seen:
-        with open("effects.txt", "a") as f:
-            f.write(f"{n} {idempotency_key}\\n")
-    return n
-
-@corral.hookimpl
-def corral_register_tools(register):
-    register(record)
-'''
-
-TWENTY = """
-def run(ctx):
-    total = 0
-    for n in range(20):
-        total += ctx.tool("record", n=n)
-    return total
-"""
 
 HELLO = """
 def run(ctx):
@@ -172,7 +144,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
-        for pid in victims | {p.pid for p in _agent_processes(self.project.home)}:
+        for pid in victims | {p.pid for p in recorder.launchers_under(self.project.home)}:
             try:
                 proc = psutil.Process(pid)
                 if proc.cwd().startswith(str(self.project.root)):  # ours, not a reused pid
@@ -181,54 +153,11 @@ class Supervisor:
                 continue
 
 
-def _agent_processes(home: Path) -> list[psutil.Process]:
-    """Live agent launchers whose working directory is under ``home``."""
-    found = []
-    for proc in psutil.process_iter(["cwd", "cmdline", "status"]):
-        try:
-            if (
-                proc.info["status"] != psutil.STATUS_ZOMBIE
-                and str(proc.info["cwd"] or "").startswith(str(home))
-                and "corral.sandbox.launcher" in " ".join(proc.info["cmdline"] or [])
-            ):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
 def _wait_no_agents(home: Path, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
-    while _agent_processes(home) and time.monotonic() < deadline:
+    while recorder.launchers_under(home) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _agent_processes(home), f"agent processes outlived their run: {_agent_processes(home)}"
-
-
-def _wait_lines(path: Path, n: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and len(path.read_text().splitlines()) >= n:
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{path} never reached {n} lines")
-
-
-def _assert_effects_once(workdir: Path) -> Counter[tuple[str, ...]]:
-    effects = [line.split() for line in (workdir / "effects.txt").read_text().splitlines()]
-    assert sorted(int(n) for n, _ in effects) == list(range(20)), "every effect exactly once"
-    executions = Counter(tuple(line.split()) for line in (workdir / "executions.txt").read_text().splitlines())
-    repeated = {call: count for call, count in executions.items() if count > 1}
-    assert len(repeated) <= 1 and all(c == 2 for c in repeated.values()), (
-        f"only the call in flight may run again: {repeated}"
-    )
-    return executions
-
-
-def _assert_journal(project: CorralProject, run_id: str) -> None:
-    steps = project.cli_json("trace", run_id)["steps"]
-    assert [s["seq"] for s in steps] == list(range(1, 21)), "journal has gaps or duplicates"
-    assert all(s["status"] == "done" for s in steps), steps
-    assert [s["value"] for s in steps] == list(range(20))
+    assert not recorder.launchers_under(home), f"agent processes outlived their run: {recorder.launchers_under(home)}"
 
 
 def _daemon_events(home: Path) -> list[str]:
@@ -238,12 +167,8 @@ def _daemon_events(home: Path) -> list[str]:
 
 @pytest.fixture
 def supervisor(corral_project: CorralProject) -> Iterator[Supervisor]:
-    plugin = corral_project.root / "recorder.py"
-    plugin.write_text(RECORDER)
-    corral_project.corral["plugins"] = [str(plugin)]
+    recorder.install(corral_project, "killed", "stopped")
     corral_project.agent("hello", HELLO)
-    corral_project.agent("killed", TWENTY, tools=["record"])
-    corral_project.agent("stopped", TWENTY, tools=["record"])
     sup = Supervisor(corral_project)
     try:
         yield sup
@@ -293,7 +218,7 @@ def test_corral_under_supervisord(supervisor: Supervisor) -> None:
     # (b) kill -9 mid-run: supervisord restarts corral, the run resumes, nothing repeats.
     killed_dir = project.home / "agents" / "killed"
     run_id = project.cli_json("run", "killed")["id"]
-    _wait_lines(killed_dir / "executions.txt", 8)
+    recorder.wait_lines(killed_dir / "executions.txt", 8)
     assert supervisor.ctl("pid", "corral").stdout.strip() == str(first)
     os.kill(first, signal.SIGKILL)
     second = supervisor.wait_state("RUNNING", not_pid=first)
@@ -302,14 +227,14 @@ def test_corral_under_supervisord(supervisor: Supervisor) -> None:
     run = project.wait_for_run(run_id, timeout=30)
     assert run["state"] == "succeeded" and run["result"] == sum(range(20)), run
     assert run["attempt"] == 2
-    _assert_effects_once(killed_dir)
-    _assert_journal(project, run_id)
+    recorder.assert_effects_once(killed_dir)
+    recorder.assert_journal_done(project, run_id)
     _wait_no_agents(project.home)
 
     # (c) supervisorctl stop mid-run: a clean exit 0 well inside the grace period.
     stopped_dir = project.home / "agents" / "stopped"
     run_id = project.cli_json("run", "stopped")["id"]
-    _wait_lines(stopped_dir / "executions.txt", 3)
+    recorder.wait_lines(stopped_dir / "executions.txt", 3)
     began = time.monotonic()
     stop = supervisor.ctl("stop", "corral", timeout=60)
     took = time.monotonic() - began
@@ -329,5 +254,5 @@ def test_corral_under_supervisord(supervisor: Supervisor) -> None:
     supervisor.wait_state("RUNNING")
     run = project.wait_for_run(run_id, timeout=30)
     assert run["state"] == "succeeded" and run["result"] == sum(range(20)), run
-    _assert_effects_once(stopped_dir)
-    _assert_journal(project, run_id)
+    recorder.assert_effects_once(stopped_dir)
+    recorder.assert_journal_done(project, run_id)
