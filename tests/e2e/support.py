@@ -195,3 +195,12 @@ def assert_not_resumed(project: CorralProject, run: Mapping[str, Any]) -> None:
         e["error"] for e in log_events(project, run["agent"], run["id"]) if e["event"] == "run interrupted; resuming"
     ]
     assert not interruptions and run["attempt"] == 1, f"{run['agent']} was resumed after: {interruptions}"
+
+
+def contained(batch: Batch, name: str) -> dict[str, Any]:
+    """The run of ``name`` left no process and a clean journal, and was not resumed."""
+    run = batch.runs[name]
+    assert_no_processes(run, batch.project.workdir(name))
+    assert_journal(batch.project, run["id"])
+    assert_not_resumed(batch.project, run)
+    return run

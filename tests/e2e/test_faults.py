@@ -19,8 +19,8 @@ from .support import (
     Batch,
     Project,
     assert_journal,
-    assert_no_processes,
     assert_not_resumed,
+    contained,
     log_events,
     snapshot_outside,
     start_batch,
@@ -178,13 +178,6 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Batch]:
         project.close()
 
 
-def _assert_contained(batch: Batch, name: str) -> dict[str, Any]:
-    run = batch.runs[name]
-    assert_no_processes(run, batch.project.workdir(name))
-    assert_journal(batch.project, run["id"])
-    return run
-
-
 def _assert_protocol_failure(batch: Batch, run: dict[str, Any], expected: str) -> None:
     assert run["state"] == "failed", run
     assert_not_resumed(batch.project, run)  # a protocol violation is not a crash to resume
@@ -196,7 +189,7 @@ def _assert_protocol_failure(batch: Batch, run: dict[str, Any], expected: str) -
 
 @pytest.mark.parametrize("name", sorted(FAULTS))
 def test_malformed_frame_fails_only_that_run(batch: Batch, name: str) -> None:
-    run = _assert_contained(batch, name)
+    run = contained(batch, name)
     _assert_protocol_failure(batch, run, FAULTS[name][1])
 
 
@@ -204,7 +197,7 @@ def test_malformed_frame_fails_only_that_run(batch: Batch, name: str) -> None:
 def test_unstorable_request_fails_only_that_run(batch: Batch, name: str) -> None:
     # Regression: the journal write raised out of Attempt.execute, the daemon logged
     # "run crashed in the daemon" and the run stayed "running" in the store.
-    run = _assert_contained(batch, name)
+    run = contained(batch, name)
     assert run["state"] == "failed", run
     assert_not_resumed(batch.project, run)
     assert run["error"]["kind"] == "journal", run["error"]
@@ -215,7 +208,7 @@ def test_unstorable_request_fails_only_that_run(batch: Batch, name: str) -> None
 
 @pytest.mark.slow
 def test_trickling_frame_fails_at_the_frame_deadline(batch: Batch) -> None:
-    run = _assert_contained(batch, "trickle")
+    run = contained(batch, "trickle")
     _assert_protocol_failure(batch, run, f"frame did not arrive whole within {FRAME_DEADLINE:g}s")
     # The deadline covers the whole frame, header included (it used to restart for the body).
     first_byte = float((batch.project.workdir("trickle") / "first-byte").read_text())
@@ -225,14 +218,14 @@ def test_trickling_frame_fails_at_the_frame_deadline(batch: Batch) -> None:
 
 @pytest.mark.slow
 def test_agent_that_stops_reading_replies_fails(batch: Batch) -> None:
-    run = _assert_contained(batch, "stop_reading")
+    run = contained(batch, "stop_reading")
     _assert_protocol_failure(batch, run, "the agent stopped reading replies for 10s")
     steps = assert_journal(batch.project, run["id"])
     assert len(steps) > 100, "the flood was answered until the reply pipe filled"
 
 
 def test_healthy_agent_carries_on(batch: Batch) -> None:
-    run = _assert_contained(batch, "healthy")
+    run = contained(batch, "healthy")
     assert run["state"] == "succeeded", run
     assert_not_resumed(batch.project, run)
     assert run["result"] == sum(range(1, 41))

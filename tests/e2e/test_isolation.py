@@ -28,7 +28,7 @@ from .support import (
     Project,
     assert_journal,
     assert_no_processes,
-    assert_not_resumed,
+    contained,
     kill_quietly,
     snapshot_outside,
     start_batch,
@@ -175,19 +175,11 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Batch]:
         project.close()
 
 
-def _contained(batch: Batch, name: str) -> dict[str, Any]:
-    run = batch.runs[name]
-    assert_no_processes(run, batch.project.workdir(name))
-    assert_journal(batch.project, run["id"])
-    assert_not_resumed(batch.project, run)
-    return run
-
-
 # --------------------------------------------------------------------------- environment
 
 
 def test_environment_holds_exactly_the_base_variables(batch: Batch) -> None:
-    run = _contained(batch, "env_plain")
+    run = contained(batch, "env_plain")
     assert run["state"] == "succeeded", run
     seen = run["result"]
     workdir = batch.project.workdir("env_plain")
@@ -202,7 +194,7 @@ def test_environment_holds_exactly_the_base_variables(batch: Batch) -> None:
 
 
 def test_granted_variables_and_nothing_else(batch: Batch) -> None:
-    run = _contained(batch, "env_granted")
+    run = contained(batch, "env_granted")
     assert run["state"] == "succeeded", run
     env = run["result"]
     assert set(env) == BASE_ENV | {"GREETING", SECRET}, sorted(env)
@@ -224,7 +216,7 @@ def test_cwd_session_and_inherited_descriptors(batch: Batch) -> None:
 
 
 def test_memory_limit_kills_the_whole_tree(batch: Batch) -> None:
-    run = _contained(batch, "memory")
+    run = contained(batch, "memory")
     assert run["state"] == "failed", run
     assert run["error"]["kind"] == "limit"
     assert "memory limit exceeded" in run["error"]["message"]
@@ -233,14 +225,14 @@ def test_memory_limit_kills_the_whole_tree(batch: Batch) -> None:
 
 
 def test_address_space_limit_gives_memory_error(batch: Batch) -> None:
-    run = _contained(batch, "address_space")
+    run = contained(batch, "address_space")
     assert run["state"] == "failed", run
     assert run["error"]["type"] == "MemoryError", run["error"]
     assert "address-space limit (limits.address_space_mb)" in run["error"]["message"]
 
 
 def test_wall_time_limit(batch: Batch) -> None:
-    run = _contained(batch, "wall")
+    run = contained(batch, "wall")
     assert run["state"] == "failed", run
     assert run["error"] == {"kind": "limit", "message": "wall time limit of 2s exceeded (limits.wall_seconds)"}
     assert run["ended"] - run["started"] < 15, "the agent slept 60s; the limit must end it early"
@@ -249,7 +241,7 @@ def test_wall_time_limit(batch: Batch) -> None:
 def test_cpu_limit(batch: Batch) -> None:
     # Regression: RLIMIT_CPU had soft == hard, so the kernel sent SIGKILL, not SIGXCPU, and
     # the run was resumed as a crash three times without a word about CPU.
-    run = _contained(batch, "cpu")
+    run = contained(batch, "cpu")
     assert run["state"] == "failed", run
     assert run["error"]["kind"] == "limit", run["error"]
     assert "CPU time limit" in run["error"]["message"] and "limits.cpu_seconds" in run["error"]["message"]
@@ -259,14 +251,14 @@ def test_cpu_limit(batch: Batch) -> None:
 
 
 def test_tree_is_gone_after_the_run_finishes(batch: Batch) -> None:
-    run = _contained(batch, "tree_done")
+    run = contained(batch, "tree_done")
     assert run["state"] == "succeeded", run
     assert set(run["result"]) <= set(batch.pids("tree_done"))
     assert not wait_until_dead(batch.pids("tree_done")), "a child or setsid grandchild outlived its run"
 
 
 def test_tree_is_gone_after_the_run_is_killed(batch: Batch) -> None:
-    run = _contained(batch, "tree_killed")
+    run = contained(batch, "tree_killed")
     assert run["state"] == "failed" and "wall time limit of 3s" in run["error"]["message"], run
     assert not wait_until_dead(batch.pids("tree_killed")), "a child or setsid grandchild outlived its run"
 
