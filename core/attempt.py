@@ -79,8 +79,8 @@ class Attempt:
 
     async def execute(self, child: Child) -> Outcome:
         pumps = [
-            asyncio.create_task(pump(child.process.stdout, "stdout", self.log, self.output_limit)),  # type: ignore[arg-type]
-            asyncio.create_task(pump(child.process.stderr, "stderr", self.log, self.output_limit)),  # type: ignore[arg-type]
+            asyncio.create_task(pump(child.process.stdout, "stdout", self.log, self.output_limit)),
+            asyncio.create_task(pump(child.process.stderr, "stderr", self.log, self.output_limit)),
         ]
         watchdog = asyncio.create_task(self._watch(child))
         wall = self.agent.limits.wall_seconds

@@ -15,6 +15,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -66,19 +67,19 @@ def _load_file(path: Path) -> ModuleType:
 def _sources(extra: Iterable[str], plugin_dir: Path | None) -> list[tuple[str, Callable[[], Any]]]:
     """(name, loader) for every plugin, in a fixed order: built-ins, entry points, drop-ins."""
     sources: list[tuple[str, Callable[[], Any]]] = [
-        (name, lambda name=name: importlib.import_module(name)) for name in BUILTINS
+        (name, partial(importlib.import_module, name)) for name in BUILTINS
     ]
     for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         sources.append((f"entrypoint:{ep.name}", ep.load))
     for spec in extra:
         if spec.endswith(".py"):
             path = Path(spec)
-            sources.append((str(path), lambda path=path: _load_file(path)))
+            sources.append((str(path), partial(_load_file, path)))
         else:
-            sources.append((spec, lambda spec=spec: importlib.import_module(spec)))
+            sources.append((spec, partial(importlib.import_module, spec)))
     if plugin_dir is not None and plugin_dir.is_dir():
         for path in sorted(plugin_dir.glob("*.py")):
-            sources.append((str(path), lambda path=path: _load_file(path)))
+            sources.append((str(path), partial(_load_file, path)))
     return sources
 
 

@@ -31,16 +31,18 @@ def _rlimits(limits: dict[str, int | None]) -> list[tuple[int, int, int, str]]:
     """(resource, soft, hard, label). Only CPU gets a higher hard limit: the kernel sends
     SIGXCPU at the soft limit and SIGKILL at the hard one, so SIGXCPU must come first."""
     wanted: list[tuple[int, int, str]] = [(resource.RLIMIT_CORE, 0, "core=0")]
-    if limits.get("address_space_mb") and sys.platform != "darwin":  # macOS rejects RLIMIT_AS
-        wanted.append((resource.RLIMIT_AS, limits["address_space_mb"] * MiB, "address_space"))
-    if limits.get("cpu_seconds"):
-        wanted.append((resource.RLIMIT_CPU, limits["cpu_seconds"], "cpu_seconds"))
-    if limits.get("open_files"):
-        wanted.append((resource.RLIMIT_NOFILE, limits["open_files"], "open_files"))
-    if limits.get("file_size_mb"):
-        wanted.append((resource.RLIMIT_FSIZE, limits["file_size_mb"] * MiB, "file_size"))
-    if limits.get("processes") and os.getuid() != 0:  # root ignores RLIMIT_NPROC
-        wanted.append((resource.RLIMIT_NPROC, _user_process_count() + limits["processes"], "processes"))
+    address_space, cpu, files = limits.get("address_space_mb"), limits.get("cpu_seconds"), limits.get("open_files")
+    file_size, processes = limits.get("file_size_mb"), limits.get("processes")
+    if address_space and sys.platform != "darwin":  # macOS rejects RLIMIT_AS
+        wanted.append((resource.RLIMIT_AS, address_space * MiB, "address_space"))
+    if cpu:
+        wanted.append((resource.RLIMIT_CPU, cpu, "cpu_seconds"))
+    if files:
+        wanted.append((resource.RLIMIT_NOFILE, files, "open_files"))
+    if file_size:
+        wanted.append((resource.RLIMIT_FSIZE, file_size * MiB, "file_size"))
+    if processes and os.getuid() != 0:  # root ignores RLIMIT_NPROC
+        wanted.append((resource.RLIMIT_NPROC, _user_process_count() + processes, "processes"))
     return [
         (which, value, value + 1 if which == resource.RLIMIT_CPU else value, label) for which, value, label in wanted
     ]

@@ -94,7 +94,7 @@ class ProcessControl:
             wire_out=child_write,
             parent_pid=os.getpid(),
             cgroup=str(cgroup) if cgroup else None,
-            **policy_args,  # type: ignore[arg-type]
+            **policy_args,
         )
         try:
             process = await asyncio.create_subprocess_exec(

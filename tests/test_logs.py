@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 import structlog
+from structlog.typing import EventDict, WrappedLogger
+
 from corral.logs import DAEMON_LOG, MAX_FIELD_CHARS, LogFiles, log_path
 from corral.logview import UNREADABLE, Filter, follow, log_files, read_events, render
-from structlog.typing import EventDict, WrappedLogger
 
 ISO_MS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import lmdb
@@ -21,6 +21,17 @@ from corral.store.schema import pack, unpack
 def new_run_id() -> str:
     """Sortable by creation time (milliseconds), unique by 32 random bits."""
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+
+
+def _rows(rows: Iterable[Any]) -> Iterator[tuple[bytes, bytes]]:
+    """Cursor rows as bytes (the transactions here never ask for buffers)."""
+    for key, value in rows:
+        yield bytes(key), bytes(value)
+
+
+def _keys(keys: Iterable[Any]) -> Iterator[bytes]:
+    for key in keys:
+        yield bytes(key)
 
 
 class Records:
@@ -47,7 +58,7 @@ class Records:
     def active_runs(self, txn: lmdb.Transaction) -> list[dict[str, Any]]:
         """Every run not yet finished, oldest first."""
         runs = []
-        for key, _ in txn.cursor(db=self.dbs["active"]):
+        for key, _ in _rows(txn.cursor(db=self.dbs["active"])):
             run = self.get_run(txn, key.decode())
             if run is not None:
                 runs.append(run)
@@ -58,7 +69,7 @@ class Records:
         out: list[dict[str, Any]] = []
         if agent is None:
             cursor = txn.cursor(db=self.dbs["runs"])
-            for _, raw in cursor.iterprev():
+            for _, raw in _rows(cursor.iterprev()):
                 out.append(unpack(raw))
                 if len(out) >= limit:
                     break
@@ -69,7 +80,7 @@ class Records:
             cursor.last()
         else:
             cursor.prev()
-        for key in cursor.iterprev(values=False):
+        for key in _keys(cursor.iterprev(values=False)):
             if not key.startswith(prefix):
                 break
             run = self.get_run(txn, key[len(prefix) :].decode())
@@ -85,7 +96,7 @@ class Records:
         ids = []
         cursor = txn.cursor(db=self.dbs["agent_runs"])
         if cursor.set_range(prefix):
-            for key in cursor.iternext(values=False):
+            for key in _keys(cursor.iternext(values=False)):
                 if not key.startswith(prefix):
                     break
                 ids.append(key[len(prefix) :].decode())
@@ -108,7 +119,7 @@ class Records:
         prefix = schema.journal_prefix(run_id)
         cursor = txn.cursor(db=self.dbs["journal"])
         if cursor.set_range(prefix):
-            for key, raw in cursor:
+            for key, raw in _rows(cursor):
                 if not key.startswith(prefix):
                     break
                 yield unpack(raw)
@@ -119,7 +130,7 @@ class Records:
         count = size = 0
         cursor = txn.cursor(db=self.dbs["journal"])
         if cursor.set_range(prefix):
-            for key, raw in cursor:
+            for key, raw in _rows(cursor):
                 if not key.startswith(prefix):
                     break
                 count += 1
@@ -138,7 +149,7 @@ class Records:
         state: dict[str, Any] = {}
         cursor = txn.cursor(db=self.dbs["state"])
         if cursor.set_range(prefix):
-            for key, raw in cursor:
+            for key, raw in _rows(cursor):
                 if not key.startswith(prefix):
                     break
                 state[key[len(prefix) :].decode()] = unpack(raw)
@@ -156,7 +167,7 @@ class Records:
         prefix = schema.journal_prefix(run["id"])
         cursor = txn.cursor(db=self.dbs["journal"])
         if cursor.set_range(prefix):
-            while cursor.key().startswith(prefix):
+            while bytes(cursor.key()).startswith(prefix):
                 if not cursor.delete():
                     break
         txn.delete(key, db=self.dbs["runs"])
