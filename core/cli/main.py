@@ -303,34 +303,38 @@ def cmd_check(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="corral", description="A supervisor for always-on AI agents.")
     p.add_argument("--version", action="version", version=f"corral {__version__}")
-    p.add_argument("--config", "-c", help="config file (default: $CORRAL_CONFIG, else $CORRAL_HOME/corral.toml)")
+    config_help = "config file (default: $CORRAL_CONFIG, else $CORRAL_HOME/corral.toml)"
+    p.add_argument("--config", "-c", help=config_help)
+    # accepted after the command too (`corral up --config FILE`); SUPPRESS keeps the global value
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", "-c", default=argparse.SUPPRESS, help=config_help)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("up", help="run the daemon in the foreground").set_defaults(func=cmd_up)
+    sub.add_parser("up", parents=[common], help="run the daemon in the foreground").set_defaults(func=cmd_up)
 
-    run = sub.add_parser("run", help="start a run of an agent now")
+    run = sub.add_parser("run", parents=[common], help="start a run of an agent now")
     run.add_argument("agent")
     run.add_argument("--input", help="JSON payload, available to the agent as ctx.input")
     run.add_argument("--wait", action="store_true", help="wait for the run to end; exit 1 if it failed")
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=cmd_run)
 
-    status = sub.add_parser("status", help="daemon, agents, unfinished runs, store size")
+    status = sub.add_parser("status", parents=[common], help="daemon, agents, unfinished runs, store size")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
-    runs = sub.add_parser("runs", help="recent runs, newest first")
+    runs = sub.add_parser("runs", parents=[common], help="recent runs, newest first")
     runs.add_argument("agent", nargs="?")
     runs.add_argument("--limit", "-n", type=int, default=20)
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
 
-    trace = sub.add_parser("trace", help="a run's journal, step by step")
+    trace = sub.add_parser("trace", parents=[common], help="a run's journal, step by step")
     trace.add_argument("run", help="run id (or a unique prefix or suffix of it)")
     trace.add_argument("--json", action="store_true")
     trace.set_defaults(func=cmd_trace)
 
-    logs = sub.add_parser("logs", help="an agent's log (the daemon's without AGENT)")
+    logs = sub.add_parser("logs", parents=[common], help="an agent's log (the daemon's without AGENT)")
     logs.add_argument("agent", nargs="?")
     logs.add_argument("-f", "--follow", action="store_true")
     logs.add_argument("-n", "--lines", type=int, default=50)
@@ -340,7 +344,9 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("--json", action="store_true", help="raw JSON lines")
     logs.set_defaults(func=cmd_logs)
 
-    release = sub.add_parser("release", help="resume a run on hold after checking its interrupted step")
+    release = sub.add_parser(
+        "release", parents=[common], help="resume a run on hold after checking its interrupted step"
+    )
     release.add_argument("run")
     verdict = release.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--happened", action="store_true", help="the step took effect: record it, never re-run it")
@@ -351,7 +357,7 @@ def parser() -> argparse.ArgumentParser:
     release.add_argument("--json", action="store_true")
     release.set_defaults(func=cmd_release)
 
-    sub.add_parser("check", help="validate the config and plugins").set_defaults(func=cmd_check)
+    sub.add_parser("check", parents=[common], help="validate the config and plugins").set_defaults(func=cmd_check)
     return p
 
 
@@ -359,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code = args.func(args)
+    except BrokenPipeError:  # `corral runs | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = EXIT_OK
     except Exit as exc:
         if str(exc):
             print(exc, file=sys.stderr)

@@ -1,0 +1,58 @@
+"""The command line as a user meets it: option placement, messages and exit codes."""
+
+from __future__ import annotations
+
+import json
+
+from corral.testing import CorralProject
+
+AGENT = "def run(ctx):\n    return {'echo': ctx.input, 'run': ctx.run_id}\n"
+
+
+def test_config_is_accepted_before_and_after_the_command(corral_project: CorralProject) -> None:
+    corral_project.agent("echo", AGENT)
+    path = str(corral_project.config_path)
+    before = corral_project.cli("--config", path, "check")
+    after = corral_project.cli("check", "--config", path)
+    assert before.returncode == after.returncode == 0, before.stderr + after.stderr
+
+
+def test_foreground_run_with_input_json_and_exit_codes(corral_project: CorralProject) -> None:
+    corral_project.agent("echo", AGENT)
+    done = corral_project.cli("run", "echo", "--wait", "--json", "--input", '{"k": [1, 2]}')
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["state"] == "succeeded" and run["result"]["echo"] == {"k": [1, 2]}
+    assert run["result"]["run"] == run["id"]
+
+    bad_json = corral_project.cli("run", "echo", "--input", "{nope")
+    assert bad_json.returncode == 2 and "--input is not valid JSON" in bad_json.stderr
+    unknown = corral_project.cli("run", "nobody")
+    assert unknown.returncode == 5 and "no agent named 'nobody'" in unknown.stderr and "echo" in unknown.stderr
+    missing_run = corral_project.cli("trace", "ffffffff")
+    assert missing_run.returncode == 5 and "corral runs" in missing_run.stderr
+
+
+def test_read_only_commands_work_without_a_daemon_and_say_when_there_is_no_store(
+    corral_project: CorralProject,
+) -> None:
+    corral_project.agent("echo", AGENT)
+    no_store = corral_project.cli("status")
+    assert no_store.returncode == 4 and "corral up" in no_store.stderr
+    corral_project.cli("run", "echo", "--wait", check=True)
+    status = corral_project.cli_json("status")
+    assert status["daemon"]["running"] is False and status["agents"]["echo"]["last_run"]["state"] == "succeeded"
+    assert status["store"]["file_bytes"] > 0
+    [run] = corral_project.cli_json("runs", "echo")
+    trace = corral_project.cli("trace", run["id"][-8:])
+    assert trace.returncode == 0 and "result" in trace.stdout, "a run is found by the end of its id"
+    logs = corral_project.cli("logs", "echo", "--json")
+    events = [json.loads(line) for line in logs.stdout.splitlines()]
+    assert {"run started", "run ended"} <= {e["event"] for e in events}
+    assert all({"timestamp", "level", "agent", "run_id", "trace_id"} <= set(e) for e in events if "run_id" in e)
+
+
+def test_a_failed_run_exits_1_with_its_error(corral_project: CorralProject) -> None:
+    corral_project.agent("broken", "def run(ctx):\n    raise RuntimeError('no luck today')\n")
+    failed = corral_project.cli("run", "broken", "--wait")
+    assert failed.returncode == 1 and "no luck today" in failed.stderr
