@@ -73,9 +73,12 @@ class Attempt:
         self.granted = {name: engine.plugins.tools.get(name) for name in agent.tools}
         self.next_seq = 1
         self.kill_reason: str | None = None
-        self.pending: list[asyncio.Future[Any]] = []
         self.output_limit = RateLimit()
         self.cpu_seen = 0.0
+        self.frames: wire.FrameReader | None = None
+        self.unsent_done: list[tuple[int, bool, Any, dict[str, Any] | None]] = []
+        self.unreported: list[dict[str, Any]] = []
+        self.flushing: asyncio.Future[Any] | None = None
 
     async def execute(self, child: Child) -> Outcome:
         pumps = [
@@ -112,9 +115,16 @@ class Attempt:
         return outcome
 
     async def _settle(self) -> None:
-        if self.pending:
-            await asyncio.gather(*self.pending, return_exceptions=True)
-            self.pending.clear()
+        """Make every reported outcome durable (end of the run, or before its finish)."""
+        if self.flushing is not None:
+            flushing, self.flushing = self.flushing, None
+            await asyncio.wait([flushing])
+        if self.unsent_done:
+            try:
+                await self._write(None)
+            except _Stop:
+                pass
+        self._flush_reports()
 
     async def _watch(self, child: Child) -> None:
         """Memory watchdog (psutil RSS of the whole tree); note every descendant and the CPU used."""
@@ -137,6 +147,8 @@ class Attempt:
 
     async def _send(self, child: Child, message: dict[str, Any]) -> None:
         child.wire_writer.write(wire.encode(message))
+        if child.wire_writer.transport.get_write_buffer_size() == 0:
+            return  # written straight into the pipe: nothing to wait for
         try:
             await asyncio.wait_for(child.wire_writer.drain(), REPLY_TIMEOUT)
         except TimeoutError:
@@ -145,8 +157,11 @@ class Attempt:
             pass  # the process died; reading its end of the wire reports how
 
     async def _read(self, child: Child, timeout: float | None = None) -> dict[str, Any] | None:
-        read = wire.read_frame(child.wire_reader, max_bytes=self.engine.config.frame_max_bytes, deadline=FRAME_DEADLINE)
-        return await (asyncio.wait_for(read, timeout) if timeout else read)
+        if self.frames is None:
+            self.frames = wire.FrameReader(
+                child.wire_reader, max_bytes=self.engine.config.frame_max_bytes, deadline=FRAME_DEADLINE
+            )
+        return await self.frames.next(timeout)
 
     async def _converse(self, child: Child) -> Outcome:
         try:
@@ -212,23 +227,14 @@ class Attempt:
             getattr(self.log, level)(message["event"][:512], source="agent", **fields)
 
     async def _on_done(self, child: Child, message: dict[str, Any]) -> None:
+        """Journal a tool's outcome: with the next step when that is already here (one
+        commit for both), else right away, so it never waits on the agent's thinking."""
         seq = message["seq"]
-        if seq != self.next_seq - 1:
+        if seq != self.next_seq - 1 or any(done[0] == seq for done in self.unsent_done):
             raise ProtocolError(f"done for step {seq}, but step {self.next_seq - 1} is the one in flight")
-        journal, ok = self.journal, message["ok"]
-        future = self.engine.writer.submit(
-            lambda txn: journal.done(txn, seq, ok, message.get("value"), message.get("error"))
-        )
-        wrapped = asyncio.wrap_future(future)
-        wrapped.add_done_callback(lambda f: self._step_durable(f))
-        self.pending.append(wrapped)
-
-    def _step_durable(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
-        entry = future.result()
-        if entry is not None:
-            self._report_step(entry, replayed=False)
+        self.unsent_done.append((seq, message["ok"], message.get("value"), message.get("error")))
+        if self.frames is not None and not self.frames.has_frame():
+            self.flushing = asyncio.ensure_future(self._write(None))
 
     async def _on_step(self, child: Child, message: dict[str, Any]) -> Outcome | None:
         seq, kind, name, args = message["seq"], message["kind"], message["name"], message["args"]
@@ -278,8 +284,19 @@ class Attempt:
     # ------------------------------------------------------------------ helpers
 
     async def _write(self, job: Any) -> Decision:
+        """One writer job: the outcomes reported since the last write, then ``job``."""
+        journal, dones = self.journal, self.unsent_done
+        self.unsent_done = []
+        if job is not None and self.flushing is not None:
+            flushing, self.flushing = self.flushing, None
+            await flushing  # a failed outcome write fails this step too, in order
+
+        def combined(txn: Any) -> tuple[list[dict[str, Any] | None], Decision]:
+            finished = [journal.done(txn, seq, ok, value, error) for seq, ok, value, error in dones]
+            return finished, job(txn) if job is not None else None
+
         try:
-            decision: Decision = await self.engine.writer.run(job)
+            finished, decision = await self.engine.writer.run(combined)
         except StoreError:
             raise
         except Exception as exc:  # e.g. a value too deep to pack, a key LMDB cannot hold
@@ -287,8 +304,14 @@ class Attempt:
                 f"step {self.next_seq - 1} cannot be journaled ({type(exc).__name__}: {exc}); nothing was executed"
             )
             raise _Stop(Outcome(RunState.FAILED, failure("journal", message))) from None
-        await self._settle()
+        self.unreported += [entry for entry in finished if entry is not None]
         return decision
+
+    def _flush_reports(self) -> None:
+        """Log and announce durable steps; done after the reply, off the step's latency."""
+        reports, self.unreported = self.unreported, []
+        for entry in reports:
+            self._report_step(entry, replayed=False)
 
     def _refusal(self, name: str, args: dict[str, Any]) -> str | None:
         if name not in self.granted:
@@ -321,13 +344,12 @@ class Attempt:
             else:
                 reply["error"] = entry.get("error") or {}
             await self._send(child, reply)
+            self._flush_reports()
             self._report_step(entry, replayed=decision.action == "replay")
             return None
-        if decision.action == "exec":
-            await self._send(child, {"t": "exec", "seq": seq, "key": entry["key"]})
-            return None
-        if decision.action == "reconcile":
-            await self._send(child, {"t": "reconcile", "seq": seq, "key": entry["key"]})
+        if decision.action in ("exec", "reconcile"):
+            await self._send(child, {"t": decision.action, "seq": seq, "key": entry["key"]})
+            self._flush_reports()
             return None
         if decision.action == "protocol":
             raise ProtocolError(decision.message)

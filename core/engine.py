@@ -87,6 +87,8 @@ class Engine:
 
     def notify(self, hook: str, **kwargs: Any) -> None:
         """Tell listener plugins, in order, on a thread of their own."""
+        if not getattr(self.plugins.manager.hook, hook).get_hookimpls():
+            return  # nobody listens: no thread hop, no copy
         warn = self.log.warning
         self._hooks.submit(pluginmanager.notify, self.plugins.manager, hook, warn, **kwargs)
 

@@ -66,9 +66,7 @@ def _load_file(path: Path) -> ModuleType:
 
 def _sources(extra: Iterable[str], plugin_dir: Path | None) -> list[tuple[str, Callable[[], Any]]]:
     """(name, loader) for every plugin, in a fixed order: built-ins, entry points, drop-ins."""
-    sources: list[tuple[str, Callable[[], Any]]] = [
-        (name, partial(importlib.import_module, name)) for name in BUILTINS
-    ]
+    sources: list[tuple[str, Callable[[], Any]]] = [(name, partial(importlib.import_module, name)) for name in BUILTINS]
     for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         sources.append((f"entrypoint:{ep.name}", ep.load))
     for spec in extra:

@@ -95,37 +95,85 @@ def decode(body: bytes, table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
     return message
 
 
-async def read_frame(
-    reader: asyncio.StreamReader,
-    *,
-    max_bytes: int,
-    deadline: float,
-    table: Mapping[str, Mapping[str, Any]] = CHILD_MESSAGES,
-) -> dict[str, Any] | None:
-    """Read one frame, or None at a clean end of stream between frames.
+class FrameReader:
+    """The daemon's end: frames from an asyncio stream, buffered so that frames which
+    arrive together (a ``done`` and the next ``step``) cost one read, not several.
 
     Once a frame has begun it must arrive whole within ``deadline`` seconds: a child that
     trickles bytes or dies mid-frame cannot hold the daemon.
     """
-    import asyncio  # the daemon's side only; the agent's process never loads asyncio for this
 
-    try:
-        first = await reader.read(1)
-    except (ConnectionError, OSError) as exc:
-        raise ProtocolError(f"wire pipe failed: {exc}") from None
-    if not first:
-        return None
-    try:
-        async with asyncio.timeout(deadline):
-            (length,) = HEADER.unpack(first + await reader.readexactly(HEADER.size - 1))
-            if length > max_bytes:
-                raise ProtocolError(f"frame of {length} bytes exceeds the {max_bytes}-byte limit")
-            body = await reader.readexactly(length)
-    except asyncio.IncompleteReadError as exc:
-        raise ProtocolError(f"stream ended mid-frame after {len(exc.partial)} bytes") from None
-    except TimeoutError:
-        raise ProtocolError(f"frame did not arrive whole within {deadline:g}s") from None
-    return decode(body, table)
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        *,
+        max_bytes: int,
+        deadline: float,
+        table: Mapping[str, Mapping[str, Any]] = CHILD_MESSAGES,
+    ) -> None:
+        self.reader = reader
+        self.max_bytes = max_bytes
+        self.deadline = deadline
+        self.table = table
+        self._buffer = bytearray()
+        self._partial_since: float | None = None
+
+    def has_frame(self) -> bool:
+        """Whether a whole frame is already buffered (it will be read without waiting)."""
+        if len(self._buffer) < HEADER.size:
+            return False
+        (length,) = HEADER.unpack_from(self._buffer)
+        return len(self._buffer) >= HEADER.size + length
+
+    def _take(self) -> bytes | None:
+        if len(self._buffer) < HEADER.size:
+            return None
+        (length,) = HEADER.unpack_from(self._buffer)
+        if length > self.max_bytes:
+            raise ProtocolError(f"frame of {length} bytes exceeds the {self.max_bytes}-byte limit")
+        end = HEADER.size + length
+        if len(self._buffer) < end:
+            return None
+        body = bytes(self._buffer[HEADER.size : end])
+        del self._buffer[:end]
+        self._partial_since = None
+        return body
+
+    async def next(self, timeout: float | None = None) -> dict[str, Any] | None:
+        """The next frame, validated; None at a clean end of stream between frames.
+
+        ``timeout`` bounds the wait for a frame to begin (TimeoutError); without it the
+        wait is unbounded, as a run may legitimately think for a long time.
+        """
+        import asyncio  # the daemon's side only; the agent's process never loads asyncio for this
+
+        loop = asyncio.get_running_loop()
+        while True:
+            body = self._take()
+            if body is not None:
+                return decode(body, self.table)
+            try:
+                if self._buffer:
+                    self._partial_since = self._partial_since or loop.time()
+                    remaining = self._partial_since + self.deadline - loop.time()
+                    if remaining <= 0:
+                        raise ProtocolError(f"frame did not arrive whole within {self.deadline:g}s")
+                    try:
+                        chunk = await asyncio.wait_for(self.reader.read(65536), remaining)
+                    except TimeoutError:
+                        raise ProtocolError(f"frame did not arrive whole within {self.deadline:g}s") from None
+                elif timeout is not None:
+                    chunk = await asyncio.wait_for(self.reader.read(65536), timeout)
+                else:
+                    chunk = await self.reader.read(65536)
+            except (ConnectionError, OSError) as exc:
+                raise ProtocolError(f"wire pipe failed: {exc}") from None
+            if not chunk:
+                if self._buffer:
+                    got = len(self._buffer) - HEADER.size if len(self._buffer) >= HEADER.size else len(self._buffer)
+                    raise ProtocolError(f"stream ended mid-frame after {got} bytes")
+                return None
+            self._buffer += chunk
 
 
 class BlockingChannel:

@@ -50,7 +50,19 @@ async def _read(data: bytes, *, eof: bool = True, max_bytes: int = 1024, deadlin
     reader.feed_data(data)
     if eof:
         reader.feed_eof()
-    return await wire.read_frame(reader, max_bytes=max_bytes, deadline=deadline)
+    return await wire.FrameReader(reader, max_bytes=max_bytes, deadline=deadline).next()
+
+
+def test_frames_that_arrive_together_are_read_in_order() -> None:
+    async def both() -> list[object]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(wire.encode({"t": "hello", "v": 1, "pid": 1}) + wire.encode({"t": "hello", "v": 1, "pid": 2}))
+        reader.feed_eof()
+        frames = wire.FrameReader(reader, max_bytes=1024, deadline=1)
+        return [await frames.next(), await frames.next(), await frames.next()]
+
+    first, second, end = asyncio.run(both())
+    assert first["pid"] == 1 and second["pid"] == 2 and end is None  # type: ignore[index]
 
 
 def test_async_reader_limits() -> None:

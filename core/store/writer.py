@@ -27,26 +27,50 @@ _MAX_BATCH = 512
 _MAX_MAP_BYTES = 1 << 40
 
 
+class _Waiter:
+    """Where a job's outcome goes: a thread's Future, or an event loop's future."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, future: Future[Any] | asyncio.Future[Any], loop: asyncio.AbstractEventLoop | None) -> None:
+        self.future = future
+        self.loop = loop
+
+
+def _resolve(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    """On the event loop: hand every job of a batch its outcome in one wake-up."""
+    for future, ok, value in outcomes:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
 class Writer:
     """Owns the store's write side; the only code in the daemon that touches LMDB."""
 
     def __init__(self, store: Store, *, on_event: Callable[[str, str], None] = lambda level, message: None) -> None:
         self.store = store
         self._on_event = on_event
-        self._queue: queue.SimpleQueue[tuple[Job, Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Job, _Waiter] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name="corral-store-writer", daemon=True)
         self.commits = 0
         self._thread.start()
 
     def submit(self, job: Callable[[lmdb.Transaction], T]) -> Future[T]:
-        """Queue ``job``; the future resolves once its effects are durable."""
+        """Queue ``job`` from any thread; the future resolves once its effects are durable."""
         future: Future[T] = Future()
-        self._queue.put((job, future))
+        self._queue.put((job, _Waiter(future, None)))
         return future
 
     async def run(self, job: Callable[[lmdb.Transaction], T]) -> T:
-        """Await ``job`` from the event loop."""
-        return await asyncio.wrap_future(self.submit(job))
+        """Await ``job`` from the event loop; a whole batch wakes the loop once."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((job, _Waiter(future, loop)))
+        return await future
 
     def call(self, job: Callable[[lmdb.Transaction], T]) -> T:
         """Run ``job`` and wait for it from a plain thread."""
@@ -73,11 +97,12 @@ class Writer:
                     stop = True
                     break
                 batch.append(nxt)
-            self._commit(batch)
+            self._deliver(batch, self._commit(batch))
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[Job, Future[Any]]]) -> None:
+    def _commit(self, batch: list[tuple[Job, _Waiter]]) -> list[tuple[bool, Any]]:
+        """Run the batch in one transaction and one fsync; every job's (ok, value or error)."""
         env = self.store.env
         while True:
             outcomes: list[tuple[bool, Any]] = []
@@ -86,23 +111,31 @@ class Writer:
                     for job, _ in batch:
                         outcomes.append(self._run_nested(env, txn, job))
                 self.commits += 1
+                return outcomes
             except lmdb.MapFullError:
                 if self._grow():
                     continue
                 message = "the store reached its maximum size; prune old runs or raise retention limits"
             except lmdb.Error as exc:
                 message = f"store write failed ({exc}); the journal keeps everything committed before this"
-            else:
-                break
             self._on_event("error", message)
-            for _, future in batch:
-                future.set_exception(StoreError(message))
-            return
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            if ok:
-                future.set_result(value)
+            return [(False, StoreError(message)) for _ in batch]
+
+    @staticmethod
+    def _deliver(batch: list[tuple[Job, _Waiter]], outcomes: list[tuple[bool, Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for (_, waiter), (ok, value) in zip(batch, outcomes, strict=True):
+            if waiter.loop is not None:
+                by_loop.setdefault(waiter.loop, []).append((waiter.future, ok, value))  # type: ignore[arg-type]
+            elif ok:
+                waiter.future.set_result(value)
             else:
-                future.set_exception(value)
+                waiter.future.set_exception(value)
+        for loop, outcomes_here in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, outcomes_here)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                continue
 
     @staticmethod
     def _run_nested(env: lmdb.Environment, txn: lmdb.Transaction, job: Job) -> tuple[bool, Any]:
