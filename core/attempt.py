@@ -131,12 +131,12 @@ class Attempt:
         limit_mb = self.agent.limits.memory_mb
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            tree = self.engine.processes.tree(child.pid)
-            child.known.update(tree[1:])
+            tree = self.engine.processes.run_processes(child, max_age=WATCH_INTERVAL / 2)
+            child.known.update(p for p in tree if p.pid != child.pid)
             self.cpu_seen = max(self.cpu_seen, self.engine.processes.cpu_seconds(child.pid))
             if limit_mb is None:
                 continue
-            rss = self.engine.processes.tree_rss(child.pid)
+            rss = self.engine.processes.tree_rss(tree)
             if rss > limit_mb * 2**20:
                 self.kill_reason = (
                     f"memory limit exceeded: {rss // 2**20} MiB resident across the run's "

@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class ProcessControl:
         self._reaping = False
         self._spawning = 0
         self._emptying: list[Path] = []
+        self._scan: tuple[float, dict[int, list[int]]] | None = None
         self.live: set[int] = set()
 
     def prepare(self) -> list[str]:
@@ -126,12 +128,43 @@ class ProcessControl:
         writer = asyncio.StreamWriter(transport, protocol, None, loop)
         return Child(process, reader, writer, cgroup)
 
-    def tree(self, pid: int) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
+    def run_processes(self, child: Child, *, max_age: float = 0.0) -> list[psutil.Process]:
+        """Every process of the run: its cgroup's members where it has one (escaped
+        double-forks included, no scan of the process table), else :meth:`tree`."""
+        if child.cgroup is not None:
+            try:
+                pids = [int(line) for line in (child.cgroup / "cgroup.procs").read_text().split()]
+            except (OSError, ValueError):
+                pids = []
+            if pids:
+                found = []
+                for pid in pids:
+                    try:
+                        found.append(psutil.Process(pid))
+                    except psutil.Error:
+                        continue
+                return found
+        return self.tree(child.pid, max_age=max_age)
+
+    def tree(self, pid: int, *, max_age: float = 0.0) -> list[psutil.Process]:
+        """``pid`` and its descendants. ``max_age`` lets watchdogs share one scan of the
+        process table (reading every process's parent is the costly part) for that long."""
+        now = time.monotonic()
+        if self._scan is None or now - self._scan[0] > max_age:
+            parents: dict[int, list[int]] = {}
+            for proc in psutil.process_iter(["ppid"]):
+                parents.setdefault(proc.info["ppid"], []).append(proc.pid)
+            self._scan = (now, parents)
+        parents = self._scan[1]
+        found, stack = [], [pid]
+        while stack:
+            current = stack.pop()
+            try:
+                found.append(psutil.Process(current))
+            except psutil.Error:
+                continue
+            stack.extend(parents.get(current, ()))
+        return found
 
     def cpu_seconds(self, pid: int) -> float:
         """CPU time (user + system) the run's main process has used so far."""
@@ -152,9 +185,10 @@ class ProcessControl:
         counts = dict(line.split() for line in events.splitlines() if line.count(" ") == 1)
         return int(counts.get("oom_kill", "0")) > 0
 
-    def tree_rss(self, pid: int) -> int:
+    def tree_rss(self, tree: list[psutil.Process]) -> int:
+        """Resident memory of the processes of ``tree`` (as :meth:`tree` returned it)."""
         total = 0
-        for proc in self.tree(pid):
+        for proc in tree:
             try:
                 total += proc.memory_info().rss
             except psutil.Error:
