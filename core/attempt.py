@@ -224,6 +224,8 @@ class Attempt:
         level = message["level"] if message["level"] in wire.LOG_LEVELS else "info"
         if self.output_limit.allow(len(message["event"])):
             fields = {(f"agent_{k}" if k in RESERVED_LOG_FIELDS else k): v for k, v in message["fields"].items()}
+            if self.next_seq > 1:  # the step the agent last asked for: frames arrive in order
+                fields["seq"] = self.next_seq - 1
             getattr(self.log, level)(message["event"][:512], source="agent", **fields)
 
     async def _on_done(self, child: Child, message: dict[str, Any]) -> None:

@@ -56,3 +56,19 @@ def test_a_failed_run_exits_1_with_its_error(corral_project: CorralProject) -> N
     corral_project.agent("broken", "def run(ctx):\n    raise RuntimeError('no luck today')\n")
     failed = corral_project.cli("run", "broken", "--wait")
     assert failed.returncode == 1 and "no luck today" in failed.stderr
+
+
+def test_agent_log_events_carry_run_trace_and_the_current_step(corral_project: CorralProject) -> None:
+    corral_project.agent(
+        "chatty",
+        "def run(ctx):\n    ctx.log.info('before')\n    ctx.state['x'] = 1\n"
+        "    ctx.log.warning('after', detail='d', seq='mine')\n    print('plain output')\n    return 1\n",
+    )
+    corral_project.cli("run", "chatty", "--wait", check=True)
+    events = [json.loads(line) for line in corral_project.cli("logs", "chatty", "--json").stdout.splitlines()]
+    by_name = {e["event"]: e for e in events}
+    assert "seq" not in by_name["before"] and by_name["after"]["seq"] == 1
+    assert by_name["after"]["agent_seq"] == "mine", "an agent's field never overwrites corral's"
+    assert by_name["after"]["level"] == "warning" and by_name["after"]["detail"] == "d"
+    assert by_name["stdout"]["line"] == "plain output"
+    assert all(e["run_id"] == by_name["before"]["run_id"] and e.get("trace_id") for e in events if e.get("run_id"))
