@@ -79,6 +79,7 @@ class Attempt:
         self.unsent_done: list[tuple[int, bool, Any, dict[str, Any] | None]] = []
         self.unreported: list[dict[str, Any]] = []
         self.flushing: asyncio.Future[Any] | None = None
+        self.last_done = 0
 
     async def execute(self, child: Child) -> Outcome:
         pumps = [
@@ -111,19 +112,19 @@ class Attempt:
                 self.log.error("agent process did not exit after SIGKILL", pid=child.pid)
             self.engine.processes.forget(child)
             await asyncio.wait(pumps, timeout=2)
-        await self._settle()
+        try:
+            await self._settle()  # outcomes reported before a crash still count
+        except (_Stop, StoreError) as exc:
+            self.log.error("tool outcomes could not be journaled", error=str(exc))
         return outcome
 
     async def _settle(self) -> None:
-        """Make every reported outcome durable (end of the run, or before its finish)."""
+        """Make every reported outcome durable; a failure to do so is the run's outcome."""
         if self.flushing is not None:
             flushing, self.flushing = self.flushing, None
-            await asyncio.wait([flushing])
+            await flushing
         if self.unsent_done:
-            try:
-                await self._write(None)
-            except _Stop:
-                pass
+            await self._write(None)
         self._flush_reports()
 
     async def _watch(self, child: Child) -> None:
@@ -232,10 +233,12 @@ class Attempt:
         """Journal a tool's outcome: with the next step when that is already here (one
         commit for both), else right away, so it never waits on the agent's thinking."""
         seq = message["seq"]
-        if seq != self.next_seq - 1 or any(done[0] == seq for done in self.unsent_done):
-            raise ProtocolError(f"done for step {seq}, but step {self.next_seq - 1} is the one in flight")
+        if seq != self.next_seq - 1 or seq <= self.last_done:
+            raise ProtocolError(f"done for step {seq}, but no tool step is in flight (last asked: {self.next_seq - 1})")
+        self.last_done = seq
         self.unsent_done.append((seq, message["ok"], message.get("value"), message.get("error")))
-        if self.frames is not None and not self.frames.has_frame():
+        following = self.frames.peek() if self.frames is not None else None
+        if following is None or following["t"] not in ("step", "finish"):
             self.flushing = asyncio.ensure_future(self._write(None))
 
     async def _on_step(self, child: Child, message: dict[str, Any]) -> Outcome | None:

@@ -109,7 +109,7 @@ class Engine:
             "input": run.get("input"),
             "state": run.pop("_snapshot", {}),
             "tools": {
-                name: {"takes_key": spec.takes_idempotency_key}
+                name: {"takes_key": spec.takes_idempotency_key, "plugin": spec.plugin}
                 for name in agent.tools
                 if (spec := self.plugins.tools.get(name)) is not None
             },
@@ -180,14 +180,16 @@ class Engine:
                 run["code_changed"] = f"{run['code_hash']} -> {current}"
             if run["attempt"] == 0:
                 records.put_snapshot(txn, run_id, records.agent_state(txn, agent.name))
-            check_transition(RunState(run["state"]), RunState.RUNNING)
-            run.update(state=RunState.RUNNING.value, attempt=run["attempt"] + 1, code_hash=current)
             run.setdefault("started", time.time())
             run.pop("error", None)
-            records.put_run(txn, run)
-            return {**run, "_snapshot": records.get_snapshot(txn, run_id)}, None
+            old = run["state"]
+            change_state(records, txn, run, RunState.RUNNING, attempt=run["attempt"] + 1, code_hash=current)
+            return {**run, "_snapshot": records.get_snapshot(txn, run_id), "_old": old}, None
 
-        return await self.writer.run(job)
+        run, refusal = await self.writer.run(job)
+        if refusal is None:
+            self.log.info("run state", run_id=run_id, agent=run["agent"], old=run.pop("_old"), new=run["state"])
+        return run, refusal
 
     async def execute(self, run_id: str) -> dict[str, Any]:
         """Attempt the run until it ends, is interrupted by shutdown, or needs a human."""
@@ -270,12 +272,8 @@ class Engine:
                     records.put_step(txn, run_id, entry)
                 else:
                     records.delete_step(txn, run_id, entry["seq"])
-            check_transition(RunState.ON_HOLD, RunState.QUEUED)
-            run.update(
-                state=RunState.QUEUED.value, hold_reason=None, released="happened" if happened else "not happened"
-            )
-            records.put_run(txn, run)
-            return run
+            verdict = "happened" if happened else "not happened"
+            return change_state(records, txn, run, RunState.QUEUED, hold_reason=None, released=verdict)
 
         run = await self.writer.run(job)
         self.log.info("run released", run_id=run_id, agent=run["agent"], verdict=run["released"])
@@ -315,8 +313,8 @@ class Engine:
         """Runs to resume after a restart; those too old are abandoned and reported."""
         records, max_age, now = self.records, self.config.max_resume_age, time.time()
 
-        def job(txn: Any) -> tuple[list[str], list[dict[str, Any]]]:
-            resume, abandoned = [], []
+        def job(txn: Any) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+            resume, abandoned, interrupted = [], [], []
             for run in records.active_runs(txn):
                 state = RunState(run["state"])
                 if state is RunState.ON_HOLD:
@@ -327,12 +325,15 @@ class Engine:
                         change_state(records, txn, run, RunState.ABANDONED, error=failure("abandoned", message))
                     )
                     continue
-                if state is RunState.RUNNING:
+                if state is RunState.RUNNING:  # the daemon died under it
                     change_state(records, txn, run, RunState.INTERRUPTED)
+                    interrupted.append(run)
                 resume.append(run["id"])
-            return resume, abandoned
+            return resume, abandoned, interrupted
 
-        resume, abandoned = await self.writer.run(job)
+        resume, abandoned, interrupted = await self.writer.run(job)
+        for run in interrupted:
+            self.log.info("run state", run_id=run["id"], agent=run["agent"], old="running", new="interrupted")
         for run in abandoned:
             self.log.warning("run abandoned", run_id=run["id"], agent=run["agent"], reason=run["error"]["message"])
             self.notify("corral_run_finished", run=run)

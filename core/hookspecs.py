@@ -54,9 +54,10 @@ def corral_run_started(run: dict[str, Any]) -> None:
 def corral_step_done(run: dict[str, Any], step: dict[str, Any]) -> None:
     """A journaled step finished and is durable.
 
-    ``step`` is the journal entry (``seq``, ``kind``, ``name``, ``ok``, ``duration``,
-    ``replayed``...). Steps answered from the journal on resume are reported too,
-    with ``replayed`` true. Called in order per run, off the run's path.
+    ``step`` is the journal entry (``seq``, ``kind``, ``name``, ``args``, ``ok``,
+    ``value`` or ``error``, ``started``, ``ended``, ``attempt``) plus ``replayed``.
+    Steps answered from the journal on resume are reported too, with ``replayed`` true.
+    Called in order per run, off the run's path.
 
     :returns: nothing; the return value is ignored.
     """

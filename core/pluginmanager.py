@@ -13,7 +13,7 @@ import importlib.metadata
 import importlib.util
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -25,7 +25,7 @@ import pluggy
 from corral import hookspecs
 from corral.errors import PluginError, ToolDefinitionError
 from corral.plugins import BUILTINS
-from corral.tools import ToolSpec, spec_for, tool_name
+from corral.tools import TOOL_NAME, ToolSpec, spec_for, tool_name
 
 ENTRY_POINT_GROUP = "corral"
 
@@ -123,6 +123,11 @@ def collect_tools(
         def register(func: Callable[..., Any], *, name: str | None = None, plugin: str = plugin) -> None:
             spec = spec_for(func)
             if name is not None:
+                if not TOOL_NAME.match(name):
+                    raise ToolDefinitionError(
+                        f"plugin {plugin} registers a tool as {name!r}, which is not a valid tool name; "
+                        "use letters, digits, '_', '.' or '-' (at most 64), starting with a letter or '_'"
+                    )
                 spec = replace(spec, name=name)
             spec = spec.with_plugin(plugin)
             if spec.name in tools:
@@ -159,17 +164,20 @@ def call_impl(impl: pluggy.HookImpl, **kwargs: Any) -> Any:
     return impl.function(*[kwargs[name] for name in impl.argnames])
 
 
-def tool_functions(manager: pluggy.PluginManager) -> dict[str, Callable[..., Any]]:
-    """Tool name -> function as registered, without deriving schemas.
+def tool_functions(manager: pluggy.PluginManager, owners: Mapping[str, str]) -> dict[str, Callable[..., Any]]:
+    """Tool name -> function, for the tools in ``owners``, each taken from the plugin the
+    daemon chose (``owners[name]``), without deriving schemas.
 
     The agent's process needs only the callables: the daemon already validated each
-    call against the schema before telling the agent to run it.
+    call against that plugin's schema before telling the agent to run it.
     """
     functions: dict[str, Callable[..., Any]] = {}
     for impl in ordered(manager.hook.corral_register_tools):
 
-        def register(func: Callable[..., Any], *, name: str | None = None) -> None:
-            functions.setdefault(name or tool_name(func), func)  # the daemon keeps the first, too
+        def register(func: Callable[..., Any], *, name: str | None = None, plugin: str = impl.plugin_name) -> None:
+            tool = name or tool_name(func)
+            if owners.get(tool) == plugin:
+                functions.setdefault(tool, func)
 
         try:
             call_impl(impl, register=register)

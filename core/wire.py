@@ -117,13 +117,15 @@ class FrameReader:
         self.table = table
         self._buffer = bytearray()
         self._partial_since: float | None = None
+        self._peeked: dict[str, Any] | None = None
 
-    def has_frame(self) -> bool:
-        """Whether a whole frame is already buffered (it will be read without waiting)."""
-        if len(self._buffer) < HEADER.size:
-            return False
-        (length,) = HEADER.unpack_from(self._buffer)
-        return len(self._buffer) >= HEADER.size + length
+    def peek(self) -> dict[str, Any] | None:
+        """The next frame if it is already here whole (validated, and kept for ``next``)."""
+        if self._peeked is None:
+            body = self._take()
+            if body is not None:
+                self._peeked = decode(body, self.table)
+        return self._peeked
 
     def _take(self) -> bytes | None:
         if len(self._buffer) < HEADER.size:
@@ -147,6 +149,9 @@ class FrameReader:
         """
         import asyncio  # the daemon's side only; the agent's process never loads asyncio for this
 
+        if self._peeked is not None:
+            message, self._peeked = self._peeked, None
+            return message
         loop = asyncio.get_running_loop()
         while True:
             body = self._take()
@@ -166,6 +171,8 @@ class FrameReader:
                     chunk = await asyncio.wait_for(self.reader.read(65536), timeout)
                 else:
                     chunk = await self.reader.read(65536)
+            except TimeoutError:
+                raise  # no frame began in time: the caller decides (it is an OSError subclass)
             except (ConnectionError, OSError) as exc:
                 raise ProtocolError(f"wire pipe failed: {exc}") from None
             if not chunk:

@@ -1,6 +1,6 @@
 """The first code an agent's process runs: apply the policy, then become the agent.
 
-Started as ``python -I -u -m corral.sandbox.launcher POLICY_JSON`` in a new session,
+Started as ``python -I -u -B -m corral.sandbox.launcher POLICY_JSON`` in a new session,
 with cwd already set to the workdir and an environment holding only what was granted.
 Everything here happens before any module of the agent's is imported, and is where
 stronger confinement (Landlock, namespaces, Seatbelt) plugs in.

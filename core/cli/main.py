@@ -120,7 +120,10 @@ def cmd_release(args: argparse.Namespace) -> int:
     except ControlError as exc:
         raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
     if reply is not None:
-        print(f"run {args.run} released; the daemon resumes it")
+        if args.json:
+            _print_json(reply["run"])
+        else:
+            print(f"run {args.run} released; the daemon resumes it")
         return EXIT_OK
 
     async def start(engine: Any) -> str:
