@@ -79,7 +79,7 @@ class Attempt:
         self.unsent_done: list[tuple[int, bool, Any, dict[str, Any] | None]] = []
         self.unreported: list[dict[str, Any]] = []
         self.flushing: asyncio.Future[Any] | None = None
-        self.last_done = 0
+        self.executing: int | None = None  # the step told to run (exec) whose done is awaited
 
     async def execute(self, child: Child) -> Outcome:
         pumps = [
@@ -233,9 +233,9 @@ class Attempt:
         """Journal a tool's outcome: with the next step when that is already here (one
         commit for both), else right away, so it never waits on the agent's thinking."""
         seq = message["seq"]
-        if seq != self.next_seq - 1 or seq <= self.last_done:
-            raise ProtocolError(f"done for step {seq}, but no tool step is in flight (last asked: {self.next_seq - 1})")
-        self.last_done = seq
+        if seq != self.executing:
+            raise ProtocolError(f"done for step {seq}, but no tool was told to run it (exec'd: {self.executing})")
+        self.executing = None
         self.unsent_done.append((seq, message["ok"], message.get("value"), message.get("error")))
         following = self.frames.peek() if self.frames is not None else None
         if following is None or following["t"] not in ("step", "finish"):
@@ -290,11 +290,11 @@ class Attempt:
 
     async def _write(self, job: Any) -> Decision:
         """One writer job: the outcomes reported since the last write, then ``job``."""
-        journal, dones = self.journal, self.unsent_done
-        self.unsent_done = []
         if job is not None and self.flushing is not None:
             flushing, self.flushing = self.flushing, None
             await flushing  # a failed outcome write fails this step too, in order
+        journal, dones = self.journal, self.unsent_done
+        self.unsent_done = []  # no await between taking them and queueing the job
 
         def combined(txn: Any) -> tuple[list[dict[str, Any] | None], Decision]:
             finished = [journal.done(txn, seq, ok, value, error) for seq, ok, value, error in dones]
@@ -303,11 +303,15 @@ class Attempt:
         try:
             finished, decision = await self.engine.writer.run(combined)
         except StoreError:
+            self.unsent_done = dones + self.unsent_done  # left for the attempt's last settle
             raise
         except Exception as exc:  # e.g. a value too deep to pack, a key LMDB cannot hold
-            message = (
-                f"step {self.next_seq - 1} cannot be journaled ({type(exc).__name__}: {exc}); nothing was executed"
-            )
+            self.unsent_done = dones + self.unsent_done
+            reason = f"({type(exc).__name__}: {exc})"
+            if job is not None:
+                message = f"step {self.next_seq - 1} cannot be journaled {reason}; nothing was executed"
+            else:
+                message = f"a finished tool's outcome cannot be journaled {reason}"
             raise _Stop(Outcome(RunState.FAILED, failure("journal", message))) from None
         self.unreported += [entry for entry in finished if entry is not None]
         return decision
@@ -353,6 +357,8 @@ class Attempt:
             self._report_step(entry, replayed=decision.action == "replay")
             return None
         if decision.action in ("exec", "reconcile"):
+            if decision.action == "exec":
+                self.executing = seq
             await self._send(child, {"t": decision.action, "seq": seq, "key": entry["key"]})
             self._flush_reports()
             return None

@@ -46,7 +46,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
-        applied = self.engine.processes.prepare()
+        applied = self.engine.processes.prepare(self.config.home / "agents")
         server = await control.serve(self.config.socket_path, self._handle)
         self.log.info(
             "daemon started",

@@ -65,7 +65,9 @@ def encode(message: Mapping[str, Any]) -> bytes:
 def decode(body: bytes, table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Unpack and validate one frame body against ``table``; raise ProtocolError."""
     try:
-        message = msgpack.unpackb(body, raw=False, ext_hook=_reject_ext, strict_map_key=True)
+        # timestamp=1: msgpack's one built-in extension (-1) never reaches ext_hook; read it
+        # as a plain float so no extension object gets past this point
+        message = msgpack.unpackb(body, raw=False, ext_hook=_reject_ext, strict_map_key=True, timestamp=1)
     except ProtocolError:
         raise
     except (msgpack.StackError, RecursionError):

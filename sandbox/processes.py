@@ -44,10 +44,18 @@ class ProcessControl:
         self._spawning = 0
         self._emptying: list[Path] = []
         self._scan: tuple[float, dict[int, list[int]]] | None = None
+        self._agents_root: str | None = None
+        self._seen: set[psutil.Process] = set()  # every process seen in a finished run's tree
+        self._doomed: set[int] = set()  # killed by the sweep, to be reaped by it
         self.live: set[int] = set()
 
-    def prepare(self) -> list[str]:
-        """Once per daemon: become a subreaper and find a writable cgroup; say what applied."""
+    def prepare(self, agents_root: Path | None = None) -> list[str]:
+        """Once per daemon: become a subreaper and find a writable cgroup; say what applied.
+
+        ``agents_root`` (``<home>/agents``) lets the orphan sweep recognise an escaped
+        agent process by its HOME, which corral set to the agent's workdir.
+        """
+        self._agents_root = str(agents_root) + os.sep if agents_root is not None else None
         applied: list[str] = []
         if not self.is_linux:
             return applied
@@ -228,6 +236,7 @@ class ProcessControl:
     def forget(self, child: Child) -> None:
         """The run is over and its main process reaped; its cgroup goes once empty."""
         self.live.discard(child.pid)
+        self._seen.update(child.known)
         if child.cgroup is not None:
             self._emptying.append(child.cgroup)
             self._remove_emptied_cgroups()
@@ -238,16 +247,18 @@ class ProcessControl:
         self._emptying = [path for path in self._emptying if not linux.remove_cgroup(path)]
 
     def reap_orphans(self) -> list[int]:
-        """Kill processes that escaped a finished run and reparented to us; reap the dead.
+        """Kill agent processes that escaped a finished run and reparented to us; reap them.
 
-        The daemon's only legitimate children are live agent processes; anything else
-        under it is a double-forked descendant whose run is over. Called every second,
-        so it never blocks: a process killed now is reaped on the next call.
+        Only processes known to come from a run are touched: seen in a run's tree, or
+        with a HOME under ``<home>/agents``. Anything else under the daemon (a plugin's
+        own subprocess) is left alone, exit status included. Called every second, so it
+        never blocks: a process killed now is reaped on a later call.
         """
         self._remove_emptied_cgroups()
         killed: list[int] = []
         if not self._reaping or self._spawning:
             return killed
+        self._seen = {proc for proc in self._seen if proc.is_running()}
         try:
             children = psutil.Process().children()
         except psutil.Error:
@@ -256,11 +267,27 @@ class ProcessControl:
             if proc.pid in self.live:
                 continue
             try:
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    os.waitpid(proc.pid, os.WNOHANG)
+                if proc.pid in self._doomed:
+                    if proc.status() == psutil.STATUS_ZOMBIE and os.waitpid(proc.pid, os.WNOHANG)[0]:
+                        self._doomed.discard(proc.pid)
+                    continue
+                if not self._from_a_run(proc):
                     continue
                 proc.kill()
+                self._doomed.add(proc.pid)
                 killed.append(proc.pid)
             except (psutil.Error, ChildProcessError):
+                self._doomed.discard(proc.pid)
                 continue
         return killed
+
+    def _from_a_run(self, proc: psutil.Process) -> bool:
+        if proc in self._seen:
+            return True
+        if self._agents_root is None:
+            return False
+        try:
+            home = proc.environ().get("HOME", "")
+        except psutil.Error:
+            return False
+        return (home + os.sep).startswith(self._agents_root)

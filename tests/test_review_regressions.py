@@ -8,9 +8,9 @@ injected is a journal write that fails once, standing in for a disk that is full
 that moment; the attempt sees the same exception the writer delivers for a failed
 commit.
 
-Tests marked ``xfail(strict=True)`` demonstrate bugs still open. Tests whose docstring
-says "Bug at 171d862" failed against that commit (the hot path as reviewed) and pass
-since 43ee52b; the others pin down behaviour the review checked and found correct.
+Tests whose docstring says "Bug at 171d862" failed against that commit (the hot path as
+reviewed) and pass since the fixes that followed; the others pin down behaviour the
+review checked and found correct.
 """
 
 from __future__ import annotations
@@ -247,15 +247,17 @@ def test_a_failed_background_flush_is_not_an_unretrieved_task_exception(tmp_path
 
 
 def test_a_failed_background_flush_fails_the_next_step(tmp_path: Path, fail_done_once: Any) -> None:
-    """Checked and correct: a step after a failed flush is not answered; the run is interrupted and
-    the retried attempt runs the (idempotent) tool again."""
+    """Checked and correct: a step after a failed flush is not answered and the run is
+    interrupted; the outcome the agent reported is journaled when the attempt ends (the
+    disk had room again), so the retry replays it instead of running the tool twice."""
     fail_done_once(DISK_FULL)
     script = [*START, ["send", DONE1], ["sleep", 0.5], ["send", STEP2], ["recv"], ["send", FINISH], ["wait_close"]]
-    retry = [*START, ["send", DONE1], ["send", STEP2], ["recv", "result"], ["send", FINISH], ["wait_close"]]
+    replay = [["send", HELLO], ["recv", "welcome"], ["send", STEP1], ["recv", "result"]]
+    retry = [*replay, ["send", STEP2], ["recv", "result"], ["send", FINISH], ["wait_close"]]
     with engine_for(tmp_path, [script, retry]) as engine:
         final, steps, _ = run_once(engine)
     assert final["state"] == "succeeded" and final["attempt"] == 2, final
-    assert steps[1]["status"] == "done" and steps[1]["executions"] == 2
+    assert steps[1]["status"] == "done" and steps[1]["executions"] == 1
     assert steps[2]["status"] == "done"
 
 
@@ -436,19 +438,9 @@ def reaped() -> dict[str, Any]:
     return result
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ProcessControl.reap_orphans SIGKILLs every child of the daemon that is not a live agent "
-    "process, including subprocesses a plugin (alert sink, model provider) runs in the daemon",
-)
 def test_reap_orphans_leaves_the_daemons_other_children_alone(reaped: dict[str, Any]) -> None:
     assert reaped["running_alive"], f"reap_orphans killed {reaped['killed']}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ProcessControl.reap_orphans waitpid()s any exited child that is not an agent, stealing its "
-    "status from its owner: subprocess then reports exit status 0 for a command that exited 3",
-)
 def test_reap_orphans_does_not_steal_another_waiters_exit_status(reaped: dict[str, Any]) -> None:
     assert reaped["finished_status"] == 3

@@ -96,7 +96,7 @@ def _foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
     from corral.host import host
 
     with host(config, echo=None) as engine:
-        engine.processes.prepare()
+        engine.processes.prepare(config.home / "agents")
 
         async def go() -> dict[str, Any]:
             run_id = await start(engine)

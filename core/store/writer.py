@@ -97,7 +97,16 @@ class Writer:
                     stop = True
                     break
                 batch.append(nxt)
-            self._deliver(batch, self._commit(batch))
+            try:
+                outcomes = self._commit(batch)
+            except Exception as exc:  # the thread must outlive any surprise, or every write hangs
+                message = f"store writer failed ({type(exc).__name__}: {exc}); nothing of this batch was written"
+                self._on_event("error", message)
+                outcomes = [(False, StoreError(message)) for _ in batch]
+            try:
+                self._deliver(batch, outcomes)
+            except Exception as exc:
+                self._on_event("error", f"store writer could not deliver results: {exc}")
             if stop:
                 return
 
