@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
+import jsonschema_rs
 
 from corral import wire
 from corral.errors import ProtocolError, StoreError
@@ -333,7 +333,9 @@ class Attempt:
                 "run `corral check` to see which plugin failed"
             )
         validator = self.engine.validator(spec)
-        problems = sorted(validator.iter_errors(args), key=lambda e: list(e.path))
+        if validator.is_valid(args):
+            return None
+        problems = sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.instance_path])
         if problems:
             details = "; ".join(_explain(e) for e in problems[:5])
             return f"invalid arguments for tool {name!r}: {details}"
@@ -385,6 +387,6 @@ class Attempt:
         self.engine.notify("corral_step_done", run=dict(self.run), step={**entry, "replayed": replayed})
 
 
-def _explain(error: jsonschema.ValidationError) -> str:
-    where = "/".join(str(p) for p in error.path) or "arguments"
+def _explain(error: jsonschema_rs.ValidationError) -> str:
+    where = "/".join(str(p) for p in error.instance_path) or "arguments"
     return f"{where}: {error.message}"

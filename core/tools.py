@@ -252,9 +252,9 @@ def _derive(
         if p.default is p.empty:
             required.append(p.name)
         elif (default := _json_value(p.default)) is not _NO_DEFAULT:
-            from jsonschema import Draft202012Validator
+            import jsonschema_rs
 
-            if not Draft202012Validator(prop).is_valid(default):
+            if not jsonschema_rs.Draft202012Validator(prop).is_valid(default):
                 raise ToolDefinitionError(
                     f"{at} defaults to {p.default!r}, which its type does not allow; "
                     "fix the default or widen the type (e.g. `X | None = None`)"

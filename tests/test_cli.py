@@ -72,3 +72,39 @@ def test_agent_log_events_carry_run_trace_and_the_current_step(corral_project: C
     assert by_name["after"]["level"] == "warning" and by_name["after"]["detail"] == "d"
     assert by_name["stdout"]["line"] == "plain output"
     assert all(e["run_id"] == by_name["before"]["run_id"] and e.get("trace_id") for e in events if e.get("run_id"))
+
+
+REFUSALS = """
+import corral
+
+def run(ctx):
+    seen = {}
+    for label, name, args in [
+        ("unknown", "launch_rockets", {}),
+        ("wrong_type", "append_line", {"path": 3, "line": "x"}),
+        ("missing_and_extra", "append_line", {"path": "a.txt", "lines": "x"}),
+    ]:
+        try:
+            ctx.tool(name, **args)
+        except corral.ToolCallError as exc:
+            seen[label] = [exc.kind, str(exc)]
+    return seen
+"""
+
+
+def test_bad_tool_calls_are_refused_before_running_with_errors_the_agent_can_read(
+    corral_project: CorralProject,
+) -> None:
+    corral_project.agent("careless", REFUSALS, tools=["append_line"])
+    done = corral_project.cli("run", "careless", "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    seen = run["result"]
+    assert seen["unknown"][0] == "refused" and "'launch_rockets' is not granted" in seen["unknown"][1]
+    assert "granted tools: append_line" in seen["unknown"][1]
+    assert seen["wrong_type"][0] == "refused" and "path: 3 is not of type" in seen["wrong_type"][1]
+    assert '"line" is a required property' in seen["missing_and_extra"][1]
+    assert "'lines' was unexpected" in seen["missing_and_extra"][1]
+    steps = corral_project.cli_json("trace", run["id"])["steps"]
+    assert [s["refused"] for s in steps] == [True, True, True] and all(s["executions"] == 0 for s in steps)
+    assert not (corral_project.home / "agents" / "careless" / "a.txt").exists(), "nothing ran"
