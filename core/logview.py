@@ -30,7 +30,8 @@ UNREADABLE = "unreadable log line"
 
 _RANK = types.MappingProxyType({name: rank for rank, name in enumerate(LEVELS)})
 _ALIASES = types.MappingProxyType({"warn": "warning", "fatal": "critical", "exception": "error"})
-_SHOWN = frozenset({"timestamp", "level", "agent", "run_id", "event", "exception"})
+_SHOWN = frozenset({"timestamp", "level", "agent", "run_id", "trace_id", "event", "exception"})
+"""Shown in the line's head, or left to ``--json`` (the trace id is for machines)."""
 _RAW_KEPT = 500  # how much of an unreadable line the marker keeps
 
 # C0 and C1 controls (ESC, CSI...) are shown escaped, never sent to the terminal.
