@@ -118,6 +118,7 @@ class Engine:
             "plugins": list(self.config.plugins),
             "plugin_dir": str(self.config.home / "plugins"),
             "sys_path": [p for p in sys.path if p],
+            "entry_points": self.plugins.entry_points,
         }
 
     def kill_all(self) -> None:

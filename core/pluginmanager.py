@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import pkgutil
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -37,6 +38,9 @@ class Plugins:
     manager: pluggy.PluginManager
     tools: dict[str, ToolSpec] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    entry_points: list[tuple[str, str]] = field(default_factory=list)
+    """(name, "module:attr") of the ``corral`` entry points found, so an agent's process
+    can load the same ones without scanning every installed distribution again."""
 
     def names(self) -> list[str]:
         return sorted(name for name, _ in self.manager.list_name_plugin() if name)
@@ -64,11 +68,19 @@ def _load_file(path: Path) -> ModuleType:
     return module
 
 
-def _sources(extra: Iterable[str], plugin_dir: Path | None) -> list[tuple[str, Callable[[], Any]]]:
+def find_entry_points() -> list[tuple[str, str]]:
+    """(name, "module:attr") of every installed ``corral`` entry point, sorted by name."""
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return sorted((ep.name, ep.value) for ep in found)
+
+
+def _sources(
+    extra: Iterable[str], plugin_dir: Path | None, entry_points: Iterable[tuple[str, str]]
+) -> list[tuple[str, Callable[[], Any]]]:
     """(name, loader) for every plugin, in a fixed order: built-ins, entry points, drop-ins."""
     sources: list[tuple[str, Callable[[], Any]]] = [(name, partial(importlib.import_module, name)) for name in BUILTINS]
-    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        sources.append((f"entrypoint:{ep.name}", ep.load))
+    for name, value in entry_points:
+        sources.append((f"entrypoint:{name}", partial(pkgutil.resolve_name, value)))
     for spec in extra:
         if spec.endswith(".py"):
             path = Path(spec)
@@ -91,12 +103,19 @@ def load_plugins(
 
 
 def register_plugins(
-    extra: Iterable[str] = (), plugin_dir: Path | None = None, warn: Callable[[str], None] = lambda message: None
+    extra: Iterable[str] = (),
+    plugin_dir: Path | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+    entry_points: Iterable[tuple[str, str]] | None = None,
 ) -> Plugins:
-    """Import and register every plugin without asking for anything yet."""
+    """Import and register every plugin without asking for anything yet.
+
+    ``entry_points`` are the ones the daemon found (the agent's process passes them on);
+    by default the installed distributions are scanned.
+    """
     manager = new_manager()
-    plugins = Plugins(manager)
-    for name, load in _sources(extra, plugin_dir):
+    plugins = Plugins(manager, entry_points=list(find_entry_points() if entry_points is None else entry_points))
+    for name, load in _sources(extra, plugin_dir, plugins.entry_points):
         try:
             manager.register(load(), name=name)
         except Exception as exc:  # a plugin's import may raise anything

@@ -241,7 +241,9 @@ def _granted_tools(run: dict[str, Any]) -> dict[str, _LocalTool]:
     sys.path.extend(p for p in run.get("sys_path", ()) if p not in sys.path)
     plugin_dir = Path(run["plugin_dir"]) if run.get("plugin_dir") else None
     owners = {name: info["plugin"] for name, info in run.get("tools", {}).items()}
-    functions = tool_functions(register_plugins(run.get("plugins", ()), plugin_dir).manager, owners)
+    entry_points = [(str(name), str(value)) for name, value in run.get("entry_points", ())]
+    plugins = register_plugins(run.get("plugins", ()), plugin_dir, entry_points=entry_points)
+    functions = tool_functions(plugins.manager, owners)
     return {
         name: _LocalTool(functions[name], info["takes_key"], reconciler(functions[name]))
         for name, info in run.get("tools", {}).items()

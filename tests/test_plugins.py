@@ -142,3 +142,23 @@ def test_lifecycle_hooks_and_tool_hook_are_called_in_a_real_run(tmp_path: Path) 
     assert [e["hook"] for e in seen] == ["started", "step", "finished"]
     assert seen[1]["name"] == "shout" and seen[1]["replayed"] is False
     assert seen[2]["state"] == "succeeded"
+
+
+def test_an_entry_point_tool_runs_in_the_agents_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    _entry_point_package(site)
+    monkeypatch.syspath_prepend(str(site))
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "quiet.py").write_text("def run(ctx):\n    return ctx.tool('whisper', text='HUSH Now')\n")
+    (tmp_path / "corral.toml").write_text('[agents.quiet]\ncode = "agents"\nentry = "quiet:run"\ntools = ["whisper"]\n')
+    with host(load_config(tmp_path / "corral.toml"), echo=None) as engine:
+        assert engine.plugins.entry_points == [("demo", "corral_demo_plugin")]
+
+        async def go() -> dict:
+            run = await engine.create_run("quiet")
+            return await engine.execute(run["id"])
+
+        final = asyncio.run(go())
+    assert final["state"] == "succeeded" and final["result"] == "hush now", final
