@@ -34,6 +34,19 @@ class Child:
         return self.process.pid
 
 
+async def wire_streams(read_fd: int, write_fd: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """The daemon's ends of a child's two wire pipes as asyncio streams (they own the fds)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**16, loop=loop)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    transport, protocol = await loop.connect_write_pipe(
+        lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(write_fd, "wb", buffering=0)
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, None, loop)
+
+
 class ProcessControl:
     """Spawning and killing, with the platform's best tools for a whole process tree."""
 
@@ -96,7 +109,6 @@ class ProcessControl:
     async def _spawn(
         self, policy_args: dict[str, object], workdir: Path, env: dict[str, str], cgroup: Path | None
     ) -> Child:
-        loop = asyncio.get_running_loop()
         child_read, daemon_write = os.pipe()
         daemon_read, child_write = os.pipe()
         policy = Policy(
@@ -126,14 +138,7 @@ class ProcessControl:
             os.close(child_read)
             os.close(child_write)
         self.live.add(process.pid)
-        reader = asyncio.StreamReader(limit=2**16, loop=loop)
-        await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(daemon_read, "rb", buffering=0)
-        )
-        transport, protocol = await loop.connect_write_pipe(
-            lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(daemon_write, "wb", buffering=0)
-        )
-        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        reader, writer = await wire_streams(daemon_read, daemon_write)
         return Child(process, reader, writer, cgroup)
 
     def run_processes(self, child: Child, *, max_age: float = 0.0) -> list[psutil.Process]:

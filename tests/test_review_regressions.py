@@ -37,7 +37,7 @@ from corral.errors import StoreError
 from corral.journal import Journal
 from corral.logs import LogFiles
 from corral.pluginmanager import load_plugins
-from corral.sandbox.processes import Child, ProcessControl
+from corral.sandbox.processes import Child, ProcessControl, wire_streams
 from corral.store import Store
 
 # --------------------------------------------------------------------------- scripted child
@@ -104,7 +104,6 @@ class ScriptedProcesses(ProcessControl):
     ) -> Child:
         script = self.scripts[min(self.spawned, len(self.scripts) - 1)]
         self.spawned += 1
-        loop = asyncio.get_running_loop()
         child_read, daemon_write = os.pipe()
         daemon_read, child_write = os.pipe()
         try:
@@ -127,14 +126,8 @@ class ScriptedProcesses(ProcessControl):
             os.close(child_read)
             os.close(child_write)
         self.live.add(process.pid)
-        reader = asyncio.StreamReader(limit=2**16, loop=loop)
-        await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(daemon_read, "rb", buffering=0)
-        )
-        transport, protocol = await loop.connect_write_pipe(
-            lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(daemon_write, "wb", buffering=0)
-        )
-        return Child(process, reader, asyncio.StreamWriter(transport, protocol, None, loop), None)
+        reader, writer = await wire_streams(daemon_read, daemon_write)
+        return Child(process, reader, writer, None)
 
 
 @contextlib.contextmanager
