@@ -161,7 +161,7 @@ async def _idle_memory(engine: Engine, seconds: float, samples: int = 5) -> dict
     await asyncio.sleep(0.05)
     rss, uss, tree = [], [], []
     try:
-        proc = psutil.Process(engine.children[run["id"]].pid)
+        proc = psutil.Process(engine.processes.live[run["id"]].pid)
         for _ in range(samples):
             info = proc.memory_full_info()
             rss.append(info.rss)

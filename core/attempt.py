@@ -64,9 +64,12 @@ class _Stop(Exception):
 class Attempt:
     """Drives one child process through the wire protocol."""
 
-    def __init__(self, engine: Engine, run: dict[str, Any], agent: AgentConfig, log: Any) -> None:
+    def __init__(
+        self, engine: Engine, run: dict[str, Any], agent: AgentConfig, log: Any, snapshot: dict[str, Any]
+    ) -> None:
         self.engine = engine
         self.run = run
+        self.snapshot = snapshot
         self.agent = agent
         self.log = log
         self.journal = Journal(engine.records, run["id"], agent.name, run["attempt"])
@@ -174,7 +177,9 @@ class Attempt:
         if hello["t"] != "hello" or hello["v"] != wire.VERSION:
             raise ProtocolError(f"expected hello v{wire.VERSION} first, got {hello['t']!r}")
         self.run["applied"] = sorted(set(self.run.get("applied", [])) | set(hello.get("applied", [])))
-        await self._send(child, {"t": "welcome", "v": wire.VERSION, "run": self.engine.welcome(self.run, self.agent)})
+        await self._send(
+            child, {"t": "welcome", "v": wire.VERSION, "run": self.engine.welcome(self.run, self.agent, self.snapshot)}
+        )
         while True:
             message = await self._read(child)
             if message is None:

@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -378,8 +378,3 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> CorralCo
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}; fix the syntax at that line"]) from None
     return parse_config(data, path.resolve(), environ)
-
-
-def with_home(config: CorralConfig, home: Path) -> CorralConfig:
-    """A copy of ``config`` rooted at another home (tests, ``--home``)."""
-    return replace(config, home=home.resolve())

@@ -95,7 +95,7 @@ class Daemon:
 
     def _kill_children(self, why: str) -> None:
         self.log.warning("killing agent processes", reason=why)
-        self.engine.kill_all()
+        self.engine.processes.kill_all()
 
     async def _housekeeping(self) -> None:
         last_prune = time.monotonic()

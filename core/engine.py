@@ -24,7 +24,7 @@ from corral.config import AgentConfig, CorralConfig
 from corral.logs import LogFiles
 from corral.pluginmanager import Plugins
 from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
-from corral.sandbox.processes import Child, ProcessControl
+from corral.sandbox.processes import ProcessControl
 from corral.states import FINISHED, RunState, check_transition
 from corral.store import Records, Store, Writer, new_run_id
 from corral.tools import ToolSpec
@@ -81,7 +81,6 @@ class Engine:
         self.draining = False
         self._validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
         self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-hooks")
-        self.children: dict[str, Child] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -99,8 +98,9 @@ class Engine:
             self._validators[spec.name] = jsonschema_rs.Draft202012Validator(spec.parameters)
         return self._validators[spec.name]
 
-    def welcome(self, run: dict[str, Any], agent: AgentConfig) -> dict[str, Any]:
-        """What the child learns about its run once it has said hello."""
+    def welcome(self, run: dict[str, Any], agent: AgentConfig, state: dict[str, Any]) -> dict[str, Any]:
+        """What the child learns about its run once it has said hello; ``state`` is the
+        agent's state as the run first saw it, so a resumed run reads what it read then."""
         return {
             "run_id": run["id"],
             "agent": agent.name,
@@ -109,7 +109,7 @@ class Engine:
             "entry": agent.entry,
             "code": str(agent.code),
             "input": run.get("input"),
-            "state": run.pop("_snapshot", {}),
+            "state": state,
             "tools": {
                 name: {"takes_key": spec.takes_idempotency_key, "plugin": spec.plugin}
                 for name in agent.tools
@@ -120,11 +120,6 @@ class Engine:
             "sys_path": [p for p in sys.path if p],
             "entry_points": self.plugins.entry_points,
         }
-
-    def kill_all(self) -> None:
-        """Kill every live agent process tree now (shutdown past its grace)."""
-        for child in list(self.children.values()):
-            self.processes.kill_tree(child)
 
     def close(self) -> None:
         self._hooks.shutdown(wait=True)
@@ -160,39 +155,51 @@ class Engine:
             return old, change_state(records, txn, run, new, **fields)
 
         old, run = await self.writer.run(job)
-        self.log.info("run state", run_id=run_id, agent=run["agent"], old=old, new=new.value)
+        self._log_state(run, old)
         return run
 
-    async def _begin_attempt(self, run_id: str, agent: AgentConfig) -> tuple[dict[str, Any], str | None]:
-        """Mark the run running for a new attempt; returns a reason instead when it must not run."""
+    def _log_state(self, run: dict[str, Any], old: str) -> None:
+        self.log.info("run state", run_id=run["id"], agent=run["agent"], old=old, new=run["state"])
+
+    async def _begin_attempt(
+        self, run_id: str, agent: AgentConfig
+    ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+        """Mark the run running for a new attempt: (run, its state snapshot, None), or a
+        reason in place of None when it must not run."""
         current = await asyncio.get_running_loop().run_in_executor(None, code_hash, agent)
         records = self.records
 
-        def job(txn: Any) -> tuple[dict[str, Any], str | None]:
+        def job(txn: Any) -> tuple[dict[str, Any], dict[str, Any], str, str | None]:
             run = records.get_run(txn, run_id)
             if run is None:
                 raise KeyError(run_id)
+            old = run["state"]
             if run["attempt"] >= agent.max_attempts:
-                return run, f"gave up after {run['attempt']} attempts (max_attempts = {agent.max_attempts})"
+                refusal = f"gave up after {run['attempt']} attempts (max_attempts = {agent.max_attempts})"
+                return run, {}, old, refusal
             if run.get("code_hash") and run["code_hash"] != current:
                 if agent.on_code_change == "fail":
-                    return run, (
-                        f"agent code changed since this run started ({run['code_hash']} -> {current}); "
-                        'set on_code_change = "continue" for this agent to resume anyway, or start a new run'
+                    return (
+                        run,
+                        {},
+                        old,
+                        (
+                            f"agent code changed since this run started ({run['code_hash']} -> {current}); "
+                            'set on_code_change = "continue" for this agent to resume anyway, or start a new run'
+                        ),
                     )
                 run["code_changed"] = f"{run['code_hash']} -> {current}"
             if run["attempt"] == 0:
                 records.put_snapshot(txn, run_id, records.agent_state(txn, agent.name))
             run.setdefault("started", time.time())
             run.pop("error", None)
-            old = run["state"]
             change_state(records, txn, run, RunState.RUNNING, attempt=run["attempt"] + 1, code_hash=current)
-            return {**run, "_snapshot": records.get_snapshot(txn, run_id), "_old": old}, None
+            return run, records.get_snapshot(txn, run_id), old, None
 
-        run, refusal = await self.writer.run(job)
+        run, snapshot, old, refusal = await self.writer.run(job)
         if refusal is None:
-            self.log.info("run state", run_id=run_id, agent=run["agent"], old=run.pop("_old"), new=run["state"])
-        return run, refusal
+            self._log_state(run, old)
+        return run, snapshot, refusal
 
     async def execute(self, run_id: str) -> dict[str, Any]:
         """Attempt the run until it ends, is interrupted by shutdown, or needs a human."""
@@ -209,14 +216,14 @@ class Engine:
                         "config", f"agent {run['agent']!r} is no longer in the config; the run cannot continue"
                     ),
                 )
-            run, refusal = await self._begin_attempt(run_id, agent)
+            run, snapshot, refusal = await self._begin_attempt(run_id, agent)
             log = self.logs.logger(agent.name, run_id=run_id, trace_id=run["trace_id"])
             if refusal:
                 log.error("run not resumed", reason=refusal)
                 return await self._transition(run_id, RunState.FAILED, error=failure("resume", refusal))
             if run.get("code_changed"):
                 log.warning("resuming under changed code", change=run["code_changed"])
-            outcome = await self._attempt(run, agent, log)
+            outcome = await self._attempt(run, agent, log, snapshot)
             applied = run.get("applied", [])
             if (
                 outcome.retry
@@ -282,7 +289,7 @@ class Engine:
         self.log.info("run released", run_id=run_id, agent=run["agent"], verdict=run["released"])
         return run
 
-    async def _attempt(self, run: dict[str, Any], agent: AgentConfig, log: Any) -> Outcome:
+    async def _attempt(self, run: dict[str, Any], agent: AgentConfig, log: Any, snapshot: dict[str, Any]) -> Outcome:
         workdir = self.config.workdir(agent.name)
         prepare_workdir(workdir)
         limits = agent.limits
@@ -303,12 +310,8 @@ class Engine:
                 RunState.INTERRUPTED, failure("spawn", f"could not start the agent's process: {exc}"), retry=True
             )
         log.info("run started", attempt=run["attempt"], pid=child.pid, trigger=run.get("trigger"))
-        self.notify("corral_run_started", run={k: v for k, v in run.items() if not k.startswith("_")})
-        self.children[run["id"]] = child
-        try:
-            return await Attempt(self, run, agent, log).execute(child)
-        finally:
-            del self.children[run["id"]]
+        self.notify("corral_run_started", run=dict(run))
+        return await Attempt(self, run, agent, log, snapshot).execute(child)
 
     # ------------------------------------------------------------------ start-up
 

@@ -39,14 +39,6 @@ class ProtocolError(CorralError):
     """Operator: a child sent a frame that breaks the wire protocol; the run ends."""
 
 
-class RunError(CorralError):
-    """Operator: a run cannot proceed (non-determinism, changed code, limits)."""
-
-
-class NonDeterminismError(RunError):
-    """Agent author: a resumed run asked for something different from its journal."""
-
-
 class ControlError(CorralError):
     """Operator: the daemon's control socket refused or could not answer a request."""
 

@@ -25,8 +25,6 @@ class RunState(enum.StrEnum):
 FINISHED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.ABANDONED})
 """States a run never leaves."""
 
-RESUMABLE = frozenset({RunState.QUEUED, RunState.RUNNING, RunState.INTERRUPTED})
-"""States the daemon picks up again at start-up."""
 
 _ALLOWED: dict[RunState, frozenset[RunState]] = {
     RunState.QUEUED: frozenset({RunState.RUNNING, RunState.CANCELLED, RunState.ABANDONED, RunState.FAILED}),

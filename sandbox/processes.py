@@ -60,7 +60,7 @@ class ProcessControl:
         self._agents_root: str | None = None
         self._seen: set[psutil.Process] = set()  # every process seen in a finished run's tree
         self._doomed: set[int] = set()  # killed by the sweep, to be reaped by it
-        self.live: set[int] = set()
+        self.live: dict[str, Child] = {}  # run id -> its agent process, from spawn to forget
 
     def prepare(self, agents_root: Path | None = None) -> list[str]:
         """Once per daemon: become a subreaper and find a writable cgroup; say what applied.
@@ -100,9 +100,11 @@ class ProcessControl:
         self, policy_args: dict[str, object], workdir: Path, env: dict[str, str], cgroup: Path | None
     ) -> Child:
         """Start the launcher with two fresh wire pipes and nothing else inherited."""
-        self._spawning += 1  # until the pid is in `live`, an orphan sweep must not run
+        self._spawning += 1  # until the child is in `live`, an orphan sweep must not run
         try:
-            return await self._spawn(policy_args, workdir, env, cgroup)
+            child = await self._spawn(policy_args, workdir, env, cgroup)
+            self.live[str(policy_args["run_id"])] = child
+            return child
         finally:
             self._spawning -= 1
 
@@ -137,7 +139,6 @@ class ProcessControl:
         finally:
             os.close(child_read)
             os.close(child_write)
-        self.live.add(process.pid)
         reader, writer = await wire_streams(daemon_read, daemon_write)
         return Child(process, reader, writer, cgroup)
 
@@ -230,6 +231,11 @@ class ProcessControl:
             except psutil.Error:
                 continue
 
+    def kill_all(self) -> None:
+        """Kill every live agent process tree now (shutdown past its grace)."""
+        for child in list(self.live.values()):
+            self.kill_tree(child)
+
     def close(self) -> None:
         """Remove this daemon's cgroup folders once no run is left in them."""
         self._remove_emptied_cgroups()
@@ -240,7 +246,7 @@ class ProcessControl:
 
     def forget(self, child: Child) -> None:
         """The run is over and its main process reaped; its cgroup goes once empty."""
-        self.live.discard(child.pid)
+        self.live = {run_id: live for run_id, live in self.live.items() if live is not child}
         self._seen.update(child.known)
         if child.cgroup is not None:
             self._emptying.append(child.cgroup)
@@ -268,8 +274,9 @@ class ProcessControl:
             children = psutil.Process().children()
         except psutil.Error:
             return killed
+        live_pids = {child.pid for child in self.live.values()}
         for proc in children:
-            if proc.pid in self.live:
+            if proc.pid in live_pids:
                 continue
             try:
                 if proc.pid in self._doomed:

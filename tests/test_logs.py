@@ -200,9 +200,7 @@ def test_events_after_close_are_dropped_without_reopening(tmp_path: Path) -> Non
     assert not (tmp_path / "beta.log").exists()
 
 
-def test_two_instances_in_one_process_do_not_cross_write(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_two_instances_in_one_process_do_not_cross_write(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     registered = set(logging.root.manager.loggerDict)
     with LogFiles(tmp_path / "one") as one, LogFiles(tmp_path / "two") as two:
@@ -280,12 +278,7 @@ def test_malformed_lines_become_markers(tmp_path: Path) -> None:
     path = tmp_path / "alpha.log"
     (tmp_path / "alpha.log.1").write_bytes(b'{"event": "old"}\nnot json at all\n')
     path.write_bytes(
-        b'{"event": "first"}\n'
-        b"\n"
-        b"[1, 2, 3]\n"
-        b'{"event": "bad \xff bytes"}\n'
-        b'{"event": "last"}\n'
-        b'{"event": "half-writ'
+        b'{"event": "first"}\n\n[1, 2, 3]\n{"event": "bad \xff bytes"}\n{"event": "last"}\n{"event": "half-writ'
     )
 
     events = list(read_events(path))
@@ -397,9 +390,7 @@ def test_follow_sees_a_burst_across_one_rotation(tmp_path: Path) -> None:
         log = files.logger("alpha")
         log.info("already there")
         with Follower(tmp_path / "alpha.log") as follower:
-            writer = threading.Thread(
-                target=lambda: [log.info("tick", seq=seq) for seq in range(30)]
-            )
+            writer = threading.Thread(target=lambda: [log.info("tick", seq=seq) for seq in range(30)])
             writer.start()
             writer.join(WAIT)
             got = follower.wait_for(30)
@@ -521,24 +512,16 @@ def test_render_color_is_the_plain_line_painted_by_level(utc_plus_two: None) -> 
 
 def test_render_copes_with_sparse_and_hostile_events(utc_plus_two: None) -> None:
     assert render({"event": "x"}, color=False) == "??:??:??.??? ?        x"
-    assert render({"timestamp": "yesterday", "level": "info", "event": "x"}, color=False) == (
-        "yesterday info     x"
-    )
-    assert render({"timestamp": "2024-05-01T12:00:00", "event": "naive"}, color=False).startswith(
-        "14:00:00.000"
-    )
+    assert render({"timestamp": "yesterday", "level": "info", "event": "x"}, color=False) == ("yesterday info     x")
+    assert render({"timestamp": "2024-05-01T12:00:00", "event": "naive"}, color=False).startswith("14:00:00.000")
     hostile = render({"level": "info", "event": "\x1b[2Jclear", "k": "a\x9bb"}, color=False)
     assert "\x1b" not in hostile and "\x9b" not in hostile
     assert "\\x1b[2Jclear" in hostile and "k=a\\x9bb" in hostile
 
 
-def test_logged_events_round_trip_through_read_and_render(
-    tmp_path: Path, utc_plus_two: None
-) -> None:
+def test_logged_events_round_trip_through_read_and_render(tmp_path: Path, utc_plus_two: None) -> None:
     with LogFiles(tmp_path) as files:
         files.logger("alpha", run_id="abcdef0123").info("hello", who="you all")
     [event] = read_events(tmp_path / "alpha.log")
     rendered = render(event, color=False)
-    assert re.fullmatch(
-        r"\d\d:\d\d:\d\d\.\d{3} info     alpha cdef0123 hello who=\"you all\"", rendered
-    )
+    assert re.fullmatch(r"\d\d:\d\d:\d\d\.\d{3} info     alpha cdef0123 hello who=\"you all\"", rendered)

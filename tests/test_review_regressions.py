@@ -125,7 +125,6 @@ class ScriptedProcesses(ProcessControl):
         finally:
             os.close(child_read)
             os.close(child_write)
-        self.live.add(process.pid)
         reader, writer = await wire_streams(daemon_read, daemon_write)
         return Child(process, reader, writer, None)
 

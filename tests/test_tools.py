@@ -263,9 +263,7 @@ def test_docstring_styles(doc: str) -> None:
     spec = spec_for(weather)
     assert spec.description == "Look up the weather.\n\nUses the public forecast service."
     assert spec.parameters["properties"]["city"]["description"] == "Name of the city."
-    assert spec.parameters["properties"]["days"]["description"] == (
-        "How many days\nahead, at most 7."
-    )
+    assert spec.parameters["properties"]["days"]["description"] == ("How many days\nahead, at most 7.")
 
 
 def test_no_docstring_gives_empty_description_and_no_property_descriptions() -> None:
@@ -411,9 +409,7 @@ def _enum_of_tuples(x: _Shape) -> None: ...
     ],
     ids=lambda v: getattr(v, "__name__", "")[:20] or None,
 )
-def test_rejections_name_function_parameter_and_fix(
-    func: Callable[..., Any], expected: str
-) -> None:
+def test_rejections_name_function_parameter_and_fix(func: Callable[..., Any], expected: str) -> None:
     decorated = tool(func)  # options only: derivation waits for registration
     with pytest.raises(ToolDefinitionError, match=expected):
         spec_for(decorated)

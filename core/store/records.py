@@ -13,7 +13,7 @@ from typing import Any
 
 import lmdb
 
-from corral.states import RunState
+from corral.states import FINISHED, RunState
 from corral.store import schema
 from corral.store.schema import pack, unpack
 
@@ -50,10 +50,10 @@ class Records:
         key = schema.run_key(run["id"])
         txn.put(key, pack(run), db=self.dbs["runs"])
         txn.put(schema.agent_run_key(run["agent"], run["id"]), b"", db=self.dbs["agent_runs"])
-        if RunState(run["state"]) in (RunState.QUEUED, RunState.RUNNING, RunState.INTERRUPTED, RunState.ON_HOLD):
-            txn.put(key, b"", db=self.dbs["active"])
-        else:
+        if RunState(run["state"]) in FINISHED:
             txn.delete(key, db=self.dbs["active"])
+        else:
+            txn.put(key, b"", db=self.dbs["active"])
 
     def active_runs(self, txn: lmdb.Transaction) -> list[dict[str, Any]]:
         """Every run not yet finished, oldest first."""
