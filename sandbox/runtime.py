@@ -191,9 +191,10 @@ class RunLog:
 
 
 def _packable(value: Any) -> bool:
+    """Whether the daemon will accept ``value`` (the same check as the journal's)."""
     try:
-        msgpack.packb(value, use_bin_type=True)
-    except (TypeError, ValueError, OverflowError):
+        _plain(value, "a log field")
+    except TypeError:
         return False
     return True
 

@@ -62,7 +62,7 @@ def test_agent_log_events_carry_run_trace_and_the_current_step(corral_project: C
     corral_project.agent(
         "chatty",
         "def run(ctx):\n    ctx.log.info('before')\n    ctx.state['x'] = 1\n"
-        "    ctx.log.warning('after', detail='d', seq='mine')\n    print('plain output')\n    return 1\n",
+        "    ctx.log.warning('after', detail='d', seq='mine', odd={1: 2})\n    print('plain output')\n    return 1\n",
     )
     corral_project.cli("run", "chatty", "--wait", check=True)
     events = [json.loads(line) for line in corral_project.cli("logs", "chatty", "--json").stdout.splitlines()]
@@ -70,6 +70,7 @@ def test_agent_log_events_carry_run_trace_and_the_current_step(corral_project: C
     assert "seq" not in by_name["before"] and by_name["after"]["seq"] == 1
     assert by_name["after"]["agent_seq"] == "mine", "an agent's field never overwrites corral's"
     assert by_name["after"]["level"] == "warning" and by_name["after"]["detail"] == "d"
+    assert by_name["after"]["odd"] == "{1: 2}", "a field the wire cannot carry is logged as its repr"
     assert by_name["stdout"]["line"] == "plain output"
     assert all(e["run_id"] == by_name["before"]["run_id"] and e.get("trace_id") for e in events if e.get("run_id"))
 
