@@ -65,10 +65,11 @@ def _instrument(marks: Marks, commits: list[tuple[float, float, int]]) -> Callab
         mark(seq, "job_end")
         return decision
 
-    def commit(self: Any, batch: list[Any]) -> None:
+    def commit(self: Any, batch: list[Any]) -> Any:
         began = time.monotonic()
-        originals[(Writer, "_commit")](self, batch)
+        outcomes = originals[(Writer, "_commit")](self, batch)
         commits.append((began, time.monotonic(), len(batch)))
+        return outcomes
 
     Attempt._on_step, Attempt._answer, Attempt._report_step = on_step, answer, report_step
     Journal.tool = tool
