@@ -386,7 +386,7 @@ def test_follow_survives_rotation(tmp_path: Path) -> None:
 
 
 def test_follow_sees_a_burst_across_one_rotation(tmp_path: Path) -> None:
-    with LogFiles(tmp_path, max_bytes=3_000, backups=5) as files:
+    with LogFiles(tmp_path, max_bytes=2_000, backups=5) as files:  # 31 lines of ~90 bytes
         log = files.logger("alpha")
         log.info("already there")
         with Follower(tmp_path / "alpha.log") as follower:
