@@ -2,11 +2,11 @@
 
 A diagnostic, not part of ``benchmarks.run``. It runs one agent through the real engine
 (as ``benchmarks.corral_bench`` does) with timestamps taken at the points a step passes,
-by wrapping a few private methods in this process only (``Attempt._on_step``,
-``Attempt._answer``, ``Attempt._report_step``, ``Journal.tool``, ``Writer._commit``);
-if those are renamed, this script needs the same change. The agent stamps when it
-asks (``time.monotonic()``, one clock for both processes) and how long ``ctx.tool``
-took. Prints the median of each segment of the critical path.
+by wrapping a few private names in this process only (``ChildWire.readable``,
+``Steps._step``, ``ChildWire.send``, ``Writer._commit``, ``Attempt._report_steps``); if
+those are renamed, this script needs the same change. The agent stamps when it asks
+(``time.monotonic()``, one clock for both processes) and how long ``ctx.tool`` took.
+Prints the median of each segment of the critical path.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any
 
 from benchmarks import corral_bench
 from corral import attempt as attempt_module
-from corral import journal as journal_module
+from corral import childwire as childwire_module
+from corral import steps as steps_module
 from corral.config import load_config
 from corral.host import host
 from corral.store import writer as writer_module
@@ -32,38 +33,31 @@ Marks = dict[int, dict[str, float]]
 
 def _instrument(marks: Marks, commits: list[tuple[float, float, int]]) -> Callable[[], None]:
     """Wrap the private methods; returns a function that puts the originals back."""
-    Attempt, Journal, Writer = attempt_module.Attempt, journal_module.Journal, writer_module.Writer
-    originals = {
-        (Attempt, "_on_step"): Attempt._on_step,
-        (Attempt, "_answer"): Attempt._answer,
-        (Attempt, "_report_step"): Attempt._report_step,
-        (Journal, "tool"): Journal.tool,
+    ChildWire, Steps = childwire_module.ChildWire, steps_module.Steps
+    Writer, Attempt = writer_module.Writer, attempt_module.Attempt
+    originals: dict[tuple[Any, str], Any] = {
+        (ChildWire, "readable"): ChildWire.readable,
+        (ChildWire, "send"): ChildWire.send,
+        (Steps, "_step"): Steps._step,
         (Writer, "_commit"): Writer._commit,
+        (Attempt, "_report_steps"): Attempt._report_steps,
     }
+    read_began = [0.0]
 
-    def mark(seq: int, what: str) -> None:
-        marks.setdefault(seq, {})[what] = time.monotonic()
+    def readable(self: Any) -> Any:
+        read_began[0] = time.monotonic()
+        return originals[(ChildWire, "readable")](self)
 
-    async def on_step(self: Any, child: Any, message: dict[str, Any]) -> Any:
-        mark(message["seq"], "step_read")
-        return await originals[(Attempt, "_on_step")](self, child, message)
+    def step(self: Any, message: dict[str, Any]) -> Any:
+        marks.setdefault(message["seq"], {})["read"] = read_began[0]
+        jobs = originals[(Steps, "_step")](self, message)
+        marks[message["seq"]]["decided"] = time.monotonic()
+        return jobs
 
-    async def answer(self: Any, child: Any, seq: int, decision: Any) -> Any:
-        mark(seq, "answer")
-        outcome = await originals[(Attempt, "_answer")](self, child, seq, decision)
-        mark(seq, "sent")
-        return outcome
-
-    def report_step(self: Any, entry: dict[str, Any], *, replayed: bool) -> None:
-        began = time.monotonic()
-        originals[(Attempt, "_report_step")](self, entry, replayed=replayed)
-        marks.setdefault(entry["seq"], {})["report_s"] = time.monotonic() - began
-
-    def tool(self: Any, txn: Any, seq: int, *args: Any) -> Any:
-        mark(seq, "job_start")
-        decision = originals[(Journal, "tool")](self, txn, seq, *args)
-        mark(seq, "job_end")
-        return decision
+    def send(self: Any, message: dict[str, Any]) -> None:
+        if "seq" in message:
+            marks.setdefault(message["seq"], {})["reply"] = time.monotonic()
+        originals[(ChildWire, "send")](self, message)
 
     def commit(self: Any, batch: list[Any]) -> Any:
         began = time.monotonic()
@@ -71,13 +65,18 @@ def _instrument(marks: Marks, commits: list[tuple[float, float, int]]) -> Callab
         commits.append((began, time.monotonic(), len(batch)))
         return outcomes
 
-    Attempt._on_step, Attempt._answer, Attempt._report_step = on_step, answer, report_step
-    Journal.tool = tool
-    Writer._commit = commit
+    def report_steps(self: Any, reports: list[Any]) -> None:
+        began = time.monotonic()
+        originals[(Attempt, "_report_steps")](self, reports)
+        for entry, _ in reports:
+            marks.setdefault(entry["seq"], {})["report_s"] = (time.monotonic() - began) / len(reports)
+
+    ChildWire.readable, ChildWire.send, Steps._step = readable, send, step  # type: ignore[method-assign]
+    Writer._commit, Attempt._report_steps = commit, report_steps  # type: ignore[method-assign]
 
     def restore() -> None:
-        for (cls, name), func in originals.items():
-            setattr(cls, name, func)
+        for (owner, name), func in originals.items():
+            setattr(owner, name, func)
 
     return restore
 
@@ -103,17 +102,16 @@ def measure(steps: int, root: Path) -> dict[str, Any]:
     warmup = min(20, steps // 5)
     for seq in range(warmup + 1, steps + 1):
         m, asked, took = marks[seq], result["starts"][seq - 1], result["lat"][seq - 1]
-        commit_end = min((end for start, end, _ in commits if start <= m["job_end"] <= end), default=None)
-        if commit_end is None:
+        commit = next(((start, end) for start, end, _ in commits if start <= m["reply"] and end >= m["decided"]), None)
+        if commit is None or "read" not in m:
             continue
         parts = {
-            "agent asks -> daemon reads the step (incl. reading the previous done)": m["step_read"] - asked,
-            "daemon reads step -> journal job starts (validate, queue, writer wakes)": m["job_start"] - m["step_read"],
-            "journal job (fingerprint, key, put)": m["job_end"] - m["job_start"],
-            "job end -> commit durable (fsync of the batch)": commit_end - m["job_end"],
-            "commit durable -> reply starts (loop wake-up, step log + notify, settle)": m["answer"] - commit_end,
-            "reply written (encode, write, drain)": m["sent"] - m["answer"],
-            "reply sent -> ctx.tool returns (child: decode, tool, done frame)": asked + took - m["sent"],
+            "agent asks -> writer thread starts reading the step": m["read"] - asked,
+            "read, decode and decide the step (validate, journal job built)": m["decided"] - m["read"],
+            "decided -> commit begins": commit[0] - m["decided"],
+            "commit: journal job + fsync of the round": commit[1] - commit[0],
+            "commit durable -> answer written (on the writer thread)": m["reply"] - commit[1],
+            "answer written -> ctx.tool returns (child: decode, tool, done frame)": asked + took - m["reply"],
             "whole step, as the agent sees it": took,
         }
         for name, value in parts.items():
@@ -138,8 +136,7 @@ def main() -> None:
     for name, value in out["segments_us"].items():
         print(f"{name:<{width}}  {value:8.0f} us")
     print(
-        f"{'  of which: the step log line + corral_step_done notify (_report_step)':<{width}}  "
-        f"{out['report_step_us']:8.0f} us"
+        f"{'per step, on the background thread: log line + corral_step_done':<{width}}  {out['report_step_us']:8.0f} us"
     )
     print(
         f"commits while stepping: {out['commits']} for {out['steps']} steps, "

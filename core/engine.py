@@ -7,21 +7,24 @@ writer, the plugins, process control and the logs. It owns no schedule and no so
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import os
 import secrets
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import jsonschema_rs
 
 from corral import pluginmanager
-from corral.attempt import Attempt, Outcome, failure
+from corral.attempt import Attempt
 from corral.config import AgentConfig, CorralConfig
 from corral.logs import LogFiles
+from corral.outcome import Outcome, failure
 from corral.pluginmanager import Plugins
 from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
 from corral.sandbox.processes import ProcessControl
@@ -30,6 +33,7 @@ from corral.store import Records, Store, Writer, new_run_id
 from corral.tools import ToolSpec
 
 MAX_BACKOFF = 60.0
+LATER_DELAY = 0.02
 
 
 def code_hash(agent: AgentConfig) -> str:
@@ -80,16 +84,50 @@ class Engine:
         self.writer = Writer(store, on_event=lambda level, message: getattr(self.log, level)(message))
         self.draining = False
         self._validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
-        self._hooks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-hooks")
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-background")
+        self._later: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._later_lock = threading.Lock()
+        self._later_due = False
 
     # ------------------------------------------------------------------ plumbing
 
     def notify(self, hook: str, **kwargs: Any) -> None:
-        """Tell listener plugins, in order, on a thread of their own."""
-        if not getattr(self.plugins.manager.hook, hook).get_hookimpls():
-            return  # nobody listens: no thread hop, no copy
-        warn = self.log.warning
-        self._hooks.submit(pluginmanager.notify, self.plugins.manager, hook, warn, **kwargs)
+        """Tell listener plugins on the background thread, in the order things happened."""
+        if self.listened(hook):
+            self.later(functools.partial(self.announce, hook, **kwargs))
+
+    def listened(self, hook: str) -> bool:
+        """Whether any plugin implements ``hook`` (if not, nothing needs building for it)."""
+        return bool(getattr(self.plugins.manager.hook, hook).get_hookimpls())
+
+    def announce(self, hook: str, **kwargs: Any) -> None:
+        """Call ``hook``'s listeners now; for work already on the background thread."""
+        pluginmanager.notify(self.plugins.manager, hook, self.log.warning, **kwargs)
+
+    def later(self, func: Callable[..., None], *args: Any) -> None:
+        """Run ``func(*args)`` soon on the one background thread, in order: work that must
+        happen but not on the event loop or the store writer's step path (step log lines).
+
+        Calls are gathered for :data:`LATER_DELAY` and run together, so a busy daemon wakes
+        that thread a few dozen times a second instead of once per step.
+        """
+        with self._later_lock:
+            self._later.append((func, args))
+            if self._later_due:
+                return
+            self._later_due = True
+        self._background.submit(self._run_later)
+
+    def _run_later(self) -> None:
+        time.sleep(LATER_DELAY)
+        with self._later_lock:
+            calls, self._later = self._later, []
+            self._later_due = False
+        for func, args in calls:
+            try:
+                func(*args)
+            except Exception as exc:  # noqa: BLE001 - one failed report must not lose the others
+                self.log.error("background work failed", error=f"{type(exc).__name__}: {exc}")
 
     def validator(self, spec: ToolSpec) -> jsonschema_rs.Draft202012Validator:
         """A compiled validator per tool: every tool call is checked before it runs, so this
@@ -122,8 +160,8 @@ class Engine:
         }
 
     def close(self) -> None:
-        self._hooks.shutdown(wait=True)
-        self.writer.close()
+        self.writer.close()  # its last commits may still queue background work
+        self._background.shutdown(wait=True)
 
     # ------------------------------------------------------------------ runs
 

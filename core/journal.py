@@ -41,13 +41,13 @@ class Journal:
         self.agent = agent
         self.attempt = attempt
 
-    def _new_entry(self, seq: int, kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    def _new_entry(self, seq: int, kind: str, name: str, args: dict[str, Any], fp: str) -> dict[str, Any]:
         return {
             "seq": seq,
             "kind": kind,
             "name": name,
             "args": args,
-            "fp": fingerprint(kind, name, args),
+            "fp": fp,
             "status": "started",
             "attempt": self.attempt,
             "started": time.time(),
@@ -55,12 +55,12 @@ class Journal:
         }
 
     def _existing(
-        self, txn: lmdb.Transaction, seq: int, kind: str, name: str, args: dict[str, Any]
+        self, txn: lmdb.Transaction, seq: int, kind: str, name: str, fp: str
     ) -> tuple[dict[str, Any] | None, Decision | None]:
         entry = self.records.get_step(txn, self.run_id, seq)
         if entry is None:
             return None, None
-        if entry["fp"] != fingerprint(kind, name, args):
+        if entry["fp"] != fp:
             return entry, Decision(
                 "mismatch",
                 entry,
@@ -79,10 +79,11 @@ class Journal:
         self, txn: lmdb.Transaction, seq: int, kind: str, name: str, args: dict[str, Any], message: str
     ) -> Decision:
         """A request refused before execution is journaled as a failed step."""
-        entry, decided = self._existing(txn, seq, kind, name, args)
+        fp = fingerprint(kind, name, args)
+        entry, decided = self._existing(txn, seq, kind, name, fp)
         if decided is not None:
             return decided
-        entry = self._new_entry(seq, kind, name, args)
+        entry = self._new_entry(seq, kind, name, args, fp)
         entry.update(
             status="done",
             ok=False,
@@ -97,12 +98,13 @@ class Journal:
         self, txn: lmdb.Transaction, seq: int, name: str, args: dict[str, Any], idempotent: bool, can_reconcile: bool
     ) -> Decision:
         """Journal the start of a tool call, or decide what an interrupted one needs."""
-        entry, decided = self._existing(txn, seq, "tool", name, args)
+        fp = fingerprint("tool", name, args)
+        entry, decided = self._existing(txn, seq, "tool", name, fp)
         if decided is not None:
             return decided
         if entry is None:
-            entry = self._new_entry(seq, "tool", name, args)
-            entry["key"] = idempotency_key(self.run_id, seq, name, args)
+            entry = self._new_entry(seq, "tool", name, args, fp)
+            entry["key"] = idempotency_key(self.run_id, seq, fp)
         elif not idempotent:
             entry["status"] = "unknown"
             if not can_reconcile:
@@ -170,10 +172,11 @@ class Journal:
 
     def state(self, txn: lmdb.Transaction, seq: int, op: str, args: dict[str, Any]) -> Decision:
         """A ``ctx.state`` change: applied to the agent's state once, with its journal entry."""
-        entry, decided = self._existing(txn, seq, "state", op, args)
+        fp = fingerprint("state", op, args)
+        entry, decided = self._existing(txn, seq, "state", op, fp)
         if decided is not None:
             return decided
-        entry = self._new_entry(seq, "state", op, args)
+        entry = self._new_entry(seq, "state", op, args, fp)
         if op == "set":
             self.records.set_state(txn, self.agent, args["key"], args.get("value"))
         else:

@@ -13,14 +13,11 @@ import hashlib
 import os
 import struct
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 
 from corral.errors import ProtocolError
-
-if TYPE_CHECKING:
-    import asyncio
 
 VERSION = 1
 HEADER = struct.Struct(">I")
@@ -97,94 +94,6 @@ def decode(body: bytes, table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
     return message
 
 
-class FrameReader:
-    """The daemon's end: frames from an asyncio stream, buffered so that frames which
-    arrive together (a ``done`` and the next ``step``) cost one read, not several.
-
-    Once a frame has begun it must arrive whole within ``deadline`` seconds: a child that
-    trickles bytes or dies mid-frame cannot hold the daemon.
-    """
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        *,
-        max_bytes: int,
-        deadline: float,
-        table: Mapping[str, Mapping[str, Any]] = CHILD_MESSAGES,
-    ) -> None:
-        self.reader = reader
-        self.max_bytes = max_bytes
-        self.deadline = deadline
-        self.table = table
-        self._buffer = bytearray()
-        self._partial_since: float | None = None
-        self._peeked: dict[str, Any] | None = None
-
-    def peek(self) -> dict[str, Any] | None:
-        """The next frame if it is already here whole (validated, and kept for ``next``)."""
-        if self._peeked is None:
-            body = self._take()
-            if body is not None:
-                self._peeked = decode(body, self.table)
-        return self._peeked
-
-    def _take(self) -> bytes | None:
-        if len(self._buffer) < HEADER.size:
-            return None
-        (length,) = HEADER.unpack_from(self._buffer)
-        if length > self.max_bytes:
-            raise ProtocolError(f"frame of {length} bytes exceeds the {self.max_bytes}-byte limit")
-        end = HEADER.size + length
-        if len(self._buffer) < end:
-            return None
-        body = bytes(self._buffer[HEADER.size : end])
-        del self._buffer[:end]
-        self._partial_since = None
-        return body
-
-    async def next(self, timeout: float | None = None) -> dict[str, Any] | None:
-        """The next frame, validated; None at a clean end of stream between frames.
-
-        ``timeout`` bounds the wait for a frame to begin (TimeoutError); without it the
-        wait is unbounded, as a run may legitimately think for a long time.
-        """
-        import asyncio  # the daemon's side only; the agent's process never loads asyncio for this
-
-        if self._peeked is not None:
-            message, self._peeked = self._peeked, None
-            return message
-        loop = asyncio.get_running_loop()
-        while True:
-            body = self._take()
-            if body is not None:
-                return decode(body, self.table)
-            try:
-                if self._buffer:
-                    self._partial_since = self._partial_since or loop.time()
-                    remaining = self._partial_since + self.deadline - loop.time()
-                    if remaining <= 0:
-                        raise ProtocolError(f"frame did not arrive whole within {self.deadline:g}s")
-                    try:
-                        chunk = await asyncio.wait_for(self.reader.read(65536), remaining)
-                    except TimeoutError:
-                        raise ProtocolError(f"frame did not arrive whole within {self.deadline:g}s") from None
-                elif timeout is not None:
-                    chunk = await asyncio.wait_for(self.reader.read(65536), timeout)
-                else:
-                    chunk = await self.reader.read(65536)
-            except TimeoutError:
-                raise  # no frame began in time: the caller decides (it is an OSError subclass)
-            except (ConnectionError, OSError) as exc:
-                raise ProtocolError(f"wire pipe failed: {exc}") from None
-            if not chunk:
-                if self._buffer:
-                    got = len(self._buffer) - HEADER.size if len(self._buffer) >= HEADER.size else len(self._buffer)
-                    raise ProtocolError(f"stream ended mid-frame after {got} bytes")
-                return None
-            self._buffer += chunk
-
-
 class BlockingChannel:
     """The child's end: blocking reads and writes on the two wire fds."""
 
@@ -218,10 +127,14 @@ class BlockingChannel:
 def canonical(value: Any) -> Any:
     """``value`` with every map's keys sorted, so equal requests pack to equal bytes."""
     if isinstance(value, dict):
-        return {k: canonical(value[k]) for k in sorted(value, key=repr)}
+        return {k: _canonical_item(value[k]) for k in sorted(value, key=repr)}
     if isinstance(value, list | tuple):
-        return [canonical(v) for v in value]
+        return [_canonical_item(v) for v in value]
     return value
+
+
+def _canonical_item(value: Any) -> Any:
+    return canonical(value) if isinstance(value, dict | list | tuple) else value
 
 
 def fingerprint(kind: str, name: str, args: Mapping[str, Any]) -> str:
@@ -230,7 +143,7 @@ def fingerprint(kind: str, name: str, args: Mapping[str, Any]) -> str:
     return hashlib.sha256(packed).hexdigest()[:32]
 
 
-def idempotency_key(run_id: str, seq: int, name: str, args: Mapping[str, Any]) -> str:
-    """The key a tool gets: the same for every re-execution of the same step."""
-    packed = msgpack.packb(canonical([run_id, seq, name, dict(args)]), use_bin_type=True)
-    return hashlib.sha256(packed).hexdigest()[:32]
+def idempotency_key(run_id: str, seq: int, fp: str) -> str:
+    """The key a tool gets: the same for every re-execution of the same step. ``fp`` is the
+    step's fingerprint, which already covers the tool's name and arguments."""
+    return hashlib.sha256(f"{run_id}/{seq}/{fp}".encode()).hexdigest()[:32]

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import psutil
 
+from corral.childwire import ChildWire
 from corral.sandbox.policy import Policy, launcher_argv
+from corral.wire import DEFAULT_MAX_FRAME
 
 
 @dataclass
@@ -24,27 +26,13 @@ class Child:
     """One spawned agent process and its pipes."""
 
     process: asyncio.subprocess.Process
-    wire_reader: asyncio.StreamReader
-    wire_writer: asyncio.StreamWriter
+    wire: ChildWire
     cgroup: Path | None = None
     known: set[psutil.Process] = field(default_factory=set)
 
     @property
     def pid(self) -> int:
         return self.process.pid
-
-
-async def wire_streams(read_fd: int, write_fd: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """The daemon's ends of a child's two wire pipes as asyncio streams (they own the fds)."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=2**16, loop=loop)
-    await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(reader, loop=loop), os.fdopen(read_fd, "rb", buffering=0)
-    )
-    transport, protocol = await loop.connect_write_pipe(
-        lambda: asyncio.streams.FlowControlMixin(loop=loop), os.fdopen(write_fd, "wb", buffering=0)
-    )
-    return reader, asyncio.StreamWriter(transport, protocol, None, loop)
 
 
 class ProcessControl:
@@ -139,8 +127,9 @@ class ProcessControl:
         finally:
             os.close(child_read)
             os.close(child_write)
-        reader, writer = await wire_streams(daemon_read, daemon_write)
-        return Child(process, reader, writer, cgroup)
+        max_frame = policy_args.get("max_frame", DEFAULT_MAX_FRAME)
+        assert isinstance(max_frame, int)
+        return Child(process, ChildWire(daemon_read, daemon_write, max_bytes=max_frame), cgroup)
 
     def run_processes(self, child: Child, *, max_age: float = 0.0) -> list[psutil.Process]:
         """Every process of the run: its cgroup's members where it has one (escaped

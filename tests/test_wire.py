@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import tempfile
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import msgpack
 import pytest
 
 from corral import wire
+from corral.childwire import ChildWire
 from corral.errors import ProtocolError
+from corral.store import Store, Writer
 
 
 def _body(message: object) -> bytes:
@@ -45,24 +52,49 @@ def test_bad_frames_are_protocol_errors(body: bytes, message: str) -> None:
         wire.decode(body, wire.CHILD_MESSAGES)
 
 
+@contextlib.asynccontextmanager
+async def _wire(max_bytes: int = 1024, deadline: float = 0.3) -> AsyncIterator[tuple[ChildWire, int, int]]:
+    """A ChildWire on two real pipes, served by a real store writer thread; yields it with
+    the child's write end and read end."""
+    daemon_read, child_write = os.pipe()
+    child_read, daemon_write = os.pipe()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(Path(tmp) / "store")
+        writer = Writer(store)
+        wire_end = ChildWire(daemon_read, daemon_write, max_bytes=max_bytes)
+        wire_end.deadline_seconds = deadline
+        wire_end.reply_timeout = deadline
+        writer.attach(wire_end)
+        try:
+            yield wire_end, child_write, child_read
+        finally:
+            await writer.detach(wire_end)
+            wire_end.close()
+            writer.close()
+            store.close()
+            for fd in (child_write, child_read):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
 async def _read(data: bytes, *, eof: bool = True, max_bytes: int = 1024, deadline: float = 0.3) -> object:
-    reader = asyncio.StreamReader()
-    reader.feed_data(data)
-    if eof:
-        reader.feed_eof()
-    return await wire.FrameReader(reader, max_bytes=max_bytes, deadline=deadline).next()
+    async with _wire(max_bytes, deadline) as (wire_end, child_write, _):
+        os.write(child_write, data)
+        if eof:
+            os.close(child_write)
+        return await wire_end.next(5)
 
 
 def test_frames_that_arrive_together_are_read_in_order() -> None:
     async def both() -> list[object]:
-        reader = asyncio.StreamReader()
-        reader.feed_data(wire.encode({"t": "hello", "v": 1, "pid": 1}) + wire.encode({"t": "hello", "v": 1, "pid": 2}))
-        reader.feed_eof()
-        frames = wire.FrameReader(reader, max_bytes=1024, deadline=1)
-        return [await frames.next(), await frames.next(), await frames.next()]
+        async with _wire() as (wire_end, child_write, _):
+            log = {"t": "log", "level": "info", "event": "x", "fields": {}}
+            os.write(child_write, wire.encode({"t": "hello", "v": 1, "pid": 1}) + wire.encode(log))
+            os.close(child_write)
+            return [await wire_end.next(5), await wire_end.next(5), await wire_end.next(5)]
 
     first, second, end = asyncio.run(both())
-    assert first["pid"] == 1 and second["pid"] == 2 and end is None  # type: ignore[index]
+    assert first["pid"] == 1 and second["t"] == "log" and end is None  # type: ignore[index]
 
 
 def test_async_reader_limits() -> None:
@@ -73,8 +105,86 @@ def test_async_reader_limits() -> None:
         asyncio.run(_read(wire.HEADER.pack(1 << 30) + b"x"))
     with pytest.raises(ProtocolError, match="ended mid-frame"):
         asyncio.run(_read(good[:-3]))
-    with pytest.raises(ProtocolError, match="did not arrive whole"):
+    with pytest.raises(ProtocolError, match="did not arrive whole within 0.3s"):
         asyncio.run(_read(good[:-3], eof=False))
+
+
+def test_good_frames_before_a_bad_one_are_still_delivered() -> None:
+    async def main() -> object:
+        async with _wire() as (wire_end, child_write, _):
+            os.write(child_write, wire.encode({"t": "hello", "v": 1, "pid": 1}) + wire.encode({"t": "nope"}))
+            got = await wire_end.next(5)
+            with pytest.raises(ProtocolError, match="unknown message type 'nope'"):
+                await wire_end.next(5)
+            return got
+
+    assert asyncio.run(main()) == {"t": "hello", "v": 1, "pid": 1}
+
+
+def test_no_frame_in_time_is_a_timeout_not_a_protocol_error() -> None:
+    async def main() -> None:
+        async with _wire() as (wire_end, _, _):
+            with pytest.raises(TimeoutError):
+                await wire_end.next(0.05)
+
+    asyncio.run(main())
+
+
+def test_a_flooding_child_is_read_with_bounded_memory() -> None:
+    """Tens of thousands of frames sent without waiting: reading pauses while the loop is
+    behind (after at most one read beyond the limit), and every frame still arrives, in order."""
+    count = 30_000
+
+    async def main() -> list[int]:
+        async with _wire() as (wire_end, child_write, _):
+            frames = b"".join(wire.encode({"t": "hello", "v": 1, "pid": n}) for n in range(count))
+            writer = threading.Thread(target=lambda: (os.write(child_write, frames), os.close(child_write)))
+            writer.start()
+            await asyncio.sleep(0.3)
+            assert len(wire_end._queue) < count // 2, "reading should pause while frames pile up"
+            got = []
+            while (message := await wire_end.next(5)) is not None:
+                got.append(message["pid"])
+            writer.join()
+            return got
+
+    assert asyncio.run(main()) == list(range(count))
+
+
+def test_replies_bigger_than_the_pipe_are_finished_as_the_child_reads() -> None:
+    value = "x" * 300_000  # several times a pipe's capacity
+
+    async def main() -> dict[str, object]:
+        async with _wire() as (wire_end, _, child_read):
+            channel = wire.BlockingChannel(child_read, -1)
+            reading = asyncio.get_running_loop().run_in_executor(None, channel.recv)
+            wire_end.send({"t": "result", "seq": 1, "ok": True, "replayed": False, "value": value})
+            got = await asyncio.wait_for(reading, 5)
+            assert wire_end.pending == 0
+            return got
+
+    assert asyncio.run(main())["value"] == value
+
+
+def test_a_child_that_stops_reading_replies_is_a_protocol_error() -> None:
+    async def main() -> None:
+        async with _wire() as (wire_end, _, _):
+            wire_end.send({"t": "abort", "reason": "x" * 300_000})
+            assert wire_end.pending > 0
+            with pytest.raises(ProtocolError, match="stopped reading replies for 0.3s"):
+                await wire_end.next(5)
+
+    asyncio.run(main())
+
+
+def test_replies_after_close_or_after_the_child_went_are_dropped() -> None:
+    async def main() -> None:
+        async with _wire() as (wire_end, _, child_read):
+            os.close(child_read)
+            wire_end.send({"t": "abort", "reason": "gone"})  # EPIPE: dropped, no exception
+            assert wire_end.pending == 0
+
+    asyncio.run(main())
 
 
 def test_fingerprints_ignore_map_order_but_not_values() -> None:
@@ -82,5 +192,8 @@ def test_fingerprints_ignore_map_order_but_not_values() -> None:
     assert a == wire.fingerprint("tool", "x", {"b": {"d": 3, "c": 2}, "a": 1})
     assert a != wire.fingerprint("tool", "x", {"a": 2, "b": {"c": 2, "d": 3}})
     assert a != wire.fingerprint("tool", "y", {"a": 1, "b": {"c": 2, "d": 3}})
-    key = wire.idempotency_key("run", 4, "x", {"a": 1})
-    assert key == wire.idempotency_key("run", 4, "x", {"a": 1}) != wire.idempotency_key("run", 5, "x", {"a": 1})
+    key = wire.idempotency_key("run", 4, a)
+    assert key == wire.idempotency_key("run", 4, a) != wire.idempotency_key("run", 5, a)
+    assert (
+        key != wire.idempotency_key("other", 4, a) != wire.idempotency_key("run", 4, wire.fingerprint("tool", "y", {}))
+    )

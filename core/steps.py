@@ -1,0 +1,241 @@
+"""The step path of one attempt: journal each request and answer it, on the writer thread.
+
+:class:`Steps` serves the ``step``, ``done`` and ``reconciled`` frames of one child as the
+store writer's thread reads them (see :mod:`corral.childwire`). A step becomes one writer
+job that first records the outcomes the child reported since the last one (``done``),
+then decides the step (:mod:`corral.journal`); its callback runs once that is durable and
+sends the answer straight into the pipe. A ``done`` usually arrives just ahead of the
+next step (the agent's code runs between them); one that is still alone after
+:data:`DONE_LINGER` is journaled on its own, so a finished tool never waits long for the
+agent's thinking to become durable, and a busy agent's done and next step share a commit.
+When the journal ends the run (hold, non-determinism, a store failure), the attempt's
+event-loop side learns it in order through the wire, as a :class:`corral.outcome.RunEnded`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import jsonschema_rs
+
+from corral.childwire import ChildWire, StepPath
+from corral.errors import ProtocolError, StoreError
+from corral.journal import Decision, Journal
+from corral.outcome import Outcome, RunEnded, failure
+from corral.states import RunState
+
+if TYPE_CHECKING:
+    from corral.store.writer import Callback, Job
+    from corral.tools import ToolSpec
+
+DONE_LINGER = 0.002
+"""Seconds a reported tool outcome may wait for the agent's next step to share its commit."""
+
+Report = Callable[[list[tuple[dict[str, Any], bool]]], None]
+"""Takes durable steps (entry, replayed) to log and announce, off the writer thread."""
+
+
+class Steps(StepPath):
+    """Journal rules applied to one child's step-path frames, in the order they arrive."""
+
+    HANDLES = frozenset({"step", "done", "reconciled"})
+
+    def __init__(
+        self,
+        *,
+        wire: ChildWire,
+        journal: Journal,
+        agent: str,
+        granted: dict[str, ToolSpec | None],
+        validator: Callable[[ToolSpec], jsonschema_rs.Draft202012Validator],
+        draining: Callable[[], bool],
+        report: Report,
+        log: Any,
+    ) -> None:
+        self.wire = wire
+        self.journal = journal
+        self.agent = agent
+        self.granted = granted
+        self.validator = validator
+        self.draining = draining
+        self.report = report
+        self.log = log
+        self.open = False  # set by the attempt once the hello is checked, before the welcome
+        self.next_seq = 1
+        self.executing: int | None = None  # the step told to run (exec) whose done is awaited
+        self._dones: list[tuple[int, bool, Any, dict[str, Any] | None]] = []
+        self._dones_since: float | None = None
+        self.unjournaled: list[tuple[int, bool, Any, dict[str, Any] | None]] = []  # for the attempt's end
+        self._over = False
+
+    def take(self, message: dict[str, Any]) -> list[tuple[Job, Callback]]:
+        if self._over:
+            return []
+        if not self.open:
+            raise ProtocolError(f"{message['t']!r} before the welcome")
+        kind = message["t"]
+        if kind == "done":
+            seq = message["seq"]
+            if seq != self.executing:
+                raise ProtocolError(f"done for step {seq}, but no tool was told to run it (exec'd: {self.executing})")
+            self.executing = None
+            self._dones.append((seq, message["ok"], message.get("value"), message.get("error")))
+            self._dones_since = self._dones_since or time.monotonic()
+            return []
+        if kind == "reconciled":
+            seq, journal = message["seq"], self.journal
+            return [self._job(seq, lambda txn: journal.reconciled(txn, seq, message["outcome"], message.get("value")))]
+        return self._step(message)
+
+    def last_seq(self) -> int:
+        return self.next_seq - 1
+
+    def flush(self, *, now: float | None = None) -> list[tuple[Job, Callback]]:
+        if not self._dones or self._over:
+            return []
+        if now is not None and self.deadline() > now:  # type: ignore[operator]
+            return []  # the next step may still come and share the commit
+        return [self._job(None, None)]
+
+    def deadline(self) -> float | None:
+        return self._dones_since + DONE_LINGER if self._dones_since is not None else None
+
+    def _step(self, message: dict[str, Any]) -> list[tuple[Job, Callback]]:
+        seq, kind, name, args = message["seq"], message["kind"], message["name"], message["args"]
+        if seq != self.next_seq:
+            raise ProtocolError(f"step {seq} out of order; expected step {self.next_seq}")
+        self.next_seq += 1
+        journal = self.journal
+        if self.draining():
+            jobs = self.flush()
+            self.wire.send({"t": "abort", "reason": "the daemon is stopping; this run resumes when it is back"})
+            self._end(Outcome(RunState.INTERRUPTED, failure("stopped", "the daemon stopped; the run will resume")))
+            return jobs
+        if kind == "state":
+            if name not in ("set", "delete") or not isinstance(args.get("key"), str):
+                raise ProtocolError(f"state step must be set/delete with a string key, got {name!r}")
+            return [self._job(seq, lambda txn: journal.state(txn, seq, name, args))]
+        if kind != "tool":
+            raise ProtocolError(f"unknown step kind {kind!r}")
+        refusal = self._refusal(name, args)
+        if refusal:
+            return [self._job(seq, lambda txn: journal.refuse(txn, seq, "tool", name, args, refusal))]
+        spec = self.granted[name]
+        assert spec is not None
+        idempotent, can_reconcile = spec.idempotent, spec.reconcile is not None
+        return [self._job(seq, lambda txn: journal.tool(txn, seq, name, args, idempotent, can_reconcile))]
+
+    def _refusal(self, name: str, args: dict[str, Any]) -> str | None:
+        if name not in self.granted:
+            granted = ", ".join(sorted(self.granted)) or "none"
+            return f"tool {name!r} is not granted to agent {self.agent!r}; granted tools: {granted}"
+        spec = self.granted[name]
+        if spec is None:
+            return (
+                f"tool {name!r} is granted but no loaded plugin provides it; "
+                "run `corral check` to see which plugin failed"
+            )
+        validator = self.validator(spec)
+        if validator.is_valid(args):
+            return None
+        problems = sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.instance_path])
+        if problems:
+            details = "; ".join(_explain(e) for e in problems[:5])
+            return f"invalid arguments for tool {name!r}: {details}"
+        return None
+
+    def _job(self, seq: int | None, decide: Callable[[Any], Decision] | None) -> tuple[Job, Callback]:
+        """One writer job: the outcomes reported since the last job, then the decision."""
+        journal, dones = self.journal, self._dones
+        self._dones, self._dones_since = [], None
+
+        def job(txn: Any) -> tuple[list[dict[str, Any] | None], Decision | None]:
+            finished = [journal.done(txn, done_seq, ok, value, error) for done_seq, ok, value, error in dones]
+            return finished, decide(txn) if decide is not None else None
+
+        def callback(ok: bool, value: Any) -> None:
+            if not ok:
+                self.unjournaled += dones
+                self._failed(value, seq)
+                return
+            finished, decision = value
+            reports = [(entry, False) for entry in finished if entry is not None]
+            if decision is not None and seq is not None:
+                self._answer(seq, decision)
+                if decision.action in ("replay", "result"):
+                    reports.append((decision.entry, decision.action == "replay"))
+            if reports:
+                self.report(reports)
+
+        return job, callback
+
+    def _answer(self, seq: int, decision: Decision) -> None:
+        message = answer(seq, decision)
+        if message is not None:
+            self.wire.send(message)
+        action = decision.action
+        if action == "exec":
+            self.executing = seq
+        elif action == "protocol":
+            self._over = True
+            self.wire.forward(ProtocolError(decision.message))
+        elif action == "hold":
+            self.log.warning("run on hold", seq=seq, reason=decision.message)
+            self._end(
+                Outcome(RunState.ON_HOLD, failure("outcome_unknown", decision.message), hold_reason=decision.message)
+            )
+        elif action == "mismatch":
+            self._end(Outcome(RunState.FAILED, failure("nondeterminism", decision.message)))
+
+    def _failed(self, exc: BaseException, seq: int | None) -> None:
+        if isinstance(exc, StoreError):
+            self._end(Outcome(RunState.INTERRUPTED, failure("store", str(exc)), retry=True))
+            return
+        reason = f"({type(exc).__name__}: {exc})"  # e.g. a value too deep to pack, a key LMDB cannot hold
+        if seq is not None:
+            message = f"step {seq} cannot be journaled {reason}; nothing was executed"
+        else:
+            message = f"a finished tool's outcome cannot be journaled {reason}"
+        self._end(Outcome(RunState.FAILED, failure("journal", message)))
+
+    def settle(self, txn: Any) -> None:
+        """A writer job for the attempt's end: the outcomes a failed write left behind, so
+        that a store error that has passed does not make a retry run a tool twice."""
+        dones, self.unjournaled = self.unjournaled, []
+        for done_seq, ok, value, error in dones:
+            self.journal.done(txn, done_seq, ok, value, error)
+
+    def _end(self, outcome: Outcome) -> None:
+        self._over = True
+        self.wire.forward(RunEnded(outcome))
+
+
+def answer(seq: int, decision: Decision) -> dict[str, Any] | None:
+    """The message that answers step ``seq`` once ``decision`` is durable (None: no answer,
+    the child broke the protocol)."""
+    entry = decision.entry
+    if decision.action in ("replay", "result"):
+        replayed = decision.action == "replay"
+        message: dict[str, Any] = {"t": "result", "seq": seq, "ok": entry["ok"], "replayed": replayed}
+        if entry["ok"]:
+            message["value"] = entry.get("value")
+        else:
+            message["error"] = entry.get("error") or {}
+        return message
+    if decision.action in ("exec", "reconcile"):
+        return {"t": decision.action, "seq": seq, "key": entry["key"]}
+    if decision.action in ("hold", "mismatch"):
+        return {"t": "abort", "reason": decision.message}
+    return None
+
+
+def duration_ms(entry: dict[str, Any]) -> float:
+    """How long a journaled step took, start to outcome."""
+    return round(((entry.get("ended") or time.time()) - entry.get("started", time.time())) * 1000, 3)
+
+
+def _explain(error: jsonschema_rs.ValidationError) -> str:
+    where = "/".join(str(p) for p in error.instance_path) or "arguments"
+    return f"{where}: {error.message}"
