@@ -1,0 +1,260 @@
+"""Reading one sink's config table: every problem collected, each naming the key and the fix.
+
+A getter that finds a problem records it and returns a placeholder; :meth:`Settings.finish`
+then raises one :class:`~corral.errors.ConfigError` listing them all, so the operator
+fixes the table in one go. Values read with :meth:`Settings.secret` are never quoted
+back in a message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from corral.alerts.sinks._secret import Secret, url_secret_parts
+from corral.config import parse_duration
+from corral.errors import ConfigError
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+class Settings:
+    """One sink's config table under ``[section]``, read key by key."""
+
+    def __init__(self, section: str, config: Mapping[str, object]) -> None:
+        self.section = section
+        self.problems: list[str] = []
+        self._known: list[str] = []
+        self._secrets: list[Secret] = []
+        if isinstance(config, Mapping):
+            self._config: Mapping[str, object] = config
+        else:
+            self._config = {}
+            self.problems.append(f"[{section}]: must be a table of settings, got {type(config).__name__}")
+
+    def fail(self, key: str, message: str) -> None:
+        """Record a problem with ``key``; ``message`` says what is wrong and how to fix it."""
+        self.problems.append(f"[{self.section}] {key}: {message}")
+
+    def fail_table(self, message: str) -> None:
+        """Record a problem with the table as a whole (the sink cannot work here at all)."""
+        self.problems.append(f"[{self.section}]: {message}")
+
+    def _raw(self, key: str) -> object:
+        self._known.append(key)
+        return self._config.get(key)
+
+    def required_text(self, key: str, example: str) -> str:
+        """A non-empty string that must be given; ``example`` shows a valid value."""
+        value = self._raw(key)
+        if value is None:
+            self.fail(key, f"is required; add {key} = {example}")
+            return ""
+        if not _is_text(value):
+            self.fail(key, f"{value!r} is not a non-empty string; write {key} = {example}")
+            return ""
+        return str(value)
+
+    def text(self, key: str, default: str) -> str:
+        """A string, ``default`` when absent; may be empty."""
+        value = self._raw(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            self.fail(key, f"{value!r} is not a string; quote it")
+            return default
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        """A non-empty string, or None when absent."""
+        value = self._raw(key)
+        if value is None:
+            return None
+        if not _is_text(value):
+            self.fail(key, f"{value!r} is not a non-empty string; give a value or remove the key")
+            return None
+        return str(value)
+
+    def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
+        """One of ``options``."""
+        value = self._raw(key)
+        if value is None:
+            return default
+        if value not in options:
+            self.fail(key, f"{value!r} is not one of {', '.join(repr(o) for o in options)}")
+            return default
+        return str(value)
+
+    def port(self, key: str, default: int) -> int:
+        """A TCP port number."""
+        value = self._raw(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            self.fail(key, f"{value!r} is not a port number; give an integer from 1 to 65535")
+            return default
+        return value
+
+    def duration(self, key: str, default: float) -> float:
+        """A positive duration: ``10``, ``2.5``, ``"30s"``, ``"2m"``."""
+        value = self._raw(key)
+        if value is None:
+            return default
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.fail(key, str(exc))
+            return default
+        if seconds <= 0:
+            self.fail(key, 'must be more than zero; give seconds, e.g. 10 or "30s"')
+            return default
+        return seconds
+
+    def text_list(self, key: str, example: str) -> tuple[str, ...]:
+        """A required list of non-empty strings; one string is taken as a list of one."""
+        value = self._raw(key)
+        if isinstance(value, str):
+            value = [value]
+        if value is None:
+            self.fail(key, f"is required; add {key} = {example}")
+            return ()
+        if not isinstance(value, list) or not value or not all(_is_text(v) for v in value):
+            self.fail(key, f"{value!r} is not a list of non-empty strings; write {key} = {example}")
+            return ()
+        return tuple(value)
+
+    def optional_text_list(self, key: str) -> tuple[str, ...]:
+        """A list of non-empty strings, empty when absent."""
+        value = self._raw(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(_is_text(v) for v in value):
+            self.fail(key, f"{value!r} is not a list of non-empty strings")
+            return ()
+        return tuple(value)
+
+    def _secret(self, value: object, key: str, what: str) -> Secret | None:
+        if isinstance(value, Secret):
+            secret = value
+        elif isinstance(value, str):
+            secret = Secret(value)
+        else:
+            self.fail(key, f"must be a string holding {what} (a {type(value).__name__} was given)")
+            return None
+        if not secret.reveal().strip():
+            self.fail(key, f"is empty; give {what}")
+            return None
+        self._secrets.append(secret)
+        return secret
+
+    def secret(self, key: str, what: str) -> Secret:
+        """A required secret string; ``what`` names it for messages, which never show the value."""
+        value = self._raw(key)
+        if value is None:
+            self.fail(key, f"is required; give {what}")
+            return Secret("")
+        return self._secret(value, key, what) or Secret("")
+
+    def optional_secret(self, key: str, what: str) -> Secret | None:
+        """A secret string, or None when absent."""
+        value = self._raw(key)
+        return None if value is None else self._secret(value, key, what)
+
+    def secret_url(self, key: str, what: str) -> Secret:
+        """A required http(s) URL held as a secret; problems are described without quoting it."""
+        secret = self.secret(key, what)
+        url = secret.reveal()
+        if not url:
+            return secret
+        try:
+            if any(c.isspace() or not c.isprintable() for c in url):
+                raise httpx.InvalidURL("blank or control characters")
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL:
+            self.fail(key, f"is not a valid URL (not shown: it is a secret); give {what}")
+            return secret
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            self.fail(key, f"must be an http:// or https:// URL with a host (not shown: it is a secret); give {what}")
+            return secret
+        self._secrets.extend(Secret(part) for part in url_secret_parts(url))
+        return secret
+
+    def secret_headers(self, key: str) -> dict[str, Secret]:
+        """A table of extra HTTP headers; values are kept secret (they often hold tokens)."""
+        value = self._raw(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.fail(key, 'must be a table of header names to values, e.g. {Authorization = "Bearer ..."}')
+            return {}
+        out: dict[str, Secret] = {}
+        for name, header in value.items():
+            if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                self.fail(f"{key}.{name}", "is not a valid HTTP header name; use letters, digits and '-'")
+                continue
+            secret = self._secret(header, f"{key}.{name}", "the header's value")
+            if secret is None:
+                continue
+            if not secret.reveal().isascii() or any(c in secret.reveal() for c in "\r\n\0"):
+                self.fail(f"{key}.{name}", "must be ASCII on one line (value not shown: it may be a secret)")
+                continue
+            out[name] = secret
+        return out
+
+    def secret_env(self, key: str) -> dict[str, Secret]:
+        """A table of environment variables for a child process; values are kept secret."""
+        value = self._raw(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.fail(key, 'must be a table of NAME = "value" strings')
+            return {}
+        out: dict[str, Secret] = {}
+        for name, item in value.items():
+            if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                self.fail(f"{key}.{name}", "is not a valid environment variable name")
+                continue
+            secret = self._secret(item, f"{key}.{name}", "the variable's value")
+            if secret is not None:
+                out[name] = secret
+        return out
+
+    def tls_context(self, key: str) -> ssl.SSLContext:
+        """A verifying TLS context: trusting only the PEM bundle at ``key`` when set, else certifi's roots."""
+        value = self._raw(key)
+        if value is None:
+            return httpx.create_ssl_context()
+        if not _is_text(value):
+            self.fail(key, f"{value!r} is not a path; give the path of a PEM file of CA certificates")
+            return httpx.create_ssl_context()
+        path = Path(str(value)).expanduser()
+        try:
+            return ssl.create_default_context(cafile=str(path))
+        except FileNotFoundError:
+            self.fail(key, f"{str(path)!r} does not exist; give the path of a PEM file of CA certificates")
+        except (OSError, ssl.SSLError) as exc:
+            self.fail(key, f"{str(path)!r} cannot be loaded as PEM CA certificates ({exc}); check the file")
+        return httpx.create_ssl_context()
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret value read, and the pieces of secret URLs, for scrubbing error text."""
+        return tuple(self._secrets)
+
+    def finish(self) -> None:
+        """Raise ConfigError listing every problem, including keys no getter asked for."""
+        for key in self._config:
+            if key not in self._known:
+                near = difflib.get_close_matches(str(key), self._known, n=1)
+                hint = f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(sorted(set(self._known)))}"
+                self.fail(str(key), f"unknown key; {hint}")
+        if self.problems:
+            raise ConfigError(self.problems)

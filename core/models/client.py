@@ -1,0 +1,195 @@
+"""The entry point the daemon calls: one :class:`ModelClient` per configured endpoint.
+
+A client owns its endpoint's pooled HTTP client and circuit breaker (pass a breaker in
+to keep its state across a config reload) and runs each call as: build the provider
+request, then up to ``retry_attempts`` tries, each one waiting out any Retry-After hold,
+asking the breaker for leave, sending, and telling the breaker how it went. The daemon
+sees every try through ``on_attempt`` and every breaker transition through
+``on_breaker_change``; the call returns a :class:`~corral.models.types.Response` or
+raises one :class:`~corral.models.errors.ModelError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import TracebackType
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from corral.errors import ConfigError
+from corral.models.anthropic import AnthropicAdapter
+from corral.models.breaker import BreakerChange, CircuitBreaker, Permit
+from corral.models.endpoint import Endpoint
+from corral.models.errors import ModelError
+from corral.models.http import new_client, post, request_id, status_error
+from corral.models.openai import OpenAIAdapter
+from corral.models.provider import Adapter, HttpCall
+from corral.models.retry import Attempt, AttemptLog, RetryWait, Timing, retry_after_seconds, should_retry
+from corral.models.types import Request, Response
+
+ADAPTERS: Mapping[str, Adapter] = {"openai": OpenAIAdapter(), "anthropic": AnthropicAdapter()}
+"""The built-in providers, by the name ``[models.NAME] provider`` uses."""
+
+_BREAKER_FAILURES = frozenset({"server_error", "overloaded", "timeout", "connection", "bad_response"})
+_BREAKER_NEUTRAL = frozenset({"rate_limited", "conflict", "retry_after_too_long"})
+
+
+class ModelClient:
+    """Calls one endpoint with retries, a shared breaker and a pooled connection; ``aclose()`` when done."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        adapter: Adapter | None = None,
+        breaker: CircuitBreaker | None = None,
+        on_breaker_change: Callable[[BreakerChange], None] | None = None,
+        timing: Timing | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        found = adapter or ADAPTERS.get(endpoint.provider)
+        if found is None:
+            raise ConfigError(
+                [f"[models.{endpoint.name}] provider: {endpoint.provider!r} is unknown; use one of {sorted(ADAPTERS)}"]
+            )
+        self.endpoint = endpoint
+        self.adapter = found
+        self.timing = timing or Timing()
+        self.breaker = breaker or CircuitBreaker(
+            endpoint.name,
+            failures=endpoint.breaker_failures,
+            cool_down=endpoint.breaker_cool_down,
+            clock=self.timing.monotonic,
+            on_change=on_breaker_change,
+        )
+        self._http = new_client(endpoint, transport)
+
+    async def __aenter__(self) -> ModelClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self._http.aclose()
+
+    async def call(self, request: Request, *, on_attempt: Callable[[Attempt], None] | None = None) -> Response:
+        """Ask the model; retry what is transient; raise one ModelError (with ``attempts``) when it cannot be had.
+
+        ``on_attempt`` is called after each try with how it went and how long the client
+        will wait before the next one, before that wait starts. It must not raise: an
+        exception from it ends the call.
+        """
+        call = self.adapter.build(self.endpoint, request)
+        log = AttemptLog(self.endpoint.name, on_attempt)
+        endpoint = self.endpoint
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(endpoint.retry_attempts),
+            wait=RetryWait(endpoint.retry_initial_wait, endpoint.retry_max_wait, self.timing.random),
+            retry=retry_if_exception(should_retry),
+            sleep=self.timing.sleep,
+            before_sleep=log.before_sleep,
+            reraise=True,
+        )
+        try:
+            response: Response = await retrying(self._attempt, call, log)
+        except ModelError as exc:
+            log.finish()
+            raise self._final(exc, log) from None
+        log.finish()
+        return response
+
+    async def _attempt(self, call: HttpCall, log: AttemptLog) -> Response:
+        clock = self.timing.monotonic
+        started = clock()
+        number = log.next_number
+        try:
+            permit = await self.breaker.acquire(max_hold=self.endpoint.max_retry_after, sleep=self.timing.sleep)
+        except ModelError as exc:
+            log.record(self._attempt_record(number, started, 0.0, exc))
+            raise
+        try:
+            status, response = await self._send(call)
+        except ModelError as exc:
+            self._settle(permit, exc)
+            log.record(self._attempt_record(number, started, permit.held, exc))
+            raise
+        except BaseException:
+            self.breaker.record_neutral(permit)
+            raise
+        self.breaker.record_success(permit)
+        elapsed = clock() - started
+        name = self.endpoint.name
+        log.record(Attempt(name, number, status, None, None, elapsed, permit.held, request_id=response.request_id))
+        return response
+
+    async def _send(self, call: HttpCall) -> tuple[int, Response]:
+        reply = await post(self._http, self.endpoint, call)
+        if 200 <= reply.status < 300:
+            return reply.status, self.adapter.parse(self.endpoint, reply.body, reply.headers)
+        wait = retry_after_seconds(reply.headers, self.timing.wall())
+        provider_id = request_id(reply.headers)
+        error = status_error(self.endpoint, reply, retry_after=wait, request_id=provider_id, path=call.path)
+        if wait is not None and error.retryable:
+            self.breaker.hold(wait, f"HTTP {reply.status} with Retry-After {wait:g} s")
+            if wait > self.endpoint.max_retry_after:
+                raise self._too_long(error, wait)
+        raise error
+
+    def _too_long(self, error: ModelError, wait: float) -> ModelError:
+        return ModelError(
+            f"model endpoint {self.endpoint.name!r} answered HTTP {error.status} and asked to wait {wait:.0f} s,"
+            f" longer than [models.{self.endpoint.name}] max_retry_after ({self.endpoint.max_retry_after:g} s), so"
+            " corral gives up on this call now. Try again later, or raise max_retry_after.",
+            kind="retry_after_too_long",
+            retryable=True,
+            endpoint=self.endpoint.name,
+            status=error.status,
+            retry_after=wait,
+            request_id=error.request_id,
+        )
+
+    def _settle(self, permit: Permit, error: ModelError) -> None:
+        if error.kind in _BREAKER_FAILURES:
+            self.breaker.record_failure(permit, error.message)
+        elif error.kind in _BREAKER_NEUTRAL:
+            self.breaker.record_neutral(permit)
+        else:  # the endpoint answered deliberately (400, 401, 404): it is up
+            self.breaker.record_success(permit)
+
+    def _attempt_record(self, number: int, started: float, held: float, error: ModelError) -> Attempt:
+        return Attempt(
+            self.endpoint.name,
+            number,
+            error.status,
+            error.kind,
+            error.message,
+            self.timing.monotonic() - started,
+            held,
+            retry_after=error.retry_after,
+            request_id=error.request_id,
+        )
+
+    def _final(self, error: ModelError, log: AttemptLog) -> ModelError:
+        message = error.message
+        if len(log.attempts) > 1:
+            message = (
+                f"model endpoint {self.endpoint.name!r} failed {len(log.attempts)} times"
+                f" (waited {log.waited:.1f} s between tries); the last: {message}"
+            )
+        if error.retryable:
+            message += " The same call can succeed later, so a run that stopped on this can be resumed."
+        return ModelError(
+            message,
+            kind=error.kind,
+            retryable=error.retryable,
+            endpoint=self.endpoint.name,
+            status=error.status,
+            retry_after=error.retry_after,
+            request_id=error.request_id,
+            attempts=log.attempts,
+        )
