@@ -7,7 +7,7 @@ and the errors they may raise or catch. Everything else is private.
 
 import pluggy
 
-from corral.errors import ConfigError, CorralError, PluginError, ToolCallError, ToolDefinitionError
+from corral.errors import ConfigError, CorralError, ModelCallError, PluginError, ToolCallError, ToolDefinitionError
 from corral.tools import Reconciled, ToolSpec, tool
 
 __version__ = "0.1.0"
@@ -20,6 +20,7 @@ __all__ = [
     "CorralError",
     "PluginError",
     "Reconciled",
+    "ModelCallError",
     "ToolCallError",
     "ToolDefinitionError",
     "ToolSpec",

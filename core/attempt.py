@@ -13,7 +13,7 @@ import asyncio
 import signal
 from typing import TYPE_CHECKING, Any
 
-from corral import wire
+from corral import modelcalls, wire
 from corral.errors import ProtocolError, StoreError
 from corral.journal import Journal
 from corral.outcome import Outcome, RunEnded, failure
@@ -54,6 +54,7 @@ class Attempt:
         self.cpu_seen = 0.0
         self.run_view = dict(run)  # what step hooks are told, read on the background thread
         self.steps: Steps | None = None
+        self.models = modelcalls.ModelCaller(engine, agent, self.journal, log)
 
     async def execute(self, child: Child) -> Outcome:
         steps = self.steps = Steps(
@@ -65,6 +66,7 @@ class Attempt:
             draining=lambda: self.engine.draining,
             report=lambda reports: self.engine.later(self._report_steps, reports),
             log=self.log,
+            model_refusal=lambda name, args: modelcalls.refusal(self.agent, self.models.granted, name, args),
         )
         child.wire.serve(steps)
         self.engine.writer.attach(child.wire)
@@ -154,6 +156,8 @@ class Attempt:
         self.run["applied"] = sorted(set(self.run.get("applied", [])) | set(hello.get("applied", [])))
         self.run_view = dict(self.run)
         assert self.steps is not None
+        if self.agent.models:
+            await self.models.load_spent()
         self.steps.open = True
         child.wire.send(
             {"t": "welcome", "v": wire.VERSION, "run": self.engine.welcome(self.run, self.agent, self.snapshot)}
@@ -162,6 +166,9 @@ class Attempt:
             message = await child.wire.next()
             if message is None:
                 return await self._crashed(child, "exited without finishing")
+            if isinstance(message, modelcalls.ModelCall):
+                child.wire.send(await self.models.call(message))
+                continue
             kind = message["t"]
             if kind == "log":
                 await self._on_log(child, message)

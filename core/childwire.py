@@ -78,7 +78,7 @@ class ChildWire:
         self._buffer = bytearray()
         self._partial_since: float | None = None
         self._inflight = 0  # jobs asked for and not yet durable
-        self._held: list[dict[str, Any] | BaseException | None] = []  # for the loop, behind them
+        self._held: list[Any] = []  # frames, ends and work for the loop, behind those jobs
         self._ended = False
         # shared, under the lock
         self._lock = threading.Lock()
@@ -87,7 +87,7 @@ class ChildWire:
         self._pending_since: float | None = None
         self._closed = False
         # event loop only
-        self._queue: collections.deque[dict[str, Any] | BaseException | None] = collections.deque()
+        self._queue: collections.deque[Any] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ event loop
@@ -100,7 +100,7 @@ class ChildWire:
         """The writer serves this wire now; ``poke`` wakes its thread."""
         self._poke = poke
 
-    async def next(self, timeout: float | None = None) -> dict[str, Any] | None:
+    async def next(self, timeout: float | None = None) -> Any:
         """The next frame for the loop; None once the stream has ended cleanly.
 
         ``timeout`` bounds the wait (TimeoutError); without it the wait is unbounded, as a
@@ -131,7 +131,7 @@ class ChildWire:
             raise item
         return item
 
-    def _arrive(self, items: list[dict[str, Any] | BaseException | None]) -> None:
+    def _arrive(self, items: list[Any]) -> None:
         self._queue.extend(items)
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -151,16 +151,13 @@ class ChildWire:
         except BlockingIOError:
             return []
         except OSError as exc:
-            self._end(ProtocolError(f"wire pipe failed: {exc}"))
-            return []
+            return self._end_with_outcomes(ProtocolError(f"wire pipe failed: {exc}"))
         if not data:
             if self._buffer:
                 have = len(self._buffer)
                 got = have - wire.HEADER.size if have >= wire.HEADER.size else have
-                self._end(ProtocolError(f"stream ended mid-frame after {got} bytes"))
-            else:
-                self._end(None)
-            return []
+                return self._end_with_outcomes(ProtocolError(f"stream ended mid-frame after {got} bytes"))
+            return self._end_with_outcomes(None)
         self._buffer += data
         jobs: list[tuple[Job, Callback]] = []
         header = wire.HEADER
@@ -205,7 +202,7 @@ class ChildWire:
 
         return done
 
-    def _forward(self, item: dict[str, Any] | BaseException | None, jobs_before: int = 0) -> None:
+    def _forward(self, item: Any, jobs_before: int = 0) -> None:
         """Give ``item`` to the loop once every job asked for before it is durable; a log
         line learns the step the agent last asked for (as ``seq``) here, in order."""
         if isinstance(item, dict) and item["t"] == "log" and self._steps is not None:
@@ -213,6 +210,11 @@ class ChildWire:
         self._held.append(item)
         if self._inflight == 0 and jobs_before == 0:
             self._release()
+
+    def deliver(self, item: object) -> None:
+        """For :mod:`corral.steps`, from a job's callback on the writer thread: work for the
+        loop (a model call to make), in order after every job asked for before it."""
+        self._forward(item)
 
     def forward(self, item: BaseException) -> None:
         """For :mod:`corral.steps`, from a job's callback on the writer thread: the journal
@@ -233,6 +235,14 @@ class ChildWire:
             self._loop.call_soon_threadsafe(self._arrive, items)
         except RuntimeError:
             pass  # the loop is gone: nobody is waiting
+
+    def _end_with_outcomes(self, item: ProtocolError | None) -> list[tuple[Job, Callback]]:
+        """The stream ended: outcomes the child reported and that still wait for a next
+        step are journaled now, and the end reaches the loop behind them."""
+        jobs = self._steps.flush() if self._steps is not None else []
+        self._forward(item, len(jobs))
+        self._stop_reading()
+        return self._count(jobs)
 
     def _end(self, item: ProtocolError | None) -> None:
         self._forward(item)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import ConfigError
+from corral.modelconfig import ModelConfig, RunBudget, read_budget, read_models
 
 AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -59,6 +60,8 @@ class AgentConfig:
     retention_days: float = 30.0
     retention_mb: float = 256.0
     enabled: bool = True
+    models: tuple[str, ...] = ()
+    budget: RunBudget = RunBudget()
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class CorralConfig:
     store_map_mb: int = 64
     limits: Limits = Limits()
     agents: Mapping[str, AgentConfig] = field(default_factory=dict)
+    models: Mapping[str, ModelConfig] = field(default_factory=dict)
 
     def workdir(self, agent: str) -> Path:
         """The agent's own working directory under the corral home."""
@@ -298,7 +302,15 @@ def _read_agent(r: _Reader, name: str, data: object, base_dir: Path, limits: Lim
             table, data, "retention_mb", 256.0, _positive_number, "give the journal size kept for this agent, in MiB"
         ),
         enabled=r.take(table, data, "enabled", True, _bool, "write enabled = true or false"),
+        models=r.take(table, data, "models", (), _string_list, "list the [models.NAME] this agent may call"),
+        budget=_read_agent_budget(r, table, data.get("budget")),
     )
+
+
+def _read_agent_budget(r: _Reader, table: str, data: object) -> RunBudget:
+    budget, problems = read_budget(f"{r.where}: [{table}.budget]", data)
+    r.problems += problems
+    return budget
 
 
 def _positive_number(value: object) -> float:
@@ -324,7 +336,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
     """Validate a parsed TOML document. Raises ConfigError listing every problem."""
     r = _Reader(path)
     base_dir = path.parent.resolve() if path else Path.cwd()
-    r.unknown_keys("top level", data, ["corral", "limits", "agents"])
+    r.unknown_keys("top level", data, ["corral", "limits", "agents", "models"])
     daemon = data.get("corral", {})
     if not isinstance(daemon, dict):
         r.fail("corral", None, "must be a table")
@@ -356,9 +368,22 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
             agent = _read_agent(r, name, table, base_dir, limits)
             if agent is not None:
                 agents[name] = agent
+    models: dict[str, ModelConfig] = {}
+    if "models" in data:
+        models, problems = read_models(r.where, data["models"], environ)
+        r.problems += problems
+    declared_raw = data.get("models")
+    declared: dict[str, Any] = declared_raw if isinstance(declared_raw, dict) else {}
+    for agent in agents.values():
+        for model in agent.models:
+            if model not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                r.fail(f"agents.{agent.name}", "models", f"{model!r} is not a [models.NAME] table; known: {known}")
     if r.problems:
         raise ConfigError(r.problems)
-    return CorralConfig(path=path, home=home.resolve(), plugins=plugins, limits=limits, agents=agents, **values)
+    return CorralConfig(
+        path=path, home=home.resolve(), plugins=plugins, limits=limits, agents=agents, models=models, **values
+    )
 
 
 def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> CorralConfig:

@@ -73,6 +73,7 @@ class Daemon:
         for task in background:
             task.cancel()
         await self._drain()
+        await self.engine.close_models()
         self.config.socket_path.unlink(missing_ok=True)
         self.log.info("daemon stopped")
         return 0

@@ -88,6 +88,7 @@ class Engine:
         self._later: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
         self._later_lock = threading.Lock()
         self._later_due = False
+        self._model_clients: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -128,6 +129,31 @@ class Engine:
                 func(*args)
             except Exception as exc:  # noqa: BLE001 - one failed report must not lose the others
                 self.log.error("background work failed", error=f"{type(exc).__name__}: {exc}")
+
+    def model_client(self, name: str) -> Any:
+        """The one client of model ``name`` (its circuit breaker shared by every run)."""
+        if name not in self._model_clients:
+            from corral.models import ModelClient
+
+            def breaker_changed(change: Any) -> None:
+                level = "warning" if change.new.value == "open" else "info"
+                getattr(self.log, level)(
+                    "model circuit breaker " + change.new.value,
+                    model=name,
+                    was=change.old.value,
+                    reason=change.reason,
+                    retry_in_s=change.retry_in,
+                )
+
+            endpoint = self.config.models[name].endpoint
+            self._model_clients[name] = ModelClient(endpoint, on_breaker_change=breaker_changed)
+        return self._model_clients[name]
+
+    async def close_models(self) -> None:
+        """Close the model clients' connections; call before the event loop ends."""
+        clients, self._model_clients = list(self._model_clients.values()), {}
+        for client in clients:
+            await client.aclose()
 
     def validator(self, spec: ToolSpec) -> jsonschema_rs.Draft202012Validator:
         """A compiled validator per tool: every tool call is checked before it runs, so this

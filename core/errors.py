@@ -58,3 +58,20 @@ class ToolCallError(CorralError):
     def __init__(self, message: str, *, kind: str = "failed") -> None:
         self.kind = kind
         super().__init__(message)
+
+
+class ModelCallError(CorralError):
+    """Agent author: a model call brokered by the daemon did not give an answer.
+
+    Raised inside the agent's process by ``ctx.model``. ``kind`` says why: "refused"
+    (the request or the model name was invalid, or the model is not granted),
+    "not_configured" (its API key is missing in the daemon), "budget" (a hard limit of
+    ``[agents.NAME.budget]`` would be exceeded; the run then stops), or the provider's
+    error kind ("auth", "bad_request", "not_found", ...). Retryable failures never reach
+    the agent: the daemon retries, and after the last try the run is interrupted and
+    resumed later from its journal.
+    """
+
+    def __init__(self, message: str, *, kind: str = "failed") -> None:
+        self.kind = kind
+        super().__init__(message)

@@ -20,8 +20,9 @@ from corral.wire import fingerprint, idempotency_key
 
 @dataclass(frozen=True)
 class Decision:
-    """How to answer a step: ``replay``, ``result``, ``exec``, ``reconcile``, ``hold``, ``mismatch``
-    (non-determinism) or ``protocol`` (the child said something out of turn)."""
+    """How to answer a step: ``replay``, ``result``, ``exec``, ``reconcile``, ``call`` (the daemon
+    makes a model call), ``hold``, ``mismatch`` (non-determinism) or ``protocol`` (the child said
+    something out of turn)."""
 
     action: str
     entry: dict[str, Any]
@@ -125,6 +126,31 @@ class Journal:
         entry["started"] = time.time()
         self.records.put_step(txn, self.run_id, entry)
         return Decision("exec", entry)
+
+    def model(self, txn: lmdb.Transaction, seq: int, name: str, args: dict[str, Any]) -> Decision:
+        """A model call: answered from the journal once done; otherwise (new, or interrupted
+        mid-flight) the daemon makes it (``call``): a model call has no side effect to double."""
+        fp = fingerprint("model", name, args)
+        entry, decided = self._existing(txn, seq, "model", name, fp)
+        if decided is not None:
+            return decided
+        if entry is None:
+            entry = self._new_entry(seq, "model", name, args, fp)
+        entry["attempt"] = self.attempt
+        entry["executions"] = entry.get("executions", 0) + 1
+        entry["started"] = time.time()
+        self.records.put_step(txn, self.run_id, entry)
+        return Decision("call", entry)
+
+    def model_done(
+        self, txn: lmdb.Transaction, seq: int, ok: bool, value: Any, error: dict[str, Any] | None, spent: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Record a model call's answer (or final error) with what it cost (``usage``, ``cost_usd``)."""
+        entry = self.done(txn, seq, ok, value, error)
+        if entry is not None:
+            entry.update(spent)
+            self.records.put_step(txn, self.run_id, entry)
+        return entry
 
     def reconciled(self, txn: lmdb.Transaction, seq: int, outcome: str, value: Any) -> Decision:
         """Apply a tool's own verdict on an interrupted call."""

@@ -23,6 +23,7 @@ import jsonschema_rs
 from corral.childwire import ChildWire, StepPath
 from corral.errors import ProtocolError, StoreError
 from corral.journal import Decision, Journal
+from corral.modelcalls import ModelCall
 from corral.outcome import Outcome, RunEnded, failure
 from corral.states import RunState
 
@@ -53,6 +54,7 @@ class Steps(StepPath):
         draining: Callable[[], bool],
         report: Report,
         log: Any,
+        model_refusal: Callable[[str, dict[str, Any]], str | None] = lambda name, args: "no models are configured",
     ) -> None:
         self.wire = wire
         self.journal = journal
@@ -62,6 +64,7 @@ class Steps(StepPath):
         self.draining = draining
         self.report = report
         self.log = log
+        self.model_refusal = model_refusal
         self.open = False  # set by the attempt once the hello is checked, before the welcome
         self.next_seq = 1
         self.executing: int | None = None  # the step told to run (exec) whose done is awaited
@@ -117,6 +120,11 @@ class Steps(StepPath):
             if name not in ("set", "delete") or not isinstance(args.get("key"), str):
                 raise ProtocolError(f"state step must be set/delete with a string key, got {name!r}")
             return [self._job(seq, lambda txn: journal.state(txn, seq, name, args))]
+        if kind == "model":
+            refused = self.model_refusal(name, args)
+            if refused:
+                return [self._job(seq, lambda txn: journal.refuse(txn, seq, "model", name, args, refused))]
+            return [self._job(seq, lambda txn: journal.model(txn, seq, name, args))]
         if kind != "tool":
             raise ProtocolError(f"unknown step kind {kind!r}")
         refusal = self._refusal(name, args)
@@ -178,6 +186,9 @@ class Steps(StepPath):
         action = decision.action
         if action == "exec":
             self.executing = seq
+        elif action == "call":
+            entry = decision.entry
+            self.wire.deliver(ModelCall(seq, entry["name"], entry["args"]))
         elif action == "protocol":
             self._over = True
             self.wire.forward(ProtocolError(decision.message))

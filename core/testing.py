@@ -79,6 +79,7 @@ class CorralProject:
         self.corral: dict[str, Any] = {"grace_seconds": 10}
         self.limits: dict[str, Any] = {}
         self.agents: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, dict[str, Any]] = {}
         self.daemons: list[Daemon] = []
 
     @property
@@ -103,6 +104,8 @@ class CorralProject:
             lines += ["", "[limits]"] + [f"{k} = {_toml_value(v)}" for k, v in self.limits.items()]
         for name, table in self.agents.items():
             lines += ["", f"[agents.{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+        for name, table in self.models.items():
+            lines += ["", f"[models.{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
         return self.config_path
 

@@ -14,14 +14,14 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from corral.errors import ProtocolError, ToolCallError
+from corral.errors import ModelCallError, ProtocolError, ToolCallError
 from corral.sandbox.policy import Policy
 from corral.wire import VERSION, BlockingChannel
 
@@ -89,7 +89,8 @@ class _Session:
                 if reply["ok"]:
                     return reply.get("value")
                 error = reply.get("error") or {}
-                raise ToolCallError(error.get("message", "tool call failed"), kind=error.get("kind", "failed"))
+                failed = ModelCallError if kind == "model" else ToolCallError
+                raise failed(error.get("message", f"{kind} call failed"), kind=error.get("kind", "failed"))
             if kind_ == "exec":
                 return self._execute(seq, name, args, reply["key"])
             if kind_ == "reconcile":
@@ -222,6 +223,45 @@ class Context:
         """Call a granted tool through the journal; raises ToolCallError on refusal or failure."""
         _plain(args, f"the arguments of tool {name!r}")
         return self._session.step("tool", name, args)
+
+    def model(self, messages: Sequence[Any], /, *, tools: Sequence[Any] = (), model: str = "", **options: Any) -> Any:
+        """Ask a model through the daemon, which holds the API key, retries, enforces the
+        run's budget and journals the answer (a resumed run gets it back free).
+
+        ``messages``: :class:`corral.models.Message` objects or their dicts (``role``,
+        ``text``, ...). ``tools``: names of tools granted to this agent (the daemon sends
+        their schemas) or :class:`corral.models.ToolDefinition` objects. ``model``: one of
+        the agent's ``models`` (default: the first). ``options``: ``max_tokens``,
+        ``temperature``, ``top_p``, ``stop``, ``tool_choice``. Returns a
+        :class:`corral.models.Response`; raises :class:`corral.ModelCallError`.
+        """
+        from corral.models.types import Message, Options, Request, Response, ToolDefinition
+
+        request = Request(
+            messages=tuple(m if isinstance(m, Message) else _convert(Message, m) for m in messages),
+            tools=(),
+            options=Options.from_kwargs(options),
+        )
+        args = request.to_dict()
+        args["tools"] = [t if isinstance(t, str) else _as_dict(ToolDefinition, t) for t in tools]
+        value = self._session.step("model", model, args)
+        return Response.from_dict(value)
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    """A Message (or ToolDefinition) from its dict form, checked by the type itself."""
+    from corral.models.types import Request
+
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a {kind.__name__} or a dict, got {type(value).__name__}")
+    probe = {"messages": [value]} if kind.__name__ == "Message" else {"messages": [], "tools": [value]}
+    request = Request.from_dict(probe)
+    return request.messages[0] if kind.__name__ == "Message" else request.tools[0]
+
+
+def _as_dict(kind: Any, value: Any) -> dict[str, Any]:
+    tool = value if isinstance(value, kind) else _convert(kind, value)
+    return {"name": tool.name, "description": tool.description, "parameters": tool.parameters}
 
 
 def _load_entry(code: str, entry: str) -> Any:

@@ -253,6 +253,19 @@ def test_a_failed_background_flush_fails_the_next_step(tmp_path: Path, fail_done
     assert steps[2]["status"] == "done"
 
 
+def test_a_done_still_lingering_when_the_stream_ends_is_journaled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bug at f62b1dd: a done held for the next step (DONE_LINGER) was dropped when the child's
+    stream ended before the linger passed: step 1 stayed 'started' and the retry ran it again."""
+    monkeypatch.setattr("corral.steps.DONE_LINGER", 0.5)
+    second = [["send", HELLO], ["recv", "welcome"], ["send", STEP1], ["recv", "result"], ["send", FINISH]]
+    with engine_for(tmp_path, [[*START, ["send", DONE1], ["exit"]], [*second, ["wait_close"]]]) as engine:
+        final, steps, _ = run_once(engine)
+    assert final["state"] == "succeeded" and final["attempt"] == 2, final
+    assert steps[1]["status"] == "done" and steps[1]["executions"] == 1
+
+
 # --------------------------------------------------------------------------- when a done becomes durable
 
 

@@ -101,7 +101,10 @@ def _foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
         async def go() -> dict[str, Any]:
             run_id = await start(engine)
             print(f"run {run_id} running in the foreground (no daemon running)", file=sys.stderr)
-            return await engine.execute(run_id)
+            try:
+                return await engine.execute(run_id)
+            finally:
+                await engine.close_models()
 
         return asyncio.run(go())
 

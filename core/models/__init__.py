@@ -5,33 +5,84 @@ Agents never hold API keys; the daemon calls models for them through a
 Chat Completions and compatible servers, or Anthropic Messages), retries what is
 transient with full-jitter backoff and Retry-After, and shares a circuit breaker among
 all callers of the endpoint. :mod:`corral.models.pricing` prices calls before and after;
-:mod:`corral.models.detect` finds a model for the examples.
+:mod:`corral.models.detection` finds a model for the examples.
 
 Nothing here is global: the daemon creates the clients, passes them down, and closes
 them.
 """
 
-from corral.models.breaker import BreakerChange, BreakerState, CircuitBreaker, Permit
-from corral.models.client import ADAPTERS, ModelClient
-from corral.models.detect import NotConfigured, detect
-from corral.models.endpoint import Endpoint, Prices, Secret
-from corral.models.errors import KINDS, InvalidRequest, Kind, ModelError
-from corral.models.pricing import cost, estimate_input_tokens, micro_dollars, worst_case_cost
-from corral.models.provider import Adapter, HttpCall
-from corral.models.retry import Attempt, Timing, retry_after_seconds
-from corral.models.types import (
-    FinishReason,
-    Message,
-    Options,
-    Request,
-    Response,
-    Role,
-    ToolCall,
-    ToolChoice,
-    ToolDefinition,
-    Usage,
-    parse_arguments,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from corral.models.breaker import BreakerChange, BreakerState, CircuitBreaker, Permit
+    from corral.models.client import ADAPTERS, ModelClient
+    from corral.models.detection import NotConfigured, detect
+    from corral.models.endpoint import Endpoint, Prices, Secret
+    from corral.models.errors import KINDS, InvalidRequest, Kind, ModelError
+    from corral.models.pricing import cost, estimate_input_tokens, micro_dollars, worst_case_cost
+    from corral.models.provider import Adapter, HttpCall
+    from corral.models.retry import Attempt, Timing, retry_after_seconds
+    from corral.models.types import (
+        FinishReason,
+        Message,
+        Options,
+        Request,
+        Response,
+        Role,
+        ToolCall,
+        ToolChoice,
+        ToolDefinition,
+        Usage,
+        parse_arguments,
+    )
+
+_WHERE = {
+    "BreakerChange": "corral.models.breaker",
+    "BreakerState": "corral.models.breaker",
+    "CircuitBreaker": "corral.models.breaker",
+    "Permit": "corral.models.breaker",
+    "ADAPTERS": "corral.models.client",
+    "ModelClient": "corral.models.client",
+    "NotConfigured": "corral.models.detection",
+    "detect": "corral.models.detection",
+    "Endpoint": "corral.models.endpoint",
+    "Prices": "corral.models.endpoint",
+    "Secret": "corral.models.endpoint",
+    "KINDS": "corral.models.errors",
+    "InvalidRequest": "corral.models.errors",
+    "Kind": "corral.models.errors",
+    "ModelError": "corral.models.errors",
+    "cost": "corral.models.pricing",
+    "estimate_input_tokens": "corral.models.pricing",
+    "micro_dollars": "corral.models.pricing",
+    "worst_case_cost": "corral.models.pricing",
+    "Adapter": "corral.models.provider",
+    "HttpCall": "corral.models.provider",
+    "Attempt": "corral.models.retry",
+    "Timing": "corral.models.retry",
+    "retry_after_seconds": "corral.models.retry",
+    "FinishReason": "corral.models.types",
+    "Message": "corral.models.types",
+    "Options": "corral.models.types",
+    "Request": "corral.models.types",
+    "Response": "corral.models.types",
+    "Role": "corral.models.types",
+    "ToolCall": "corral.models.types",
+    "ToolChoice": "corral.models.types",
+    "ToolDefinition": "corral.models.types",
+    "Usage": "corral.models.types",
+    "parse_arguments": "corral.models.types",
+}
+"""Where each public name lives; imported on first use, so an agent's process can load
+:mod:`corral.models.types` for ``ctx.model`` without the HTTP client (httpx takes ~0.5 s)."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'corral.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
+
 
 __all__ = [
     "ADAPTERS",
