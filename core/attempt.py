@@ -54,19 +54,20 @@ class Attempt:
         self.cpu_seen = 0.0
         self.run_view = dict(run)  # what step hooks are told, read on the background thread
         self.steps: Steps | None = None
-        self.models = modelcalls.ModelCaller(engine, agent, self.journal, log)
+        self.granted = {name: engine.plugins.tools.get(name) for name in agent.tools}
+        self.models = modelcalls.ModelCaller(engine, agent, self.journal, log, self.granted)
 
     async def execute(self, child: Child) -> Outcome:
         steps = self.steps = Steps(
             wire=child.wire,
             journal=self.journal,
             agent=self.agent.name,
-            granted={name: self.engine.plugins.tools.get(name) for name in self.agent.tools},
+            granted=self.granted,
             validator=self.engine.validator,
             draining=lambda: self.engine.draining,
             report=lambda reports: self.engine.later(self._report_steps, reports),
             log=self.log,
-            model_refusal=lambda name, args: modelcalls.refusal(self.agent, self.models.granted, name, args),
+            model_refusal=lambda name, args: modelcalls.refusal(self.agent, self.granted, name, args),
         )
         child.wire.serve(steps)
         self.engine.writer.attach(child.wire)

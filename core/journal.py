@@ -121,11 +121,7 @@ class Journal:
                 )
             self.records.put_step(txn, self.run_id, entry)
             return Decision("reconcile", entry)
-        entry["attempt"] = self.attempt
-        entry["executions"] = entry.get("executions", 0) + 1
-        entry["started"] = time.time()
-        self.records.put_step(txn, self.run_id, entry)
-        return Decision("exec", entry)
+        return self._start(txn, entry, "exec")
 
     def model(self, txn: lmdb.Transaction, seq: int, name: str, args: dict[str, Any]) -> Decision:
         """A model call: answered from the journal once done; otherwise (new, or interrupted
@@ -134,23 +130,15 @@ class Journal:
         entry, decided = self._existing(txn, seq, "model", name, fp)
         if decided is not None:
             return decided
-        if entry is None:
-            entry = self._new_entry(seq, "model", name, args, fp)
+        return self._start(txn, entry or self._new_entry(seq, "model", name, args, fp), "call")
+
+    def _start(self, txn: lmdb.Transaction, entry: dict[str, Any], action: str) -> Decision:
+        """(Re)start ``entry`` in this attempt: one more execution, from now."""
         entry["attempt"] = self.attempt
         entry["executions"] = entry.get("executions", 0) + 1
         entry["started"] = time.time()
         self.records.put_step(txn, self.run_id, entry)
-        return Decision("call", entry)
-
-    def model_done(
-        self, txn: lmdb.Transaction, seq: int, ok: bool, value: Any, error: dict[str, Any] | None, spent: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """Record a model call's answer (or final error) with what it cost (``usage``, ``cost_usd``)."""
-        entry = self.done(txn, seq, ok, value, error)
-        if entry is not None:
-            entry.update(spent)
-            self.records.put_step(txn, self.run_id, entry)
-        return entry
+        return Decision(action, entry)
 
     def reconciled(self, txn: lmdb.Transaction, seq: int, outcome: str, value: Any) -> Decision:
         """Apply a tool's own verdict on an interrupted call."""
@@ -182,13 +170,20 @@ class Journal:
         )
 
     def done(
-        self, txn: lmdb.Transaction, seq: int, ok: bool, value: Any, error: dict[str, Any] | None
+        self,
+        txn: lmdb.Transaction,
+        seq: int,
+        ok: bool,
+        value: Any,
+        error: dict[str, Any] | None,
+        spent: dict[str, Any] | None = None,
     ) -> dict[str, Any] | None:
-        """Record a tool's outcome reported by the child."""
+        """Record a step's outcome: a tool's reported by the child, or a model call's answer
+        (or final error) with what it cost (``spent``: ``usage``, ``cost_usd``, ...)."""
         entry = self.records.get_step(txn, self.run_id, seq)
         if entry is None or entry["status"] != "started":
             return None
-        entry.update(status="done", ok=ok, ended=time.time())
+        entry.update(status="done", ok=ok, ended=time.time(), **(spent or {}))
         if ok:
             entry["value"] = value
         else:

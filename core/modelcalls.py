@@ -97,13 +97,15 @@ def refusal(agent: AgentConfig, granted: dict[str, ToolSpec | None], name: str, 
 class ModelCaller:
     """Makes one attempt's model calls, in order, and keeps its budget."""
 
-    def __init__(self, engine: Engine, agent: AgentConfig, journal: Journal, log: Any) -> None:
+    def __init__(
+        self, engine: Engine, agent: AgentConfig, journal: Journal, log: Any, granted: dict[str, ToolSpec | None]
+    ) -> None:
         self.engine = engine
         self.agent = agent
         self.journal = journal
         self.log = log
         self.spent = Spent()
-        self.granted = {name: engine.plugins.tools.get(name) for name in agent.tools}
+        self.granted = granted
 
     async def load_spent(self) -> None:
         """What the run's earlier attempts already spent (their calls replay free)."""
@@ -167,7 +169,7 @@ class ModelCaller:
             spent["cost_micro_usd"] = micro_dollars(price)
         value = response.to_dict()
         journal, seq = self.journal, item.seq
-        entry = await self.engine.writer.run(lambda txn: journal.model_done(txn, seq, True, value, None, spent))
+        entry = await self.engine.writer.run(lambda txn: journal.done(txn, seq, True, value, None, spent))
         if entry is not None:
             self.spent.add(entry)
         return {"t": "result", "seq": seq, "ok": True, "replayed": False, "value": value}
@@ -193,5 +195,5 @@ class ModelCaller:
     async def _fail(self, seq: int, kind: str, message: str) -> dict[str, Any]:
         error = {"kind": kind, "message": message, "type": "ModelCallError"}
         journal = self.journal
-        await self.engine.writer.run(lambda txn: journal.model_done(txn, seq, False, None, error, {}))
+        await self.engine.writer.run(lambda txn: journal.done(txn, seq, False, None, error))
         return {"t": "result", "seq": seq, "ok": False, "replayed": False, "error": error}

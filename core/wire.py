@@ -45,7 +45,6 @@ DAEMON_MESSAGES: dict[str, dict[str, Any]] = {
 }
 """Messages the daemon sends; the child runtime checks them the same way."""
 
-STEP_KINDS = frozenset({"tool", "state", "model"})
 LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
 
 

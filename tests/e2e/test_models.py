@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,13 +36,6 @@ def run(ctx):
                 time.sleep(0.05)
     return {"answers": answers, "env_has_key": any("sk-test" in v for v in os.environ.values())}
 """
-
-
-@pytest.fixture
-def server() -> Iterator[FakeServer]:
-    fake = FakeServer().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 
 import pytest
 
-from .fake_servers import FakeServer, FakeTime
+from .fake_servers import FakeTime
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     """The daemon runs on asyncio; so do these tests."""
     return "asyncio"
-
-
-@pytest.fixture
-def server() -> Iterator[FakeServer]:
-    """A fresh scripted server on 127.0.0.1, stopped after the test."""
-    fake = FakeServer().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture
