@@ -1,14 +1,15 @@
-"""``corral``: argument parsing and one function per command.
+"""``corral``: argument parsing, the core commands, and the registry of command modules.
 
-Exit codes: 0 success; 1 the run failed or ``check`` found problems; 2 usage error;
-3 invalid config; 4 daemon or store unavailable (locked, not answering, no store);
-5 no such run or agent.
+Exit codes are listed in :mod:`corral.cli.common`. A feature with its own commands keeps
+them in its own module under ``corral.cli`` with an ``add_commands(sub, common)`` function,
+named in :data:`COMMAND_MODULES`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import sys
@@ -16,30 +17,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from corral import __version__, control
-from corral.config import CorralConfig, find_config, load_config
-from corral.errors import ConfigError, ControlError, CorralError, DaemonUnavailable, StoreError, StoreLockedError
+from corral.cli.common import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    Exit,
+    load,
+    print_json,
+    reader,
+)
+from corral.config import CorralConfig
+from corral.errors import ConfigError, ControlError, CorralError, DaemonUnavailable, StoreLockedError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4, 5
-
-
-class Exit(Exception):
-    """Leave with a message on stderr and an exit code."""
-
-    def __init__(self, code: int, message: str = "") -> None:
-        self.code = code
-        super().__init__(message)
-
-
-def _config(args: argparse.Namespace) -> CorralConfig:
-    try:
-        return load_config(find_config(args.config))
-    except ConfigError as exc:
-        raise Exit(EXIT_CONFIG, f"corral: invalid config:\n{exc}") from None
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
-
+COMMAND_MODULES: tuple[str, ...] = ()
+"""Modules under ``corral.cli`` that add their own commands, in the order ``--help`` lists them."""
 
 # --------------------------------------------------------------------------- up / run
 
@@ -47,7 +41,7 @@ def _print_json(value: Any) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from corral.host import host
 
-    config = _config(args)
+    config = load(args)
     with host(config, echo=sys.stderr) as engine:
         from corral.daemon import Daemon
 
@@ -55,7 +49,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = load(args)
     if args.agent not in config.agents:
         known = ", ".join(sorted(config.agents)) or "none"
         raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {args.agent!r} in {config.path}; agents: {known}")
@@ -110,7 +104,7 @@ def _foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    config = _config(args)
+    config = load(args)
     value = None
     if args.value is not None:
         try:
@@ -124,7 +118,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
     if reply is not None:
         if args.json:
-            _print_json(reply["run"])
+            print_json(reply["run"])
         else:
             print(f"run {args.run} released; the daemon resumes it")
         return EXIT_OK
@@ -140,7 +134,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 def _report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -> int:
     if getattr(args, "json", False):
-        _print_json(run)
+        print_json(run)
     elif not waited:
         print(f"run {run['id']} queued for {run['agent']}")
     else:
@@ -157,23 +151,13 @@ def _report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) 
 # --------------------------------------------------------------------------- read-only views
 
 
-def _reader(config: CorralConfig) -> Any:
-    from corral.store import Records, Store
-
-    try:
-        store = Store.open(config.home / "store", readonly=True)
-    except StoreError as exc:
-        raise Exit(EXIT_UNAVAILABLE, f"corral: {exc}") from None
-    return store, Records(store.dbs)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     from corral.cli import views
     from corral.store import StoreLock
 
-    config = _config(args)
+    config = load(args)
     holder = StoreLock(config.home).holder()
-    store, records = _reader(config)
+    store, records = reader(config)
     with store.read() as txn:
         agents = {name: (records.list_runs(txn, name, limit=1) or [None])[0] for name in config.agents}
         active = records.active_runs(txn)
@@ -186,7 +170,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     }
     store.close()
     if args.json:
-        _print_json(status)
+        print_json(status)
         return EXIT_OK
     print(f"daemon   {f'running (pid {holder})' if holder else 'not running'}")
     print(f"home     {config.home}")
@@ -215,13 +199,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from corral.cli import views
 
-    config = _config(args)
-    store, records = _reader(config)
+    config = load(args)
+    store, records = reader(config)
     with store.read() as txn:
         runs = records.list_runs(txn, args.agent, limit=args.limit)
     store.close()
     if args.json:
-        _print_json(runs)
+        print_json(runs)
     else:
         print(views.runs_table(runs))
     return EXIT_OK
@@ -244,8 +228,8 @@ def _find_run(records: Any, txn: Any, ident: str) -> dict[str, Any]:
 def cmd_trace(args: argparse.Namespace) -> int:
     from corral.cli import views
 
-    config = _config(args)
-    store, records = _reader(config)
+    config = load(args)
+    store, records = reader(config)
     try:
         with store.read() as txn:
             run = _find_run(records, txn, args.run)
@@ -253,7 +237,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        _print_json({"run": run, "steps": steps})
+        print_json({"run": run, "steps": steps})
     else:
         print(views.trace_text(run, steps))
     return EXIT_OK
@@ -263,7 +247,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     from corral import logview
     from corral.logs import log_path
 
-    config = _config(args)
+    config = load(args)
     if args.agent is not None and args.agent not in config.agents:
         raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {args.agent!r}; agents: {', '.join(sorted(config.agents))}")
     path = log_path(config.log_dir, args.agent)
@@ -293,7 +277,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from corral.checks import check_config
 
-    config = _config(args)
+    config = load(args)
     problems = check_config(config)
     for problem in problems:
         print(problem, file=sys.stderr)
@@ -364,6 +348,8 @@ def parser() -> argparse.ArgumentParser:
     release.set_defaults(func=cmd_release)
 
     sub.add_parser("check", parents=[common], help="validate the config and plugins").set_defaults(func=cmd_check)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"corral.cli.{name}").add_commands(sub, common)
     return p
 
 
