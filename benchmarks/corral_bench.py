@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,15 @@ class TimedProcessControl(ProcessControl):
         self.spawned: dict[str, float] = {}
 
     async def spawn(
-        self, policy_args: dict[str, object], workdir: Path, env: dict[str, str], cgroup: Path | None
+        self,
+        policy_args: dict[str, object],
+        workdir: Path,
+        env: dict[str, str],
+        cgroup: Path | None,
+        wrap: Sequence[str] = (),
     ) -> Child:
         began = time.monotonic()
-        child = await super().spawn(policy_args, workdir, env, cgroup)
+        child = await super().spawn(policy_args, workdir, env, cgroup, wrap)
         self.spawned.setdefault(str(policy_args["run_id"]), began)
         return child
 

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from corral import modelcalls, wire
 from corral.errors import ProtocolError, StoreError
+from corral.guardrails.guards import Guards
 from corral.journal import Journal
 from corral.outcome import Outcome, RunEnded, failure
 from corral.output import RateLimit, pump
 from corral.states import RunState
-from corral.steps import Steps, duration_ms
+from corral.steps import Guarding, Steps, duration_ms
 
 if TYPE_CHECKING:
     from corral.config import AgentConfig
@@ -41,8 +42,15 @@ class Attempt:
     """Drives one child process through the wire protocol."""
 
     def __init__(
-        self, engine: Engine, run: dict[str, Any], agent: AgentConfig, log: Any, snapshot: dict[str, Any]
+        self,
+        engine: Engine,
+        run: dict[str, Any],
+        agent: AgentConfig,
+        log: Any,
+        snapshot: dict[str, Any],
+        tool_secrets: dict[str, str] | None = None,
     ) -> None:
+        self.tool_secrets = tool_secrets or {}
         self.engine = engine
         self.run = run
         self.snapshot = snapshot
@@ -55,7 +63,9 @@ class Attempt:
         self.run_view = dict(run)  # what step hooks are told, read on the background thread
         self.steps: Steps | None = None
         self.granted = {name: engine.plugins.tools.get(name) for name in agent.tools}
-        self.models = modelcalls.ModelCaller(engine, agent, self.journal, log, self.granted)
+        self.models = modelcalls.ModelCaller(
+            engine, agent, self.journal, log, self.granted, stopped=lambda: self.kill_reason is not None
+        )
 
     async def execute(self, child: Child) -> Outcome:
         steps = self.steps = Steps(
@@ -68,6 +78,13 @@ class Attempt:
             report=lambda reports: self.engine.later(self._report_steps, reports),
             log=self.log,
             model_refusal=lambda name, args: modelcalls.refusal(self.agent, self.granted, name, args),
+            max_args_bytes=self.engine.config.max_tool_args_bytes,
+            guarding=Guarding(
+                Guards.start(self.engine.plugins.guardrails, self.run, self.agent, self.log),
+                self.engine.approvals,
+                self.run,
+                self.agent.guardrails.approval_timeout,
+            ),
         )
         child.wire.serve(steps)
         self.engine.writer.attach(child.wire)
@@ -91,6 +108,8 @@ class Attempt:
             outcome = Outcome(RunState.INTERRUPTED, failure("store", str(exc)), retry=True)
         except RunEnded as ended:
             outcome = ended.outcome
+            if outcome.error and outcome.error.get("kind") == "approval":
+                self._approval_alert(outcome.error)
         finally:
             watchdog.cancel()
             self.engine.processes.kill_tree(child)
@@ -160,9 +179,8 @@ class Attempt:
         if self.agent.models:
             await self.models.load_spent()
         self.steps.open = True
-        child.wire.send(
-            {"t": "welcome", "v": wire.VERSION, "run": self.engine.welcome(self.run, self.agent, self.snapshot)}
-        )
+        welcome = self.engine.welcome(self.run, self.agent, self.snapshot, self.tool_secrets)
+        child.wire.send({"t": "welcome", "v": wire.VERSION, "run": welcome})
         while True:
             message = await child.wire.next()
             if message is None:
@@ -179,6 +197,20 @@ class Attempt:
                 raise ProtocolError("hello sent twice")
             else:
                 raise ProtocolError(f"{kind!r} is not a message a child may send now")
+
+    def _approval_alert(self, error: dict[str, Any]) -> None:
+        from corral.alerts import Alert, Severity
+
+        self.engine.alert(
+            Alert(
+                key=f"approval:{error['approval']}",
+                severity=Severity.WARNING,
+                title=f"agent {self.agent.name!r} waits for approval {error['approval']}",
+                body=error["message"],
+                agent=self.agent.name,
+                run_id=self.run["id"],
+            )
+        )
 
     async def _crashed(self, child: Child, what: str) -> Outcome:
         try:

@@ -255,12 +255,14 @@ class ChildWire:
         self.reading = False
 
     def deadline(self) -> float | None:
-        deadlines = [
-            self._partial_since + self.deadline_seconds if self._partial_since is not None and self.reading else None,
-            self._pending_since + self.reply_timeout if self._pending_since is not None else None,
-            self._steps.deadline() if self._steps is not None else None,
-        ]
-        return min((d for d in deadlines if d is not None), default=None)
+        due = self._steps.deadline() if self._steps is not None else None
+        if self._partial_since is not None and self.reading:
+            frame = self._partial_since + self.deadline_seconds
+            due = frame if due is None else min(due, frame)
+        if self._pending_since is not None:
+            reply = self._pending_since + self.reply_timeout
+            due = reply if due is None else min(due, reply)
+        return due
 
     def expired(self, now: float) -> list[tuple[Job, Callback]]:
         jobs = self._count(self._steps.flush(now=now)) if self._steps is not None else []

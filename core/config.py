@@ -14,10 +14,17 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.errors import ConfigError
-from corral.modelconfig import ModelConfig, RunBudget, read_budget, read_models
+from corral.guardrails.config import GuardrailConfig, read_guardrails
+from corral.modelconfig import GLOBAL_BUDGET_KEYS, Budget, ModelConfig, read_budget, read_models, unpriced_cost_caps
+from corral.sandbox.spec import SandboxPolicy, read_isolation
+from corral.schedule.settings import SchedulePolicy, ScheduleSettings, TriggerConfig
+from corral.toolsettings import read_tool_settings
+
+if TYPE_CHECKING:
+    from corral.alerts.config import AlertsConfig
 
 AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -61,7 +68,24 @@ class AgentConfig:
     retention_mb: float = 256.0
     enabled: bool = True
     models: tuple[str, ...] = ()
-    budget: RunBudget = RunBudget()
+    budget: Budget = Budget()
+    guardrails: GuardrailConfig = GuardrailConfig()
+    sandbox: SandboxPolicy = SandboxPolicy()
+    """``[sandbox]`` overridden by ``[agents.NAME.sandbox]``: paths, network, user (docs/sandbox.md)."""
+    secrets: tuple[str, ...] = ()
+    """Secret names granted to the agent, each delivered as the variable of that name (docs/secrets.md)."""
+    triggers: tuple[TriggerConfig, ...] = ()
+    """``every`` and ``[[agents.NAME.triggers]]``: what starts runs (docs/scheduling.md)."""
+    schedule: SchedulePolicy = SchedulePolicy()
+    """``[agents.NAME.schedule]``: overlap, queue bound, concurrency, missed runs, no-progress."""
+    tool_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """``[agents.NAME.tool_settings.TOOL]``: the operator's settings per granted tool (docs/tools.md)."""
+
+
+def _no_alerts() -> AlertsConfig:
+    from corral.alerts.config import AlertsConfig  # not at the top: corral.alerts imports this module
+
+    return AlertsConfig()
 
 
 @dataclass(frozen=True)
@@ -78,9 +102,16 @@ class CorralConfig:
     log_max_bytes: int = 10 * 2**20
     log_backups: int = 5
     store_map_mb: int = 64
+    max_tool_args_bytes: int = 256 * 2**10
     limits: Limits = Limits()
     agents: Mapping[str, AgentConfig] = field(default_factory=dict)
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
+    budget: Budget = Budget()
+    """``[budget]``: the daily caps over every agent's model calls together."""
+    alerts: AlertsConfig = field(default_factory=_no_alerts)
+    """``[alerts]`` and ``[metrics]``: alert routes and sinks, rules, checks, metrics (docs/alerting.md)."""
+    schedule: ScheduleSettings = ScheduleSettings()
+    """``[schedule]``: the webhook listener (docs/scheduling.md)."""
 
     def workdir(self, agent: str) -> Path:
         """The agent's own working directory under the corral home."""
@@ -304,10 +335,17 @@ def _read_agent(r: _Reader, name: str, data: object, base_dir: Path, limits: Lim
         enabled=r.take(table, data, "enabled", True, _bool, "write enabled = true or false"),
         models=r.take(table, data, "models", (), _string_list, "list the [models.NAME] this agent may call"),
         budget=_read_agent_budget(r, table, data.get("budget")),
+        guardrails=_read_agent_guardrails(r, table, data.get("guardrails")),
     )
 
 
-def _read_agent_budget(r: _Reader, table: str, data: object) -> RunBudget:
+def _read_agent_guardrails(r: _Reader, table: str, data: object) -> GuardrailConfig:
+    guardrails, problems = read_guardrails(f"{r.where}: [{table}.guardrails]", data)
+    r.problems += problems
+    return guardrails
+
+
+def _read_agent_budget(r: _Reader, table: str, data: object) -> Budget:
     budget, problems = read_budget(f"{r.where}: [{table}.budget]", data)
     r.problems += problems
     return budget
@@ -329,6 +367,7 @@ _DAEMON_KEYS = {
     "log_max_bytes": (_positive_int, "give the size at which a log file rotates, in bytes"),
     "log_backups": (_positive_int, "give how many rotated log files are kept"),
     "store_map_mb": (_positive_int, "give the initial LMDB map size in MiB (it grows on demand)"),
+    "max_tool_args_bytes": (_positive_int, "give the largest tool-call arguments accepted, in bytes (packed)"),
 }
 
 
@@ -336,7 +375,8 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
     """Validate a parsed TOML document. Raises ConfigError listing every problem."""
     r = _Reader(path)
     base_dir = path.parent.resolve() if path else Path.cwd()
-    r.unknown_keys("top level", data, ["corral", "limits", "agents", "models"])
+    top = ["corral", "limits", "agents", "models", "budget", "alerts", "metrics", "sandbox", "schedule"]
+    r.unknown_keys("top level", data, top)
     daemon = data.get("corral", {})
     if not isinstance(daemon, dict):
         r.fail("corral", None, "must be a table")
@@ -379,10 +419,37 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
             if model not in declared:
                 known = ", ".join(sorted(declared)) or "none"
                 r.fail(f"agents.{agent.name}", "models", f"{model!r} is not a [models.NAME] table; known: {known}")
+    budget, problems = read_budget(f"{r.where}: [budget]", data.get("budget"), GLOBAL_BUDGET_KEYS)
+    r.problems += problems
+    r.problems += unpriced_cost_caps({f"{r.where}: [budget]": budget}, models)
+    for agent in agents.values():
+        granted = {name: models[name] for name in agent.models if name in models}
+        r.problems += unpriced_cost_caps({f"{r.where}: [agents.{agent.name}.budget]": agent.budget}, granted)
+    from corral.alerts.config import read_alerts  # not at the top: corral.alerts imports this module
+
+    alerts, problems = read_alerts(r.where, data.get("alerts"), data.get("metrics"), set(agents), environ)
+    r.problems += problems
+    agents, problems = read_isolation(r.where, data, agents, base_dir, home.resolve())
+    r.problems += problems
+    from corral.schedule.config import read_schedules  # not at the top: it imports this module
+
+    agents, schedule, problems = read_schedules(r.where, data, agents)
+    r.problems += problems
+    agents, problems = read_tool_settings(r.where, data, agents)
+    r.problems += problems
     if r.problems:
         raise ConfigError(r.problems)
     return CorralConfig(
-        path=path, home=home.resolve(), plugins=plugins, limits=limits, agents=agents, models=models, **values
+        path=path,
+        home=home.resolve(),
+        plugins=plugins,
+        limits=limits,
+        agents=agents,
+        models=models,
+        budget=budget,
+        alerts=alerts,
+        schedule=schedule,
+        **values,
     )
 
 

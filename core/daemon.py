@@ -1,9 +1,10 @@
 """``corral up``: the long-lived daemon around the engine.
 
-It resumes what a crash interrupted, fires interval triggers, serves the control
-socket, and stops gracefully on SIGTERM: no new runs, in-flight requests finish and
-are journaled within the grace period, then any child still alive is killed and the
-daemon exits 0. Foreground only: supervisord (or launchd) keeps it alive.
+It resumes what a crash interrupted, runs the scheduler and the run queue
+(:mod:`corral.schedule`), serves the control socket, reloads its config on SIGHUP or
+``corral reload``, and stops gracefully on SIGTERM: no new runs, in-flight requests
+finish and are journaled within the grace period, then any child still alive is killed
+and the daemon exits 0. Foreground only: supervisord (or launchd) keeps it alive.
 """
 
 from __future__ import annotations
@@ -12,40 +13,51 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from corral import control
+from corral.alerts import Alert, Severity
 from corral.checks import check_config
-from corral.config import AgentConfig
+from corral.config import load_config
 from corral.engine import Engine
+from corral.errors import ConfigError
+from corral.schedule.clock import Clock
+from corral.schedule.queue import RunQueue
+from corral.schedule.scheduler import Scheduler, build_all
 from corral.states import FINISHED, RunState
 
 HOUSEKEEPING_INTERVAL = 1.0
 PRUNE_INTERVAL = 3600.0
+Reply = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Daemon:
-    """Owns the schedule, the queue, the control socket and the shutdown sequence."""
+    """Owns the scheduler, the queue, the control socket and the shutdown sequence."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
         self.engine = engine
         self.config = engine.config
         self.log = engine.log
+        self.clock = clock or Clock()
+        engine.pauses.clock = self.clock
         self.stopping = asyncio.Event()
         self.signals = 0
-        self._slots = asyncio.Semaphore(self.config.max_concurrent_runs)
-        self._agent_locks: dict[str, asyncio.Lock] = {name: asyncio.Lock() for name in self.config.agents}
-        self._queued: dict[str, int] = {name: 0 for name in self.config.agents}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.queue = RunQueue(engine, self.config.max_concurrent_runs, self._run_done)
+        self.scheduler = Scheduler(engine, self.queue, self.clock)
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._chores: set[asyncio.Task[Any]] = set()
+        self._reloading = asyncio.Lock()
 
     # ------------------------------------------------------------------ life cycle
 
     async def serve(self) -> int:
+        built = build_all(self.config, self.engine.plugins.manager, self.engine.environ, self.log.warning)
+        await self.scheduler.listen(self.config)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._chore(self._reload_logged("SIGHUP")))
         applied = self.engine.processes.prepare(self.config.home / "agents")
         server = await control.serve(self.config.socket_path, self._handle)
         self.log.info(
@@ -59,20 +71,23 @@ class Daemon:
         )
         for problem in check_config(self.config, self.engine.plugins):
             self.log.warning("config problem", problem=problem)
+        await self.engine.alerting.start(daemon=True)
         for run_id in await self.engine.recover():
             run = await self.engine.writer.run(lambda txn, r=run_id: self.engine.records.get_run(txn, r))
-            self._dispatch(run)
+            self.queue.add(run)
         await self.engine.prune()
-        background = [asyncio.create_task(self._housekeeping())]
-        background += [
-            asyncio.create_task(self._interval(a)) for a in self.config.agents.values() if a.every and a.enabled
-        ]
+        await self.scheduler.apply(self.config, built)
+        background = [asyncio.create_task(self._housekeeping()), asyncio.create_task(self.scheduler.run())]
         await self.stopping.wait()
-        self.log.info("daemon stopping", grace=self.config.grace_seconds, running=len(self._tasks))
+        self.log.info("daemon stopping", grace=self.config.grace_seconds, running=len(self.queue.tasks()))
         server.close()
         for task in background:
             task.cancel()
+        await self.scheduler.close()
+        for run in self.queue.drop_waiting():  # they stay queued in the store for the next start
+            self._resolve(run["id"], run)
         await self._drain()
+        await self.engine.alerting.stop(flush=5.0)
         await self.engine.close_models()
         self.config.socket_path.unlink(missing_ok=True)
         self.log.info("daemon stopped")
@@ -87,11 +102,14 @@ class Daemon:
             self._kill_children("second signal")
 
     async def _drain(self) -> None:
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=self.config.grace_seconds)
+        tasks = self.queue.tasks()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.config.grace_seconds)
             if pending:
                 self._kill_children(f"grace period of {self.config.grace_seconds:g}s over")
                 await asyncio.wait(pending, timeout=10)
+        if self._chores:
+            await asyncio.wait(self._chores, timeout=5)
         self.engine.processes.reap_orphans()
 
     def _kill_children(self, why: str) -> None:
@@ -104,87 +122,218 @@ class Daemon:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             for pid in self.engine.processes.reap_orphans():
                 self.log.warning("killed a process that outlived its run", pid=pid)
+            for run in await self.engine.expire_approvals():
+                self.queue.add(run)
             if time.monotonic() - last_prune > PRUNE_INTERVAL:
                 last_prune = time.monotonic()
                 await self.engine.prune()
                 await self.engine.writer.run(lambda txn: self.engine.store.env.reader_check())
 
+    def _chore(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` beside the event loop's other work; its failure is logged, not lost."""
+        task = asyncio.create_task(work)
+        self._chores.add(task)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._chores.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                self.log.error("daemon chore failed", error=f"{type(task.exception()).__name__}: {task.exception()}")
+
+        task.add_done_callback(done)
+
     # ------------------------------------------------------------------ runs
 
-    def busy(self, agent: str) -> bool:
-        return self._agent_locks[agent].locked() or self._queued[agent] > 0
+    def _run_done(self, run: dict[str, Any], final: dict[str, Any] | None) -> None:
+        self._resolve(run["id"], final or {"id": run["id"], "agent": run["agent"], "state": "interrupted"})
+        if final is not None and not self.engine.draining:
+            self._chore(self.scheduler.run_done(run, final))
 
-    def _dispatch(self, run: dict[str, Any]) -> None:
-        self._queued[run["agent"]] = self._queued.get(run["agent"], 0) + 1
-        task = asyncio.create_task(self._execute(run))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _resolve(self, run_id: str, run: dict[str, Any]) -> None:
+        for waiter in self._waiters.pop(run_id, []):
+            if not waiter.done():
+                waiter.set_result(run)
 
-    async def _execute(self, run: dict[str, Any]) -> None:
-        agent = run["agent"]
-        lock = self._agent_locks.setdefault(agent, asyncio.Lock())
-        final: dict[str, Any] | None = None
+    async def _start(self, run: dict[str, Any], wait: bool, reply: Reply) -> None:
+        """Queue a stored run, reply with it, and with its end state too when ``wait``."""
+        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if wait:
+            self._waiters.setdefault(run["id"], []).append(waiter)
+        self.queue.add(run)
+        await reply({"ok": True, "run": run})
+        if wait:
+            final = await waiter
+            await reply({"ok": True, "run": final, "final": RunState(final["state"]) in FINISHED})
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self) -> dict[str, Any]:
+        """Load the config file again; raises ConfigError (the old config stays) if it is invalid.
+
+        New and changed agents and triggers take effect, removed ones stop being scheduled;
+        running runs are not disturbed.
+        """
+        async with self._reloading:
+            path = self.config.path
+            if path is None:
+                raise ConfigError(["the daemon was started without a config file; there is nothing to reload"])
+            loop = asyncio.get_running_loop()
+            new = await loop.run_in_executor(None, load_config, path, self.engine.environ)
+            if new.home != self.config.home:
+                raise ConfigError([f"{path}: [corral] home cannot change on reload; restart the daemon to move it"])
+            built = build_all(new, self.engine.plugins.manager, self.engine.environ, self.log.warning)
+            await self.scheduler.listen(new)
+            self.engine.reconfigure(new)
+            self.config = new
+            self.queue.limit = new.max_concurrent_runs
+            changes = await self.scheduler.apply(new, built)
+            self.queue.pump()
+            self.log.info("config reloaded", path=str(path), agents=sorted(new.agents), **changes)
+            self.engine.alert(
+                Alert(key="config-reload", severity=Severity.INFO, title="config reloaded", resolved=True)
+            )
+            return changes
+
+    async def _reload_logged(self, source: str) -> None:
         try:
-            async with lock, self._slots:
-                self._queued[agent] -= 1
-                if self.engine.draining:
-                    return
-                final = await self.engine.execute(run["id"])
-        except Exception as exc:  # one run's bug must not take the daemon down
-            self.log.exception("run crashed in the daemon", run_id=run["id"], agent=agent, error=str(exc))
-        finally:
-            for waiter in self._waiters.pop(run["id"], []):
-                if not waiter.done():
-                    waiter.set_result(final or {"id": run["id"], "state": "interrupted"})
+            await self.reload()
+        except ConfigError as exc:
+            self._rejected(exc, source)
 
-    async def _interval(self, agent: AgentConfig) -> None:
-        assert agent.every is not None
-        while True:
-            await asyncio.sleep(agent.every)
-            if self.engine.draining:
-                return
-            if self.busy(agent.name):
-                self.log.info("trigger skipped: previous run still active", agent=agent.name, trigger="interval")
-                continue
-            self._dispatch(await self.engine.create_run(agent.name, agent.input, trigger="interval"))
+    def _rejected(self, exc: ConfigError, source: str) -> None:
+        self.log.error("config reload rejected; the old config stays", source=source, problems=exc.problems)
+        self.engine.alert(
+            Alert(
+                key="config-reload",
+                severity=Severity.WARNING,
+                title="config reload rejected",
+                body="The new config is invalid; the daemon keeps the old one.\n" + "\n".join(exc.problems),
+            )
+        )
 
     # ------------------------------------------------------------------ control
 
-    async def _handle(self, request: dict[str, Any], reply: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def _handle(self, request: dict[str, Any], reply: Reply) -> None:
         op = request["op"]
-        if op == "ping":
-            await reply({"ok": True, "pid": os.getpid(), "running": len(self._tasks)})
-        elif op == "run":
-            await self._handle_run(request, reply)
-        elif op == "release":
-            try:
-                run = await self.engine.release(
-                    str(request.get("run")), bool(request.get("happened")), request.get("value")
-                )
-            except (KeyError, ValueError) as exc:
-                await reply({"ok": False, "error": str(exc).strip("'")})
-                return
-            self._dispatch(run)
-            await reply({"ok": True, "run": run})
-        else:
+        handler = {
+            "ping": self._op_ping,
+            "run": self._op_run,
+            "retry": self._op_retry,
+            "release": self._op_release,
+            "approve": self._op_decide,
+            "deny": self._op_decide,
+            "pause": self._op_pause,
+            "resume": self._op_resume,
+            "cancel": self._op_cancel,
+            "reload": self._op_reload,
+        }.get(op)
+        if handler is None:
             await reply({"ok": False, "error": f"unknown op {op!r}"})
+            return
+        await handler(request, reply)
 
-    async def _handle_run(self, request: dict[str, Any], reply: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    async def _op_ping(self, request: dict[str, Any], reply: Reply) -> None:
+        await reply({"ok": True, "pid": os.getpid(), "running": len(self.queue.tasks())})
+
+    def _agent_problem(self, agent: object) -> str | None:
+        if agent in self.config.agents:
+            return None
+        known = ", ".join(sorted(self.config.agents)) or "none"
+        return f"no agent named {agent!r} in {self.config.path}; agents: {known}"
+
+    async def _op_run(self, request: dict[str, Any], reply: Reply) -> None:
         agent = request.get("agent")
-        if agent not in self.config.agents:
-            known = ", ".join(sorted(self.config.agents)) or "none"
-            await reply({"ok": False, "error": f"no agent named {agent!r} in {self.config.path}; agents: {known}"})
+        problem = self._agent_problem(agent)
+        if problem is None and self.engine.draining:
+            problem = "the daemon is stopping; try again when it is back"
+        if problem is None and (pause := self.engine.paused(str(agent))) is not None:
+            problem = f"agent {agent} is paused ({pause['reason']}); `corral resume {agent}` first"
+        if problem is not None:
+            await reply({"ok": False, "error": problem})
             return
-        if self.engine.draining:
-            await reply({"ok": False, "error": "the daemon is stopping; try again when it is back"})
+        name = str(agent)
+        payload = request.get("input", self.config.agents[name].input)
+        run = await self.engine.create_run(name, payload, trigger="cli")
+        await self._start(run, bool(request.get("wait")), reply)
+
+    async def _op_retry(self, request: dict[str, Any], reply: Reply) -> None:
+        try:
+            run = await self.engine.retry(str(request.get("run")))
+        except (KeyError, ValueError) as exc:
+            await reply({"ok": False, "error": f"no run {exc}" if isinstance(exc, KeyError) else str(exc)})
             return
-        payload = request.get("input", self.config.agents[agent].input)
-        run = await self.engine.create_run(agent, payload, trigger="cli")
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        if request.get("wait"):
-            self._waiters.setdefault(run["id"], []).append(waiter)
-        self._dispatch(run)
+        await self._start(run, bool(request.get("wait")), reply)
+
+    async def _op_release(self, request: dict[str, Any], reply: Reply) -> None:
+        try:
+            run = await self.engine.release(
+                str(request.get("run")), bool(request.get("happened")), request.get("value")
+            )
+        except (KeyError, ValueError) as exc:
+            await reply({"ok": False, "error": str(exc).strip("'")})
+            return
+        self.queue.add(run)
         await reply({"ok": True, "run": run})
-        if request.get("wait"):
-            final = await waiter
-            await reply({"ok": True, "run": final, "final": RunState(final["state"]) in FINISHED})
+
+    async def _op_decide(self, request: dict[str, Any], reply: Reply) -> None:
+        from corral.approvals import ApprovalError
+
+        approve = request["op"] == "approve"
+        try:
+            record, run = await self.engine.decide_approval(str(request.get("id")), approve, str(request.get("reason")))
+        except ApprovalError as exc:
+            await reply({"ok": False, "error": str(exc)})
+            return
+        if run is not None:
+            self.queue.add(run)
+        await reply({"ok": True, "approval": record})
+
+    async def _op_pause(self, request: dict[str, Any], reply: Reply) -> None:
+        agent, until = request.get("agent"), request.get("until")
+        problem = self._agent_problem(agent)
+        if problem is None and until is not None and not isinstance(until, int | float):
+            problem = f"until must be seconds since the epoch, not {until!r}"
+        if problem is not None:
+            await reply({"ok": False, "error": problem})
+            return
+        reason = str(request.get("reason") or "paused with `corral pause`")
+        try:
+            await self.engine.pause_agent(str(agent), reason, until)
+        except ValueError as exc:
+            await reply({"ok": False, "error": str(exc)})
+            return
+        await reply({"ok": True, "agent": agent, "pause": self.engine.paused(str(agent))})
+
+    async def _op_resume(self, request: dict[str, Any], reply: Reply) -> None:
+        agent = request.get("agent")
+        problem = self._agent_problem(agent)
+        if problem is not None:
+            await reply({"ok": False, "error": problem})
+            return
+        was = self.engine.paused(str(agent))
+        await self.engine.resume_agent(str(agent))
+        unslowed = await self.scheduler.unslow(str(agent))
+        await reply({"ok": True, "agent": agent, "was_paused": was is not None, "was_slowed": unslowed})
+
+    async def _op_cancel(self, request: dict[str, Any], reply: Reply) -> None:
+        run_id = str(request.get("run"))
+        self.queue.remove(run_id)  # first, so the queue cannot start it while it is cancelled
+        try:
+            run = await self.engine.cancel(run_id)
+        except KeyError:
+            await reply({"ok": False, "error": f"no run {run_id}; `corral runs` lists them"})
+            return
+        except ValueError as exc:
+            await reply({"ok": False, "error": str(exc)})
+            return
+        if RunState(run["state"]) in FINISHED:
+            self._resolve(run_id, run)
+        await reply({"ok": True, "run": run})
+
+    async def _op_reload(self, request: dict[str, Any], reply: Reply) -> None:
+        try:
+            changes = await self.reload()
+        except ConfigError as exc:
+            self._rejected(exc, "corral reload")
+            await reply({"ok": False, "error": "invalid config; the old one stays in force:\n" + str(exc)})
+            return
+        await reply({"ok": True, "changes": changes})

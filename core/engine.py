@@ -21,16 +21,25 @@ from typing import Any
 import jsonschema_rs
 
 from corral import pluginmanager
+from corral.alerts import Alert
+from corral.alerts.service import Alerting
+from corral.approvals import Approvals
 from corral.attempt import Attempt
+from corral.budget import Ledger
 from corral.config import AgentConfig, CorralConfig
+from corral.endpoints import Endpoints
 from corral.logs import LogFiles
 from corral.outcome import Outcome, failure
 from corral.pluginmanager import Plugins
+from corral.sandbox.manager import Sandbox
 from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
 from corral.sandbox.processes import ProcessControl
+from corral.schedule.clock import Clock
+from corral.schedule.pauses import Pauses
 from corral.states import FINISHED, RunState, check_transition
 from corral.store import Records, Store, Writer, new_run_id
 from corral.tools import ToolSpec
+from corral.toolsettings import tool_secret_names, welcome_entry
 
 MAX_BACKOFF = 60.0
 LATER_DELAY = 0.02
@@ -61,6 +70,14 @@ def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState,
     return run
 
 
+def _requeue_held(records: Records, txn: Any, run_id: str) -> dict[str, Any] | None:
+    """Queue a run on hold (for an approval) to resume; None if it is not on hold any more."""
+    run = records.get_run(txn, run_id)
+    if run is None or run["state"] != RunState.ON_HOLD.value:
+        return None
+    return change_state(records, txn, run, RunState.QUEUED, hold_reason=None)
+
+
 class Engine:
     """Creates and executes runs; the single owner of the store's write side."""
 
@@ -81,6 +98,8 @@ class Engine:
         self.log = logs.logger(None)
         self.processes = processes or ProcessControl()
         self.environ = dict(environ)
+        self.sandbox = Sandbox(config, plugins.manager, self.environ)
+        """Confinement and secrets of agent processes (docs/sandbox.md)."""
         self.writer = Writer(store, on_event=lambda level, message: getattr(self.log, level)(message))
         self.draining = False
         self._validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
@@ -89,6 +108,16 @@ class Engine:
         self._later_lock = threading.Lock()
         self._later_due = False
         self._model_clients: dict[str, Any] = {}
+        self.ledger = Ledger(config, store.dbs)
+        self.approvals = Approvals(store.dbs)
+        self.endpoints = Endpoints(config, self.environ, self.log)
+        """Today's model spend per agent and in total, for the daily budgets."""
+        self.alerting = Alerting(self)
+        """The durable alert outbox, its delivery, the alert rules and checks (docs/alerting.md)."""
+        self.pauses = Pauses(store, self.writer, Clock())
+        """Paused agents, durable; read through :meth:`paused` (docs/scheduling.md)."""
+        self._executing: set[str] = set()
+        self._cancelling: dict[str, str] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -104,6 +133,13 @@ class Engine:
     def announce(self, hook: str, **kwargs: Any) -> None:
         """Call ``hook``'s listeners now; for work already on the background thread."""
         pluginmanager.notify(self.plugins.manager, hook, self.log.warning, **kwargs)
+
+    def alert(self, alert: Alert) -> None:
+        """Raise ``alert``: stored in the outbox and delivered asynchronously (dedup by
+        ``alert.key``; ``resolved=True`` with the same key is the all-clear). Thread-safe,
+        never blocks, never raises for a sink problem: call it from the event loop, the store
+        writer's thread or the background thread."""
+        self.alerting.raise_alert(alert)
 
     def later(self, func: Callable[..., None], *args: Any) -> None:
         """Run ``func(*args)`` soon on the one background thread, in order: work that must
@@ -130,7 +166,7 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - one failed report must not lose the others
                 self.log.error("background work failed", error=f"{type(exc).__name__}: {exc}")
 
-    def model_client(self, name: str) -> Any:
+    def model_client(self, name: str, endpoint: Any, adapter: Any) -> Any:
         """The one client of model ``name`` (its circuit breaker shared by every run)."""
         if name not in self._model_clients:
             from corral.models import ModelClient
@@ -144,9 +180,9 @@ class Engine:
                     reason=change.reason,
                     retry_in_s=change.retry_in,
                 )
+                self.alerting.breaker_changed(name, change.new.value, change.reason)
 
-            endpoint = self.config.models[name].endpoint
-            self._model_clients[name] = ModelClient(endpoint, on_breaker_change=breaker_changed)
+            self._model_clients[name] = ModelClient(endpoint, adapter=adapter, on_breaker_change=breaker_changed)
         return self._model_clients[name]
 
     async def close_models(self) -> None:
@@ -162,9 +198,12 @@ class Engine:
             self._validators[spec.name] = jsonschema_rs.Draft202012Validator(spec.parameters)
         return self._validators[spec.name]
 
-    def welcome(self, run: dict[str, Any], agent: AgentConfig, state: dict[str, Any]) -> dict[str, Any]:
+    def welcome(
+        self, run: dict[str, Any], agent: AgentConfig, state: dict[str, Any], secrets: Mapping[str, str]
+    ) -> dict[str, Any]:
         """What the child learns about its run once it has said hello; ``state`` is the
-        agent's state as the run first saw it, so a resumed run reads what it read then."""
+        agent's state as the run first saw it, so a resumed run reads what it read then;
+        ``secrets`` are the granted values its tools declare (they reach those tools only)."""
         return {
             "run_id": run["id"],
             "agent": agent.name,
@@ -175,7 +214,7 @@ class Engine:
             "input": run.get("input"),
             "state": state,
             "tools": {
-                name: {"takes_key": spec.takes_idempotency_key, "plugin": spec.plugin}
+                name: welcome_entry(spec, agent.tool_settings, secrets)
                 for name in agent.tools
                 if (spec := self.plugins.tools.get(name)) is not None
             },
@@ -191,8 +230,18 @@ class Engine:
 
     # ------------------------------------------------------------------ runs
 
-    async def create_run(self, agent: str, input: Any = None, trigger: str = "manual") -> dict[str, Any]:
-        """A new queued run, durable before this returns."""
+    async def create_run(
+        self,
+        agent: str,
+        input: Any = None,
+        trigger: str = "manual",
+        *,
+        also: Callable[[Any, dict[str, Any]], None] | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """A new queued run, durable before this returns. ``fields`` are stored on the run
+        (a schedule's id and fire time); ``also(txn, run)`` writes in the same commit (the
+        schedule's last fire time, so a crash can neither lose the run nor fire it twice)."""
         run = {
             "id": new_run_id(),
             "agent": agent,
@@ -202,9 +251,16 @@ class Engine:
             "created": time.time(),
             "attempt": 0,
             "trace_id": secrets.token_hex(16),
+            **fields,
         }
         records = self.records
-        await self.writer.run(lambda txn: records.put_run(txn, run))
+
+        def job(txn: Any) -> None:
+            records.put_run(txn, run)
+            if also is not None:
+                also(txn, run)
+
+        await self.writer.run(job)
         self.log.info("run queued", agent=agent, run_id=run["id"], trigger=trigger)
         return run
 
@@ -266,12 +322,22 @@ class Engine:
         return run, snapshot, refusal
 
     async def execute(self, run_id: str) -> dict[str, Any]:
-        """Attempt the run until it ends, is interrupted by shutdown, or needs a human."""
+        """Attempt the run until it ends, is interrupted by shutdown, is cancelled, or needs a human."""
+        self._executing.add(run_id)
+        try:
+            return await self._execute(run_id)
+        finally:
+            self._executing.discard(run_id)
+            self._cancelling.pop(run_id, None)
+
+    async def _execute(self, run_id: str) -> dict[str, Any]:
         while True:
             run = await self.writer.run(lambda txn: self.records.get_run(txn, run_id))
             agent = self.config.agents.get(run["agent"]) if run else None
             if run is None:
                 raise KeyError(run_id)
+            if run_id in self._cancelling:
+                return await self._cancel_now(run_id, self._cancelling[run_id])
             if agent is None:
                 return await self._transition(
                     run_id,
@@ -288,6 +354,8 @@ class Engine:
             if run.get("code_changed"):
                 log.warning("resuming under changed code", change=run["code_changed"])
             outcome = await self._attempt(run, agent, log, snapshot)
+            if run_id in self._cancelling and outcome.state is not RunState.SUCCEEDED:
+                outcome = Outcome(RunState.CANCELLED, failure("cancelled", self._cancelling[run_id]))
             applied = run.get("applied", [])
             if (
                 outcome.retry
@@ -299,7 +367,7 @@ class Engine:
                 self.notify("corral_run_finished", run=interrupted)
                 delay = min(MAX_BACKOFF, 2.0 ** (run["attempt"] - 1))
                 log.warning("run interrupted; resuming", error=outcome.error, retry_in=delay)
-                if await self._stopped_within(delay):
+                if await self._stopped_within(delay, run_id):
                     return interrupted
                 continue
             state = outcome.state
@@ -317,10 +385,10 @@ class Engine:
             self.notify("corral_run_finished", run=final)
             return final
 
-    async def _stopped_within(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; True as soon as the daemon starts stopping."""
+    async def _stopped_within(self, seconds: float, run_id: str) -> bool:
+        """Sleep up to ``seconds`` (less if the run is cancelled); True as soon as the daemon starts stopping."""
         deadline = time.monotonic() + seconds
-        while not self.draining and time.monotonic() < deadline:
+        while not self.draining and time.monotonic() < deadline and run_id not in self._cancelling:
             await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         return self.draining
 
@@ -353,29 +421,175 @@ class Engine:
         self.log.info("run released", run_id=run_id, agent=run["agent"], verdict=run["released"])
         return run
 
+    async def decide_approval(
+        self, approval_id: str, approve: bool, reason: str = ""
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """A human's decision on an approval request; its run (on hold for it) is queued to
+        resume, where the step finds the decision. Raises ApprovalError saying why not."""
+        approvals, records = self.approvals, self.records
+
+        def job(txn: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+            record = approvals.decide(txn, approval_id, approve, reason)
+            return record, _requeue_held(records, txn, record["run_id"])
+
+        record, run = await self.writer.run(job)
+        self._approval_settled(record)
+        return record, run
+
+    async def expire_approvals(self) -> list[dict[str, Any]]:
+        """Deny every request past its timeout and queue its run; returns the runs to dispatch."""
+        approvals, records = self.approvals, self.records
+
+        def job(txn: Any) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+            return [(r, _requeue_held(records, txn, r["run_id"])) for r in approvals.expire(txn)]
+
+        runs = []
+        for record, run in await self.writer.run(job):
+            self._approval_settled(record)
+            if run is not None:
+                runs.append(run)
+        return runs
+
+    def _approval_settled(self, record: dict[str, Any]) -> None:
+        from corral.alerts import Alert, Severity
+
+        state = record["state"]
+        self.log.info("approval " + state, approval=record["id"], run_id=record["run_id"], tool=record["tool"])
+        severity = Severity.WARNING if state == "expired" else Severity.INFO
+        title = f"approval {record['id']} for {record['tool']!r} {state}"
+        self.alert(
+            Alert(
+                key=f"approval:{record['id']}",
+                severity=severity,
+                title=title,
+                body=record.get("decision_reason") or "",
+                agent=record["agent"],
+                run_id=record["run_id"],
+                resolved=True,
+            )
+        )
+
+    async def retry(self, run_id: str) -> dict[str, Any]:
+        """Queue a run that failed for a passing reason (a model endpoint down, a budget spent)
+        again: its journal replays every finished step, and the step it stopped at runs now."""
+        records = self.records
+
+        def job(txn: Any) -> dict[str, Any]:
+            run = records.get_run(txn, run_id)
+            if run is None:
+                raise KeyError(run_id)
+            error = run.get("error") or {}
+            if run["state"] != RunState.FAILED.value or not error.get("resumable"):
+                why = f"it failed with {error.get('kind')!r}" if run["state"] == RunState.FAILED.value else ""
+                raise ValueError(
+                    f"run {run_id} is {run['state']} {why}".rstrip() + "; only runs that failed for a passing reason "
+                    "(model endpoint down, budget spent) can be retried; start a new run with `corral run`"
+                )
+            return change_state(records, txn, run, RunState.QUEUED, retried=time.time())
+
+        run = await self.writer.run(job)
+        self.log.info("run retried", run_id=run_id, agent=run["agent"])
+        return run
+
+    # ------------------------------------------------------------------ pausing and cancelling
+
+    async def pause_agent(self, agent: str, reason: str, until: float | None = None) -> None:
+        """Pause ``agent`` durably: its triggers are recorded as skipped and its queued runs wait;
+        a running run is not disturbed. ``until`` (epoch seconds) lifts it by itself; None waits
+        for ``corral resume``. Pausing a paused agent replaces the reason and ``until``."""
+        if agent not in self.config.agents:
+            raise KeyError(agent)
+        await self.pauses.pause(agent, reason, until)
+        self.log.warning("agent paused", agent=agent, reason=reason, until=until)
+
+    async def resume_agent(self, agent: str) -> None:
+        """Lift ``agent``'s pause (nothing happens if it was not paused)."""
+        if await self.pauses.resume(agent) is not None:
+            self.log.info("agent resumed", agent=agent)
+
+    def paused(self, agent: str) -> dict[str, Any] | None:
+        """``agent``'s pause (``reason``, ``since``, ``until``), or None; never waits."""
+        return self.pauses.get(agent)
+
+    async def cancel(self, run_id: str, reason: str = "cancelled by `corral cancel`") -> dict[str, Any]:
+        """End an unfinished run as cancelled, its journal kept. A run this engine is executing
+        has its whole process tree killed and ends as its attempt does; any other (queued,
+        interrupted, on hold) ends at once. Returns the run as it is now.
+
+        Raises KeyError for an unknown run, ValueError for one that has already ended.
+        """
+        if run_id in self._executing:
+            self._cancelling[run_id] = reason
+            child = self.processes.live.get(run_id)
+            if child is not None:
+                self.processes.kill_tree(child)
+            self.log.info("run cancelling", run_id=run_id, reason=reason)
+            return await self.writer.run(lambda txn: self.records.get_run(txn, run_id))
+        return await self._cancel_now(run_id, reason)
+
+    async def _cancel_now(self, run_id: str, reason: str) -> dict[str, Any]:
+        records = self.records
+
+        def job(txn: Any) -> tuple[str, dict[str, Any]]:
+            run = records.get_run(txn, run_id)
+            if run is None:
+                raise KeyError(run_id)
+            if RunState(run["state"]) in FINISHED:
+                raise ValueError(f"run {run_id} has already ended ({run['state']}); there is nothing to cancel")
+            old = run["state"]
+            return old, change_state(records, txn, run, RunState.CANCELLED, error=failure("cancelled", reason))
+
+        old, run = await self.writer.run(job)
+        self._log_state(run, old)
+        self.notify("corral_run_finished", run=run)
+        return run
+
+    def reconfigure(self, config: CorralConfig) -> None:
+        """Take a reloaded config: runs started from now on see it; running ones keep theirs."""
+        self.config = config
+        self.sandbox.config = config
+        self.ledger.config = config
+        self.endpoints.config = config
+        self.alerting.reconfigure(config)
+
     async def _attempt(self, run: dict[str, Any], agent: AgentConfig, log: Any, snapshot: dict[str, Any]) -> Outcome:
         workdir = self.config.workdir(agent.name)
         prepare_workdir(workdir)
+        prepared = await asyncio.get_running_loop().run_in_executor(None, self.sandbox.prepare, agent)
+        if prepared.refusal is not None:
+            log.error("run not started", kind=prepared.refusal["kind"], reason=prepared.refusal["message"])
+            return Outcome(RunState.FAILED, prepared.refusal)
+        self.logs.redaction.add(prepared.env)
         limits = agent.limits
         cgroup, applied = self.processes.run_cgroup(
             run["id"], limits.memory_mb * 2**20 if limits.memory_mb else None, limits.processes
         )
-        run["applied"] = applied
+        run["applied"] = applied + prepared.labels()
         policy_args = {
             "run_id": run["id"],
             "workdir": str(workdir),
             "max_frame": self.config.frame_max_bytes,
             "limits": limits_dict(limits),
+            "confine_module": prepared.plan.module,
+            "confine": prepared.plan.spec,
         }
+        for_tools = tool_secret_names(self.plugins.tools, agent.tools)
+        tool_secrets = {name: value for name, value in prepared.env.items() if name in for_tools}
         try:
-            child = await self.processes.spawn(policy_args, workdir, agent_env(agent, workdir, self.environ), cgroup)
+            secret_env = {name: value for name, value in prepared.env.items() if name not in for_tools}
+            env = {**agent_env(agent, workdir, self.environ), **secret_env}
+            child = await self.processes.spawn(policy_args, workdir, env, cgroup, prepared.plan.wrap)
         except OSError as exc:
             return Outcome(
                 RunState.INTERRUPTED, failure("spawn", f"could not start the agent's process: {exc}"), retry=True
             )
+        if run["id"] in self._cancelling:  # cancelled while it was being spawned
+            self.processes.kill_tree(child)
         log.info("run started", attempt=run["attempt"], pid=child.pid, trigger=run.get("trigger"))
         self.notify("corral_run_started", run=dict(run))
-        return await Attempt(self, run, agent, log, snapshot).execute(child)
+        outcome = await Attempt(self, run, agent, log, snapshot, tool_secrets).execute(child)
+        outcome.error, outcome.result = self.logs.redaction.redact((outcome.error, outcome.result))
+        return outcome
 
     # ------------------------------------------------------------------ start-up
 

@@ -73,3 +73,119 @@ def corral_run_finished(run: dict[str, Any]) -> None:
 
     :returns: nothing; the return value is ignored.
     """
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+@hookspec
+def corral_register_alert_sinks(register: Callable[..., None]) -> None:
+    """Offer alert sink types, which ``[alerts.sinks.NAME]`` tables name with ``type``.
+
+    Called once in each process that builds sinks (the daemon, a foreground
+    ``corral run``, ``corral check``), one plugin at a time. Call
+    ``register(kind, factory)`` for each type. ``factory(settings, section=...)`` builds
+    one sink from its table: ``settings`` holds the table's keys except corral's own
+    (``type``, ``escalate_to``, ``retries``, ``retry_wait``, ``retry_max_wait``), with
+    each ``NAME_env`` key already replaced by ``NAME`` holding a
+    :class:`corral.alerts.Secret` of that variable's value; ``section`` is the table's
+    name for messages. It raises :class:`corral.ConfigError` listing every problem.
+    The sink it returns has ``async deliver(alert)``, which returns once delivered or
+    raises :class:`corral.alerts.SinkError` (``retryable`` says whether trying again
+    can help), and ``target()``, a description safe to log. Subclassing
+    :class:`corral.alerts.Sink` provides both, a timeout and secret-free errors. The
+    built-in types come from ``corral.plugins.alert_sinks`` through this same hook.
+    Registering a kind another plugin registered is an error naming both.
+
+    :param register: ``register(kind: str, factory)``.
+    :returns: nothing; the return value is ignored.
+    """
+
+
+# --------------------------------------------------------------------------- sandbox
+
+
+@hookspec
+def corral_register_sandbox_backends(register: Callable[..., None]) -> None:
+    """Offer sandbox backends: the confinement of agent processes on a platform.
+
+    Called once in the daemon (and in a foreground ``corral run`` or ``corral doctor``),
+    when the first run starts or ``doctor`` asks. Call ``register(backend)`` with an
+    object following :class:`corral.sandbox.backend.SandboxBackend` (``name``,
+    ``usable()``, ``detect(users)``, ``plan(request, offered)``). corral uses the first
+    registered backend whose ``usable()`` is true, in pluggy's call order (mark an
+    implementation ``tryfirst`` to take precedence over the built-in Linux and macOS
+    backends). The child-side module a plan names is imported in the agent's process
+    before any agent code runs.
+
+    :param register: ``register(backend)``.
+    :returns: nothing; the return value is ignored.
+    """
+
+
+# ------------------------------------------------------------------------- triggers
+
+
+@hookspec
+def corral_register_triggers(register: Callable[..., None]) -> None:
+    """Offer trigger kinds, which ``[[agents.NAME.triggers]]`` tables name with ``type``.
+
+    Called once in the daemon (and in ``corral check``) before the schedule is built, and
+    again on each config reload, one plugin at a time. Call ``register(kind, factory)``
+    for each kind. ``factory(settings, context)`` builds one trigger from its table:
+    ``settings`` holds the table's keys except corral's own (``type``, ``id``,
+    ``jitter``, ``input``); ``context`` is a :class:`corral.schedule.BuildContext`
+    (agent, schedule key, section for messages, config folder, environment). It raises
+    :class:`corral.ConfigError` listing every problem, and returns a
+    :class:`corral.schedule.TimedTrigger` (fire times it computes; corral waits, jitters,
+    stores the last fire time and catches up after downtime) or a
+    :class:`corral.schedule.EventTrigger` (started on the daemon's event loop; it calls
+    ``await env.fire(payload)`` when its event happens). The built-in kinds (cron,
+    interval, once, file, webhook) come from ``corral.plugins.triggers`` through this
+    same hook. Registering a kind another plugin registered is an error naming both.
+
+    :param register: ``register(kind: str, factory)``.
+    :returns: nothing; the return value is ignored.
+    """
+
+
+# ----------------------------------------------------------------------- guardrails
+
+
+@hookspec
+def corral_register_guardrails(register: Callable[..., None]) -> None:
+    """Offer guardrails: rules asked before each model and tool call and after each step.
+
+    Called once in the daemon at start, one plugin at a time. Call ``register(guardrail)``
+    for each: an object with a ``name`` (shown in the journal and ``corral trace``) and
+    ``start(run, agent) -> RunGuard | None`` (see :mod:`corral.guardrails`), called when an
+    attempt of a run begins; None means the guardrail does not apply to that agent. The
+    guard's ``before(action)`` and ``after(step)`` run on the daemon's step path for every
+    step of the run, replayed ones included (so counters rebuild on resume): they must
+    only count and compare, never block or do I/O. The built-ins (limits, repeats,
+    refusals, approval) come from ``corral.plugins.guardrails`` through this same hook.
+
+    :param register: ``register(guardrail)``.
+    :returns: nothing; the return value is ignored.
+    """
+
+
+# -------------------------------------------------------------------- model providers
+
+
+@hookspec
+def corral_register_model_providers(register: Callable[..., None]) -> None:
+    """Offer model APIs that ``[models.NAME] provider`` can name.
+
+    Called once in the daemon (and by ``corral check``), one plugin at a time. Call
+    ``register(adapter)`` for each: an object with a ``name`` (the ``provider`` value),
+    ``build(endpoint, request) -> HttpCall`` and ``parse(endpoint, body, headers) ->
+    Response`` (see :class:`corral.models.provider.Adapter`). Adapters do no I/O: the
+    daemon sends the call, with its retries, circuit breaker, budgets and journal, so a
+    new provider gets all of them. The built-ins (``openai``, ``anthropic``) come from
+    ``corral.plugins.model_providers`` through this same hook. Registering a name another
+    plugin registered is an error naming both.
+
+    :param register: ``register(adapter)``.
+    :returns: nothing; the return value is ignored.
+    """

@@ -9,24 +9,38 @@ answered. See docs/durability.md for the rules these functions implement.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lmdb
 
+from corral.guardrails import Decision as GuardDecision
+from corral.guardrails import Verdict
 from corral.store import Records
 from corral.wire import fingerprint, idempotency_key
+
+if TYPE_CHECKING:
+    from corral.approvals import Approvals
 
 
 @dataclass(frozen=True)
 class Decision:
     """How to answer a step: ``replay``, ``result``, ``exec``, ``reconcile``, ``call`` (the daemon
-    makes a model call), ``hold``, ``mismatch`` (non-determinism) or ``protocol`` (the child said
-    something out of turn)."""
+    makes a model call), ``hold``, ``approval`` (the run waits for a human), ``stop`` (a guardrail
+    ended the run), ``mismatch`` (non-determinism) or ``protocol`` (the child said something out
+    of turn)."""
 
     action: str
     entry: dict[str, Any]
     message: str = ""
+
+
+def _approval_message(record: dict[str, Any]) -> str:
+    return (
+        f"tool {record['tool']!r} waits for approval {record['id']} ({record['reason']}): "
+        f"`corral approve {record['id']}` or `corral deny {record['id']} --reason TEXT`"
+    )
 
 
 def _describe(entry: dict[str, Any]) -> str:
@@ -41,6 +55,11 @@ class Journal:
         self.run_id = run_id
         self.agent = agent
         self.attempt = attempt
+        self._started: dict[int, dict[str, Any]] = {}
+        """Entries this attempt put as started, by seq, until :meth:`done` takes them: the
+        outcome of a step needs no read and no unpacking of what was just written. Only
+        writer jobs touch it, one transaction at a time; a batch that failed to commit
+        ends the attempt, and :meth:`done` reads the store for anything not found here."""
 
     def _new_entry(self, seq: int, kind: str, name: str, args: dict[str, Any], fp: str) -> dict[str, Any]:
         return {
@@ -77,9 +96,17 @@ class Journal:
         return entry, None
 
     def refuse(
-        self, txn: lmdb.Transaction, seq: int, kind: str, name: str, args: dict[str, Any], message: str
+        self,
+        txn: lmdb.Transaction,
+        seq: int,
+        kind: str,
+        name: str,
+        args: dict[str, Any],
+        message: str,
+        guardrail: dict[str, str] | None = None,
     ) -> Decision:
-        """A request refused before execution is journaled as a failed step."""
+        """A request refused before execution is journaled as a failed step (with the
+        guardrail that refused it, if one did)."""
         fp = fingerprint(kind, name, args)
         entry, decided = self._existing(txn, seq, kind, name, fp)
         if decided is not None:
@@ -92,6 +119,77 @@ class Journal:
             ended=entry["started"],
             error={"kind": "refused", "message": message, "type": "ToolCallError"},
         )
+        if guardrail is not None:
+            entry["guardrail"] = guardrail
+        self.records.put_step(txn, self.run_id, entry)
+        return Decision("result", entry)
+
+    def guarded(
+        self,
+        txn: lmdb.Transaction,
+        seq: int,
+        kind: str,
+        name: str,
+        args: dict[str, Any],
+        decision: GuardDecision,
+        otherwise: Callable[[lmdb.Transaction], Decision],
+        approvals: Approvals,
+        run: dict[str, Any],
+        timeout: float,
+    ) -> Decision:
+        """A guardrail's decision on a new step, journaled with the guardrail's name and reason.
+
+        A step the journal already has keeps the journal's rules (``otherwise``): a replayed
+        or interrupted call is not judged again, except one waiting for approval, which
+        finds its decision here.
+        """
+        fp = fingerprint(kind, name, args)
+        entry, decided = self._existing(txn, seq, kind, name, fp)
+        if decided is not None:
+            return decided
+        if entry is not None and entry["status"] == "awaiting_approval":
+            return self._approval_decided(txn, entry, approvals)
+        if entry is not None:
+            return otherwise(txn)
+        verdict, reason = decision.verdict, decision.reason
+        if verdict is Verdict.APPROVE:
+            entry = self._new_entry(seq, kind, name, args, fp)
+            record = approvals.request(
+                txn,
+                run=run,
+                seq=seq,
+                tool=name,
+                args=args,
+                fp=fp,
+                reason=reason,
+                guardrail=decision.guardrail,
+                timeout=timeout,
+            )
+            entry.update(status="awaiting_approval", approval=record["id"], guardrail=decision.to_dict())
+            self.records.put_step(txn, self.run_id, entry)
+            return Decision("approval", entry, _approval_message(record))
+        refused = self.refuse(txn, seq, kind, name, args, reason, decision.to_dict())
+        return Decision("stop", refused.entry, reason) if verdict is Verdict.STOP else refused
+
+    def _approval_decided(self, txn: lmdb.Transaction, entry: dict[str, Any], approvals: Approvals) -> Decision:
+        seq = entry["seq"]
+        record = approvals.use(txn, entry["approval"], self.run_id, seq, entry["fp"])
+        state = record["state"]
+        if state == "pending":
+            return Decision("approval", entry, _approval_message(record))
+        entry["approval_state"] = state
+        if state == "approved":
+            entry.update(status="started", key=idempotency_key(self.run_id, seq, entry["fp"]))
+            return self._start(txn, entry, "exec")
+        why = record.get("decision_reason") or state
+        entry.update(
+            status="done",
+            ok=False,
+            ended=time.time(),
+            error={"kind": "denied", "message": f"a human denied this call: {why}", "type": "ToolCallError"},
+        )
+        if state != "denied":
+            entry["error"]["message"] = f"nobody approved this call before its approval request {state}"
         self.records.put_step(txn, self.run_id, entry)
         return Decision("result", entry)
 
@@ -103,6 +201,8 @@ class Journal:
         entry, decided = self._existing(txn, seq, "tool", name, fp)
         if decided is not None:
             return decided
+        if entry is not None and entry["status"] == "awaiting_approval":
+            entry = None  # no longer needs approval (the config changed): it never ran, so it starts afresh
         if entry is None:
             entry = self._new_entry(seq, "tool", name, args, fp)
             entry["key"] = idempotency_key(self.run_id, seq, fp)
@@ -138,6 +238,7 @@ class Journal:
         entry["executions"] = entry.get("executions", 0) + 1
         entry["started"] = time.time()
         self.records.put_step(txn, self.run_id, entry)
+        self._started[entry["seq"]] = entry
         return Decision(action, entry)
 
     def reconciled(self, txn: lmdb.Transaction, seq: int, outcome: str, value: Any) -> Decision:
@@ -180,7 +281,7 @@ class Journal:
     ) -> dict[str, Any] | None:
         """Record a step's outcome: a tool's reported by the child, or a model call's answer
         (or final error) with what it cost (``spent``: ``usage``, ``cost_usd``, ...)."""
-        entry = self.records.get_step(txn, self.run_id, seq)
+        entry = self._started.pop(seq, None) or self.records.get_step(txn, self.run_id, seq)
         if entry is None or entry["status"] != "started":
             return None
         entry.update(status="done", ok=ok, ended=time.time(), **(spent or {}))

@@ -29,6 +29,7 @@ import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from corral.logview import render
+from corral.secrets import Redaction
 
 DAEMON_LOG = "corral.log"
 """File name of the daemon's own log; no agent may be called ``corral``."""
@@ -153,6 +154,8 @@ class LogFiles:
         self._backups = backups
         self._echo = echo
         self._extra = tuple(processors)
+        self.redaction = Redaction()
+        """Granted secrets, hidden from every line of every file (``Redaction.add``)."""
         self._lock = threading.Lock()
         self._sinks: dict[str | None, _Sink] = {}
         self._closed = False
@@ -218,6 +221,7 @@ class LogFiles:
             structlog.processors.add_log_level,
             _Clock(),
             structlog.processors.format_exc_info,
+            self.redaction,
             *self._extra,
             _json_ready,
         ]

@@ -6,17 +6,25 @@ endpoint's shared :class:`corral.models.ModelClient` (retries, breaker). Its ans
 final error is journaled with what it cost before the agent hears of it, so a resumed
 run gets every finished call from the journal, free and not billed again.
 
-The run's budget (``[agents.NAME.budget]``) is checked before each call against what the
-run has spent so far plus the call's worst case (its output cap at the model's price);
-a call that would cross a hard limit is not made and the run stops.
+Budgets are checked before each call against the call's worst case (input estimated
+high plus its output cap, at the model's price): the run's caps here against what the
+run has spent, the day's caps (the agent's and all agents') through the daemon's
+:class:`corral.budget.Ledger`, which holds the worst case until the call is settled. A
+call that would cross a cap is not made and the run stops, resumable; a spent daily cap
+also pauses the agent until local midnight.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from corral.budget import MICRO, Crossing, Refusal, Tally, Worst, day_of
+from corral.endpoints import NotConfigured
 from corral.outcome import Outcome, RunEnded, failure
 from corral.states import RunState
 
@@ -24,8 +32,11 @@ if TYPE_CHECKING:
     from corral.config import AgentConfig
     from corral.engine import Engine
     from corral.journal import Journal
-    from corral.models import Request
+    from corral.models import Endpoint, Request, Response
     from corral.tools import ToolSpec
+
+BREAKER_POLL = 1.0
+"""How often a call waiting on an open breaker looks again (the breaker says when it half-opens)."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +106,16 @@ def refusal(agent: AgentConfig, granted: dict[str, ToolSpec | None], name: str, 
 
 
 class ModelCaller:
-    """Makes one attempt's model calls, in order, and keeps its budget."""
+    """Makes one attempt's model calls, in order, and keeps its budgets."""
 
     def __init__(
-        self, engine: Engine, agent: AgentConfig, journal: Journal, log: Any, granted: dict[str, ToolSpec | None]
+        self,
+        engine: Engine,
+        agent: AgentConfig,
+        journal: Journal,
+        log: Any,
+        granted: dict[str, ToolSpec | None],
+        stopped: Callable[[], bool] = lambda: False,
     ) -> None:
         self.engine = engine
         self.agent = agent
@@ -106,6 +123,8 @@ class ModelCaller:
         self.log = log
         self.spent = Spent()
         self.granted = granted
+        self.stopped = stopped
+        """True once the attempt is being ended (a limit, shutdown): stop waiting for an endpoint."""
 
     async def load_spent(self) -> None:
         """What the run's earlier attempts already spent (their calls replay free)."""
@@ -118,36 +137,88 @@ class ModelCaller:
             self.spent.add(entry)
 
     async def call(self, item: ModelCall) -> dict[str, Any]:
-        """Make the call; journal its outcome; return the answer for the agent.
+        """Make the call; journal its outcome and spend; return the answer for the agent.
 
-        Raises RunEnded when the run must stop: a hard budget limit (after journaling the
-        refusal), or a transient failure that outlasted every retry (the step stays
-        "started", so the resumed run makes the call again).
+        Raises RunEnded when the run must stop: a hard budget limit, or a transient failure
+        that outlasted every retry. The step then stays "started", so ``corral retry``
+        makes the call again, checked against the budgets of that day.
         """
-        from corral.models import ModelError, cost, micro_dollars, worst_case_cost
+        from corral.models import cost, micro_dollars
 
         model = resolve(self.agent, item.name)
         assert model is not None  # checked before the step was journaled
         config = self.engine.config.models[model]
         request = build_request(item.args, self.granted)
-        if config.missing_key:
+        try:
+            endpoint = await self.engine.endpoints.get(model)
+        except NotConfigured as exc:
+            return await self._fail(item.seq, "not_configured", str(exc))
+        adapter = self.engine.plugins.providers.get(endpoint.provider)
+        if adapter is None:
+            installed = ", ".join(sorted(self.engine.plugins.providers)) or "none"
             return await self._fail(
                 item.seq,
                 "not_configured",
-                f"model {model!r} is not configured: its API key is not in the daemon's environment; set "
-                f'{config.missing_key} where corral runs ([models.{model}] api_key_env = "{config.missing_key}")',
+                f"model {model!r}: no installed plugin provides provider {endpoint.provider!r} (installed: "
+                f"{installed}); install the plugin, or fix [models.{model}] provider",
             )
-        over = self._over_budget(request, config.endpoint.max_output_tokens, worst_case_cost(config.endpoint, request))
+        worst = _worst(endpoint, request)
+        over = self._over_run_budget(worst)
         if over:
-            await self._fail(item.seq, "budget", over)
-            raise RunEnded(Outcome(RunState.FAILED, failure("budget", over)))
-        client = self.engine.model_client(model)
+            self._alert("budget:run:" + self.journal.run_id, "warning", "a run reached its model budget", over)
+            raise RunEnded(Outcome(RunState.FAILED, resumable(failure("budget", over))))
+        ledger = self.engine.ledger
+        if not ledger.loaded:
+            await self.engine.writer.run(ledger.load)
+        held = ledger.reserve(self.agent.name, worst)
+        if isinstance(held, Refusal):
+            await self._day_spent(held)
+        try:
+            response = await self._ask(model, endpoint, adapter, config.breaker_wait, request, item.seq)
+            if isinstance(response, dict):
+                return response
+            price = cost(endpoint, response.usage)
+            tally = Tally(
+                input_tokens=response.usage.input_tokens,
+                output_tokens=response.usage.output_tokens,
+                cost_micro_usd=micro_dollars(price) if price is not None else 0,
+                calls=1,
+                unpriced_calls=int(price is None),
+            )
+            usage = {"input_tokens": tally.input_tokens, "output_tokens": tally.output_tokens}
+            spent = {"usage": usage, "cost_usd": str(price) if price is not None else None, "model": model}
+            if price is not None:
+                spent["cost_micro_usd"] = tally.cost_micro_usd
+            value = response.to_dict()
+            entry, crossings = await self.engine.writer.run(
+                lambda txn: self._record(txn, item.seq, value, spent, tally)
+            )
+        finally:
+            self.engine.ledger.release(held)
+        if entry is not None:
+            self.spent.add(entry)
+        for crossing in crossings:
+            self._soft_alert(crossing)
+        return {"t": "result", "seq": item.seq, "ok": True, "replayed": False, "value": value}
+
+    async def _ask(
+        self, model: str, endpoint: Endpoint, adapter: Any, breaker_wait: float, request: Request, seq: int
+    ) -> Response | dict[str, Any]:
+        """The provider's response; a journaled error answer for a call that cannot succeed as asked.
+
+        While the endpoint's circuit breaker is open the call waits for it, up to the model's
+        ``breaker_wait``; a transient failure beyond that, or after every retry, ends the run.
+        """
+        from corral.models import ModelError
+
+        client = self.engine.model_client(model, endpoint, adapter)
+        deadline = time.monotonic() + breaker_wait
 
         def on_attempt(attempt: Any) -> None:
             if attempt.status != 200 and attempt.kind:
                 self.log.warning(
                     "model call retry" if attempt.wait else "model call failed",
-                    seq=item.seq,
+                    seq=seq,
                     model=model,
                     status=attempt.status,
                     error=attempt.kind,
@@ -155,45 +226,111 @@ class ModelCaller:
                     wait_s=attempt.wait,
                 )
 
-        try:
-            response = await client.call(request, on_attempt=on_attempt)
-        except ModelError as exc:
-            if exc.retryable:
+        while True:
+            try:
+                return await client.call(request, on_attempt=on_attempt)
+            except ModelError as exc:
+                if not exc.retryable:
+                    return await self._fail(seq, exc.kind, str(exc))
+                left = deadline - time.monotonic()
+                if exc.kind == "breaker_open" and left > 0 and not self.stopped() and not self.engine.draining:
+                    wait = min(left, max(BREAKER_POLL, exc.retry_after or BREAKER_POLL))
+                    self.log.info("waiting for model endpoint to recover", seq=seq, model=model, wait_s=wait)
+                    await self._sleep(wait)
+                    continue
                 message = f"model {model!r} did not answer after every retry: {exc}"
-                raise RunEnded(Outcome(RunState.INTERRUPTED, failure("model", message), retry=True)) from None
-            return await self._fail(item.seq, exc.kind, str(exc))
-        price = cost(config.endpoint, response.usage)
-        usage = {"input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens}
-        spent = {"usage": usage, "cost_usd": str(price) if price is not None else None, "model": model}
-        if price is not None:
-            spent["cost_micro_usd"] = micro_dollars(price)
-        value = response.to_dict()
-        journal, seq = self.journal, item.seq
-        entry = await self.engine.writer.run(lambda txn: journal.done(txn, seq, True, value, None, spent))
-        if entry is not None:
-            self.spent.add(entry)
-        return {"t": "result", "seq": seq, "ok": True, "replayed": False, "value": value}
+                self.log.error("model calls failing", seq=seq, model=model, error=message)
+                raise RunEnded(Outcome(RunState.FAILED, resumable(failure("model", message)))) from None
 
-    def _over_budget(self, request: Request, output_cap: int, worst: Decimal | None) -> str | None:
-        budget, spent, where = self.agent.budget, self.spent, f"[agents.{self.agent.name}.budget]"
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early when the attempt is ended meanwhile."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0 and not self.stopped() and not self.engine.draining:
+            await asyncio.sleep(min(left, BREAKER_POLL))
+
+    def _record(
+        self, txn: Any, seq: int, value: Any, spent: dict[str, Any], tally: Tally
+    ) -> tuple[dict[str, Any] | None, list[Crossing]]:
+        """In one commit: the journal entry, today's spend, and the run's own total."""
+        entry = self.journal.done(txn, seq, True, value, None, spent)
+        crossings = self.engine.ledger.record(txn, self.agent.name, str(spent["model"]), tally)
+        records = self.engine.records
+        run = records.get_run(txn, self.journal.run_id)
+        if run is not None:
+            total = Tally.from_dict(run.get("spent") or {})
+            total.add(tally)
+            run["spent"] = total.to_dict()
+            records.put_run(txn, run)
+        return entry, crossings
+
+    def _over_run_budget(self, worst: Worst) -> str | None:
+        budget, spent, where = self.agent.budget.run, self.spent, f"[agents.{self.agent.name}.budget]"
         if budget.calls is not None and spent.calls + 1 > budget.calls:
             return f"model call budget reached: {spent.calls} of {budget.calls} calls made ({where} run_calls)"
-        if budget.tokens is not None:
-            cap = request.options.max_tokens or output_cap
-            if spent.tokens + cap > budget.tokens:
-                return (
-                    f"token budget reached: {spent.tokens} used, this call may use up to {cap} more, "
-                    f"limit {budget.tokens} ({where} run_tokens)"
-                )
-        if budget.cost_usd is not None and spent.cost_usd + (worst or 0) > budget.cost_usd:
+        if budget.tokens is not None and spent.tokens + worst.tokens > budget.tokens:
             return (
-                f"cost budget reached: ${spent.cost_usd} spent, this call may cost up to ${worst}, "
+                f"token budget reached: {spent.tokens} used, this call may use up to {worst.tokens} more, "
+                f"limit {budget.tokens} ({where} run_tokens)"
+            )
+        worst_usd = Decimal(worst.cost_micro_usd) / MICRO
+        if budget.cost_usd is not None and spent.cost_usd + worst_usd > budget.cost_usd:
+            return (
+                f"cost budget reached: ${spent.cost_usd:.4f} spent, this call may cost up to ${worst_usd:.4f}, "
                 f"limit ${budget.cost_usd} ({where} run_cost_usd)"
             )
         return None
+
+    async def _day_spent(self, refusal: Refusal) -> NoReturn:
+        """A daily cap is spent: alert, pause the agent until the budget renews, end the run."""
+        scope = refusal.scope or "all"
+        self._alert(
+            f"budget:day:{scope}:{day_of(refusal.until - 1)}:limit",
+            "critical",
+            "daily model budget spent",
+            refusal.message,
+        )
+        await self.engine.pause_agent(self.agent.name, refusal.message, until=refusal.until)
+        raise RunEnded(Outcome(RunState.FAILED, resumable(failure("budget", refusal.message))))
+
+    def _soft_alert(self, crossing: Crossing) -> None:
+        who = f"agent {crossing.scope!r}" if crossing.scope else "all agents together"
+        title = f"{who} used {crossing.fraction:.0%} of the daily {crossing.measure.replace('_', ' ')} budget"
+        body = f"{crossing.used} of {crossing.cap} on {crossing.day}"
+        key = f"budget:day:{crossing.scope or 'all'}:{crossing.day}:{crossing.measure}:{crossing.fraction:g}"
+        self._alert(key, "warning", title, body)
+
+    def _alert(self, key: str, severity: str, title: str, body: str) -> None:
+        from corral.alerts import Alert, Severity
+
+        self.log.warning(title, detail=body)
+        self.engine.alert(
+            Alert(
+                key=key,
+                severity=Severity(severity),
+                title=title,
+                body=body,
+                agent=self.agent.name,
+                run_id=self.journal.run_id,
+            )
+        )
 
     async def _fail(self, seq: int, kind: str, message: str) -> dict[str, Any]:
         error = {"kind": kind, "message": message, "type": "ModelCallError"}
         journal = self.journal
         await self.engine.writer.run(lambda txn: journal.done(txn, seq, False, None, error))
         return {"t": "result", "seq": seq, "ok": False, "replayed": False, "error": error}
+
+
+def resumable(error: dict[str, Any]) -> dict[str, Any]:
+    """Mark a failure that ``corral retry`` can pick up from the journal once its cause is gone."""
+    return {**error, "resumable": True}
+
+
+def _worst(endpoint: Endpoint, request: Request) -> Worst:
+    """The most a call can use: every input token estimated high, plus the output cap."""
+    from corral.models import estimate_input_tokens, micro_dollars, worst_case_cost
+    from corral.models.provider import max_output_tokens
+
+    tokens = estimate_input_tokens(request) + max_output_tokens(endpoint, request)
+    price = worst_case_cost(endpoint, request)
+    return Worst(tokens, micro_dollars(price) if price is not None else 0)

@@ -1,4 +1,4 @@
-"""``[models.NAME]`` tables and the per-run model budget of ``[agents.NAME.budget]``.
+"""``[models.NAME]`` tables, the budgets of ``[agents.NAME.budget]`` and the global ``[budget]``.
 
 A model's API key is named, never written in the file: ``api_key_env`` names a variable
 of the daemon's environment, read when the config is loaded. The key then lives only in
@@ -28,26 +28,49 @@ _NUMBERS = {
     "breaker_failures": int,
     "breaker_cool_down": float,
 }
-MODEL_KEYS = ("provider", "base_url", "model", "api_key_env", "prices", *_NUMBERS)
+MODEL_KEYS = ("provider", "base_url", "model", "api_key_env", "prices", "breaker_wait", *_NUMBERS)
+DEFAULT_BREAKER_WAIT = 300.0
 PRICE_KEYS = ("input", "output", "cache_read", "cache_write")
-BUDGET_KEYS = ("run_tokens", "run_cost_usd", "run_calls")
+CAP_KINDS = ("tokens", "cost_usd", "calls")
+AGENT_BUDGET_KEYS = (*(f"run_{k}" for k in CAP_KINDS), *(f"day_{k}" for k in CAP_KINDS), "soft_alerts")
+GLOBAL_BUDGET_KEYS = (*(f"day_{k}" for k in CAP_KINDS), "soft_alerts")
+DEFAULT_SOFT = (0.5, 0.8)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """One endpoint, and the environment variable its key should come from if it is missing."""
+    """One endpoint, the environment variable its key should come from if it is missing, and
+    how long a call waits for the endpoint's open circuit breaker (0: the run fails at once).
 
-    endpoint: Endpoint
+    ``endpoint`` is None for ``provider = "auto"``: the daemon finds one when it is first
+    needed (an API key in its environment, or a local Ollama; :mod:`corral.models.detection`).
+    """
+
+    endpoint: Endpoint | None
     missing_key: str | None = None
+    breaker_wait: float = DEFAULT_BREAKER_WAIT
 
 
 @dataclass(frozen=True)
-class RunBudget:
-    """Hard limits for one run's model calls; None is no limit."""
+class Caps:
+    """Hard limits on model calls over some span (a run, a day); None is no limit."""
 
     tokens: int | None = None
     cost_usd: Decimal | None = None
     calls: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.tokens, self.cost_usd, self.calls))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``run`` caps one run; ``day`` caps a local calendar day; ``soft`` are the fractions of a
+    day cap at which an alert is raised, once each per day."""
+
+    run: Caps = Caps()
+    day: Caps = Caps()
+    soft: tuple[float, ...] = DEFAULT_SOFT
 
 
 def read_models(where: str, data: object, environ: Mapping[str, str]) -> tuple[dict[str, ModelConfig], list[str]]:
@@ -65,6 +88,22 @@ def read_models(where: str, data: object, environ: Mapping[str, str]) -> tuple[d
             continue
         unknown = sorted(set(table) - set(MODEL_KEYS))
         problems += [f"{at} {key}: unknown key; known keys: {', '.join(MODEL_KEYS)}" for key in unknown]
+        breaker_wait = table.get("breaker_wait", DEFAULT_BREAKER_WAIT)
+        if isinstance(breaker_wait, bool) or not isinstance(breaker_wait, int | float) or breaker_wait < 0:
+            problems.append(
+                f"{at} breaker_wait: {breaker_wait!r} must be the seconds a call waits for the endpoint to recover"
+                " while its circuit breaker is open (0 to fail the run at once)"
+            )
+        if table.get("provider") == "auto":
+            chosen = sorted(set(table) & set(MODEL_KEYS) - {"provider", "breaker_wait"})
+            problems += [
+                f'{at} {key}: with provider = "auto" corral chooses the endpoint itself; remove {key}, or name '
+                'the provider ("openai" or "anthropic") to configure it'
+                for key in chosen
+            ]
+            if not any(p.startswith(at) for p in problems):
+                models[name] = ModelConfig(None, None, float(breaker_wait))
+            continue
         values: dict[str, Any] = {}
         for key in ("provider", "base_url", "model"):
             value = table.get(key)
@@ -97,7 +136,7 @@ def read_models(where: str, data: object, environ: Mapping[str, str]) -> tuple[d
         if any(p.startswith(at) for p in problems):
             continue
         try:
-            models[name] = ModelConfig(Endpoint(name=name, **values), missing)
+            models[name] = ModelConfig(Endpoint(name=name, **values), missing, float(breaker_wait))
         except ConfigError as exc:
             problems += [f"{where}: {problem}" for problem in exc.problems]
     return models, problems
@@ -117,21 +156,56 @@ def _prices(at: str, data: object, problems: list[str], prices: Any) -> Any:
         return None
 
 
-def read_budget(at: str, data: object) -> tuple[RunBudget, list[str]]:
-    """``[agents.NAME.budget]``: run_tokens, run_cost_usd, run_calls."""
+def read_budget(at: str, data: object, keys: tuple[str, ...] = AGENT_BUDGET_KEYS) -> tuple[Budget, list[str]]:
+    """A budget table (``[agents.NAME.budget]`` or ``[budget]``); returns it and the problems found."""
     if data is None:
-        return RunBudget(), []
+        return Budget(), []
     if not isinstance(data, dict):
-        return RunBudget(), [f"{at}: must be a table with {', '.join(BUDGET_KEYS)}"]
-    problems = [
-        f"{at} {key}: unknown key; known keys: {', '.join(BUDGET_KEYS)}" for key in set(data) - set(BUDGET_KEYS)
-    ]
-    tokens, calls, cost = data.get("run_tokens"), data.get("run_calls"), data.get("run_cost_usd")
-    for key, value in (("run_tokens", tokens), ("run_calls", calls)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            problems.append(f"{at} {key}: {value!r} is not a positive integer")
-    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int | float) or cost <= 0):
-        problems.append(f"{at} run_cost_usd: {cost!r} is not a positive amount of dollars, e.g. 0.50")
+        return Budget(), [f"{at}: must be a table with any of {', '.join(keys)}"]
+    problems = [f"{at} {key}: unknown key; known keys: {', '.join(keys)}" for key in sorted(set(data) - set(keys))]
+    caps: dict[str, Caps] = {}
+    for span in ("run", "day"):
+        values: dict[str, Any] = {}
+        for kind in CAP_KINDS:
+            key = f"{span}_{kind}"
+            value = data.get(key)
+            if value is None or key not in keys:
+                continue
+            if kind == "cost_usd":
+                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                    problems.append(f"{at} {key}: {value!r} is not a positive amount of dollars, e.g. 0.50")
+                else:
+                    values[kind] = Decimal(str(value))
+            elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                problems.append(f"{at} {key}: {value!r} is not a positive integer")
+            else:
+                values[kind] = value
+        caps[span] = Caps(**values)
+    soft = data.get("soft_alerts", list(DEFAULT_SOFT))
+    if not isinstance(soft, list) or not all(
+        isinstance(f, int | float) and not isinstance(f, bool) and 0 < f < 1 for f in soft
+    ):
+        problems.append(f"{at} soft_alerts: {soft!r} must be a list of fractions between 0 and 1, e.g. [0.5, 0.8]")
+        soft = list(DEFAULT_SOFT)
     if problems:
-        return RunBudget(), problems
-    return RunBudget(tokens, Decimal(str(cost)) if cost is not None else None, calls), []
+        return Budget(), problems
+    return Budget(caps["run"], caps["day"], tuple(sorted(float(f) for f in soft))), []
+
+
+def unpriced_cost_caps(budgets: Mapping[str, Budget], models: Mapping[str, ModelConfig]) -> list[str]:
+    """A cost cap cannot be kept for a model without prices: name each such pairing.
+
+    ``budgets`` maps a config location (``[agents.NAME.budget]``) to its budget, ``models``
+    the models that budget covers.
+    """
+    problems = []
+    for where, budget in budgets.items():
+        if budget.run.cost_usd is None and budget.day.cost_usd is None:
+            continue
+        for name, model in models.items():
+            if model.endpoint is not None and model.endpoint.prices is None:
+                problems.append(
+                    f"{where}: a cost limit is set but [models.{name}] has no prices, so its cost is unknown; add "
+                    f"prices = {{ input = ..., output = ... }} (dollars per million tokens) to [models.{name}]"
+                )
+    return problems

@@ -37,6 +37,10 @@ class Plugins:
 
     manager: pluggy.PluginManager
     tools: dict[str, ToolSpec] = field(default_factory=dict)
+    guardrails: list[Any] = field(default_factory=list)
+    """Registered :class:`corral.guardrails.Guardrail` objects, in hook order."""
+    providers: dict[str, Any] = field(default_factory=dict)
+    """Model API adapters by provider name (:class:`corral.models.provider.Adapter`)."""
     failures: list[str] = field(default_factory=list)
     entry_points: list[tuple[str, str]] = field(default_factory=list)
     """(name, "module:attr") of the ``corral`` entry points found, so an agent's process
@@ -99,6 +103,8 @@ def load_plugins(
     """Register every plugin, then describe their tools. Broken plugins are skipped."""
     plugins = register_plugins(extra, plugin_dir, warn)
     plugins.tools = collect_tools(plugins.manager, plugins.failures, warn)
+    plugins.guardrails = collect_guardrails(plugins.manager, plugins.failures, warn)
+    plugins.providers = collect_providers(plugins.manager, plugins.failures, warn)
     return plugins
 
 
@@ -166,6 +172,61 @@ def collect_tools(
             failures.append(message)
             warn(message)
     return tools
+
+
+def collect_guardrails(manager: pluggy.PluginManager, failures: list[str], warn: Callable[[str], None]) -> list[Any]:
+    """Ask each plugin for its guardrails; one that registers something without ``name`` and
+    ``start`` is reported and skipped."""
+    guardrails: list[Any] = []
+    for impl in ordered(manager.hook.corral_register_guardrails):
+        plugin = impl.plugin_name
+
+        def register(guardrail: Any, plugin: str = plugin) -> None:
+            if not isinstance(getattr(guardrail, "name", None), str) or not callable(getattr(guardrail, "start", None)):
+                raise PluginError(
+                    f"plugin {plugin} registered {guardrail!r} as a guardrail; a guardrail needs a `name` string "
+                    "and a `start(run, agent)` method (see corral.guardrails)"
+                )
+            guardrails.append(guardrail)
+
+        try:
+            call_impl(impl, register=register)
+        except Exception as exc:
+            message = f"plugin {plugin} failed while registering guardrails: {type(exc).__name__}: {exc}"
+            failures.append(message)
+            warn(message)
+    return guardrails
+
+
+def collect_providers(
+    manager: pluggy.PluginManager, failures: list[str], warn: Callable[[str], None]
+) -> dict[str, Any]:
+    """Ask each plugin for its model providers; a name registered twice is reported with both plugins."""
+    providers: dict[str, Any] = {}
+    owners: dict[str, str] = {}
+    for impl in ordered(manager.hook.corral_register_model_providers):
+        plugin = impl.plugin_name
+
+        def register(adapter: Any, plugin: str = plugin) -> None:
+            name = getattr(adapter, "name", None)
+            if not isinstance(name, str) or not all(callable(getattr(adapter, m, None)) for m in ("build", "parse")):
+                raise PluginError(
+                    f"plugin {plugin} registered {adapter!r} as a model provider; it needs a `name` and "
+                    "`build`/`parse` methods (see corral.models.provider.Adapter)"
+                )
+            if name in providers:
+                raise PluginError(
+                    f"model provider {name!r} is registered by both {owners[name]} and {plugin}; uninstall one"
+                )
+            providers[name], owners[name] = adapter, plugin
+
+        try:
+            call_impl(impl, register=register)
+        except Exception as exc:
+            message = f"plugin {plugin} failed while registering model providers: {type(exc).__name__}: {exc}"
+            failures.append(message)
+            warn(message)
+    return providers
 
 
 def ordered(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:

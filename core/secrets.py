@@ -26,6 +26,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -466,3 +467,43 @@ class Redactor:
         else:
             result = value
         return result
+
+
+class Redaction:
+    """A structlog processor hiding every secret granted so far, in every value of every event.
+
+    The daemon calls :meth:`add` with a run's granted values before the run starts, so
+    its log lines (the agent's output included), its error and its result are redacted
+    from then on. Thread-safe: the redactor is replaced whole, never changed in place.
+    With nothing granted it costs one attribute check per event.
+    """
+
+    def __init__(self) -> None:
+        self._secrets: dict[str, str] = {}
+        self._redactor: Redactor | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Redaction(names={sorted(self._secrets)!r})"
+
+    def add(self, secrets: Mapping[str, str]) -> None:
+        """Redact these values too (a changed value is added; the old one stays redacted)."""
+        with self._lock:
+            known = set(self._secrets.items())
+            fresh = {name: value for name, value in secrets.items() if (name, value) not in known}
+            if not fresh:
+                return
+            for name, value in fresh.items():
+                key = name if self._secrets.get(name, value) == value else f"{name}_{len(self._secrets)}"
+                self._secrets[key] = value
+            self._redactor = Redactor(self._secrets)
+
+    def redact(self, value: T) -> T:
+        redactor = self._redactor
+        return value if redactor is None else redactor.redact(value)
+
+    def __call__(self, logger: Any, name: str, event_dict: Any) -> Any:
+        redactor = self._redactor
+        if redactor is None:
+            return event_dict
+        return {key: redactor.redact(value) for key, value in event_dict.items()}

@@ -23,7 +23,8 @@ class RunState(enum.StrEnum):
 
 
 FINISHED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.ABANDONED})
-"""States a run never leaves."""
+"""States a run has ended in. It leaves one only by ``corral retry`` of a failure marked
+resumable (a model endpoint down, a budget spent), which queues it again."""
 
 
 _ALLOWED: dict[RunState, frozenset[RunState]] = {
@@ -40,6 +41,7 @@ _ALLOWED: dict[RunState, frozenset[RunState]] = {
     ),
     RunState.INTERRUPTED: frozenset({RunState.RUNNING, RunState.FAILED, RunState.ABANDONED, RunState.CANCELLED}),
     RunState.ON_HOLD: frozenset({RunState.QUEUED, RunState.FAILED, RunState.CANCELLED}),
+    RunState.FAILED: frozenset({RunState.QUEUED}),
 }
 
 

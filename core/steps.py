@@ -14,22 +14,41 @@ event-loop side learns it in order through the wire, as a :class:`corral.outcome
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
 
 from corral.childwire import ChildWire, StepPath
 from corral.errors import ProtocolError, StoreError
+from corral.guardrails import Action
 from corral.journal import Decision, Journal
 from corral.modelcalls import ModelCall
 from corral.outcome import Outcome, RunEnded, failure
+from corral.packing import pack
 from corral.states import RunState
+from corral.wire import fingerprint
 
 if TYPE_CHECKING:
+    from corral.approvals import Approvals
+    from corral.guardrails.guards import Guards
     from corral.store.writer import Callback, Job
     from corral.tools import ToolSpec
+
+
+@dataclass(frozen=True)
+class Guarding:
+    """What the step path needs to apply guardrails: the run's guards, where approval
+    requests go, the run they belong to, and how long one waits before it expires."""
+
+    guards: Guards
+    approvals: Approvals
+    run: dict[str, Any]
+    timeout: float
+
 
 DONE_LINGER = 0.002
 """Seconds a reported tool outcome may wait for the agent's next step to share its commit."""
@@ -55,6 +74,8 @@ class Steps(StepPath):
         report: Report,
         log: Any,
         model_refusal: Callable[[str, dict[str, Any]], str | None] = lambda name, args: "no models are configured",
+        max_args_bytes: int = 256 * 2**10,
+        guarding: Guarding | None = None,
     ) -> None:
         self.wire = wire
         self.journal = journal
@@ -65,6 +86,8 @@ class Steps(StepPath):
         self.report = report
         self.log = log
         self.model_refusal = model_refusal
+        self.max_args_bytes = max_args_bytes  # [corral] max_tool_args_bytes
+        self.guarding = guarding
         self.open = False  # set by the attempt once the hello is checked, before the welcome
         self.next_seq = 1
         self.executing: int | None = None  # the step told to run (exec) whose done is awaited
@@ -124,7 +147,11 @@ class Steps(StepPath):
             refused = self.model_refusal(name, args)
             if refused:
                 return [self._job(seq, lambda txn: journal.refuse(txn, seq, "model", name, args, refused))]
-            return [self._job(seq, lambda txn: journal.model(txn, seq, name, args))]
+            return [
+                self._job(
+                    seq, self._guarded(seq, kind, name, args, False, lambda txn: journal.model(txn, seq, name, args))
+                )
+            ]
         if kind != "tool":
             raise ProtocolError(f"unknown step kind {kind!r}")
         refusal = self._refusal(name, args)
@@ -133,12 +160,42 @@ class Steps(StepPath):
         spec = self.granted[name]
         assert spec is not None
         idempotent, can_reconcile = spec.idempotent, spec.reconcile is not None
-        return [self._job(seq, lambda txn: journal.tool(txn, seq, name, args, idempotent, can_reconcile))]
+        start = lambda txn: journal.tool(txn, seq, name, args, idempotent, can_reconcile)  # noqa: E731
+        return [self._job(seq, self._guarded(seq, kind, name, args, spec.high_stakes, start))]
+
+    def _guarded(
+        self,
+        seq: int,
+        kind: str,
+        name: str,
+        args: dict[str, Any],
+        high_stakes: bool,
+        decide: Callable[[Any], Decision],
+    ) -> Callable[[Any], Decision]:
+        """``decide``, unless a guardrail has something to say about this call first."""
+        guarding = self.guarding
+        if guarding is None:
+            return decide
+        action = Action(seq, kind, name, args, fingerprint(kind, name, args), time.time(), high_stakes)
+        verdict = guarding.guards.before(action)
+        if verdict is None:
+            return decide
+        journal = self.journal
+        return lambda txn: journal.guarded(
+            txn, seq, kind, name, args, verdict, decide, guarding.approvals, guarding.run, guarding.timeout
+        )
 
     def _refusal(self, name: str, args: dict[str, Any]) -> str | None:
         if name not in self.granted:
             granted = ", ".join(sorted(self.granted)) or "none"
-            return f"tool {name!r} is not granted to agent {self.agent!r}; granted tools: {granted}"
+            near = difflib.get_close_matches(name, list(self.granted), n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            return f"tool {name!r} is not granted to agent {self.agent!r}; {hint}granted tools: {granted}"
+        if self.wire.max_bytes > self.max_args_bytes and (size := len(pack(args))) > self.max_args_bytes:
+            return (
+                f"arguments of tool {name!r} are {size} bytes, over the {self.max_args_bytes}-byte limit "
+                "([corral] max_tool_args_bytes); pass less data, e.g. a file path instead of its content"
+            )
         spec = self.granted[name]
         if spec is None:
             return (
@@ -172,12 +229,25 @@ class Steps(StepPath):
             reports = [(entry, False) for entry in finished if entry is not None]
             if decision is not None and seq is not None:
                 self._answer(seq, decision)
-                if decision.action in ("replay", "result"):
+                if decision.action in ("replay", "result", "stop", "approval"):
                     reports.append((decision.entry, decision.action == "replay"))
             if reports:
+                self._after(reports)
                 self.report(reports)
 
         return job, callback
+
+    def _after(self, reports: list[tuple[dict[str, Any], bool]]) -> None:
+        """Show the guards each durable step; one may stop the run on what it sees."""
+        if self.guarding is None or self._over:
+            return
+        for entry, _ in reports:
+            stop = self.guarding.guards.after(entry)
+            if stop is not None:
+                message = f"guardrail {stop.guardrail!r} stopped the run: {stop.reason}"
+                self.log.warning("guardrail stopped the run", seq=entry.get("seq"), guardrail=stop.guardrail)
+                self._end(Outcome(RunState.FAILED, {**failure("guardrail", message), "guardrail": stop.to_dict()}))
+                return
 
     def _answer(self, seq: int, decision: Decision) -> None:
         message = answer(seq, decision)
@@ -199,6 +269,15 @@ class Steps(StepPath):
             )
         elif action == "mismatch":
             self._end(Outcome(RunState.FAILED, failure("nondeterminism", decision.message)))
+        elif action == "stop":
+            guardrail = decision.entry.get("guardrail") or {}
+            why = f"guardrail {guardrail.get('guardrail')!r} stopped the run: {decision.message}"
+            self.log.warning("guardrail stopped the run", seq=seq, guardrail=guardrail.get("guardrail"))
+            self._end(Outcome(RunState.FAILED, {**failure("guardrail", why), "guardrail": guardrail}))
+        elif action == "approval":
+            self.log.warning("run waits for approval", seq=seq, approval=decision.entry["approval"])
+            error = {**failure("approval", decision.message), "approval": decision.entry["approval"]}
+            self._end(Outcome(RunState.ON_HOLD, error, hold_reason=decision.message))
 
     def _failed(self, exc: BaseException, seq: int | None) -> None:
         if isinstance(exc, StoreError):
@@ -237,7 +316,7 @@ def answer(seq: int, decision: Decision) -> dict[str, Any] | None:
         return message
     if decision.action in ("exec", "reconcile"):
         return {"t": decision.action, "seq": seq, "key": entry["key"]}
-    if decision.action in ("hold", "mismatch"):
+    if decision.action in ("hold", "mismatch", "stop", "approval"):
         return {"t": "abort", "reason": decision.message}
     return None
 

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+PROVIDER_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
+"""Never passed to a test's corral: a test must not reach a real provider by detection."""
 
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
@@ -88,7 +90,7 @@ class CorralProject:
 
     @property
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_") and k not in PROVIDER_KEYS}
         env.update(CORRAL_HOME=str(self.home), CORRAL_CONFIG=str(self.config_path))
         return env
 

@@ -8,11 +8,18 @@ refused at registration with a ``ToolDefinitionError`` rather than guessed at.
 
 Schemas are JSON Schema draft 2020-12 (validate with ``Draft202012Validator``); they
 carry no ``$schema`` key because model APIs take the bare object.
+
+A tool also declares what it is, for the layers that gate it: ``read_only`` (no side
+effects, so safe to rerun), ``idempotent``, ``high_stakes`` (a human approves each call
+before it runs) and the ``secrets`` it needs. Two parameter names are corral's, hidden
+from the model: ``idempotency_key`` and ``settings`` (the operator's
+``[agents.NAME.tool_settings.TOOL]`` table, see :mod:`corral.toolsettings`).
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
 import enum
 import inspect
 import json
@@ -25,11 +32,14 @@ from typing import (
     Annotated,
     Any,
     Literal,
+    NotRequired,
+    Required,
     TypeVar,
     Union,
     get_args,
     get_origin,
     get_type_hints,
+    is_typeddict,
     overload,
 )
 
@@ -39,8 +49,13 @@ if TYPE_CHECKING:
     import docstring_parser
 
 TOOL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_.-]{0,63}$")
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 IDEMPOTENCY_KEY = "idempotency_key"
 """Parameter name corral fills with a stable per-call key; never shown to the model."""
+SETTINGS = "settings"
+"""Parameter name corral fills with the agent's settings table for the tool; never shown to the model."""
+SECRETS = "secrets"
+"""Parameter name corral fills with the declared secrets' values (name -> value); never shown to the model."""
 
 _PRIMITIVES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 _PRIMITIVES[type(None)] = "null"
@@ -81,6 +96,14 @@ class ToolSpec:
     reconcile: Callable[..., Any] | None
     takes_idempotency_key: bool
     plugin: str = ""
+    read_only: bool = False
+    """No side effects; implies ``idempotent`` (an interrupted call is simply run again)."""
+    high_stakes: bool = False
+    """Every call needs a human's approval before it runs."""
+    secrets: tuple[str, ...] = ()
+    """Names of the secrets the tool needs; only tools that declare a secret receive it."""
+    settings_schema: dict[str, Any] | None = None
+    """JSON schema of the ``settings`` the tool takes from the agent's config; None: it takes none."""
 
     def with_plugin(self, name: str) -> ToolSpec:
         """A copy blamed on plugin ``name``, so logs and errors name who offered it."""
@@ -92,8 +115,17 @@ class ToolSpec:
             "name": self.name,
             "description": self.description,
             "parameters": copy.deepcopy(self.parameters),
+            "read_only": self.read_only,
             "idempotent": self.idempotent,
+            "high_stakes": self.high_stakes,
+            "secrets": list(self.secrets),
+            "plugin": self.plugin,
         }
+
+    @property
+    def takes_settings(self) -> bool:
+        """Whether the function has a ``settings`` parameter for corral to fill."""
+        return self.settings_schema is not None
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,7 +136,10 @@ def tool(
     func: F,
     *,
     name: str | None = None,
+    read_only: bool = False,
     idempotent: bool = False,
+    high_stakes: bool = False,
+    secrets: Sequence[str] = (),
     reconcile: Callable[..., Any] | None = None,
 ) -> F: ...
 @overload
@@ -112,15 +147,22 @@ def tool(
     func: None = None,
     *,
     name: str | None = None,
+    read_only: bool = False,
     idempotent: bool = False,
+    high_stakes: bool = False,
+    secrets: Sequence[str] = (),
     reconcile: Callable[..., Any] | None = None,
 ) -> Callable[[F], F]: ...
 def tool(
     func: Callable[..., Any] | None = None,
     *,
     name: str | None = None,
+    read_only: bool = False,
     idempotent: bool = False,
+    high_stakes: bool = False,
+    secrets: Sequence[str] = (),
     reconcile: Callable[..., Any] | None = None,
+    **unknown: Any,
 ) -> Any:
     """Mark ``func`` as a tool; use as ``@tool`` or ``@tool(idempotent=True, ...)``.
 
@@ -132,9 +174,17 @@ def tool(
 
     ``name`` overrides ``func.__name__`` as the tool's name. ``idempotent=True`` says
     running the call twice has the same effect as once, so corral may simply rerun it
-    after a crash. A parameter named ``idempotency_key`` is hidden from the model and
+    after a crash. ``read_only=True`` says the tool changes nothing (it implies
+    ``idempotent``). ``high_stakes=True`` says a human must approve each call before it
+    runs. ``secrets`` names the secrets the tool needs; only tools that declare a
+    secret receive it. A parameter named ``idempotency_key`` is hidden from the model and
     filled by corral with a key that is stable across retries of one call, for
-    deduplicating at the far end.
+    deduplicating at the far end; one named ``settings`` is hidden too and filled with
+    the agent's ``[agents.NAME.tool_settings.TOOL]`` table (annotate it with a
+    ``TypedDict`` so corral checks the table against it).
+
+    Options are checked here (an unknown or mistyped one raises
+    :class:`ToolDefinitionError` naming the function), the rest at registration.
 
     ``reconcile`` is for non-idempotent tools only. After a crash interrupted a call,
     corral calls ``reconcile(idempotency_key, **args)`` with the call's arguments; it
@@ -146,8 +196,18 @@ def tool(
     """
 
     def decorate(f: F) -> F:
+        options = _options(
+            f,
+            unknown,
+            name=name,
+            read_only=read_only,
+            idempotent=idempotent,
+            high_stakes=high_stakes,
+            secrets=secrets,
+            reconcile=reconcile,
+        )
         try:
-            setattr(f, _ATTR, _Options(name, idempotent, reconcile))
+            setattr(f, _ATTR, options)
         except AttributeError as exc:
             raise ToolDefinitionError(
                 f"{_where(f)} cannot carry a tool spec; decorate a plain function, or register it without @tool"
@@ -166,8 +226,7 @@ def spec_for(func: Callable[..., Any]) -> ToolSpec:
     options = getattr(func, _ATTR, None)
     if not isinstance(options, _Options):
         options = _Options()
-    spec = _derive(func, name=options.name, idempotent=options.idempotent, reconcile=options.reconcile)
-    return spec
+    return _derive(func, options)
 
 
 def tool_name(func: Callable[..., Any]) -> str:
@@ -191,19 +250,64 @@ class _Options:
     name: str | None = None
     idempotent: bool = False
     reconcile: Callable[..., Any] | None = None
+    read_only: bool = False
+    high_stakes: bool = False
+    secrets: tuple[str, ...] = ()
 
 
 _ATTR = "__corral_tool__"
 _NO_DEFAULT = object()
+_OPTION_NAMES = ("name", "read_only", "idempotent", "high_stakes", "secrets", "reconcile")
 
 
-def _derive(
+def _options(
     func: Callable[..., Any],
+    unknown: dict[str, Any],
     *,
     name: str | None,
+    read_only: bool,
     idempotent: bool,
+    high_stakes: bool,
+    secrets: Sequence[str],
     reconcile: Callable[..., Any] | None,
-) -> ToolSpec:
+) -> _Options:
+    """The decorator's options, checked now so a typo fails where the tool is defined."""
+    where = _where(func)
+    for option in unknown:
+        near = difflib.get_close_matches(option, _OPTION_NAMES, n=1)
+        hint = f"did you mean {near[0]!r}?" if near else f"the options are {', '.join(_OPTION_NAMES)}"
+        raise ToolDefinitionError(f"{where}: @tool got an unknown option {option!r}; {hint}")
+    flags = {"read_only": read_only, "idempotent": idempotent, "high_stakes": high_stakes}
+    for option, value in flags.items():
+        if not isinstance(value, bool):
+            raise ToolDefinitionError(f"{where}: @tool({option}={value!r}) must be True or False")
+    if isinstance(secrets, str) or not all(isinstance(s, str) for s in secrets):
+        raise ToolDefinitionError(
+            f"{where}: @tool(secrets={secrets!r}) must be a tuple of secret names, e.g. secrets=('GITHUB_TOKEN',)"
+        )
+    for secret in secrets:
+        if not SECRET_NAME.match(secret):
+            raise ToolDefinitionError(
+                f"{where}: @tool secret name {secret!r} is invalid; use letters, digits and '_', "
+                "not starting with a digit (it is delivered as the variable of that name)"
+            )
+    if read_only and reconcile is not None:
+        raise ToolDefinitionError(
+            f"{where}: reconcile is never called for a read_only tool (corral reruns it instead); "
+            "drop reconcile or read_only=True"
+        )
+    return _Options(
+        name=name,
+        idempotent=idempotent or read_only,
+        reconcile=reconcile,
+        read_only=read_only,
+        high_stakes=high_stakes,
+        secrets=tuple(dict.fromkeys(secrets)),
+    )
+
+
+def _derive(func: Callable[..., Any], options: _Options) -> ToolSpec:
+    name, idempotent, reconcile = options.name, options.idempotent, options.reconcile
     where = _where(func)
     if not callable(func):
         raise ToolDefinitionError(f"{where} is not callable; @tool decorates a function")
@@ -232,7 +336,8 @@ def _derive(
 
     properties: dict[str, Any] = {}
     required: list[str] = []
-    takes_key = False
+    takes_key = takes_secrets = False
+    settings_schema: dict[str, Any] | None = None
     for p in sig.parameters.values():
         at = f"{where}: parameter '{p.name}'"
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
@@ -243,6 +348,12 @@ def _derive(
             raise ToolDefinitionError(f"{at} is positional-only, but corral passes arguments by name; remove the '/'")
         if p.name == IDEMPOTENCY_KEY:
             takes_key = True
+            continue
+        if p.name == SETTINGS:
+            settings_schema = _settings_schema(hints.get(p.name), at)
+            continue
+        if p.name == SECRETS:
+            takes_secrets = True
             continue
         if p.name not in hints:
             raise ToolDefinitionError(f"{at} has no type annotation; annotate it, e.g. `{p.name}: str`")
@@ -270,6 +381,14 @@ def _derive(
         )
     if reconcile is not None:
         _check_reconcile(reconcile, where, list(properties), required)
+    if bool(options.secrets) != takes_secrets:
+        raise ToolDefinitionError(
+            f"{where}: declares secrets {list(options.secrets)} but takes no `secrets` parameter; add "
+            "`secrets: dict[str, str]` (corral fills it with their values)"
+            if options.secrets
+            else f"{where}: takes a `secrets` parameter but declares none; name them, e.g. "
+            '@corral.tool(secrets=("GITHUB_TOKEN",))'
+        )
     return ToolSpec(
         name=tool_name,
         description="\n\n".join(d for d in (doc.short_description, doc.long_description) if d),
@@ -283,6 +402,24 @@ def _derive(
         func=func,
         reconcile=reconcile,
         takes_idempotency_key=takes_key,
+        read_only=options.read_only,
+        high_stakes=options.high_stakes,
+        secrets=options.secrets,
+        settings_schema=settings_schema,
+    )
+
+
+def _settings_schema(hint: Any, at: str) -> dict[str, Any]:
+    """The schema the operator's settings table must match: from a TypedDict or a mapping."""
+    if hint is None:
+        raise ToolDefinitionError(
+            f"{at} has no type annotation; annotate it with a TypedDict of the settings the tool reads"
+        )
+    if is_typeddict(hint) or get_origin(hint) in (dict, Mapping) or hint in (dict, Mapping):
+        return _schema(hint, at)
+    raise ToolDefinitionError(
+        f"{at} is corral's settings table, so its type must be a TypedDict (or dict[str, Any]), "
+        f"not {_type_name(hint)}; rename the parameter if the model should fill it"
     )
 
 
@@ -296,7 +433,11 @@ def _schema(tp: Any, at: str) -> dict[str, Any]:
         return {"type": _PRIMITIVES[tp]}
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return _enum_schema([member.value for member in tp], at)
+    if is_typeddict(tp):
+        return _typeddict_schema(tp, at)
     origin, args = get_origin(tp), get_args(tp)
+    if origin in (Required, NotRequired):
+        return _schema(args[0], at)
     if origin is Annotated:
         schema = _schema(args[0], at)
         texts = [a for a in args[1:] if isinstance(a, str)]
@@ -329,8 +470,29 @@ def _schema(tp: Any, at: str) -> dict[str, Any]:
         return {"type": "object", "additionalProperties": _schema(args[1], at)}
     raise ToolDefinitionError(
         f"{at} has type {_type_name(tp)}, which corral cannot describe in JSON; use str, int, "
-        "float, bool, None, list, tuple, dict[str, ...], Literal, an Enum, Any, or unions"
+        "float, bool, None, list, tuple, dict[str, ...], a TypedDict, Literal, an Enum, Any, or unions"
     )
+
+
+def _typeddict_schema(tp: Any, at: str) -> dict[str, Any]:
+    """An object with exactly the TypedDict's keys; its required keys are required."""
+    try:
+        hints = get_type_hints(tp, include_extras=True)
+    except (NameError, TypeError) as exc:
+        raise ToolDefinitionError(f"{at}: cannot read the fields of {_type_name(tp)} ({exc})") from exc
+    return {
+        "type": "object",
+        "properties": {key: _schema(hint, f"{at} field '{key}'") for key, hint in hints.items()},
+        "required": [key for key, hint in hints.items() if _required(key, hint, tp)],
+        "additionalProperties": False,
+    }
+
+
+def _required(key: str, hint: Any, tp: Any) -> bool:
+    """Read ``Required``/``NotRequired`` from the hint too: Python 3.11 misses them in
+    ``__required_keys__`` when annotations are strings (``from __future__ import annotations``)."""
+    origin = get_origin(hint)
+    return origin is Required or (origin is not NotRequired and key in tp.__required_keys__)
 
 
 def _enum_schema(values: list[Any], at: str) -> dict[str, Any]:
@@ -358,11 +520,27 @@ def _json_value(value: Any) -> Any:
         return _NO_DEFAULT
 
 
+_REST = re.compile(r"^\s*:(param|parameter|arg|argument|key|keyword|type|returns?|rtype|raises?)\b", re.M)
+_NUMPY = re.compile(r"^\s*-{3,}\s*$", re.M)
+_GOOGLE = re.compile(r"^\s*(Args|Arguments|Params|Parameters|Returns?|Raises|Yields?|Examples?|Attributes):\s*$", re.M)
+
+
 def _parse_doc(func: Callable[..., Any], where: str) -> docstring_parser.Docstring:
+    """The docstring parsed in its own style: guessing it from its section markers, rather
+    than letting docstring-parser try every style and keep the best, halves the cost of
+    deriving a spec (the daemon derives every tool's at start)."""
     import docstring_parser
 
+    text = inspect.getdoc(func) or ""
+    style = docstring_parser.DocstringStyle.AUTO
+    if _REST.search(text):
+        style = docstring_parser.DocstringStyle.REST
+    elif _NUMPY.search(text):
+        style = docstring_parser.DocstringStyle.NUMPYDOC
+    elif _GOOGLE.search(text) or "@param" not in text:
+        style = docstring_parser.DocstringStyle.GOOGLE
     try:
-        return docstring_parser.parse(inspect.getdoc(func) or "")
+        return docstring_parser.parse(text, style)
     except docstring_parser.ParseError as exc:
         raise ToolDefinitionError(
             f"{where}: its docstring cannot be parsed ({exc}); fix its parameter section"

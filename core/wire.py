@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from corral.errors import ProtocolError
+from corral.packing import pack
 
 VERSION = 1
 HEADER = struct.Struct(">I")
@@ -54,8 +55,33 @@ def _reject_ext(code: int, data: bytes) -> Any:
 
 def encode(message: Mapping[str, Any]) -> bytes:
     """One frame: header plus msgpack body."""
-    body = msgpack.packb(message, use_bin_type=True)
+    body = pack(message)
     return HEADER.pack(len(body)) + body
+
+
+_Fields = tuple[tuple[str, type, bool], ...]
+
+
+def _compile(table: Mapping[str, Mapping[str, Any]]) -> dict[str, _Fields]:
+    """``table`` as (name, type, optional) per message type."""
+    return {
+        kind: tuple(
+            (name, spec[0], True) if isinstance(spec, tuple) else (name, spec, False) for name, spec in fields.items()
+        )
+        for kind, fields in table.items()
+    }
+
+
+_CHILD_CHECKS, _DAEMON_CHECKS = _compile(CHILD_MESSAGES), _compile(DAEMON_MESSAGES)
+
+
+def _checks(table: Mapping[str, Mapping[str, Any]]) -> dict[str, _Fields]:
+    """The protocol's two tables are compiled once; any other on each call."""
+    if table is CHILD_MESSAGES:
+        return _CHILD_CHECKS
+    if table is DAEMON_MESSAGES:
+        return _DAEMON_CHECKS
+    return _compile(table)
 
 
 def decode(body: bytes, table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -73,33 +99,41 @@ def decode(body: bytes, table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
     if not isinstance(message, dict):
         raise ProtocolError(f"frame must be a map, got {type(message).__name__}")
     kind = message.get("t")
-    fields = table.get(kind) if isinstance(kind, str) else None
+    fields = _checks(table).get(kind) if isinstance(kind, str) else None
     if fields is None:
         raise ProtocolError(f"unknown message type {kind!r}; expected one of {sorted(table)}")
-    for name, spec in fields.items():
-        expected, optional = spec if isinstance(spec, tuple) else (spec, None)
+    present = 1  # "t"
+    for name, expected, optional in fields:
         if name not in message:
             if optional:
                 continue
             raise ProtocolError(f"{kind!r} message lacks field {name!r}")
+        present += 1
         value = message[name]
         if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise ProtocolError(f"{kind!r} field {name!r} must be an integer")
         if not isinstance(value, expected):
             raise ProtocolError(f"{kind!r} field {name!r} must be {expected.__name__}")
-    extra = set(message) - set(fields) - {"t"}
-    if extra:
+    if len(message) != present:
+        extra = set(message) - {name for name, _, _ in fields} - {"t"}
         raise ProtocolError(f"{kind!r} message has unexpected fields {sorted(extra)}")
     return message
 
 
 class BlockingChannel:
-    """The child's end: blocking reads and writes on the two wire fds."""
+    """The child's end: blocking reads and writes on the two wire fds.
+
+    Reads take whatever the pipe holds (one ``read`` for a whole answer, usually) and keep
+    what lies past the frame for the next :meth:`recv`.
+    """
+
+    _READ_SIZE = 1 << 16
 
     def __init__(self, read_fd: int, write_fd: int, *, max_bytes: int = DEFAULT_MAX_FRAME) -> None:
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.max_bytes = max_bytes
+        self._buffer = bytearray()
 
     def send(self, message: Mapping[str, Any]) -> None:
         data = memoryview(encode(message))
@@ -107,20 +141,24 @@ class BlockingChannel:
             written = os.write(self.write_fd, data)
             data = data[written:]
 
-    def _read_exactly(self, n: int) -> bytes:
-        chunks = bytearray()
-        while len(chunks) < n:
-            chunk = os.read(self.read_fd, n - len(chunks))
+    def _fill(self, n: int) -> None:
+        """Read until the buffer holds at least ``n`` bytes."""
+        while len(self._buffer) < n:
+            chunk = os.read(self.read_fd, max(self._READ_SIZE, n - len(self._buffer)))
             if not chunk:
                 raise ProtocolError("the daemon closed the wire")
-            chunks += chunk
-        return bytes(chunks)
+            self._buffer += chunk
 
     def recv(self) -> dict[str, Any]:
-        (length,) = HEADER.unpack(self._read_exactly(HEADER.size))
+        self._fill(HEADER.size)
+        (length,) = HEADER.unpack_from(self._buffer)
         if length > self.max_bytes:
             raise ProtocolError(f"frame of {length} bytes exceeds the {self.max_bytes}-byte limit")
-        return decode(self._read_exactly(length), DAEMON_MESSAGES)
+        end = HEADER.size + length
+        self._fill(end)
+        body = bytes(self._buffer[HEADER.size : end])
+        del self._buffer[:end]
+        return decode(body, DAEMON_MESSAGES)
 
 
 def canonical(value: Any) -> Any:
@@ -138,7 +176,7 @@ def _canonical_item(value: Any) -> Any:
 
 def fingerprint(kind: str, name: str, args: Mapping[str, Any]) -> str:
     """Stable hash of a request: what a resumed run must ask again at the same seq."""
-    packed = msgpack.packb(canonical([kind, name, dict(args)]), use_bin_type=True)
+    packed = pack([kind, name, canonical(args if type(args) is dict else dict(args))])
     return hashlib.sha256(packed).hexdigest()[:32]
 
 

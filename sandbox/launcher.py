@@ -8,6 +8,7 @@ stronger confinement (Landlock, namespaces, Seatbelt) plugs in.
 
 from __future__ import annotations
 
+import importlib
 import os
 import resource
 import sys
@@ -93,6 +94,38 @@ def apply(policy: Policy) -> list[str]:
     return applied
 
 
+def confine(policy: Policy) -> tuple[list[str], str | None]:
+    """The sandbox backend's own confinement; (what applied, why the agent must not run or None)."""
+    if not policy.confine_module:
+        return [], None
+    from corral.sandbox.backend import SandboxRefused
+
+    spec = {**policy.confine, "parent_pid": policy.parent_pid, "processes": policy.limits.get("processes")}
+    try:
+        module = importlib.import_module(policy.confine_module)
+        return list(module.confine(spec)), None
+    except SandboxRefused as exc:
+        return [], f"the sandbox could not be applied, so the agent was not run: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a broken backend must not let the agent run unconfined
+        if not policy.confine.get("required"):
+            return ["missing:sandbox"], None
+        return [], f"the sandbox backend {policy.confine_module} failed ({type(exc).__name__}: {exc}); agent not run"
+
+
+def refuse(policy: Policy, applied: list[str], message: str) -> None:
+    """Say hello, then end the run as failed with kind ``sandbox`` before any agent code is loaded."""
+    from corral.sandbox.runtime import _wait_for_close
+    from corral.wire import VERSION, BlockingChannel
+
+    channel = BlockingChannel(policy.wire_in, policy.wire_out, max_bytes=policy.max_frame)
+    channel.send({"t": "hello", "v": VERSION, "pid": os.getpid(), "applied": applied})
+    channel.recv()
+    error = {"kind": "sandbox", "type": "SandboxRefused", "message": message}
+    channel.send({"t": "finish", "ok": False, "error": error})
+    _wait_for_close(policy.wire_in)
+    os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
@@ -100,6 +133,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(64)
     policy = Policy.from_json(args[0])
     applied = apply(policy)
+    confined, refusal = confine(policy)
+    applied += confined
+    if refusal is not None:
+        refuse(policy, applied, refusal)
     from corral.sandbox.runtime import serve
 
     serve(policy, applied)

@@ -59,6 +59,29 @@ def cgroup2_root() -> Path | None:
     return None
 
 
+def enable_controllers(parent: Path, wanted: tuple[str, ...] = ("memory", "pids")) -> list[str]:
+    """Turn on ``wanted`` controllers for the runs' cgroups under ``parent``, where offered.
+
+    A child cgroup only has ``memory.max`` and ``pids.max`` when its parent lists the
+    controller in ``cgroup.subtree_control``; ``parent`` holds no process of its own (each
+    run joins its own child), so the kernel allows it. Returns the controllers enabled.
+    """
+    try:
+        offered = (parent / "cgroup.controllers").read_text().split()
+    except OSError:
+        return []
+    enabled = []
+    for name in wanted:
+        if name not in offered:
+            continue
+        try:
+            (parent / "cgroup.subtree_control").write_text(f"+{name}")
+            enabled.append(name)
+        except OSError:
+            continue
+    return enabled
+
+
 def create_run_cgroup(
     parent: Path, run_id: str, memory_bytes: int | None, max_pids: int | None
 ) -> tuple[Path | None, list[str]]:

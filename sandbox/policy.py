@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,9 @@ class Policy:
     max_frame: int
     limits: dict[str, Any] = field(default_factory=dict)
     cgroup: str | None = None
+    confine_module: str | None = None
+    """The sandbox backend's child-side module; its ``confine(confine)`` runs before any agent code."""
+    confine: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -65,10 +68,11 @@ def agent_env(agent: AgentConfig, workdir: Path, daemon_env: Mapping[str, str]) 
     return env
 
 
-def launcher_argv(policy: Policy) -> list[str]:
+def launcher_argv(policy: Policy, wrap: Sequence[str] = ()) -> list[str]:
     """``-I`` keeps the daemon's PYTHON* variables and user site out; ``-u`` unbuffers output;
-    ``-B`` writes no ``__pycache__`` into the agent's code folder."""
-    return [sys.executable, "-I", "-u", "-B", "-m", "corral.sandbox.launcher", policy.to_json()]
+    ``-B`` writes no ``__pycache__`` into the agent's code folder. ``wrap`` goes first
+    (``sandbox-exec -p PROFILE`` on macOS)."""
+    return [*wrap, sys.executable, "-I", "-u", "-B", "-m", "corral.sandbox.launcher", policy.to_json()]
 
 
 def prepare_workdir(workdir: Path) -> None:

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,7 @@ class ProcessControl:
                 parent.mkdir(exist_ok=True)
                 self._cgroup_parent = parent
                 applied.append("cgroup2")
+                applied += [f"cgroup2:{name}" for name in linux.enable_controllers(parent)]
             except OSError:
                 pass
         return applied
@@ -85,19 +87,30 @@ class ProcessControl:
         return linux.create_run_cgroup(self._cgroup_parent, f"{run_id}-{os.urandom(2).hex()}", memory_bytes, max_pids)
 
     async def spawn(
-        self, policy_args: dict[str, object], workdir: Path, env: dict[str, str], cgroup: Path | None
+        self,
+        policy_args: dict[str, object],
+        workdir: Path,
+        env: dict[str, str],
+        cgroup: Path | None,
+        wrap: Sequence[str] = (),
     ) -> Child:
-        """Start the launcher with two fresh wire pipes and nothing else inherited."""
+        """Start the launcher (under ``wrap``, e.g. ``sandbox-exec``) with two fresh wire pipes
+        and nothing else inherited."""
         self._spawning += 1  # until the child is in `live`, an orphan sweep must not run
         try:
-            child = await self._spawn(policy_args, workdir, env, cgroup)
+            child = await self._spawn(policy_args, workdir, env, cgroup, wrap)
             self.live[str(policy_args["run_id"])] = child
             return child
         finally:
             self._spawning -= 1
 
     async def _spawn(
-        self, policy_args: dict[str, object], workdir: Path, env: dict[str, str], cgroup: Path | None
+        self,
+        policy_args: dict[str, object],
+        workdir: Path,
+        env: dict[str, str],
+        cgroup: Path | None,
+        wrap: Sequence[str] = (),
     ) -> Child:
         child_read, daemon_write = os.pipe()
         daemon_read, child_write = os.pipe()
@@ -110,7 +123,7 @@ class ProcessControl:
         )
         try:
             process = await asyncio.create_subprocess_exec(
-                *launcher_argv(policy),
+                *launcher_argv(policy, wrap),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

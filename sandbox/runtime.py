@@ -22,6 +22,7 @@ from typing import Any
 import msgpack
 
 from corral.errors import ModelCallError, ProtocolError, ToolCallError
+from corral.packing import pack
 from corral.sandbox.policy import Policy
 from corral.wire import VERSION, BlockingChannel
 
@@ -36,7 +37,7 @@ class RunAborted(BaseException):
 def _plain(value: Any, what: str) -> Any:
     """Refuse values the journal cannot hold, with a message that says which."""
     try:
-        msgpack.unpackb(msgpack.packb(value, use_bin_type=True), raw=False, strict_map_key=True)
+        msgpack.unpackb(pack(value), raw=False, strict_map_key=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(
             f"{what} cannot be journaled ({exc}); use str, int, float, bool, None, lists and dicts with string keys"
@@ -64,6 +65,10 @@ class _LocalTool:
     func: Callable[..., Any]
     takes_idempotency_key: bool
     reconcile: Callable[..., Any] | None
+    settings: dict[str, Any] | None = None
+    """The agent's ``tool_settings`` table, for a tool that takes ``settings``."""
+    secrets: dict[str, str] | None = None
+    """The values of the secrets the tool declares (granted to the agent); only this tool gets them."""
 
 
 class _Session:
@@ -103,6 +108,10 @@ class _Session:
         call_args = dict(args)
         if spec.takes_idempotency_key:
             call_args["idempotency_key"] = key
+        if spec.settings is not None:
+            call_args["settings"] = spec.settings
+        if spec.secrets is not None:
+            call_args["secrets"] = spec.secrets
         try:
             value = _plain(spec.func(**call_args), f"the result of tool {name!r}")
         except Exception as exc:
@@ -248,13 +257,17 @@ class Context:
         return Response.from_dict(value)
 
 
+_PROBE = {"role": "user", "text": "."}
+"""A message for the probe request that checks a tool definition (a request needs one)."""
+
+
 def _convert(kind: Any, value: Any) -> Any:
     """A Message (or ToolDefinition) from its dict form, checked by the type itself."""
     from corral.models.types import Request
 
     if not isinstance(value, dict):
         raise TypeError(f"expected a {kind.__name__} or a dict, got {type(value).__name__}")
-    probe = {"messages": [value]} if kind.__name__ == "Message" else {"messages": [], "tools": [value]}
+    probe = {"messages": [value]} if kind.__name__ == "Message" else {"messages": [_PROBE], "tools": [value]}
     request = Request.from_dict(probe)
     return request.messages[0] if kind.__name__ == "Message" else request.tools[0]
 
@@ -286,7 +299,9 @@ def _granted_tools(run: dict[str, Any]) -> dict[str, _LocalTool]:
     plugins = register_plugins(run.get("plugins", ()), plugin_dir, entry_points=entry_points)
     functions = tool_functions(plugins.manager, owners)
     return {
-        name: _LocalTool(functions[name], info["takes_key"], reconciler(functions[name]))
+        name: _LocalTool(
+            functions[name], info["takes_key"], reconciler(functions[name]), info.get("settings"), info.get("secrets")
+        )
         for name, info in run.get("tools", {}).items()
         if name in functions
     }

@@ -123,4 +123,4 @@ def test_the_daemon_name_is_reserved(tmp_path: Path) -> None:
 def test_the_shipped_example_config_is_valid() -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "corral.toml"
     config = load_config(example, {"CORRAL_HOME": "/tmp/unused"})
-    assert len(config.agents) >= 2 and all(a.every for a in config.agents.values())
+    assert sum(1 for a in config.agents.values() if a.every) >= 2

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +100,28 @@ def test_refusals_are_journaled_and_replayed_the_same(env) -> None:
     assert refused.action == "result" and refused.entry["error"]["kind"] == "refused"
     again = writer.call(lambda t: Journal(records, "r", "a", 2).refuse(t, 1, "tool", "nope", {}, "not granted"))
     assert again.action == "replay"
+
+
+def test_an_outcome_that_failed_to_journal_is_recorded_from_the_store_later(env) -> None:
+    # done() takes the entry it started from memory; when writing the outcome fails, the
+    # transaction is undone and a later done (the attempt's settle) reads the store instead.
+    writer, records = env
+    journal = Journal(records, "run1", "agent", attempt=1)
+    writer.call(lambda t: journal.tool(t, 1, "add", {"a": 1}, idempotent=True, can_reconcile=False))
+    with pytest.raises(TypeError):
+        writer.call(lambda t: journal.done(t, 1, True, object(), None))
+    with records_read(writer, records) as entry:
+        assert entry["status"] == "started"
+    finished = writer.call(lambda t: journal.done(t, 1, True, 2, None))
+    assert finished is not None and finished["value"] == 2 and finished["executions"] == 1
+    with records_read(writer, records) as entry:
+        assert entry["status"] == "done" and entry["value"] == 2
+    assert writer.call(lambda t: journal.done(t, 1, True, 3, None)) is None  # only once
+
+
+@contextlib.contextmanager
+def records_read(writer: Writer, records: Records) -> Iterator[dict[str, Any]]:
+    with writer.store.read() as txn:
+        entry = records.get_step(txn, "run1", 1)
+        assert entry is not None
+        yield entry

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,12 @@ class ScriptedProcesses(ProcessControl):
         self.spawned = 0
 
     async def _spawn(
-        self, policy_args: dict[str, object], workdir: Path, env: dict[str, str], cgroup: Path | None
+        self,
+        policy_args: dict[str, object],
+        workdir: Path,
+        env: dict[str, str],
+        cgroup: Path | None,
+        wrap: Sequence[str] = (),
     ) -> Child:
         script = self.scripts[min(self.spawned, len(self.scripts) - 1)]
         self.spawned += 1

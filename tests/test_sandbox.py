@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from corral.config import AgentConfig
-from corral.errors import ToolCallError
+import corral
+from corral.config import AgentConfig, CorralConfig, parse_config
+from corral.errors import ConfigError, ToolCallError
+from corral.pluginmanager import register_plugins
 from corral.sandbox import linux
+from corral.sandbox.backend import Plan, Protection, Request
+from corral.sandbox.launcher import confine as launcher_confine
+from corral.sandbox.linux_backend import LinuxBackend
+from corral.sandbox.macos_backend import MacBackend
+from corral.sandbox.manager import Sandbox
 from corral.sandbox.paths import inside_workdir
-from corral.sandbox.policy import agent_env
+from corral.sandbox.policy import Policy, agent_env
+from corral.sandbox.spec import Endpoint, SandboxPolicy
+from corral.testing import CorralProject
 
 
 def test_agent_env_is_the_base_plus_grants_only(tmp_path: Path) -> None:
@@ -100,3 +112,219 @@ os._exit(0)
     except psutil.NoSuchProcess:
         pass
     assert not psutil.pid_exists(int(pid_line)) or psutil.Process(int(pid_line)).status() == psutil.STATUS_ZOMBIE
+
+
+# --------------------------------------------------------------------------- policy, backends, doctor
+
+ALL_OFFERED = {
+    name: Protection(name, True, "test", f"{name} works") for name in ("filesystem", "network", "signals", "tcp_ports")
+}
+
+
+def _request(tmp_path: Path, **changes: object) -> Request:
+    values: dict[str, object] = {
+        "agent": "a",
+        "workdir": tmp_path / "w",
+        "read_write": (str(tmp_path / "w"),),
+        "read_only": (sys.prefix, str(tmp_path)),
+        "network": "none",
+        "endpoints": (),
+        "user": None,
+        "degraded_ok": False,
+        "python": sys.executable,
+    }
+    values.update(changes)
+    return Request(**values)  # type: ignore[arg-type]
+
+
+def _config(tmp_path: Path, agent_table: dict[str, Any], top: dict[str, Any] | None = None) -> CorralConfig:
+    (tmp_path / "code").mkdir(exist_ok=True)
+    data = {**(top or {}), "agents": {"a": {"code": "code", "entry": "a:run", **agent_table}}}
+    return parse_config(data, tmp_path / "corral.toml", {"CORRAL_HOME": str(tmp_path / "home")})
+
+
+def test_sandbox_policy_defaults_overrides_and_errors(tmp_path: Path) -> None:
+    table = {"sandbox": {"network": ["API.example.com:443", "*:80"]}}
+    config = _config(tmp_path, table, {"sandbox": {"degraded_ok": True}})
+    policy = config.agents["a"].sandbox
+    assert policy.degraded_ok and policy.network == "list"
+    assert policy.network_text() == "api.example.com:443, *:80"
+    assert _config(tmp_path, {}).agents["a"].sandbox == SandboxPolicy(), "the default: workdir only, no network"
+    with pytest.raises(ConfigError) as caught:
+        _config(
+            tmp_path,
+            {"secrets": ["9bad"], "sandbox": {"network": ["nohost"], "read_only": [".."], "usr": 1}},
+        )
+    text = str(caught.value)
+    assert "[agents.a.sandbox] usr: unknown key" in text
+    assert "'nohost' is not 'host:port'" in text
+    assert "contains the corral home" in text, "granting a folder above the home would open the store"
+    assert "'9bad' is not a secret name" in text
+
+
+def test_linux_plan_with_everything_available(tmp_path: Path) -> None:
+    plan = LinuxBackend().plan(_request(tmp_path), ALL_OFFERED)
+    assert not plan.missing and plan.module == "corral.sandbox.linux_backend" and not plan.wrap
+    assert plan.spec["netns"] is True
+    assert plan.spec["landlock"]["tcp_connect"] == [] and plan.spec["landlock"]["tcp_bind"] == []
+    assert set(plan.spec["required"]) == {"filesystem", "signals", "network"}
+
+
+def test_linux_plan_for_a_port_list_notes_that_hosts_are_not_enforced(tmp_path: Path) -> None:
+    endpoints = (Endpoint("api.example.com", 443), Endpoint("*", 80))
+    plan = LinuxBackend().plan(_request(tmp_path, network="list", endpoints=endpoints), ALL_OFFERED)
+    assert plan.spec["netns"] is False
+    assert plan.spec["landlock"]["tcp_connect"] == [80, 443] and plan.spec["landlock"]["tcp_bind"] == []
+    assert any("api.example.com" in note and "port only" in note for note in plan.notes)
+
+
+def test_linux_plan_names_what_is_missing(tmp_path: Path) -> None:
+    offered = {**ALL_OFFERED, "network": Protection("network", False, "", "user namespaces are disabled")}
+    offered["user:ghost"] = Protection("user:ghost", False, "", "there is no user named 'ghost'")
+    plan = LinuxBackend().plan(_request(tmp_path, user="ghost"), offered)
+    assert any(m.startswith("network: only TCP can be closed") for m in plan.missing), plan.missing
+    assert "user: there is no user named 'ghost'" in plan.missing
+    degraded = LinuxBackend().plan(_request(tmp_path, user="ghost", degraded_ok=True), offered)
+    assert degraded.spec["required"] == [], "degraded_ok: the launcher records what failed instead of refusing"
+
+
+def test_macos_plan_runs_the_launcher_under_a_generated_seatbelt_profile(tmp_path: Path) -> None:
+    offered = {**ALL_OFFERED}
+    endpoints = (Endpoint("api.example.com", 443),)
+    plan = MacBackend().plan(_request(tmp_path, network="list", endpoints=endpoints), offered)
+    assert plan.wrap[:2] == ["/usr/bin/sandbox-exec", "-p"] and plan.module == "corral.sandbox.macos_backend"
+    profile = plan.wrap[2]
+    assert profile.startswith("(version 1)\n(deny default)")
+    assert f'(subpath "{os.path.realpath(tmp_path / "w")}")' in profile
+    assert '(remote tcp "*:443")' in profile and "(allow network*)" not in profile
+    assert plan.spec == {"required": ["filesystem", "signals", "network"], "seatbelt": True}
+    assert any("api.example.com" in note for note in plan.notes)
+    missing = MacBackend().plan(
+        _request(tmp_path), {n: Protection(n, False, "", "sandbox-exec is missing") for n in ALL_OFFERED}
+    )
+    assert not missing.wrap and "filesystem: sandbox-exec is missing" in missing.missing
+
+
+class _CustomBackend:
+    name = "custom"
+
+    def usable(self) -> bool:
+        return True
+
+    def detect(self, users: Sequence[str] = ()) -> dict[str, Protection]:
+        return dict(ALL_OFFERED)
+
+    def plan(self, request: Request, offered: Mapping[str, Protection]) -> Plan:
+        return Plan(self.name, notes=["custom plan"])
+
+
+class _CustomPlugin:
+    @corral.hookimpl(tryfirst=True)
+    def corral_register_sandbox_backends(self, register: Callable[[Any], None]) -> None:
+        register(_CustomBackend())
+
+
+def test_a_plugin_backend_registered_tryfirst_takes_precedence(tmp_path: Path) -> None:
+    config = _config(tmp_path, {})
+    plugins = register_plugins()
+    assert Sandbox(config, plugins.manager, {}).backend.name in ("linux", "macos", "none")
+    plugins.manager.register(_CustomPlugin(), name="custom")
+    sandbox = Sandbox(config, plugins.manager, {})
+    assert sandbox.backend.name == "custom"
+    assert sandbox.prepare(config.agents["a"]).plan.notes == ["custom plan"]
+
+
+def test_a_missing_protection_refuses_the_agent_unless_degraded_is_ok(tmp_path: Path) -> None:
+    config = _config(tmp_path, {"sandbox": {"user": "corral-no-such-user"}})
+    sandbox = Sandbox(config, register_plugins().manager, {})
+    refusal = sandbox.prepare(config.agents["a"]).refusal
+    assert refusal is not None and refusal["kind"] == "sandbox"
+    assert "corral-no-such-user" in refusal["message"]
+    assert "degraded_ok = true in [agents.a.sandbox]" in refusal["message"]
+    degraded = _config(tmp_path, {"sandbox": {"user": "corral-no-such-user", "degraded_ok": True}})
+    prepared = Sandbox(degraded, register_plugins().manager, {}).prepare(degraded.agents["a"])
+    assert prepared.refusal is None and "missing:user" in prepared.labels()
+
+
+def test_the_request_never_grants_a_folder_holding_the_home(tmp_path: Path) -> None:
+    config = _config(tmp_path, {})
+    request = Sandbox(config, register_plugins().manager, {}).request(config.agents["a"])
+    home = config.home
+    for path in request.read_only + request.read_write:
+        assert not (Path(path) == home or Path(path) in home.parents), f"{path} holds the home"
+    assert str(config.agents["a"].code) in request.read_only and str(config.workdir("a")) in request.read_write
+
+
+def test_secrets_cli_reads_values_from_stdin_and_never_prints_them(corral_project: CorralProject) -> None:
+    corral_project.agent("a", "def run(ctx):\n    return 1\n", secrets=["API_TOKEN", "OTHER"])
+    value = "tok-" + "x" * 20
+    result = subprocess.run(
+        [sys.executable, "-m", "corral", "secrets", "set", "API_TOKEN", "--backend", "file"],
+        input=value + "\n",
+        env=corral_project.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    stored = json.loads((corral_project.home / "secrets.json").read_text())["secrets"]
+    assert stored == {"API_TOKEN": value}, "the trailing newline of stdin is not part of the value"
+    assert stat.S_IMODE((corral_project.home / "secrets.json").stat().st_mode) == 0o600
+    listed = corral_project.cli("secrets", "list", "--json")
+    assert listed.returncode == 1, "a granted secret stored nowhere is a problem"
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["API_TOKEN"] == {"name": "API_TOKEN", "stored_in": ["file"], "granted_to": ["a"]}
+    assert rows["OTHER"]["stored_in"] == [] and value not in listed.stdout
+    assert corral_project.cli("secrets", "rm", "API_TOKEN").returncode == 0
+    assert corral_project.cli("secrets", "rm", "API_TOKEN").returncode == 5
+    short = subprocess.run(
+        [sys.executable, "-m", "corral", "secrets", "set", "SHORT"],
+        input="abc",
+        env=corral_project.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert short.returncode == 1 and "shorter than 6" in short.stderr and "abc" not in short.stderr
+
+
+def test_doctor_reports_the_machine_and_each_agent(corral_project: CorralProject) -> None:
+    corral_project.agent("plain", "def run(ctx):\n    return 1\n")
+    corral_project.agent("ghost", "def run(ctx):\n    return 1\n", sandbox={"user": "corral-no-such-user"})
+    result = corral_project.cli("doctor", "--json")
+    assert result.returncode == 1, "an agent that would be refused makes doctor exit 1"
+    found = json.loads(result.stdout)
+    assert {"filesystem", "network", "signals"} <= set(found["machine"]["protections"])
+    assert found["agents"]["ghost"]["verdict"] == "refused"
+    assert any("corral-no-such-user" in line for line in found["agents"]["ghost"]["missing"])
+    machine_ok = all(found["machine"]["protections"][n]["available"] for n in ("filesystem", "network", "signals"))
+    assert found["agents"]["plain"]["verdict"] == ("confined" if machine_ok else "refused")
+    text = corral_project.cli("doctor")
+    assert "agent ghost: refused" in text.stdout and "degraded_ok = true in [agents.ghost.sandbox]" in text.stdout
+
+
+def test_a_broken_backend_module_never_lets_a_required_agent_run_unconfined() -> None:
+    base = {"run_id": "r", "workdir": ".", "parent_pid": 1, "wire_in": 0, "wire_out": 1, "max_frame": 1}
+    broken = Policy(**base, confine_module="corral.sandbox.no_such_backend", confine={"required": ["filesystem"]})
+    applied, refusal = launcher_confine(broken)
+    assert applied == [] and refusal is not None and "no_such_backend" in refusal
+    lenient = Policy(**base, confine_module="corral.sandbox.no_such_backend", confine={"required": []})
+    assert launcher_confine(lenient) == (["missing:sandbox"], None)
+
+
+def test_controllers_offered_to_the_runs_parent_are_enabled_for_its_runs() -> None:
+    root = linux.cgroup2_root()
+    if root is None or not os.access(root, os.W_OK):
+        pytest.skip("no writable cgroup v2 directory on this machine")
+    parent = root / f"corral-test-{os.getpid()}"
+    parent.mkdir()
+    try:
+        offered = (parent / "cgroup.controllers").read_text().split()
+        if not offered:
+            pytest.skip(f"{root} enables no controller for its children (its cgroup.subtree_control is empty)")
+        # memory and pids where the machine has them; any offered controller shows the mechanism
+        wanted = tuple(c for c in ("memory", "pids") if c in offered) or (offered[0],)
+        assert linux.enable_controllers(parent, wanted) == list(wanted)
+        assert set(wanted) <= set((parent / "cgroup.subtree_control").read_text().split())
+    finally:
+        linux.remove_cgroup(parent)

@@ -5,7 +5,7 @@ import enum
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, NotRequired, Optional, TypedDict
 
 import jsonschema_rs
 import pytest
@@ -337,7 +337,11 @@ def test_with_plugin_and_describe() -> None:
         "name": "shop.charge",
         "description": "Charge once however often it is retried.",
         "parameters": spec.parameters,
+        "read_only": False,
         "idempotent": True,
+        "high_stakes": False,
+        "secrets": [],
+        "plugin": "shop",
     }
     described["parameters"]["properties"].clear()
     assert spec.parameters["properties"], "describe() must hand out a copy"
@@ -465,3 +469,143 @@ def test_reconcile_that_cannot_take_the_arguments_is_refused() -> None:
     with pytest.raises(ToolDefinitionError, match=pattern):
         spec_for(tool(reconcile=needs_days)(forecast()))
     assert spec_for(tool(reconcile=fits)(forecast())).reconcile is fits
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def test_metadata_flags_are_on_the_spec_and_in_describe() -> None:
+    @tool(read_only=True, high_stakes=True, secrets=("GITHUB_TOKEN", "API_KEY", "GITHUB_TOKEN"))
+    def look(repo: str, secrets: dict[str, str]) -> str:
+        """Read a private repository's description."""
+        return repo
+
+    spec = spec_for(look)
+    assert (spec.read_only, spec.high_stakes, spec.secrets) == (True, True, ("GITHUB_TOKEN", "API_KEY"))
+    assert spec.idempotent, "read-only implies idempotent: an interrupted read is simply run again"
+    described = spec.describe()
+    assert (described["read_only"], described["high_stakes"], described["secrets"]) == (
+        True,
+        True,
+        ["GITHUB_TOKEN", "API_KEY"],
+    )
+    json.dumps(described)
+    assert "secrets" not in spec.parameters["properties"], "the values are corral's to fill, never the model's"
+    bare = spec_for(plain)
+    assert (bare.read_only, bare.high_stakes, bare.secrets, bare.settings_schema) == (False, False, (), None)
+
+
+def test_declared_secrets_and_the_secrets_parameter_go_together() -> None:
+    def undeclared(repo: str, secrets: dict[str, str]) -> str:
+        """Read."""
+        return repo
+
+    def unreceived(repo: str) -> str:
+        """Read."""
+        return repo
+
+    with pytest.raises(ToolDefinitionError, match=r"takes a `secrets` parameter but declares none"):
+        spec_for(tool()(undeclared))
+    with pytest.raises(ToolDefinitionError, match=r"declares secrets \['TOKEN'\] but takes no `secrets` parameter"):
+        spec_for(tool(secrets=("TOKEN",))(unreceived))
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"readonly": True}, r"forecast: @tool got an unknown option 'readonly'; did you mean 'read_only'\?"),
+        ({"colour": "red"}, r"forecast: @tool got an unknown option 'colour'; the options are name, read_only"),
+        ({"high_stakes": "yes"}, r"forecast: @tool\(high_stakes='yes'\) must be True or False"),
+        ({"secrets": "TOKEN"}, r"forecast: @tool\(secrets='TOKEN'\) must be a tuple.*secrets=\('GITHUB_TOKEN',\)"),
+        ({"secrets": ("9LIVES",)}, r"forecast: @tool secret name '9LIVES' is invalid"),
+        ({"secrets": (1,)}, r"forecast: @tool\(secrets=\(1,\)\) must be a tuple of secret names"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_tool(options: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ToolDefinitionError, match=expected):
+        tool(**options)(forecast())
+
+
+def test_read_only_with_reconcile_is_refused() -> None:
+    def check(idempotency_key: str, **args: Any) -> None:
+        return None
+
+    with pytest.raises(ToolDefinitionError, match=r"forecast: reconcile is never called for a read_only tool"):
+        tool(read_only=True, reconcile=check)(forecast())
+
+
+class Limits(TypedDict, total=False):
+    hosts: list[str]
+    size: Annotated[int, "bytes"]
+
+
+class Strict(TypedDict):
+    token_name: str
+    retries: NotRequired[int]
+
+
+def test_settings_parameter_is_hidden_and_its_typeddict_becomes_the_settings_schema() -> None:
+    @tool
+    def get(url: str, settings: Limits) -> str:
+        """Fetch."""
+        return url
+
+    spec = spec_for(get)
+    assert list(spec.parameters["properties"]) == ["url"]
+    assert spec.takes_settings
+    assert spec.settings_schema == {
+        "type": "object",
+        "properties": {
+            "hosts": {"type": "array", "items": {"type": "string"}},
+            "size": {"type": "integer", "description": "bytes"},
+        },
+        "required": [],
+        "additionalProperties": False,
+    }
+    assert not valid(get, {"url": "x", "settings": {}}), "the model cannot pass settings"
+
+
+def test_typeddict_arguments_get_required_keys_and_no_extras() -> None:
+    def configure(options: Strict) -> None:
+        """Configure."""
+
+    assert prop(configure, "options") == {
+        "type": "object",
+        "properties": {"token_name": {"type": "string"}, "retries": {"type": "integer"}},
+        "required": ["token_name"],
+        "additionalProperties": False,
+    }
+    assert valid(configure, {"options": {"token_name": "T"}})
+    assert not valid(configure, {"options": {"retries": 1}})
+    assert not valid(configure, {"options": {"token_name": "T", "other": 1}})
+
+
+def test_settings_of_another_type_are_refused() -> None:
+    def wrong(url: str, settings: str) -> None: ...
+
+    def bare(url: str, settings) -> None: ...  # type: ignore[no-untyped-def]
+
+    def mapping(url: str, settings: dict[str, Any]) -> None: ...
+
+    with pytest.raises(ToolDefinitionError, match=r"wrong: parameter 'settings' is corral's settings table.*TypedDict"):
+        spec_for(wrong)
+    with pytest.raises(ToolDefinitionError, match=r"bare: parameter 'settings' has no type annotation"):
+        spec_for(bare)
+    assert spec_for(mapping).settings_schema == {"type": "object", "additionalProperties": {}}
+
+
+def test_epydoc_and_section_free_docstrings_still_parse() -> None:
+    def epy(city: str) -> None:
+        """Look up the weather.
+
+        @param city: Name of the city.
+        """
+
+    def prose(city: str) -> None:
+        """Look up the weather.
+
+        Returns a short forecast, in words.
+        """
+
+    assert spec_for(epy).parameters["properties"]["city"]["description"] == "Name of the city."
+    assert spec_for(prose).description == "Look up the weather.\n\nReturns a short forecast, in words."

@@ -32,6 +32,57 @@ def test_round_trip_over_a_real_pipe() -> None:
     os.close(write_fd)
 
 
+def test_answers_that_arrive_together_or_in_pieces_are_read_whole() -> None:
+    # The child reads whatever the pipe holds and keeps what lies past one frame.
+    read_fd, write_fd = os.pipe()
+    channel = wire.BlockingChannel(read_fd, -1)
+    first = {"t": "exec", "seq": 1, "key": "k1"}
+    second = {"t": "result", "seq": 2, "ok": True, "replayed": True, "value": "x" * 70_000}
+    frames = wire.encode(first) + wire.encode(second)
+    writer = threading.Thread(target=lambda: [os.write(write_fd, frames[i : i + 7]) for i in range(0, 21, 7)])
+    writer.start()
+    writer.join()
+    sent = threading.Thread(target=lambda: os.write(write_fd, frames[21:]))
+    sent.start()
+    assert channel.recv() == first
+    assert channel.recv() == second
+    sent.join()
+    os.close(write_fd)
+    with pytest.raises(ProtocolError, match="closed the wire"):
+        channel.recv()
+    os.close(read_fd)
+
+
+def test_packing_reuses_a_packer_per_thread_and_survives_errors() -> None:
+    from corral.packing import pack
+
+    value = {"seq": 1, "args": {"a": [1, 2.5, None, True]}, "blob": b"\x00"}
+    assert pack(value) == msgpack.packb(value, use_bin_type=True)
+    with pytest.raises(TypeError):
+        pack({"a": object()})
+    assert pack([1]) == b"\x91\x01"  # nothing of the failed value is left in the buffer
+    big = "y" * 300_000
+    assert pack(big) == msgpack.packb(big, use_bin_type=True)
+    assert pack("z") == msgpack.packb("z", use_bin_type=True)
+    other: list[bytes] = []
+    thread = threading.Thread(target=lambda: other.append(pack(value)))
+    thread.start()
+    thread.join()
+    assert other == [pack(value)]
+
+
+def test_fingerprints_stay_the_hash_of_the_canonical_request() -> None:
+    # Journals on disk hold these values: a faster fingerprint must give the same ones.
+    import hashlib
+
+    args = {"b": [{"z": 1, "y": {"q": 2, "p": 3}}], "a": "s", "c": None}
+    canonical = msgpack.packb(["tool", "search", wire.canonical(args)], use_bin_type=True)
+    assert wire.fingerprint("tool", "search", args) == hashlib.sha256(canonical).hexdigest()[:32]
+    reordered = {"c": None, "a": "s", "b": [{"y": {"p": 3, "q": 2}, "z": 1}]}
+    assert wire.fingerprint("tool", "search", reordered) == wire.fingerprint("tool", "search", args)
+    assert wire.fingerprint("tool", "search", args) != wire.fingerprint("model", "search", args)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -42,10 +93,11 @@ def test_round_trip_over_a_real_pipe() -> None:
         (_body({"t": "step", "seq": 1, "kind": "tool", "name": "x"}), "lacks field 'args'"),
         (_body({"t": "step", "seq": True, "kind": "tool", "name": "x", "args": {}}), "'seq' must be an integer"),
         (_body({"t": "step", "seq": 1, "kind": "tool", "name": "x", "args": {}, "extra": 1}), "unexpected fields"),
+        (_body({"t": "done", "seq": 1, "ok": True, "other": 1}), r"unexpected fields \['other'\]"),
         (b"\x91" * 100_000, "nested deeper than the wire allows"),
         (_body({1: 2}), "not valid msgpack"),
     ],
-    ids=["garbage", "ext", "list", "unknown", "missing", "bool_seq", "extra", "deep", "int_key"],
+    ids=["garbage", "ext", "list", "unknown", "missing", "bool_seq", "extra", "extra_for_optional", "deep", "int_key"],
 )
 def test_bad_frames_are_protocol_errors(body: bytes, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):

@@ -9,11 +9,14 @@ Exit codes: 0 success; 1 the run failed or ``check`` found problems; 2 usage err
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import sys
 from typing import Any
 
+from corral import control
 from corral.config import CorralConfig, find_config, load_config
-from corral.errors import ConfigError, StoreError
+from corral.errors import ConfigError, DaemonUnavailable, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4, 5
 
@@ -45,3 +48,51 @@ def reader(config: CorralConfig) -> Any:
     except StoreError as exc:
         raise Exit(EXIT_UNAVAILABLE, f"corral: {exc}") from None
     return store, Records(store.dbs)
+
+
+def send_or_foreground(config: CorralConfig, request: dict[str, Any], wait: bool) -> dict[str, Any] | None:
+    """Ask the daemon; None when no daemon holds the home (the caller runs it here)."""
+    try:
+        return list(control.request(config.socket_path, request, timeout=None if wait else 10))[-1]
+    except DaemonUnavailable as exc:
+        from corral.store import StoreLock
+
+        holder = StoreLock(config.home).holder()
+        if holder is not None:
+            raise Exit(EXIT_UNAVAILABLE, f"corral: the daemon (pid {holder}) holds {config.home} but: {exc}") from None
+        return None
+
+
+def foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
+    """No daemon: drive one run here, through the same engine, then return its end state."""
+    from corral.host import host
+
+    with host(config, echo=None) as engine:
+        engine.processes.prepare(config.home / "agents")
+
+        async def go() -> dict[str, Any]:
+            run_id = await start(engine)
+            print(f"run {run_id} running in the foreground (no daemon running)", file=sys.stderr)
+            try:
+                async with engine.alerting.running(daemon=False):  # its alerts go out before it exits
+                    return await engine.execute(run_id)
+            finally:
+                await engine.close_models()
+
+        return asyncio.run(go())
+
+
+def report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -> int:
+    if getattr(args, "json", False):
+        print_json(run)
+    elif not waited:
+        print(f"run {run['id']} queued for {run['agent']}")
+    else:
+        print(f"run {run['id']} {run['state']}")
+        if run["state"] == "succeeded":
+            print(json.dumps(run.get("result"), default=str, ensure_ascii=False))
+        elif run.get("error"):
+            print(f"error: {run['error'].get('message')}", file=sys.stderr)
+    if not waited:
+        return EXIT_OK
+    return EXIT_OK if run["state"] == "succeeded" else EXIT_FAILED

@@ -13,10 +13,12 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from corral import __version__, control
+from corral import __version__
+from corral.budget import spent_today
 from corral.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -25,14 +27,16 @@ from corral.cli.common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     Exit,
+    foreground,
     load,
     print_json,
     reader,
+    report_run,
+    send_or_foreground,
 )
-from corral.config import CorralConfig
-from corral.errors import ConfigError, ControlError, CorralError, DaemonUnavailable, StoreLockedError
+from corral.errors import ConfigError, ControlError, CorralError, StoreLockedError
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("spend", "retry", "approvals", "secrets", "doctor", "schedule", "alerts")
 """Modules under ``corral.cli`` that add their own commands, in the order ``--help`` lists them."""
 
 # --------------------------------------------------------------------------- up / run
@@ -61,46 +65,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise Exit(
                 EXIT_USAGE, f"corral: --input is not valid JSON ({exc}); quote it, e.g. --input '{{\"k\": 1}}'"
             ) from None
-    reply = _send_or_foreground(config, request, wait=args.wait)
+    reply = send_or_foreground(config, request, wait=args.wait)
     if reply is not None:
-        return _report_run(reply["run"], args, waited=args.wait)
+        return report_run(reply["run"], args, waited=args.wait)
     agent = config.agents[args.agent]
 
     async def start(engine: Any) -> str:
         return (await engine.create_run(agent.name, request.get("input", agent.input), trigger="cli"))["id"]
 
-    return _report_run(_foreground(config, start), args, waited=True)
-
-
-def _send_or_foreground(config: CorralConfig, request: dict[str, Any], wait: bool) -> dict[str, Any] | None:
-    """Ask the daemon; None when no daemon holds the home (the caller runs it here)."""
-    try:
-        return list(control.request(config.socket_path, request, timeout=None if wait else 10))[-1]
-    except DaemonUnavailable as exc:
-        from corral.store import StoreLock
-
-        holder = StoreLock(config.home).holder()
-        if holder is not None:
-            raise Exit(EXIT_UNAVAILABLE, f"corral: the daemon (pid {holder}) holds {config.home} but: {exc}") from None
-        return None
-
-
-def _foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
-    """No daemon: drive one run here, through the same engine, then return its end state."""
-    from corral.host import host
-
-    with host(config, echo=None) as engine:
-        engine.processes.prepare(config.home / "agents")
-
-        async def go() -> dict[str, Any]:
-            run_id = await start(engine)
-            print(f"run {run_id} running in the foreground (no daemon running)", file=sys.stderr)
-            try:
-                return await engine.execute(run_id)
-            finally:
-                await engine.close_models()
-
-        return asyncio.run(go())
+    return report_run(foreground(config, start), args, waited=True)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -113,7 +86,7 @@ def cmd_release(args: argparse.Namespace) -> int:
             raise Exit(EXIT_USAGE, f"corral: --value is not valid JSON ({exc})") from None
     request = {"op": "release", "run": args.run, "happened": args.happened, "value": value}
     try:
-        reply = _send_or_foreground(config, request, wait=False)
+        reply = send_or_foreground(config, request, wait=False)
     except ControlError as exc:
         raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
     if reply is not None:
@@ -129,23 +102,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         except (KeyError, ValueError) as exc:
             raise Exit(EXIT_NOT_FOUND, f"corral: {str(exc).strip(chr(39))}") from None
 
-    return _report_run(_foreground(config, start), args, waited=True)
-
-
-def _report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -> int:
-    if getattr(args, "json", False):
-        print_json(run)
-    elif not waited:
-        print(f"run {run['id']} queued for {run['agent']}")
-    else:
-        print(f"run {run['id']} {run['state']}")
-        if run["state"] == "succeeded":
-            print(json.dumps(run.get("result"), default=str, ensure_ascii=False))
-        elif run.get("error"):
-            print(f"error: {run['error'].get('message')}", file=sys.stderr)
-    if not waited:
-        return EXIT_OK
-    return EXIT_OK if run["state"] == "succeeded" else EXIT_FAILED
+    return report_run(foreground(config, start), args, waited=True)
 
 
 # --------------------------------------------------------------------------- read-only views
@@ -153,6 +110,7 @@ def _report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from corral.cli import views
+    from corral.schedule.status import agent_status, triggers_label
     from corral.store import StoreLock
 
     config = load(args)
@@ -161,11 +119,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     with store.read() as txn:
         agents = {name: (records.list_runs(txn, name, limit=1) or [None])[0] for name in config.agents}
         active = records.active_runs(txn)
+        today = spent_today(txn, store.dbs["spend"], time.time())
+        schedules = agent_status(store, records, txn, config, time.time())
     status = {
         "daemon": {"running": holder is not None, "pid": holder},
         "home": str(config.home),
         "store": store.size(),
-        "agents": {name: {"last_run": last, "every": config.agents[name].every} for name, last in agents.items()},
+        "agents": {
+            name: {
+                "last_run": last,
+                "every": config.agents[name].every,
+                "spent_today": today.get(name),
+                **schedules[name],
+            }
+            for name, last in agents.items()
+        },
+        "spent_today": today.get(""),
         "active_runs": active,
     }
     store.close()
@@ -181,14 +150,26 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows.append(
             [
                 name,
-                f"every {config.agents[name].every:g}s" if config.agents[name].every else "manual",
+                schedules[name]["state"],
+                triggers_label(config.agents[name]),
+                views.when(schedules[name]["next_fire"]),
                 last["state"] if last else "-",
-                views.when(last.get("created")) if last else "-",
+                views.when(last.get("ended") or last.get("created")) if last else "-",
                 last["id"] if last else "-",
+                str(schedules[name]["queue_depth"]),
+                views.spent(today.get(name)),
             ]
         )
     print()
-    print(views.table(rows, ["AGENT", "TRIGGER", "LAST", "WHEN", "RUN"]) if rows else "no agents configured")
+    headers = ["AGENT", "STATE", "TRIGGER", "NEXT", "LAST", "WHEN", "RUN", "QUEUED", "SPENT TODAY"]
+    print(views.table(rows, headers) if rows else "no agents configured")
+    for name, info in schedules.items():
+        if info["pause"]:
+            until = info["pause"]["until"]
+            lifts = f", until {views.when(until)}" if until else "; `corral resume` lifts it"
+            print(f"{name} paused since {views.when(info['pause']['since'])}{lifts}: {info['pause']['reason']}")
+    if today.get(""):
+        print(f"\nmodel spend today, all agents: {views.spent(today[''])}")
     if active:
         print()
         print("unfinished runs:")
@@ -227,6 +208,8 @@ def _find_run(records: Any, txn: Any, ident: str) -> dict[str, Any]:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from corral.cli import views
+    from corral.cli.alerts import alerts_of_run, outcome
+    from corral.cli.tree import trace_tree
 
     config = load(args)
     store, records = reader(config)
@@ -234,12 +217,17 @@ def cmd_trace(args: argparse.Namespace) -> int:
         with store.read() as txn:
             run = _find_run(records, txn, args.run)
             steps = list(records.steps(txn, run["id"]))
+        alerts = alerts_of_run(store, run)
     finally:
         store.close()
     if args.json:
-        print_json({"run": run, "steps": steps})
+        print_json({"run": run, "steps": steps, "alerts": alerts})
+    elif args.tree:
+        print(trace_tree(run, steps, alerts))
     else:
         print(views.trace_text(run, steps))
+        for record in alerts:
+            print(f"alert {record['alert']['severity']}: {record['alert']['title']} ({outcome(record)})")
     return EXIT_OK
 
 
@@ -321,6 +309,7 @@ def parser() -> argparse.ArgumentParser:
 
     trace = sub.add_parser("trace", parents=[common], help="a run's journal, step by step")
     trace.add_argument("run", help="run id (or a unique prefix or suffix of it)")
+    trace.add_argument("--tree", action="store_true", help="the whole timeline as a tree, with its alerts")
     trace.add_argument("--json", action="store_true")
     trace.set_defaults(func=cmd_trace)
 

@@ -54,11 +54,21 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
             str(r.get("attempt", 0)),
             when(r.get("created")),
             took(r.get("started"), r.get("ended")),
+            spent(r.get("spent")),
             short((r.get("error") or {}).get("message") or r.get("hold_reason") or "", 50),
         ]
         for r in runs
     ]
-    return table(rows, ["RUN", "AGENT", "STATE", "TRIGGER", "ATT", "CREATED", "TOOK", "NOTE"])
+    return table(rows, ["RUN", "AGENT", "STATE", "TRIGGER", "ATT", "CREATED", "TOOK", "SPENT", "NOTE"])
+
+
+def spent(record: dict[str, Any] | None) -> str:
+    """A run's model spend: tokens and dollars (``-`` when it made no model call)."""
+    if not record or not record.get("calls"):
+        return "-"
+    tokens = int(record.get("input_tokens", 0)) + int(record.get("output_tokens", 0))
+    dollars = int(record.get("cost_micro_usd", 0)) / 1_000_000
+    return f"{tokens} tok ${dollars:.4f}"
 
 
 def trace_text(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
@@ -83,6 +93,10 @@ def trace_text(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
             )
         else:
             outcome = s.get("status", "?").upper()
+        if s.get("approval"):
+            outcome += f" [approval {s['approval']} {s.get('approval_state', 'pending')}]"
+        elif s.get("guardrail"):
+            outcome = f"[{s['guardrail']['guardrail']}: {s['guardrail']['verdict']}] " + outcome
         replayed = "yes" if s.get("attempt", 0) < run.get("attempt", 0) and s.get("status") == "done" else ""
         rows.append(
             [

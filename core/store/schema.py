@@ -12,14 +12,21 @@ from typing import Any
 import lmdb
 import msgpack
 
-DATABASES = ("meta", "runs", "journal", "snapshots", "state", "agent_runs", "active")
+from corral import packing
+
+DATABASES = (
+    *("meta", "runs", "journal", "snapshots", "state", "agent_runs", "active", "spend"),
+    *("alerts", "outbox", "alert_keys"),
+    *("pauses", "schedules"),
+    *("approvals",),
+)
 """Every named database; ``max_dbs`` is sized from this tuple."""
 
 SEQ = struct.Struct(">I")
 
 
 def pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    return packing.pack(value)
 
 
 def unpack(data: bytes) -> Any:

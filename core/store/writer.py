@@ -181,7 +181,12 @@ class Writer:
 
     def _loop(self) -> None:
         while True:
-            events = self._selector.select(self._timeout())
+            due = self._next_deadline()
+            if not self._queue.empty():
+                timeout: float | None = 0
+            else:
+                timeout = None if due is None else max(0.0, due - time.monotonic())
+            events = self._selector.select(timeout)
             batch: list[tuple[Job, _Waiter]] = []
             detached: list[_Detach] = []
             stop = False
@@ -199,7 +204,8 @@ class Writer:
                         source.writable()
                 except Exception as exc:  # a source's bug must not stop every other agent's steps
                     self._on_event("error", f"store writer: a wire end failed ({type(exc).__name__}: {exc})")
-            batch += self._expire()
+            if due is not None and due <= time.monotonic():  # deadlines set since are later still
+                batch += self._expire()
             while len(batch) < _MAX_BATCH:
                 try:
                     item = self._queue.get_nowait()
@@ -225,11 +231,14 @@ class Writer:
             if stop:
                 self._queue.put(None)  # finish what was queued behind a full batch first
 
-    def _timeout(self) -> float | None:
-        deadlines = [d for source in self._sources.values() if (d := source.deadline()) is not None]
-        if not self._queue.empty():
-            return 0
-        return max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+    def _next_deadline(self) -> float | None:
+        """The earliest of the sources' deadlines (``time.monotonic()``), if any."""
+        due: float | None = None
+        for source in self._sources.values():
+            deadline = source.deadline()
+            if deadline is not None and (due is None or deadline < due):
+                due = deadline
+        return due
 
     def _expire(self) -> list[tuple[Job, _Waiter]]:
         now = time.monotonic()

@@ -11,6 +11,9 @@ import pytest
 import trustme
 
 from corral.alerts import Alert, Severity
+from corral.config import parse_config
+from corral.engine import Engine
+from corral.host import host
 
 from .receivers import HTTPReceiver, SilentTCPServer, SMTPReceiver
 
@@ -91,3 +94,20 @@ def alert() -> Alert:
         fields={"attempt": 3, "cost_usd": 1.25, "resumable": True, "note": None},
         created=1_767_225_600.0,
     )
+
+
+@pytest.fixture
+def engine_with(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
+    """``engine_with(alerts_table, environ={...})``: a real engine (store, writer, plugins) on a fresh home."""
+    opened: list[Any] = []
+
+    def make(alerts: dict[str, Any], *, environ: dict[str, str] | None = None, **top: Any) -> Engine:
+        data = {"corral": {"home": str(tmp_path / "home")}, "alerts": alerts, **top}
+        config = parse_config(data, tmp_path / "corral.toml", environ or {})
+        context = host(config, echo=None)
+        opened.append(context)
+        return context.__enter__()
+
+    yield make
+    for context in reversed(opened):
+        context.__exit__(None, None, None)

@@ -63,11 +63,14 @@ class HTTPReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.do_POST()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                receiver.requests.append(Request("POST", self.path, headers, body))
+                receiver.requests.append(Request(self.command, self.path, headers, body))
                 try:
                     reply = receiver._replies.get_nowait()
                 except queue.Empty:

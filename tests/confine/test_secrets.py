@@ -399,3 +399,26 @@ def test_redacting_a_log_line_is_fast() -> None:
 
     assert "[redacted:SECRET_7]" in redactor.redact(dirty)
     assert per_line < 200e-6, f"{per_line * 1e6:.1f} µs per line"
+
+
+def test_log_redaction_hides_secrets_granted_later_in_every_field(tmp_path: Path) -> None:
+    from corral.logs import LogFiles
+
+    logs = LogFiles(tmp_path)
+    log = logs.logger("a")
+    log.info("before", value="tok-123456789")
+    logs.redaction.add({"TOKEN": "tok-123456789"})
+    logs.redaction.add({"TOKEN": "tok-rotated-99"})  # a rotated value: both stay hidden
+    log.info("after", value="k=tok-123456789", nested={"list": ["tok-rotated-99"]})
+    try:
+        raise RuntimeError("failed with tok-123456789")
+    except RuntimeError:
+        log.error("crash", exc_info=True)
+    logs.close()
+    lines = [json.loads(line) for line in (tmp_path / "a.log").read_text().splitlines()]
+    assert lines[0]["value"] == "tok-123456789", "nothing granted yet, nothing to hide"
+    after = json.dumps(lines[1:])
+    assert "tok-123456789" not in after and "tok-rotated-99" not in after
+    assert lines[1]["value"] == "k=[redacted:TOKEN]" and "[redacted:TOKEN_1]" in after
+    assert "redacted:TOKEN" in lines[2]["exception"]
+    assert "tok" not in repr(logs.redaction)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from corral.testing import CorralProject
-from tests.models.fake_servers import FakeServer, Reply, openai_body
+from tests.models.fake_servers import FakeServer, Reply, anthropic_body, openai_body
 
 KEY = "sk-test-e2e-0123456789abcdef"
 KEY_VAR = "FAKE_MODEL_KEY"
@@ -122,23 +122,80 @@ def test_the_run_budget_stops_the_run_before_the_call_that_would_exceed_it(
     assert len(server.requests) == 1, "the call over budget must not reach the provider"
 
 
-def test_transient_errors_are_retried_then_the_run_is_interrupted_and_resumes_without_rebilling(
+def test_transient_errors_past_every_retry_fail_the_run_resumable_and_retry_does_not_rebill(
     project: CorralProject, server: FakeServer
 ) -> None:
-    """Call 1 succeeds; call 2 meets 503 on every retry of two attempts' worth: the run is
-    interrupted and retried; its retry answers call 1 from the journal (not sent again)."""
-    project.agents["chat"]["max_attempts"] = 2
-    project.write()
-    server.enqueue(
-        Reply(body=openai_body("first")),
-        Reply(status=503),
-        Reply(status=503),
-        Reply(body=openai_body("second")),
-    )
+    """Call 1 succeeds; call 2 meets 503 on both of its tries: the run fails, marked
+    resumable, with the alert raised; `corral retry` answers call 1 from the journal (not
+    sent again) and makes call 2 now."""
+    server.enqueue(Reply(body=openai_body("first")), Reply(status=503), Reply(status=503))
     run = _run(project, {"calls": 2})
-    assert run["state"] == "succeeded" and run["attempt"] == 2, run
-    assert [a["text"] for a in run["result"]["answers"]] == ["first", "second"]
+    assert run["state"] == "failed" and run["error"]["kind"] == "model" and run["error"]["resumable"], run
+    assert "did not answer after every retry" in run["error"]["message"]
+    assert len(server.requests) == 3
+    assert "model calls failing" in (project.home / "logs" / "chat.log").read_text()
+    server.enqueue(Reply(body=openai_body("second")))
+    retried = project.cli("retry", run["id"], "--wait", "--json")
+    assert retried.returncode == 0, retried.stderr
+    final = json.loads(retried.stdout)
+    assert final["state"] == "succeeded", final
+    assert [a["text"] for a in final["result"]["answers"]] == ["first", "second"]
     assert len(server.requests) == 4, "call 1 is replayed from the journal on the retry, not sent again"
+    assert final["spent"]["calls"] == 2
+    again = project.cli("retry", run["id"])
+    assert again.returncode == 5 and "succeeded" in again.stderr and "corral run" in again.stderr
+
+
+def test_an_open_breaker_makes_other_calls_wait_for_the_endpoint_then_go_through(
+    project: CorralProject, server: FakeServer
+) -> None:
+    project.models["fake"].update(retry_attempts=1, breaker_failures=1, breaker_cool_down=3.0, breaker_wait=30)
+    project.start_daemon()  # one daemon: its breaker is shared by both runs
+    server.enqueue(Reply(status=503))
+    first = _run(project, {"calls": 1})
+    assert first["state"] == "failed" and first["error"]["resumable"], first
+    server.enqueue(Reply(body=openai_body("back")))
+    second = _run(project, {"calls": 1})
+    assert second["state"] == "succeeded", second
+    assert second["result"]["answers"][0]["text"] == "back"
+    assert "waiting for model endpoint to recover" in (project.home / "logs" / "chat.log").read_text()
+
+
+def test_with_breaker_wait_0_an_open_breaker_fails_the_run_at_once_without_sending(
+    project: CorralProject, server: FakeServer
+) -> None:
+    project.models["fake"].update(retry_attempts=1, breaker_failures=1, breaker_cool_down=60.0, breaker_wait=0)
+    project.start_daemon()
+    server.enqueue(Reply(status=503))
+    assert _run(project, {"calls": 1})["state"] == "failed"
+    second = _run(project, {"calls": 1})
+    assert second["state"] == "failed" and "circuit" in second["error"]["message"], second
+    assert len(server.requests) == 1, "an open breaker does not hammer a dead endpoint"
+
+
+def test_a_429_retry_after_is_waited_out_before_the_next_try(project: CorralProject, server: FakeServer) -> None:
+    server.enqueue(Reply(status=429, headers={"Retry-After": "1"}), Reply(body=openai_body("patient")))
+    run = _run(project, {"calls": 1})
+    assert run["state"] == "succeeded", run
+    first, second = server.requests
+    assert second.at - first.at >= 0.95, "the retry honoured Retry-After: 1"
+
+
+def test_the_daily_budget_stops_the_agent_for_the_day_and_alerts(project: CorralProject, server: FakeServer) -> None:
+    project.agents["chat"]["budget"] = {"day_calls": 2, "soft_alerts": [0.5]}
+    project.write()
+    server.enqueue(*(Reply(body=openai_body(f"a{i}")) for i in range(3)))
+    assert _run(project, {"calls": 2})["state"] == "succeeded"
+    refused = _run(project, {"calls": 1})
+    assert refused["state"] == "failed" and refused["error"]["kind"] == "budget", refused
+    assert "day_calls" in refused["error"]["message"] and refused["error"]["resumable"]
+    assert len(server.requests) == 2, "the call over the daily cap never reached the provider"
+    log = (project.home / "logs" / "chat.log").read_text()
+    assert "used 50% of the daily calls budget" in log and "daily model budget spent" in log
+    spend = json.loads(project.cli("spend", "--json", check=True).stdout)
+    assert spend["groups"]["chat"]["calls"] == 2 and spend["total"]["input_tokens"] > 0
+    runs = json.loads(project.cli("runs", "--json", check=True).stdout)
+    assert sum(r.get("spent", {}).get("calls", 0) for r in runs) == 2
 
 
 def test_kill_9_of_the_daemon_mid_run_resumes_without_rebilling_finished_calls(
@@ -161,3 +218,79 @@ def test_kill_9_of_the_daemon_mid_run_resumes_without_rebilling_finished_calls(
     assert final["state"] == "succeeded", final
     assert [a["text"] for a in final["result"]["answers"]] == ["answer 0", "answer 1", "answer 2"]
     assert len(server.requests) == 3, "calls finished before the kill are answered from the journal"
+
+
+def test_an_anthropic_model_with_tool_use_is_brokered_and_the_key_stays_in_the_daemon(
+    project: CorralProject, server: FakeServer
+) -> None:
+    project.models["claude"] = {
+        "provider": "anthropic",
+        "base_url": server.url,
+        "model": "fake-claude",
+        "api_key_env": KEY_VAR,
+        "retry_attempts": 2,
+        "retry_initial_wait": 0.05,
+        "prices": {"input": 1.0, "output": 5.0},
+    }
+    project.agents["chat"]["models"] = ["claude"]
+    project.write()
+    server.enqueue(
+        Reply(status=529, body={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        Reply(body=anthropic_body("", [("tu_1", "word_count", {"text": "x y"})], usage=(30, 10))),
+    )
+    run = _run(project, {"calls": 1})
+    assert run["state"] == "succeeded", run
+    assert run["result"]["answers"][0]["calls"] == [["word_count", {"text": "x y"}]]
+    assert run["result"]["env_has_key"] is False
+    sent = server.requests[-1]
+    assert sent.path == "/v1/messages" and sent.headers["x-api-key"] == KEY
+    assert sent.json()["tools"][0]["input_schema"]["properties"]["text"]["type"] == "string"
+    trace = project.cli("trace", run["id"], "--json", check=True).stdout
+    assert json.loads(trace)["steps"][0]["cost_usd"] == "0.00008"  # 30 * 1/1e6 + 10 * 5/1e6
+    assert KEY not in _everything_written(project) + trace
+
+
+ECHO_PROVIDER = '''
+import json
+
+import corral
+from corral.models.provider import HttpCall
+from corral.models.types import Response, Usage
+
+
+class Echo:
+    name = "echo"
+
+    def build(self, endpoint, request):
+        return HttpCall("/echo", {"content-type": "application/json"}, {"say": request.messages[-1].text})
+
+    def parse(self, endpoint, body, headers):
+        said = json.loads(body)["said"]
+        return Response(said, (), "stop", "done", Usage(3, 2), endpoint.model, self.name)
+
+
+@corral.hookimpl
+def corral_register_model_providers(register):
+    register(Echo())
+'''
+
+
+def test_a_plugin_adds_a_model_provider_with_the_same_retries_journal_and_cost(
+    project: CorralProject, server: FakeServer
+) -> None:
+    plugin = project.root / "echo_provider.py"
+    plugin.write_text(ECHO_PROVIDER)
+    project.corral["plugins"] = [str(plugin)]
+    project.models["fake"].update(provider="echo")
+    project.write()
+    server.enqueue(Reply(status=503), Reply(body={"said": "hello back"}))
+    run = _run(project, {"calls": 1})
+    assert run["state"] == "succeeded", run
+    assert run["result"]["answers"][0]["text"] == "hello back"
+    assert [r.path for r in server.requests] == ["/v1/echo", "/v1/echo"], "retried like any provider"
+    assert server.requests[1].json() == {"say": "question 0"}
+    assert run["spent"]["calls"] == 1 and run["spent"]["input_tokens"] == 3
+    project.models["fake"].update(provider="nonesuch")
+    project.write()
+    check = project.cli("check")
+    assert check.returncode == 1 and "no installed plugin provides 'nonesuch'" in check.stderr

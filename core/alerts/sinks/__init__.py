@@ -1,28 +1,66 @@
 """The built-in alert sinks, one module each, and what they share (``base``).
 
 ``BUILTIN_SINKS`` maps each configurable sink's ``kind`` to its class; the log sink is
-apart because the daemon builds it with its own logger and it is always on.
+apart because the daemon builds it with its own logger and it is always on. Names are
+imported on first use: reading the config needs only :class:`Secret`, and every CLI
+command reads the config, so the HTTP and SMTP clients load only where sinks are built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from corral.alerts.sinks._secret import Secret, redact_url
-from corral.alerts.sinks._settings import Settings
-from corral.alerts.sinks.base import Sink, SinkError
-from corral.alerts.sinks.command import CommandSink
-from corral.alerts.sinks.desktop import DesktopSink
-from corral.alerts.sinks.log import LogSink
-from corral.alerts.sinks.mail import EmailSink
-from corral.alerts.sinks.ntfy import NtfySink
-from corral.alerts.sinks.webhook import WebhookSink
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
-BUILTIN_SINKS: Mapping[str, type[Sink]] = MappingProxyType(
-    {cls.kind: cls for cls in (DesktopSink, EmailSink, WebhookSink, NtfySink, CommandSink)}
-)
-"""``kind`` -> class for the sinks built from config alone: ``cls(config, section=...)``."""
+    from corral.alerts.sinks._secret import Secret, redact_url
+    from corral.alerts.sinks._settings import Settings
+    from corral.alerts.sinks.base import Sink, SinkError
+    from corral.alerts.sinks.command import CommandSink
+    from corral.alerts.sinks.desktop import DesktopSink
+    from corral.alerts.sinks.log import LogSink
+    from corral.alerts.sinks.mail import EmailSink
+    from corral.alerts.sinks.ntfy import NtfySink
+    from corral.alerts.sinks.webhook import WebhookSink
+
+    BUILTIN_SINKS: Mapping[str, type[Sink]]
+
+_WHERE = {
+    "Secret": "_secret",
+    "redact_url": "_secret",
+    "Settings": "_settings",
+    "Sink": "base",
+    "SinkError": "base",
+    "CommandSink": "command",
+    "DesktopSink": "desktop",
+    "LogSink": "log",
+    "EmailSink": "mail",
+    "NtfySink": "ntfy",
+    "WebhookSink": "webhook",
+}
+
+
+def _builtin_sinks() -> Mapping[str, type[Sink]]:
+    from types import MappingProxyType
+
+    classes = [getattr(importlib.import_module(f"{__name__}.{_WHERE[n]}"), n) for n in _CONFIGURABLE]
+    return MappingProxyType({cls.kind: cls for cls in classes})
+
+
+_CONFIGURABLE = ("DesktopSink", "EmailSink", "WebhookSink", "NtfySink", "CommandSink")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BUILTIN_SINKS":
+        value: Any = _builtin_sinks()
+    elif name in _WHERE:
+        value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BUILTIN_SINKS",

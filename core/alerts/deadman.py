@@ -1,0 +1,58 @@
+"""The dead-man's switch: the daemon pings a URL on an interval while it is alive.
+
+A service such as healthchecks.io (or any HTTP endpoint that expects regular pings)
+then notices when the pings stop: the machine is off, the network is down, or corral
+is not running, which no alert from corral itself could report. A failed ping is
+logged and tried again at the next interval; the URL is a secret (it identifies the
+check) and is never logged, only its scheme and host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+from corral.alerts.config import Deadman
+from corral.alerts.sinks._http import USER_AGENT
+from corral.alerts.sinks._secret import redact_url, scrub
+
+
+class DeadmanSwitch:
+    """Pings ``config.url`` at once and then every ``config.every`` seconds."""
+
+    def __init__(self, config: Deadman, log: Any) -> None:
+        self._config = config
+        self._log = log
+        self.pings = 0
+        self.failures = 0
+
+    async def serve(self) -> None:
+        failing = False
+        async with httpx.AsyncClient(timeout=self._config.timeout, headers={"User-Agent": USER_AGENT}) as client:
+            while True:
+                error = await self.ping(client)
+                if error is not None:
+                    self._log.warning("dead-man's switch ping failed", target=self.target(), error=error)
+                elif failing:
+                    self._log.info("dead-man's switch ping works again", target=self.target())
+                failing = error is not None
+                await asyncio.sleep(self._config.every)
+
+    async def ping(self, client: httpx.AsyncClient) -> str | None:
+        """One ping; None when the receiver answered 2xx, else why not (no secret in it)."""
+        url = self._config.url.reveal()
+        try:
+            response = await client.get(url)
+        except httpx.HTTPError as exc:
+            self.failures += 1
+            return scrub(f"{type(exc).__name__}: {exc}", [url])
+        if not response.is_success:
+            self.failures += 1
+            return f"answered {response.status_code}"
+        self.pings += 1
+        return None
+
+    def target(self) -> str:
+        return redact_url(self._config.url.reveal())

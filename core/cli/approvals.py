@@ -1,0 +1,111 @@
+"""``corral approvals``, ``corral approve ID``, ``corral deny ID --reason TEXT``.
+
+The list is read from the store (works with the daemon down). A decision goes through
+the daemon when it runs, which resumes the run at once; with no daemon, the decision is
+recorded and the run resumed here in the foreground, through the same engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from corral.approvals import PENDING, ApprovalError, Approvals
+from corral.cli.common import (
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    Exit,
+    foreground,
+    load,
+    print_json,
+    reader,
+    report_run,
+    send_or_foreground,
+)
+from corral.errors import ControlError
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    listing = sub.add_parser("approvals", parents=[common], help="tool calls waiting for a human's approval")
+    listing.add_argument("--all", action="store_true", help="decided and expired requests too")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_approvals)
+    approve = sub.add_parser("approve", parents=[common], help="approve one waiting tool call; its run resumes")
+    approve.add_argument("id")
+    approve.add_argument("--json", action="store_true")
+    approve.set_defaults(func=cmd_decide, approve=True, reason="")
+    deny = sub.add_parser("deny", parents=[common], help="deny one waiting tool call; the agent sees the reason")
+    deny.add_argument("id")
+    deny.add_argument("--reason", required=True, help="why; the agent (or its model) reads it as the tool's error")
+    deny.add_argument("--json", action="store_true")
+    deny.set_defaults(func=cmd_decide, approve=False)
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    from corral.cli import views
+
+    config = load(args)
+    store, _ = reader(config)
+    try:
+        with store.read() as txn:
+            approvals = Approvals(store.dbs)
+            records = approvals.all(txn) if args.all else approvals.pending(txn)
+    finally:
+        store.close()
+    records.sort(key=lambda r: r["created"])
+    if args.json:
+        print_json(records)
+        return EXIT_OK
+    if not records:
+        print("no approval requests waiting" if not args.all else "no approval requests")
+        return EXIT_OK
+    now = time.time()
+    rows = [
+        [
+            r["id"],
+            r["agent"],
+            r["tool"],
+            views.short(r["args"], 50),
+            r["state"] if r["state"] != PENDING or now < r["expires"] else "expiring",
+            views.when(r["created"]),
+            views.when(r["expires"]),
+            r["run_id"],
+        ]
+        for r in records
+    ]
+    print(views.table(rows, ["ID", "AGENT", "TOOL", "ARGS", "STATE", "ASKED", "EXPIRES", "RUN"]))
+    if not args.all:
+        print("\ncorral approve ID   or   corral deny ID --reason TEXT", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    config = load(args)
+    op = "approve" if args.approve else "deny"
+    request = {"op": op, "id": args.id, "reason": args.reason}
+    try:
+        reply = send_or_foreground(config, request, wait=False)
+    except ControlError as exc:
+        raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+    if reply is not None:
+        if args.json:
+            print_json(reply["approval"])
+        else:
+            print(
+                f"approval {args.id} {reply['approval']['state']}; the daemon resumes run {reply['approval']['run_id']}"
+            )
+        return EXIT_OK
+
+    async def start(engine: Any) -> str:
+        try:
+            record, run = await engine.decide_approval(args.id, args.approve, args.reason)
+        except ApprovalError as exc:
+            raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+        if run is None:
+            raise Exit(EXIT_OK, f"approval {args.id} {record['state']}; its run is no longer on hold")
+        print(f"approval {args.id} {record['state']}", file=sys.stderr)
+        return str(run["id"])
+
+    return report_run(foreground(config, start), args, waited=True)

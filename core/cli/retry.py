@@ -1,0 +1,59 @@
+"""``corral retry RUN``: queue again a run that failed for a passing reason.
+
+A run whose model endpoint stayed down past every retry, or whose budget was spent,
+fails "resumable": its journal keeps every finished step. Once the cause is gone (the
+endpoint is back, the budget raised or renewed), ``corral retry`` queues it; finished
+steps replay from the journal free, and the call it stopped at is made now.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from corral.cli.common import (
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    Exit,
+    foreground,
+    load,
+    print_json,
+    report_run,
+    send_or_foreground,
+)
+from corral.errors import ControlError
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    retry = sub.add_parser(
+        "retry", parents=[common], help="queue again a run that failed resumable (model down, budget spent)"
+    )
+    retry.add_argument("run", help="run id")
+    retry.add_argument("--wait", action="store_true", help="wait for the run to end; exit 1 if it failed")
+    retry.add_argument("--json", action="store_true")
+    retry.set_defaults(func=cmd_retry)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    config = load(args)
+    request = {"op": "retry", "run": args.run, "wait": args.wait}
+    try:
+        reply = send_or_foreground(config, request, wait=args.wait)
+    except ControlError as exc:
+        raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+    if reply is not None:
+        if not args.json and not args.wait:
+            print(f"run {args.run} queued again; the daemon resumes it from its journal")
+            return EXIT_OK
+        if args.json and not args.wait:
+            print_json(reply["run"])
+            return EXIT_OK
+        return report_run(reply["run"], args, waited=True)
+
+    async def start(engine: Any) -> str:
+        try:
+            return str((await engine.retry(args.run))["id"])
+        except (KeyError, ValueError) as exc:
+            raise Exit(EXIT_NOT_FOUND, f"corral: {str(exc).strip(chr(39))}") from None
+
+    return report_run(foreground(config, start), args, waited=True)

@@ -1,0 +1,196 @@
+"""``corral pause``, ``resume``, ``cancel`` and ``reload``: acting on the schedule.
+
+Each asks the daemon over the control socket. With no daemon running, ``pause``,
+``resume`` and ``cancel`` act on the store directly (the daemon reads them when it
+starts); ``reload`` needs a daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import time
+import tomllib
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from corral.cli.common import (
+    EXIT_CONFIG,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    Exit,
+    load,
+    print_json,
+    send_or_foreground,
+)
+from corral.config import CorralConfig, default_home, find_config, parse_duration
+from corral.errors import ControlError
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    pause = sub.add_parser("pause", parents=[common], help="stop an agent's triggers from starting runs")
+    pause.add_argument("agent")
+    pause.add_argument("--reason", help="why, shown by `corral status` (default: paused with `corral pause`)")
+    lasting = pause.add_mutually_exclusive_group()
+    lasting.add_argument("--for", dest="duration", help='lift the pause by itself after this long, e.g. "2h"')
+    lasting.add_argument("--until", help="lift the pause by itself at this time, e.g. 2027-01-04T07:00:00+01:00")
+    pause.add_argument("--json", action="store_true")
+    pause.set_defaults(func=cmd_pause)
+
+    resume = sub.add_parser("resume", parents=[common], help="lift an agent's pause (and a no-progress slow-down)")
+    resume.add_argument("agent")
+    resume.add_argument("--json", action="store_true")
+    resume.set_defaults(func=cmd_resume)
+
+    cancel = sub.add_parser("cancel", parents=[common], help="end a run as cancelled, killing its processes")
+    cancel.add_argument("run", help="run id")
+    cancel.add_argument("--json", action="store_true")
+    cancel.set_defaults(func=cmd_cancel)
+
+    reload = sub.add_parser("reload", parents=[common], help="make the daemon read its config again (as SIGHUP)")
+    reload.add_argument("--json", action="store_true")
+    reload.set_defaults(func=cmd_reload)
+
+
+def _until(args: argparse.Namespace) -> float | None:
+    if args.duration is not None:
+        try:
+            return time.time() + parse_duration(args.duration)
+        except ValueError as exc:
+            raise Exit(EXIT_USAGE, f"corral: --for: {exc}") from None
+    if args.until is not None:
+        try:
+            moment = dt.datetime.fromisoformat(args.until)
+        except ValueError:
+            raise Exit(
+                EXIT_USAGE, f"corral: --until {args.until!r} is not a date and time, e.g. 2027-01-04T07:00"
+            ) from None
+        return (moment if moment.tzinfo else moment.astimezone()).timestamp()
+    return None
+
+
+def _agent(config: CorralConfig, agent: str) -> None:
+    if agent not in config.agents:
+        known = ", ".join(sorted(config.agents)) or "none"
+        raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {agent!r} in {config.path}; agents: {known}")
+
+
+def _ask(config: CorralConfig, request: dict[str, Any], offline: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+    """The daemon's answer, or with no daemon ``offline(engine)`` run here against the store."""
+    try:
+        reply = send_or_foreground(config, request, wait=False)
+    except ControlError as exc:
+        raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+    if reply is not None:
+        return reply
+    from corral.host import host
+
+    with host(config, echo=None) as engine:
+        return asyncio.run(offline(engine))
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    config = load(args)
+    _agent(config, args.agent)
+    until = _until(args)
+    reason = args.reason or "paused with `corral pause`"
+    request = {"op": "pause", "agent": args.agent, "reason": reason, "until": until}
+
+    async def offline(engine: Any) -> dict[str, Any]:
+        try:
+            await engine.pause_agent(args.agent, reason, until)
+        except ValueError as exc:
+            raise Exit(EXIT_USAGE, f"corral: {exc}") from None
+        return {"agent": args.agent, "pause": engine.paused(args.agent)}
+
+    reply = _ask(config, request, offline)
+    if args.json:
+        print_json({"agent": args.agent, "pause": reply["pause"]})
+    else:
+        lifts = (
+            f" until {dt.datetime.fromtimestamp(until):%Y-%m-%d %H:%M:%S}" if until else "; `corral resume` lifts it"
+        )
+        print(f"{args.agent} paused{lifts}")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    config = load(args)
+    _agent(config, args.agent)
+
+    async def offline(engine: Any) -> dict[str, Any]:
+        was = engine.paused(args.agent)
+        await engine.resume_agent(args.agent)
+        return {"agent": args.agent, "was_paused": was is not None, "was_slowed": False}
+
+    reply = _ask(config, {"op": "resume", "agent": args.agent}, offline)
+    if args.json:
+        print_json({k: reply[k] for k in ("agent", "was_paused", "was_slowed")})
+    elif reply["was_paused"] or reply["was_slowed"]:
+        print(f"{args.agent} resumed")
+    else:
+        print(f"{args.agent} was not paused")
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    config = load(args)
+
+    async def offline(engine: Any) -> dict[str, Any]:
+        try:
+            return {"run": await engine.cancel(args.run)}
+        except KeyError:
+            raise Exit(EXIT_NOT_FOUND, f"corral: no run {args.run}; `corral runs` lists them") from None
+        except ValueError as exc:
+            raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+
+    run = _ask(config, {"op": "cancel", "run": args.run}, offline)["run"]
+    if args.json:
+        print_json(run)
+    elif run["state"] == "cancelled":
+        print(f"run {run['id']} cancelled")
+    else:
+        print(f"run {run['id']} is being cancelled: its processes are killed and it ends as cancelled")
+    return EXIT_OK
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    """The daemon's socket, found even when the config file is now invalid (that is when
+    ``reload`` must reach the daemon, to be told so and keep the old config)."""
+    try:
+        return load(args).socket_path
+    except Exit:
+        path = find_config(args.config)
+    if os.environ.get("CORRAL_HOME"):
+        return default_home() / "corral.sock"
+    try:
+        home = tomllib.loads(path.read_text()).get("corral", {}).get("home")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
+        home = None
+    if isinstance(home, str) and home:
+        return path.resolve().parent / Path(home).expanduser() / "corral.sock"
+    return default_home() / "corral.sock"
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from corral import control
+    from corral.errors import DaemonUnavailable
+
+    try:
+        [reply] = list(control.request(_socket(args), {"op": "reload"}, timeout=60))
+    except DaemonUnavailable as exc:
+        raise Exit(EXIT_UNAVAILABLE, f"corral: {exc}; there is no daemon to reload") from None
+    except ControlError as exc:
+        raise Exit(EXIT_CONFIG, f"corral: reload refused: {exc}") from None
+    if args.json:
+        print_json(reply["changes"])
+        return EXIT_OK
+    changes = reply["changes"]
+    summary = ", ".join(f"{len(changes[k])} {k}" for k in ("added", "changed", "removed"))
+    print(f"config reloaded: schedules {summary}")
+    return EXIT_OK

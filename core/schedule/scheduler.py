@@ -1,0 +1,481 @@
+"""The scheduler: builds each agent's triggers from config, fires them, and decides what a
+fire does (a run, or a recorded skip) under pauses, slow-downs and the overlap policy.
+
+Timed schedules keep their state in the ``schedules`` database (:mod:`corral.schedule.state`).
+A fire time more than :data:`LATE` past its due time counts as *missed* (the daemon was
+down, or the machine asleep), and the agent's ``missed`` policy decides: skip them, run
+once, or run each (the latest ``missed_max``). The due time is the nominal fire time plus
+a jitter derived from the schedule's key and that time, so it is the same after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from corral.alerts import Alert, Severity
+from corral.config import CorralConfig
+from corral.errors import ConfigError
+from corral.schedule import progress, state
+from corral.schedule.clock import Clock
+from corral.schedule.queue import RunQueue
+from corral.schedule.settings import TriggerConfig
+from corral.schedule.timers import RESOLUTION
+from corral.schedule.triggers import BuildContext, EventTrigger, TimedTrigger, Trigger, TriggerEnv, build, collect_kinds
+from corral.schedule.webhook import WebhookServer
+
+if TYPE_CHECKING:
+    from corral.engine import Engine
+
+LATE = 60.0
+"""Seconds past its due time after which a fire time counts as missed, not late."""
+IDLE_WAKE = 3600.0
+
+
+@dataclass
+class Schedule:
+    """One trigger of one agent, with its stored state."""
+
+    config: TriggerConfig
+    trigger: Trigger
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def timed(self) -> TimedTrigger | None:
+        return self.trigger if isinstance(self.trigger, TimedTrigger) else None
+
+    def due(self, nominal: float) -> float:
+        """``nominal`` plus this schedule's jitter for that time (the same on every restart)."""
+        if not self.config.jitter:
+            return nominal
+        digest = hashlib.sha256(f"{self.config.key}@{nominal:.3f}".encode()).digest()
+        return nominal + self.config.jitter * int.from_bytes(digest[:8], "big") / 2**64
+
+
+def build_all(
+    config: CorralConfig, manager: pluggy.PluginManager, environ: Mapping[str, str], warn: Callable[[str], None]
+) -> dict[str, tuple[TriggerConfig, Trigger]]:
+    """Every enabled agent's triggers, built by their plugins; ConfigError lists every problem."""
+    kinds = collect_kinds(manager, warn)
+    base_dir = config.path.parent if config.path else Path.cwd()
+    problems: list[str] = []
+    built: dict[str, tuple[TriggerConfig, Trigger]] = {}
+    paths: dict[str, str] = {}
+    for agent in config.agents.values():
+        if not agent.enabled:
+            continue
+        for trigger_config in agent.triggers:
+            context = BuildContext(
+                agent.name, trigger_config.key, trigger_config.section, base_dir, environ, config.schedule
+            )
+            try:
+                trigger = build(trigger_config, kinds, context)
+            except ConfigError as exc:
+                problems += exc.problems
+                continue
+            path = getattr(trigger, "path", None)
+            if trigger_config.kind == "webhook" and isinstance(path, str):
+                if path in paths:
+                    problems.append(f"{trigger_config.section} path: {path} is already the path of {paths[path]}")
+                paths[path] = trigger_config.section
+            built[trigger_config.key] = (trigger_config, trigger)
+    if problems:
+        raise ConfigError(problems)
+    return built
+
+
+def trigger_problems(config: CorralConfig, manager: pluggy.PluginManager, environ: Mapping[str, str]) -> list[str]:
+    """What ``corral check`` reports about the triggers: each table checked by its kind's plugin."""
+    try:
+        build_all(config, manager, environ, lambda message: None)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+class Scheduler:
+    """Owns the schedules and the webhook listener; hands runs to the :class:`RunQueue`."""
+
+    def __init__(self, engine: Engine, queue: RunQueue, clock: Clock) -> None:
+        self.engine = engine
+        self.queue = queue
+        self.clock = clock
+        self.log = engine.log
+        self.schedules: dict[str, Schedule] = {}
+        self.webhooks: WebhookServer | None = None
+        self.wake = asyncio.Event()
+        self._db = engine.store.dbs["schedules"]
+        self._slowed: dict[str, dict[str, Any]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._fresh_start: dict[str, float] = {}  # agent -> when its pause or slow-down was lifted
+        engine.pauses.listen(self._pause_changed)
+
+    # ------------------------------------------------------------------ configuration
+
+    async def apply(self, config: CorralConfig, built: Mapping[str, tuple[TriggerConfig, Trigger]]) -> dict[str, Any]:
+        """Make ``built`` the schedule: start new triggers, stop removed ones, rebuild changed
+        ones; unchanged ones keep running. Returns what changed, for the log and ``corral reload``."""
+        await self.listen(config)
+        db = self._db
+        records = await self.engine.writer.run(lambda txn: state.all_schedules(txn, db))
+        self._slowed = await self.engine.writer.run(
+            lambda txn: {a: r for a in config.agents if (r := state.get_agent(txn, db, a)) is not None}
+        )
+        removed = [key for key in self.schedules if key not in built]
+        changed = [key for key in self.schedules if key in built and built[key][0] != self.schedules[key].config]
+        added = [key for key in built if key not in self.schedules]
+        for key in removed + changed:
+            await self._stop(self.schedules.pop(key))
+        for key in changed + added:
+            trigger_config, trigger = built[key]
+            schedule = Schedule(trigger_config, trigger, records.get(key) or self._new_record(trigger_config, trigger))
+            self.schedules[key] = schedule
+            await self._start(schedule)
+        self.wake.set()
+        return {"added": sorted(added), "removed": sorted(removed), "changed": sorted(changed)}
+
+    def _new_record(self, config: TriggerConfig, trigger: Trigger) -> dict[str, Any]:
+        return {
+            "agent": config.agent,
+            "kind": config.kind,
+            "since": self.clock.now(),
+            "last": None,
+            "fired": 0,
+            "skipped": 0,
+        }
+
+    async def listen(self, config: CorralConfig) -> None:
+        """Serve webhooks on ``[schedule] webhook_port`` (restarting on a new port); a port that
+        cannot be bound is a ConfigError, and the listener already running stays."""
+        port = config.schedule.webhook_port
+        if port is not None and (self.webhooks is None or port != self.webhooks.requested_port):
+            server = WebhookServer(port, self.log)
+            try:
+                await server.start()
+            except OSError as exc:
+                where = f"{config.path}: [schedule] webhook_port"
+                raise ConfigError(
+                    [f"{where}: cannot listen on 127.0.0.1:{port} ({exc.strerror}); choose a free port"]
+                ) from None
+            if self.webhooks is not None:
+                server.routes = self.webhooks.routes
+                await self.webhooks.stop()
+            self.webhooks = server
+        elif port is None and self.webhooks is not None:
+            await self.webhooks.stop()
+            self.webhooks = None
+
+    async def _start(self, schedule: Schedule) -> None:
+        description = schedule.trigger.describe()
+        schedule.record.update(agent=schedule.config.agent, kind=schedule.config.kind, describe=description)
+        if isinstance(schedule.trigger, EventTrigger):
+            env = TriggerEnv(
+                schedule.config.agent,
+                schedule.config.key,
+                lambda payload, s=schedule: self.fire(s, payload),
+                self.webhooks,
+                self.log,
+            )
+            try:
+                await schedule.trigger.start(env)
+            except Exception as exc:  # a plugin's trigger may raise anything; the others still start
+                self._start_failed(schedule, f"{type(exc).__name__}: {exc}")
+                return
+        else:
+            self._plan(schedule, schedule.record["last"] or schedule.record.get("since") or self.clock.now())
+            if schedule.record["next"] is None and schedule.record["last"] is None:
+                self.log.warning(
+                    "trigger will never fire: its time has passed", agent=schedule.config.agent, trigger=description
+                )
+        self.log.info(
+            "schedule started", agent=schedule.config.agent, schedule=schedule.config.key, trigger=description
+        )
+        await self._save(schedule)
+
+    def _start_failed(self, schedule: Schedule, error: str) -> None:
+        config = schedule.config
+        self.log.error("trigger could not start", agent=config.agent, schedule=config.key, error=error)
+        self.engine.alert(
+            Alert(
+                key=f"trigger-start:{config.key}",
+                severity=Severity.WARNING,
+                title=f"a trigger of {config.agent} could not start",
+                body=f"{config.section}: {error}. It does not fire until it starts: fix it and `corral reload`.",
+                agent=config.agent,
+            )
+        )
+
+    async def _stop(self, schedule: Schedule) -> None:
+        if isinstance(schedule.trigger, EventTrigger):
+            try:
+                await schedule.trigger.stop()
+            except Exception as exc:  # a plugin's trigger may raise anything
+                self.log.error("trigger did not stop cleanly", schedule=schedule.config.key, error=str(exc))
+        self.log.info("schedule stopped", agent=schedule.config.agent, schedule=schedule.config.key)
+
+    async def close(self) -> None:
+        for schedule in list(self.schedules.values()):
+            await self._stop(schedule)
+        self.schedules.clear()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
+            self.webhooks = None
+
+    def _plan(self, schedule: Schedule, after: float) -> None:
+        timed = schedule.timed
+        assert timed is not None
+        nominal = timed.next_after(after)
+        schedule.record["next"] = nominal
+        schedule.record["due"] = schedule.due(nominal) if nominal is not None else None
+
+    async def _save(self, schedule: Schedule) -> None:
+        db, key, record = self._db, schedule.config.key, dict(schedule.record)
+        await self.engine.writer.run(lambda txn: state.put_schedule(txn, db, key, record))
+
+    # ------------------------------------------------------------------ the clock
+
+    async def run(self) -> None:
+        """Fire timed schedules as they come due, until cancelled."""
+        while True:
+            self.wake.clear()
+            for agent in await self.engine.pauses.expire():
+                self.log.info("pause ended", agent=agent)
+            self.queue.pump()
+            now = self.clock.now()
+            due = sorted(self._due(now), key=lambda s: s.record["due"])
+            # together, so their runs are stored in shared commits rather than one fsync each
+            outcomes = await asyncio.gather(*(self._fire_due(s, now) for s in due), return_exceptions=True)
+            for schedule, outcome in zip(due, outcomes, strict=True):
+                if isinstance(outcome, Exception):  # one schedule's failure must not stop the others
+                    self.log.error("schedule failed to fire", schedule=schedule.config.key, error=repr(outcome))
+            times = [s.record["due"] for s in self.schedules.values() if s.timed and s.record.get("due") is not None]
+            expiry = self.engine.pauses.next_expiry()
+            if expiry is not None:
+                times.append(expiry)
+            await self.clock.wait(min(times, default=self.clock.now() + IDLE_WAKE), self.wake)
+
+    def _due(self, now: float) -> list[Schedule]:
+        return [
+            s
+            for s in self.schedules.values()
+            if s.timed is not None and s.record.get("due") is not None and s.record["due"] <= now
+        ]
+
+    async def _fire_due(self, schedule: Schedule, now: float) -> None:
+        """Handle every fire time of ``schedule`` up to ``now``: the latest on time fires, the
+        missed ones go by the agent's ``missed`` policy, and the next time is planned."""
+        timed = schedule.timed
+        assert timed is not None
+        last = schedule.record["last"] if schedule.record["last"] is not None else schedule.record.get("since", now)
+        latest = timed.last_until(now)
+        on_time: float | None = None
+        missed: list[float] = []
+        cursor = latest
+        policy = self.queue.policy(schedule.config.agent)
+        keep = {"skip": 1, "once": 1, "all": policy.missed_max}[policy.missed]
+        more = False
+        while cursor is not None and cursor > last + RESOLUTION:
+            if on_time is None and not missed and now - schedule.due(cursor) <= LATE:
+                on_time = cursor
+            elif len(missed) < keep:
+                missed.append(cursor)
+            else:
+                more = True
+                break
+            cursor = timed.last_until(cursor - 2 * RESOLUTION)
+        handled = latest if latest is not None and latest > last else last
+        self._plan(schedule, handled)  # first: the fire's own commit stores the next time too
+        if missed:
+            await self._missed(schedule, sorted(missed), more, policy.missed)
+        schedule.record["last"] = max(schedule.record["last"] or handled, handled)
+        if on_time is not None:
+            await self.fire(schedule, None, nominal=on_time)  # stores the record with the run or the skip
+        else:
+            await self._save(schedule)
+
+    async def _missed(self, schedule: Schedule, times: list[float], more: bool, policy: str) -> None:
+        count = f"{len(times)}{' or more' if more else ''}"
+        agent = schedule.config.agent
+        if policy == "skip":
+            self.log.warning("missed fire times skipped", agent=agent, schedule=schedule.config.key, count=count)
+            schedule.record["skipped"] = schedule.record.get("skipped", 0) + len(times)
+            schedule.record["last_skip"] = {"at": self.clock.now(), "reason": "missed while the daemon was down"}
+            return
+        chosen = times[-1:] if policy == "once" else times
+        self.log.warning(
+            "missed fire times caught up",
+            agent=agent,
+            schedule=schedule.config.key,
+            missed=count,
+            running=len(chosen),
+            policy=policy,
+        )
+        for nominal in chosen:
+            await self.fire(schedule, None, nominal=nominal, catch_up=True)
+
+    def _pause_changed(self, agent: str, pause: dict[str, Any] | None) -> None:
+        if pause is None:  # lifted: the runs before it no longer count as "no progress"
+            self._fresh_start[agent] = time.time()
+        self.queue.pump()
+        self.wake.set()
+
+    # ------------------------------------------------------------------ firing
+
+    async def fire(
+        self, schedule: Schedule, payload: Any, *, nominal: float | None = None, catch_up: bool = False
+    ) -> dict[str, Any]:
+        """One fire of ``schedule``: a queued run (``{"run": id}``) or a recorded skip (``{"skipped": why}``).
+
+        Fires of one agent are decided one at a time, so two at once cannot both find it idle."""
+        async with self._locks.setdefault(schedule.config.agent, asyncio.Lock()):
+            return await self._fire(schedule, payload, nominal, catch_up)
+
+    async def _fire(self, schedule: Schedule, payload: Any, nominal: float | None, catch_up: bool) -> dict[str, Any]:
+        config = schedule.config
+        agent = self.engine.config.agents.get(config.agent)
+        when = nominal if nominal is not None else self.clock.now()
+        if agent is None or not agent.enabled:
+            return await self._skip(schedule, when, "the agent is disabled or no longer configured")
+        pause = self.engine.paused(config.agent)
+        if pause is not None:
+            return await self._skip(schedule, when, f"the agent is paused: {pause['reason']}")
+        slowed = self._slowed.get(config.agent)
+        if slowed is not None and schedule.timed is not None:
+            slowed["fires"] = slowed.get("fires", 0) + 1
+            if slowed["fires"] % slowed["slowed"]:
+                return await self._skip(schedule, when, f"slowed {slowed['slowed']}x: no progress")
+        if not catch_up:
+            refusal = await self._overlap(config.agent)
+            if refusal is not None:
+                return await self._skip(schedule, when, refusal)
+        if payload is None:
+            payload = config.input if config.has_input else agent.input
+        db, key, record = self._db, config.key, schedule.record
+        record["fired"] = record.get("fired", 0) + 1
+        if nominal is not None:
+            record["last"] = max(record["last"] or 0.0, nominal)
+        saved = dict(record)
+        fields: dict[str, Any] = {"schedule": key}
+        if nominal is not None:
+            fields["fire_time"] = nominal
+        if catch_up:
+            fields["missed"] = True
+        run = await self.engine.create_run(
+            config.agent,
+            payload,
+            trigger=config.kind,
+            also=lambda txn, run: state.put_schedule(txn, db, key, saved),
+            **fields,
+        )
+        self.queue.add(run)
+        return {"run": run["id"]}
+
+    async def _overlap(self, agent: str) -> str | None:
+        """Apply the overlap policy to a fire of a busy agent: None lets the run be queued."""
+        policy = self.queue.policy(agent)
+        busy = self.queue.active(agent) >= policy.max_running or self.queue.depth(agent) > 0
+        if not busy:
+            return None
+        if policy.overlap == "skip":
+            return "the previous run is still active (overlap = skip)"
+        if policy.overlap == "queue":
+            if self.queue.depth(agent) >= policy.max_queued:
+                return f"{policy.max_queued} runs already wait (overlap = queue, max_queued = {policy.max_queued})"
+            return None
+        for waiting in list(self.queue.waiting.get(agent, ())):
+            self.queue.remove(waiting["id"])
+            await self.engine.cancel(waiting["id"], "replaced by a newer fire (overlap = cancel)")
+        running = self.queue.running_ids(agent)
+        for run_id in running[: max(0, len(running) - policy.max_running + 1)]:
+            await self.engine.cancel(run_id, "replaced by a newer fire (overlap = cancel)")
+        return None
+
+    async def _skip(self, schedule: Schedule, when: float, reason: str) -> dict[str, Any]:
+        config = schedule.config
+        self.log.info("trigger skipped", agent=config.agent, trigger=config.kind, schedule=config.key, reason=reason)
+        record = schedule.record
+        record["skipped"] = record.get("skipped", 0) + 1
+        record["last_skip"] = {"at": when, "reason": reason}
+        if schedule.timed is not None:
+            record["last"] = max(record["last"] or 0.0, when)
+        await self._save(schedule)
+        return {"skipped": reason}
+
+    # ------------------------------------------------------------------ no progress
+
+    async def run_done(self, run: dict[str, Any], final: dict[str, Any] | None) -> None:
+        """After a scheduled run ends: slow or pause an agent that makes no progress, and lift
+        the slow-down (with an all-clear) once it does."""
+        agent = self.engine.config.agents.get(run["agent"])
+        if agent is None or run.get("schedule") is None or final is None:
+            return
+        policy = agent.schedule
+        if not policy.no_progress_runs:
+            return
+        records = self.engine.records
+        with self.engine.store.read() as txn:
+            stuck = progress.stalled(
+                records, txn, agent.name, policy.no_progress_runs, self._fresh_start.get(agent.name, 0.0)
+            )
+        key = f"no-progress:{agent.name}"
+        if not stuck:
+            if agent.name in self._slowed:
+                await self._set_slowed(agent.name, None)
+                self.log.info("no-progress slow-down lifted", agent=agent.name)
+                self.engine.alert(
+                    Alert(
+                        key=key,
+                        severity=Severity.INFO,
+                        title=f"{agent.name} makes progress again",
+                        agent=agent.name,
+                        resolved=True,
+                    )
+                )
+            return
+        if agent.name in self._slowed or self.engine.paused(agent.name) is not None:
+            return
+        why = (
+            f"its last {policy.no_progress_runs} scheduled runs ended the same way ({final['state']}) "
+            "without a tool call or state change"
+        )
+        if policy.no_progress_action == "pause":
+            await self.engine.pause_agent(agent.name, f"no progress: {why}")
+            action = "paused until `corral resume`"
+        else:
+            await self._set_slowed(
+                agent.name, {"slowed": policy.slow_factor, "since": self.clock.now(), "reason": why, "fires": 0}
+            )
+            action = f"its timed triggers slowed {policy.slow_factor}x until a run makes progress"
+        self.log.warning("agent makes no progress", agent=agent.name, reason=why, action=action)
+        self.engine.alert(
+            Alert(
+                key=key,
+                severity=Severity.WARNING,
+                title=f"{agent.name} makes no progress",
+                body=f"{why}; {action}.",
+                agent=agent.name,
+            )
+        )
+
+    async def _set_slowed(self, agent: str, record: dict[str, Any] | None) -> None:
+        if record is None:
+            self._slowed.pop(agent, None)
+            self._fresh_start[agent] = time.time()
+        else:
+            self._slowed[agent] = record
+        db = self._db
+        await self.engine.writer.run(lambda txn: state.put_agent(txn, db, agent, record))
+
+    async def unslow(self, agent: str) -> bool:
+        """``corral resume`` also lifts a no-progress slow-down; True if there was one."""
+        if agent not in self._slowed:
+            return False
+        await self._set_slowed(agent, None)
+        return True

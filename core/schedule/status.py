@@ -1,0 +1,64 @@
+"""What ``corral status`` says about each agent's schedule, read from the store.
+
+It works with the daemon down (the store opened read-only): pauses, the next fire time
+the daemon planned, the queue depth (runs stored as queued) and the agent's state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from corral.config import CorralConfig
+from corral.schedule import state
+from corral.schedule.pauses import read_pauses
+from corral.states import RunState
+from corral.store import Records, Store
+
+
+def agent_status(
+    store: Store, records: Records, txn: Any, config: CorralConfig, now: float
+) -> dict[str, dict[str, Any]]:
+    """Per agent: ``state`` (disabled, paused, running, queued, idle), ``next_fire`` (epoch
+    seconds, jitter included, or None), ``queue_depth``, ``pause``, ``slowed`` and ``triggers``."""
+    db = store.dbs["schedules"]
+    schedules = state.all_schedules(txn, db)
+    pauses = {a: p for a, p in read_pauses(store, txn).items() if p["until"] is None or p["until"] > now}
+    active = records.active_runs(txn)
+    out: dict[str, dict[str, Any]] = {}
+    for name, agent in config.agents.items():
+        mine = [r for r in active if r["agent"] == name]
+        depth = sum(1 for r in mine if r["state"] == RunState.QUEUED.value)
+        keys = [t.key for t in agent.triggers]
+        dues = [s["due"] for k in keys if (s := schedules.get(k)) is not None and s.get("due") is not None]
+        if not agent.enabled:
+            current = "disabled"
+        elif name in pauses:
+            current = "paused"
+        elif any(r["state"] == RunState.RUNNING.value for r in mine):
+            current = "running"
+        elif depth:
+            current = "queued"
+        else:
+            current = "idle"
+        out[name] = {
+            "state": current,
+            "next_fire": min(dues, default=None),
+            "queue_depth": depth,
+            "pause": pauses.get(name),
+            "slowed": state.get_agent(txn, db, name),
+            "triggers": [
+                {"key": t.key, "kind": t.kind, **{k: v for k, v in schedules.get(t.key, {}).items() if k != "agent"}}
+                for t in agent.triggers
+            ],
+        }
+    return out
+
+
+def triggers_label(agent: Any) -> str:
+    """The TRIGGER column: ``every 30s``, ``cron, webhook``, or ``manual``."""
+    if not agent.triggers:
+        return "manual"
+    return ", ".join(
+        f"every {t.settings['every']:g}s" if t.kind == "interval" and t.section.endswith("every") else t.kind
+        for t in agent.triggers
+    )

@@ -1,0 +1,216 @@
+"""The webhook listener: one HTTP server on 127.0.0.1 serving every webhook trigger.
+
+Each trigger owns a path and a secret token. A request is checked in this order, and
+refused at the first failure without reading further: ``POST`` (405), a known path
+(404), the token in ``Authorization: Bearer TOKEN`` or ``X-Corral-Token`` compared in
+constant time (401), the declared and then the actual body size against the trigger's
+limit (413), a JSON body (400). A good call answers ``202 {"run": ID}``, or ``200
+{"skipped": REASON}`` when the agent is paused or busy. HTTP parsing is h11's; tokens
+never reach a log line or a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+
+from corral.errors import ConfigError
+from corral.schedule.triggers import BuildContext, EventTrigger, TriggerEnv, unknown_keys
+
+READ_TIMEOUT = 10.0
+MAX_HEADERS = 16 * 1024
+Handler = Callable[[Any], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Route:
+    token: str
+    max_bytes: int
+    handler: Handler
+    agent: str
+
+    def __repr__(self) -> str:  # the token must never show
+        return f"Route(agent={self.agent!r}, max_bytes={self.max_bytes})"
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WebhookServer:
+    """Routes ``POST /path`` to the trigger that owns the path."""
+
+    def __init__(self, port: int, log: Any, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.requested_port = port
+        self.log = log
+        self.routes: dict[str, Route] = {}
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the requested one, or the one picked for port 0)."""
+        assert self._server is not None, "the webhook server is not started"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def add(self, path: str, token: str, max_bytes: int, handler: Handler, agent: str) -> None:
+        if path in self.routes:
+            raise ValueError(f"webhook path {path} is already taken by agent {self.routes[path].agent}")
+        self.routes[path] = Route(token, max_bytes, handler, agent)
+
+    def remove(self, path: str) -> None:
+        self.routes.pop(path, None)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._client, self.host, self.requested_port)
+        self.log.info("webhook listener started", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADERS)
+        try:
+            status, body = await asyncio.wait_for(self._serve(conn, reader, writer), READ_TIMEOUT)
+        except Refused as exc:
+            status, body = exc.status, {"error": str(exc)}
+        except (h11.RemoteProtocolError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            status, body = 400, {"error": f"bad request: {exc}"}
+        except TimeoutError:
+            status, body = 408, {"error": f"the request was not complete within {READ_TIMEOUT:g}s"}
+        except ConnectionError:
+            writer.close()
+            return
+        if status >= 400:
+            peer = writer.get_extra_info("peername")
+            self.log.warning("webhook refused", status=status, reason=body.get("error"), peer=str(peer))
+        try:
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                data = json.dumps(body).encode()
+                headers = [("content-type", "application/json"), ("content-length", str(len(data)))]
+                headers.append(("connection", "close"))
+                writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
+                writer.write(conn.send(h11.Data(data=data)) or b"")
+                writer.write(conn.send(h11.EndOfMessage()) or b"")
+                await writer.drain()
+        except (ConnectionError, h11.LocalProtocolError):
+            pass
+        finally:
+            writer.close()
+
+    async def _next(self, conn: h11.Connection, reader: asyncio.StreamReader) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            conn.receive_data(await reader.read(65536))
+
+    async def _serve(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[int, dict[str, Any]]:
+        request = await self._next(conn, reader)
+        if not isinstance(request, h11.Request):
+            raise Refused(400, "expected an HTTP request")
+        if request.method != b"POST":
+            raise Refused(405, "webhooks take POST")
+        path = request.target.decode("ascii", "replace").split("?", 1)[0]
+        route = self.routes.get(path)
+        if route is None:
+            raise Refused(404, f"no webhook trigger at {path}")
+        headers = {name.lower(): value for name, value in request.headers}
+        given = headers.get(b"x-corral-token", b"")
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            given = auth[7:].strip()
+        if not hmac.compare_digest(given, route.token.encode()):
+            raise Refused(401, "missing or wrong token")
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > route.max_bytes:
+            raise Refused(413, f"payload of {int(declared)} bytes is over this trigger's limit of {route.max_bytes}")
+        if conn.they_are_waiting_for_100_continue:
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+        body = bytearray()
+        while True:
+            event = await self._next(conn, reader)
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > route.max_bytes:
+                    raise Refused(413, f"payload is over this trigger's limit of {route.max_bytes} bytes")
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                raise Refused(400, "the request ended before its body")
+        payload = json.loads(body.decode("utf-8")) if body.strip() else None
+        result = await route.handler(payload)
+        return (202 if "run" in result else 200), result
+
+
+MIN_TOKEN = 16
+
+
+class WebhookTrigger(EventTrigger):
+    """Fires on each good ``POST`` to its path; the JSON body becomes ``ctx.input``."""
+
+    def __init__(self, path: str, token: str, max_bytes: int) -> None:
+        self.path = path
+        self._token = token
+        self.max_bytes = max_bytes
+        self._server: WebhookServer | None = None
+
+    def __repr__(self) -> str:
+        return f"WebhookTrigger(path={self.path!r}, max_bytes={self.max_bytes})"
+
+    def describe(self) -> str:
+        return f"webhook POST {self.path}"
+
+    async def start(self, env: TriggerEnv) -> None:
+        if env.webhooks is None:
+            raise RuntimeError("no webhook listener: set [schedule] webhook_port")
+        env.webhooks.add(self.path, self._token, self.max_bytes, env.fire, env.agent)
+        self._server = env.webhooks
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.remove(self.path)
+
+
+def webhook_factory(settings: Mapping[str, Any], context: BuildContext) -> WebhookTrigger:
+    """``type = "webhook"``: ``token_env`` (the variable holding its secret token), optional
+    ``path`` (default ``/hooks/AGENT``) and ``max_bytes`` (default ``[schedule] webhook_max_bytes``)."""
+    section = context.section
+    problems = unknown_keys(section, settings, ("token_env", "path", "max_bytes"))
+    path = settings.get("path", f"/hooks/{context.agent}")
+    if not isinstance(path, str) or not path.startswith("/") or "?" in path:
+        problems.append(f'{section} path: {path!r} must start with "/" and have no query, e.g. "/hooks/digest"')
+    variable = settings.get("token_env")
+    token = ""
+    if not isinstance(variable, str) or not variable:
+        problems.append(
+            f"{section} token_env: is required: the environment variable holding this trigger's secret token, "
+            'e.g. token_env = "DIGEST_HOOK_TOKEN"'
+        )
+    else:
+        token = context.environ.get(variable, "")
+        if len(token) < MIN_TOKEN:
+            state = "is not set" if not token else f"holds fewer than {MIN_TOKEN} characters"
+            problems.append(
+                f"{section} token_env: ${variable} {state}; put a long random token in it (openssl rand -hex 32)"
+            )
+    default = getattr(context.settings, "webhook_max_bytes", 1 << 20)
+    max_bytes = settings.get("max_bytes", default)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+        problems.append(f"{section} max_bytes: {max_bytes!r} is not a positive number of bytes")
+    if problems:
+        raise ConfigError(problems)
+    return WebhookTrigger(str(path), token, int(max_bytes))

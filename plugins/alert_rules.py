@@ -1,0 +1,179 @@
+"""The built-in alert rules that follow runs: failed, retries exhausted, on hold, crash loop, stuck.
+
+They listen to the run life-cycle hooks like any plugin, on the engine's background
+thread, and raise alerts through ``Engine.alert``. They need the daemon's alerting
+service, so the engine registers one :class:`RunRules` (and, with ``stuck_after``, one
+:class:`StuckRule`) when it starts instead of loading this module from ``BUILTINS``.
+Each condition has one alert key, and the run that clears it sends the all-clear.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import corral
+from corral.alerts import Alert, Severity
+
+_GAVE_UP_KINDS = ("crash", "spawn", "store")
+
+
+class Service(Protocol):
+    """What the rules need of the alerting service."""
+
+    def raise_alert(self, alert: Alert) -> None: ...
+
+    def pause(self, agent: str, reason: str, until: float | None) -> None: ...
+
+
+def _retries_exhausted(error: dict[str, Any]) -> bool:
+    kind = error.get("kind")
+    gave_up = kind == "resume" and "gave up" in str(error.get("message", ""))
+    return bool(error.get("resumable")) or kind in _GAVE_UP_KINDS or gave_up
+
+
+class RunRules:
+    """Run failed, retries exhausted, run on hold, crash loop: decided when a run ends."""
+
+    def __init__(self, service: Service, crash_loop: int, crash_loop_pause: float | None) -> None:
+        self._service = service
+        self.crash_loop = crash_loop
+        self.pause_for = crash_loop_pause
+        self._failures: dict[str, int] = {}
+
+    @corral.hookimpl
+    def corral_run_finished(self, run: dict[str, Any]) -> None:
+        state, agent, run_id = run["state"], run["agent"], run["id"]
+        error = run.get("error") or {}
+        if state == "succeeded":
+            self._failures.pop(agent, None)
+            for key in (f"run-failed:{agent}", f"retries-exhausted:{agent}", f"crash-loop:{agent}"):
+                self._resolve(key, agent, run_id, f"agent {agent!r} succeeded again")
+        if state != "on_hold":
+            self._resolve(f"on-hold:{run_id}", agent, run_id, f"run {run_id} is no longer on hold")
+        if state == "on_hold":
+            self._raise(
+                f"on-hold:{run_id}",
+                Severity.CRITICAL,
+                f"run of {agent!r} is on hold and needs a human",
+                run.get("hold_reason") or error.get("message", ""),
+                agent,
+                run_id,
+            )
+        elif state in ("failed", "abandoned"):
+            self._failed(run, error)
+
+    def _failed(self, run: dict[str, Any], error: dict[str, Any]) -> None:
+        agent, run_id = run["agent"], run["id"]
+        kind = error.get("kind", "unknown")
+        if _retries_exhausted(error):
+            key, severity, title = (
+                f"retries-exhausted:{agent}",
+                Severity.CRITICAL,
+                f"run of {agent!r} failed after its retries ({kind})",
+            )
+            if error.get("resumable"):
+                title += f"; `corral retry {run_id}` resumes it"
+        else:
+            key, severity, title = f"run-failed:{agent}", Severity.WARNING, f"run of {agent!r} {run['state']} ({kind})"
+        self._raise(key, severity, title, str(error.get("message", "")), agent, run_id, attempt=run.get("attempt"))
+        if not self.crash_loop:
+            return
+        count = self._failures.get(agent, 0) + 1
+        self._failures[agent] = count
+        if count < self.crash_loop:
+            return
+        self._failures[agent] = 0
+        until = time.time() + self.pause_for if self.pause_for else None
+        reason = f"crash loop: {count} runs failed in a row (last: {kind})"
+        how = "until `corral resume " + agent + "`" if until is None else f"for {self.pause_for:g}s"
+        self._raise(
+            f"crash-loop:{agent}",
+            Severity.CRITICAL,
+            f"agent {agent!r} failed {count} times in a row and is paused {how}",
+            str(error.get("message", "")),
+            agent,
+            run_id,
+            failures=count,
+        )
+        self._service.pause(agent, reason, until)
+
+    def _raise(
+        self, key: str, severity: Severity, title: str, body: str, agent: str, run_id: str, **fields: Any
+    ) -> None:
+        self._service.raise_alert(
+            Alert(key=key, severity=severity, title=title, body=body, agent=agent, run_id=run_id, fields=fields)
+        )
+
+    def _resolve(self, key: str, agent: str, run_id: str, title: str) -> None:
+        self._service.raise_alert(
+            Alert(key=key, severity=Severity.INFO, title=title, agent=agent, run_id=run_id, resolved=True)
+        )
+
+
+class StuckRule:
+    """Run stuck: no step for ``stuck_after`` seconds while its process runs."""
+
+    def __init__(self, service: Service, stuck_after: float, clock: Callable[[], float] = time.time) -> None:
+        self._service = service
+        self.after = stuck_after
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._active: dict[str, tuple[str, float]] = {}  # run id -> (agent, last sign of life)
+        self._flagged: set[str] = set()
+
+    @corral.hookimpl
+    def corral_run_started(self, run: dict[str, Any]) -> None:
+        self._seen(run["id"], run["agent"])
+
+    @corral.hookimpl
+    def corral_step_done(self, run: dict[str, Any], step: dict[str, Any]) -> None:
+        self._seen(run["id"], run["agent"])
+
+    @corral.hookimpl
+    def corral_run_finished(self, run: dict[str, Any]) -> None:
+        with self._lock:
+            self._active.pop(run["id"], None)
+            flagged = run["id"] in self._flagged
+            self._flagged.discard(run["id"])
+        if flagged:
+            self._clear(run["id"], run["agent"], f"run {run['id']} ended ({run['state']})")
+
+    def _seen(self, run_id: str, agent: str) -> None:
+        with self._lock:
+            self._active[run_id] = (agent, self._clock())
+            flagged = run_id in self._flagged
+            self._flagged.discard(run_id)
+        if flagged:
+            self._clear(run_id, agent, f"run {run_id} of {agent!r} is making progress again")
+
+    def check(self) -> None:
+        """Alert once for each run silent for longer than ``stuck_after``; called on a timer."""
+        now = self._clock()
+        with self._lock:
+            stuck = [
+                (run_id, agent, now - last)
+                for run_id, (agent, last) in self._active.items()
+                if now - last > self.after and run_id not in self._flagged
+            ]
+            self._flagged.update(run_id for run_id, _, _ in stuck)
+        for run_id, agent, silent in stuck:
+            self._service.raise_alert(
+                Alert(
+                    key=f"stuck:{run_id}",
+                    severity=Severity.WARNING,
+                    title=f"run of {agent!r} made no step for {silent:.0f}s",
+                    body=f"run {run_id} is running but has journaled nothing for {silent:.0f}s "
+                    f"(stuck_after = {self.after:g}s)",
+                    agent=agent,
+                    run_id=run_id,
+                    fields={"silent_s": round(silent)},
+                )
+            )
+
+    def _clear(self, run_id: str, agent: str, title: str) -> None:
+        self._service.raise_alert(
+            Alert(key=f"stuck:{run_id}", severity=Severity.INFO, title=title, agent=agent, run_id=run_id, resolved=True)
+        )

@@ -1,0 +1,14 @@
+"""Built-in plugin: the Linux sandbox backend (Landlock, network namespace, agent user)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import corral
+from corral.sandbox.linux_backend import LinuxBackend
+
+
+@corral.hookimpl
+def corral_register_sandbox_backends(register: Callable[[Any], None]) -> None:
+    register(LinuxBackend())

@@ -1,0 +1,124 @@
+"""What a sandbox backend is: the contract between the daemon and a platform's confinement.
+
+A backend is registered through the ``corral_register_sandbox_backends`` hook (the Linux
+and macOS ones are built-in plugins). For each attempt the daemon hands it a
+:class:`Request`; the backend answers with a :class:`Plan`: the argv prefix to start the
+launcher under (``sandbox-exec`` on macOS), the module and JSON spec the launcher applies
+to itself before any agent code runs, and which protections the policy asks for that
+this machine cannot give. The daemon refuses to start the agent when anything is missing,
+unless its policy says ``degraded_ok``.
+
+A child-side module named by a plan has one function, ``confine(spec: dict) -> list[str]``,
+called in the launcher while it is still single-threaded; it returns labels for what it
+applied and raises :class:`SandboxRefused` when a required protection fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from corral.errors import CorralError
+from corral.sandbox.spec import Endpoint
+
+PROTECTIONS = ("filesystem", "network", "signals", "user")
+"""What a policy can ask for. ``filesystem`` and ``signals`` always; ``network`` unless it is
+``"all"``; ``user`` when a user is configured."""
+
+
+class SandboxRefused(CorralError):
+    """Operator: the agent was not started because a protection its policy asks for is missing here."""
+
+
+@dataclass(frozen=True)
+class Protection:
+    """One protection on this machine: whether it works, by what mechanism, and why (not)."""
+
+    name: str
+    available: bool
+    mechanism: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """One attempt's confinement, as the daemon resolved it from the agent's policy.
+
+    ``read_only`` already holds the Python installation, corral, the agent's code and its
+    plugins; ``read_write`` the workdir.
+    """
+
+    agent: str
+    workdir: Path
+    read_write: tuple[str, ...]
+    read_only: tuple[str, ...]
+    network: str
+    endpoints: tuple[Endpoint, ...]
+    user: str | None
+    degraded_ok: bool
+    python: str
+
+
+@dataclass
+class Plan:
+    """How one attempt is confined. ``missing`` holds a sentence per protection asked for
+    and not available; ``notes`` what is enforced less precisely than asked."""
+
+    backend: str
+    module: str | None = None
+    spec: dict[str, Any] = field(default_factory=dict)
+    wrap: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    account: Any = None
+    """The :class:`corral.sandbox.users.Account` the agent runs as, when a user is dropped to."""
+
+
+class SandboxBackend(Protocol):
+    """A platform's confinement. ``detect`` may be slow (it can start a probe process): the
+    daemon calls it once and caches the answer."""
+
+    name: str
+
+    def usable(self) -> bool:
+        """Whether this backend is for the platform the daemon runs on."""
+        ...
+
+    def detect(self, users: Sequence[str] = ()) -> dict[str, Protection]:
+        """Every protection this machine offers, keyed by name; ``user:NAME`` for each user asked about."""
+        ...
+
+    def plan(self, request: Request, offered: Mapping[str, Protection]) -> Plan:
+        """The confinement of one attempt, given what :meth:`detect` found."""
+        ...
+
+
+def demanded(request: Request) -> list[str]:
+    """The protections a request's policy asks for."""
+    wanted = ["filesystem", "signals"]
+    if request.network != "all":
+        wanted.append("network")
+    if request.user:
+        wanted.append("user")
+    return wanted
+
+
+class NoBackend:
+    """Where no registered backend fits the platform: nothing can be confined."""
+
+    name = "none"
+
+    def usable(self) -> bool:
+        return True
+
+    def detect(self, users: Sequence[str] = ()) -> dict[str, Protection]:
+        why = "no sandbox backend supports this platform; install a plugin that provides one"
+        found = {name: Protection(name, False, "", why) for name in ("filesystem", "network", "signals")}
+        found.update({f"user:{user}": Protection(f"user:{user}", False, "", why) for user in users})
+        return found
+
+    def plan(self, request: Request, offered: Mapping[str, Protection]) -> Plan:
+        why = "no sandbox backend supports this platform"
+        return Plan(self.name, missing=[f"{name}: {why}" for name in demanded(request)])

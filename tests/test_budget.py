@@ -1,0 +1,233 @@
+"""The daily budget ledger against a real LMDB store: reservations, settling, soft
+thresholds, day boundaries, and `corral spend` reading what was recorded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from corral.budget import DB, Crossing, Ledger, Refusal, Reservation, Tally, Worst, day_of, next_day
+from corral.cli.spend import summarise
+from corral.config import CorralConfig, parse_config
+from corral.errors import ConfigError
+from corral.store import Store
+
+NOON = time.mktime((2026, 11, 24, 12, 0, 0, 0, 0, -1))
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _config(tmp_path: Path, agent_budget: str = "", global_budget: str = "") -> CorralConfig:
+    (tmp_path / "agents").mkdir(exist_ok=True)
+    text = f"""
+[models.m]
+provider = "openai"
+base_url = "http://127.0.0.1:9/v1"
+model = "x"
+prices = {{ input = 1.0, output = 2.0 }}
+
+[agents.a]
+code = "agents"
+entry = "a:run"
+models = ["m"]
+budget = {{ {agent_budget} }}
+
+[agents.b]
+code = "agents"
+entry = "a:run"
+models = ["m"]
+
+[budget]
+{global_budget}
+"""
+    import tomllib
+
+    return parse_config(tomllib.loads(text), tmp_path / "corral.toml", environ={"CORRAL_HOME": str(tmp_path / "home")})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(tmp_path / "store")
+    yield s
+    s.env.close()
+
+
+def _ledger(config: CorralConfig, store: Store, clock: Callable[[], float]) -> Ledger:
+    """A ledger as a (re)started daemon has it: today's totals loaded from the store."""
+    ledger = Ledger(config, store.dbs, clock)
+    with store.read() as txn:
+        ledger.load(txn)
+    return ledger
+
+
+def _settle(ledger: Ledger, store: Store, held: Reservation, agent: str, tally: Tally) -> list[Crossing]:
+    with store.env.begin(write=True) as txn:
+        crossings = ledger.record(txn, agent, "m", tally)
+    ledger.release(held)
+    return crossings
+
+
+def _call(tokens: int = 10, micro: int = 100) -> Tally:
+    return Tally(input_tokens=tokens, output_tokens=0, cost_micro_usd=micro, calls=1)
+
+
+def test_calls_in_flight_together_cannot_overshoot_a_daily_cap(tmp_path: Path, store: Store) -> None:
+    ledger = _ledger(_config(tmp_path, "day_calls = 2"), store, Clock(NOON))
+    first = ledger.reserve("a", Worst(10, 100))
+    second = ledger.reserve("a", Worst(10, 100))
+    third = ledger.reserve("a", Worst(10, 100))
+    assert isinstance(first, Reservation) and isinstance(second, Reservation)
+    assert isinstance(third, Refusal) and "2 of 2 calls" in third.message and "day_calls" in third.message
+    assert third.scope == "a" and third.until == next_day(NOON)
+    assert isinstance(ledger.reserve("b", Worst(10, 100)), Reservation), "another agent has its own cap"
+    ledger.release(first)
+    ledger.release(first)  # twice is harmless
+    assert isinstance(ledger.reserve("a", Worst(10, 100)), Reservation), "a call that was not made gives its hold back"
+
+
+def test_the_reservation_is_the_worst_case_and_settling_replaces_it_by_the_actual(tmp_path: Path, store: Store) -> None:
+    ledger = _ledger(_config(tmp_path, "day_cost_usd = 0.001"), store, Clock(NOON))  # 1000 micro-dollars
+    held = ledger.reserve("a", Worst(100, 900))
+    assert isinstance(held, Reservation)
+    refused = ledger.reserve("a", Worst(100, 200))
+    assert isinstance(refused, Refusal) and "day_cost_usd" in refused.message
+    _settle(ledger, store, held, "a", _call(micro=300))
+    assert isinstance(ledger.reserve("a", Worst(100, 700)), Reservation), "300 spent + 700 worst fits 1000"
+
+
+def test_a_global_cap_counts_every_agent(tmp_path: Path, store: Store) -> None:
+    ledger = _ledger(_config(tmp_path, global_budget="day_tokens = 50"), store, Clock(NOON))
+    held = ledger.reserve("a", Worst(30, 0))
+    assert isinstance(held, Reservation)
+    _settle(ledger, store, held, "a", _call(tokens=30))
+    refused = ledger.reserve("b", Worst(30, 0))
+    assert isinstance(refused, Refusal) and refused.scope == "" and "all agents together" in refused.message
+    assert "[budget] day_tokens" in refused.message
+
+
+def test_soft_thresholds_cross_once_each_even_across_restarts(tmp_path: Path, store: Store) -> None:
+    config = _config(tmp_path, "day_calls = 4, soft_alerts = [0.5, 0.75]")
+    seen: list[tuple[str, float]] = []
+    for _ in range(4):
+        ledger = _ledger(config, store, Clock(NOON))  # a new ledger each call: what a restart sees
+        held = ledger.reserve("a", Worst(1, 1))
+        assert isinstance(held, Reservation)
+        seen += [(c.measure, c.fraction) for c in _settle(ledger, store, held, "a", _call())]
+    assert seen == [("calls", 0.5), ("calls", 0.75)]
+    assert isinstance(_ledger(config, store, Clock(NOON)).reserve("a", Worst(1, 1)), Refusal), "the store remembers"
+
+
+def test_a_new_local_day_starts_from_zero(tmp_path: Path, store: Store) -> None:
+    clock = Clock(NOON)
+    ledger = _ledger(_config(tmp_path, "day_calls = 1"), store, clock)
+    held = ledger.reserve("a", Worst(1, 1))
+    assert isinstance(held, Reservation)
+    _settle(ledger, store, held, "a", _call())
+    assert isinstance(ledger.reserve("a", Worst(1, 1)), Refusal)
+    clock.now = next_day(NOON) + 1
+    assert day_of(clock.now) != day_of(NOON)
+    assert isinstance(ledger.reserve("a", Worst(1, 1)), Reservation)
+
+
+def test_spend_summarises_by_agent_model_and_day(tmp_path: Path, store: Store) -> None:
+    clock = Clock(NOON - 86400)
+    ledger = _ledger(_config(tmp_path), store, clock)
+    for agent, when in (("a", NOON - 86400), ("a", NOON), ("b", NOON)):
+        clock.now = when
+        held = ledger.reserve(agent, Worst(1, 1))
+        assert isinstance(held, Reservation)
+        _settle(ledger, store, held, agent, _call(tokens=10, micro=1500))
+    with store.read() as txn:
+        by_agent = summarise(txn, store.dbs[DB], "agent", 7, NOON)
+        by_day = summarise(txn, store.dbs[DB], "day", 1, NOON)
+    assert {k: v.calls for k, v in by_agent.items()} == {"a": 2, "b": 1}
+    assert by_agent["a"].cost_usd == Decimal("0.003")
+    assert list(by_day) == [day_of(NOON)] and by_day[day_of(NOON)].calls == 2
+
+
+def test_budget_config_errors_name_the_key_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as bad:
+        _config(tmp_path, 'day_calls = 0, day_cost_usd = "lots", soft_alerts = [2], run_bogus = 1')
+    text = str(bad.value)
+    assert "[agents.a.budget] day_calls: 0 is not a positive integer" in text
+    assert "day_cost_usd: 'lots' is not a positive amount of dollars" in text
+    assert "soft_alerts: [2] must be a list of fractions between 0 and 1" in text
+    assert "run_bogus: unknown key" in text
+    with pytest.raises(ConfigError) as global_run:
+        _config(tmp_path, global_budget="run_calls = 3")
+    assert "[budget] run_calls: unknown key" in str(global_run.value)
+
+
+def test_a_cost_cap_on_a_model_without_prices_is_refused_at_load(tmp_path: Path) -> None:
+    import tomllib
+
+    (tmp_path / "agents").mkdir()
+    text = """
+[models.local]
+provider = "openai"
+base_url = "http://127.0.0.1:11434/v1"
+model = "llama"
+
+[agents.a]
+code = "agents"
+entry = "a:run"
+models = ["local"]
+budget = { day_cost_usd = 1.0 }
+"""
+    with pytest.raises(ConfigError) as bad:
+        parse_config(tomllib.loads(text), tmp_path / "corral.toml", environ={})
+    assert "[models.local] has no prices" in str(bad.value) and "prices = {" in str(bad.value)
+
+
+def test_spend_command_reads_the_store_with_the_daemon_down(tmp_path: Path) -> None:
+    config_path = tmp_path / "corral.toml"
+    home = tmp_path / "home"
+    config = _config(tmp_path)
+    config_path.write_text(f'[corral]\nhome = "{home}"\n')
+    store = Store.open(home / "store")
+    ledger = _ledger(config, store, time.time)
+    held = ledger.reserve("a", Worst(1, 1))
+    assert isinstance(held, Reservation)
+    _settle(ledger, store, held, "a", Tally(input_tokens=7, output_tokens=3, cost_micro_usd=2500, calls=1))
+    store.env.close()
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "corral", "--config", str(config_path), "spend", "--by", "model", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["groups"]["m"]["calls"] == 1 and report["total"]["tokens"] == 10
+    assert report["total"]["cost_usd"] == "0.0025"
+    text = subprocess.run(
+        [sys.executable, "-m", "corral", "--config", str(config_path), "spend"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert text.returncode == 0 and "0.0025" in text.stdout and "AGENT" in text.stdout, text.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "corral", "--config", str(config_path), "spend", "--days", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "at least 1" in bad.stderr
