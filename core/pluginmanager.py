@@ -137,15 +137,37 @@ def register_plugins(
     return plugins
 
 
+def ask_each(
+    manager: pluggy.PluginManager,
+    hook: str,
+    what: str,
+    make_register: Callable[[str], Callable[..., None]],
+    failures: list[str],
+    warn: Callable[[str], None],
+) -> None:
+    """Call a registering hook one plugin at a time, each with its own ``register``, so a
+    plugin whose registration fails is reported by name and the others are kept."""
+    for impl in ordered(getattr(manager.hook, hook)):
+        plugin = impl.plugin_name
+        try:
+            call_impl(impl, register=make_register(plugin))
+        except (PluginError, ToolDefinitionError) as exc:
+            failures.append(str(exc))
+            warn(str(exc))
+        except Exception as exc:
+            message = f"plugin {plugin} failed while registering {what}: {type(exc).__name__}: {exc}"
+            failures.append(message)
+            warn(message)
+
+
 def collect_tools(
     manager: pluggy.PluginManager, failures: list[str], warn: Callable[[str], None]
 ) -> dict[str, ToolSpec]:
     """Ask each plugin for its tools, one plugin at a time so one failure is contained."""
     tools: dict[str, ToolSpec] = {}
-    for impl in ordered(manager.hook.corral_register_tools):
-        plugin = impl.plugin_name
 
-        def register(func: Callable[..., Any], *, name: str | None = None, plugin: str = plugin) -> None:
+    def make_register(plugin: str) -> Callable[..., None]:
+        def register(func: Callable[..., Any], *, name: str | None = None) -> None:
             spec = spec_for(func)
             if name is not None:
                 if not TOOL_NAME.match(name):
@@ -162,15 +184,9 @@ def collect_tools(
                 )
             tools[spec.name] = spec
 
-        try:
-            call_impl(impl, register=register)
-        except (PluginError, ToolDefinitionError) as exc:
-            failures.append(str(exc))
-            warn(str(exc))
-        except Exception as exc:
-            message = f"plugin {plugin} failed while registering tools: {type(exc).__name__}: {exc}"
-            failures.append(message)
-            warn(message)
+        return register
+
+    ask_each(manager, "corral_register_tools", "tools", make_register, failures, warn)
     return tools
 
 
@@ -178,10 +194,9 @@ def collect_guardrails(manager: pluggy.PluginManager, failures: list[str], warn:
     """Ask each plugin for its guardrails; one that registers something without ``name`` and
     ``start`` is reported and skipped."""
     guardrails: list[Any] = []
-    for impl in ordered(manager.hook.corral_register_guardrails):
-        plugin = impl.plugin_name
 
-        def register(guardrail: Any, plugin: str = plugin) -> None:
+    def make_register(plugin: str) -> Callable[..., None]:
+        def register(guardrail: Any) -> None:
             if not isinstance(getattr(guardrail, "name", None), str) or not callable(getattr(guardrail, "start", None)):
                 raise PluginError(
                     f"plugin {plugin} registered {guardrail!r} as a guardrail; a guardrail needs a `name` string "
@@ -189,12 +204,9 @@ def collect_guardrails(manager: pluggy.PluginManager, failures: list[str], warn:
                 )
             guardrails.append(guardrail)
 
-        try:
-            call_impl(impl, register=register)
-        except Exception as exc:
-            message = f"plugin {plugin} failed while registering guardrails: {type(exc).__name__}: {exc}"
-            failures.append(message)
-            warn(message)
+        return register
+
+    ask_each(manager, "corral_register_guardrails", "guardrails", make_register, failures, warn)
     return guardrails
 
 
@@ -204,10 +216,9 @@ def collect_providers(
     """Ask each plugin for its model providers; a name registered twice is reported with both plugins."""
     providers: dict[str, Any] = {}
     owners: dict[str, str] = {}
-    for impl in ordered(manager.hook.corral_register_model_providers):
-        plugin = impl.plugin_name
 
-        def register(adapter: Any, plugin: str = plugin) -> None:
+    def make_register(plugin: str) -> Callable[..., None]:
+        def register(adapter: Any) -> None:
             name = getattr(adapter, "name", None)
             if not isinstance(name, str) or not all(callable(getattr(adapter, m, None)) for m in ("build", "parse")):
                 raise PluginError(
@@ -220,12 +231,9 @@ def collect_providers(
                 )
             providers[name], owners[name] = adapter, plugin
 
-        try:
-            call_impl(impl, register=register)
-        except Exception as exc:
-            message = f"plugin {plugin} failed while registering model providers: {type(exc).__name__}: {exc}"
-            failures.append(message)
-            warn(message)
+        return register
+
+    ask_each(manager, "corral_register_model_providers", "model providers", make_register, failures, warn)
     return providers
 
 

@@ -17,7 +17,7 @@ import pluggy
 from corral.alerts.alert import Alert
 from corral.alerts.config import AlertsConfig, SinkConfig
 from corral.errors import ConfigError, PluginError
-from corral.pluginmanager import call_impl, ordered
+from corral.pluginmanager import ask_each
 
 
 class AlertSink(Protocol):
@@ -52,10 +52,9 @@ class BuiltSink:
 def sink_types(manager: pluggy.PluginManager, failures: list[str]) -> dict[str, SinkType]:
     """Ask each plugin for its sink types, one at a time, so one broken plugin is contained."""
     types: dict[str, SinkType] = {}
-    for impl in ordered(manager.hook.corral_register_alert_sinks):
-        plugin = impl.plugin_name
 
-        def register(kind: str, factory: SinkFactory, plugin: str = plugin) -> None:
+    def make_register(plugin: str) -> Callable[..., None]:
+        def register(kind: str, factory: SinkFactory) -> None:
             if not isinstance(kind, str) or not kind or not callable(factory):
                 raise PluginError(f"plugin {plugin} registers an alert sink as {kind!r}; give a name and a factory")
             if kind in types:
@@ -65,12 +64,9 @@ def sink_types(manager: pluggy.PluginManager, failures: list[str]) -> dict[str, 
                 )
             types[kind] = SinkType(kind, factory, plugin)
 
-        try:
-            call_impl(impl, register=register)
-        except PluginError as exc:
-            failures.append(str(exc))
-        except Exception as exc:
-            failures.append(f"plugin {plugin} failed while registering alert sinks: {type(exc).__name__}: {exc}")
+        return register
+
+    ask_each(manager, "corral_register_alert_sinks", "alert sinks", make_register, failures, lambda message: None)
     return types
 
 

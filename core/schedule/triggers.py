@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from corral.errors import ConfigError, PluginError
-from corral.pluginmanager import call_impl, ordered
+from corral.pluginmanager import ask_each
 
 if TYPE_CHECKING:
     from corral.schedule.settings import TriggerConfig
@@ -106,9 +106,9 @@ class Kind:
 def collect_kinds(manager: pluggy.PluginManager, warn: Callable[[str], None]) -> dict[str, Kind]:
     """Ask each plugin for its trigger kinds, one plugin at a time so one failure is contained."""
     kinds: dict[str, Kind] = {}
-    for impl in ordered(manager.hook.corral_register_triggers):
 
-        def register(kind: str, factory: Factory, *, plugin: str = impl.plugin_name) -> None:
+    def make_register(plugin: str) -> Callable[..., None]:
+        def register(kind: str, factory: Factory) -> None:
             if not isinstance(kind, str) or not kind or not callable(factory):
                 raise PluginError(f"plugin {plugin} registers a trigger kind {kind!r} without a name or a factory")
             if kind in kinds:
@@ -117,12 +117,9 @@ def collect_kinds(manager: pluggy.PluginManager, warn: Callable[[str], None]) ->
                 )
             kinds[kind] = Kind(factory, plugin)
 
-        try:
-            call_impl(impl, register=register)
-        except PluginError as exc:
-            warn(str(exc))
-        except Exception as exc:  # a plugin may raise anything
-            warn(f"plugin {impl.plugin_name} failed while registering triggers: {type(exc).__name__}: {exc}")
+        return register
+
+    ask_each(manager, "corral_register_triggers", "triggers", make_register, [], warn)
     return kinds
 
 
