@@ -189,3 +189,23 @@ def corral_register_model_providers(register: Callable[..., None]) -> None:
     :param register: ``register(adapter)``.
     :returns: nothing; the return value is ignored.
     """
+
+
+# ------------------------------------------------------------------------ commands
+
+
+@hookspec
+def corral_register_commands(register: Callable[..., None]) -> None:
+    """Offer ``corral`` subcommands.
+
+    Called by the ``corral`` command line before it parses its arguments, for plugins from
+    the ``corral`` entry points and the config's drop-ins (corral's built-in plugins add
+    none). Call ``register(add_commands)``; corral calls ``add_commands(sub, common)``,
+    where ``sub.add_parser(name, parents=[common], help=...)`` adds a command (``common``
+    carries ``--config``) and ``set_defaults(func=...)`` names the function that runs it:
+    ``func(args) -> int`` (the exit code). corral's own commands are added the same way.
+    A name corral already has is refused, naming the plugin.
+
+    :param register: ``register(add_commands)``.
+    :returns: nothing; the return value is ignored.
+    """

@@ -79,10 +79,12 @@ def find_entry_points() -> list[tuple[str, str]]:
 
 
 def _sources(
-    extra: Iterable[str], plugin_dir: Path | None, entry_points: Iterable[tuple[str, str]]
+    extra: Iterable[str], plugin_dir: Path | None, entry_points: Iterable[tuple[str, str]], builtins: bool = True
 ) -> list[tuple[str, Callable[[], Any]]]:
     """(name, loader) for every plugin, in a fixed order: built-ins, entry points, drop-ins."""
-    sources: list[tuple[str, Callable[[], Any]]] = [(name, partial(importlib.import_module, name)) for name in BUILTINS]
+    sources: list[tuple[str, Callable[[], Any]]] = [
+        (name, partial(importlib.import_module, name)) for name in (BUILTINS if builtins else ())
+    ]
     for name, value in entry_points:
         sources.append((f"entrypoint:{name}", partial(pkgutil.resolve_name, value)))
     for spec in extra:
@@ -113,15 +115,17 @@ def register_plugins(
     plugin_dir: Path | None = None,
     warn: Callable[[str], None] = lambda message: None,
     entry_points: Iterable[tuple[str, str]] | None = None,
+    builtins: bool = True,
 ) -> Plugins:
     """Import and register every plugin without asking for anything yet.
 
     ``entry_points`` are the ones the daemon found (the agent's process passes them on);
-    by default the installed distributions are scanned.
+    by default the installed distributions are scanned. ``builtins=False`` leaves out
+    corral's own plugins (for a hook none of them implements).
     """
     manager = new_manager()
     plugins = Plugins(manager, entry_points=list(find_entry_points() if entry_points is None else entry_points))
-    for name, load in _sources(extra, plugin_dir, plugins.entry_points):
+    for name, load in _sources(extra, plugin_dir, plugins.entry_points, builtins):
         try:
             manager.register(load(), name=name)
         except Exception as exc:  # a plugin's import may raise anything

@@ -34,6 +34,7 @@ from corral.cli.common import (
     report_run,
     send_or_foreground,
 )
+from corral.cli.extensions import add_plugin_commands
 from corral.errors import ConfigError, ControlError, CorralError, StoreLockedError
 
 COMMAND_MODULES: tuple[str, ...] = ("spend", "retry", "approvals", "secrets", "doctor", "schedule", "alerts")
@@ -278,7 +279,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """Every command, plugins' included (``argv`` locates the config that names drop-ins)."""
     p = argparse.ArgumentParser(prog="corral", description="A supervisor for always-on AI agents.")
     p.add_argument("--version", action="version", version=f"corral {__version__}")
     config_help = "config file (default: $CORRAL_CONFIG, else $CORRAL_HOME/corral.toml)"
@@ -339,11 +341,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("check", parents=[common], help="validate the config and plugins").set_defaults(func=cmd_check)
     for name in COMMAND_MODULES:
         importlib.import_module(f"corral.cli.{name}").add_commands(sub, common)
+    add_plugin_commands(sub, common, argv)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser(argv).parse_args(argv)
     try:
         code = args.func(args)
     except BrokenPipeError:  # `corral runs | head`: the reader left; that is not an error
