@@ -30,7 +30,6 @@ from corral.modelcalls import ModelCall
 from corral.outcome import Outcome, RunEnded, failure
 from corral.packing import pack
 from corral.states import RunState
-from corral.wire import fingerprint
 
 if TYPE_CHECKING:
     from corral.approvals import Approvals
@@ -176,7 +175,7 @@ class Steps(StepPath):
         guarding = self.guarding
         if guarding is None:
             return decide
-        action = Action(seq, kind, name, args, fingerprint(kind, name, args), time.time(), high_stakes)
+        action = Action(seq, kind, name, args, time.time(), high_stakes)
         verdict = guarding.guards.before(action)
         if verdict is None:
             return decide

@@ -24,7 +24,8 @@ def _guard(name: str, **settings: Any) -> Any:
 
 
 def _action(seq: int, kind: str = "tool", name: str = "t", fp: str = "", now: float = 1001.0, **kw: Any) -> Action:
-    return Action(seq=seq, kind=kind, name=name, args={}, fp=fp or f"fp{seq}", now=now, **kw)
+    """An action whose arguments make it identical to others with the same ``fp`` label."""
+    return Action(seq=seq, kind=kind, name=name, args={"same_as": fp or f"fp{seq}"}, now=now, **kw)
 
 
 def test_limits_stop_the_call_past_each_limit() -> None:

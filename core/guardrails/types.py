@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+from corral.wire import fingerprint
 
 if TYPE_CHECKING:
     from corral.config import AgentConfig
@@ -32,18 +35,22 @@ class Decision:
         return {"verdict": self.verdict.value, "reason": self.reason, "guardrail": self.guardrail}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Action:
-    """A model or tool call the agent asks for: ``fp`` is the journal's fingerprint of
-    (kind, name, args), equal for identical requests; ``high_stakes`` is the tool's flag."""
+    """A model or tool call the agent asks for; ``high_stakes`` is the tool's flag."""
 
     seq: int
     kind: str
     name: str
     args: dict[str, Any]
-    fp: str
     now: float
     high_stakes: bool = False
+
+    @functools.cached_property
+    def fp(self) -> str:
+        """The journal's fingerprint of (kind, name, args): equal for identical requests.
+        Computed when a guard first asks (most steps never need it)."""
+        return fingerprint(self.kind, self.name, self.args)
 
 
 class RunGuard(Protocol):
