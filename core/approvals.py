@@ -111,6 +111,11 @@ class Approvals:
                 expired.append(record)
         return expired
 
+    def decided(self, txn: lmdb.Transaction, approval_id: str) -> bool:
+        """Whether the request has been decided (approved, denied, expired, or already used)."""
+        record = self.get(txn, approval_id)
+        return record is not None and record["state"] != PENDING
+
     def pending(self, txn: lmdb.Transaction) -> list[dict[str, Any]]:
         """Pending requests, oldest first."""
         return sorted((r for r in self.all(txn) if r["state"] == PENDING), key=lambda r: r["created"])

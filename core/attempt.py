@@ -64,7 +64,12 @@ class Attempt:
         self.steps: Steps | None = None
         self.granted = {name: engine.plugins.tools.get(name) for name in agent.tools}
         self.models = modelcalls.ModelCaller(
-            engine, agent, self.journal, log, self.granted, stopped=lambda: self.kill_reason is not None
+            engine,
+            agent,
+            self.journal,
+            log,
+            self.granted,
+            stopped=lambda: self.kill_reason is not None or engine.cancelling(run["id"]),
         )
 
     async def execute(self, child: Child) -> Outcome:

@@ -158,11 +158,14 @@ class Ledger:
         day = day_of(self.clock())
         settled = {agent: tally for (_, agent, model), tally in rows(txn, self.db, day) if not model}
         with self._lock:
+            if self._loaded:  # two first calls may both have asked: keep what the first one holds
+                return
             self._day, self._today, self._loaded = day, _Day(settled=settled), True
 
-    def _current(self) -> _Day:
-        """Today's tallies; a new day starts from zero (nothing was recorded for it before it began)."""
-        day = day_of(self.clock())
+    def _current(self, day: str | None = None) -> _Day:
+        """The tallies of ``day`` (today by default); a new day starts from zero, as nothing
+        was recorded for it before it began. Call with the lock held."""
+        day = day or day_of(self.clock())
         if day != self._day:
             self._day, self._today = day, _Day()
         return self._today
@@ -172,8 +175,9 @@ class Ledger:
         with self._lock:
             today = self._current()
             assert self._day is not None
-            caps = [(agent, self.config.agents[agent].budget.day, f"[agents.{agent}.budget]")]
-            caps.append(("", self.config.budget.day, "[budget]"))
+            caps = [("", self.config.budget.day, "[budget]")]
+            if (config := self.config.agents.get(agent)) is not None:  # else removed by a reload while running
+                caps.insert(0, (agent, config.budget.day, f"[agents.{agent}.budget]"))
             for scope, cap, where in caps:
                 used = Tally()
                 used.add(today.settled.get(scope, Tally()))
@@ -224,13 +228,14 @@ class Ledger:
             txn.put(key, pack(tally.to_dict()), db=db)
             if not scope_model:
                 totals[scope_agent] = tally
-                budget = self.config.agents[agent].budget if scope_agent else self.config.budget
-                crossings += _crossed(scope_agent, day, budget.day, budget.soft, before, tally)
+                config = self.config.agents.get(agent)
+                budget = (config.budget if config is not None else None) if scope_agent else self.config.budget
+                if budget is not None:
+                    crossings += _crossed(scope_agent, day, budget.day, budget.soft, before, tally)
         with self._lock:
-            if day == self._day:
-                self._today.settled.update(totals)
+            if self._day is None or day >= self._day:  # a call settled after midnight may start the new day
+                self._current(day).settled.update(totals)
         return crossings
-
 
 
 def rows(txn: lmdb.Transaction, db: Any, prefix: str = "") -> Iterator[tuple[tuple[str, str, str], Tally]]:

@@ -35,7 +35,9 @@ class Endpoints:
 
     async def get(self, name: str) -> Endpoint:
         """The endpoint for ``name``; raises NotConfigured with the fix."""
-        model = self.config.models[name]
+        model = self.config.models.get(name)
+        if model is None:  # removed by a reload while a run that was granted it goes on
+            raise NotConfigured(f"model {name!r} is no longer in the config; add [models.{name}] back to call it")
         if model.missing_key:
             raise NotConfigured(
                 f"model {name!r} is not configured: its API key is not in the daemon's environment; set "

@@ -75,7 +75,7 @@ def _requeue_held(records: Records, txn: Any, run_id: str) -> dict[str, Any] | N
     run = records.get_run(txn, run_id)
     if run is None or run["state"] != RunState.ON_HOLD.value:
         return None
-    return change_state(records, txn, run, RunState.QUEUED, hold_reason=None)
+    return change_state(records, txn, run, RunState.QUEUED, hold_reason=None, attempts_from=run["attempt"])
 
 
 class Engine:
@@ -265,14 +265,18 @@ class Engine:
         return run
 
     async def _transition(self, run_id: str, new: RunState, **fields: Any) -> dict[str, Any]:
-        records = self.records
+        records, approvals = self.records, self.approvals
 
         def job(txn: Any) -> tuple[str, dict[str, Any]]:
             run = records.get_run(txn, run_id)
             if run is None:
                 raise KeyError(run_id)
             old = run["state"]
-            return old, change_state(records, txn, run, new, **fields)
+            run = change_state(records, txn, run, new, **fields)
+            approval = (fields.get("error") or {}).get("approval") if new is RunState.ON_HOLD else None
+            if approval and approvals.decided(txn, approval):  # decided before the hold: no one else queues it
+                run = _requeue_held(records, txn, run_id) or run
+            return old, run
 
         old, run = await self.writer.run(job)
         self._log_state(run, old)
@@ -294,8 +298,8 @@ class Engine:
             if run is None:
                 raise KeyError(run_id)
             old = run["state"]
-            if run["attempt"] >= agent.max_attempts:
-                refusal = f"gave up after {run['attempt']} attempts (max_attempts = {agent.max_attempts})"
+            if (used := run["attempt"] - run.get("attempts_from", 0)) >= agent.max_attempts:
+                refusal = f"gave up after {used} attempts (max_attempts = {agent.max_attempts})"
                 return run, {}, old, refusal
             if run.get("code_hash") and run["code_hash"] != current:
                 if agent.on_code_change == "fail":
@@ -361,7 +365,7 @@ class Engine:
                 outcome.retry
                 and not self.draining
                 and agent.on_crash == "resume"
-                and run["attempt"] < agent.max_attempts
+                and run["attempt"] - run.get("attempts_from", 0) < agent.max_attempts
             ):
                 interrupted = await self._transition(run_id, RunState.INTERRUPTED, error=outcome.error, applied=applied)
                 self.notify("corral_run_finished", run=interrupted)
@@ -381,6 +385,8 @@ class Engine:
                 hold_reason=outcome.hold_reason,
                 applied=applied,
             )
+            if final["state"] == RunState.QUEUED.value:  # its approval came before the hold: go on at once
+                continue
             log.info("run ended", state=final["state"], error=(outcome.error or {}).get("message"))
             self.notify("corral_run_finished", run=final)
             return final
@@ -415,7 +421,9 @@ class Engine:
                 else:
                     records.delete_step(txn, run_id, entry["seq"])
             verdict = "happened" if happened else "not happened"
-            return change_state(records, txn, run, RunState.QUEUED, hold_reason=None, released=verdict)
+            return change_state(
+                records, txn, run, RunState.QUEUED, hold_reason=None, released=verdict, attempts_from=run["attempt"]
+            )
 
         run = await self.writer.run(job)
         self.log.info("run released", run_id=run_id, agent=run["agent"], verdict=run["released"])
@@ -485,7 +493,7 @@ class Engine:
                     f"run {run_id} is {run['state']} {why}".rstrip() + "; only runs that failed for a passing reason "
                     "(model endpoint down, budget spent) can be retried; start a new run with `corral run`"
                 )
-            return change_state(records, txn, run, RunState.QUEUED, retried=time.time())
+            return change_state(records, txn, run, RunState.QUEUED, retried=time.time(), attempts_from=run["attempt"])
 
         run = await self.writer.run(job)
         self.log.info("run retried", run_id=run_id, agent=run["agent"])
@@ -506,6 +514,10 @@ class Engine:
         """Lift ``agent``'s pause (nothing happens if it was not paused)."""
         if await self.pauses.resume(agent) is not None:
             self.log.info("agent resumed", agent=agent)
+
+    def cancelling(self, run_id: str) -> bool:
+        """Whether ``run_id`` is being cancelled: work done for it should stop waiting."""
+        return run_id in self._cancelling
 
     def paused(self, agent: str) -> dict[str, Any] | None:
         """``agent``'s pause (``reason``, ``since``, ``until``), or None; never waits."""

@@ -179,6 +179,9 @@ class Journal:
             return Decision("approval", entry, _approval_message(record))
         entry["approval_state"] = state
         if state == "approved":
+            if entry["kind"] == "model":  # a plugin's guardrail may hold model calls too: the daemon makes it
+                entry["status"] = "started"
+                return self._start(txn, entry, "call")
             entry.update(status="started", key=idempotency_key(self.run_id, seq, entry["fp"]))
             return self._start(txn, entry, "exec")
         why = record.get("decision_reason") or state

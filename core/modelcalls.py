@@ -124,7 +124,7 @@ class ModelCaller:
         self.spent = Spent()
         self.granted = granted
         self.stopped = stopped
-        """True once the attempt is being ended (a limit, shutdown): stop waiting for an endpoint."""
+        """True once the attempt is being ended (a limit, a cancel): stop waiting for an endpoint."""
 
     async def load_spent(self) -> None:
         """What the run's earlier attempts already spent (their calls replay free)."""
@@ -147,12 +147,12 @@ class ModelCaller:
 
         model = resolve(self.agent, item.name)
         assert model is not None  # checked before the step was journaled
-        config = self.engine.config.models[model]
         request = build_request(item.args, self.granted)
         try:
             endpoint = await self.engine.endpoints.get(model)
         except NotConfigured as exc:
             return await self._fail(item.seq, "not_configured", str(exc))
+        config = self.engine.config.models[model]
         adapter = self.engine.plugins.providers.get(endpoint.provider)
         if adapter is None:
             installed = ", ".join(sorted(self.engine.plugins.providers)) or "none"
@@ -232,8 +232,11 @@ class ModelCaller:
             except ModelError as exc:
                 if not exc.retryable:
                     return await self._fail(seq, exc.kind, str(exc))
+                if self.engine.draining:  # not the endpoint's fault: the call is made again after the restart
+                    stopped = f"the daemon stopped during a call to model {model!r}; the run resumes when it is back"
+                    raise RunEnded(Outcome(RunState.INTERRUPTED, failure("stopped", stopped), retry=True)) from None
                 left = deadline - time.monotonic()
-                if exc.kind == "breaker_open" and left > 0 and not self.stopped() and not self.engine.draining:
+                if exc.kind == "breaker_open" and left > 0 and not self.stopped():
                     wait = min(left, max(BREAKER_POLL, exc.retry_after or BREAKER_POLL))
                     self.log.info("waiting for model endpoint to recover", seq=seq, model=model, wait_s=wait)
                     await self._sleep(wait)
@@ -289,7 +292,8 @@ class ModelCaller:
             "daily model budget spent",
             refusal.message,
         )
-        await self.engine.pause_agent(self.agent.name, refusal.message, until=refusal.until)
+        if self.agent.name in self.engine.config.agents:  # else removed by a reload while this run went on
+            await self.engine.pause_agent(self.agent.name, refusal.message, until=refusal.until)
         raise RunEnded(Outcome(RunState.FAILED, resumable(failure("budget", refusal.message))))
 
     def _soft_alert(self, crossing: Crossing) -> None:
