@@ -23,6 +23,7 @@ import pytest
 PROVIDER_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")
 """Never passed to a test's corral: a test must not reach a real provider by detection."""
 
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

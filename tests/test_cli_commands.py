@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from corral.testing import CorralProject
 
-PLUGIN = '''
+PLUGIN = """
 import corral
 
 
@@ -22,7 +22,7 @@ def clash(sub, common):
 def corral_register_commands(register):
     register(add_commands)
     register(clash)
-'''
+"""
 
 
 def test_a_drop_in_plugin_adds_a_command_and_cannot_replace_one(corral_project: CorralProject) -> None:

@@ -250,7 +250,7 @@ def test_an_anthropic_model_with_tool_use_is_brokered_and_the_key_stays_in_the_d
     assert KEY not in _everything_written(project) + trace
 
 
-ECHO_PROVIDER = '''
+ECHO_PROVIDER = """
 import json
 
 import corral
@@ -272,7 +272,7 @@ class Echo:
 @corral.hookimpl
 def corral_register_model_providers(register):
     register(Echo())
-'''
+"""
 
 
 def test_a_plugin_adds_a_model_provider_with_the_same_retries_journal_and_cost(
