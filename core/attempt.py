@@ -84,6 +84,7 @@ class Attempt:
             log=self.log,
             model_refusal=lambda name, args: modelcalls.refusal(self.agent, self.granted, name, args),
             max_args_bytes=self.engine.config.max_tool_args_bytes,
+            redact=self.engine.logs.redaction.redact,
             guarding=Guarding(
                 Guards.start(self.engine.plugins.guardrails, self.run, self.agent, self.log),
                 self.engine.approvals,

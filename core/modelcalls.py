@@ -189,7 +189,7 @@ class ModelCaller:
             spent = {"usage": usage, "cost_usd": str(price) if price is not None else None, "model": model}
             if price is not None:
                 spent["cost_micro_usd"] = tally.cost_micro_usd
-            value = response.to_dict()
+            value = self.engine.logs.redaction.redact(response.to_dict())
             entry, crossings = await self.engine.writer.run(
                 lambda txn: self._record(txn, item.seq, value, spent, tally)
             )

@@ -75,6 +75,7 @@ class Steps(StepPath):
         model_refusal: Callable[[str, dict[str, Any]], str | None] = lambda name, args: "no models are configured",
         max_args_bytes: int = 256 * 2**10,
         guarding: Guarding | None = None,
+        redact: Callable[[Any], Any] = lambda value: value,
     ) -> None:
         self.wire = wire
         self.journal = journal
@@ -87,6 +88,8 @@ class Steps(StepPath):
         self.model_refusal = model_refusal
         self.max_args_bytes = max_args_bytes  # [corral] max_tool_args_bytes
         self.guarding = guarding
+        self.redact = redact
+        """Hides granted secrets' values in what is journaled (arguments, outcomes)."""
         self.open = False  # set by the attempt once the hello is checked, before the welcome
         self.next_seq = 1
         self.executing: int | None = None  # the step told to run (exec) whose done is awaited
@@ -106,7 +109,8 @@ class Steps(StepPath):
             if seq != self.executing:
                 raise ProtocolError(f"done for step {seq}, but no tool was told to run it (exec'd: {self.executing})")
             self.executing = None
-            self._dones.append((seq, message["ok"], message.get("value"), message.get("error")))
+            redact = self.redact
+            self._dones.append((seq, message["ok"], redact(message.get("value")), redact(message.get("error"))))
             self._dones_since = self._dones_since or time.monotonic()
             return []
         if kind == "reconciled":
@@ -128,7 +132,7 @@ class Steps(StepPath):
         return self._dones_since + DONE_LINGER if self._dones_since is not None else None
 
     def _step(self, message: dict[str, Any]) -> list[tuple[Job, Callback]]:
-        seq, kind, name, args = message["seq"], message["kind"], message["name"], message["args"]
+        seq, kind, name, args = message["seq"], message["kind"], message["name"], self.redact(message["args"])
         if seq != self.next_seq:
             raise ProtocolError(f"step {seq} out of order; expected step {self.next_seq}")
         self.next_seq += 1

@@ -24,7 +24,7 @@ def deploy_check(target: str, secrets: dict[str, str]) -> dict:
     :param target: where
     """
     token = secrets.get("DEPLOY_TOKEN", "")
-    return {"target": target, "token_length": len(token), "in_env": "DEPLOY_TOKEN" in os.environ}
+    return {"target": target, "token_length": len(token), "in_env": "DEPLOY_TOKEN" in os.environ, "oops": token}
 
 
 def snoop() -> dict:
@@ -32,10 +32,19 @@ def snoop() -> dict:
     return {"env": "DEPLOY_TOKEN" in os.environ}
 
 
+def snoop_with(note: str) -> str:
+    """A tool given a secret as an argument by careless agent code.
+
+    :param note: anything
+    """
+    return note
+
+
 @corral.hookimpl
 def corral_register_tools(register):
     register(deploy_check)
     register(snoop)
+    register(snoop_with)
 '''
 
 AGENT = """
@@ -44,6 +53,8 @@ import os
 def run(ctx):
     checked = ctx.tool("deploy_check", target="prod")
     ctx.log.info("checked", result=checked)
+    ctx.state["leaked"] = checked.pop("oops")  # a careless agent: the value must still not reach the store
+    ctx.tool("snoop_with", note=ctx.state["leaked"])
     return {"checked": checked, "snoop": ctx.tool("snoop"), "agent_env": "DEPLOY_TOKEN" in os.environ}
 """
 
@@ -52,7 +63,7 @@ def test_a_declared_secret_reaches_only_its_tool(corral_project: CorralProject) 
     plugin = corral_project.root / "deploy_plugin.py"
     plugin.write_text(PLUGIN)
     corral_project.corral["plugins"] = [str(plugin)]
-    corral_project.agent("ship", AGENT, tools=["deploy_check", "snoop"], secrets=["DEPLOY_TOKEN"])
+    corral_project.agent("ship", AGENT, tools=["deploy_check", "snoop", "snoop_with"], secrets=["DEPLOY_TOKEN"])
     stored = subprocess.run(
         [sys.executable, "-m", "corral", "secrets", "set", "DEPLOY_TOKEN", "--backend", "file"],
         input=TOKEN,
@@ -67,7 +78,8 @@ def test_a_declared_secret_reaches_only_its_tool(corral_project: CorralProject) 
     result = run["result"]
     assert result["checked"] == {"target": "prod", "token_length": len(TOKEN), "in_env": False}
     assert result["snoop"] == {"env": False} and result["agent_env"] is False
-    written = corral_project.cli("trace", run["id"]).stdout
-    for path in (corral_project.home / "logs").glob("*.log"):
-        written += path.read_text()
-    assert TOKEN not in written
+    written = corral_project.cli("trace", run["id"]).stdout.encode()
+    for path in corral_project.home.rglob("*"):
+        if path.is_file() and not path.name.endswith(".sock") and path.name != "secrets.json":
+            written += path.read_bytes()
+    assert TOKEN.encode() not in written, "the journal, the state, the logs and the trace hold no secret value"
