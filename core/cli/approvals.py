@@ -102,7 +102,13 @@ def cmd_decide(args: argparse.Namespace) -> int:
         try:
             record, run = await engine.decide_approval(args.id, args.approve, args.reason)
         except ApprovalError as exc:
-            raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+            # with no daemon, nothing has expired a request past its time: do it, and resume its run
+            request = await engine.writer.run(lambda txn: engine.approvals.get(txn, args.id))
+            resumed = [r for r in await engine.expire_approvals() if request and r["id"] == request["run_id"]]
+            if not resumed:
+                raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+            print(f"corral: {exc}; its run resumes with the call denied", file=sys.stderr)
+            return str(resumed[0]["id"])
         if run is None:
             raise Exit(EXIT_OK, f"approval {args.id} {record['state']}; its run is no longer on hold")
         print(f"approval {args.id} {record['state']}", file=sys.stderr)

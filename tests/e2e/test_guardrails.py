@@ -281,3 +281,17 @@ def run(ctx):
     }
     log = (corral_project.home / "logs" / "careful.log").read_text()
     assert "guardrail failed" in log and "bug in a plugin" in log
+
+
+def test_with_the_daemon_down_an_expired_request_still_resumes_its_run_as_denied(deployer: CorralProject) -> None:
+    deployer.agents["deployer"]["guardrails"] = {"approval_timeout": "1s"}
+    deployer.write()
+    run = json.loads(deployer.cli("run", "deployer", "--input", '"prod"', "--wait", "--json").stdout)
+    assert run["state"] == "on_hold", run
+    [request] = deployer.cli_json("approvals", "--all")
+    time.sleep(1.2)
+    late = deployer.cli("approve", request["id"], "--json")
+    assert late.returncode == 0 and "expired" in late.stderr, late.stderr
+    final = json.loads(late.stdout)
+    assert final["result"]["refused"] == "denied" and "expired" in final["result"]["message"], final
+    assert _deployed(deployer) == []
