@@ -14,6 +14,7 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from corral import modelcalls, wire
+from corral.budget import Tally
 from corral.errors import ProtocolError, StoreError
 from corral.guardrails.guards import Guards
 from corral.journal import Journal
@@ -69,6 +70,7 @@ class Attempt:
             self.journal,
             log,
             self.granted,
+            Tally.from_dict(run.get("spent") or {}),
             stopped=lambda: self.kill_reason is not None or engine.cancelling(run["id"]),
         )
 
@@ -182,8 +184,6 @@ class Attempt:
         self.run["applied"] = sorted(set(self.run.get("applied", [])) | set(hello.get("applied", [])))
         self.run_view = dict(self.run)
         assert self.steps is not None
-        if self.agent.models:
-            await self.models.load_spent()
         self.steps.open = True
         welcome = self.engine.welcome(self.run, self.agent, self.snapshot, self.tool_secrets)
         child.wire.send({"t": "welcome", "v": wire.VERSION, "run": welcome})

@@ -48,21 +48,6 @@ class ModelCall:
     args: dict[str, Any]
 
 
-@dataclass
-class Spent:
-    """What a run's model calls have used so far."""
-
-    tokens: int = 0
-    cost_usd: Decimal = Decimal(0)
-    calls: int = 0
-
-    def add(self, entry: dict[str, Any]) -> None:
-        usage = entry.get("usage") or {}
-        self.tokens += int(usage.get("input_tokens", 0)) + int(usage.get("output_tokens", 0))
-        self.cost_usd += Decimal(entry.get("cost_usd") or 0)
-        self.calls += 1
-
-
 def resolve(agent: AgentConfig, name: str) -> str | None:
     """The model a step names ("" is the agent's first granted model)."""
     if not name:
@@ -115,26 +100,19 @@ class ModelCaller:
         journal: Journal,
         log: Any,
         granted: dict[str, ToolSpec | None],
+        spent: Tally,
         stopped: Callable[[], bool] = lambda: False,
     ) -> None:
         self.engine = engine
         self.agent = agent
         self.journal = journal
         self.log = log
-        self.spent = Spent()
+        self.spent = spent
+        """What the run's model calls have used so far, earlier attempts included (the run
+        record's ``spent``, kept in the same commit as each call's journal entry)."""
         self.granted = granted
         self.stopped = stopped
         """True once the attempt is being ended (a limit, a cancel): stop waiting for an endpoint."""
-
-    async def load_spent(self) -> None:
-        """What the run's earlier attempts already spent (their calls replay free)."""
-        records, run_id = self.engine.records, self.journal.run_id
-
-        def read(txn: Any) -> list[dict[str, Any]]:
-            return [e for e in records.steps(txn, run_id) if e["kind"] == "model" and e.get("status") == "done"]
-
-        for entry in await self.engine.writer.run(read):
-            self.spent.add(entry)
 
     async def call(self, item: ModelCall) -> dict[str, Any]:
         """Make the call; journal its outcome and spend; return the answer for the agent.
@@ -190,13 +168,10 @@ class ModelCaller:
             if price is not None:
                 spent["cost_micro_usd"] = tally.cost_micro_usd
             value = self.engine.logs.redaction.redact(response.to_dict())
-            entry, crossings = await self.engine.writer.run(
-                lambda txn: self._record(txn, item.seq, value, spent, tally)
-            )
+            crossings = await self.engine.writer.run(lambda txn: self._record(txn, item.seq, value, spent, tally))
         finally:
             self.engine.ledger.release(held)
-        if entry is not None:
-            self.spent.add(entry)
+        self.spent.add(tally)
         for crossing in crossings:
             self._soft_alert(crossing)
         return {"t": "result", "seq": item.seq, "ok": True, "replayed": False, "value": value}
@@ -251,11 +226,9 @@ class ModelCaller:
         while (left := until - time.monotonic()) > 0 and not self.stopped() and not self.engine.draining:
             await asyncio.sleep(min(left, BREAKER_POLL))
 
-    def _record(
-        self, txn: Any, seq: int, value: Any, spent: dict[str, Any], tally: Tally
-    ) -> tuple[dict[str, Any] | None, list[Crossing]]:
+    def _record(self, txn: Any, seq: int, value: Any, spent: dict[str, Any], tally: Tally) -> list[Crossing]:
         """In one commit: the journal entry, today's spend, and the run's own total."""
-        entry = self.journal.done(txn, seq, True, value, None, spent)
+        self.journal.done(txn, seq, True, value, None, spent)
         crossings = self.engine.ledger.record(txn, self.agent.name, str(spent["model"]), tally)
         records = self.engine.records
         run = records.get_run(txn, self.journal.run_id)
@@ -264,7 +237,7 @@ class ModelCaller:
             total.add(tally)
             run["spent"] = total.to_dict()
             records.put_run(txn, run)
-        return entry, crossings
+        return crossings
 
     def _over_run_budget(self, worst: Worst) -> str | None:
         budget, spent, where = self.agent.budget.run, self.spent, f"[agents.{self.agent.name}.budget]"
