@@ -111,6 +111,19 @@ class Journal:
         entry, decided = self._existing(txn, seq, kind, name, fp)
         if decided is not None:
             return decided
+        return self._refused(txn, seq, kind, name, args, fp, message, guardrail)
+
+    def _refused(
+        self,
+        txn: lmdb.Transaction,
+        seq: int,
+        kind: str,
+        name: str,
+        args: dict[str, Any],
+        fp: str,
+        message: str,
+        guardrail: dict[str, str] | None,
+    ) -> Decision:
         entry = self._new_entry(seq, kind, name, args, fp)
         entry.update(
             status="done",
@@ -168,7 +181,7 @@ class Journal:
             entry.update(status="awaiting_approval", approval=record["id"], guardrail=decision.to_dict())
             self.records.put_step(txn, self.run_id, entry)
             return Decision("approval", entry, _approval_message(record))
-        refused = self.refuse(txn, seq, kind, name, args, reason, decision.to_dict())
+        refused = self._refused(txn, seq, kind, name, args, fp, reason, decision.to_dict())
         return Decision("stop", refused.entry, reason) if verdict is Verdict.STOP else refused
 
     def _approval_decided(self, txn: lmdb.Transaction, entry: dict[str, Any], approvals: Approvals) -> Decision:
