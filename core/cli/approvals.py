@@ -17,14 +17,13 @@ from corral.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
     Exit,
+    act,
     foreground,
     load,
     print_json,
     reader,
     report_run,
-    send_or_foreground,
 )
-from corral.errors import ControlError
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -85,10 +84,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     config = load(args)
     op = "approve" if args.approve else "deny"
     request = {"op": op, "id": args.id, "reason": args.reason}
-    try:
-        reply = send_or_foreground(config, request, wait=False)
-    except ControlError as exc:
-        raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+    reply = act(config, request)
     if reply is not None:
         if args.json:
             print_json(reply["approval"])

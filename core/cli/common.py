@@ -16,7 +16,7 @@ from typing import Any
 
 from corral import control
 from corral.config import CorralConfig, find_config, load_config
-from corral.errors import ConfigError, DaemonUnavailable, StoreError
+from corral.errors import ConfigError, ControlError, DaemonUnavailable, StoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4, 5
 
@@ -61,6 +61,15 @@ def send_or_foreground(config: CorralConfig, request: dict[str, Any], wait: bool
         if holder is not None:
             raise Exit(EXIT_UNAVAILABLE, f"corral: the daemon (pid {holder}) holds {config.home} but: {exc}") from None
         return None
+
+
+def act(config: CorralConfig, request: dict[str, Any], wait: bool = False) -> dict[str, Any] | None:
+    """:func:`send_or_foreground` for an op on a named run, agent or approval: the daemon
+    refuses one that does not exist or cannot be acted on, which exits 5 with its reason."""
+    try:
+        return send_or_foreground(config, request, wait)
+    except ControlError as exc:
+        raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
 
 
 def foreground(config: CorralConfig, start: Any) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from corral.cli.common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     Exit,
+    act,
     foreground,
     load,
     print_json,
@@ -86,10 +87,7 @@ def cmd_release(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as exc:
             raise Exit(EXIT_USAGE, f"corral: --value is not valid JSON ({exc})") from None
     request = {"op": "release", "run": args.run, "happened": args.happened, "value": value}
-    try:
-        reply = send_or_foreground(config, request, wait=False)
-    except ControlError as exc:
-        raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+    reply = act(config, request)
     if reply is not None:
         if args.json:
             print_json(reply["run"])

@@ -15,13 +15,12 @@ from corral.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
     Exit,
+    act,
     foreground,
     load,
     print_json,
     report_run,
-    send_or_foreground,
 )
-from corral.errors import ControlError
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -37,10 +36,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
 def cmd_retry(args: argparse.Namespace) -> int:
     config = load(args)
     request = {"op": "retry", "run": args.run, "wait": args.wait}
-    try:
-        reply = send_or_foreground(config, request, wait=args.wait)
-    except ControlError as exc:
-        raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+    reply = act(config, request, wait=args.wait)
     if reply is not None:
         if not args.json and not args.wait:
             print(f"run {args.run} queued again; the daemon resumes it from its journal")

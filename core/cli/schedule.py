@@ -24,9 +24,9 @@ from corral.cli.common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     Exit,
+    act,
     load,
     print_json,
-    send_or_foreground,
 )
 from corral.config import CorralConfig, default_home, find_config, parse_duration
 from corral.errors import ControlError
@@ -82,10 +82,7 @@ def _agent(config: CorralConfig, agent: str) -> None:
 
 def _ask(config: CorralConfig, request: dict[str, Any], offline: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
     """The daemon's answer, or with no daemon ``offline(engine)`` run here against the store."""
-    try:
-        reply = send_or_foreground(config, request, wait=False)
-    except ControlError as exc:
-        raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+    reply = act(config, request)
     if reply is not None:
         return reply
     from corral.host import host
