@@ -19,7 +19,7 @@ from corral.host import host
 from corral.store import Store
 from corral.testing import CorralProject
 from tests.e2e.test_guardrails import _deployed, _held, deployer  # noqa: F401 - fixture
-from tests.e2e.test_models import CHAT, KEY, KEY_VAR
+from tests.e2e.test_models import project  # noqa: F401 - fixture
 from tests.models.fake_servers import FakeServer, Reply, openai_body
 from tests.test_budget import NOON, Clock, _call, _config, _ledger, _settle, store  # noqa: F401 - fixture
 
@@ -66,18 +66,11 @@ def test_an_agent_removed_by_a_reload_can_finish_its_call(tmp_path: Path, store:
 
 
 @pytest.fixture
-def chat(corral_project: CorralProject, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> CorralProject:
-    monkeypatch.setenv(KEY_VAR, KEY)
-    corral_project.models["fake"] = {
-        "provider": "openai",
-        "base_url": f"{server.url}/v1",
-        "model": "fake-gpt",
-        "api_key_env": KEY_VAR,
-        "retry_attempts": 1,
-        "prices": {"input": 2.0, "output": 8.0},
-    }
-    corral_project.agent("chat", CHAT, tools=["word_count"], models=["fake"])
-    return corral_project
+def chat(project: CorralProject) -> CorralProject:  # noqa: F811 - test_models' fixture, by name
+    """test_models' chat agent with one try per call (no retry waits)."""
+    project.models["fake"]["retry_attempts"] = 1
+    project.write()
+    return project
 
 
 def _wait_requests(server: FakeServer, count: int) -> None:
