@@ -10,6 +10,7 @@ the baseline for spawn-to-first-frame time and for an idle process's memory.
 from __future__ import annotations
 
 import os
+import selectors
 import struct
 import subprocess
 import sys
@@ -123,6 +124,46 @@ def durable_steps(workdir: Path, steps: int, *, commit: bool = True) -> dict[str
         "parent_cpu_s": cpu,
         "child_cpu_s": finish["cpu"],
     }
+
+
+def group_steps(workdir: Path, children: int, steps: int) -> dict[str, Any]:
+    """Group commit at its barest: ``children`` bare children step at once; each round this
+    process reads every request that is waiting, puts one record per request (under the
+    child's own key prefix, as corral's runs have theirs) in one synced commit, then
+    replies to them all. Its throughput with many children over one child is the most
+    group commit can give on this machine, whatever does the deciding."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = lmdb.open(str(workdir / "bare-group-lmdb"), map_size=256 * 2**20, sync=True, metasync=True, max_dbs=2)
+    db = env.open_db(b"journal")
+    kids = [_Child("steps", steps) for _ in range(children)]
+    selector = selectors.DefaultSelector()
+    commits = 0
+    try:
+        for number, kid in enumerate(kids):
+            kid.recv()  # hello; its first request follows at once
+            selector.register(kid.read_fd, selectors.EVENT_READ, number)
+        left = children * steps
+        began = time.perf_counter()
+        while left:
+            waiting = [(key.data, kids[key.data].recv()) for key, _ in selector.select()]
+            with env.begin(write=True) as txn:
+                for number, request in waiting:
+                    txn.put(b"run-%d/%012d" % (number, request["seq"]), _entry(request["seq"]), db=db)
+            commits += 1
+            for number, request in waiting:
+                kids[number].send({"t": "exec", "seq": request["seq"], "key": "k" * 32})
+                left -= 1
+                if request["seq"] == steps:
+                    selector.unregister(kids[number].read_fd)
+        window = time.perf_counter() - began
+        for kid in kids:
+            kid.recv()  # its finish frame
+    finally:
+        selector.close()
+        for kid in kids:
+            kid.close()
+        env.close()
+    return {"children": children, "steps": children * steps, "window_s": window, "commits": commits}
 
 
 def spawn_and_idle(samples: int = 5) -> dict[str, Any]:

@@ -118,13 +118,21 @@ def framework(module: str, steps: int, workdir: Path) -> dict[str, Any]:
 def measure(sizes: Sizes, workdir: Path, log: Any) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine(workdir), "sizes": sizes.__dict__}
     bare_rounds: list[dict[str, Any]] = []
+    group_rounds: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     def bare_round(i: int) -> None:
         log(
-            f"round {i + 1}/{sizes.rounds}: bare {sizes.bare_steps} steps, corral {sizes.steps} steps x 1 agent, "
+            f"round {i + 1}/{sizes.rounds}: bare {sizes.bare_steps} steps (1 child, then grouped: 1 and "
+            f"{sizes.agents} children), corral {sizes.steps} steps x 1 agent, "
             f"{sizes.concurrent_steps} steps x {sizes.agents} agents ..."
         )
         bare_rounds.append(bare.durable_steps(workdir / f"bare-{i}", sizes.bare_steps))
+        group_rounds.append(
+            (
+                bare.group_steps(workdir / f"bare-group-1-{i}", 1, sizes.bare_steps),
+                bare.group_steps(workdir / f"bare-group-n-{i}", sizes.agents, sizes.concurrent_steps),
+            )
+        )
 
     log(f"corral: {sizes.first_runs} one-call runs first ...")
     results["corral"] = corral_bench.measure(
@@ -145,6 +153,11 @@ def measure(sizes: Sizes, workdir: Path, log: Any) -> dict[str, Any]:
         "steps": sum(len(r["lat"]) for r in bare_rounds),
         "lmdb_flags": bare_rounds[0]["lmdb_flags"],
     }
+    results["bare_group"] = {
+        name: {key: sum(r[index][key] for r in group_rounds) for key in ("steps", "window_s", "commits")}
+        for index, name in ((0, "one"), (1, "many"))
+    }
+    results["bare_group"]["children"] = sizes.agents
     results["bare_pipe_only"] = bare.durable_steps(workdir / "bare-pipe", sizes.bare_steps, commit=False)
     results["bare_idle"] = bare.spawn_and_idle()
     for module in ("langgraph_bench", "dbos_bench"):
@@ -162,6 +175,10 @@ def _median(values: list[float]) -> float:
 def _throughput(runs: list[list[float]]) -> float:
     """Steps per second of stepping, every step counted (as corral's run windows are)."""
     return sum(len(run) for run in runs) / sum(sum(run) for run in runs)
+
+
+def _rate(group: dict[str, Any]) -> float:
+    return float(group["steps"] / group["window_s"])
 
 
 def rows(results: dict[str, Any], warmup: int) -> list[Row]:
@@ -205,6 +222,13 @@ def rows(results: dict[str, Any], warmup: int) -> list[Row]:
             ">= 3x",
             c["multi"]["steps_per_s"] >= 3 * c["single"]["steps_per_s"],
             "/s",
+        ),
+        Row(
+            f"steps/s, {n_agents} bare children",
+            _rate(results["bare_group"]["many"]),
+            _rate(results["bare_group"]["one"]),
+            "bare grouped, 1 child",
+            unit="/s",
         ),
         Row(f"step p50, {n_agents} agents", multi["p50_ms"], single["p50_ms"], "corral 1 agent", unit="ms"),
         Row(
@@ -253,6 +277,8 @@ def details(results: dict[str, Any], warmup: int) -> list[str]:
     c, m = results["corral"], results["machine"]
     bare_commit = summary(results["bare"]["commit_lat"], warmup)
     pipe = summary([results["bare_pipe_only"]["lat"]], warmup)
+    scaling_bare = _rate(results["bare_group"]["many"]) / _rate(results["bare_group"]["one"])
+    scaling_corral = c["multi"]["steps_per_s"] / c["single"]["steps_per_s"]
     lines = [
         f"machine: {m['cpus']} cpus, {m['kernel']}, Python {m['python']}, {m['filesystem']}, {m['date']}, "
         f"load avg {m['load_before'][0]:.1f} before / {m['load_after'][0]:.1f} after",
@@ -263,6 +289,10 @@ def details(results: dict[str, Any], warmup: int) -> list[str]:
         f"corral {c['multi']['agents']} agents: {c['multi']['agents'] * c['multi']['steps']} steps in "
         f"{c['multi']['window_s']:.2f} s of stepping ({c['multi']['steps_per_s_incl_spawn']:.0f} steps/s counting "
         f"spawn and exit); {c['multi']['commits']} commits",
+        f"group commit: {results['bare_group']['children']} bare children scale {scaling_bare:.2f}x over one "
+        f"({results['bare_group']['many']['steps'] / results['bare_group']['many']['commits']:.2f} steps per "
+        f"commit): what group commit alone gives with this disk and these cores; corral's {c['multi']['agents']} "
+        f"agents scale {scaling_corral:.2f}x ({scaling_corral / scaling_bare:.0%} of that)",
         f"corral one-call run: spawn to first request p50 {_median(c['first']['spawn_to_first_s']) * 1000:.0f} ms, "
         f"to its answer {_median(c['first']['spawn_to_answered_s']) * 1000:.0f} ms, whole run (create to ended) "
         f"{_median(c['first']['run_wall_s']) * 1000:.0f} ms",
