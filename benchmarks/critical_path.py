@@ -7,6 +7,11 @@ by wrapping a few private names in this process only (``ChildWire.readable``,
 those are renamed, this script needs the same change. The agent stamps when it asks
 (``time.monotonic()``, one clock for both processes) and how long ``ctx.tool`` took.
 Prints the median of each segment of the critical path.
+
+``python -m benchmarks.critical_path STEPS --agents N`` (N > 1) looks at the store writer's
+rounds instead, with N agents stepping at once: how its time splits between waiting,
+reading and deciding, the commit (the jobs' Python, then LMDB's commit and fsync) and
+answering, and what a commit costs by how many jobs it carries.
 """
 
 from __future__ import annotations
@@ -128,9 +133,95 @@ def measure(steps: int, root: Path) -> dict[str, Any]:
     }
 
 
+def _instrument_rounds(events: list[tuple[str, float, float, int]]) -> Callable[[], None]:
+    """Wrap the writer's commit, its jobs and its answering; ``events`` gets (what, start, end, n)."""
+    Writer = writer_module.Writer
+    commit, deliver = Writer._commit, Writer._deliver
+    alone, nested = Writer._run_alone, Writer._run_nested
+    in_jobs = [0.0]
+
+    def timed_commit(self: Any, batch: list[Any]) -> Any:
+        in_jobs[0] = 0.0
+        began = time.perf_counter()
+        outcomes = commit(self, batch)
+        ended = time.perf_counter()
+        events.append(("commit", began, ended, len(batch)))
+        events.append(("jobs", began, began + in_jobs[0], len(batch)))
+        return outcomes
+
+    def timed_deliver(self: Any, batch: list[Any], outcomes: list[Any]) -> None:
+        began = time.perf_counter()
+        deliver(self, batch, outcomes)
+        events.append(("answer", began, time.perf_counter(), len(batch)))
+
+    def timed(run: Callable[..., Any]) -> Callable[..., Any]:
+        def job(*args: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return run(*args)
+            finally:
+                in_jobs[0] += time.perf_counter() - began
+
+        return staticmethod(job)
+
+    Writer._commit, Writer._deliver = timed_commit, timed_deliver  # type: ignore[method-assign]
+    Writer._run_alone, Writer._run_nested = timed(alone), timed(nested)  # type: ignore[method-assign,assignment]
+
+    def restore() -> None:
+        Writer._commit, Writer._deliver = commit, deliver  # type: ignore[method-assign]
+        Writer._run_alone, Writer._run_nested = alone, nested  # type: ignore[method-assign]
+
+    return restore
+
+
+def rounds(agents: int, steps: int, root: Path) -> dict[str, Any]:
+    """The writer's rounds while ``agents`` agents make ``steps`` steps each (middle 60%)."""
+    events: list[tuple[str, float, float, int]] = []
+    restore = _instrument_rounds(events)
+    try:
+        config = load_config(corral_bench.write_config(root, agents), environ={})
+        with host(config, echo=None) as engine:
+            engine.processes.prepare()
+            stepped = asyncio.run(corral_bench._steps(engine, agents, steps))
+    finally:
+        restore()
+    commits = [e for e in events if e[0] == "commit"]
+    middle = commits[len(commits) // 5 : -len(commits) // 5 or None]
+    first, last = middle[0][1], middle[-1][2]
+    spent: dict[str, float] = {}
+    for what, began, ended, _ in events:
+        if first <= began and ended <= last:
+            spent[what] = spent.get(what, 0.0) + ended - began
+    window = last - first
+    by_jobs: dict[int, list[float]] = {}
+    for _, began, ended, n in middle:
+        by_jobs.setdefault(n, []).append((ended - began) * 1e6)
+    return {
+        "steps_per_s": stepped["steps_per_s"],
+        "jobs_per_commit": statistics.mean(n for *_, n in middle),
+        "round_us": window / len(middle) * 1e6,
+        "share": {
+            "commit: the jobs' Python": spent["jobs"] / window,
+            "commit: LMDB commit + fsync": (spent["commit"] - spent["jobs"]) / window,
+            "answering (callbacks, replies into the pipes)": spent["answer"] / window,
+            "the rest (waiting, reading and deciding frames)": 1 - (spent["commit"] + spent["answer"]) / window,
+        },
+        "commit_us_by_jobs": {n: (len(v), statistics.median(v)) for n, v in sorted(by_jobs.items()) if len(v) >= 20},
+    }
+
+
 def main() -> None:
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    args = sys.argv[1:]
+    agents = 1
+    if "--agents" in args:
+        at = args.index("--agents")
+        agents = int(args[at + 1])
+        del args[at : at + 2]
+    steps = int(args[0]) if args else 2000
     with tempfile.TemporaryDirectory(prefix="corral-critical-") as tmp:
+        if agents > 1:
+            print_rounds(agents, rounds(agents, steps, Path(tmp)))
+            return
         out = measure(steps, Path(tmp))
     width = max(len(k) for k in out["segments_us"])
     for name, value in out["segments_us"].items():
@@ -142,6 +233,17 @@ def main() -> None:
         f"commits while stepping: {out['commits']} for {out['steps']} steps, "
         f"{out['jobs_per_commit']:.2f} jobs each, {out['commit_us']:.0f} us per commit (median)"
     )
+
+
+def print_rounds(agents: int, out: dict[str, Any]) -> None:
+    print(
+        f"{agents} agents: {out['steps_per_s']:,.0f} steps/s, {out['jobs_per_commit']:.2f} jobs per commit, "
+        f"one writer round every {out['round_us']:.0f} us"
+    )
+    for name, share in out["share"].items():
+        print(f"  {name:<50} {share:6.1%} of the writer's time")
+    for n, (count, median) in out["commit_us_by_jobs"].items():
+        print(f"  commit of {n} jobs ({count}x): {median:.0f} us (median)")
 
 
 if __name__ == "__main__":

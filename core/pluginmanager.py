@@ -14,7 +14,7 @@ import importlib.util
 import pkgutil
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -116,16 +116,21 @@ def register_plugins(
     warn: Callable[[str], None] = lambda message: None,
     entry_points: Iterable[tuple[str, str]] | None = None,
     builtins: bool = True,
+    only: Collection[str] | None = None,
 ) -> Plugins:
     """Import and register every plugin without asking for anything yet.
 
     ``entry_points`` are the ones the daemon found (the agent's process passes them on);
     by default the installed distributions are scanned. ``builtins=False`` leaves out
-    corral's own plugins (for a hook none of them implements).
+    corral's own plugins (for a hook none of them implements). ``only`` keeps just the
+    plugins of those names: an agent's process imports the plugins of its granted tools
+    and nothing else, which keeps its start-up and memory small.
     """
     manager = new_manager()
     plugins = Plugins(manager, entry_points=list(find_entry_points() if entry_points is None else entry_points))
     for name, load in _sources(extra, plugin_dir, plugins.entry_points, builtins):
+        if only is not None and name not in only:
+            continue
         try:
             manager.register(load(), name=name)
         except Exception as exc:  # a plugin's import may raise anything

@@ -13,9 +13,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from corral.config import AgentConfig, Limits
+if TYPE_CHECKING:  # the agent's process imports this module before any agent code: keep it light
+    from corral.config import AgentConfig, Limits
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 

@@ -288,7 +288,8 @@ def _load_entry(code: str, entry: str) -> Any:
 
 
 def _granted_tools(run: dict[str, Any]) -> dict[str, _LocalTool]:
-    """Load plugins exactly as the daemon did (same import path, same sources); keep the granted tools."""
+    """Load the plugins that own the granted tools exactly as the daemon did (same import
+    path, same sources); no other plugin is imported in the agent's process."""
     from corral.pluginmanager import register_plugins, tool_functions
     from corral.tools import reconciler
 
@@ -296,7 +297,7 @@ def _granted_tools(run: dict[str, Any]) -> dict[str, _LocalTool]:
     plugin_dir = Path(run["plugin_dir"]) if run.get("plugin_dir") else None
     owners = {name: info["plugin"] for name, info in run.get("tools", {}).items()}
     entry_points = [(str(name), str(value)) for name, value in run.get("entry_points", ())]
-    plugins = register_plugins(run.get("plugins", ()), plugin_dir, entry_points=entry_points)
+    plugins = register_plugins(run.get("plugins", ()), plugin_dir, entry_points=entry_points, only=set(owners.values()))
     functions = tool_functions(plugins.manager, owners)
     return {
         name: _LocalTool(

@@ -162,3 +162,40 @@ def test_an_entry_point_tool_runs_in_the_agents_process(tmp_path: Path, monkeypa
 
         final = asyncio.run(go())
     assert final["state"] == "succeeded" and final["result"] == "hush now", final
+
+
+def test_the_agents_process_imports_only_the_plugins_of_its_granted_tools(tmp_path: Path) -> None:
+    """Spawn time and an idle agent's memory stay small: no other plugin, and not the
+    daemon's config machinery, is imported in the agent's process."""
+    listener = tmp_path / "listener.py"
+    listener.write_text(LISTENER.format(out=str(tmp_path / "events.jsonl")))
+    unused = tmp_path / "unused.py"
+    unused.write_text(
+        "import corral\n@corral.tool\ndef spare(x: str) -> str:\n    return x\n"
+        "@corral.hookimpl\ndef corral_register_tools(register):\n    register(spare)\n"
+    )
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "loud.py").write_text(
+        "import sys\n"
+        "def run(ctx):\n"
+        "    loaded = sorted(m for m in sys.modules if m.startswith(('corral.plugins.', 'corral_dropin')))\n"
+        "    config = 'corral.config' in sys.modules\n"
+        "    return {'said': ctx.tool('shout', text='hi'), 'plugins': loaded, 'config': config}\n"
+    )
+    (tmp_path / "corral.toml").write_text(
+        f'[corral]\nplugins = ["{listener}", "{unused}"]\n'
+        '[agents.loud]\ncode = "agents"\nentry = "loud:run"\ntools = ["shout"]\n'
+    )
+    with host(load_config(tmp_path / "corral.toml"), echo=None) as engine:
+        assert {"spare", "shout", "append_line"} <= set(engine.plugins.tools), "the daemon loads every plugin"
+
+        async def go() -> dict:
+            run = await engine.create_run("loud")
+            return await engine.execute(run["id"])
+
+        final = asyncio.run(go())
+    assert final["state"] == "succeeded", final
+    assert final["result"]["said"] == "HI"
+    assert final["result"]["plugins"] == ["corral_dropin_listener"]
+    assert final["result"]["config"] is False
