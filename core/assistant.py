@@ -41,6 +41,15 @@ FINISH = {
 NUDGE = "Call a tool to make progress, or call `finish` with the result."
 RESULT_CHARS = 16_000
 """A tool result longer than this is cut before it goes back to the model (its context is finite)."""
+MAX_UNUSABLE = 5
+"""Tool calls in a row whose arguments could not be used (not JSON, not an object) before the
+run stops. Such a call never reaches the daemon, so the refusal and repeat guardrails cannot
+see it; without this bound only ``max_model_turns`` and the budgets would end the loop. Same
+as the default ``max_refusals``."""
+
+
+class UnusableToolCalls(RuntimeError):
+    """The model kept sending tool calls whose arguments cannot be used."""
 
 
 def settings(payload: Any) -> tuple[str, str]:
@@ -62,6 +71,7 @@ def run(ctx: Any) -> Any:
     system, goal = settings(ctx.input)
     messages: list[Message] = [Message.system(system), Message.user(goal)]
     tools: list[Any] = [*ctx.tools, FINISH]
+    unusable = 0
     while True:
         reply = ctx.model(messages, tools=tools)
         messages.append(reply.message())
@@ -72,13 +82,22 @@ def run(ctx: Any) -> Any:
             if call.name == "finish":
                 ctx.log.info("finished", turns=sum(m.role == "assistant" for m in messages))
                 return (call.arguments or {}).get("result")
+            if call.arguments_error:
+                unusable += 1
+                if unusable >= MAX_UNUSABLE:
+                    raise UnusableToolCalls(
+                        f"the model sent tool calls with unusable arguments {unusable} times in a row (last, for "
+                        f"{call.name!r}: {call.arguments_error}); the run stops rather than pay for more turns. "
+                        "Use a model that follows tool schemas, or describe the arguments in the agent's system prompt"
+                    )
+                messages.append(Message.tool_result(call.id, f"error: {call.arguments_error}", is_error=True))
+                continue
+            unusable = 0
             messages.append(_act(ctx, call))
 
 
 def _act(ctx: Any, call: Any) -> Message:
     """Run one tool call the model asked for; the model sees its result or its error."""
-    if call.arguments_error:
-        return Message.tool_result(call.id, f"error: {call.arguments_error}", is_error=True)
     try:
         result = ctx.tool(call.name, **call.arguments)
     except ToolCallError as exc:

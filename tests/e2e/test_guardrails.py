@@ -295,3 +295,25 @@ def test_with_the_daemon_down_an_expired_request_still_resumes_its_run_as_denied
     final = json.loads(late.stdout)
     assert final["result"]["refused"] == "denied" and "expired" in final["result"]["message"], final
     assert _deployed(deployer) == []
+
+
+def test_a_model_that_keeps_sending_unusable_arguments_is_stopped(assistant: CorralProject, server: FakeServer) -> None:
+    """Malformed argument JSON never becomes a step, so the built-in agent bounds it itself."""
+    broken = [Reply(body=openai_body("", [(f"c{i}", "word_count", '{"text": "a b')])) for i in range(5)]
+    server.enqueue(*broken)
+    run = json.loads(assistant.cli("run", "helper", "--wait", "--json").stdout)
+    assert run["state"] == "failed", run
+    assert "unusable arguments 5 times in a row" in run["error"]["message"], run["error"]
+    assert len(server.requests) == 5, "no sixth paid turn"
+    second = server.requests[1].json()["messages"][-1]
+    assert second["role"] == "tool" and "not valid JSON" in second["content"], "the model was told what was wrong"
+
+
+def test_one_unusable_call_is_corrected_and_the_run_goes_on(assistant: CorralProject, server: FakeServer) -> None:
+    server.enqueue(
+        Reply(body=openai_body("", [("c1", "word_count", "{not json")])),
+        _call("word_count", {"text": "a b a"}, "c2"),
+        _call("finish", {"result": "done"}, "c3"),
+    )
+    run = json.loads(assistant.cli("run", "helper", "--wait", "--json").stdout)
+    assert run["state"] == "succeeded" and run["result"] == "done", run
