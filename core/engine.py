@@ -67,11 +67,22 @@ def code_hash(agent: AgentConfig) -> str:
 
 
 def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState, **fields: Any) -> dict[str, Any]:
-    """The one way a run's state changes: checked, stamped, and sized when it ends."""
-    check_transition(RunState(run["state"]), new)
+    """The one way a run's state changes: checked, stamped, timed and sized when it ends.
+
+    ``ran_seconds`` adds up the time the run spent running, across attempts (what
+    ``max_run_seconds`` limits): waiting on hold for a human, in the queue or for a retry
+    does not count; a daemon that died under the run counts until it is back.
+    """
+    old = RunState(run["state"])
+    check_transition(old, new)
+    now = time.time()
+    if old is RunState.RUNNING and new is not RunState.RUNNING:
+        run["ran_seconds"] = run.get("ran_seconds", 0.0) + max(0.0, now - run.pop("running_since", now))
+    if new is RunState.RUNNING:
+        run["running_since"] = now
     run.update(fields, state=new.value)
     if new in FINISHED:
-        run["ended"] = time.time()
+        run["ended"] = now
         run["steps"], run["journal_bytes"] = records.journal_size(txn, run["id"])
     records.put_run(txn, run)
     return run

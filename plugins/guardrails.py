@@ -122,6 +122,13 @@ class _Approval:
         return None
 
 
+def _running_since(run: dict[str, Any]) -> float:
+    """When the run would have started had it never stopped running: ``max_run_seconds``
+    counts only the time it ran (its attempts), not time on hold or queued."""
+    since = run.get("running_since") or run.get("started") or run["created"]
+    return float(since) - float(run.get("ran_seconds", 0.0))
+
+
 def _stop(reason: str, name: str) -> Decision:
     return Decision(Verdict.STOP, reason, name)
 
@@ -138,7 +145,7 @@ class Builtin:
 
 
 BUILTINS = (
-    Builtin("limits", lambda config, run: _Limits(config, run.get("started") or run["created"])),
+    Builtin("limits", lambda config, run: _Limits(config, _running_since(run))),
     Builtin("repeats", lambda config, run: _Repeats(config)),
     Builtin("refusals", lambda config, run: _Refusals(config)),
     Builtin("approval", lambda config, run: _Approval(config)),
