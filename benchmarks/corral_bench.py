@@ -37,7 +37,7 @@ class TimedProcessControl(ProcessControl):
 
     async def spawn(
         self,
-        policy_args: dict[str, object],
+        policy_args: dict[str, Any],
         workdir: Path,
         env: dict[str, str],
         cgroup: Path | None,

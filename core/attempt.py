@@ -96,9 +96,11 @@ class Attempt:
         )
         child.wire.serve(steps)
         self.engine.writer.attach(child.wire)
+        stdout, stderr = child.process.stdout, child.process.stderr
+        assert stdout is not None and stderr is not None, "agents are spawned with both streams piped"
         pumps = [
-            asyncio.create_task(pump(child.process.stdout, "stdout", self.log, self.output_limit)),
-            asyncio.create_task(pump(child.process.stderr, "stderr", self.log, self.output_limit)),
+            asyncio.create_task(pump(stdout, "stdout", self.log, self.output_limit)),
+            asyncio.create_task(pump(stderr, "stderr", self.log, self.output_limit)),
         ]
         watchdog = asyncio.create_task(self._watch(child))
         wall = self.agent.limits.wall_seconds

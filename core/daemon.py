@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from corral import control
@@ -73,8 +74,9 @@ class Daemon:
             self.log.warning("config problem", problem=problem)
         await self.engine.alerting.start(daemon=True)
         for run_id in await self.engine.recover():
-            run = await self.engine.writer.run(lambda txn, r=run_id: self.engine.records.get_run(txn, r))
-            self.queue.add(run)
+            run = await self.engine.writer.run(partial(self.engine.records.get_run, run_id=run_id))
+            if run is not None:
+                self.queue.add(run)
         await self.engine.prune()
         await self.scheduler.apply(self.config, built)
         background = [asyncio.create_task(self._housekeeping()), asyncio.create_task(self.scheduler.run())]

@@ -122,7 +122,7 @@ class Engine:
         self.draining = False
         self._validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-background")
-        self._later: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._later: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
         self._later_lock = threading.Lock()
         self._later_due = False
         self._model_clients: dict[str, Any] = {}
@@ -159,7 +159,7 @@ class Engine:
         writer's thread or the background thread."""
         self.alerting.raise_alert(alert)
 
-    def later(self, func: Callable[..., None], *args: Any) -> None:
+    def later(self, func: Callable[..., object], *args: Any) -> None:
         """Run ``func(*args)`` soon on the one background thread, in order: work that must
         happen but not on the event loop or the store writer's step path (step log lines).
 
@@ -558,7 +558,10 @@ class Engine:
             if child is not None:
                 self.processes.kill_tree(child)
             self.log.info("run cancelling", run_id=run_id, reason=reason)
-            return await self.writer.run(lambda txn: self.records.get_run(txn, run_id))
+            run = await self.writer.run(lambda txn: self.records.get_run(txn, run_id))
+            if run is None:
+                raise KeyError(run_id)
+            return run
         return await self._cancel_now(run_id, reason)
 
     async def _cancel_now(self, run_id: str, reason: str) -> dict[str, Any]:

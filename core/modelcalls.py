@@ -164,7 +164,11 @@ class ModelCaller:
                 unpriced_calls=int(price is None),
             )
             usage = {"input_tokens": tally.input_tokens, "output_tokens": tally.output_tokens}
-            spent = {"usage": usage, "cost_usd": str(price) if price is not None else None, "model": model}
+            spent: dict[str, Any] = {
+                "usage": usage,
+                "cost_usd": str(price) if price is not None else None,
+                "model": model,
+            }
             if price is not None:
                 spent["cost_micro_usd"] = tally.cost_micro_usd
             value = self.engine.logs.redaction.redact(response.to_dict())

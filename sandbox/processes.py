@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -88,7 +89,7 @@ class ProcessControl:
 
     async def spawn(
         self,
-        policy_args: dict[str, object],
+        policy_args: dict[str, Any],
         workdir: Path,
         env: dict[str, str],
         cgroup: Path | None,
@@ -106,7 +107,7 @@ class ProcessControl:
 
     async def _spawn(
         self,
-        policy_args: dict[str, object],
+        policy_args: dict[str, Any],
         workdir: Path,
         env: dict[str, str],
         cgroup: Path | None,

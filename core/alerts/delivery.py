@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -179,7 +180,7 @@ class Delivery:
             nxt = self.sinks[current].config.escalate_to if current in self.sinks and not ok else None
             if nxt is not None:
                 result["escalated_to"] = nxt
-            await self._writer.run(lambda txn, s=current, r=result: self._outbox.outcome(txn, key, s, r))
+            await self._writer.run(partial(self._outbox.outcome, key=key, sink=current, result=result))
             if ok:
                 return
             if nxt is not None:

@@ -83,7 +83,7 @@ class Outbox:
             }
         txn.put(dkey, pack(state), db=self._keys)
         self._counter = (self._counter + 1) % 0x1000000
-        record = {
+        record: dict[str, Any] = {
             "key": f"{_time_key(time.time()).decode()}{self._counter:06x}-{alert.id}",
             "alert": alert.to_dict(),
             "targets": list(targets),

@@ -15,6 +15,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -179,7 +180,7 @@ class Scheduler:
             env = TriggerEnv(
                 schedule.config.agent,
                 schedule.config.key,
-                lambda payload, s=schedule: self.fire(s, payload),
+                partial(self.fire, schedule),
                 self.webhooks,
                 self.log,
             )

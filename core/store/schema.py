@@ -29,7 +29,7 @@ def pack(value: Any) -> bytes:
     return packing.pack(value)
 
 
-def unpack(data: bytes) -> Any:
+def unpack(data: bytes | memoryview) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
