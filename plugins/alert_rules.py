@@ -27,6 +27,12 @@ class Service(Protocol):
 
     def pause(self, agent: str, reason: str, until: float | None) -> None: ...
 
+    def failures_before(self, agent: str, run_id: str) -> int:
+        """Failures in a row the store remembers before ``run_id`` (since the last crash loop)."""
+
+    def crash_loop_at(self, run_id: str) -> None:
+        """Remember durably that ``run_id`` set off a crash loop."""
+
 
 def _retries_exhausted(error: dict[str, Any]) -> bool:
     kind = error.get("kind")
@@ -81,11 +87,14 @@ class RunRules:
         self._raise(key, severity, title, str(error.get("message", "")), agent, run_id, attempt=run.get("attempt"))
         if not self.crash_loop:
             return
-        count = self._failures.get(agent, 0) + 1
+        if agent not in self._failures:  # first failure seen by this process: count what the store remembers
+            self._failures[agent] = self._service.failures_before(agent, run_id)
+        count = self._failures[agent] + 1
         self._failures[agent] = count
         if count < self.crash_loop:
             return
         self._failures[agent] = 0
+        self._service.crash_loop_at(run_id)
         until = time.time() + self.pause_for if self.pause_for else None
         reason = f"crash loop: {count} runs failed in a row (last: {kind})"
         how = "until `corral resume " + agent + "`" if until is None else f"for {self.pause_for:g}s"

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 FOREGROUND_FLUSH = 5.0
 """How long a foreground ``corral run`` waits at exit for the alerts it raised to go out."""
 STOP_FLUSH = 5.0
+UNCOUNTED = frozenset({"queued", "running", "interrupted", "on_hold", "cancelled"})
+"""Run states the crash-loop count passes over: not finished, or ended by a human."""
 """How long a stopping daemon lets deliveries under way finish; the rest go out after the restart."""
 
 
@@ -123,6 +125,32 @@ class Alerting:
             return
         future = asyncio.run_coroutine_threadsafe(self._engine.pause_agent(agent, reason, until=until), loop)
         future.add_done_callback(lambda done: self._paused(agent, reason, done))
+
+    def failures_before(self, agent: str, run_id: str, limit: int = 100) -> int:
+        """How many of ``agent``'s runs before ``run_id`` failed in a row, from the store: the
+        crash-loop count survives a daemon restart and counts across foreground runs. The count
+        stops at a success and at the run that last set off a crash loop; unfinished and
+        cancelled runs are passed over."""
+        count = 0
+        with self._engine.store.read() as txn:
+            for run in self._engine.records.list_runs(txn, agent, limit):
+                if run["id"] == run_id or run["state"] in UNCOUNTED:
+                    continue
+                if run["state"] not in ("failed", "abandoned") or run.get("crash_loop"):
+                    break
+                count += 1
+        return count
+
+    def crash_loop_at(self, run_id: str) -> None:
+        """Mark the run that set off a crash loop, where :meth:`failures_before` stops counting."""
+
+        def job(txn: Any) -> None:
+            run = self._engine.records.get_run(txn, run_id)
+            if run is not None:
+                run["crash_loop"] = True
+                self._engine.records.put_run(txn, run)
+
+        self._engine.writer.submit(job)
 
     def _paused(self, agent: str, reason: str, future: Future[Any]) -> None:
         exc = future.exception()

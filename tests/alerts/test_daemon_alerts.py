@@ -169,3 +169,20 @@ def test_metrics_and_the_dead_mans_switch(
     assert ("corral_agent_cpu_seconds", (("agent", "sleeper"),)) in samples
     _wait_for(lambda: len(ping.requests) >= 2, "two dead-man's switch pings")
     assert {(r.method, r.path) for r in ping.requests} == {("GET", "/ping/check-uuid")}
+
+
+def test_failures_in_a_row_are_counted_across_processes_and_a_crash_loop_starts_the_count_afresh(
+    corral_project: CorralProject,
+) -> None:
+    """With the daemon down every `corral run` is a process of its own (and a restarted daemon
+    is too): the count comes from the store, not from one process's memory."""
+    corral_project.agent("bad", FAILING, max_attempts=1)
+    _configure(corral_project, "[alerts]\ncrash_loop = 3\n")
+    runs = [_run(corral_project, "bad") for _ in range(3)]
+    assert [run["state"] for run in runs] == ["failed"] * 3
+    pause = _wait_for(lambda: corral_project.cli_json("status")["agents"]["bad"].get("pause"), "the pause")
+    assert pause["reason"].startswith("crash loop: 3 runs failed in a row")
+    corral_project.cli("resume", "bad", check=True)
+    assert _run(corral_project, "bad")["state"] == "failed"
+    time.sleep(0.5)
+    assert corral_project.cli_json("status")["agents"]["bad"].get("pause") is None, "the count started afresh"

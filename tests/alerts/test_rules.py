@@ -33,6 +33,12 @@ class Recorder:
     def pause(self, agent: str, reason: str, until: float | None) -> None:
         self.pauses.append((agent, reason, until))
 
+    def failures_before(self, agent: str, run_id: str) -> int:
+        return 0  # a fresh store; tests/alerts/test_daemon_alerts.py counts across processes
+
+    def crash_loop_at(self, run_id: str) -> None:
+        pass
+
     def raised(self) -> list[tuple[str, bool]]:
         return [(a.key, a.resolved) for a in self.alerts]
 
