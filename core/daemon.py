@@ -54,7 +54,7 @@ class Daemon:
 
     async def serve(self) -> int:
         built = build_all(self.config, self.engine.plugins.manager, self.engine.environ, self.log.warning)
-        await self.scheduler.listen(self.config)
+        await self.scheduler.listen(self.config, starting=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)

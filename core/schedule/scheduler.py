@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 LATE = 60.0
 """Seconds past its due time after which a fire time counts as missed, not late."""
 IDLE_WAKE = 3600.0
+REBIND_FIRST, REBIND_MAX = 1.0, 30.0
+"""Seconds before the first new try to bind a webhook port that was taken at start-up,
+doubling up to the most between tries."""
 
 
 @dataclass
@@ -111,6 +114,7 @@ class Scheduler:
         self.log = engine.log
         self.schedules: dict[str, Schedule] = {}
         self.webhooks: WebhookServer | None = None
+        self._rebind: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
         self._db = engine.store.dbs["schedules"]
         self._slowed: dict[str, dict[str, Any]] = {}
@@ -152,9 +156,15 @@ class Scheduler:
             "skipped": 0,
         }
 
-    async def listen(self, config: CorralConfig) -> None:
-        """Serve webhooks on ``[schedule] webhook_port`` (restarting on a new port); a port that
-        cannot be bound is a ConfigError, and the listener already running stays."""
+    async def listen(self, config: CorralConfig, *, starting: bool = False) -> None:
+        """Serve webhooks on ``[schedule] webhook_port`` (restarting on a new port).
+
+        A port that cannot be bound on a reload is a ConfigError, and the listener already
+        running stays. At start-up (``starting``) it stops nothing: every other agent still
+        runs, a critical alert says the webhook triggers cannot fire, and the port is tried
+        again (after 1 s, doubling up to every 30 s) until it is free; the triggers' routes
+        are in place meanwhile, so they answer as soon as it binds.
+        """
         port = config.schedule.webhook_port
         if port is not None and (self.webhooks is None or port != self.webhooks.requested_port):
             server = WebhookServer(port, self.log)
@@ -162,9 +172,11 @@ class Scheduler:
                 await server.start()
             except OSError as exc:
                 where = f"{config.path}: [schedule] webhook_port"
-                raise ConfigError(
-                    [f"{where}: cannot listen on 127.0.0.1:{port} ({exc.strerror}); choose a free port"]
-                ) from None
+                problem = f"{where}: cannot listen on 127.0.0.1:{port} ({exc.strerror}); choose a free port"
+                if not starting:
+                    raise ConfigError([problem]) from None
+                self._unbound(server, problem)
+                return
             if self.webhooks is not None:
                 server.routes = self.webhooks.routes
                 await self.webhooks.stop()
@@ -172,6 +184,40 @@ class Scheduler:
         elif port is None and self.webhooks is not None:
             await self.webhooks.stop()
             self.webhooks = None
+
+    def _unbound(self, server: WebhookServer, problem: str) -> None:
+        self.webhooks = server
+        self.log.error("webhook listener not started", problem=problem, retry_in=REBIND_FIRST)
+        self.engine.alert(
+            Alert(
+                key="webhook-listener",
+                severity=Severity.CRITICAL,
+                title=f"webhook listener cannot bind 127.0.0.1:{server.requested_port}: webhook triggers do not fire",
+                body=f"{problem}. corral tries the port again until it is free; every other trigger runs.",
+            )
+        )
+        self._rebind = asyncio.create_task(self._bind_later(server))
+
+    async def _bind_later(self, server: WebhookServer) -> None:
+        wait = REBIND_FIRST
+        while self.webhooks is server:
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, REBIND_MAX)
+            if self.webhooks is not server:
+                return  # a reload moved the listener elsewhere
+            try:
+                await server.start()
+            except OSError:
+                continue
+            self.engine.alert(
+                Alert(
+                    key="webhook-listener",
+                    severity=Severity.INFO,
+                    title=f"webhook listener started on 127.0.0.1:{server.port}",
+                    resolved=True,
+                )
+            )
+            return
 
     async def _start(self, schedule: Schedule) -> None:
         description = schedule.trigger.describe()
@@ -222,6 +268,9 @@ class Scheduler:
         self.log.info("schedule stopped", agent=schedule.config.agent, schedule=schedule.config.key)
 
     async def close(self) -> None:
+        if self._rebind is not None:
+            self._rebind.cancel()
+            self._rebind = None
         for schedule in list(self.schedules.values()):
             await self._stop(schedule)
         self.schedules.clear()

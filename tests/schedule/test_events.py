@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -68,6 +70,44 @@ def test_webhook_refuses_a_wrong_token_and_an_oversized_body_and_runs_a_good_cal
         assert TOKEN not in (rig.home / "logs" / "corral.log").read_text()
 
     rig.drive(scenario, environ={"HOOK_TOKEN": TOKEN})
+
+
+def test_a_taken_webhook_port_at_start_up_alerts_and_binds_once_it_is_free(tmp_path: Path) -> None:
+    """One trigger's port must not keep every other agent down: the daemon starts, says so
+    loudly, and takes the port when whoever held it lets go."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    rig = Rig(tmp_path)
+    rig.tables["schedule"] = {"webhook_port": port}
+    echo = "def run(ctx):\n    return ctx.input\n"
+    rig.agent("hook", echo, triggers=[{"type": "webhook", "token_env": "HOOK_TOKEN"}])
+    rig.agent("other", echo)
+
+    async def scenario(daemon: Daemon, clock: ManualClock) -> None:
+        [problem] = events(rig, "webhook listener not started")
+        assert f"cannot listen on 127.0.0.1:{port}" in problem["problem"]
+        run = await daemon.engine.create_run("other", "still runs")
+        assert (await daemon.engine.execute(run["id"]))["state"] == "succeeded"
+        holder.close()
+        await until(lambda: bool(events(rig, "webhook listener started")), timeout=10)
+        good = await _post(port, "/hooks/hook", b'{"n": 2}', TOKEN)
+        assert good.status_code == 202
+        await idle(daemon)
+        assert [r["input"] for r in runs(daemon, "hook")] == [{"n": 2}]
+        keys = [(a["alert"]["key"], a["alert"]["severity"]) for a in await _alerts(daemon)]
+        assert keys == [("webhook-listener", "critical"), ("webhook-listener", "info")]
+
+    try:
+        rig.drive(scenario, environ={"HOOK_TOKEN": TOKEN})
+    finally:
+        holder.close()
+
+
+async def _alerts(daemon: Daemon) -> list[dict[str, Any]]:
+    outbox = daemon.engine.alerting.outbox
+    return await daemon.engine.writer.run(lambda txn: list(outbox.since(txn, 3600)))
 
 
 def test_file_trigger_fires_once_per_burst_of_changes(tmp_path: Path) -> None:
