@@ -26,6 +26,7 @@ from corral.alerts.outbox import Outbox
 from corral.alerts.routing import BuiltSink, build_sinks, sink_types
 from corral.alerts.sinks.log import LogSink
 from corral.config import CorralConfig
+from corral.states import FINISHED, RunState
 
 if TYPE_CHECKING:
     from corral.alerts.monitor import Monitor
@@ -36,8 +37,6 @@ if TYPE_CHECKING:
 FOREGROUND_FLUSH = 5.0
 """How long a foreground ``corral run`` waits at exit for the alerts it raised to go out."""
 STOP_FLUSH = 5.0
-UNCOUNTED = frozenset({"queued", "running", "interrupted", "on_hold", "cancelled"})
-"""Run states the crash-loop count passes over: not finished, or ended by a human."""
 """How long a stopping daemon lets deliveries under way finish; the rest go out after the restart."""
 
 
@@ -134,9 +133,10 @@ class Alerting:
         count = 0
         with self._engine.store.read() as txn:
             for run in self._engine.records.list_runs(txn, agent, limit):
-                if run["id"] == run_id or run["state"] in UNCOUNTED:
+                state = RunState(run["state"])
+                if run["id"] == run_id or state not in FINISHED or state is RunState.CANCELLED:
                     continue
-                if run["state"] not in ("failed", "abandoned") or run.get("crash_loop"):
+                if state is RunState.SUCCEEDED or run.get("crash_loop"):
                     break
                 count += 1
         return count
