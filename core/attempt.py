@@ -124,7 +124,7 @@ class Attempt:
             watchdog.cancel()
             self.engine.processes.kill_tree(child)
             try:
-                await asyncio.wait_for(child.process.wait(), 5)
+                await asyncio.wait_for(child.wait(), 5)
             except TimeoutError:
                 self.log.error("agent process did not exit after SIGKILL", pid=child.pid)
             await self._settle(child)
@@ -162,7 +162,7 @@ class Attempt:
             await asyncio.sleep(WATCH_INTERVAL)
             tree = self.engine.processes.run_processes(child, max_age=WATCH_INTERVAL / 2)
             child.known.update(p for p in tree if p.pid != child.pid)
-            self.cpu_seen = max(self.cpu_seen, self.engine.processes.cpu_seconds(child.pid))
+            self.cpu_seen = max(self.cpu_seen, self.engine.processes.cpu_seconds(child))
             if limit_mb is None:
                 continue
             rss = self.engine.processes.tree_rss(tree)
@@ -222,7 +222,7 @@ class Attempt:
 
     async def _crashed(self, child: Child, what: str) -> Outcome:
         try:
-            code = await asyncio.wait_for(child.process.wait(), 5)
+            code = await asyncio.wait_for(child.wait(), 5)
         except TimeoutError:
             code = None
         if self.kill_reason:

@@ -31,10 +31,34 @@ class Child:
     wire: ChildWire
     cgroup: Path | None = None
     known: set[psutil.Process] = field(default_factory=set)
+    wrapped: bool = False
+    """Started under a wrapper that relays the launcher's exit as ``128 + signal`` (bubblewrap)."""
 
     @property
     def pid(self) -> int:
+        """The process the daemon started: the launcher, or the wrapper it runs under."""
         return self.process.pid
+
+    async def wait(self) -> int:
+        """The launcher's exit status, negative for a signal, however it was wrapped."""
+        code = await self.process.wait()
+        if self.wrapped and code > 128:
+            return -(code - 128)
+        return code
+
+    def launcher(self) -> psutil.Process | None:
+        """The launcher itself: the started process, or under a wrapper its first descendant
+        running Python (bubblewrap's own processes come before it)."""
+        try:
+            proc = psutil.Process(self.pid)
+            if not self.wrapped:
+                return proc
+            for descendant in proc.children(recursive=True):
+                if "corral.sandbox.launcher" in descendant.cmdline():
+                    return descendant
+        except psutil.Error:
+            return None
+        return None
 
 
 class ProcessControl:
@@ -183,10 +207,13 @@ class ProcessControl:
             stack.extend(parents.get(current, ()))
         return found
 
-    def cpu_seconds(self, pid: int) -> float:
-        """CPU time (user + system) the run's main process has used so far."""
+    def cpu_seconds(self, child: Child) -> float:
+        """CPU time (user + system) the run's launcher has used so far (as ``RLIMIT_CPU`` counts it)."""
+        launcher = child.launcher()
+        if launcher is None:
+            return 0.0
         try:
-            times = psutil.Process(pid).cpu_times()
+            times = launcher.cpu_times()
         except psutil.Error:
             return 0.0
         return float(times.user + times.system)
