@@ -42,9 +42,11 @@ class TimedProcessControl(ProcessControl):
         env: dict[str, str],
         cgroup: Path | None,
         wrap: Sequence[str] = (),
+        namespaced: bool = False,
+        seccomp: bool = False,
     ) -> Child:
         began = time.monotonic()
-        child = await super().spawn(policy_args, workdir, env, cgroup, wrap)
+        child = await super().spawn(policy_args, workdir, env, cgroup, wrap, namespaced, seccomp)
         self.spawned.setdefault(str(policy_args["run_id"]), began)
         return child
 

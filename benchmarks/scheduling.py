@@ -51,8 +51,10 @@ class SpawnClock(ProcessControl):
         env: dict[str, str],
         cgroup: Path | None,
         wrap: Sequence[str] = (),
+        namespaced: bool = False,
+        seccomp: bool = False,
     ) -> Child:
-        child = await super().spawn(policy_args, workdir, env, cgroup, wrap)
+        child = await super().spawn(policy_args, workdir, env, cgroup, wrap, namespaced, seccomp)
         self.spawned.setdefault(str(policy_args["run_id"]), time.time())
         return child
 

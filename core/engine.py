@@ -609,13 +609,16 @@ class Engine:
             "limits": limits_dict(limits),
             "confine_module": prepared.plan.module,
             "confine": prepared.plan.spec,
+            "memory_accounted": "memory.max" in applied,
         }
         for_tools = tool_secret_names(self.plugins.tools, agent.tools)
         tool_secrets = {name: value for name, value in prepared.env.items() if name in for_tools}
         try:
             secret_env = {name: value for name, value in prepared.env.items() if name not in for_tools}
             env = {**agent_env(agent, workdir, self.environ), **secret_env}
-            child = await self.processes.spawn(policy_args, workdir, env, cgroup, prepared.plan.wrap)
+            child = await self.processes.spawn(
+                policy_args, workdir, env, cgroup, prepared.plan.wrap, prepared.plan.namespaced, prepared.plan.seccomp
+            )
         except OSError as exc:
             return Outcome(
                 RunState.INTERRUPTED, failure("spawn", f"could not start the agent's process: {exc}"), retry=True

@@ -23,9 +23,13 @@ from typing import Any, Protocol
 from corral.errors import CorralError
 from corral.sandbox.spec import Endpoint
 
-PROTECTIONS = ("filesystem", "network", "signals", "user")
-"""What a policy can ask for. ``filesystem`` and ``signals`` always; ``network`` unless it is
-``"all"``; ``user`` when a user is configured."""
+ALWAYS = ("filesystem", "signals", "processes", "ipc", "mounts", "privileges", "syscalls")
+PROTECTIONS = (*ALWAYS, "network", "user")
+"""What a policy can ask for: :data:`ALWAYS`; ``network`` unless it is ``"all"``; ``user`` when a
+user is configured. ``processes``: no other process can be seen, signalled, re-limited or
+outlive the run; ``ipc``: no IPC shared outside the run; ``mounts``: no path (Unix sockets and
+devices included) outside the grants; ``privileges``: no capability in the host's user
+namespace; ``syscalls``: a system-call filter."""
 
 
 class SandboxRefused(CorralError):
@@ -74,6 +78,14 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     account: Any = None
     """The :class:`corral.sandbox.users.Account` the agent runs as, when a user is dropped to."""
+    namespaced: bool = False
+    """The launcher runs in its own PID namespace under ``wrap``, which relays its exit status as
+    ``128 + signal``; inside, the launcher's parent is pid 1."""
+    applied: list[str] = field(default_factory=list)
+    """What ``wrap`` applies before the launcher runs (the daemon records it with the run)."""
+    seccomp: bool = False
+    """``wrap`` loads the agent's system-call filter (:mod:`corral.sandbox.seccomp`) from a file
+    descriptor the daemon adds as ``--seccomp FD``."""
 
 
 class SandboxBackend(Protocol):
@@ -97,7 +109,7 @@ class SandboxBackend(Protocol):
 
 def demanded(request: Request) -> list[str]:
     """The protections a request's policy asks for."""
-    wanted = ["filesystem", "signals"]
+    wanted = list(ALWAYS)
     if request.network != "all":
         wanted.append("network")
     if request.user:
@@ -115,7 +127,7 @@ class NoBackend:
 
     def detect(self, users: Sequence[str] = ()) -> dict[str, Protection]:
         why = "no sandbox backend supports this platform; install a plugin that provides one"
-        found = {name: Protection(name, False, "", why) for name in ("filesystem", "network", "signals")}
+        found = {name: Protection(name, False, "", why) for name in (*ALWAYS, "network")}
         found.update({f"user:{user}": Protection(f"user:{user}", False, "", why) for user in users})
         return found
 

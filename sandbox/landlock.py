@@ -336,6 +336,7 @@ def system_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
         "/etc/resolv.conf",
         "/etc/hosts",
         "/etc/nsswitch.conf",
+        "/etc/ld.so.cache",
         "/etc/passwd",
         "/etc/group",
         "/dev/urandom",

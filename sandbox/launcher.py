@@ -28,10 +28,15 @@ def _user_process_count() -> int:
     return sum(1 for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid)
 
 
-def _rlimits(limits: dict[str, int | None]) -> list[tuple[int, int, int, str]]:
+def _rlimits(limits: dict[str, int | None], in_use: int | None = None) -> list[tuple[int, int, int, str]]:
     """(resource, soft, hard, label). Only CPU gets a higher hard limit: the kernel sends
-    SIGXCPU at the soft limit and SIGKILL at the hard one, so SIGXCPU must come first."""
+    SIGXCPU at the soft limit and SIGKILL at the hard one, so SIGXCPU must come first.
+    ``RLIMIT_RTPRIO`` and ``RLIMIT_NICE`` at 0: no real-time scheduling and no raised priority.
+    ``in_use``: the uid's processes as the daemon counted them (in a PID namespace the
+    launcher sees only its own)."""
     wanted: list[tuple[int, int, str]] = [(resource.RLIMIT_CORE, 0, "core=0")]
+    if sys.platform.startswith("linux"):
+        wanted += [(resource.RLIMIT_RTPRIO, 0, "rtprio=0"), (resource.RLIMIT_NICE, 0, "nice=0")]
     address_space, cpu, files = limits.get("address_space_mb"), limits.get("cpu_seconds"), limits.get("open_files")
     file_size, processes = limits.get("file_size_mb"), limits.get("processes")
     if address_space and sys.platform != "darwin":  # macOS rejects RLIMIT_AS
@@ -43,16 +48,17 @@ def _rlimits(limits: dict[str, int | None]) -> list[tuple[int, int, int, str]]:
     if file_size:
         wanted.append((resource.RLIMIT_FSIZE, file_size * MiB, "file_size"))
     if processes and os.getuid() != 0:  # root ignores RLIMIT_NPROC
-        wanted.append((resource.RLIMIT_NPROC, _user_process_count() + processes, "processes"))
+        counted = _user_process_count() if in_use is None else in_use
+        wanted.append((resource.RLIMIT_NPROC, counted + processes, "processes"))
     return [
         (which, value, value + 1 if which == resource.RLIMIT_CPU else value, label) for which, value, label in wanted
     ]
 
 
-def apply_rlimits(limits: dict[str, int | None]) -> list[str]:
+def apply_rlimits(limits: dict[str, int | None], in_use: int | None = None) -> list[str]:
     """Lower soft and hard limits together so the agent cannot raise them back."""
     applied = []
-    for which, soft, hard, label in _rlimits(limits):
+    for which, soft, hard, label in _rlimits(limits, in_use):
         _, current = resource.getrlimit(which)
         if current != resource.RLIM_INFINITY:
             soft, hard = min(soft, current), min(hard, current)
@@ -88,7 +94,12 @@ def apply(policy: Policy) -> list[str]:
             os._exit(70)
         threading.Thread(target=_watch_parent, args=(policy.parent_pid,), daemon=True).start()
         applied.append("parent-watch")
-    applied += apply_rlimits(policy.limits)
+    applied += apply_rlimits(policy.limits, policy.confine.get("processes_in_use"))
+    if os.getsid(0) != os.getpid():
+        try:
+            os.setsid()  # under bubblewrap the session is its init's: lead our own, as unwrapped
+        except OSError:
+            pass
     if os.getsid(0) == os.getpid():
         applied.append("session")
     return applied
@@ -100,7 +111,12 @@ def confine(policy: Policy) -> tuple[list[str], str | None]:
         return [], None
     from corral.sandbox.backend import SandboxRefused
 
-    spec = {**policy.confine, "parent_pid": policy.parent_pid, "processes": policy.limits.get("processes")}
+    spec = {
+        **policy.confine,
+        "parent_pid": policy.parent_pid,
+        "processes": policy.limits.get("processes"),
+        "memory_accounted": policy.memory_accounted,
+    }
     try:
         module = importlib.import_module(policy.confine_module)
         return list(module.confine(spec)), None

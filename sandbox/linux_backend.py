@@ -1,10 +1,14 @@
-"""The Linux sandbox backend: network namespace, then the agent's user, then Landlock.
+"""The Linux sandbox backend: bubblewrap's namespaces, then the agent's user, Landlock and seccomp.
 
-Daemon side, :class:`LinuxBackend` detects what the kernel offers and plans each attempt.
-Child side, :func:`confine` runs in the launcher before any thread or agent code, in the
-only order that works: the namespace needs root (or a user namespace) and must come
-before the user is dropped; Landlock comes last so it confines the final user. Dropping
-the user clears the parent-death signal, so it is set again right after.
+Daemon side, :class:`LinuxBackend` detects what the kernel offers and plans each attempt:
+the launcher is started under ``bwrap`` (:mod:`corral.sandbox.bwrap`), which gives it its
+own user (or, for a dedicated ``user``, none: the launcher drops to the account), PID,
+IPC, mount, UTS and, for ``network = "none"``, network namespace. bubblewrap also loads the
+seccomp filter (:mod:`corral.sandbox.seccomp`). Child side, :func:`confine` runs in the
+launcher before any thread or agent code: the user is dropped first (with the two
+capabilities bubblewrap left for it), then Landlock, so it confines the final user; then
+it checks the filter is in force. Dropping the user clears the parent-death signal, so
+it is set again right after.
 """
 
 from __future__ import annotations
@@ -14,13 +18,24 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from corral.sandbox import landlock, netns, users
+import psutil
+
+from corral.sandbox import bwrap, landlock, seccomp, users
 from corral.sandbox.backend import Plan, Protection, Request, SandboxRefused, demanded
+
+NAMESPACED = {
+    "processes": "a PID namespace: no other process can be seen, signalled, traced, re-limited, reniced or "
+    "pinned, and the run's every process dies with it",
+    "ipc": "an IPC namespace: SysV and POSIX IPC shared with nothing outside the run",
+    "mounts": "a mount namespace holding only the granted paths: no Unix socket, device or file outside them, "
+    "and read-only binds refuse metadata changes",
+    "privileges": "a user namespace: no capability in the host's namespace",
+}
 
 
 class LinuxBackend:
-    """Landlock (filesystem, TCP ports, signal and abstract-socket scopes), a private network
-    namespace, and a dedicated user when the daemon is root."""
+    """bubblewrap namespaces, Landlock (files, TCP ports, signal and abstract-socket scopes), a
+    seccomp filter, and a dedicated user when the daemon is root."""
 
     name = "linux"
 
@@ -29,7 +44,7 @@ class LinuxBackend:
 
     def detect(self, users_wanted: Sequence[str] = ()) -> dict[str, Protection]:
         ll = landlock.detect()
-        ns = netns.detect()
+        bw = bwrap.detect()
         found = {
             "filesystem": Protection(
                 "filesystem", ll.available, f"landlock abi {ll.abi}" if ll.available else "", ll.reason
@@ -42,18 +57,37 @@ class LinuxBackend:
                 if ll.abi >= 4
                 else f"Landlock TCP rules need ABI 4; {ll.reason}",
             ),
-            "network": Protection("network", ns.available, f"netns:{ns.mode}" if ns.available else "", ns.reason),
+            "network": Protection(
+                "network",
+                bw.available,
+                "bwrap netns" if bw.available else "",
+                "a private network namespace with only its own loopback" if bw.available else bw.reason,
+            ),
             "signals": Protection(
                 "signals",
+                bw.available or (ll.available and ll.abi >= 6),
+                "pid namespace" if bw.available else "landlock scopes" if ll.abi >= 6 else "",
+                "no process outside the run can be signalled"
+                if bw.available or ll.abi >= 6
+                else f"signal scoping needs bubblewrap or Landlock ABI 6; {bw.reason}; {ll.reason}",
+            ),
+            "abstract_sockets": Protection(
+                "abstract_sockets",
                 ll.available and ll.abi >= 6,
                 "landlock scopes" if ll.abi >= 6 else "",
-                "signals and abstract Unix sockets outside the agent's own processes are denied"
+                "abstract Unix sockets outside the run are denied (with a network grant too)"
                 if ll.abi >= 6
-                else f"signal scoping needs Landlock ABI 6; {ll.reason}",
+                else f"scoping abstract Unix sockets needs Landlock ABI 6; {ll.reason}",
             ),
+            "syscalls": _seccomp_support(),
         }
+        for name, what in NAMESPACED.items():
+            works = bw.available and (bw.user_namespace or name != "privileges")
+            why = f"{what} ({bw.reason})" if works else bw.reason
+            found[name] = Protection(name, works, "bwrap" if works else "", why)
+        found["bwrap"] = Protection("bwrap", bw.available, bw.path, bw.reason)
         for name in users_wanted:
-            support = users.detect(name)
+            support = users.detect(name, bound=bw.available)
             found[f"user:{name}"] = Protection(f"user:{name}", support.available, f"user:{name}", support.reason)
         return found
 
@@ -61,10 +95,11 @@ class LinuxBackend:
         plan = Plan(self.name, module=__name__)
         wanted = demanded(request)
         fs = offered["filesystem"]
+        bound = offered["bwrap"].available
         user = offered.get(f"user:{request.user}") if request.user else None
         if user is not None and user.available:
             plan.account = users.resolve(str(request.user))
-            blocked = users.unreachable(plan.account, request.read_only)
+            blocked = users.unreachable(plan.account, request.read_only, parents=not bound)
             if blocked:
                 user = Protection(user.name, False, "", f"user {request.user!r} cannot read {', '.join(blocked)}")
         if "user" in wanted and (user is None or not user.available):
@@ -72,11 +107,32 @@ class LinuxBackend:
             plan.account = None
         if not fs.available:
             plan.missing.append(f"filesystem: {fs.reason}")
-        signals = offered["signals"]
-        if not signals.available and plan.account is None:
-            plan.missing.append(f"signals: {signals.reason}; running the agent as its own user would also stop them")
+        for name in ("signals", "processes", "ipc", "mounts", "syscalls"):
+            if not offered[name].available:
+                plan.missing.append(f"{name}: {offered[name].reason}")
+        if not offered["privileges"].available and plan.account is None:
+            plan.missing.append(f"privileges: {offered['privileges'].reason}; or give the agent its own user")
+        if request.network == "list" and not offered["abstract_sockets"].available:
+            plan.notes.append(f"abstract Unix sockets: {offered['abstract_sockets'].reason}")
         connect, bind = self._ports(request, offered, plan)
-        spec: dict[str, Any] = {"netns": request.network == "none" and offered["network"].available}
+        spec: dict[str, Any] = {"processes_in_use": _processes_of(plan.account.uid if plan.account else os.geteuid())}
+        if bound:
+            system_rw, system_ro = landlock.system_paths()
+            as_root = os.geteuid() == 0
+            plan.wrap = bwrap.argv(
+                offered["bwrap"].mechanism,
+                read_only=[*system_ro, *request.read_only],
+                read_write=[*system_rw, *request.read_write],
+                workdir=str(request.workdir),
+                user_namespace=plan.account is None and offered["privileges"].available,
+                network_namespace=request.network == "none",
+                keep_setid=plan.account is not None and as_root,
+            )
+            plan.namespaced = spec["bwrap"] = True
+            spaces = ["pid", "ipc", "mount", "uts"]
+            spaces += ["user"] if plan.account is None and offered["privileges"].available else []
+            spaces += ["net"] if request.network == "none" else []
+            plan.applied = ["bwrap", *(f"ns:{name}" for name in sorted(spaces))]
         if plan.account is not None:
             a = plan.account
             spec["user"] = {"name": a.name, "uid": a.uid, "gid": a.gid, "groups": list(a.groups)}
@@ -87,6 +143,7 @@ class LinuxBackend:
                 "tcp_connect": connect,
                 "tcp_bind": bind,
             }
+        spec["seccomp"] = plan.seccomp = offered["syscalls"].available and bound
         spec["required"] = [] if request.degraded_ok else wanted
         plan.spec = spec
         return plan
@@ -116,8 +173,29 @@ class LinuxBackend:
         return sorted({e.port for e in request.endpoints}), []
 
 
+def _seccomp_support() -> Protection:
+    """Whether a filter can be built here (libseccomp loads); the kernel is tried in the launcher."""
+    try:
+        seccomp.build(account_memory=True)
+    except seccomp.SeccompError as error:
+        return Protection("syscalls", False, "", str(error))
+    return Protection(
+        "syscalls",
+        True,
+        "seccomp",
+        "a seccomp filter refuses keyrings, the kernel log, raw/packet/netlink sockets, device nodes, "
+        "setuid bits, mounts and new namespaces",
+    )
+
+
+def _processes_of(uid: int) -> int:
+    """Processes the uid has now: ``RLIMIT_NPROC`` counts them all, and the launcher, in its own
+    PID namespace, cannot see them."""
+    return sum(1 for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid)
+
+
 def confine(spec: dict[str, Any]) -> list[str]:
-    """Child side: namespace, user, Landlock, in that order; returns what applied.
+    """Child side: user, then Landlock, then a check that the seccomp filter holds; returns what applied.
 
     A failure of anything in ``spec["required"]`` raises :class:`SandboxRefused`; others
     are recorded as ``missing:NAME`` and the agent runs without them.
@@ -130,11 +208,8 @@ def confine(spec: dict[str, Any]) -> list[str]:
             raise SandboxRefused(f"{name}: {error}") from None
         applied.append(f"missing:{name}")
 
-    if spec.get("netns"):
-        try:
-            applied += netns.enter().labels()
-        except netns.NetnsError as error:
-            failed("network", error)
+    if spec.get("bwrap"):
+        os.environ.pop("PWD", None)  # bubblewrap's --chdir sets it; the agent gets only what was granted
     if spec.get("user"):
         account = users.Account(
             spec["user"]["name"], spec["user"]["uid"], spec["user"]["gid"], tuple(spec["user"]["groups"])
@@ -145,6 +220,7 @@ def confine(spec: dict[str, Any]) -> list[str]:
             failed("user", error)
         else:
             applied += _after_drop(spec)
+    applied += _capabilities()
     rules = spec.get("landlock")
     if rules:
         own = os.path.realpath("/proc/self")  # the agent's own /proc entry only, never others'
@@ -160,7 +236,22 @@ def confine(spec: dict[str, Any]) -> list[str]:
             failed("filesystem", error)
         else:
             applied += result.labels()
+    if spec.get("seccomp"):  # loaded by bubblewrap before the launcher started: check it holds
+        if seccomp.active():
+            applied += ["seccomp"] if spec.get("memory_accounted") else ["seccomp", "seccomp:memfd-shm"]
+        else:
+            failed("syscalls", seccomp.SeccompError("no seccomp filter is in force in the agent's process"))
     return applied
+
+
+def _capabilities() -> list[str]:
+    """``caps:none`` when the process holds no capability (in whatever user namespace it is in)."""
+    try:
+        status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
+    except OSError:
+        return []
+    held = any(int(status.get(key, "0").strip(), 16) for key in ("CapInh", "CapPrm", "CapEff", "CapAmb"))
+    return [] if held else ["caps:none"]
 
 
 def _after_drop(spec: dict[str, Any]) -> list[str]:
@@ -172,5 +263,5 @@ def _after_drop(spec: dict[str, Any]) -> list[str]:
     if linux.set_parent_death_signal(spec["parent_pid"]):
         applied.append("pdeathsig")
     if spec.get("processes"):
-        applied += apply_rlimits({"processes": spec["processes"]})
-    return [label for label in applied if label != "rlimit:core=0"]
+        applied += apply_rlimits({"processes": spec["processes"]}, in_use=spec.get("processes_in_use"))
+    return [label for label in applied if label.startswith("rlimit:processes") or label == "pdeathsig"]

@@ -36,7 +36,7 @@ class Prepared:
 
     def labels(self) -> list[str]:
         """What the daemon records about the plan in the run's ``applied`` list."""
-        labels = [f"sandbox:{self.plan.backend}"]
+        labels = [f"sandbox:{self.plan.backend}", *self.plan.applied]
         labels += [f"missing:{text.split(':', 1)[0]}" for text in self.plan.missing]
         if self.env:
             labels.append(f"secrets:{len(self.env)}")

@@ -36,6 +36,8 @@ class Policy:
     confine_module: str | None = None
     """The sandbox backend's child-side module; its ``confine(confine)`` runs before any agent code."""
     confine: dict[str, Any] = field(default_factory=dict)
+    memory_accounted: bool = False
+    """A cgroup ``memory.max`` holds the run, so memory a watchdog cannot see (memfd, SysV) counts."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

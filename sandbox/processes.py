@@ -61,6 +61,30 @@ class Child:
         return None
 
 
+JOIN_THEN_EXEC = 'printf "%s\\n" $$ > "$1" || exit 71; shift; exec "$@"'
+"""A wrapped launcher cannot join its cgroup itself (the cgroup tree is not mounted in its
+sandbox): a shell writes its own pid to ``cgroup.procs``, then becomes the wrapper, so
+every process of the run starts inside the cgroup."""
+
+
+def _filter_fd(account_memory: bool) -> int:
+    """A pipe's read end holding the compiled seccomp filter, for bubblewrap to read once."""
+    from corral.sandbox import seccomp
+
+    program = seccomp.program(account_memory)
+    read, write = os.pipe()
+    try:
+        os.write(write, program)  # a few KiB: well under a pipe's buffer
+    finally:
+        os.close(write)
+    return read
+
+
+def join_cgroup_first(cgroup: Path, argv: Sequence[str]) -> list[str]:
+    """``argv`` started by a shell that first moves itself into ``cgroup`` (exit 71 if it cannot)."""
+    return ["/bin/sh", "-c", JOIN_THEN_EXEC, "corral-join", str(cgroup / "cgroup.procs"), *argv]
+
+
 class ProcessControl:
     """Spawning and killing, with the platform's best tools for a whole process tree."""
 
@@ -118,12 +142,15 @@ class ProcessControl:
         env: dict[str, str],
         cgroup: Path | None,
         wrap: Sequence[str] = (),
+        namespaced: bool = False,
+        seccomp: bool = False,
     ) -> Child:
-        """Start the launcher (under ``wrap``, e.g. ``sandbox-exec``) with two fresh wire pipes
-        and nothing else inherited."""
+        """Start the launcher (under ``wrap``: ``bwrap`` or ``sandbox-exec``) with two fresh wire
+        pipes and nothing else inherited. ``namespaced``: ``wrap`` puts it in a PID namespace;
+        ``seccomp``: ``wrap`` is bubblewrap, given the agent's filter as ``--seccomp FD``."""
         self._spawning += 1  # until the child is in `live`, an orphan sweep must not run
         try:
-            child = await self._spawn(policy_args, workdir, env, cgroup, wrap)
+            child = await self._spawn(policy_args, workdir, env, cgroup, wrap, namespaced, seccomp)
             self.live[str(policy_args["run_id"])] = child
             return child
         finally:
@@ -135,20 +162,29 @@ class ProcessControl:
         workdir: Path,
         env: dict[str, str],
         cgroup: Path | None,
-        wrap: Sequence[str] = (),
+        wrap: Sequence[str],
+        namespaced: bool,
+        seccomp: bool,
     ) -> Child:
         child_read, daemon_write = os.pipe()
         daemon_read, child_write = os.pipe()
+        passed = [child_read, child_write]
+        if seccomp:
+            passed.append(_filter_fd(bool(policy_args.get("memory_accounted"))))
+            wrap = [*wrap[:-1], "--seccomp", str(passed[-1]), wrap[-1]]  # before bwrap's closing "--"
         policy = Policy(
             wire_in=child_read,
             wire_out=child_write,
-            parent_pid=os.getpid(),
-            cgroup=str(cgroup) if cgroup else None,
+            parent_pid=1 if namespaced else os.getpid(),
+            cgroup=str(cgroup) if cgroup and not wrap else None,
             **policy_args,
         )
+        argv = launcher_argv(policy, wrap)
+        if cgroup is not None and wrap:
+            argv = join_cgroup_first(cgroup, argv)
         try:
             process = await asyncio.create_subprocess_exec(
-                *launcher_argv(policy, wrap),
+                *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -156,18 +192,18 @@ class ProcessControl:
                 env=env,
                 start_new_session=True,
                 close_fds=True,
-                pass_fds=(child_read, child_write),
+                pass_fds=passed,
             )
         except BaseException:
             os.close(daemon_read)
             os.close(daemon_write)
             raise
         finally:
-            os.close(child_read)
-            os.close(child_write)
+            for fd in passed:
+                os.close(fd)
         max_frame = policy_args.get("max_frame", DEFAULT_MAX_FRAME)
         assert isinstance(max_frame, int)
-        return Child(process, ChildWire(daemon_read, daemon_write, max_bytes=max_frame), cgroup)
+        return Child(process, ChildWire(daemon_read, daemon_write, max_bytes=max_frame), cgroup, wrapped=namespaced)
 
     def run_processes(self, child: Child, *, max_age: float = 0.0) -> list[psutil.Process]:
         """Every process of the run: its cgroup's members where it has one (escaped

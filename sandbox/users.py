@@ -96,12 +96,16 @@ def _can_enter(account: Account, path: Path) -> bool:
     return bool(info.st_mode & need)
 
 
-def unreachable(account: Account, paths: Iterable[str]) -> list[str]:
-    """The first folder or file on the way to each path that ``account`` cannot pass (mode bits only)."""
+def unreachable(account: Account, paths: Iterable[str], *, parents: bool = True) -> list[str]:
+    """The first folder or file on the way to each path that ``account`` cannot pass (mode bits only).
+
+    ``parents=False`` checks each path itself only: under bubblewrap a granted path is bound
+    into a fresh root whose folders above it anyone may pass (a Python under ``/root`` works).
+    """
     blocked = []
     for raw in paths:
         path = Path(raw).resolve()
-        for step in (*reversed(path.parents), path):
+        for step in (*reversed(path.parents), path) if parents else (path,):
             try:
                 if not _can_enter(account, step):
                     blocked.append(str(step))
@@ -117,8 +121,9 @@ def python_paths() -> list[str]:
     return sorted({sys.prefix, sys.base_prefix, sys.executable, *packages})
 
 
-def detect(name: str = DEFAULT_USER) -> UserSupport:
-    """Whether a root daemon can run agents as ``name``; never raises."""
+def detect(name: str = DEFAULT_USER, *, bound: bool = False) -> UserSupport:
+    """Whether a root daemon can run agents as ``name``; never raises. ``bound``: agents get a
+    mount namespace of bound paths, so only the paths themselves must be readable."""
     as_root = os.geteuid() == 0
     try:
         account = resolve(name)
@@ -132,7 +137,7 @@ def detect(name: str = DEFAULT_USER) -> UserSupport:
             f"the daemon runs as uid {os.geteuid()}, not root, so it cannot switch to {name!r}; agents run as "
             "the daemon's own user",
         )
-    blocked = unreachable(account, python_paths())
+    blocked = unreachable(account, python_paths(), parents=not bound)
     if blocked:
         return UserSupport(
             False,

@@ -18,7 +18,7 @@ from corral.config import AgentConfig, CorralConfig, parse_config
 from corral.errors import ConfigError, ToolCallError
 from corral.pluginmanager import register_plugins
 from corral.sandbox import linux
-from corral.sandbox.backend import Plan, Protection, Request
+from corral.sandbox.backend import ALWAYS, Plan, Protection, Request
 from corral.sandbox.launcher import confine as launcher_confine
 from corral.sandbox.linux_backend import LinuxBackend
 from corral.sandbox.macos_backend import MacBackend
@@ -117,8 +117,9 @@ os._exit(0)
 # --------------------------------------------------------------------------- policy, backends, doctor
 
 ALL_OFFERED = {
-    name: Protection(name, True, "test", f"{name} works") for name in ("filesystem", "network", "signals", "tcp_ports")
-}
+    name: Protection(name, True, "test", f"{name} works")
+    for name in (*ALWAYS, "network", "tcp_ports", "abstract_sockets")
+} | {"bwrap": Protection("bwrap", True, "/usr/bin/bwrap", "bwrap works")}
 
 
 def _request(tmp_path: Path, **changes: object) -> Request:
@@ -164,16 +165,30 @@ def test_sandbox_policy_defaults_overrides_and_errors(tmp_path: Path) -> None:
 
 def test_linux_plan_with_everything_available(tmp_path: Path) -> None:
     plan = LinuxBackend().plan(_request(tmp_path), ALL_OFFERED)
-    assert not plan.missing and plan.module == "corral.sandbox.linux_backend" and not plan.wrap
-    assert plan.spec["netns"] is True
+    assert not plan.missing and plan.module == "corral.sandbox.linux_backend"
+    assert plan.wrap[0] == "/usr/bin/bwrap" and plan.wrap[-1] == "--" and plan.namespaced and plan.seccomp
+    for flag in ("--unshare-pid", "--unshare-ipc", "--unshare-user", "--disable-userns", "--unshare-net"):
+        assert flag in plan.wrap
+    assert plan.wrap[plan.wrap.index("--cap-drop") + 1] == "ALL" and "--cap-add" not in plan.wrap
+    workdir = str(tmp_path / "w")
+    assert ["--bind-try", workdir, workdir] == plan.wrap[plan.wrap.index(workdir) - 1 : plan.wrap.index(workdir) + 2]
+    assert plan.applied == ["bwrap", "ns:ipc", "ns:mount", "ns:net", "ns:pid", "ns:user", "ns:uts"]
     assert plan.spec["landlock"]["tcp_connect"] == [] and plan.spec["landlock"]["tcp_bind"] == []
-    assert set(plan.spec["required"]) == {"filesystem", "signals", "network"}
+    assert set(plan.spec["required"]) == {*ALWAYS, "network"}
+
+
+def test_linux_plan_without_bubblewrap_names_every_protection_it_gives(tmp_path: Path) -> None:
+    gone = Protection("", False, "", "bubblewrap (bwrap) is not installed")
+    offered = {**ALL_OFFERED, **{name: gone for name in ("bwrap", "processes", "ipc", "mounts", "privileges")}}
+    plan = LinuxBackend().plan(_request(tmp_path), offered)
+    assert not plan.wrap and not plan.namespaced
+    assert {m.split(":")[0] for m in plan.missing} == {"processes", "ipc", "mounts", "privileges"}
 
 
 def test_linux_plan_for_a_port_list_notes_that_hosts_are_not_enforced(tmp_path: Path) -> None:
     endpoints = (Endpoint("api.example.com", 443), Endpoint("*", 80))
     plan = LinuxBackend().plan(_request(tmp_path, network="list", endpoints=endpoints), ALL_OFFERED)
-    assert plan.spec["netns"] is False
+    assert "--unshare-net" not in plan.wrap and "ns:net" not in plan.applied
     assert plan.spec["landlock"]["tcp_connect"] == [80, 443] and plan.spec["landlock"]["tcp_bind"] == []
     assert any("api.example.com" in note and "port only" in note for note in plan.notes)
 

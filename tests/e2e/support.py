@@ -56,9 +56,14 @@ class Batch:
     outside_before: dict[str, tuple[int, int]]
     workdirs: list[Path]
 
-    def pids(self, agent: str) -> list[int]:
-        """Pids an agent noted in ``pids.txt`` in its workdir."""
+    def noted(self, agent: str) -> list[int]:
+        """Pids an agent noted in ``pids.txt`` in its workdir, as it sees them: inside its PID
+        namespace, where they are not the host's."""
         return [int(pid) for pid in (self.project.workdir(agent) / "pids.txt").read_text().split()]
+
+    def pids(self, agent: str) -> list[int]:
+        """Host pids of the processes :meth:`noted` names that still run."""
+        return host_pids(self.noted(agent), self.project.workdir(agent))
 
 
 def start_batch(project: Project, agents: Iterable[str]) -> Batch:
@@ -100,6 +105,23 @@ def run_processes(run_id: str, workdir: Path) -> list[psutil.Process]:
                 found.append(proc)
         except psutil.Error:
             continue
+    return found
+
+
+def host_pids(noted: Iterable[int], workdir: Path) -> list[int]:
+    """The host pids of running processes whose own pid, in their innermost PID namespace, is one
+    of ``noted``, and whose HOME is ``workdir`` (corral sets it so for the agent's processes)."""
+    wanted, found = set(noted), []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("HOME") != str(workdir):
+                continue
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+        except (psutil.Error, OSError):
+            continue
+        inner = next((line.split()[-1] for line in status.splitlines() if line.startswith("NSpid:")), str(proc.pid))
+        if int(inner) in wanted:
+            found.append(proc.pid)
     return found
 
 

@@ -29,6 +29,7 @@ from .support import (
     assert_journal,
     assert_no_processes,
     contained,
+    host_pids,
     kill_quietly,
     snapshot_outside,
     start_batch,
@@ -253,7 +254,7 @@ def test_cpu_limit(batch: Batch) -> None:
 def test_tree_is_gone_after_the_run_finishes(batch: Batch) -> None:
     run = contained(batch, "tree_done")
     assert run["state"] == "succeeded", run
-    assert set(run["result"]) <= set(batch.pids("tree_done"))
+    assert set(run["result"]) <= set(batch.noted("tree_done"))
     assert not wait_until_dead(batch.pids("tree_done")), "a child or setsid grandchild outlived its run"
 
 
@@ -353,7 +354,7 @@ def test_daemon_still_runs_agents(batch: Batch) -> None:
     again = batch.project.cli("run", "tree_done", "--wait", "--json", timeout=60)
     assert again.returncode == 0, again.stderr
     run = json.loads(again.stdout)
-    assert not wait_until_dead(run["result"])
+    assert not wait_until_dead(host_pids(run["result"], batch.project.workdir("tree_done")))
     assert batch.daemon.stop() == 0, batch.project.daemon_stderr()
 
 
@@ -387,15 +388,16 @@ def test_kill_9_of_the_daemon_leaves_no_process(tmp_path: Path) -> None:
         while not (workdir / "slept").exists():
             assert time.monotonic() < deadline, "the agent never spawned its tree"
             time.sleep(0.05)
-        pids = [int(pid) for pid in (workdir / "pids.txt").read_text().split()]
-        [launcher] = [p for p in psutil.Process(daemon.pid).children() if run_id in " ".join(p.cmdline())]
+        pids = host_pids([int(pid) for pid in (workdir / "pids.txt").read_text().split()], workdir)
+        children = [p for p in psutil.Process(daemon.pid).children() if p.status() != psutil.STATUS_ZOMBIE]
+        [launcher] = [p for p in children if run_id in " ".join(p.cmdline())]
         daemon.kill()
         assert not wait_until_dead([launcher.pid]), "PDEATHSIG did not kill the agent with its daemon"
 
         project.start_daemon()  # sweeps the dead daemon's cgroups, then resumes the run
         run = project.wait_for_run(run_id)
         assert run["state"] == "succeeded" and run["result"] >= 2, run
-        pids = [int(pid) for pid in (workdir / "pids.txt").read_text().split()]
+        pids = host_pids([int(pid) for pid in (workdir / "pids.txt").read_text().split()], workdir)
         survivors = {pid: " ".join(psutil.Process(pid).cmdline())[:80] for pid in wait_until_dead(pids)}
         assert not survivors, f"processes of the run outlived kill -9 of its daemon and a restart: {survivors}"
         assert_no_processes(run, workdir)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.support import Batch, Project, contained, kill_quietly, start_batch, wait_until_dead
+from tests.e2e.support import Batch, Project, contained, host_pids, kill_quietly, start_batch, wait_until_dead
 
 SENTINEL = f"victim-data-{secrets.token_hex(6)}"
 DAEMON_SECRET = f"daemon-only-{secrets.token_hex(8)}"
@@ -492,8 +492,8 @@ def test_flooding_stdout_does_not_flood_the_log(batch: Batch) -> None:
 def test_setsid_double_fork_does_not_outlive_the_run(batch: Batch) -> None:
     run = contained(batch, "escaper")
     assert run["state"] == "succeeded", run
-    grandchild = int(run["result"])
-    survivors = wait_until_dead([grandchild])
+    grandchild = host_pids([int(run["result"])], batch.project.workdir("escaper"))
+    survivors = wait_until_dead(grandchild)
     kill_quietly(survivors)
     assert not survivors, "a setsid double-forked grandchild outlived its run"
 

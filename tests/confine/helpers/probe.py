@@ -1,9 +1,9 @@
 """A child process that confines itself, then tries things and reports how each went.
 
-Run as ``python probe.py SPEC_JSON``. SPEC holds optional ``netns`` (true), ``user``
-(a name to drop to), ``landlock`` (keyword arguments of ``landlock.apply``), ``order``
-(default: netns, user, landlock: the launcher's order), ``thread`` (start a thread
-first) and ``probes``: a list of ``[operation, *arguments]``. Prints one JSON object:
+Run as ``python probe.py SPEC_JSON``. SPEC holds optional ``user``
+(a name to drop to), ``landlock`` (keyword arguments of ``landlock.apply``), ``seccomp``
+(true: the agent's filter), ``order`` (default: user, landlock, seccomp),
+``thread`` (start a thread first) and ``probes``: a list of ``[operation, *arguments]``. Prints one JSON object:
 what was applied and, per probe, ``"ok"`` (or a value), the errno name, or
 ``"error: ..."`` for a corral error. Everything it needs is imported first, because
 afterwards it may not be allowed to read any module.
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from corral.errors import CorralError
-from corral.sandbox import landlock, netns, users
+from corral.sandbox import landlock, seccomp, users
 
 
 def _ok(action: Callable[..., None], *args: Any) -> str:
@@ -138,14 +138,15 @@ def main() -> None:
     if spec.get("thread"):
         threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
     steps: dict[str, Callable[[], Any]] = {
-        "netns": netns.enter,
         "user": lambda: users.drop_privileges(users.resolve(spec["user"])),
         "landlock": lambda: landlock.apply(**spec["landlock"]),
+        "seccomp": lambda: {"labels": seccomp.install(account_memory=False)},
     }
     applied = {}
-    for step in spec.get("order", ["netns", "user", "landlock"]):
+    for step in spec.get("order", ["user", "landlock", "seccomp"]):
         if spec.get(step):
-            applied[step] = dataclasses.asdict(steps[step]())
+            done = steps[step]()
+            applied[step] = done if isinstance(done, dict) else dataclasses.asdict(done)
     results = [_outcome(operation, args) for operation, *args in spec.get("probes", [])]
     print(json.dumps({"applied": applied, "results": results}))
 
