@@ -2,8 +2,11 @@
 
 One request per connection: the client writes one JSON object and a newline; the
 daemon answers with one or more JSON lines (``run --wait`` sends the queued run, then
-the finished one) and closes. Only the daemon's own user (or root) may connect: the
-file mode keeps others out, and on Linux the peer's uid is checked as well.
+the finished one) and closes. Two checks come before a request is read (the
+:class:`Gate`): the peer's uid must be the daemon's own or root, and the peer process
+must not belong to a run (it, or an ancestor, is a live run's started process; it is
+in a run's cgroup; or it was seen in a run's tree). An agent process that tries is
+refused and reported, so the operator hears which agent did it.
 """
 
 from __future__ import annotations
@@ -13,25 +16,252 @@ import json
 import os
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Iterator
+import sys
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from corral.alerts import Alert, Severity
 from corral.errors import ConfigError, ControlError, DaemonUnavailable
+
+if TYPE_CHECKING:
+    import psutil
 
 MAX_REQUEST = 1 << 20
 Handler = Callable[[dict[str, Any], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 
+SOL_LOCAL = 0
+"""macOS ``<sys/un.h>``: the option level of a Unix socket's own options."""
+LOCAL_PEERCRED = 0x001
+"""macOS: the peer's ``struct xucred`` (version, uid, groups), as of ``connect``."""
+LOCAL_PEERPID = 0x002
+"""macOS: the peer's pid, as of ``connect``."""
+XUCRED = struct.Struct("=IIh2x16I")
+"""macOS ``struct xucred``: ``cr_version``, ``cr_uid``, ``cr_ngroups``, 16 ``cr_groups``."""
+XUCRED_VERSION = 0
+UCRED = struct.Struct("=iII")
+"""Linux ``struct ucred``: ``pid``, ``uid``, ``gid``."""
 
-def _peer_uid(sock: socket.socket) -> int | None:
-    if not hasattr(socket, "SO_PEERCRED"):
+
+class Sockopts(Protocol):
+    """What reading a peer's credentials needs of a socket."""
+
+    def getsockopt(self, level: int, option: int, buflen: int, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Who is at the other end of a connection, as the kernel recorded it at ``connect``;
+    None where this platform (or this connection) does not say."""
+
+    pid: int | None
+    uid: int | None
+
+
+def peer_credentials(sock: Sockopts, platform: str = sys.platform) -> Peer:
+    """The peer's pid and uid: ``SO_PEERCRED`` on Linux, ``LOCAL_PEERPID`` and
+    ``LOCAL_PEERCRED`` on macOS, nothing elsewhere or if the kernel will not say."""
+    try:
+        if platform.startswith("linux"):
+            pid, uid, _gid = UCRED.unpack(
+                sock.getsockopt(socket.SOL_SOCKET, getattr(socket, "SO_PEERCRED", 17), UCRED.size)
+            )
+            return Peer(pid or None, uid)  # 0: the peer's pid has no number in our pid namespace
+        if platform == "darwin":
+            (pid,) = struct.unpack("=i", sock.getsockopt(SOL_LOCAL, LOCAL_PEERPID, 4))
+            version, uid = struct.unpack_from("=II", sock.getsockopt(SOL_LOCAL, LOCAL_PEERCRED, XUCRED.size))
+            return Peer(pid or None, uid if version == XUCRED_VERSION else None)
+    except (OSError, struct.error):
+        pass
+    return Peer(None, None)
+
+
+class RunProcesses(Protocol):
+    """What the gate reads of a live run (``corral.sandbox.processes.Child`` has it)."""
+
+    @property
+    def pid(self) -> int:
+        """The process the daemon started for the run (the launcher, or its wrapper)."""
+
+    @property
+    def cgroup(self) -> Path | None:
+        """The run's own cgroup v2 directory, if it has one."""
+
+    @property
+    def known(self) -> Collection[psutil.Process]:
+        """Processes seen in the run's tree, escaped ones included."""
+
+
+class Evidence(StrEnum):
+    """Why a peer process was taken for a run's."""
+
+    TREE = "tree"
+    """It, or one of its ancestors, is the process the daemon started for the run."""
+    CGROUP = "cgroup"
+    """It is in the run's cgroup (or one below it)."""
+    SEEN = "seen"
+    """It, or one of its ancestors, was seen in the run's process tree."""
+    UNIDENTIFIED = "unidentified"
+    """Runs are live and the peer cannot be told apart from them: no pid, or it is gone."""
+
+
+def own_run(pid: int, live: Mapping[str, RunProcesses], proc: Path = Path("/proc")) -> tuple[str, Evidence] | None:
+    """The live run that process ``pid`` belongs to, and why; None if it belongs to none.
+
+    Raises ``psutil.Error`` if ``pid`` or an ancestor cannot be read (it is gone).
+    """
+    import psutil
+
+    peer = psutil.Process(pid)
+    lineage = [peer, *peer.parents()]
+    pids = {p.pid for p in lineage}
+    cgroup = _cgroup_of(pid, proc)
+    for run_id, run in list(live.items()):
+        if run.pid in pids:
+            return run_id, Evidence.TREE
+        if run.cgroup is not None and cgroup is not None and _within(run.cgroup, cgroup):
+            return run_id, Evidence.CGROUP
+        if any(p in run.known for p in lineage):  # psutil compares pid and start time
+            return run_id, Evidence.SEEN
+    return None
+
+
+def _cgroup_of(pid: int, proc: Path) -> str | None:
+    """The process's cgroup v2 path (``/a/b``), as ``/proc/PID/cgroup`` shows it to us."""
+    try:
+        lines = (proc / str(pid) / "cgroup").read_text().splitlines()
+    except OSError:
         return None
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", raw)[1]
+    return next((line[3:] for line in lines if line.startswith("0::")), None)
 
 
-async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
-    """Listen on ``path``; the file is created 0600 (umask) so there is no window."""
+def _within(run_cgroup: Path, path: str) -> bool:
+    """Whether cgroup ``path`` is ``run_cgroup`` or below it. ``run_cgroup`` is a directory
+    under the cgroup2 mount, ``path`` relative to that mount; a run's cgroup name carries
+    its run id and random hex, so matching the path up to that name is exact."""
+    parts = path.strip("/").split("/")
+    if run_cgroup.name not in parts:
+        return False
+    upto = "/" + "/".join(parts[: parts.index(run_cgroup.name) + 1])
+    return str(run_cgroup).endswith(upto)
+
+
+@dataclass(frozen=True)
+class Intrusion:
+    """A connection refused because it came from a run's process (or one that could not be
+    told apart from one). ``attempts`` counts the refusals this report stands for."""
+
+    evidence: Evidence
+    pid: int | None
+    run_id: str | None = None
+    agent: str | None = None
+    attempts: int = 1
+
+    def fields(self) -> dict[str, str | int | None]:
+        """For the daemon's log line."""
+        return {
+            "agent": self.agent,
+            "run_id": self.run_id,
+            "pid": self.pid,
+            "evidence": self.evidence.value,
+            "attempts": self.attempts,
+        }
+
+    def alert(self) -> Alert:
+        """The critical alert for the operator, one key per agent so a loop does not spam."""
+        who = self.agent or self.run_id or "unknown"
+        return Alert(
+            key=f"control-socket:{who}",
+            severity=Severity.CRITICAL,
+            title=f"agent {who!r} tried to use the daemon's control socket",
+            body=(
+                f"Process {self.pid} of run {self.run_id} connected to the control socket "
+                f"({self.attempts} attempt(s) in this report); it was refused before any request was read. "
+                "An agent has no business there: its code tried to act as the operator "
+                "(approve, run, pause, reload). Look at the agent's code and its recent runs "
+                f"(`corral trace {self.run_id}`)."
+            ),
+            agent=self.agent,
+            run_id=self.run_id,
+            fields={"pid": self.pid, "evidence": self.evidence.value, "attempts": self.attempts},
+        )
+
+
+class Gate:
+    """Who may send requests: the daemon's own user or root, and no process of a run.
+
+    ``live`` returns the daemon's live runs (run id -> its processes), ``agent_of`` names
+    a live run's agent, ``refused`` hears of each refusal of a run's process: at once for
+    the first, then at most once per ``report_every`` seconds per run with the count held
+    back, so an agent looping on the socket cannot flood the log and the alert outbox.
+    """
+
+    def __init__(
+        self,
+        live: Callable[[], Mapping[str, RunProcesses]],
+        agent_of: Callable[[str], str | None],
+        refused: Callable[[Intrusion], None],
+        *,
+        report_every: float = 60.0,
+        platform: str = sys.platform,
+    ) -> None:
+        self.live = live
+        self.agent_of = agent_of
+        self.refused = refused
+        self.report_every = report_every
+        self.platform = platform
+        self._held: dict[str | None, tuple[float, int]] = {}  # run id -> (last report, refusals since)
+
+    def refusal(self, sock: Sockopts) -> str | None:
+        """Why this connection is refused (one line for the peer), or None to serve it."""
+        peer = peer_credentials(sock, self.platform)
+        if peer.uid is not None and peer.uid not in (0, os.getuid()):
+            return "permission denied: not the daemon's user"
+        live = self.live()
+        if not live:
+            return None  # no run, so no process of one; the uid check was all there was to do
+        found: tuple[str, Evidence] | None = None
+        if peer.pid is not None:
+            import psutil
+
+            try:
+                found = own_run(peer.pid, live)
+            except psutil.Error:
+                found = None
+            else:
+                if found is None:
+                    return None
+        if found is None:  # fail closed: while runs are live, an unknown peer may be one of theirs
+            self._report(Intrusion(Evidence.UNIDENTIFIED, peer.pid), live)
+            return (
+                "permission denied: the control socket could not identify the connecting process "
+                "while agent runs are live; try again"
+            )
+        run_id, evidence = found
+        agent = self.agent_of(run_id)
+        self._report(Intrusion(evidence, peer.pid, run_id, agent), live)
+        return (
+            f"permission denied: this process belongs to run {run_id} of agent {agent!r}; "
+            "the control socket takes no requests from agents"
+        )
+
+    def _report(self, intrusion: Intrusion, live: Mapping[str, RunProcesses]) -> None:
+        now = time.monotonic()
+        last, held = self._held.get(intrusion.run_id, (float("-inf"), 0))
+        if now - last < self.report_every:
+            self._held[intrusion.run_id] = (last, held + 1)
+            return
+        self._held = {key: value for key, value in self._held.items() if key is None or key in live}
+        self._held[intrusion.run_id] = (now, 0)
+        self.refused(Intrusion(intrusion.evidence, intrusion.pid, intrusion.run_id, intrusion.agent, held + 1))
+
+
+async def serve(path: Path, handler: Handler, gate: Gate) -> asyncio.AbstractServer:
+    """Listen on ``path``; the file is created 0600 (umask) so there is no window. Each
+    connection ``gate`` refuses gets one error line and is closed unread."""
     if len(os.fsencode(path)) > 100:
         raise ConfigError(
             [f"control socket path {path} is too long for a Unix socket; set a shorter [corral] home or CORRAL_HOME"]
@@ -44,9 +274,9 @@ async def serve(path: Path, handler: Handler) -> asyncio.AbstractServer:
             await writer.drain()
 
         try:
-            uid = _peer_uid(writer.get_extra_info("socket"))
-            if uid is not None and uid not in (0, os.getuid()):
-                await reply({"ok": False, "error": "permission denied: not the daemon's user"})
+            refusal = gate.refusal(writer.get_extra_info("socket"))
+            if refusal is not None:
+                await reply({"ok": False, "error": refusal})
                 return
             line = await reader.readuntil(b"\n")
             request = json.loads(line)
@@ -87,11 +317,23 @@ def request(path: Path, message: dict[str, Any], timeout: float | None = 10.0) -
     except (ConnectionRefusedError, OSError) as exc:
         sock.close()
         raise DaemonUnavailable(f"the daemon at {path} is not answering ({exc})") from None
-    with sock, sock.makefile("rwb") as stream:
-        stream.write(json.dumps(message).encode() + b"\n")
-        stream.flush()
-        for line in stream:
-            answer = json.loads(line)
-            if not answer.get("ok", False):
-                raise ControlError(answer.get("error", "the daemon refused the request"))
-            yield answer
+    with sock:
+        try:
+            sock.sendall(json.dumps(message).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before the request was read: the answer says why
+        with sock.makefile("rb") as stream:
+            for line in _lines(stream):
+                answer = json.loads(line)
+                if not answer.get("ok", False):
+                    raise ControlError(answer.get("error", "the daemon refused the request"))
+                yield answer
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The answer's lines; a reset after the last one (the daemon closed with the request
+    unread, as it does when it refuses a connection) ends them like a close."""
+    try:
+        yield from stream
+    except ConnectionResetError:
+        return

@@ -60,7 +60,8 @@ class Daemon:
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._chore(self._reload_logged("SIGHUP")))
         applied = self.engine.processes.prepare(self.config.home / "agents")
-        server = await control.serve(self.config.socket_path, self._handle)
+        gate = control.Gate(lambda: self.engine.processes.live, self._agent_of, self._intruder)
+        server = await control.serve(self.config.socket_path, self._handle, gate)
         self.log.info(
             "daemon started",
             pid=os.getpid(),
@@ -213,6 +214,17 @@ class Daemon:
         )
 
     # ------------------------------------------------------------------ control
+
+    def _agent_of(self, run_id: str) -> str | None:
+        return next((agent for agent, runs in self.queue.running.items() if run_id in runs), None)
+
+    def _intruder(self, intrusion: control.Intrusion) -> None:
+        """A run's process tried the control socket: the operator hears which agent."""
+        if intrusion.run_id is None:
+            self.log.warning("control socket refused a process it could not identify", **intrusion.fields())
+            return
+        self.log.error("control socket refused an agent's process", **intrusion.fields())
+        self.engine.alert(intrusion.alert())
 
     async def _handle(self, request: dict[str, Any], reply: Reply) -> None:
         op = request["op"]
