@@ -87,13 +87,19 @@ def argv(
     args += ["--cap-drop", "ALL"]
     if keep_setid:
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    binds = _binds(read_only, read_write)
+    for folder in _folders_above(binds):  # anyone may pass them, as a dropped user must
+        args += ["--perms", "0755", "--dir", folder]
     links: list[str] = []
-    for target, option in _binds(read_only, read_write):
+    for target, option in binds:
         if os.path.islink(target) and os.path.dirname(target) == "/":
             links += ["--symlink", os.readlink(target), target]  # merged /usr: /lib -> usr/lib
         else:
             args += [option, target, target]
-    args += ["--proc", "/proc", "--dev", "/dev", *links, "--chdir", workdir, "--"]
+    args += ["--proc", "/proc", "--dev", "/dev", *links]
+    if not keep_setid:  # a workdir owned by the agent's user is entered by the launcher, once it is that user
+        args += ["--chdir", workdir]
+    args.append("--")
     return args
 
 
@@ -115,6 +121,19 @@ def _binds(read_only: Iterable[str], read_write: Iterable[str]) -> list[tuple[st
             continue
         chosen[path] = kinds[path]
     return list(chosen.items())
+
+
+def _folders_above(binds: list[tuple[str, str]]) -> list[str]:
+    """The folders bubblewrap must create in its empty root to hold the binds, parents first:
+    those not inside a bind (which brings its own)."""
+    bound = [path for path, _ in binds]
+    needed: set[str] = set()
+    for path in bound:
+        parent = os.path.dirname(path)
+        while parent not in ("/", "") and not any(parent == b or parent.startswith(b + os.sep) for b in bound):
+            needed.add(parent)
+            parent = os.path.dirname(parent)
+    return sorted(needed, key=lambda p: (p.count(os.sep), p))
 
 
 def detect(path: str | None = None, timeout: float = 10.0) -> BwrapSupport:

@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
     applied = apply(policy)
     confined, refusal = confine(policy)
     applied += confined
+    if refusal is None:
+        os.chdir(policy.workdir)  # where a wrapper could not enter it before the user was dropped
     if refusal is not None:
         refuse(policy, applied, refusal)
     from corral.sandbox.runtime import serve

@@ -250,7 +250,7 @@ def _capabilities() -> list[str]:
         status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
     except OSError:
         return []
-    held = any(int(status.get(key, "0").strip(), 16) for key in ("CapInh", "CapPrm", "CapEff", "CapAmb"))
+    held = any(int(status.get(key, "0").strip(), 16) for key in ("CapPrm", "CapEff", "CapAmb"))
     return [] if held else ["caps:none"]
 
 
