@@ -44,6 +44,8 @@ class Protection:
     available: bool
     mechanism: str
     reason: str
+    checked: str = ""
+    """What the verdict was checked against (a probe process, a kernel query), for ``corral doctor``."""
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,11 @@ class LinuxBackend:
     def detect(self, users_wanted: Sequence[str] = ()) -> dict[str, Protection]:
         ll = landlock.detect()
         bw = bwrap.detect()
+        by_kernel = "landlock_create_ruleset(LANDLOCK_CREATE_RULESET_VERSION) asked the kernel for its ABI"
+        by_probe = f"started `true` under {bw.path or 'bwrap'} with the namespaces agents get"
         found = {
             "filesystem": Protection(
-                "filesystem", ll.available, f"landlock abi {ll.abi}" if ll.available else "", ll.reason
+                "filesystem", ll.available, f"landlock abi {ll.abi}" if ll.available else "", ll.reason, by_kernel
             ),
             "tcp_ports": Protection(
                 "tcp_ports",
@@ -56,12 +58,14 @@ class LinuxBackend:
                 "TCP connect and bind limited to the listed ports"
                 if ll.abi >= 4
                 else f"Landlock TCP rules need ABI 4; {ll.reason}",
+                by_kernel,
             ),
             "network": Protection(
                 "network",
                 bw.available,
                 "bwrap netns" if bw.available else "",
                 "a private network namespace with only its own loopback" if bw.available else bw.reason,
+                by_probe,
             ),
             "signals": Protection(
                 "signals",
@@ -70,6 +74,7 @@ class LinuxBackend:
                 "no process outside the run can be signalled"
                 if bw.available or ll.abi >= 6
                 else f"signal scoping needs bubblewrap or Landlock ABI 6; {bw.reason}; {ll.reason}",
+                by_probe if bw.available else by_kernel,
             ),
             "abstract_sockets": Protection(
                 "abstract_sockets",
@@ -78,17 +83,24 @@ class LinuxBackend:
                 "abstract Unix sockets outside the run are denied (with a network grant too)"
                 if ll.abi >= 6
                 else f"scoping abstract Unix sockets needs Landlock ABI 6; {ll.reason}",
+                by_kernel,
             ),
             "syscalls": _seccomp_support(),
         }
         for name, what in NAMESPACED.items():
             works = bw.available and (bw.user_namespace or name != "privileges")
-            why = f"{what} ({bw.reason})" if works else bw.reason
-            found[name] = Protection(name, works, "bwrap" if works else "", why)
-        found["bwrap"] = Protection("bwrap", bw.available, bw.path, bw.reason)
+            why = what if works else bw.reason
+            found[name] = Protection(name, works, "bwrap" if works else "", why, by_probe)
+        found["bwrap"] = Protection("bwrap", bw.available, bw.path, bw.reason, by_probe)
         for name in users_wanted:
             support = users.detect(name, bound=bw.available)
-            found[f"user:{name}"] = Protection(f"user:{name}", support.available, f"user:{name}", support.reason)
+            found[f"user:{name}"] = Protection(
+                f"user:{name}",
+                support.available,
+                f"user:{name}",
+                support.reason,
+                "the user database, and the mode bits of the Python installation and corral for that account",
+            )
         return found
 
     def plan(self, request: Request, offered: Mapping[str, Protection]) -> Plan:
@@ -175,16 +187,18 @@ class LinuxBackend:
 
 def _seccomp_support() -> Protection:
     """Whether a filter can be built here (libseccomp loads); the kernel is tried in the launcher."""
+    checked = "compiled the filter with libseccomp; each launcher checks /proc/self/status shows it in force"
     try:
         seccomp.build(account_memory=True)
     except seccomp.SeccompError as error:
-        return Protection("syscalls", False, "", str(error))
+        return Protection("syscalls", False, "", str(error), checked)
     return Protection(
         "syscalls",
         True,
         "seccomp",
         "a seccomp filter refuses keyrings, the kernel log, raw/packet/netlink sockets, device nodes, "
         "setuid bits, mounts and new namespaces",
+        checked,
     )
 
 

@@ -316,6 +316,20 @@ def test_doctor_reports_the_machine_and_each_agent(corral_project: CorralProject
     assert found["agents"]["plain"]["verdict"] == ("confined" if machine_ok else "refused")
     text = corral_project.cli("doctor")
     assert "agent ghost: refused" in text.stdout and "degraded_ok = true in [agents.ghost.sandbox]" in text.stdout
+    protections = found["machine"]["protections"]
+    assert set(ALWAYS) <= set(protections), "doctor lists every protection a policy can ask for"
+    assert all(p["checked"] for p in protections.values() if p["name"] in ALWAYS), "each says what it was checked by"
+
+
+def test_doctor_suggests_an_agent_user_only_where_it_would_be_accepted(corral_project: CorralProject) -> None:
+    corral_project.agent("plain", "def run(ctx):\n    return 1\n")
+    found = json.loads(corral_project.cli("doctor", "--json").stdout)
+    suggested = found["machine"]["suggested_user"]
+    if suggested is None:
+        return  # not root, or no such account: doctor suggests nothing
+    corral_project.agent("plain", "def run(ctx):\n    return 1\n", sandbox={"user": suggested["name"]})
+    again = json.loads(corral_project.cli("doctor", "--json").stdout)
+    assert again["agents"]["plain"]["verdict"] == "confined", again["agents"]["plain"]["missing"]
 
 
 def test_a_broken_backend_module_never_lets_a_required_agent_run_unconfined() -> None:

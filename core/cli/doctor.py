@@ -45,6 +45,18 @@ def _cgroups() -> dict[str, Any]:
     return {"available": True, "reason": reason, "limits": limits}
 
 
+def _suggested_user(sandbox: Any) -> dict[str, str] | None:
+    """The default agent account, when a root daemon could run agents as it right now."""
+    from corral.sandbox.users import DEFAULT_USER
+
+    if os.geteuid() != 0:
+        return None
+    found = sandbox.offered(DEFAULT_USER).get(f"user:{DEFAULT_USER}")
+    if found is None or not found.available:
+        return None
+    return {"name": DEFAULT_USER, "reason": found.reason}
+
+
 def report(config: CorralConfig) -> dict[str, Any]:
     """The doctor's findings as plain data (what ``--json`` prints)."""
     from corral.pluginmanager import register_plugins
@@ -57,6 +69,7 @@ def report(config: CorralConfig) -> dict[str, Any]:
     offered = sandbox.offered()
     keyring = detect_keyring()
     machine = {
+        "suggested_user": _suggested_user(sandbox),
         "backend": sandbox.backend.name,
         "uid": os.geteuid(),
         "protections": {name: vars(p) for name, p in offered.items()},
@@ -94,6 +107,18 @@ def report(config: CorralConfig) -> dict[str, Any]:
     return {"machine": machine, "agents": agents}
 
 
+def _runs_as(machine: dict[str, Any]) -> str:
+    """Who an agent without ``user`` runs as; a suggestion only where following it would work."""
+    if machine["uid"] != 0:
+        return "you"
+    privileges = machine["protections"].get("privileges", {})
+    who = "root without capabilities in its own user namespace" if privileges.get("available") else "root"
+    suggestion = machine.get("suggested_user")
+    if suggestion:
+        return f"{who}; user = {suggestion['name']!r} would give it a uid of its own"
+    return who
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     config = load(args)
     found = report(config)
@@ -105,12 +130,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(f"sandbox backend: {machine['backend']} (daemon uid {machine['uid']})")
     for name, p in machine["protections"].items():
         mark = "yes" if p["available"] else "NO "
-        print(f"  {mark} {name:<12} {p['reason']}")
+        print(f"  {mark} {name:<16} {p['reason']}")
+        if p.get("checked"):
+            print(f"      {'':<16} checked: {p['checked']}")
     for name in ("cgroups", "keyring"):
         mark = "yes" if machine[name]["available"] else "NO "
-        print(f"  {mark} {name:<12} {machine[name]['reason']}")
+        print(f"  {mark} {name:<16} {machine[name]['reason']}")
     for name, agent in found["agents"].items():
-        runs_as = agent["user"] or ("root: set user to run it as its own account" if machine["uid"] == 0 else "you")
+        runs_as = agent["user"] or _runs_as(machine)
         print(f"agent {name}: {agent['verdict']} (network {agent['network']}; runs as {runs_as})")
         for line in agent["missing"]:
             print(f"  missing {line}")
