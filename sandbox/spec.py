@@ -141,7 +141,9 @@ def read_secret_grants(at: str, value: object, env: Mapping[str, str], env_from:
 
 
 def home_problems(at: str, policy: SandboxPolicy, home: Path) -> list[str]:
-    """A granted folder holding the corral home would open the store and every agent's workdir."""
+    """A granted folder holding the corral home, or inside it, would open the store, the secrets,
+    the control socket, supervisord's socket (docs/supervisord.md keeps it there) or another
+    agent's workdir."""
     problems = []
     for key in ("read_write", "read_only"):
         for path in getattr(policy, key):
@@ -149,6 +151,12 @@ def home_problems(at: str, policy: SandboxPolicy, home: Path) -> list[str]:
                 problems.append(
                     f"{at} {key}: {path} contains the corral home {home}, which holds the store, the secrets "
                     "and every agent's workdir; grant a folder outside it"
+                )
+            elif home in path.parents:
+                problems.append(
+                    f"{at} {key}: {path} is inside the corral home {home}, which holds the store, the secrets, "
+                    "the control and supervisord sockets and the other agents' workdirs; an agent has its own "
+                    "workdir already: grant a folder outside the home"
                 )
     return problems
 

@@ -160,6 +160,8 @@ def test_sandbox_policy_defaults_overrides_and_errors(tmp_path: Path) -> None:
     assert "[agents.a.sandbox] usr: unknown key" in text
     assert "'nohost' is not 'host:port'" in text
     assert "contains the corral home" in text, "granting a folder above the home would open the store"
+    with pytest.raises(ConfigError, match="is inside the corral home"):
+        _config(tmp_path, {"sandbox": {"read_only": ["home/supervisor"]}})
     assert "'9bad' is not a secret name" in text
 
 
