@@ -27,7 +27,7 @@ import re
 import stat
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -411,32 +411,199 @@ def _base64_forms(raw: bytes) -> set[str]:
 
 
 def _forms(value: str) -> set[str]:
-    """Every text form of a secret the redactor looks for."""
+    """The whole-value forms of a secret found by plain search: as it is, fully encoded, base64."""
     forms = {value, quote(value, safe=""), quote(value), quote_plus(value)}
     forms |= {json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     return forms | _base64_forms(value.encode())
 
 
-class Redactor:
-    """Replaces every granted secret, in each of its encodings, with ``[redacted:NAME]``.
+# The escaped forms: each character of a secret may be written as itself or in any of the
+# ways below, independently of its neighbours, so one pattern covers full, partial and
+# mixed encodings. A text holding none of _ESCAPE_MARKS cannot hold an escaped form.
+_PERCENT = "%(?:25)*"  # %XX, or %25XX and so on for each further round of %-encoding
+_BACKSLASH = r"(?:\\|%(?:25)*5[cC])+"  # one or more backslashes (escaped again), or a %-encoded one
+_SHORT_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
+_ENTITIES = {"&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "apos"}
+_ESCAPE_MARKS = ("%", "\\", "&")
+_SCALARS = frozenset({int, float, bool, type(None)})  # kept as they are, checked first: most fields
+_KEYS_CACHED = 1024  # field names seen, with their redacted form: the same few recur on every line
 
-    Built once per run (the patterns are compiled here), then cheap per log line. Handles
-    ``str``, ``bytes``, and dicts, lists and tuples of them, keys included; anything else is
-    returned as it is.
+
+def _hex(number: int, width: int) -> str:
+    """``number`` in hex, zero-padded to ``width``, as a pattern that takes either letter case."""
+    return "".join(f"[{d}{d.upper()}]" if d.isalpha() else d for d in f"{number:0{width}x}")
+
+
+def _char_pattern(char: str, binary: bool) -> str:
+    r"""Every way the escaped-form pattern takes one character of a secret.
+
+    As itself; its UTF-8 bytes %-encoded (in ``binary`` patterns any mix of literal and
+    %-encoded bytes); ``\uXXXX`` (a surrogate pair above U+FFFF), ``\UXXXXXXXX``,
+    ``\u{X}``, ``\xXX`` of the code point up to U+00FF and of each UTF-8 byte, and the
+    JSON/C short escape (``\/``, ``\"``, ``\n`` ...), after any number of backslashes or
+    a %-encoded one; an HTML character reference; ``+`` for a space. ``binary`` patterns
+    are ASCII text, compiled as bytes.
+    """
+    code, data = ord(char), char.encode()
+    if binary:
+        ways = ["".join(f"(?:\\x{byte:02x}|{_PERCENT}{_hex(byte, 2)})" for byte in data)]
+    else:
+        ways = [re.escape(char), "".join(_PERCENT + _hex(byte, 2) for byte in data)]
+    if code > 0xFFFF:
+        high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+        escapes = [f"u{_hex(high, 4)}{_BACKSLASH}u{_hex(low, 4)}"]
+    else:
+        escapes = [f"u{_hex(code, 4)}"]
+    escapes += [f"U{_hex(code, 8)}", f"u\\{{0*{_hex(code, 1)}\\}}"]
+    if code <= 0xFF:
+        escapes.append(f"x{_hex(code, 2)}")
+    if len(data) > 1:
+        escapes.append(_BACKSLASH.join(f"x{_hex(byte, 2)}" for byte in data))
+    if char in _SHORT_ESCAPES:
+        escapes.append(re.escape(_SHORT_ESCAPES[char]))
+    ways.append(f"{_BACKSLASH}(?:{'|'.join(escapes)})")
+    named = f"|{_ENTITIES[char]}" if char in _ENTITIES else ""
+    ways.append(f"&(?:#(?:0*{code}|[xX]0*{_hex(code, 1)}){named});")
+    if char == " ":
+        ways.append(r"\+")
+    return f"(?:{'|'.join(ways)})"
+
+
+def _trie(words: Sequence[Sequence[Any]], atom: Callable[[Any], str], end: Callable[[int], str]) -> str:
+    """A pattern taking any of ``words``, which share their common prefixes.
+
+    ``atom`` renders one element of a word, ``end(i)`` what follows the last one of word
+    ``i`` (a word given twice keeps its first index). So a position is tried once per
+    distinct element, not once per word; where a word ends and others go on, the longer
+    come first and win. Runs without a branch are neither grouped nor recursed into, so
+    a long value costs no depth.
+    """
+    root: dict[Any, Any] = {}
+    for index, word in enumerate(words):
+        node = root
+        for item in word:
+            node = node.setdefault(item, {})
+        node.setdefault(None, index)
+
+    def render(node: dict[Any, Any]) -> str:
+        chain = []
+        while len(node) == 1 and None not in node:
+            ((item, node),) = node.items()
+            chain.append(atom(item))
+        branches = [atom(item) + render(child) for item, child in node.items() if item is not None]
+        if None in node:
+            branches.append(end(node[None]))
+        return "".join(chain) + (branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})")
+
+    return render(root)
+
+
+def _literal_pattern(forms: Sequence[str], binary: bool) -> str:
+    """The whole-value forms as one trie; ``binary`` patterns are ASCII text, compiled as bytes."""
+    if binary:
+        return _trie([form.encode() for form in forms], lambda byte: f"\\x{byte:02x}", lambda index: "")
+    return _trie(forms, re.escape, lambda index: "")
+
+
+def _escaped_pattern(values: Sequence[str], binary: bool) -> str:
+    """One pattern for the escaped forms of all ``values``; the group ``s<i>`` names the one found.
+
+    The values share a trie (:func:`_trie`). Two lookaheads turn away, first at the cost
+    of a character-class test, the positions where no value can start.
     """
 
+    def char(item: str) -> str:
+        return _char_pattern(item, binary)
+
+    def literal(item: str) -> str:  # in bytes, later bytes of a character may be %-encoded: the first only
+        return f"\\x{item.encode()[0]:02x}" if binary else re.escape(item)
+
+    # The gate: a value starts here as itself (its first two characters, or the first and an
+    # escape), or with an escape whose first characters fit one of the values.
+    seconds: dict[str, set[str]] = {}
+    for value in values:
+        seconds.setdefault(value[0], set()).add(value[1])
+    marks = re.escape("".join(_ESCAPE_MARKS) + "+")
+    gate = [
+        literal(first)
+        if binary and not first.isascii()
+        else f"{literal(first)}(?:[{marks}]|{'|'.join(map(literal, sorted(after)))})"
+        for first, after in seconds.items()
+    ]
+    if " " in seconds:
+        gate.append(r"\+")
+    starts = sorted({_hex(first.encode()[0], 2) for first in seconds})
+    shorts = "".join(sorted({re.escape(_SHORT_ESCAPES[first]) for first in seconds if first in _SHORT_ESCAPES}))
+    gate += [f"{_PERCENT}(?:{'|'.join(starts)})", f"{_BACKSLASH}[uUx{shorts}]", "&[#a-z]"]
+    firsts = "".join(sorted(map(literal, seconds)))
+    escaped = _trie(values, char, lambda index: f"(?P<s{index}>)")
+    return f"(?=[{firsts}{marks}])(?={'|'.join(gate)})" + escaped
+
+
+class _Escaped:
+    """The escaped-form pattern of some secrets: compiled for text at once, for bytes on first use."""
+
     def __init__(self, secrets: Mapping[str, str]) -> None:
+        by_length = sorted(secrets.items(), key=lambda item: (-len(item[1]), item[0]))
+        self.secrets = dict(by_length)
+        self._names = {f"s{index}": name for index, (name, _) in enumerate(by_length)}
+        self._text = re.compile(_escaped_pattern(list(self.secrets.values()), False))
+        self._bytes: re.Pattern[bytes] | None = None
+
+    def text(self, text: str) -> str:
+        return self._text.sub(lambda m: f"[redacted:{self._names[m.lastgroup or '']}]", text)
+
+    def bytes(self, data: bytes) -> bytes:
+        if self._bytes is None:
+            self._bytes = re.compile(_escaped_pattern(list(self.secrets.values()), True).encode())
+        return self._bytes.sub(lambda m: f"[redacted:{self._names[m.lastgroup or '']}]".encode(), data)
+
+
+class Redactor:
+    r"""Replaces every granted secret, in each of its encodings, with ``[redacted:NAME]``.
+
+    Compiled patterns, built once (when a grant adds values, not per line): the whole-value
+    forms (plain, URL-encoded, JSON-escaped, base64, see :func:`_forms`) as one trie of
+    literals, run on every string; and the escaped forms (see :func:`_char_pattern`), run
+    only on a string holding ``%``, ``\`` or ``&`` (or ``+``, when a secret holds a
+    space), since no escaped form can be written without one. The escaped-form patterns
+    of a ``previous`` redactor are kept (compiling them is the costly part: about 0.3 ms
+    per character of a secret), so a new grant compiles only its own values, unless one
+    of them contains an earlier one or lies inside it: then all are compiled together, so
+    the longer still wins.
+
+    Handles ``str``, ``bytes``, and dicts (any mapping), lists, tuples and sets of them,
+    keys included; a key that redacts to one already present gets `` (2)``, `` (3)``...,
+    so no field is lost. Anything else is returned as it is.
+    """
+
+    def __init__(self, secrets: Mapping[str, str], previous: Redactor | None = None) -> None:
         lookup: dict[str, str] = {}
         for name, value in sorted(secrets.items()):
             check_secret(name, value)
             for form in _forms(value):
                 lookup.setdefault(form, name)
         self._names = sorted(secrets)
+        self._secrets = dict(secrets)
+        self._keys: dict[str, str] = {}
         self._lookup = lookup
-        self._bytes_lookup = {form.encode(): name for form, name in lookup.items()}
-        ordered = sorted(lookup, key=len, reverse=True)  # longest first: a form inside another loses
-        self._text = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-        self._bytes = re.compile(b"|".join(re.escape(f.encode()) for f in ordered)) if ordered else None
+        self._escaped = self._batches(previous)
+        self._text = re.compile(_literal_pattern(sorted(lookup, key=len, reverse=True), False)) if lookup else None
+        self._bytes: re.Pattern[bytes] | None = None
+        marks = "".join(_ESCAPE_MARKS) + ("+" if any(" " in value for value in secrets.values()) else "")
+        self._marks = re.compile(f"[{re.escape(marks)}]")
+        self._byte_marks = re.compile(f"[{re.escape(marks)}]".encode())
+
+    def _batches(self, previous: Redactor | None) -> list[_Escaped]:
+        kept = [b for b in previous._escaped if b.secrets.items() <= self._secrets.items()] if previous else []
+        known = {name for batch in kept for name in batch.secrets}
+        fresh = {name: value for name, value in self._secrets.items() if name not in known}
+        if not fresh:
+            return kept
+        old = [value for batch in kept for value in batch.secrets.values()]
+        if any(a in b or b in a for a in fresh.values() for b in old):
+            return [_Escaped(self._secrets)]
+        return [*kept, _Escaped(fresh)]
 
     def __repr__(self) -> str:
         return f"Redactor(names={self._names!r})"
@@ -444,29 +611,94 @@ class Redactor:
     def redact_text(self, text: str) -> str:
         if self._text is None:
             return text
-        return self._text.sub(lambda m: f"[redacted:{self._lookup[m.group()]}]", text)
+        if self._marks.search(text) is not None:  # first: it also takes plain text, longest first
+            for batch in self._escaped:
+                text = batch.text(text)
+        if self._text.search(text) is not None:
+            text = self._text.sub(lambda m: f"[redacted:{self._lookup[m.group()]}]", text)
+        return text
 
     def redact_bytes(self, data: bytes) -> bytes:
-        if self._bytes is None:
+        if not self._lookup:
             return data
-        return self._bytes.sub(lambda m: f"[redacted:{self._bytes_lookup[m.group()]}]".encode(), data)
+        if self._bytes is None:
+            ordered = sorted(self._lookup, key=len, reverse=True)
+            self._bytes = re.compile(_literal_pattern(ordered, True).encode())
+        if self._byte_marks.search(data) is not None:
+            for batch in self._escaped:
+                data = batch.bytes(data)
+        if self._bytes.search(data) is not None:
+            data = self._bytes.sub(lambda m: f"[redacted:{self._lookup[m.group().decode()]}]".encode(), data)
+        return data
 
     def redact(self, value: T) -> T:
         """``value`` with every secret replaced, same shape and types."""
-        result: Any
-        if isinstance(value, str):
-            result = self.redact_text(value)
-        elif isinstance(value, bytes):
-            result = self.redact_bytes(value)
-        elif isinstance(value, dict):
-            result = {self.redact(k): self.redact(v) for k, v in value.items()}
-        elif isinstance(value, list):
-            result = [self.redact(item) for item in value]
-        elif isinstance(value, tuple):
-            result = tuple(self.redact(item) for item in value)
-        else:
-            result = value
+        result: T = self._walk(value, False)
         return result
+
+    def redact_event(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """A log event with every secret replaced; objects of other types become their redacted
+        ``repr``, which is what the log file would hold for them anyway."""
+        result: dict[str, Any] = self._walk(event, True)
+        return result
+
+    def _walk(self, value: Any, reprs: bool) -> Any:
+        kind = type(value)
+        if kind is str:
+            return self.redact_text(value)
+        if kind in _SCALARS:
+            return value
+        if isinstance(value, dict):
+            return self._mapping(value, reprs)
+        if isinstance(value, str):
+            return self.redact_text(value)
+        if isinstance(value, bytes):
+            return self.redact_bytes(value)
+        if isinstance(value, list):
+            return [self._walk(item, reprs) for item in value]
+        if isinstance(value, tuple):
+            return tuple(self._walk(item, reprs) for item in value)
+        if isinstance(value, set | frozenset):
+            return type(value)(self._walk(item, reprs) for item in value)
+        if isinstance(value, Mapping):
+            return self._mapping(value, reprs)
+        if not reprs or isinstance(value, int | float):
+            return value
+        try:
+            return self.redact_text(repr(value))
+        except Exception:  # a broken __repr__, or an int too long to print
+            return f"<unrepresentable {type(value).__name__}>"
+
+    def _mapping(self, mapping: Mapping[Any, Any], reprs: bool) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        keys = self._keys
+        for key, item in mapping.items():
+            new = keys.get(key)  # only text keys are kept, so 1 and True cannot be confused
+            if new is None:
+                new = self._key(key)
+            if new is not key and new != key and (new in result or new in mapping):
+                new = _free_key(new, result, mapping)
+            kind = type(item)
+            result[new] = item if kind in _SCALARS else self._walk(item, reprs)
+        return result
+
+    def _key(self, key: Any) -> Any:
+        """Field names repeat on every line, so each text key is redacted once and remembered."""
+        redacted = self._walk(key, False)
+        if type(key) is str:
+            if len(self._keys) >= _KEYS_CACHED:
+                self._keys.clear()
+            self._keys[key] = redacted
+        return redacted
+
+
+def _free_key(key: Any, *taken: Mapping[Any, Any]) -> Any:
+    """``key`` with `` (2)``, `` (3)``... appended, the first that no mapping in ``taken`` holds."""
+    text = key.decode(errors="replace") if isinstance(key, bytes) else key if isinstance(key, str) else repr(key)
+    number = 2
+    while any(f"{text} ({number})" in mapping for mapping in taken):
+        number += 1
+    return f"{text} ({number})"
 
 
 class Redaction:
@@ -496,7 +728,7 @@ class Redaction:
             for name, value in fresh.items():
                 key = name if self._secrets.get(name, value) == value else f"{name}_{len(self._secrets)}"
                 self._secrets[key] = value
-            self._redactor = Redactor(self._secrets)
+            self._redactor = Redactor(self._secrets, self._redactor)
 
     def redact(self, value: T) -> T:
         redactor = self._redactor
@@ -506,4 +738,4 @@ class Redaction:
         redactor = self._redactor
         if redactor is None:
             return event_dict
-        return {key: redactor.redact(value) for key, value in event_dict.items()}
+        return redactor.redact_event(event_dict)
