@@ -341,7 +341,7 @@ def test_under_a_real_daemon_the_refusal_raises_a_critical_alert_naming_the_agen
     rig.agent("hostile", GATED, sandbox={"degraded_ok": True})
     rig.agent("victim")
 
-    async def scenario(daemon: Daemon, clock: ManualClock) -> list[dict[str, Any]]:
+    async def scenario(daemon: Daemon, clock: ManualClock) -> dict[str, Any]:
         started = (await ask(daemon, {"op": "run", "agent": "hostile"}))["run"]
         await until(lambda: started["id"] in daemon.engine.processes.live)
         child = daemon.engine.processes.live[started["id"]]
@@ -349,13 +349,18 @@ def test_under_a_real_daemon_the_refusal_raises_a_critical_alert_naming_the_agen
         _refused(answers, started["id"])
         assert daemon.engine.paused("victim") is None, "the pause was not executed"
         assert (await ask(daemon, {"op": "ping"}))["ok"], "the operator's own connection is served"
+
+        def stored() -> list[dict[str, Any]]:
+            with daemon.engine.store.read() as txn:
+                return [r["alert"] for r in daemon.engine.alerting.outbox.since(txn, 0)]
+
+        await until(lambda: any(a["key"] == "control-socket:hostile" for a in stored()))
         rig.release("hostile")
         await until(lambda: not daemon.queue.tasks())
-        with daemon.engine.store.read() as txn:
-            return [r["alert"] for r in daemon.engine.alerting.outbox.since(txn, 0)]
+        [alert] = [a for a in stored() if a["key"] == "control-socket:hostile"]
+        return alert
 
-    alerts = rig.drive(scenario, start=time.time())
-    [alert] = [a for a in alerts if a["key"] == "control-socket:hostile"]
+    alert = rig.drive(scenario, start=time.time())
     assert alert["severity"] == "critical" and alert["agent"] == "hostile" and alert["run_id"], alert
     [logged] = events(rig, "control socket refused an agent's process")
     assert logged["agent"] == "hostile" and logged["evidence"] == "seen", logged
