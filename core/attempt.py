@@ -13,7 +13,7 @@ import asyncio
 import signal
 from typing import TYPE_CHECKING, Any
 
-from corral import modelcalls, wire
+from corral import modelcalls, quota, wire
 from corral.budget import Tally
 from corral.errors import ProtocolError, StoreError
 from corral.guardrails.guards import Guards
@@ -33,6 +33,8 @@ SETTLE_TIMEOUT = 2.0
 WATCH_INTERVAL = 0.25
 RESERVED_LOG_FIELDS = frozenset({"event", "level", "timestamp", "source", "agent", "run_id", "trace_id", "seq"})
 """Fields corral sets on every line; an agent's field of the same name is kept as ``agent_<name>``."""
+KERNEL_PROCESS_CAPS = frozenset({"pids.max", "rlimit:processes"})
+"""What, in a run's ``applied`` list, means the kernel itself caps its processes (else the watchdog counts)."""
 LIMIT_SIGNALS = {
     signal.SIGXCPU: "CPU time limit exceeded (limits.cpu_seconds)",
     signal.SIGXFSZ: "file size limit exceeded (limits.file_size_mb)",
@@ -57,8 +59,18 @@ class Attempt:
         self.snapshot = snapshot
         self.agent = agent
         self.log = log
-        self.journal = Journal(engine.records, run["id"], agent.name, run["attempt"])
+        self.journal = Journal(
+            engine.records,
+            run["id"],
+            agent.name,
+            run["attempt"],
+            journal_mb=agent.limits.journal_mb,
+            state_value_kb=agent.limits.state_value_kb,
+        )
         self.kill_reason: str | None = None
+        self.disk_checked: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        """The first scan of the workdir: why it is over its quota, or None. The agent is not
+        welcomed (none of its code runs) before it is known."""
         self.output_limit = RateLimit()
         self.cpu_seen = 0.0
         self.run_view = dict(run)  # what step hooks are told, read on the background thread
@@ -156,23 +168,68 @@ class Attempt:
                 await self._on_log(child, message)
 
     async def _watch(self, child: Child) -> None:
-        """Memory watchdog (psutil RSS of the whole tree); note every descendant and the CPU used."""
-        limit_mb = self.agent.limits.memory_mb
+        """The run's watchdogs: its processes every 0.25 s, its workdir's disk use less often."""
+        async with asyncio.TaskGroup() as watchdogs:
+            watchdogs.create_task(self._watch_processes(child))
+            watchdogs.create_task(self._watch_disk(child))
+
+    def _over_limit(self, child: Child, reason: str) -> None:
+        """End the run for ``reason`` (kind ``limit``): kill its whole tree now."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        self.engine.processes.kill_tree(child)
+
+    async def _watch_processes(self, child: Child) -> None:
+        """Memory (psutil RSS of the whole tree) and, where the kernel does not cap it, the number
+        of processes; note every descendant and the CPU used."""
+        limit_mb, most = self.agent.limits.memory_mb, self.agent.limits.processes
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             tree = self.engine.processes.run_processes(child, max_age=WATCH_INTERVAL / 2)
             child.known.update(p for p in tree if p.pid != child.pid)
             self.cpu_seen = max(self.cpu_seen, self.engine.processes.cpu_seconds(child))
+            if most is not None and len(tree) > most and not KERNEL_PROCESS_CAPS & set(self.run.get("applied", ())):
+                self._over_limit(
+                    child,
+                    f"process limit exceeded: {len(tree)} processes in the run > {most} (limits.processes); "
+                    "no cgroup pids.max or RLIMIT_NPROC applies to this run, so the daemon counts them",
+                )
+                return
             if limit_mb is None:
                 continue
             rss = self.engine.processes.tree_rss(tree)
             if rss > limit_mb * 2**20:
-                self.kill_reason = (
+                self._over_limit(
+                    child,
                     f"memory limit exceeded: {rss // 2**20} MiB resident across the run's "
-                    f"processes > {limit_mb} MiB (limits.memory_mb)"
+                    f"processes > {limit_mb} MiB (limits.memory_mb)",
                 )
-                self.engine.processes.kill_tree(child)
                 return
+
+    async def _watch_disk(self, child: Child) -> None:
+        """Scan the workdir (off the event loop) before the agent starts, then every second or
+        so (:func:`corral.quota.next_scan`); over ``limits.disk_mb`` or ``disk_files``, kill the tree."""
+        disk_mb, disk_files = self.agent.limits.disk_mb, self.agent.limits.disk_files
+        if disk_mb is None and disk_files is None:
+            self.disk_checked.set_result(None)
+            return
+        workdir = self.engine.config.workdir(self.agent.name)
+        try:
+            while True:
+                usage = await asyncio.to_thread(quota.measure, workdir, disk_files)
+                starting = not self.disk_checked.done()
+                reason = quota.excess(usage, disk_mb, disk_files, starting=starting)
+                if starting:
+                    self.disk_checked.set_result(reason)
+                if reason is not None:
+                    self._over_limit(child, reason)
+                    return
+                await asyncio.sleep(quota.next_scan(usage, disk_mb, disk_files))
+        except Exception as exc:  # noqa: BLE001 - a failed scan must not stop the other watchdog
+            self.log.error("the workdir's disk use cannot be measured", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            if not self.disk_checked.done():  # cancelled, or the scan failed: do not hold the run back
+                self.disk_checked.set_result(None)
 
     async def _converse(self, child: Child) -> Outcome:
         try:
@@ -185,6 +242,9 @@ class Attempt:
             raise ProtocolError(f"expected hello v{wire.VERSION} first, got {hello['t']!r}")
         self.run["applied"] = sorted(set(self.run.get("applied", [])) | set(hello.get("applied", [])))
         self.run_view = dict(self.run)
+        over_quota = await self.disk_checked
+        if over_quota is not None:
+            return Outcome(RunState.FAILED, failure("limit", over_quota))
         assert self.steps is not None
         self.steps.open = True
         welcome = self.engine.welcome(self.run, self.agent, self.snapshot, self.tool_secrets)

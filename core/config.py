@@ -45,6 +45,14 @@ class Limits:
     open_files: int | None = 256
     processes: int | None = 64
     file_size_mb: int | None = 256
+    disk_mb: int | None = 1024
+    """Disk the agent's workdir may hold, in MiB (blocks allocated, checked by the daemon)."""
+    disk_files: int | None = 20000
+    """Files and folders the agent's workdir may hold."""
+    state_value_kb: int | None = 1024
+    """Largest single ``ctx.state`` value one run may write, in KiB (packed)."""
+    journal_mb: int | None = 128
+    """Journal bytes one run may write, in MiB (packed entries, ``ctx.state`` values included)."""
     wall_seconds: float = 900.0
 
 
@@ -245,9 +253,23 @@ def _read_limits(r: _Reader, table: str, data: object, base: Limits) -> Limits:
                 name,
                 getattr(base, name),
                 _optional_limit,
-                'give a positive integer, or "none" to leave it unlimited',
+                f'give {_LIMIT_UNITS[name]} as a positive integer, or "none" to leave it unlimited',
             )
     return Limits(**values)
+
+
+_LIMIT_UNITS = {
+    "address_space_mb": "the virtual memory of one process in MiB",
+    "memory_mb": "the memory of the run's processes together in MiB",
+    "cpu_seconds": "the CPU seconds of one process",
+    "open_files": "the open descriptors of one process",
+    "processes": "the number of the run's processes",
+    "file_size_mb": "the size of the largest file in MiB",
+    "disk_mb": "the disk the agent's workdir may hold in MiB",
+    "disk_files": "the number of files and folders the agent's workdir may hold",
+    "state_value_kb": "the size of the largest ctx.state value in KiB",
+    "journal_mb": "the journal bytes one run may write in MiB",
+}
 
 
 def _read_env(r: _Reader, table: str, data: Mapping[str, Any]) -> dict[str, str]:

@@ -17,6 +17,8 @@ import lmdb
 
 from corral.guardrails import Decision as GuardDecision
 from corral.guardrails import Verdict
+from corral.packing import pack
+from corral.quota import MiB, QuotaExceeded
 from corral.store import Records
 from corral.wire import fingerprint, idempotency_key
 
@@ -50,11 +52,26 @@ def _describe(entry: dict[str, Any]) -> str:
 class Journal:
     """Journal rules for one run, applied through transactions handed in by the writer."""
 
-    def __init__(self, records: Records, run_id: str, agent: str, attempt: int) -> None:
+    def __init__(
+        self,
+        records: Records,
+        run_id: str,
+        agent: str,
+        attempt: int,
+        *,
+        journal_mb: int | None = None,
+        state_value_kb: int | None = None,
+    ) -> None:
         self.records = records
         self.run_id = run_id
         self.agent = agent
         self.attempt = attempt
+        self.journal_mb = journal_mb  # limits.journal_mb: what the run's journal may hold
+        self.state_value_kb = state_value_kb  # limits.state_value_kb: the largest ctx.state value
+        self.bytes: int | None = None
+        """Bytes the run's journal holds (packed entries), kept up to date by :meth:`_put`;
+        None until this attempt's first write, which counts what earlier attempts left."""
+        self._sizes: dict[int, int] = {}  # size of each entry this attempt left started, by seq
         self._started: dict[int, dict[str, Any]] = {}
         """Entries this attempt put as started, by seq, until :meth:`done` takes them: the
         outcome of a step needs no read and no unpacking of what was just written. Only
@@ -134,7 +151,7 @@ class Journal:
         )
         if guardrail is not None:
             entry["guardrail"] = guardrail
-        self.records.put_step(txn, self.run_id, entry)
+        self._put(txn, entry, fresh=True)
         return Decision("result", entry)
 
     def guarded(
@@ -179,7 +196,7 @@ class Journal:
                 timeout=timeout,
             )
             entry.update(status="awaiting_approval", approval=record["id"], guardrail=decision.to_dict())
-            self.records.put_step(txn, self.run_id, entry)
+            self._put(txn, entry, fresh=True)
             return Decision("approval", entry, _approval_message(record))
         refused = self._refused(txn, seq, kind, name, args, fp, reason, decision.to_dict())
         return Decision("stop", refused.entry, reason) if verdict is Verdict.STOP else refused
@@ -194,9 +211,9 @@ class Journal:
         if state == "approved":
             if entry["kind"] == "model":  # a plugin's guardrail may hold model calls too: the daemon makes it
                 entry["status"] = "started"
-                return self._start(txn, entry, "call")
+                return self._start(txn, entry, "call", fresh=False)
             entry.update(status="started", key=idempotency_key(self.run_id, seq, entry["fp"]))
-            return self._start(txn, entry, "exec")
+            return self._start(txn, entry, "exec", fresh=False)
         why = record.get("decision_reason") or state
         entry.update(
             status="done",
@@ -206,7 +223,7 @@ class Journal:
         )
         if state != "denied":
             entry["error"]["message"] = f"nobody approved this call before its approval request {state}"
-        self.records.put_step(txn, self.run_id, entry)
+        self._put(txn, entry)
         return Decision("result", entry)
 
     def tool(
@@ -219,13 +236,14 @@ class Journal:
             return decided
         if entry is not None and entry["status"] == "awaiting_approval":
             entry = None  # no longer needs approval (the config changed): it never ran, so it starts afresh
+        fresh = entry is None
         if entry is None:
             entry = self._new_entry(seq, "tool", name, args, fp)
             entry["key"] = idempotency_key(self.run_id, seq, fp)
         elif not idempotent:
             entry["status"] = "unknown"
             if not can_reconcile:
-                self.records.put_step(txn, self.run_id, entry)
+                self._put(txn, entry)
                 return Decision(
                     "hold",
                     entry,
@@ -235,9 +253,9 @@ class Journal:
                         f"`corral release {self.run_id} --happened` or `--not-happened`"
                     ),
                 )
-            self.records.put_step(txn, self.run_id, entry)
+            self._put(txn, entry)
             return Decision("reconcile", entry)
-        return self._start(txn, entry, "exec")
+        return self._start(txn, entry, "exec", fresh=fresh)
 
     def model(self, txn: lmdb.Transaction, seq: int, name: str, args: dict[str, Any]) -> Decision:
         """A model call: answered from the journal once done; otherwise (new, or interrupted
@@ -246,16 +264,38 @@ class Journal:
         entry, decided = self._existing(txn, seq, "model", name, fp)
         if decided is not None:
             return decided
-        return self._start(txn, entry or self._new_entry(seq, "model", name, args, fp), "call")
+        if entry is not None:
+            return self._start(txn, entry, "call", fresh=False)
+        return self._start(txn, self._new_entry(seq, "model", name, args, fp), "call", fresh=True)
 
-    def _start(self, txn: lmdb.Transaction, entry: dict[str, Any], action: str) -> Decision:
+    def _start(self, txn: lmdb.Transaction, entry: dict[str, Any], action: str, *, fresh: bool) -> Decision:
         """(Re)start ``entry`` in this attempt: one more execution, from now."""
         entry["attempt"] = self.attempt
         entry["executions"] = entry.get("executions", 0) + 1
         entry["started"] = time.time()
-        self.records.put_step(txn, self.run_id, entry)
+        self._put(txn, entry, fresh=fresh)
         self._started[entry["seq"]] = entry
         return Decision(action, entry)
+
+    def _put(self, txn: lmdb.Transaction, entry: dict[str, Any], *, fresh: bool = False) -> None:
+        """Write ``entry`` and keep :attr:`bytes` current. A ``fresh`` entry (a step new to
+        the journal) that takes the journal past ``limits.journal_mb`` raises
+        :class:`QuotaExceeded` instead: the writer undoes the whole job, so nothing of the
+        step is kept. An outcome is always written, whatever its size: what happened must be
+        known on resume, and the next new step is refused."""
+        if self.bytes is None:  # once per attempt; a first attempt has nothing to count yet
+            self.bytes = self.records.journal_size(txn, self.run_id)[1] if self.attempt > 1 else 0
+        seq = entry["seq"]
+        size = self.records.put_step(txn, self.run_id, entry)
+        self.bytes += size - self._sizes.pop(seq, 0)
+        if entry["status"] == "started":
+            self._sizes[seq] = size
+        if fresh and self.journal_mb is not None and self.bytes > self.journal_mb * MiB:
+            raise QuotaExceeded(
+                f"journal quota exceeded: step {seq} ({_describe(entry)}) would take the run's journal to "
+                f"{self.bytes / MiB:.1f} MiB > {self.journal_mb} MiB (limits.journal_mb); the step was not run. "
+                "Keep bulky data in files in the workdir, or raise limits.journal_mb"
+            )
 
     def reconciled(self, txn: lmdb.Transaction, seq: int, outcome: str, value: Any) -> Decision:
         """Apply a tool's own verdict on an interrupted call."""
@@ -264,7 +304,7 @@ class Journal:
             return Decision("protocol", entry or {}, f"step {seq} was not awaiting reconciliation")
         if outcome == "happened":
             entry.update(status="done", ok=True, value=value, ended=time.time(), reconciled=True)
-            self.records.put_step(txn, self.run_id, entry)
+            self._put(txn, entry)
             return Decision("result", entry)
         if outcome == "not_happened":
             entry.update(
@@ -274,9 +314,9 @@ class Journal:
                 executions=entry.get("executions", 0) + 1,
                 reconciled=True,
             )
-            self.records.put_step(txn, self.run_id, entry)
+            self._put(txn, entry)
             return Decision("exec", entry)
-        self.records.put_step(txn, self.run_id, entry)
+        self._put(txn, entry)
         return Decision(
             "hold",
             entry,
@@ -305,7 +345,7 @@ class Journal:
             entry["value"] = value
         else:
             entry["error"] = error or {"message": "tool failed"}
-        self.records.put_step(txn, self.run_id, entry)
+        self._put(txn, entry)
         return entry
 
     def state(self, txn: lmdb.Transaction, seq: int, op: str, args: dict[str, Any]) -> Decision:
@@ -316,9 +356,23 @@ class Journal:
             return decided
         entry = self._new_entry(seq, "state", op, args, fp)
         if op == "set":
+            self._check_state_value(seq, args["key"], args.get("value"))
             self.records.set_state(txn, self.agent, args["key"], args.get("value"))
         else:
             self.records.delete_state(txn, self.agent, args["key"])
         entry.update(status="done", ok=True, value=None, ended=time.time(), executions=1)
-        self.records.put_step(txn, self.run_id, entry)
+        self._put(txn, entry, fresh=True)
         return Decision("result", entry)
+
+    def _check_state_value(self, seq: int, key: str, value: Any) -> None:
+        """Refuse a ``ctx.state`` value over ``limits.state_value_kb`` before it is written."""
+        limit = self.state_value_kb
+        if limit is None:
+            return
+        size = len(pack(value))
+        if size > limit * 1024:
+            raise QuotaExceeded(
+                f"state value too large: step {seq} sets ctx.state[{key!r}] to {size / 1024:.0f} KiB > "
+                f"{limit} KiB (limits.state_value_kb); nothing was written. Keep bulky data in a file in the "
+                "workdir and its name in ctx.state, or raise limits.state_value_kb"
+            )

@@ -29,6 +29,7 @@ from corral.journal import Decision, Journal
 from corral.modelcalls import ModelCall
 from corral.outcome import Outcome, RunEnded, failure
 from corral.packing import pack
+from corral.quota import QuotaExceeded
 from corral.states import RunState
 
 if TYPE_CHECKING:
@@ -285,6 +286,10 @@ class Steps(StepPath):
     def _failed(self, exc: BaseException, seq: int | None) -> None:
         if isinstance(exc, StoreError):
             self._end(Outcome(RunState.INTERRUPTED, failure("store", str(exc)), retry=True))
+            return
+        if isinstance(exc, QuotaExceeded):  # the step's job was undone: the journal ends before it
+            self.log.warning("run over its store quota", seq=seq, reason=str(exc))
+            self._end(Outcome(RunState.FAILED, failure("limit", str(exc))))
             return
         reason = f"({type(exc).__name__}: {exc})"  # e.g. a value too deep to pack, a key LMDB cannot hold
         if seq is not None:

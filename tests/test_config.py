@@ -124,3 +124,49 @@ def test_the_shipped_example_config_is_valid() -> None:
     example = Path(__file__).resolve().parents[1] / "examples" / "corral.toml"
     config = load_config(example, {"CORRAL_HOME": "/tmp/unused"})
     assert sum(1 for a in config.agents.values() if a.every) >= 2
+
+
+def test_quota_limits_have_defaults_and_accept_none_and_per_agent_overrides(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        """
+[limits]
+disk_mb = 50
+journal_mb = "none"
+[agents.a]
+code = "agents"
+entry = "a:run"
+[agents.b]
+code = "agents"
+entry = "b:run"
+limits = { disk_files = 100, state_value_kb = false, disk_mb = "none" }
+""",
+    )
+    config = load_config(path, {"CORRAL_HOME": str(tmp_path / "home")})
+    default = Limits()
+    assert (default.disk_mb, default.disk_files, default.state_value_kb, default.journal_mb) == (1024, 20000, 1024, 128)
+    a, b = config.agents["a"].limits, config.agents["b"].limits
+    assert (a.disk_mb, a.disk_files, a.state_value_kb, a.journal_mb) == (50, 20000, 1024, None)
+    assert (b.disk_mb, b.disk_files, b.state_value_kb, b.journal_mb) == (None, 100, None, None)
+
+
+def test_bad_quota_limits_name_the_key_and_its_unit(tmp_path: Path) -> None:
+    problems = _problems(
+        tmp_path,
+        """
+[limits]
+disk_mb = 0
+disk_files = "lots"
+journal_gb = 1
+[agents.a]
+code = "agents"
+entry = "a:run"
+limits = { state_value_kb = 1.5 }
+""",
+    )
+    text = "\n".join(problems)
+    assert "[limits] disk_mb: 0 is not a positive integer; give the disk the agent's workdir may hold in MiB" in text
+    assert "[limits] disk_files: 'lots' is not a positive integer" in text and "files and folders" in text
+    assert "[limits] journal_gb: unknown key; did you mean 'journal_mb'?" in text
+    assert "[agents.a.limits] state_value_kb: 1.5 is not a positive integer" in text
+    assert 'or "none" to leave it unlimited' in text

@@ -1,0 +1,228 @@
+"""Quotas against hostile agents: the disk under the workdir, the store, the process count.
+
+One real daemon runs every agent at once through ``corral run --wait``. Each agent tries
+to take more than its limits give it, and each bounds itself, so a containment that
+failed cannot hurt the machine: the writers stop at 200 MiB or a few thousand files, the
+fork bomb at 200 sleeping processes. Each test looks from outside: the run failed with
+kind ``limit`` and a message naming the key to raise, the workdir or the store stayed
+within a bound, no process of the run is left, the journal is whole, and the daemon
+still runs other agents.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.store import Records, Store
+from tests.e2e.support import Batch, Project, contained, run_batch, start_batch
+
+pytestmark = pytest.mark.hostile
+
+MiB = 2**20
+
+AGENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "diskhog": (
+        """
+import os, time
+
+def run(ctx):
+    chunk = os.urandom(2**20)
+    for n in range(200):  # bounded: 200 MiB at most, about 40 MiB/s
+        with open(f"hog-{n // 10}.bin", "ab") as f:
+            f.write(chunk)
+        time.sleep(0.025)
+    time.sleep(30)
+    return "wrote 200 MiB"
+""",
+        {"limits": {"disk_mb": 20, "wall_seconds": "40s"}},
+    ),
+    "filehog": (
+        """
+import os, time
+
+def run(ctx):
+    with open("starts.txt", "a") as f:
+        f.write("started\\n")
+    os.makedirs("many", exist_ok=True)
+    for n in range(3000):  # bounded: a few thousand empty files, about 2000 a second
+        open(f"many/{n}", "w").close()
+        if n % 100 == 99:
+            time.sleep(0.05)
+    time.sleep(30)
+    return "made 3000 files"
+""",
+        {"limits": {"disk_files": 500, "wall_seconds": "40s"}},
+    ),
+    "statehog": (
+        """
+def run(ctx):
+    ctx.state["small"] = "kept"
+    for n in range(64):  # bounded: 64 values of 2 MiB, refused from the first
+        ctx.state[f"big-{n}"] = "x" * (2 * 2**20)
+    return "stored 128 MiB"
+""",
+        {"limits": {"state_value_kb": 1024}},
+    ),
+    "journalhog": (
+        """
+def run(ctx):
+    for n in range(200):  # bounded: 200 x 64 KiB of state and tool arguments, about 25 MiB
+        ctx.tool("word_count", text="word " * 13000)
+        ctx.state["last"] = "y" * (64 * 2**10)
+    return "journaled 25 MiB"
+""",
+        {"limits": {"journal_mb": 2}, "tools": ["word_count"]},
+    ),
+    "forkbomb": (
+        """
+import os, time
+
+def run(ctx):
+    children, refused = [], None
+    for _ in range(200):  # bounded: a real bomb would not stop, this one must on a shared machine
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            refused = exc.strerror
+            break
+        if pid == 0:
+            time.sleep(60)
+            os._exit(0)
+        children.append(pid)
+        time.sleep(0.005)
+    if refused:
+        return {"forked": len(children), "refused": refused}
+    time.sleep(30)
+    return {"forked": len(children), "refused": None}
+""",
+        {"limits": {"processes": 16, "wall_seconds": "40s"}},
+    ),
+    "innocent": (
+        """
+def run(ctx):
+    ctx.state["seen"] = ctx.state.get("seen", 0) + 1
+    return "unharmed"
+""",
+        {},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Batch]:
+    project = Project(tmp_path_factory.mktemp("quotas"))
+    project.corral.update(max_concurrent_runs=8)
+    for name, (source, table) in AGENTS.items():
+        project.agent(name, source, **table)
+    try:
+        yield start_batch(project, [name for name in AGENTS if name != "innocent"])
+    finally:
+        project.close()
+
+
+def allocated(root: Path) -> tuple[int, int]:
+    """(bytes allocated, names) under ``root``, measured independently of corral's own scan."""
+    total = names = 0
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            names += 1
+            total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+    return total, names
+
+
+def failed_for(run: dict[str, Any], key: str) -> str:
+    assert run["state"] == "failed", run
+    assert run["error"]["kind"] == "limit", run["error"]
+    message: str = run["error"]["message"]
+    assert f"limits.{key}" in message, message
+    return message
+
+
+def agent_state(project: Project, agent: str) -> dict[str, Any]:
+    """The agent's ``ctx.state`` as the store holds it, read like the CLI's read-only views."""
+    store = Store.open(project.home / "store", readonly=True)
+    try:
+        with store.env.begin() as txn:
+            return Records(store.dbs).agent_state(txn, agent)
+    finally:
+        store.env.close()
+
+
+# --------------------------------------------------------------------------- the workdir
+
+
+def test_writing_past_disk_mb_ends_the_run(batch: Batch) -> None:
+    run = contained(batch, "diskhog")
+    message = failed_for(run, "disk_mb")
+    assert "disk quota exceeded: the workdir holds" in message and "> 20 MiB" in message, message
+    used, _ = allocated(batch.project.workdir("diskhog"))
+    assert 20 * MiB < used < 120 * MiB, f"the workdir holds {used / MiB:.0f} MiB: the writer was not stopped in time"
+    assert run["ended"] - run["started"] < 20, "the agent writes for 5 s, then sleeps: the quota must end it first"
+
+
+def test_more_files_than_disk_files_ends_the_run_and_refuses_the_next(batch: Batch) -> None:
+    run = contained(batch, "filehog")
+    message = failed_for(run, "disk_files")
+    assert "more than 500 files and folders" in message, message
+    workdir = batch.project.workdir("filehog")
+    names = allocated(workdir)[1]
+    assert 500 < names < 2500, f"the workdir holds {names} names: the agent was not stopped in time"
+    [again] = run_batch(batch.project, ["filehog"]).values()
+    message = failed_for(again, "disk_files")
+    assert "the agent was not started" in message, message
+    assert (workdir / "starts.txt").read_text().count("started") == 1, "the second run's code ran"
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def test_a_state_value_over_state_value_kb_is_refused_and_ends_the_run(batch: Batch) -> None:
+    run = contained(batch, "statehog")
+    message = failed_for(run, "state_value_kb")
+    assert "'big-0'" in message and "> 1024 KiB" in message, message
+    steps = batch.project.cli_json("trace", run["id"])["steps"]
+    assert [(s["kind"], s["name"], s["args"]["key"]) for s in steps] == [("state", "set", "small")]
+    assert agent_state(batch.project, "statehog") == {"small": "kept"}
+
+
+def test_a_journal_past_journal_mb_ends_the_run_with_every_step_resolved(batch: Batch) -> None:
+    run = contained(batch, "journalhog")  # contained() checks seqs 1..n and no step left started
+    failed_for(run, "journal_mb")
+    steps = batch.project.cli_json("trace", run["id"])["steps"]
+    assert 20 < len(steps) < 100, len(steps)
+    assert run["journal_bytes"] <= 2 * MiB + 256 * 2**10, run["journal_bytes"]
+    assert all(s["status"] == "done" for s in steps)
+
+
+def test_the_store_did_not_grow_past_what_the_limits_allow(batch: Batch) -> None:
+    data = batch.project.home / "store" / "data.mdb"
+    assert data.stat().st_blocks * 512 < 48 * MiB, f"data.mdb holds {data.stat().st_blocks * 512 / MiB:.0f} MiB"
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def test_fork_bomb_is_capped_where_the_kernel_does_not_cap_it(batch: Batch) -> None:
+    run = contained(batch, "forkbomb")
+    if {"pids.max", "rlimit:processes"} & set(run["applied"]):  # the kernel refused the forks itself
+        assert run["state"] == "succeeded" and run["result"]["refused"], run
+        assert run["result"]["forked"] <= 16, run["result"]
+        return
+    message = failed_for(run, "processes")
+    assert "process limit exceeded" in message and "> 16" in message, message
+    count = int(message.split("exceeded: ")[1].split()[0])
+    assert count < 100, f"{count} processes before the watchdog saw them"
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+def test_the_daemon_still_runs_other_agents(batch: Batch) -> None:
+    assert batch.daemon.process.poll() is None, batch.project.daemon_stderr()
+    [run] = run_batch(batch.project, ["innocent"]).values()
+    assert run["state"] == "succeeded" and run["result"] == "unharmed", run
