@@ -133,13 +133,9 @@ def test_quota_limits_have_defaults_and_accept_none_and_per_agent_overrides(tmp_
 [limits]
 disk_mb = 50
 journal_mb = "none"
-[agents.a]
-code = "agents"
-entry = "a:run"
-[agents.b]
-code = "agents"
-entry = "b:run"
-limits = { disk_files = 100, state_value_kb = false, disk_mb = "none" }
+[agents]
+a = { code = "agents", entry = "a:run" }
+b = { code = "agents", entry = "b:run", limits = { disk_files = 100, state_value_kb = false, disk_mb = "none" } }
 """,
     )
     config = load_config(path, {"CORRAL_HOME": str(tmp_path / "home")})
@@ -158,10 +154,8 @@ def test_bad_quota_limits_name_the_key_and_its_unit(tmp_path: Path) -> None:
 disk_mb = 0
 disk_files = "lots"
 journal_gb = 1
-[agents.a]
-code = "agents"
-entry = "a:run"
-limits = { state_value_kb = 1.5 }
+[agents]
+a = { code = "agents", entry = "a:run", limits = { state_value_kb = 1.5 } }
 """,
     )
     text = "\n".join(problems)

@@ -25,38 +25,35 @@ pytestmark = pytest.mark.hostile
 
 MiB = 2**20
 
-AGENTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "diskhog": (
-        """
-import os, time
-
-def run(ctx):
-    chunk = os.urandom(2**20)
-    for n in range(200):  # bounded: 200 MiB at most, about 40 MiB/s
-        with open(f"hog-{n // 10}.bin", "ab") as f:
-            f.write(chunk)
-        time.sleep(0.025)
-    time.sleep(30)
-    return "wrote 200 MiB"
-""",
-        {"limits": {"disk_mb": 20, "wall_seconds": "40s"}},
-    ),
-    "filehog": (
-        """
+HOG = """
 import os, time
 
 def run(ctx):
     with open("starts.txt", "a") as f:
         f.write("started\\n")
-    os.makedirs("many", exist_ok=True)
-    for n in range(3000):  # bounded: a few thousand empty files, about 2000 a second
-        open(f"many/{n}", "w").close()
-        if n % 100 == 99:
-            time.sleep(0.05)
-    time.sleep(30)
-    return "made 3000 files"
-""",
-        {"limits": {"disk_files": 500, "wall_seconds": "40s"}},
+    os.makedirs("hog", exist_ok=True)
+    block = os.urandom(ctx.input["kib_per_file"] * 1024)
+    for n in range(ctx.input["files"]):  # bounded by the test: at most 200 MiB, or 3000 files
+        with open(f"hog/{n}", "wb") as f:
+            f.write(block)
+        time.sleep(ctx.input["pause"])
+    time.sleep(30)  # then holds on, as a hostile agent would
+"""
+
+AGENTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "diskhog": (  # 1 MiB files at about 40 MiB/s
+        HOG,
+        {
+            "input": {"files": 200, "kib_per_file": 1024, "pause": 0.025},
+            "limits": {"disk_mb": 20, "wall_seconds": "40s"},
+        },
+    ),
+    "filehog": (  # empty files at about 2000 a second
+        HOG,
+        {
+            "input": {"files": 3000, "kib_per_file": 0, "pause": 0.0005},
+            "limits": {"disk_files": 500, "wall_seconds": "40s"},
+        },
     ),
     "statehog": (
         """
@@ -82,23 +79,24 @@ def run(ctx):
         """
 import os, time
 
+
+def sleeper():
+    if os.fork() == 0:
+        time.sleep(60)
+        os._exit(0)
+
+
 def run(ctx):
-    children, refused = [], None
-    for _ in range(200):  # bounded: a real bomb would not stop, this one must on a shared machine
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            refused = exc.strerror
-            break
-        if pid == 0:
-            time.sleep(60)
-            os._exit(0)
-        children.append(pid)
-        time.sleep(0.005)
-    if refused:
-        return {"forked": len(children), "refused": refused}
+    forked = 0
+    try:
+        while forked < 200:  # bounded: a real bomb would not stop, this one must on a shared machine
+            sleeper()
+            forked += 1
+            time.sleep(0.005)
+    except OSError as exc:  # the kernel's own cap (pids.max, RLIMIT_NPROC) refused a fork
+        return {"forked": forked, "refused": exc.strerror}
     time.sleep(30)
-    return {"forked": len(children), "refused": None}
+    return {"forked": forked, "refused": None}
 """,
         {"limits": {"processes": 16, "wall_seconds": "40s"}},
     ),
