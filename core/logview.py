@@ -3,8 +3,9 @@
 The files are written by :mod:`corral.logs`; this module only reads them, so it works on a
 copied log directory with no daemon running. A log is never trusted to be well formed:
 a bad line becomes an ``unreadable log line`` event instead of an exception, and every
-string reaching the terminal has its control characters escaped so a log line cannot
-drive the operator's terminal.
+string reaching the terminal has its control characters, bidirectional controls included,
+escaped (:func:`printable`) so a log line can neither drive the operator's terminal nor
+reorder what it shows.
 """
 
 from __future__ import annotations
@@ -34,8 +35,17 @@ _SHOWN = frozenset({"timestamp", "level", "agent", "run_id", "trace_id", "event"
 """Shown in the line's head, or left to ``--json`` (the trace id is for machines)."""
 _RAW_KEPT = 500  # how much of an unreadable line the marker keeps
 
-# C0 and C1 controls (ESC, CSI...) are shown escaped, never sent to the terminal.
-_CONTROLS = types.MappingProxyType({code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))})
+BIDI_CONTROLS = (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+"""Code points that reorder the text around them on a terminal (Trojan Source, CVE-2021-42574)."""
+
+# C0 and C1 controls (ESC, CSI...) as \xNN; bidirectional controls and the Unicode line and
+# paragraph separators (a new line on some terminals) as \uNNNN: shown, never obeyed.
+_CONTROLS = types.MappingProxyType(
+    {
+        **{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))},
+        **{code: f"\\u{code:04x}" for code in (*BIDI_CONTROLS, 0x2028, 0x2029)},
+    }
+)
 _RESET = "\x1b[0m"
 _DIM = "\x1b[2m"
 _BOLD = "\x1b[1m"
@@ -274,23 +284,23 @@ def render(ev: Mapping[str, Any], *, color: bool) -> str:
     level = _level(ev.get("level", "?")) or "?"
     parts = [
         paint(_DIM, _clock(ev.get("timestamp"))),
-        paint(_LEVEL_COLORS.get(level, ""), _clean(level).ljust(8)),
+        paint(_LEVEL_COLORS.get(level, ""), printable(level).ljust(8)),
     ]
     if ev.get("agent") is not None:
-        parts.append(paint(_AGENT_COLOR, _clean(str(ev["agent"]))))
+        parts.append(paint(_AGENT_COLOR, printable(str(ev["agent"]))))
     run_id = ev.get("run_id")
     if run_id is not None:
-        parts.append(paint(_RUN_COLOR, _clean(str(run_id)[-8:])))
-    parts.append(paint(_BOLD, _clean(str(ev.get("event", "")))))
+        parts.append(paint(_RUN_COLOR, printable(str(run_id)[-8:])))
+    parts.append(paint(_BOLD, printable(str(ev.get("event", "")))))
     parts.extend(
-        f"{paint(_KEY_COLOR, _clean(str(key)))}={_value(value)}" for key, value in ev.items() if key not in _SHOWN
+        f"{paint(_KEY_COLOR, printable(str(key)))}={_value(value)}" for key, value in ev.items() if key not in _SHOWN
     )
     line = " ".join(parts)
     exception = ev.get("exception")
     if exception:
         text = exception if isinstance(exception, str) else _value(exception)
         for row in text.rstrip("\n").split("\n"):
-            line += "\n" + paint(_LEVEL_COLORS["error"], "    " + _clean(row.expandtabs()))
+            line += "\n" + paint(_LEVEL_COLORS["error"], "    " + printable(row.expandtabs()))
     return line
 
 
@@ -304,7 +314,7 @@ def _clock(timestamp: Any) -> str:
         else:
             moment = datetime.fromisoformat(str(timestamp))
     except (ValueError, OverflowError, OSError):
-        return _clean(str(timestamp))
+        return printable(str(timestamp))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)  # corral writes UTC; a bare time is UTC too
     local = moment.astimezone()
@@ -314,16 +324,18 @@ def _clock(timestamp: Any) -> str:
 def _value(value: Any) -> str:
     if isinstance(value, str):
         if not value or any(char.isspace() for char in value):
-            return _clean(json.dumps(value, ensure_ascii=False))
-        return _clean(value)
+            return printable(json.dumps(value, ensure_ascii=False))
+        return printable(value)
     try:
-        return _clean(json.dumps(value, ensure_ascii=False, default=str))
+        return printable(json.dumps(value, ensure_ascii=False, default=str))
     except (TypeError, ValueError, RecursionError):
         try:
-            return _clean(repr(value))
+            return printable(repr(value))
         except Exception:  # a broken __repr__, or an int too long to print
             return f"<{type(value).__name__}>"
 
 
-def _clean(text: str) -> str:
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: C0 and C1 controls (newlines included) shown as
+    ``\\xNN``, bidirectional controls and U+2028/U+2029 as ``\\uNNNN``; nothing else changes."""
     return text.translate(_CONTROLS)

@@ -11,17 +11,19 @@ from typing import Any
 
 from corral.cli.alerts import outcome
 from corral.cli.views import short, took, when
+from corral.logview import printable
 
 MAX_BACKOFF = 60.0  # the engine's: attempt n+1 starts 2**(n-1) s (at most this) after attempt n ends
 
 
 def _branch(lines: list[str], items: list[tuple[str, list[str]]], indent: str = "") -> None:
+    """Each label and child is escaped here (:func:`printable`): agents choose much of the text."""
     for i, (label, children) in enumerate(items):
         last = i == len(items) - 1
-        lines.append(f"{indent}{'└─ ' if last else '├─ '}{label}")
+        lines.append(f"{indent}{'└─ ' if last else '├─ '}{printable(label)}")
         child_indent = indent + ("   " if last else "│  ")
         for j, child in enumerate(children):
-            lines.append(f"{child_indent}{'└─ ' if j == len(children) - 1 else '├─ '}{child}")
+            lines.append(f"{child_indent}{'└─ ' if j == len(children) - 1 else '├─ '}{printable(child)}")
 
 
 def _step(step: dict[str, Any]) -> str:
@@ -53,7 +55,9 @@ def _alert(record: dict[str, Any]) -> str:
 
 def trace_tree(run: dict[str, Any], steps: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> str:
     """The tree for ``corral trace RUN --tree``."""
-    lines = [f"run {run['id']}  {run['agent']}  {run['state']}  took {took(run.get('started'), run.get('ended'))}"]
+    lines = [
+        printable(f"run {run['id']}  {run['agent']}  {run['state']}  took {took(run.get('started'), run.get('ended'))}")
+    ]
     items: list[tuple[str, list[str]]] = [
         (f"trigger {run.get('trigger', '-')} at {when(run.get('created'))}", [f"input {short(run.get('input'), 80)}"])
     ]

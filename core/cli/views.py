@@ -1,10 +1,17 @@
-"""Turning store records into what ``status``, ``runs`` and ``trace`` print."""
+"""Turning store records into what ``status``, ``runs`` and ``trace`` print.
+
+Agents choose much of what is shown (results, errors, tool names), so every piece of
+text goes through :func:`corral.logview.printable`: controls and bidirectional controls
+are printed as escapes, never obeyed by the terminal.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 from typing import Any
+
+from corral.logview import printable
 
 
 def when(ts: float | None) -> str:
@@ -21,8 +28,9 @@ def took(start: float | None, end: float | None) -> str:
 
 
 def short(value: Any, width: int = 60) -> str:
+    """``value`` on one line, escaped for a terminal, cut to ``width`` characters."""
     text = json.dumps(value, default=str, ensure_ascii=False) if not isinstance(value, str) else value
-    text = text.replace("\n", " ")
+    text = printable(text.replace("\n", " "))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -81,6 +89,7 @@ def trace_text(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
         lines.append(f"  protections {', '.join(run['applied'])}")
     if run.get("code_changed"):
         lines.append(f"  resumed under changed code {run['code_changed']}")
+    lines = [printable(line) for line in lines]
     if run.get("input") is not None:
         lines.append(f"  input  {short(run['input'], 100)}")
     rows = []
@@ -96,13 +105,13 @@ def trace_text(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
         if s.get("approval"):
             outcome += f" [approval {s['approval']} {s.get('approval_state', 'pending')}]"
         elif s.get("guardrail"):
-            outcome = f"[{s['guardrail']['guardrail']}: {s['guardrail']['verdict']}] " + outcome
+            outcome = printable(f"[{s['guardrail']['guardrail']}: {s['guardrail']['verdict']}] ") + outcome
         replayed = "yes" if s.get("attempt", 0) < run.get("attempt", 0) and s.get("status") == "done" else ""
         rows.append(
             [
                 str(s["seq"]),
-                s["kind"],
-                s["name"],
+                printable(s["kind"]),
+                printable(s["name"]),
                 short(s.get("args"), 40),
                 outcome,
                 took(s.get("started"), s.get("ended")),
@@ -121,5 +130,6 @@ def trace_text(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
     if run["state"] == "succeeded":
         lines.append(f"result {short(run.get('result'), 200)}")
     elif run.get("error"):
-        lines.append(f"error ({run['error'].get('kind', '?')}): {run['error'].get('message')}")
+        message = f"error ({run['error'].get('kind', '?')}): {run['error'].get('message')}"
+        lines += [printable(line) for line in message.split("\n")]
     return "\n".join(lines)
