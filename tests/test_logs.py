@@ -17,7 +17,7 @@ import structlog
 from structlog.typing import EventDict, WrappedLogger
 
 from corral.logs import DAEMON_LOG, MAX_FIELD_CHARS, LogFiles, log_path
-from corral.logview import UNREADABLE, Filter, follow, log_files, read_events, render
+from corral.logview import UNREADABLE, Filter, follow, log_files, printable, read_events, render
 
 ISO_MS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -517,6 +517,19 @@ def test_render_copes_with_sparse_and_hostile_events(utc_plus_two: None) -> None
     hostile = render({"level": "info", "event": "\x1b[2Jclear", "k": "a\x9bb"}, color=False)
     assert "\x1b" not in hostile and "\x9b" not in hostile
     assert "\\x1b[2Jclear" in hostile and "k=a\\x9bb" in hostile
+
+
+@pytest.mark.parametrize(
+    "code", [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029]
+)
+def test_bidirectional_controls_and_line_separators_are_shown_escaped(code: int, utc_plus_two: None) -> None:
+    char = chr(code)
+    line = render({"level": "info", "event": f"ev{char}", f"k{char}": f"a{char}b", "n": [f"x{char}"]}, color=True)
+
+    assert char not in line
+    escape = f"\\u{code:04x}"
+    assert f"ev{escape}" in line and f"k{escape}" in line and f"a{escape}b" in line and f'["x{escape}"]' in line
+    assert printable(f"plain é ☃ {char}\x1b\n") == f"plain é ☃ {escape}\\x1b\\x0a"
 
 
 def test_logged_events_round_trip_through_read_and_render(tmp_path: Path, utc_plus_two: None) -> None:

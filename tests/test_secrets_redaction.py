@@ -1,0 +1,202 @@
+"""The redactor's escaped-form pattern and field names: every %-encoding, backslash escape and
+character reference of a granted secret, whole, partial or mixed, is replaced; near misses
+are not; keys are redacted without losing a field."""
+
+from __future__ import annotations
+
+import json
+import random
+import types
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from corral.logs import LogFiles
+from corral.secrets import Redaction, Redactor
+
+SECRET = 'p@ss w/rd+"é\\x=1😀'
+"""Space, slash, quote, backslash, a two-byte and a four-byte character (a surrogate pair in JSON)."""
+TOKEN = "sk-live-Zq8rT2p9"
+PLACEHOLDER = "[redacted:PW]"
+
+
+def percent(text: str, case: str = "X") -> str:
+    return "".join(f"%{byte:02{case}}" for byte in text.encode())
+
+
+def u_escape(char: str) -> str:
+    return json.dumps(char)[1:-1] if ord(char) > 0xFFFF else f"\\u{ord(char):04x}"
+
+
+ENCODINGS = {
+    "plain": SECRET,
+    "%-encoded, upper hex": percent(SECRET),
+    "%-encoded, lower hex": percent(SECRET, "x"),
+    "every other character %-encoded": "".join(percent(c) if i % 2 else c for i, c in enumerate(SECRET)),
+    "%-encoded twice": quote(quote(SECRET, safe=""), safe=""),
+    "%-encoded three times": quote(quote(quote(SECRET, safe=""), safe=""), safe=""),
+    "quote_plus": quote_plus(SECRET),
+    "\\u for every character": "".join(u_escape(c) for c in SECRET),
+    "\\u with upper hex": "".join(u_escape(c).upper().replace("\\U", "\\u") for c in SECRET),
+    "\\U for every character": "".join(f"\\U{ord(c):08x}" for c in SECRET),
+    "\\u{...}": "".join(f"\\u{{{ord(c):x}}}" for c in SECRET),
+    "JSON ensure_ascii": json.dumps(SECRET)[1:-1],
+    "JSON with \\/": json.dumps(SECRET).replace("/", "\\/")[1:-1],
+    "JSON ensure_ascii=False": json.dumps(SECRET, ensure_ascii=False)[1:-1],
+    "JSON inside JSON": json.dumps(json.dumps(SECRET)[1:-1])[1:-1],
+    "Python unicode_escape": SECRET.encode("unicode_escape").decode(),
+    "Python bytes repr": repr(SECRET.encode())[2:-1].replace("\\\\", "\\"),
+    "\\ written %5C": "".join(f"%5Cu{ord(c):04x}" if ord(c) <= 0xFFFF else c for c in SECRET),
+    "HTML decimal references": "".join(f"&#{ord(c)};" for c in SECRET),
+    "HTML hex references": "".join(f"&#x{ord(c):X};" for c in SECRET),
+    "HTML named references": SECRET.replace('"', "&quot;"),
+}
+
+
+@pytest.fixture(scope="module")
+def redactor() -> Redactor:
+    return Redactor({"PW": SECRET, "TOKEN": TOKEN})
+
+
+@pytest.mark.parametrize("label", ENCODINGS)
+def test_every_encoding_is_replaced_whole(redactor: Redactor, label: str) -> None:
+    form = ENCODINGS[label]
+    assert form != SECRET or label == "plain"
+
+    assert redactor.redact(f"before <{form}> after") == f"before <{PLACEHOLDER}> after"
+
+
+@pytest.mark.parametrize("label", ENCODINGS)
+def test_every_encoding_is_replaced_in_bytes_too(redactor: Redactor, label: str) -> None:
+    form = ENCODINGS[label].encode()
+
+    assert redactor.redact(b"<" + form + b">") == f"<{PLACEHOLDER}>".encode()
+
+
+def test_in_bytes_any_byte_of_a_character_may_be_literal_or_encoded(redactor: Redactor) -> None:
+    """é is C3 A9: the first byte written as is, the second %-encoded, and the reverse."""
+    head, tail = SECRET.encode().split("é".encode())
+    for middle in (b"\xc3%A9", b"%c3\xa9"):
+        assert redactor.redact(b"<" + head + middle + tail + b">") == f"<{PLACEHOLDER}>".encode()
+
+
+WAYS = (
+    lambda c: c,
+    percent,
+    lambda c: percent(c, "x"),
+    u_escape,
+    lambda c: f"\\U{ord(c):08X}",
+    lambda c: f"&#{ord(c)};",
+    lambda c: f"&#x{ord(c):x};",
+    lambda c: f"\\x{ord(c):02x}" if ord(c) <= 0xFF else c,
+    lambda c: "".join(f"\\x{byte:02x}" for byte in c.encode()),
+)
+
+
+@pytest.mark.parametrize("value", [SECRET, TOKEN, "ключ-доступа-42", "a&b<c>d'e%f\\g"])
+def test_any_mix_of_ways_character_by_character(value: str) -> None:
+    redactor = Redactor({"MIX": value})
+    rng = random.Random(value)
+    for _ in range(150):
+        form = "".join(rng.choice(WAYS)(c) for c in value)
+        assert redactor.redact(f"<{form}>") == "<[redacted:MIX]>", form
+        assert redactor.redact(f"<{form}>".encode()) == b"<[redacted:MIX]>", form
+
+
+@pytest.mark.parametrize(
+    "near",
+    [
+        percent(TOKEN)[:-1] + "0",  # the last byte is %30, not %39
+        "".join(u_escape(c) for c in TOKEN[:-1]),  # one character short
+        TOKEN[:-1] + "%3A",
+        "\\u0073k-live-Zq8rT2p8",
+        "&#115;k-live-Zq8rT2p",
+        percent(TOKEN.upper()),
+    ],
+)
+def test_a_near_miss_is_left_alone(redactor: Redactor, near: str) -> None:
+    assert redactor.redact(f"<{near}>") == f"<{near}>"
+
+
+def test_text_full_of_escapes_but_no_secret_is_unchanged(redactor: Redactor) -> None:
+    text = 'https://example.com/a%20b?q=%41%42&x=1 \\u0041\\n\\"quoted\\" &amp; &#65; ' * 20
+
+    assert redactor.redact(text) == text
+
+
+def test_the_longest_secret_wins_in_escaped_forms_too() -> None:
+    redactor = Redactor({"SHORT": "abcdef", "LONG": "abcdef-ghijkl"})
+
+    out = redactor.redact(f"x {percent('abcdef-ghijkl')} y %61bcdef z")
+
+    assert out == "x [redacted:LONG] y [redacted:SHORT] z"
+
+
+def test_grants_added_later_keep_their_own_names_and_the_longest_still_wins() -> None:
+    redaction = Redaction()
+    redaction.add({"LONG": "abcdefghijklmnop" * 4})
+    redaction.add({"OTHER": "qrstuvwxyz012345"})
+    redaction.add({"INNER": "abcdefghijklmnop" * 2})  # inside LONG: compiled again with it
+
+    out = redaction.redact(
+        f"{percent('a')}bcdefghijklmnop{'abcdefghijklmnop' * 3} q%72stuvwxyz012345 ab%63defghijklmnop"
+        + "abcdefghijklmnop"
+    )
+
+    assert out == "[redacted:LONG] [redacted:OTHER] [redacted:INNER]"
+
+
+# --- field names -----------------------------------------------------------------------------
+
+
+def test_keys_are_redacted_at_every_depth_and_a_clash_loses_no_field(redactor: Redactor) -> None:
+    event = {
+        SECRET: 1,
+        PLACEHOLDER: 2,
+        percent(SECRET): 3,
+        "nested": [{TOKEN: {ENCODINGS["JSON ensure_ascii"]: "deep"}}],
+        7: "an int key",
+        (TOKEN, 1): "a tuple key",
+    }
+
+    out = redactor.redact(event)
+
+    assert out == {
+        f"{PLACEHOLDER} (2)": 1,
+        PLACEHOLDER: 2,
+        f"{PLACEHOLDER} (3)": 3,
+        "nested": [{"[redacted:TOKEN]": {PLACEHOLDER: "deep"}}],
+        7: "an int key",
+        ("[redacted:TOKEN]", 1): "a tuple key",
+    }
+    assert SECRET in event, "the input is not modified"
+
+
+def test_sets_and_other_mappings_are_redacted(redactor: Redactor) -> None:
+    out = redactor.redact({"s": {TOKEN, "x"}, "f": frozenset({TOKEN}), "m": types.MappingProxyType({TOKEN: TOKEN})})
+
+    assert out == {
+        "s": {"[redacted:TOKEN]", "x"},
+        "f": frozenset({"[redacted:TOKEN]"}),
+        "m": {"[redacted:TOKEN]": "[redacted:TOKEN]"},
+    }
+
+
+def test_the_log_files_hold_no_secret_as_a_field_name_value_or_object(tmp_path: Path) -> None:
+    class Holder:
+        def __repr__(self) -> str:
+            return f"Holder({percent(SECRET)})"
+
+    with LogFiles(tmp_path) as logs:
+        logs.redaction.add({"PW": SECRET})
+        log = logs.logger("agent")
+        log.info("named", **{SECRET: 1, ENCODINGS["\\u for every character"]: 2})
+        log.info("object", held=Holder(), many=[Holder()])
+    raw = (tmp_path / "agent.log").read_bytes()
+    events = [json.loads(line) for line in raw.splitlines()]
+
+    for form in ENCODINGS.values():
+        assert form.encode() not in raw and json.dumps(form)[1:-1].encode() not in raw
+    assert events[0][PLACEHOLDER] in (1, 2) and events[0][f"{PLACEHOLDER} (2)"] in (1, 2)
+    assert events[1]["held"] == f"Holder({PLACEHOLDER})" and events[1]["many"] == [f"Holder({PLACEHOLDER})"]
