@@ -163,6 +163,9 @@ def detect(path: str | None = None, timeout: float = 10.0) -> BwrapSupport:
             user_namespace=user_namespace,
             network_namespace=True,
         )
+        # --as-pid-1: no init of bubblewrap's own, which would outlive the probe as an orphan of the
+        # daemon (a subreaper) and stay a zombie nobody reaps
+        command.insert(1, "--as-pid-1")
         try:
             done = subprocess.run([*command, truth], capture_output=True, text=True, timeout=timeout, cwd="/")
         except (OSError, subprocess.SubprocessError) as error:

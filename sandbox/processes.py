@@ -278,6 +278,7 @@ class ProcessControl:
     def kill_tree(self, child: Child) -> None:
         """SIGKILL the run's every process: cgroup, process group, and each descendant."""
         victims = self.tree(child.pid)
+        child.known.update(victims)  # what reparents to the daemon (bubblewrap's init) is reaped by the sweep
         if child.cgroup is not None:
             from corral.sandbox import linux
 

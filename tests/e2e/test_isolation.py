@@ -349,6 +349,15 @@ def _check_other_user_is_refused(batch: Batch, link: Path) -> None:
         os.chmod(sock_path, 0o600)
 
 
+def test_the_daemon_is_left_no_zombie_children(batch: Batch) -> None:
+    """bubblewrap's init reparents to the daemon (a subreaper) when a run's tree is killed; the
+    sweep reaps it. Regression: one zombie per run, and one from the start-up probe."""
+    deadline = time.monotonic() + 5
+    while zombies := [c.pid for c in psutil.Process(batch.daemon.pid).children() if c.status() == "zombie"]:
+        assert time.monotonic() < deadline, f"zombie children of the daemon: {zombies}"
+        time.sleep(0.1)
+
+
 def test_daemon_still_runs_agents(batch: Batch) -> None:
     assert batch.daemon.process.poll() is None
     again = batch.project.cli("run", "tree_done", "--wait", "--json", timeout=60)
