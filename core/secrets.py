@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
@@ -538,6 +539,20 @@ def _escaped_pattern(values: Sequence[str], binary: bool) -> str:
     firsts = "".join(sorted(map(literal, seconds)))
     escaped = _trie(values, char, lambda index: f"(?P<s{index}>)")
     return f"(?=[{firsts}{marks}])(?={'|'.join(gate)})" + escaped
+
+
+@functools.lru_cache(maxsize=16)
+def value_pattern(value: str) -> re.Pattern[str]:
+    """Every form of one ``value`` that a :class:`Redactor` finds, as one pattern compiled once.
+
+    For hiding a credential that is not a granted secret (a model endpoint's API key)
+    where no redactor is at hand; a value shorter than :data:`MIN_SECRET_LENGTH` is only
+    found as it is.
+    """
+    if len(value) < MIN_SECRET_LENGTH:  # its base64 pieces would be a letter or two: the value alone
+        return re.compile(re.escape(value))
+    whole = _literal_pattern(sorted(_forms(value), key=len, reverse=True), False)
+    return re.compile(f"{_escaped_pattern([value], False)}|{whole}")
 
 
 class _Escaped:

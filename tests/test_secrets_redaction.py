@@ -200,3 +200,18 @@ def test_the_log_files_hold_no_secret_as_a_field_name_value_or_object(tmp_path: 
         assert form.encode() not in raw and json.dumps(form)[1:-1].encode() not in raw
     assert events[0][PLACEHOLDER] in (1, 2) and events[0][f"{PLACEHOLDER} (2)"] in (1, 2)
     assert events[1]["held"] == f"Holder({PLACEHOLDER})" and events[1]["many"] == [f"Holder({PLACEHOLDER})"]
+
+
+# --- credentials that are not granted secrets --------------------------------------------
+
+
+def test_model_errors_and_alert_sinks_hide_their_credential_in_the_same_forms() -> None:
+    from corral.alerts.sinks._secret import scrub
+    from corral.models.errors import redact
+
+    key = "sk-ant-api03-AbC/dEf+123"
+    mixed = "sk-%61nt-api03-\\u0041bC\\/dEf%2B123"
+
+    assert redact(f"401 for {mixed}: {percent(key)}", key) == "401 for [redacted]: [redacted]"
+    assert scrub(f"posting to {mixed} failed", [key, "ab"]) == "posting to *** failed"
+    assert scrub("a short one: ab, and %61b", ["ab"]) == "a short one: ***, and %61b", "short: only as written"

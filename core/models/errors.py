@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from corral.errors import CorralError
+from corral.secrets import value_pattern
 
 if TYPE_CHECKING:
     from corral.models.retry import Attempt
@@ -45,9 +46,10 @@ _KEY_LIKE = re.compile(r"\b(sk|pk|rk|key)-[A-Za-z0-9_\-*.]{4,}")
 
 
 def redact(text: str, secret: str | None) -> str:
-    """``text`` with the secret and anything shaped like an API key removed, cut to a readable length."""
+    """``text`` with the secret (in every form :mod:`corral.secrets` redacts: %-encoded, escaped...)
+    and anything shaped like an API key removed, cut to a readable length."""
     if secret:
-        text = text.replace(secret, "[redacted]")
+        text = value_pattern(secret).sub("[redacted]", text)
     text = _KEY_LIKE.sub(r"\1-[redacted]", text)
     return text if len(text) <= _MAX_QUOTE else text[:_MAX_QUOTE] + "..."
 

@@ -8,10 +8,11 @@ the config is read, and error text goes through :func:`scrub` and :func:`redact_
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Iterable
 from typing import final
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
+
+from corral.secrets import value_pattern
 
 REDACTED = "***"
 
@@ -48,16 +49,14 @@ class Secret:
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with each secret replaced by ``***``: as written, URL-encoded or JSON-escaped.
+    """``text`` with each secret replaced by ``***``, in every form :mod:`corral.secrets` redacts
+    (as written, URL-encoded, JSON-escaped, base64, and any full, partial or mixed
+    %-encoding or backslash escape); one shorter than 6 characters only as written.
 
     Longest first, so a secret that contains another is replaced whole.
     """
-    forms: set[str] = set()
-    for value in secrets:
-        if value:
-            forms |= {value, quote(value), quote(value, safe=""), json.dumps(value)[1:-1]}
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, REDACTED)
+    for value in sorted({value for value in secrets if value}, key=len, reverse=True):
+        text = value_pattern(value).sub(REDACTED, text)
     return text
 
 
