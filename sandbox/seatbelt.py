@@ -4,9 +4,17 @@ macOS has no Landlock or namespaces; its kernel sandbox takes a profile through
 ``/usr/bin/sandbox-exec -p PROFILE python ...`` and holds the process and everything it
 starts to it. :func:`generate` writes a deny-by-default profile from the same plain data
 the Linux mechanisms take: read-write and read-only folders, the network policy, whether
-the agent may fork. Seatbelt matches real paths (``/tmp`` is ``/private/tmp``), so every
-path is resolved first, and every path is escaped so that no quote or backslash in it
-can end the string it sits in.
+the agent may fork, the folders where it may use Unix sockets and the daemon's own sockets.
+
+The profile is written against a hostile agent: no Unix socket outside its workdir (the
+control socket and supervisord's are also denied by name, last), no system sockets
+(routing, kernel control, raw link layer), no process outside its own sandbox to see,
+signal or inspect, no file metadata or device node outside its workdir, no sysctl write
+and only a short list of reads, one Mach service (user names) unless the network is
+open, no shared memory and only multiprocessing's semaphores. docs/sandbox.md says what
+Seatbelt cannot express. Seatbelt matches real paths (``/tmp`` is ``/private/tmp``), so
+every path is resolved first, and every path is escaped so that no quote or backslash in
+it can end the string it sits in.
 """
 
 from __future__ import annotations
@@ -23,13 +31,26 @@ from corral.errors import CorralError
 SANDBOX_EXEC = "/usr/bin/sandbox-exec"
 
 # Read-only system locations a Python process needs on macOS: dyld's shared cache and system
-# libraries, framework builds of Python, time zones, certificates and name resolution files.
+# libraries, framework builds of Python, Homebrew's installed packages (the libraries a
+# Homebrew Python links, never its var/ or etc/), time zones, certificates, name resolution
+# files, and the system's programs with what /bin/sh reads to pick the shell.
 SYSTEM_READ = (
+    "/bin",
+    "/usr/bin",
     "/usr/lib",
     "/usr/share",
     "/System",
     "/Library/Frameworks",
+    "/opt/homebrew/Cellar",
+    "/opt/homebrew/Frameworks",
+    "/opt/homebrew/lib",
+    "/opt/homebrew/opt",
+    "/usr/local/Cellar",
+    "/usr/local/Frameworks",
+    "/usr/local/lib",
+    "/usr/local/opt",
     "/private/var/db/timezone",
+    "/private/var/select",
     "/private/etc/ssl",
     "/private/etc/hosts",
     "/private/etc/resolv.conf",
@@ -37,23 +58,70 @@ SYSTEM_READ = (
     "/private/etc/protocols",
     "/private/etc/localtime",
 )
-DEVICES_READ = ("/dev/urandom", "/dev/random", "/dev/zero")
-DEVICES_WRITE = ("/dev/null",)
-# getpwuid and friends, logging, notifications: the minimum for a Python process to start and log.
-MACH_SERVICES = (
-    "com.apple.system.opendirectoryd.libinfo",
-    "com.apple.system.notification_center",
-    "com.apple.system.logger",
-    "com.apple.logd",
-)
+# Folders whose programs the agent may execute (the shell tool's /bin/sh and what it runs),
+# except those with a set-user-id or set-group-id bit.
+SYSTEM_PROGRAMS = ("/bin", "/usr/bin")
+DEVICES_READ = ("/dev/random", "/dev/urandom", "/dev/zero")
+DEV_NULL = "/dev/null"
+OWN_FDS = "/dev/fd"
+# getpwuid and friends: the one service every Python process needs. Nothing else: no
+# securityd (the Keychain), logd, notifyd, FSEvents, launchservicesd or any other daemon.
+MACH_SERVICES = ("com.apple.system.opendirectoryd.libinfo",)
 # Name resolution and proxy settings, only when the network is open at all.
 NETWORK_MACH_SERVICES = (
-    "com.apple.SystemConfiguration.configd",
     "com.apple.SystemConfiguration.DNSConfiguration",
+    "com.apple.SystemConfiguration.configd",
+    "com.apple.dnssd.service",
     "com.apple.networkd",
 )
 MDNS_SOCKET = "/private/var/run/mDNSResponder"
 NETWORK_HOSTS = ("*", "localhost")
+# sysctl names Python, libSystem and numeric libraries read (CPU count and features, page
+# size, the OS version, uname's fields). Not the process table (kern.proc.*), the kernel
+# message buffer (kern.msgbuf), boot arguments, routes or anything else.
+SYSCTL_NAMES = (
+    "hw.activecpu",
+    "hw.byteorder",
+    "hw.cachelinesize",
+    "hw.cpufamily",
+    "hw.cpusubtype",
+    "hw.cputype",
+    "hw.l1dcachesize",
+    "hw.l1icachesize",
+    "hw.l2cachesize",
+    "hw.l3cachesize",
+    "hw.logicalcpu",
+    "hw.logicalcpu_max",
+    "hw.machine",
+    "hw.memsize",
+    "hw.model",
+    "hw.ncpu",
+    "hw.nperflevels",
+    "hw.pagesize",
+    "hw.pagesize_compat",
+    "hw.physicalcpu",
+    "hw.physicalcpu_max",
+    "hw.vectorunit",
+    "kern.argmax",
+    "kern.hostname",
+    "kern.maxfilesperproc",
+    "kern.ngroups",
+    "kern.osproductversion",
+    "kern.osrelease",
+    "kern.ostype",
+    "kern.osvariant_status",
+    "kern.osversion",
+    "kern.secure_kernel",
+    "kern.usrstack64",
+    "kern.version",
+    "machdep.cpu.brand_string",
+    "machdep.ptrauth_enabled",
+    "sysctl.proc_cputype",
+    "sysctl.proc_translated",
+)
+SYSCTL_PREFIXES = ("hw.optional.", "hw.perflevel", "machdep.cpu.")
+# Python's multiprocessing names its POSIX semaphores /mp-RANDOM.
+SEMAPHORE_NAMES = "^/mp-"
 
 
 class SeatbeltError(CorralError):
@@ -93,15 +161,38 @@ def _ancestors(paths: Sequence[str]) -> list[str]:
     return sorted({str(parent) for path in paths for parent in PurePosixPath(path).parents})
 
 
+def _rule(operations: str, filters: Sequence[str], action: str = "allow") -> str:
+    """``(ACTION OPERATIONS FILTER...)``, one filter per line when there are several."""
+    if len(filters) <= 1:
+        return f"({action} {operations}{''.join(' ' + f for f in filters)})"
+    return f"({action} {operations}\n" + "\n".join(f"  {f}" for f in filters) + ")"
+
+
+def _each(kind: str, paths: Sequence[str]) -> list[str]:
+    return [f"({kind} {quote(p)})" for p in paths]
+
+
+def _names(kind: str, names: Sequence[str]) -> list[str]:
+    return [f"({kind} {quote(n)})" for n in names]
+
+
+def _dns() -> list[str]:
+    return [
+        f"(allow network-outbound (remote unix-socket (path-literal {quote(MDNS_SOCKET)})))",
+        _rule("mach-lookup", _names("global-name", NETWORK_MACH_SERVICES)),
+    ]
+
+
 def _network_rules(network: str | Sequence[str]) -> list[str]:
+    """TCP and UDP only, never ``network*``: that would open every Unix socket on the machine too."""
     if network == "none":
         return []
-    dns = [
-        f"(allow network-outbound (literal {quote(MDNS_SOCKET)}))",
-        "(allow mach-lookup " + " ".join(f"(global-name {quote(s)})" for s in NETWORK_MACH_SERVICES) + ")",
-    ]
     if network == "all":
-        return ["(allow network*)", *dns]
+        return [
+            "(allow network-outbound (remote tcp) (remote udp))",
+            "(allow network-bind network-inbound (local tcp) (local udp))",
+            *_dns(),
+        ]
     if isinstance(network, str):
         raise SeatbeltError(f"network {network!r} is not valid; use 'none', 'all' or a list of 'host:port' entries")
     rules = []
@@ -116,7 +207,7 @@ def _network_rules(network: str | Sequence[str]) -> list[str]:
             raise SeatbeltError(f"network entry {entry!r} has no valid port; use a number from 1 to 65535")
         rules.append(f"(allow network-outbound (remote tcp {quote(f'{host}:{int(port)}')}))")
     if any(rule.startswith('(allow network-outbound (remote tcp "*:') for rule in rules):
-        rules += dns
+        rules += _dns()
     return rules
 
 
@@ -128,37 +219,84 @@ def generate(
     read_only: Sequence[str] = (),
     network: str | Sequence[str] = "none",
     allow_fork: bool = False,
+    unix_sockets: Sequence[str] = (),
+    daemon_sockets: Sequence[str] = (),
 ) -> str:
     """An SBPL profile: deny everything, then allow exactly what the arguments grant.
 
     ``python_paths``: the Python installation's folders (``sys.prefix``, ``sys.base_prefix``,
     site-packages, corral's own folders), readable. ``read_write``: folders (subpaths) the
-    agent may read and write. ``network``: ``"none"``, ``"all"``, or ``"*:PORT"`` /
-    ``"localhost:PORT"`` entries for outbound TCP. ``allow_fork``: whether the agent may
-    start processes (which may only execute this Python).
+    agent may read and write. ``network``: ``"none"``, ``"all"`` (TCP and UDP), or
+    ``"*:PORT"`` / ``"localhost:PORT"`` entries for outbound TCP. ``allow_fork``: whether the
+    agent may start processes. ``unix_sockets``: folders in which it may bind and connect
+    Unix sockets (the workdir); no other Unix socket is reachable. ``daemon_sockets``: the
+    daemon's and supervisord's sockets, denied last so that no grant can open them.
+
+    Rules for one operation are matched last first, so the profile reads top down: what
+    ``(deny default)`` might not cover, what is allowed, and last what is never allowed.
     """
     executables = sorted({python_executable, _real(python_executable, "python_executable")})
     writable = sorted({_real(p, "read_write") for p in read_write})
     readable = sorted({_real(p, "read_only") for p in (*read_only, *python_paths)} | set(SYSTEM_READ))
-    everything = [*writable, *readable, *executables, *DEVICES_READ, *DEVICES_WRITE]
+    socket_dirs = sorted({_real(p, "unix_sockets") for p in unix_sockets})
+    never_sockets = sorted({_real(p, "daemon_sockets") for p in daemon_sockets})
+    devices = (*DEVICES_READ, DEV_NULL)
+    everything = [*writable, *readable, *executables, *devices, OWN_FDS]
     lines = [
         "(version 1)",
         "(deny default)",
-        "(allow process-exec " + " ".join(f"(literal {quote(p)})" for p in executables) + ")",
-        "(allow signal (target self))",
-        "(allow process-info* (target self))",
-        "(allow sysctl-read)",
-        "(allow mach-lookup " + " ".join(f"(global-name {quote(s)})" for s in MACH_SERVICES) + ")",
-        "(allow file-read-metadata " + " ".join(f"(literal {quote(p)})" for p in _ancestors(everything)) + ")",
-        "(allow file-read* " + " ".join(f"(literal {quote(p)})" for p in (*DEVICES_READ, *DEVICES_WRITE)) + ")",
-        "(allow file-write* " + " ".join(f"(literal {quote(p)})" for p in DEVICES_WRITE) + ")",
-        "(allow file-read* " + " ".join(f"(subpath {quote(p)})" for p in readable) + ")",
+        "; not covered by (deny default) on every macOS release",
+        "(deny process-info*)",
+        "(if (defined? 'nvram*) (deny nvram*))",
+        "(if (defined? 'iokit-get-properties) (deny iokit-get-properties))",
+        "; processes: this Python and the system's programs; signals and process information within this run only",
+        _rule("process-exec", _each("literal", executables)),
+        _rule("process-exec", _each("subpath", SYSTEM_PROGRAMS)),
+        "(allow signal (target same-sandbox))",
+        "(allow process-info* (target same-sandbox))",
+    ]
+    if allow_fork:
+        lines.append("(allow process-fork)")
+    lines += [
+        "; files: read the system, Python and the read-only grants; write only the read-write grants",
+        _rule("file-read-metadata", _each("literal", _ancestors(everything))),
+        _rule("file-read*", _each("subpath", readable)),
+        _rule("file-read*", [*_each("literal", devices), *_each("subpath", (OWN_FDS,))]),
+        f"(allow file-write-data (literal {quote(DEV_NULL)}))",
     ]
     if writable:
-        lines.append("(allow file-read* file-write* " + " ".join(f"(subpath {quote(p)})" for p in writable) + ")")
+        lines.append(_rule("file-read* file-write*", _each("subpath", writable)))
+    lines += [
+        "; sysctl: read the names Python and its libraries ask for; write none",
+        _rule("sysctl-read", [*_names("sysctl-name", SYSCTL_NAMES), *_names("sysctl-name-prefix", SYSCTL_PREFIXES)]),
+        "; Mach services: user and group names only",
+        _rule("mach-lookup", _names("global-name", MACH_SERVICES)),
+        "; IPC: POSIX semaphores named like multiprocessing's; no shared memory, no SysV IPC",
+    ]
     if allow_fork:
-        lines += ["(allow process-fork)", "(allow ipc-posix-sem)"]
-    lines += _network_rules(network)
+        lines.append(f'(allow ipc-posix-sem (ipc-posix-name-regex #"{SEMAPHORE_NAMES}"))')
+    lines += [
+        "; Unix sockets: bind and connect only inside the workdir; no other socket domain (raw, route, system)",
+        "(allow system-socket (socket-domain AF_UNIX))",
+    ]
+    for folder in socket_dirs:
+        lines += [
+            f"(allow network-bind network-inbound (local unix-socket (subpath {quote(folder)})))",
+            f"(allow network-outbound (remote unix-socket (subpath {quote(folder)})))",
+        ]
+    network_rules = _network_rules(network)
+    if network_rules:
+        lines += ["; network", *network_rules]
+    lines += [
+        "; never, whatever a rule above allows",
+        "(deny file-write-setugid)",
+        "(deny file-write-create (vnode-type BLOCK-DEVICE) (vnode-type CHARACTER-DEVICE))",
+        "(deny process-exec (file-mode #o4000) (file-mode #o2000))",
+        "(deny sysctl-write)",
+    ]
+    if never_sockets:
+        filters = [f"(remote unix-socket (path-literal {quote(p)}))" for p in never_sockets]
+        lines.append(_rule("network-outbound", filters, action="deny"))
     return "\n".join(lines) + "\n"
 
 
