@@ -12,8 +12,10 @@ The default order (:meth:`SecretsStore.default`) is:
 
 New values go to the first writable backend (the keyring where usable, else the file)
 unless a backend is named. A :class:`Redactor` built from the values granted to a run
-replaces them, in plain, URL-encoded, JSON-escaped and base64 forms, with
-``[redacted:NAME]``. Values are never part of an error message or a repr.
+replaces them with ``[redacted:NAME]``, in keys as in values: plain, URL-encoded,
+JSON-escaped and base64, and with any of their characters %-encoded, backslash-escaped
+or written as an HTML reference (docs/secrets.md lists exactly which forms). Values are
+never part of an error message or a repr.
 """
 
 from __future__ import annotations
@@ -421,13 +423,21 @@ def _forms(value: str) -> set[str]:
 # The escaped forms: each character of a secret may be written as itself or in any of the
 # ways below, independently of its neighbours, so one pattern covers full, partial and
 # mixed encodings. A text holding none of _ESCAPE_MARKS cannot hold an escaped form.
-_PERCENT = "%(?:25)*"  # %XX, or %25XX and so on for each further round of %-encoding
-_BACKSLASH = r"(?:\\|%(?:25)*5[cC])+"  # one or more backslashes (escaped again), or a %-encoded one
-_SHORT_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
+# Every repeat below is possessive or bounded: an agent writes the text these run on, and a
+# long run of backslashes must not cost the daemon more than a few steps per character.
+_PERCENT = "%(?:25)*+"  # %XX, or %25XX and so on for each further round of %-encoding
+_BACKSLASH = r"(?:\\|%(?:25)*+5[cC]){1,8}+"  # backslashes (escaped again, up to 8), or %-encoded ones
+_ESCAPED_BACKSLASH = r"(?:\\|%(?:25)*+5[cC]){1,4}\\"  # a backslash in the secret, escaped: not possessive
+_SHORT_ESCAPES = {'"': '"', "'": "'", "/": "/", "\b": "b", "\f": "f", "\n": "n", "\r": "r", "\t": "t"}
 _ENTITIES = {"&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "apos"}
 _ESCAPE_MARKS = ("%", "\\", "&")
 _SCALARS = frozenset({int, float, bool, type(None)})  # kept as they are, checked first: most fields
 _KEYS_CACHED = 1024  # field names seen, with their redacted form: the same few recur on every line
+
+
+def _percent(byte: int) -> str:
+    """``byte`` %-encoded any number of times (``%`` itself is ``%25``, ``%2525``...)."""
+    return "%(?:25)++" if byte == 0x25 else _PERCENT + _hex(byte, 2)
 
 
 def _hex(number: int, width: int) -> str:
@@ -447,9 +457,9 @@ def _char_pattern(char: str, binary: bool) -> str:
     """
     code, data = ord(char), char.encode()
     if binary:
-        ways = ["".join(f"(?:\\x{byte:02x}|{_PERCENT}{_hex(byte, 2)})" for byte in data)]
+        ways = ["".join(f"(?:\\x{byte:02x}|{_percent(byte)})" for byte in data)]
     else:
-        ways = [re.escape(char), "".join(_PERCENT + _hex(byte, 2) for byte in data)]
+        ways = [re.escape(char), "".join(map(_percent, data))]
     if code > 0xFFFF:
         high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
         escapes = [f"u{_hex(high, 4)}{_BACKSLASH}u{_hex(low, 4)}"]
@@ -463,6 +473,8 @@ def _char_pattern(char: str, binary: bool) -> str:
     if char in _SHORT_ESCAPES:
         escapes.append(re.escape(_SHORT_ESCAPES[char]))
     ways.append(f"{_BACKSLASH}(?:{'|'.join(escapes)})")
+    if char == "\\":
+        ways.append(_ESCAPED_BACKSLASH)
     named = f"|{_ENTITIES[char]}" if char in _ENTITIES else ""
     ways.append(f"&(?:#(?:0*{code}|[xX]0*{_hex(code, 1)}){named});")
     if char == " ":
@@ -535,7 +547,7 @@ def _escaped_pattern(values: Sequence[str], binary: bool) -> str:
         gate.append(r"\+")
     starts = sorted({_hex(first.encode()[0], 2) for first in seconds})
     shorts = "".join(sorted({re.escape(_SHORT_ESCAPES[first]) for first in seconds if first in _SHORT_ESCAPES}))
-    gate += [f"{_PERCENT}(?:{'|'.join(starts)})", f"{_BACKSLASH}[uUx{shorts}]", "&[#a-z]"]
+    gate += [f"%(?:25)*(?:{'|'.join(starts)})", f"{_BACKSLASH}[uUx{shorts}]", "&[#a-z]"]
     firsts = "".join(sorted(map(literal, seconds)))
     escaped = _trie(values, char, lambda index: f"(?P<s{index}>)")
     return f"(?=[{firsts}{marks}])(?={'|'.join(gate)})" + escaped

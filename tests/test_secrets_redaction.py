@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import types
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -215,3 +216,17 @@ def test_model_errors_and_alert_sinks_hide_their_credential_in_the_same_forms() 
     assert redact(f"401 for {mixed}: {percent(key)}", key) == "401 for [redacted]: [redacted]"
     assert scrub(f"posting to {mixed} failed", [key, "ab"]) == "posting to *** failed"
     assert scrub("a short one: ab, and %61b", ["ab"]) == "a short one: ***, and %61b", "short: only as written"
+
+
+@pytest.mark.parametrize("value", [TOKEN, 'a\\\\\\b%%c&&d  e"f'])
+@pytest.mark.parametrize("run", ["\\", "%25", "\\%5C", "%", "&#0", "+ ", "\\u00"])
+def test_a_long_run_of_escape_characters_costs_linear_time(value: str, run: str) -> None:
+    """An agent writes the text: 60 KB of backslashes must not hold the daemon for seconds."""
+    redactor = Redactor({"S": value})
+    text = run * (60_000 // len(run))
+
+    started = time.perf_counter()
+    redactor.redact(text)
+    redactor.redact(text.encode())
+
+    assert time.perf_counter() - started < 1.0
