@@ -78,6 +78,13 @@ class MacBackend:
                 plan.missing.append(f"user: {user.reason if user else 'not detected'}")
             else:
                 plan.account = users.resolve(request.user)
+                blocked = users.unreachable(plan.account, [str(request.workdir.parent), *request.read_only])
+                if blocked:
+                    plan.missing.append(
+                        f"user: {request.user!r} cannot reach {', '.join(blocked)} (macOS has no bind mounts: every "
+                        "folder above its workdir and its read-only paths must be searchable by it, chmod o+x)"
+                    )
+                    plan.account = None
         for name in ("filesystem", "signals", "processes", "ipc", "mounts", "syscalls", "network"):
             if name in wanted and not offered[name].available:
                 plan.missing.append(f"{name}: {offered[name].reason}")

@@ -10,8 +10,11 @@ elsewhere (docs/sandbox.md has the checklist to run there).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -327,10 +330,9 @@ def test_writes_only_under_the_read_write_paths(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("network", NETWORKS, ids=["none", "list", "all"])
-def test_a_user_changes_the_spec_not_the_profile(tmp_path: Path, network: Any) -> None:
-    request = _request(tmp_path, network=_net(network))
-    alone = MacBackend().plan(request, _offered(None))
-    dropped = MacBackend().plan(_request(tmp_path, network=_net(network), user="nobody"), _offered("nobody"))
+def test_a_user_changes_the_spec_not_the_profile(searchable: Path, network: Any) -> None:
+    alone = MacBackend().plan(_request(searchable, network=_net(network)), _offered(None))
+    dropped = MacBackend().plan(_request(searchable, network=_net(network), user="nobody"), _offered("nobody"))
 
     assert dropped.wrap == alone.wrap
     assert dropped.spec["user"]["name"] == "nobody" and "user" not in alone.spec
@@ -338,11 +340,23 @@ def test_a_user_changes_the_spec_not_the_profile(tmp_path: Path, network: Any) -
     assert not dropped.missing and not alone.missing
 
 
-def test_a_root_daemon_without_user_is_missing_privileges(tmp_path: Path) -> None:
+def test_a_user_that_cannot_reach_its_workdir_is_refused_before_it_starts(tmp_path: Path) -> None:
+    home = tmp_path / "private-home"
+    (home / "agents").mkdir(parents=True)
+    home.chmod(0o700)
+
+    plan = MacBackend().plan(_request(tmp_path, workdir=home / "agents" / "fetcher", user="nobody"), _offered("nobody"))
+
+    (refusal,) = [m for m in plan.missing if m.startswith("user:")]
+    assert "'nobody' cannot reach" in refusal and "chmod o+x" in refusal
+    assert plan.account is None and "user" not in plan.spec
+
+
+def test_a_root_daemon_without_user_is_missing_privileges(tmp_path: Path, searchable: Path) -> None:
     offered = {**_offered(None), "privileges": Protection("privileges", False, "", "the daemon runs as root")}
 
     plan = MacBackend().plan(_request(tmp_path), offered)
-    with_user = MacBackend().plan(_request(tmp_path, user="nobody"), {**offered, **_offered("nobody")})
+    with_user = MacBackend().plan(_request(searchable, user="nobody"), {**offered, **_offered("nobody")})
 
     assert plan.missing == ["privileges: the daemon runs as root"]
     assert with_user.missing == []
@@ -361,14 +375,26 @@ def _net(network: Any) -> str:
     return network if isinstance(network, str) else "list"
 
 
+@pytest.fixture
+def searchable() -> Iterator[Path]:
+    """A folder every user may pass through, as the path to a dropped user's workdir must be on macOS."""
+    folder = Path(tempfile.mkdtemp(prefix="corral-seatbelt-", dir="/tmp"))
+    (folder / "home" / "agents").mkdir(parents=True)
+    for step in (folder, folder / "home", folder / "home" / "agents"):
+        step.chmod(0o711)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
 def _request(tmp_path: Path, **changes: Any) -> Request:
-    home = tmp_path / "home"
-    workdir = home / "agents" / "fetcher"
+    workdir = changes.pop("workdir", tmp_path / "home" / "agents" / "fetcher")
     values: dict[str, Any] = {
         "agent": "fetcher",
         "workdir": workdir,
         "read_write": (str(workdir),),
-        "read_only": (sys.prefix, "/srv/reference"),
+        "read_only": ("/usr", "/srv/reference"),
         "network": "none",
         "endpoints": (Endpoint("*", 443), Endpoint("localhost", 8080)),
         "user": None,
