@@ -335,6 +335,18 @@ def _value(value: Any) -> str:
             return f"<{type(value).__name__}>"
 
 
+_JSON_CONTROLS = types.MappingProxyType(
+    {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), *BIDI_CONTROLS, 0x2028, 0x2029)}
+)
+
+
+def printable_json(text: str) -> str:
+    """JSON text (``json.dumps(..., ensure_ascii=False)``) safe to print on a terminal and still
+    the same JSON: DEL, C1 controls, bidirectional controls and U+2028/U+2029 become ``\\uNNNN``
+    escapes, which can only stand inside strings (json.dumps escapes C0 itself)."""
+    return text.translate(_JSON_CONTROLS)
+
+
 def printable(text: str) -> str:
     """``text`` safe to print on a terminal: C0 and C1 controls (newlines included) shown as
     ``\\xNN``, bidirectional controls and U+2028/U+2029 as ``\\uNNNN``; nothing else changes."""

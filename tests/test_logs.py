@@ -17,7 +17,7 @@ import structlog
 from structlog.typing import EventDict, WrappedLogger
 
 from corral.logs import DAEMON_LOG, MAX_FIELD_CHARS, LogFiles, log_path
-from corral.logview import UNREADABLE, Filter, follow, log_files, printable, read_events, render
+from corral.logview import UNREADABLE, Filter, follow, log_files, printable, printable_json, read_events, render
 
 ISO_MS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -530,6 +530,18 @@ def test_bidirectional_controls_and_line_separators_are_shown_escaped(code: int,
     escape = f"\\u{code:04x}"
     assert f"ev{escape}" in line and f"k{escape}" in line and f"a{escape}b" in line and f'["x{escape}"]' in line
     assert printable(f"plain é ☃ {char}\x1b\n") == f"plain é ☃ {escape}\\x1b\\x0a"
+
+
+def test_json_for_a_terminal_escapes_the_same_characters_and_stays_the_same_json() -> None:
+    value = {"k\u202e": ["a\u2066b\u200f", "\x9b[2J", "\u2028", "é ☃"]}
+
+    text = printable_json(json.dumps(value, ensure_ascii=False))
+
+    assert json.loads(text) == value
+    assert all(
+        ord(char) < 0x7F or (ord(char) >= 0xA0 and ord(char) not in (0x202E, 0x2066, 0x200F, 0x2028)) for char in text
+    )
+    assert "\\u202e" in text and "é ☃" in text
 
 
 def test_logged_events_round_trip_through_read_and_render(tmp_path: Path, utc_plus_two: None) -> None:
