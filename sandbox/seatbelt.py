@@ -81,15 +81,23 @@ NETWORK_HOSTS = ("*", "localhost")
 # message buffer (kern.msgbuf), boot arguments, routes or anything else.
 SYSCTL_NAMES = (
     "hw.activecpu",
+    "hw.busfrequency_compat",
     "hw.byteorder",
     "hw.cachelinesize",
+    "hw.cachelinesize_compat",
     "hw.cpufamily",
+    "hw.cpufrequency",
+    "hw.cpufrequency_compat",
     "hw.cpusubtype",
     "hw.cputype",
     "hw.l1dcachesize",
+    "hw.l1dcachesize_compat",
     "hw.l1icachesize",
+    "hw.l1icachesize_compat",
     "hw.l2cachesize",
+    "hw.l2cachesize_compat",
     "hw.l3cachesize",
+    "hw.l3cachesize_compat",
     "hw.logicalcpu",
     "hw.logicalcpu_max",
     "hw.machine",
@@ -97,14 +105,17 @@ SYSCTL_NAMES = (
     "hw.model",
     "hw.ncpu",
     "hw.nperflevels",
+    "hw.packages",
     "hw.pagesize",
     "hw.pagesize_compat",
     "hw.physicalcpu",
     "hw.physicalcpu_max",
+    "hw.tbfrequency_compat",
     "hw.vectorunit",
     "kern.argmax",
     "kern.hostname",
     "kern.maxfilesperproc",
+    "kern.maxproc",
     "kern.ngroups",
     "kern.osproductversion",
     "kern.osrelease",
@@ -121,7 +132,7 @@ SYSCTL_NAMES = (
 )
 SYSCTL_PREFIXES = ("hw.optional.", "hw.perflevel", "machdep.cpu.")
 # Python's multiprocessing names its POSIX semaphores /mp-RANDOM.
-SEMAPHORE_NAMES = "^/mp-"
+SEMAPHORE_NAMES = "^/?mp-"
 
 
 class SeatbeltError(CorralError):
@@ -293,6 +304,7 @@ def generate(
         "(deny file-write-create (vnode-type BLOCK-DEVICE) (vnode-type CHARACTER-DEVICE))",
         "(deny process-exec (file-mode #o4000) (file-mode #o2000))",
         "(deny sysctl-write)",
+        "(if (defined? 'file-link) (deny file-link))",
     ]
     if never_sockets:
         filters = [f"(remote unix-socket (path-literal {quote(p)}))" for p in never_sockets]
