@@ -144,8 +144,8 @@ def _privileges(support: seatbelt.SeatbeltSupport) -> Protection:
             "privileges",
             False,
             "",
-            "the daemon runs as root, so an agent without its own user would run as root (Seatbelt confines "
-            f"root but keeps its other privileges); set user = {users.DEFAULT_USER!r} ({users.creation_hint()})",
+            "the daemon runs as root, so an agent without its own user would run as root: Seatbelt confines "
+            "root but leaves it root's other privileges (raw IP sockets, raising its priority); give it a user",
             "the daemon's effective uid",
         )
     return Protection(

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from corral.sandbox import seatbelt
+from corral.sandbox import macos_backend, seatbelt
 from corral.sandbox.backend import ALWAYS, Protection, Request
 from corral.sandbox.macos_backend import MacBackend, daemon_sockets
 from corral.sandbox.spec import Endpoint
@@ -363,6 +363,18 @@ def test_a_root_daemon_without_user_is_missing_privileges(tmp_path: Path, search
 
     assert plan.missing == ["privileges: the daemon runs as root"]
     assert with_user.missing == []
+
+
+@pytest.mark.parametrize(("euid", "available"), [(0, False), (501, True)])
+def test_privileges_are_missing_only_under_a_root_daemon(
+    monkeypatch: pytest.MonkeyPatch, euid: int, available: bool
+) -> None:
+    monkeypatch.setattr(macos_backend.os, "geteuid", lambda: euid)
+
+    found = macos_backend._privileges(seatbelt.SeatbeltSupport(True, "applies profiles"))
+
+    assert found.available is available
+    assert ("would run as root" in found.reason) is not available and "corral-agent" not in found.reason
 
 
 def test_every_protection_a_policy_asks_for_is_planned(tmp_path: Path) -> None:
