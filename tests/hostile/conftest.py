@@ -118,8 +118,11 @@ def connect(address, payload):
 def tamper(pid, harmful):
     """The issue's attacks on a victim; distinct harmless values on a supervisor, so a failure cannot kill it."""
     cpu, nofile, fsize = ((1, 1), (16, 16), (0, 0)) if harmful else ((10**6,) * 2, (1000,) * 2, (2**40,) * 2)
-    if os.getsid(pid) == os.getsid(0):
-        return {"skipped": {"denied": True, "error": "that pid is this run's own"}}
+    try:
+        if os.getsid(pid) == os.getsid(0):
+            return {"skipped": {"denied": True, "error": "that pid is this run's own"}}
+    except OSError:
+        pass  # not visible from here: try anyway, as an attacker guessing pids would
     return {
         "prlimit cpu": attempt(lambda: resource.prlimit(pid, resource.RLIMIT_CPU, cpu)),
         "prlimit nofile": attempt(lambda: resource.prlimit(pid, resource.RLIMIT_NOFILE, nofile)),

@@ -89,7 +89,7 @@ class Site:
     def up(self) -> None:
         """Under a daemon, start it (the config as written); in the foreground there is nothing to start."""
         if self.mode == "daemon":
-            self.daemon = self.projects["prober"].start_daemon()
+            self.daemon = next(iter(self.projects.values())).start_daemon()
 
     def project(self, agent: str) -> Project:
         return self.projects[agent]
@@ -364,7 +364,8 @@ def drop_keys(fragment: str) -> None:
 
 def sysv_keys(kind: str) -> set[int]:
     """Keys of the SysV ``shm`` or ``msg`` objects the host's IPC namespace holds."""
-    lines = Path(f"/proc/sysvipc/{kind}").read_text().splitlines()[1:]
+    table = Path(f"/proc/sysvipc/{kind}")
+    lines = table.read_text().splitlines()[1:] if table.exists() else []
     return {int(line.split()[0]) for line in lines if line.strip()}
 
 
@@ -462,6 +463,8 @@ class Findings:
 
     def result(self, agent: str) -> Any:
         """The run's result, failing the test with the run's record when it did not succeed."""
+        prober = self.records.get("prober", {})
+        assert agent in self.records, f"the {agent} run never started; the prober's run: {prober.get('error')}"
         run = self.records[agent]
         assert run["state"] == "succeeded", f"the {agent} run did not succeed: {run['state']} {run.get('error')}"
         return run["result"]
@@ -480,8 +483,9 @@ class Exploration:
     def __init__(self, root: Path, mode: str, user: str | None, sources: Mapping[str, str], kit: str) -> None:
         self.token = token = os.urandom(6).hex()
         self.names = {"prober": f"hp{token[:8]}", "victim": f"hv{token[:8]}"}
+        self.unique = f"private-{token}.txt"
         self.user = user
-        self.seen: dict[str, Any] = {}
+        self.seen: dict[str, Any] = {"private names": [self.unique, f"home-{token}"]}
         self.records: dict[str, dict[str, Any]] = {}
         self.started: dict[str, subprocess.Popen[str]] = {}
         self.undo: list[Callable[[], None]] = []
@@ -605,6 +609,16 @@ class Exploration:
         return Findings(site.mode, self.user, self.token, self.records, self.seen)
 
     def probe(self) -> None:
+        """The prober's two phases, and the victim's go; whatever happens, neither is left waiting."""
+        try:
+            self.attack_and_watch()
+        finally:
+            for agent, name, value in (("victim", "go.json", {"file": self.unique}), ("prober", "release", None)):
+                path = self.site.workdir(agent) / name
+                if path.parent.is_dir() and not path.exists():
+                    write_json(path, value)
+
+    def attack_and_watch(self) -> None:
         site, seen = self.site, self.seen
         victim_started, prober_started = self.started["victim"], self.started["prober"]
         if not (
@@ -640,8 +654,7 @@ class Exploration:
             "msg": self.keys["msg_key"] in sysv_keys("msg"),
         }
         self.records["peer"] = site.finish("peer", site.start("peer", self.keys), timeout=60)
-        unique = f"private-{self.token}.txt"
-        seen["private names"] = [unique, f"home-{self.token}"]
+        unique = self.unique
         write_json(site.workdir("victim") / "go.json", {"file": unique})
         (site.project("prober").home / f"home-{self.token}").write_text("the operator's")
         wait_for(lambda: (site.workdir("victim") / unique).exists() or victim_started.poll() is not None, "", 30)
@@ -709,7 +722,7 @@ class Exploration:
             "held run": project.run_record(held_id)["state"],
             "approved file": (site.workdir("gated") / "approved.txt").exists(),
             "bystander runs": [r["id"] for r in project.cli_json("runs") if r["agent"] == "bystander"],
-            "status": json.dumps(project.cli_json("status")),
+            "bystander pause": project.cli_json("status")["agents"]["bystander"].get("pause"),
         }
 
     def afterwards(self) -> None:
@@ -721,6 +734,11 @@ class Exploration:
         }
         seen["posix shm after the run"] = Path(f"/dev/shm/{self.token}").exists()
         seen["keys after the run"] = keys_described(f"corral-hostile-{self.token}")
+        homes = [str(project.home) + "/" for project in set(self.site.projects.values())]
+        deadline = time.monotonic() + 3
+        while (left := leftovers(homes, self.names.values())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        seen["leftovers"] = left
         seen["accepted"] = {label: server.accepted for label, server in self.servers.items()}
         seen["supervisord intact"] = self.supervisord.intact()
         daemon = self.site.daemon
@@ -771,6 +789,18 @@ def observe(read: Callable[[int], Any], pid: int) -> Any:
         return read(pid)
     except (FileNotFoundError, ProcessLookupError, psutil.NoSuchProcess):
         return "gone"
+
+
+def leftovers(homes: Iterable[str], names: Iterable[str]) -> list[str]:
+    """Processes working in a workdir under one of ``homes``, or named one of ``names``."""
+    names, found = set(names), []
+    for proc in psutil.process_iter(["name", "cwd", "status", "cmdline"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.pid == os.getpid():
+            continue
+        cwd = (proc.info["cwd"] or "") + "/"
+        if proc.info["name"] in names or any(cwd.startswith(home + "agents/") for home in homes):
+            found.append(f"{proc.pid} {' '.join(proc.info['cmdline'] or [])[:100]}")
+    return found
 
 
 def restore_hostname(name: str) -> None:

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pytest
 from tests.e2e.support import kill_quietly, wait_until_dead
 from tests.hostile.support import Findings, Site, named, wait_for
 
-pytestmark = pytest.mark.hostile
+pytestmark = [pytest.mark.hostile, pytest.mark.skipif(sys.platform != "linux", reason="Linux containment")]
 
 
 def escapes(record: dict[str, Any]) -> dict[str, Any]:
@@ -48,16 +49,20 @@ def test_no_run_reaches_the_control_socket(world: Findings) -> None:
 
 def test_an_agent_cannot_approve_its_own_call_or_act_on_another_agent(root_world: Findings) -> None:
     daemon_only(root_world)
+    """The effects first (the daemon obeyed nothing: the second wall), then the first wall: no connection."""
     found = root_world.seen["self approval"]
     assert isinstance(found, dict), found
-    assert not escapes(root_world.result("attacker")), "the control socket answered the agent"
-    assert found["approval"] in found["pending approvals"], "the agent decided its own approval"
+    attacker = root_world.result("attacker")
+    assert found["approval"] in found["pending approvals"], f"the agent decided its own approval: {attacker}"
     assert found["held run"] == "on_hold" and not found["approved file"], found
     assert not found["bystander runs"], "the agent queued a run of another agent"
-    assert f"hostile-{root_world.token}" not in found["status"], "the agent paused another agent"
+    assert found["bystander pause"] is None, f"the agent paused another agent: {found['bystander pause']}"
+    assert not escapes(attacker), f"the agent reached the control socket (refused there): {escapes(attacker)}"
 
 
 def test_no_run_reaches_supervisord_or_a_root_only_socket(world: Findings) -> None:
+    """supervisord's socket where docs/supervisord.md puts it, and root's 0600 sockets in /tmp and
+    next to the home (plus an abstract one): their servers never accept a connection."""
     reached = escapes({k: v for k, v in world.result("prober")["unix sockets"].items() if k != "control socket"})
     accepted = {label: n for label, n in world.seen["accepted"].items() if n}
     assert not accepted, f"root-only sockets accepted the agent's connections: {accepted}"
@@ -116,8 +121,9 @@ def test_no_metadata_change_outside_the_workdir(world: Findings) -> None:
 
 
 def test_no_device_node(world: Findings) -> None:
+    prober = world.result("prober")
     made = world.seen["devices"]
-    assert not made, f"the agent made device nodes {made}: {world.result('prober')['mknod']}"
+    assert not made, f"the agent made device nodes {made}: {prober['mknod']}"
 
 
 def test_no_keyring_read_or_write(world: Findings) -> None:
@@ -174,8 +180,8 @@ def test_memory_outside_rss_counts(root_world: Findings, agent: str) -> None:
 
 
 def test_sysv_and_posix_ipc_stay_in_the_run(world: Findings) -> None:
-    peer = world.result("peer")
     made = world.result("prober")["sysv"]
+    peer = world.result("peer")
     assert world.token not in json.dumps(peer), f"another agent's run read the prober's SysV objects: {peer}"
     after = world.seen["sysv on the host after the run"]
     assert not (after["shm"] or after["msg"]), f"SysV objects outlived the run on the host: {after} ({made})"
@@ -190,6 +196,11 @@ def test_inotify_sees_nothing_outside_the_grants(world: Findings) -> None:
 
 
 # --------------------------------------------------------------------------- outliving the run
+
+
+def test_no_process_outlives_its_run(world: Findings) -> None:
+    world.result("prober")
+    assert not world.seen["leftovers"], f"processes outlived their runs: {world.seen['leftovers']}"
 
 
 def test_a_double_forked_grandchild_dies_with_a_killed_supervisor(
