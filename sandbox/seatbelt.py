@@ -32,7 +32,8 @@ SANDBOX_EXEC = "/usr/bin/sandbox-exec"
 
 # Read-only system locations a Python process needs on macOS: dyld's shared cache and system
 # libraries, framework builds of Python, Homebrew's installed packages (the libraries a
-# Homebrew Python links, never its var/ or etc/), time zones, certificates, name resolution
+# Homebrew Python links and the certificates its OpenSSL reads, never the rest of its var/
+# or etc/, where services keep their data), time zones, certificates, name resolution
 # files, and the system's programs with what /bin/sh reads to pick the shell.
 SYSTEM_READ = (
     "/bin",
@@ -43,10 +44,14 @@ SYSTEM_READ = (
     "/Library/Frameworks",
     "/opt/homebrew/Cellar",
     "/opt/homebrew/Frameworks",
+    "/opt/homebrew/etc/ca-certificates",
+    "/opt/homebrew/etc/openssl@3",
     "/opt/homebrew/lib",
     "/opt/homebrew/opt",
     "/usr/local/Cellar",
     "/usr/local/Frameworks",
+    "/usr/local/etc/ca-certificates",
+    "/usr/local/etc/openssl@3",
     "/usr/local/lib",
     "/usr/local/opt",
     "/private/var/db/timezone",

@@ -318,7 +318,8 @@ def test_system_python_and_device_paths_are_readable() -> None:
         assert path in readable
     assert {"/dev/null", "/dev/urandom"} <= set(_filters(forms, "file-read*", "literal"))
     assert "/dev/fd" in readable
-    assert not any(p.startswith("/opt/homebrew/var") or p.startswith("/usr/local/var") for p in readable)
+    assert not any(p.startswith(("/opt/homebrew/var", "/usr/local/var")) for p in readable)
+    assert "/opt/homebrew/etc" not in readable and "/opt/homebrew/etc/openssl@3" in readable
 
 
 def test_writes_only_under_the_read_write_paths(tmp_path: Path) -> None:
