@@ -66,6 +66,9 @@ SYSTEM_READ = (
 # Folders whose programs the agent may execute (the shell tool's /bin/sh and what it runs),
 # except those with a set-user-id or set-group-id bit.
 SYSTEM_PROGRAMS = ("/bin", "/usr/bin")
+# The top-level links into /private: a path through them (/etc/hosts, /var/run/...) needs each
+# link's metadata.
+TOP_LINKS = ("/etc", "/tmp", "/var")
 DEVICES_READ = ("/dev/random", "/dev/urandom", "/dev/zero")
 DEV_NULL = "/dev/null"
 OWN_FDS = "/dev/fd"
@@ -275,7 +278,7 @@ def generate(
         lines.append("(allow process-fork)")
     lines += [
         "; files: read the system, Python and the read-only grants; write only the read-write grants",
-        _rule("file-read-metadata", _each("literal", _ancestors(everything))),
+        _rule("file-read-metadata", _each("literal", sorted({*_ancestors(everything), *TOP_LINKS}))),
         _rule("file-read*", _each("subpath", readable)),
         _rule("file-read*", [*_each("literal", devices), *_each("subpath", (OWN_FDS,))]),
         f"(allow file-write-data (literal {quote(DEV_NULL)}))",

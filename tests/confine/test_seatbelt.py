@@ -318,6 +318,7 @@ def test_system_python_and_device_paths_are_readable() -> None:
         assert path in readable
     assert {"/dev/null", "/dev/urandom"} <= set(_filters(forms, "file-read*", "literal"))
     assert "/dev/fd" in readable
+    assert {"/etc", "/tmp", "/var"} <= set(_filters(forms, "file-read-metadata", "literal")), "links into /private"
     assert not any(p.startswith(("/opt/homebrew/var", "/usr/local/var")) for p in readable)
     assert "/opt/homebrew/etc" not in readable and "/opt/homebrew/etc/openssl@3" in readable
 
