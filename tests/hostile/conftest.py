@@ -453,6 +453,7 @@ from hostile_kit import name_self
 
 
 def run(ctx):
+    name_self(ctx.input["name"] + "m")
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
@@ -565,9 +566,14 @@ def escaper(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Si
     project = site.project("escaper")
     (project.agents_dir / "hostile_kit.py").write_text(KIT)
     (project.agents_dir / "escaper.py").write_text(AGENTS["escaper"])
+    started = None
     try:
         site.up()
-        yield site, site.start("escaper", {"name": name}), name
+        started = site.start("escaper", {"name": name})
+        yield site, started, name
     finally:
-        reap([name])
+        if started is not None and started.poll() is None:
+            started.kill()
+            started.communicate()
+        reap([name, f"{name}m"])
         site.close()

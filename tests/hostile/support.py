@@ -55,6 +55,14 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     return found
 
 
+def settle(check: Callable[[], list[str]], timeout: float) -> list[str]:
+    """Poll ``check`` until it finds nothing or ``timeout`` passes; what it found last."""
+    deadline = time.monotonic() + timeout
+    while (found := check()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
 def write_json(path: Path, value: Any) -> None:
     """Write where an agent polls for it: whole or not at all (rename), readable by its user."""
     part = path.with_name(path.name + ".part")
@@ -301,7 +309,11 @@ class Supervisord:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.bystander: int = wait_for(self._bystander, "supervisord did not start its program", 20)
+        try:
+            self.bystander: int = wait_for(self._bystander, "supervisord did not start its program", 20)
+        except AssertionError:
+            self.close()
+            raise
 
     def _bystander(self) -> int | None:
         if not self.sock.exists():
@@ -531,8 +543,12 @@ class Exploration:
         self.seen["metadata before"] = {label: Metadata.of(path) for label, path in self.files.items()}
         for label, path in self.files.items():
             self.undo.append(partial(self.seen["metadata before"][label].restore, path))
-        self.supervisord = Supervisord(documented_supervisor_socket(project.root, project.home))
-        self.undo.append(self.supervisord.close)
+        self.supervisord: Supervisord | str
+        try:
+            self.supervisord = Supervisord(documented_supervisor_socket(project.root, project.home))
+            self.undo.append(self.supervisord.close)
+        except (AssertionError, OSError, configparser.Error) as exc:
+            self.supervisord = f"no supervisord in the documented layout: {exc}"
         (project.root / "service").mkdir(mode=0o700)
         self.servers = {
             "root service in /tmp": CountingServer(str(self.outside / "service.sock")),
@@ -566,10 +582,9 @@ class Exploration:
     def targets(self) -> dict[str, Any]:
         project = self.site.project("prober")
         home = project.home
-        unix = {
-            "supervisord": (str(self.supervisord.sock), "xmlrpc"),
-            **{label: (server.address, "") for label, server in self.servers.items()},
-        }
+        unix = {label: (server.address, "") for label, server in self.servers.items()}
+        if isinstance(self.supervisord, Supervisord):
+            unix["supervisord"] = (str(self.supervisord.sock), "xmlrpc")
         if self.site.daemon is not None:
             unix["control socket"] = (str(project.socket), '{"op": "ping"}')
         return {
@@ -735,12 +750,10 @@ class Exploration:
         seen["posix shm after the run"] = Path(f"/dev/shm/{self.token}").exists()
         seen["keys after the run"] = keys_described(f"corral-hostile-{self.token}")
         homes = [str(project.home) + "/" for project in set(self.site.projects.values())]
-        deadline = time.monotonic() + 3
-        while (left := leftovers(homes, self.names.values())) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        seen["leftovers"] = left
+        seen["leftovers"] = settle(lambda: leftovers(homes, self.names.values()), timeout=3)
         seen["accepted"] = {label: server.accepted for label, server in self.servers.items()}
-        seen["supervisord intact"] = self.supervisord.intact()
+        supervisord = self.supervisord
+        seen["supervisord intact"] = supervisord.intact() if isinstance(supervisord, Supervisord) else supervisord
         daemon = self.site.daemon
         if daemon is not None:
             seen["daemon alive"] = daemon.process.poll() is None

@@ -16,14 +16,12 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from tests.e2e.support import kill_quietly, wait_until_dead
-from tests.hostile.support import Findings, Site, named, wait_for
+from tests.hostile.support import Findings, Site, leftovers, named, settle, wait_for
 
 pytestmark = [pytest.mark.hostile, pytest.mark.skipif(sys.platform != "linux", reason="Linux containment")]
 
@@ -48,8 +46,8 @@ def test_no_run_reaches_the_control_socket(world: Findings) -> None:
 
 
 def test_an_agent_cannot_approve_its_own_call_or_act_on_another_agent(root_world: Findings) -> None:
-    daemon_only(root_world)
     """The effects first (the daemon obeyed nothing: the second wall), then the first wall: no connection."""
+    daemon_only(root_world)
     found = root_world.seen["self approval"]
     assert isinstance(found, dict), found
     attacker = root_world.result("attacker")
@@ -66,7 +64,8 @@ def test_no_run_reaches_supervisord_or_a_root_only_socket(world: Findings) -> No
     reached = escapes({k: v for k, v in world.result("prober")["unix sockets"].items() if k != "control socket"})
     accepted = {label: n for label, n in world.seen["accepted"].items() if n}
     assert not accepted, f"root-only sockets accepted the agent's connections: {accepted}"
-    assert world.seen["supervisord intact"], "supervisord or the program it runs was stopped"
+    intact = world.seen["supervisord intact"]
+    assert intact is True, intact or "supervisord or the program it runs was stopped"
     assert not reached, f"the agent connected to: {reached}"
 
 
@@ -216,13 +215,7 @@ def test_a_double_forked_grandchild_dies_with_a_killed_supervisor(
     survivors = wait_until_dead([p.pid for p in grandchildren], timeout=5)
     kill_quietly(survivors)
     assert not survivors, f"a setsid grandchild ({pid_file.read_text()} inside) outlived a SIGKILLed {site.mode}"
-    leftover = [p.pid for p in psutil.process_iter() if p.pid != os.getpid() and _in(p, site.workdir("escaper"))]
-    kill_quietly(leftover)
-    assert not leftover, f"processes of the run outlived a SIGKILLed {site.mode}: {leftover}"
-
-
-def _in(proc: psutil.Process, workdir: Path) -> bool:
-    try:
-        return proc.cwd() == str(workdir)
-    except psutil.Error:
-        return False
+    home = site.project("escaper").home
+    left = settle(lambda: leftovers([f"{home}/"], [name, f"{name}m"]), timeout=5)
+    kill_quietly(int(entry.split()[0]) for entry in left)
+    assert not left, f"processes of the run outlived a SIGKILLed {site.mode}: {left}"
