@@ -94,10 +94,23 @@ class Site:
             for name in names:
                 self.projects[name] = project
 
-    def up(self) -> None:
-        """Under a daemon, start it (the config as written); in the foreground there is nothing to start."""
-        if self.mode == "daemon":
-            self.daemon = next(iter(self.projects.values())).start_daemon()
+    def up(self, cwd: Path | None = None) -> None:
+        """Under a daemon, start it (in ``cwd``, as supervisord's ``directory=`` would); in the
+        foreground there is nothing to start."""
+        if self.mode != "daemon":
+            return
+        project = next(iter(self.projects.values()))
+        with open(project.root / "daemon.stderr", "ab") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "corral", "up"],
+                env=project.env,
+                cwd=cwd or project.root,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        self.daemon = Daemon(project, process)
+        project.daemons.append(self.daemon)
+        self.daemon.wait_ready()
 
     def project(self, agent: str) -> Project:
         return self.projects[agent]
@@ -610,7 +623,8 @@ class Exploration:
 
     def run(self) -> Findings:
         site = self.site
-        site.up()
+        # supervisor.conf starts corral in supervisord's folder (directory=%(here)s)
+        site.up(self.supervisord.sock.parent if isinstance(self.supervisord, Supervisord) else None)
         self.started["victim"] = site.start("victim", {"name": self.names["victim"]})
         self.started["prober"] = site.start("prober", {"name": self.names["prober"]})
         with ThreadPoolExecutor(max_workers=3) as pool:

@@ -65,7 +65,7 @@ def test_no_run_reaches_supervisord_or_a_root_only_socket(world: Findings) -> No
     accepted = {label: n for label, n in world.seen["accepted"].items() if n}
     assert not accepted, f"root-only sockets accepted the agent's connections: {accepted}"
     intact = world.seen["supervisord intact"]
-    assert intact is True, intact or "supervisord or the program it runs was stopped"
+    assert intact is True, intact or f"supervisord or the program it runs was stopped; the agent reached {reached}"
     assert not reached, f"the agent connected to: {reached}"
 
 
