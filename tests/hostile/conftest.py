@@ -182,7 +182,7 @@ def keys(description):
                 payloads.append(got.raw[: min(m, 512)].decode(errors="replace"))
             except OSError as exc:
                 payloads.append(str(exc))
-        return payloads
+        return {"keys": len(payloads), "planted": [p for p in payloads if "planted-secret-" in p]}
 
     return {
         "read user keyring": attempt(lambda: read(-4)),
@@ -193,9 +193,10 @@ def keys(description):
 
 
 def syslog():
-    buf = ctypes.create_string_buffer(1 << 16)
+    buf = ctypes.create_string_buffer(1 << 20)
     n = checked(LIBC.klogctl(3, buf, len(buf)))  # SYSLOG_ACTION_READ_ALL
-    return buf.raw[:n].decode(errors="replace")
+    lines = buf.raw[:n].decode(errors="replace").splitlines()
+    return {"lines": len(lines), "marked": [line for line in lines if "corral-hostile-kmsg-" in line][-3:]}
 
 
 def sockets():
@@ -560,7 +561,7 @@ def world(request: pytest.FixtureRequest, worlds: Worlds) -> Findings:
 def escaper(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Site, subprocess.Popen[str], str]]:
     """A run whose agent has double-forked a setsid grandchild, under the daemon or in the foreground."""
     name = f"hg{os.urandom(4).hex()}"
-    tables = agent_tables(None, tmp_path, {})
+    tables = agent_tables(None, tmp_path)
     table = tables["victim"] | {"entry": "escaper:run"}
     site = Site(tmp_path, request.param, {"escaper": table}, {"LANG": "C.UTF-8"})
     project = site.project("escaper")

@@ -445,12 +445,11 @@ class Metadata:
 LIMITS = {"memory_mb": 256, "cpu_seconds": 60, "wall_seconds": 150, "processes": 32, "open_files": 256}
 """Every agent's limits: set, as docs/sandbox.md recommends, well above what the probes need."""
 
-SHARED = ("prober", "victim", "peer")
-"""The agents of every world; the others run only in the worlds without ``user``."""
 
-
-def agent_tables(user: str | None, read_only: Path, tokens: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    """The config of each agent: least privilege as docs/sandbox.md recommends (no tools, no network)."""
+def agent_tables(user: str | None, read_only: Path) -> dict[str, dict[str, Any]]:
+    """The config of each agent: least privilege as docs/sandbox.md recommends (no tools, no network,
+    ``degraded_ok = false``, limits set). The prober, its victim and the peer run in every world,
+    the prober as ``user`` when one is given; the others only in the worlds without ``user``."""
 
     def table(name: str, **extra: Any) -> dict[str, Any]:
         sandbox = {"degraded_ok": False, "network": "none", **extra.pop("sandbox", {})}
@@ -466,11 +465,10 @@ def agent_tables(user: str | None, read_only: Path, tokens: Mapping[str, str]) -
     }
     if user:
         return tables
-    memory = {"memory_mb": 256, "address_space_mb": 4096}
     return tables | {
         "sniffer": table("sniffer", sandbox={"network": ["127.0.0.1:1"]}),
-        "memfd": table("memfd", limits=LIMITS | memory),
-        "shmhog": table("shmhog", limits=LIMITS | memory),
+        "memfd": table("memfd"),
+        "shmhog": table("shmhog"),
         "gated": table("gated", tools=["write_file"], guardrails={"approve": ["write_file"]}),
         "bystander": table("bystander"),
     }
@@ -522,7 +520,7 @@ class Exploration:
         read_only.mkdir(mode=0o755)
         (read_only / "granted.txt").write_text("read-only reference\n")
         (read_only / "granted.txt").chmod(0o644)
-        tables = agent_tables(user, read_only, self.names)
+        tables = agent_tables(user, read_only)
         self.site = Site(root / "worlds", mode, tables, {"LANG": "C.UTF-8"})
         self.undo.append(self.site.close)
         for project in set(self.site.projects.values()):
