@@ -85,6 +85,22 @@ def join_cgroup_first(cgroup: Path, argv: Sequence[str]) -> list[str]:
     return ["/bin/sh", "-c", JOIN_THEN_EXEC, "corral-join", str(cgroup / "cgroup.procs"), *argv]
 
 
+def kill_strays(agents_root: Path) -> list[int]:
+    """SIGKILL every process whose HOME is under ``agents_root`` (see :meth:`ProcessControl.prepare`)."""
+    prefix = str(agents_root) + os.sep
+    killed = []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if (proc.environ().get("HOME", "") + os.sep).startswith(prefix):
+                proc.kill()
+                killed.append(proc.pid)
+        except psutil.Error:
+            continue
+    return killed
+
+
 class ProcessControl:
     """Spawning and killing, with the platform's best tools for a whole process tree."""
 
@@ -104,10 +120,15 @@ class ProcessControl:
         """Once per daemon: become a subreaper and find a writable cgroup; say what applied.
 
         ``agents_root`` (``<home>/agents``) lets the orphan sweep recognise an escaped
-        agent process by its HOME, which corral set to the agent's workdir.
+        agent process by its HOME, which corral set to the agent's workdir. Called with the
+        home locked, so no run of this home is live: any process still carrying such a HOME
+        escaped an earlier daemon or foreground run (a platform or a degraded sandbox that
+        could not kill it with its run) and is killed now.
         """
         self._agents_root = str(agents_root) + os.sep if agents_root is not None else None
         applied: list[str] = []
+        if agents_root is not None and kill_strays(agents_root):
+            applied.append("strays-killed")
         if not self.is_linux:
             return applied
         from corral.sandbox import linux

@@ -25,6 +25,7 @@ from corral.sandbox.macos_backend import MacBackend
 from corral.sandbox.manager import Sandbox
 from corral.sandbox.paths import inside_workdir
 from corral.sandbox.policy import Policy, agent_env
+from corral.sandbox.processes import kill_strays
 from corral.sandbox.spec import Endpoint, SandboxPolicy
 from corral.testing import CorralProject
 
@@ -60,6 +61,21 @@ def test_rlimits_are_set_soft_and_hard_so_the_agent_cannot_raise_them() -> None:
     assert {"rlimit:address_space", "rlimit:cpu_seconds", "rlimit:core=0"} <= set(got["applied"])
     if os.getuid() == 0:
         assert "rlimit:processes" not in got["applied"], "root ignores RLIMIT_NPROC; corral says so"
+
+
+def test_processes_left_by_an_earlier_daemon_are_killed_at_start(tmp_path: Path) -> None:
+    """Where nothing killed a run's escaped process with its daemon (macOS, a degraded sandbox),
+    the next daemon or foreground run kills it: it still carries HOME=<home>/agents/NAME."""
+    agents = tmp_path / "home" / "agents"
+    (agents / "a").mkdir(parents=True)
+    stray = subprocess.Popen(["sleep", "30"], env={"HOME": str(agents / "a"), "PATH": os.environ["PATH"]})
+    bystander = subprocess.Popen(["sleep", "30"], env={"HOME": str(tmp_path), "PATH": os.environ["PATH"]})
+    try:
+        assert kill_strays(agents) == [stray.pid]
+        assert stray.wait(5) == -9 and bystander.poll() is None
+    finally:
+        stray.kill()
+        bystander.kill()
 
 
 def test_paths_outside_the_workdir_are_refused(tmp_path: Path) -> None:

@@ -65,12 +65,14 @@ def wait_lines(path: Path, n: int, timeout: float = 30.0) -> None:
 
 
 def launchers_under(path: Path) -> list[psutil.Process]:
-    """Live agent processes whose working directory is ``path`` or below it."""
+    """Live agent processes (the launchers themselves, not the bubblewrap processes around
+    them) whose working directory is ``path`` or below it."""
     found = []
-    for proc in psutil.process_iter(["cwd", "cmdline", "status"]):
+    for proc in psutil.process_iter(["cwd", "cmdline", "status", "name"]):
         try:
             if (
                 proc.info["status"] != psutil.STATUS_ZOMBIE
+                and proc.info["name"] != "bwrap"
                 and str(proc.info["cwd"] or "").startswith(str(path))
                 and "corral.sandbox.launcher" in " ".join(proc.info["cmdline"] or [])
             ):
