@@ -82,6 +82,8 @@ class Site:
         assert mode in ("daemon", "foreground"), mode
         self.mode = mode
         self.daemon: Daemon | None = None
+        self.journals: dict[str, list[tuple[int, str]]] = {}
+        """Each finished run's journal as ``corral trace`` shows it: (seq, status) per step."""
         self.projects: dict[str, Project] = {}
         homes = {"site": list(agents)} if mode == "daemon" else {name: [name] for name in agents}
         for folder, names in homes.items():
@@ -143,7 +145,9 @@ class Site:
             raise AssertionError(f"corral run {agent} did not return within {timeout:.0f}s: {err[-2000:]}") from None
         if started.returncode not in (0, 1):
             raise AssertionError(f"corral run {agent} exited {started.returncode}: {err[-2000:]}")
-        return self.projects[agent].run_record(json.loads(out)["id"])
+        trace = self.projects[agent].cli_json("trace", json.loads(out)["id"])
+        self.journals[trace["run"]["id"]] = [(step["seq"], step["status"]) for step in trace["steps"]]
+        return dict(trace["run"])
 
     def close(self) -> None:
         for project in set(self.projects.values()):
@@ -376,7 +380,8 @@ def add_user_key(description: str, payload: bytes) -> int:
 
 def keys_described(fragment: str) -> list[int]:
     """Serials of the keys /proc/keys shows the test whose description contains ``fragment``."""
-    text = Path("/proc/keys").read_text()
+    keys = Path("/proc/keys")
+    text = keys.read_text() if keys.exists() else ""
     return [int(line.split()[0], 16) for line in text.splitlines() if fragment in line]
 
 
@@ -641,6 +646,7 @@ class Exploration:
         for agent, started in self.started.items():
             self.records[agent] = site.finish(agent, started)
         self.afterwards()
+        self.seen["journals"] = {agent: site.journals[run["id"]] for agent, run in self.records.items()}
         return Findings(site.mode, self.user, self.token, self.records, self.seen)
 
     def probe(self) -> None:
@@ -701,8 +707,13 @@ class Exploration:
         if self.user:
             return []
         site = self.site
-        self.started["memfd"] = site.start("memfd", {"how": "memfd", "mb": 1024})
-        self.started["shmhog"] = site.start("shmhog", {"how": "shm", "mb": 1024, "key": self.hog_key})
+        # bounded by what the machine can spare: both hogs at once, a sixth of what is available each
+        mb = min(1024, psutil.virtual_memory().available // 2**20 // 6) // 32 * 32
+        if mb >= 512:
+            self.started["memfd"] = site.start("memfd", {"how": "memfd", "mb": mb})
+            self.started["shmhog"] = site.start("shmhog", {"how": "shm", "mb": mb, "key": self.hog_key})
+        else:
+            self.seen["no hogs"] = f"this machine has too little memory available to hold 512 MiB twice ({mb} MiB)"
         flows = [self.sniff]
         if site.daemon is not None:
             flows.append(self.self_approve)
