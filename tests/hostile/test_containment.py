@@ -59,8 +59,9 @@ def test_an_agent_cannot_approve_its_own_call_or_act_on_another_agent(root_world
 
 
 def test_no_run_reaches_supervisord_or_a_root_only_socket(world: Findings) -> None:
-    """supervisord's socket where docs/supervisord.md puts it, and root's 0600 sockets in /tmp and
-    next to the home (plus an abstract one): their servers never accept a connection."""
+    """supervisord's socket where docs/supervisord.md puts it (the daemon world's ``corral up`` runs
+    in supervisord's folder, as supervisor.conf's ``directory=%(here)s`` starts it), root's 0600
+    sockets in /tmp and next to the home, an abstract one: never reached, nothing stopped."""
     reached = escapes({k: v for k, v in world.result("prober")["unix sockets"].items() if k != "control socket"})
     accepted = {label: n for label, n in world.seen["accepted"].items() if n}
     assert not accepted, f"root-only sockets accepted the agent's connections: {accepted}"
@@ -214,7 +215,10 @@ def test_no_process_outlives_its_run(world: Findings) -> None:
 def test_a_double_forked_grandchild_dies_with_a_killed_supervisor(
     escaper: tuple[Site, subprocess.Popen[str], str],
 ) -> None:
-    """SIGKILL of ``corral up``, or of a foreground ``corral run --wait``, takes the setsid grandchild too."""
+    """SIGKILL of ``corral up``, or of a foreground ``corral run --wait``, takes the setsid grandchild too.
+
+    The grandchild's pid file holds its pid as the run sees it (another in a PID namespace), so
+    the test finds it by the name it gave itself (PR_SET_NAME)."""
     site, started, name = escaper
     pid_file = site.workdir("escaper") / "grandchild.pid"
     wait_for(lambda: pid_file.exists() or started.poll() is not None, "the escaper never forked", 60)
