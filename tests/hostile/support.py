@@ -751,7 +751,10 @@ class Exploration:
         if held["state"] != "on_hold":
             seen["self approval"] = f"the gated run did not wait for a human: {held['state']} {held.get('error')}"
             return
-        approval = next(a["id"] for a in project.cli_json("approvals") if a["agent"] == "gated")
+        approval = next((a["id"] for a in project.cli_json("approvals") if a["agent"] == "gated"), None)
+        if approval is None:
+            seen["self approval"] = f"the gated run is on hold but no approval waits: {held}"
+            return
         requests = {
             "approve its own call": {"op": "approve", "id": approval, "reason": "the agent itself"},
             "queue another agent's run": {"op": "run", "agent": "bystander", "input": {"planted": self.token}},
