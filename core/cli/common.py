@@ -37,7 +37,10 @@ def load(args: argparse.Namespace) -> CorralConfig:
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+    """Readable JSON whose controls a terminal would act on (bidi overrides included) are escaped."""
+    from corral.logview import printable_json
+
+    print(printable_json(json.dumps(value, indent=2, default=str, ensure_ascii=False)))
 
 
 def reader(config: CorralConfig) -> Any:

@@ -209,6 +209,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from corral.cli import views
     from corral.cli.alerts import alerts_of_run, outcome
     from corral.cli.tree import trace_tree
+    from corral.logview import printable
 
     config = load(args)
     store, records = reader(config)
@@ -226,7 +227,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
     else:
         print(views.trace_text(run, steps))
         for record in alerts:
-            print(f"alert {record['alert']['severity']}: {record['alert']['title']} ({outcome(record)})")
+            title = printable(record["alert"]["title"])
+            print(f"alert {record['alert']['severity']}: {title} ({outcome(record)})")
     return EXIT_OK
 
 
@@ -247,7 +249,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
     def show(event: dict[str, Any]) -> None:
         if wanted.matches(event):
             print(
-                json.dumps(event, ensure_ascii=False) if args.json else logview.render(event, color=color), flush=True
+                logview.printable_json(json.dumps(event, ensure_ascii=False))
+                if args.json
+                else logview.render(event, color=color),
+                flush=True,
             )
 
     for event in logview.read_events(path, last=args.lines):

@@ -253,6 +253,8 @@ def test_bidirectional_controls_are_shown_escaped(world: World) -> None:
         "logs": world.cli("logs", "bidi", "-n", "100"),
         "trace": world.cli("trace", run["id"]),
         "trace --tree": world.cli("trace", run["id"], "--tree"),
+        "trace --json": world.cli("trace", run["id"], "--json"),
+        "logs --json": world.cli("logs", "bidi", "-n", "100", "--json"),
     }.items():
         assert not set(BIDI_CONTROLS) & set(text), f"`corral {what}` prints a bidirectional control"
         assert "\\u202e" in text, f"`corral {what}` does not show the escape: {text[-400:]}"
