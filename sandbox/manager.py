@@ -150,7 +150,7 @@ class Sandbox:
         if account is not None:  # the agent's own user must still write its workdir (mode 0700)
             workdir = self.config.workdir(agent.name)
             for folder in (workdir, workdir / ".tmp"):
-                os.chown(folder, account.uid, account.gid)
+                os.chown(folder, account.uid, account.gid, follow_symlinks=False)  # never where a link leads
         try:
             prepared.env = self.secrets.grant(agent.secrets)
         except SecretsError as exc:

@@ -79,7 +79,15 @@ def launcher_argv(policy: Policy, wrap: Sequence[str] = ()) -> list[str]:
 
 
 def prepare_workdir(workdir: Path) -> None:
-    """Create the workdir (0700) and its private TMPDIR."""
+    """Create the workdir (0700) and its private TMPDIR.
+
+    The agent owns what is inside its workdir: a ``.tmp`` it replaced with a symlink or a
+    file is removed and made again, so nothing the daemon does to it (chmod, chown for
+    the agent's user) can be led elsewhere.
+    """
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    (workdir / ".tmp").mkdir(exist_ok=True, mode=0o700)
-    os.chmod(workdir, 0o700)
+    tmp = workdir / ".tmp"
+    if tmp.is_symlink() or (tmp.exists() and not tmp.is_dir()):
+        tmp.unlink()
+    tmp.mkdir(exist_ok=True, mode=0o700)
+    os.chmod(workdir, 0o700, follow_symlinks=False)

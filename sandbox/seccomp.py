@@ -21,10 +21,12 @@ Refused:
   ``clone`` with any ``CLONE_NEW*`` flag, ``clone3``);
 - sockets other than Unix, IPv4 and IPv6 (``AF_PACKET``, ``AF_NETLINK`` and the rest),
   and raw or packet sockets of any family (``SOCK_RAW``, ``SOCK_PACKET``);
-- ``io_uring`` (its operations would bypass this filter);
+- ``io_uring`` (its operations would bypass this filter), ``openat2`` (its mode is out of
+  the filter's sight), ``memfd_secret`` (memory no watchdog or cgroup sees);
+- MPTCP and SCTP sockets, which Landlock's TCP port rules do not cover;
 - device nodes (``mknod`` of a character or block device; FIFOs and plain files stay allowed);
 - setuid and setgid bits (``chmod``/``fchmod``/``fchmodat`` and creating files with
-  them), as systemd's ``RestrictSUIDSGID=`` does, so nothing the agent writes can later
+  them through ``open``, ``creat`` or ``mknod``), as systemd's ``RestrictSUIDSGID=`` does, so nothing the agent writes can later
   run with its identity;
 - with ``account_memory`` false (no cgroup ``memory.max`` holds the run), memory that a
   resident-set watchdog cannot see: ``memfd_create``, ``shmget`` and ``msgget``.
@@ -46,17 +48,30 @@ DENIED = (
     "swapon swapoff init_module finit_module delete_module reboot kexec_load kexec_file_load bpf perf_event_open "
     "userfaultfd ptrace process_vm_readv process_vm_writev open_by_handle_at name_to_handle_at mount umount2 "
     "pivot_root chroot fsopen fsconfig fsmount fspick move_mount open_tree mount_setattr unshare setns acct "
-    "quotactl lookup_dcookie iopl ioperm vhangup"
+    "quotactl lookup_dcookie iopl ioperm vhangup memfd_secret"
 ).split()
-NOT_THERE = ("clone3", "io_uring_setup", "io_uring_enter", "io_uring_register")
-"""Refused with ENOSYS: glibc falls back from ``clone3`` to ``clone``, whose flags can be checked."""
+NOT_THERE = ("clone3", "io_uring_setup", "io_uring_enter", "io_uring_register", "openat2")
+"""Refused with ENOSYS: glibc falls back from ``clone3`` to ``clone``, whose flags can be checked, and
+uses ``openat`` for ``open``; ``openat2`` carries its mode in memory, where no filter can read it."""
+UNWATCHED_PROTOCOLS = (262, 132)
+"""IPPROTO_MPTCP and IPPROTO_SCTP: stream sockets Landlock's TCP port rules do not see."""
 UNACCOUNTED_MEMORY = ("memfd_create", "shmget", "msgget")
 FAMILIES = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6)
 SOCK_TYPE_MASK = 0xF
 SOCK_PACKET = 10
 FILE_TYPE_MASK = 0o170000
 
-_MODE_ARG = {"chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "open": 2, "openat": 3, "creat": 1}
+_MODE_ARG = {
+    "chmod": 1,
+    "fchmod": 1,
+    "fchmodat": 2,
+    "fchmodat2": 2,
+    "open": 2,
+    "openat": 3,
+    "creat": 1,
+    "mknod": 1,
+    "mknodat": 2,
+}
 """Which argument holds the mode, for calls that can set setuid/setgid bits."""
 _OPEN_CREATES = {"open": 1, "openat": 2}
 """open's mode only counts with O_CREAT (or O_TMPFILE) in its flags argument."""
@@ -100,6 +115,8 @@ def build(account_memory: bool) -> Any:
         if family not in FAMILIES:
             rule(sc.ERRNO(errno.EAFNOSUPPORT), "socket", sc.Arg(0, sc.EQ, family))
             rule(sc.ERRNO(errno.EAFNOSUPPORT), "socketpair", sc.Arg(0, sc.EQ, family))
+    for protocol in UNWATCHED_PROTOCOLS:
+        rule(sc.ERRNO(errno.EPROTONOSUPPORT), "socket", sc.Arg(2, sc.EQ, protocol))
     for name in ("socket", "socketpair"):
         rule(sc.ERRNO(errno.EAFNOSUPPORT), name, sc.Arg(0, sc.GT, top))
         for kind in (socket.SOCK_RAW, SOCK_PACKET):
