@@ -26,8 +26,8 @@ Refused:
 - MPTCP and SCTP sockets, which Landlock's TCP port rules do not cover;
 - device nodes (``mknod`` of a character or block device; FIFOs and plain files stay allowed);
 - setuid and setgid bits (``chmod``/``fchmod``/``fchmodat`` and creating files with
-  them through ``open``, ``creat`` or ``mknod``), as systemd's ``RestrictSUIDSGID=`` does, so nothing the agent writes can later
-  run with its identity;
+  them through ``open``, ``creat`` or ``mknod``), as systemd's ``RestrictSUIDSGID=``
+  does, so nothing the agent writes can later run with its identity;
 - with ``account_memory`` false (no cgroup ``memory.max`` holds the run), memory that a
   resident-set watchdog cannot see: ``memfd_create``, ``shmget`` and ``msgget``.
 """
