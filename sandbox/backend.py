@@ -65,6 +65,8 @@ class Request:
     user: str | None
     degraded_ok: bool
     python: str
+    home: str | None = None
+    """The corral home: no agent may see it but for its own workdir inside it."""
 
 
 @dataclass

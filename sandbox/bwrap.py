@@ -70,13 +70,17 @@ def argv(
     user_namespace: bool,
     network_namespace: bool,
     keep_setid: bool = False,
+    hidden: str | None = None,
 ) -> list[str]:
     """The bubblewrap prefix for one launcher.
 
     ``keep_setid`` (a root daemon without a user namespace, dropping the agent to its
     ``user``) keeps only ``CAP_SETUID`` and ``CAP_SETGID`` for the launcher, which gives
     them up for good when it switches user; otherwise every capability is dropped.
-    Binds are made parents first, so a grant inside another keeps its own mode.
+    ``hidden`` (the corral home) is covered by an empty read-only tmpfs where a bound
+    folder contains it (a Python installation or ``/usr`` holding the home): only binds
+    inside it (the workdir) show through. Mounts are made parents first, so a grant
+    inside another keeps its own mode; the folders bubblewrap makes to hold them are 0755.
     """
     args = [path, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
     args += ["--unshare-cgroup-try", "--hostname", HOSTNAME]
@@ -87,15 +91,19 @@ def argv(
     args += ["--cap-drop", "ALL"]
     if keep_setid:
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    binds = _binds(read_only, read_write)
-    for folder in _folders_above(binds):  # anyone may pass them, as a dropped user must
-        args += ["--perms", "0755", "--dir", folder]
+    mounts = _mounts(read_only, read_write, hidden)
+    made: set[str] = set()
     links: list[str] = []
-    for target, option in binds:
-        if os.path.islink(target) and os.path.dirname(target) == "/":
+    for target, option in mounts:
+        for folder in _folders_to_make(target, mounts, made):  # anyone may pass them, as a dropped user must
+            args += ["--perms", "0755", "--dir", folder]
+        if option == "--tmpfs":
+            args += ["--perms", "0755", "--tmpfs", target]
+        elif os.path.islink(target) and os.path.dirname(target) == "/":
             links += ["--symlink", os.readlink(target), target]  # merged /usr: /lib -> usr/lib
         else:
             args += [option, target, target]
+    args += [arg for target, option in mounts if option == "--tmpfs" for arg in ("--remount-ro", target)]
     args += ["--proc", "/proc", "--dev", "/dev", *links]
     if not keep_setid:  # a workdir owned by the agent's user is entered by the launcher, once it is that user
         args += ["--chdir", workdir]
@@ -103,19 +111,26 @@ def argv(
     return args
 
 
-def _binds(read_only: Iterable[str], read_write: Iterable[str]) -> list[tuple[str, str]]:
-    """(path, bind option), parents first; a path already inside a bind of the same kind is left
-    out (fewer mounts), and ``/proc`` and ``/dev`` come from bubblewrap's own mounts."""
+def _inside(path: str, folder: str) -> bool:
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _mounts(read_only: Iterable[str], read_write: Iterable[str], hidden: str | None) -> list[tuple[str, str]]:
+    """(path, option), parents first; a path already inside a mount of the same kind is left
+    out (fewer mounts), ``/proc`` and ``/dev`` come from bubblewrap's own mounts, and
+    ``hidden`` gets a tmpfs only where something bound contains it."""
     kinds: dict[str, str] = {}
     for folder in read_only:
         kinds.setdefault(os.path.abspath(folder), "--ro-bind-try")
     for folder in read_write:
         kinds[os.path.abspath(folder)] = "--bind-try"
+    if hidden is not None and any(_inside(hidden, p) or p == hidden for p in kinds):
+        kinds[os.path.abspath(hidden)] = "--tmpfs"
     chosen: dict[str, str] = {}
     for path in sorted(kinds, key=lambda p: (p.count(os.sep), p)):
         if path in ("/proc", "/dev") or path.startswith(("/proc/", "/dev/")):
             continue
-        parents = [p for p in chosen if path.startswith(p.rstrip(os.sep) + os.sep)]
+        parents = [p for p in chosen if _inside(path, p)]
         nearest = max(parents, key=len) if parents else None
         if nearest is not None and chosen[nearest] == kinds[path]:
             continue
@@ -123,17 +138,20 @@ def _binds(read_only: Iterable[str], read_write: Iterable[str]) -> list[tuple[st
     return list(chosen.items())
 
 
-def _folders_above(binds: list[tuple[str, str]]) -> list[str]:
-    """The folders bubblewrap must create in its empty root to hold the binds, parents first:
-    those not inside a bind (which brings its own)."""
-    bound = [path for path, _ in binds]
-    needed: set[str] = set()
-    for path in bound:
-        parent = os.path.dirname(path)
-        while parent not in ("/", "") and not any(parent == b or parent.startswith(b + os.sep) for b in bound):
-            needed.add(parent)
-            parent = os.path.dirname(parent)
-    return sorted(needed, key=lambda p: (p.count(os.sep), p))
+def _folders_to_make(target: str, mounts: list[tuple[str, str]], made: set[str]) -> list[str]:
+    """The folders above ``target`` bubblewrap must create first, parents first: those whose
+    nearest enclosing mount is its own empty root or the tmpfs (a bind brings its own)."""
+    kinds = dict(mounts)
+    needed = []
+    parent = os.path.dirname(target)
+    while parent not in ("/", "") and parent not in made and parent not in kinds:
+        enclosing = [p for p in kinds if _inside(parent, p)]
+        if enclosing and kinds[max(enclosing, key=len)] != "--tmpfs":
+            break
+        needed.append(parent)
+        parent = os.path.dirname(parent)
+    made.update(needed)
+    return needed[::-1]
 
 
 def detect(path: str | None = None, timeout: float = 10.0) -> BwrapSupport:

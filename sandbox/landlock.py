@@ -314,15 +314,16 @@ def apply(
 def system_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(read_write, read_only) a Python process needs to keep working under Landlock.
 
-    Read-only: the system's programs and libraries, the Python installation and every
-    ``sys.path`` folder, corral's own package folders, certificates, name resolution and time zone files. Read-write:
+    Read-only: the system's programs and libraries, the Python installation, corral's own
+    package folders (the daemon adds its ``sys.path`` folders to each request, leaving out
+    any that holds the corral home), certificates, name resolution and time zone files. Read-write:
     ``/dev/null`` only. Paths missing on this machine are skipped by :func:`apply`.
     """
     import corral.plugins
     import corral.sandbox
 
     packages = {str(Path(p)) for module in (corral, corral.plugins, corral.sandbox) for p in module.__path__}
-    python = {sys.prefix, sys.base_prefix, sys.exec_prefix, *packages, *(p for p in sys.path if p)}
+    python = {sys.prefix, sys.base_prefix, sys.exec_prefix, *packages}
     system = (
         "/usr",
         "/lib",

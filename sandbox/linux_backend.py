@@ -128,17 +128,19 @@ class LinuxBackend:
             plan.notes.append(f"abstract Unix sockets: {offered['abstract_sockets'].reason}")
         connect, bind = self._ports(request, offered, plan)
         spec: dict[str, Any] = {"processes_in_use": _processes_of(plan.account.uid if plan.account else os.geteuid())}
+        system_rw, system_ro = landlock.system_paths()
+        read_only = _away_from_home(request, [*system_ro, *request.read_only], plan, bound)
         if bound:
-            system_rw, system_ro = landlock.system_paths()
             as_root = os.geteuid() == 0
             plan.wrap = bwrap.argv(
                 offered["bwrap"].mechanism,
-                read_only=[*system_ro, *request.read_only],
+                read_only=read_only,
                 read_write=[*system_rw, *request.read_write],
                 workdir=str(request.workdir),
                 user_namespace=plan.account is None and offered["privileges"].available,
                 network_namespace=request.network == "none",
                 keep_setid=plan.account is not None and as_root,
+                hidden=request.home,
             )
             plan.namespaced = spec["bwrap"] = True
             spaces = ["pid", "ipc", "mount", "uts"]
@@ -151,7 +153,7 @@ class LinuxBackend:
         if fs.available:
             spec["landlock"] = {
                 "read_write": list(request.read_write),
-                "read_only": list(request.read_only),
+                "read_only": [p for p in request.read_only if p in read_only],
                 "tcp_connect": connect,
                 "tcp_bind": bind,
             }
@@ -183,6 +185,29 @@ class LinuxBackend:
                 f"network: Linux limits TCP by port only; hosts {', '.join(hosts)} are not enforced, UDP stays open"
             )
         return sorted({e.port for e in request.endpoints}), []
+
+
+def _away_from_home(request: Request, read_only: list[str], plan: Plan, bound: bool) -> list[str]:
+    """``read_only`` without the folders inside the corral home (only the workdir may be there).
+
+    A folder that contains the home (a virtualenv or ``/usr`` holding it) stays: under
+    bubblewrap the home is covered by an empty tmpfs; without it, nothing would hide the
+    home from Landlock's read rule, so the agent must not start.
+    """
+    if request.home is None:
+        return read_only
+    home = os.path.abspath(request.home)
+    inside = [p for p in read_only if os.path.abspath(p).startswith(home + os.sep) or os.path.abspath(p) == home]
+    if inside:
+        plan.notes.append(f"filesystem: left out of the agent's view, inside the corral home: {', '.join(inside)}")
+    kept = [p for p in read_only if p not in inside]
+    covering = [p for p in kept if home.startswith(os.path.abspath(p).rstrip(os.sep) + os.sep)]
+    if covering and not bound:
+        plan.missing.append(
+            f"filesystem: the corral home {home} is inside {', '.join(covering)}, which agents must read, and "
+            "only bubblewrap can hide it there; move the home out of it"
+        )
+    return kept
 
 
 def _seccomp_support() -> Protection:

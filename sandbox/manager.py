@@ -115,6 +115,7 @@ class Sandbox:
             user=policy.user,
             degraded_ok=policy.degraded_ok,
             python=sys.executable,
+            home=str(home),
         )
 
     def _harmless(self, folder: Path) -> bool:
@@ -125,10 +126,12 @@ class Sandbox:
     def plan(self, agent: AgentConfig) -> Plan:
         request = self.request(agent)
         plan = self.backend.plan(request, self.offered(agent.sandbox.user))
-        if _contains(agent.code, self.config.home):
+        home = self.config.home
+        if _contains(agent.code, home) or _contains(home, agent.code):
+            where = "contains" if _contains(agent.code, home) else "is inside"
             plan.missing.append(
-                f"filesystem: the agent's code folder {agent.code} contains the corral home; reading it would "
-                "expose the store and every workdir. Move the code or the home"
+                f"filesystem: the agent's code folder {agent.code} {where} the corral home; reading it would "
+                "expose the store, the secrets and other agents' workdirs. Move the code out of the home"
             )
         return plan
 
