@@ -109,3 +109,15 @@ def test_bad_tool_calls_are_refused_before_running_with_errors_the_agent_can_rea
     steps = corral_project.cli_json("trace", run["id"])["steps"]
     assert [s["refused"] for s in steps] == [True, True, True] and all(s["executions"] == 0 for s in steps)
     assert not (corral_project.home / "agents" / "careless" / "a.txt").exists(), "nothing ran"
+
+
+def test_run_wait_shows_an_agents_error_and_result_with_controls_escaped(corral_project: CorralProject) -> None:
+    """An agent chooses its error's text: terminal escapes, bidi overrides and a CR/LF that
+    would forge a line are printed as escapes, never obeyed."""
+    corral_project.agent("loud", 'def run(ctx):\n    raise RuntimeError("boom \\x1b[2J\\u202e\\r\\nfake: line")\n')
+    failed = corral_project.cli("run", "loud", "--wait")
+    assert "\x1b" not in failed.stderr and "\u202e" not in failed.stderr and "\r" not in failed.stderr
+    assert "boom \\x1b[2J\\u202e\\x0d\\x0afake: line" in failed.stderr, failed.stderr
+    corral_project.agent("quiet", 'def run(ctx):\n    return "ok \\u202e"\n')
+    ok = corral_project.cli("run", "quiet", "--wait")
+    assert "\u202e" not in ok.stdout and "\\u202e" in ok.stdout, ok.stdout

@@ -96,8 +96,21 @@ def test_fingerprints_stay_the_hash_of_the_canonical_request() -> None:
         (_body({"t": "done", "seq": 1, "ok": True, "other": 1}), r"unexpected fields \['other'\]"),
         (b"\x91" * 100_000, "nested deeper than the wire allows"),
         (_body({1: 2}), "not valid msgpack"),
+        (_body({"t": "log", "level": "info", "event": "e", "fields": {b"k": 1}}), "'fields' must have text keys"),
     ],
-    ids=["garbage", "ext", "list", "unknown", "missing", "bool_seq", "extra", "extra_for_optional", "deep", "int_key"],
+    ids=[
+        "garbage",
+        "ext",
+        "list",
+        "unknown",
+        "missing",
+        "bool_seq",
+        "extra",
+        "extra_for_optional",
+        "deep",
+        "int_key",
+        "bytes_field_name",
+    ],
 )
 def test_bad_frames_are_protocol_errors(body: bytes, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):

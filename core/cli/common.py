@@ -95,6 +95,8 @@ def foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
 
 
 def report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -> int:
+    from corral.logview import printable, printable_json
+
     if getattr(args, "json", False):
         print_json(run)
     elif not waited:
@@ -102,9 +104,9 @@ def report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -
     else:
         print(f"run {run['id']} {run['state']}")
         if run["state"] == "succeeded":
-            print(json.dumps(run.get("result"), default=str, ensure_ascii=False))
+            print(printable_json(json.dumps(run.get("result"), default=str, ensure_ascii=False)))
         elif run.get("error"):
-            print(f"error: {run['error'].get('message')}", file=sys.stderr)
+            print(f"error: {printable(str(run['error'].get('message')))}", file=sys.stderr)
     if not waited:
         return EXIT_OK
     return EXIT_OK if run["state"] == "succeeded" else EXIT_FAILED
