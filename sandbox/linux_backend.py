@@ -55,7 +55,7 @@ class LinuxBackend:
                 "tcp_ports",
                 ll.available and ll.abi >= 4,
                 "landlock tcp" if ll.abi >= 4 else "",
-                "TCP connect and bind limited to the listed ports"
+                "TCP connect limited to the listed ports, explicit bind denied (listen() without bind is not)"
                 if ll.abi >= 4
                 else f"Landlock TCP rules need ABI 4; {ll.reason}",
                 by_kernel,
@@ -180,10 +180,11 @@ class LinuxBackend:
             plan.missing.append(f"network: {offered['tcp_ports'].reason}")
             return None, None
         hosts = sorted({e.host for e in request.endpoints if e.host != "*"})
-        if hosts:
-            plan.notes.append(
-                f"network: Linux limits TCP by port only; hosts {', '.join(hosts)} are not enforced, UDP stays open"
-            )
+        plan.notes.append(
+            "network: Linux limits TCP by port only"
+            + (f"; hosts {', '.join(hosts)} are not enforced" if hosts else "")
+            + "; UDP stays open, and listen() without bind() still gets an ephemeral port on the host"
+        )
         return sorted({e.port for e in request.endpoints}), []
 
 
