@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from corral import quota
 from corral.store import Records, Store
 from tests.e2e.support import Batch, Project, contained, run_batch, start_batch
 
@@ -174,6 +175,31 @@ def test_more_files_than_disk_files_ends_the_run_and_refuses_the_next(batch: Bat
     message = failed_for(again, "disk_files")
     assert "the agent was not started" in message, message
     assert (workdir / "starts.txt").read_text().count("started") == 1, "the second run's code ran"
+
+
+def test_the_scan_counts_allocated_blocks_once_and_follows_no_link(tmp_path: Path) -> None:
+    """The tricks that would fool a naive ``du``: a sparse file, hard links, a symlink to
+    something big outside, and more names than the limit (the walk stops one past it)."""
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(os.urandom(4 * MiB))
+    workdir = tmp_path / "workdir"
+    (workdir / "sub").mkdir(parents=True)
+    with open(workdir / "sparse.bin", "wb") as f:
+        f.truncate(512 * MiB)  # looks like 512 MiB, holds nothing
+    (workdir / "real.bin").write_bytes(os.urandom(2 * MiB))
+    for n in range(3):
+        os.link(workdir / "real.bin", workdir / "sub" / f"link-{n}")
+    (workdir / "big-elsewhere").symlink_to(outside)
+    (workdir / "loop").symlink_to(workdir)
+    usage = quota.measure(workdir)
+    assert 2 * MiB <= usage.bytes < 3 * MiB, usage
+    assert usage.files == 8 and usage.unreadable is None, usage
+    assert quota.excess(usage, 2, None) is not None and quota.excess(usage, 3, 8) is None
+    stopped = quota.measure(workdir, max_files=4)
+    assert stopped.files == 5, stopped
+    assert "more than 4 files and folders (limits.disk_files)" in (quota.excess(stopped, None, 4) or "")
+    empty = quota.measure(tmp_path / "not-made-yet")
+    assert (empty.bytes, empty.files, empty.unreadable) == (0, 0, None)
 
 
 # --------------------------------------------------------------------------- the store
