@@ -8,6 +8,7 @@ answered. See docs/durability.md for the rules these functions implement.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -293,8 +294,8 @@ class Journal:
         if fresh and self.journal_mb is not None and self.bytes > self.journal_mb * MiB:
             raise QuotaExceeded(
                 f"journal quota exceeded: step {seq} ({_describe(entry)}) would take the run's journal to "
-                f"{self.bytes / MiB:.1f} MiB > {self.journal_mb} MiB (limits.journal_mb); the step was not run. "
-                "Keep bulky data in files in the workdir, or raise limits.journal_mb"
+                f"{math.ceil(self.bytes / MiB * 100) / 100:.2f} MiB > {self.journal_mb} MiB (limits.journal_mb); "
+                "the step was not run. Keep bulky data in files in the workdir, or raise limits.journal_mb"
             )
 
     def reconciled(self, txn: lmdb.Transaction, seq: int, outcome: str, value: Any) -> Decision:
@@ -372,7 +373,7 @@ class Journal:
         size = len(pack(value))
         if size > limit * 1024:
             raise QuotaExceeded(
-                f"state value too large: step {seq} sets ctx.state[{key!r}] to {size / 1024:.0f} KiB > "
+                f"state value too large: step {seq} sets ctx.state[{key!r}] to {math.ceil(size / 1024)} KiB > "
                 f"{limit} KiB (limits.state_value_kb); nothing was written. Keep bulky data in a file in the "
                 "workdir and its name in ctx.state, or raise limits.state_value_kb"
             )

@@ -12,6 +12,7 @@ of one core. The store quotas (:class:`QuotaExceeded`) are checked on the step p
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import time
@@ -90,7 +91,7 @@ def excess(usage: Usage, disk_mb: int | None, disk_files: int | None, *, startin
     ``starting``: found before the agent was started, which the message says."""
     when = "; the agent was not started" if starting else ""
     if disk_mb is not None and usage.bytes > disk_mb * MiB:
-        held, key = f"{usage.bytes / MiB:.0f} MiB > {disk_mb} MiB", "disk_mb"
+        held, key = f"{math.ceil(usage.bytes / MiB)} MiB > {disk_mb} MiB", "disk_mb"
     elif disk_files is not None and usage.files > disk_files:
         held, key = f"more than {disk_files} files and folders", "disk_files"
     elif usage.unreadable is not None and (disk_mb is not None or disk_files is not None):

@@ -69,10 +69,10 @@ def run(ctx):
     "journalhog": (
         """
 def run(ctx):
-    for n in range(200):  # bounded: 200 x 64 KiB of state and tool arguments, about 25 MiB
-        ctx.tool("word_count", text="word " * 13000)
+    for n in range(200):  # bounded: 200 x 64 KiB of state, about 13 MiB
+        ctx.tool("word_count", text=f"call {n}")  # its outcome shares a write with the state step
         ctx.state["last"] = "y" * (64 * 2**10)
-    return "journaled 25 MiB"
+    return "journaled 13 MiB"
 """,
         {"limits": {"journal_mb": 2}, "tools": ["word_count"]},
     ),
@@ -216,9 +216,13 @@ def test_a_state_value_over_state_value_kb_is_refused_and_ends_the_run(batch: Ba
 
 def test_a_journal_past_journal_mb_ends_the_run_with_every_step_resolved(batch: Batch) -> None:
     run = contained(batch, "journalhog")  # contained() checks seqs 1..n and no step left started
-    failed_for(run, "journal_mb")
+    message = failed_for(run, "journal_mb")
     steps = batch.project.cli_json("trace", run["id"])["steps"]
-    assert 20 < len(steps) < 100, len(steps)
+    assert 40 < len(steps) < 100, len(steps)
+    # the refused state step took its write down with it, the tool outcome before it included:
+    # that outcome was journaled on its own as the attempt ended, so the journal ends on it, done
+    assert f"step {len(steps) + 1} (state 'set')" in message, message
+    assert steps[-1]["kind"] == "tool" and steps[-1]["ok"], steps[-1]
     assert run["journal_bytes"] <= 2 * MiB + 256 * 2**10, run["journal_bytes"]
     assert all(s["status"] == "done" for s in steps)
 
