@@ -20,7 +20,15 @@ import pytest
 
 from corral import quota
 from corral.store import Records, Store
-from tests.e2e.support import Batch, Project, contained, run_batch, start_batch
+from tests.e2e.support import (
+    Batch,
+    Project,
+    assert_journal,
+    assert_no_processes,
+    contained,
+    run_batch,
+    start_batch,
+)
 
 pytestmark = pytest.mark.hostile
 
@@ -245,6 +253,30 @@ def test_fork_bomb_is_capped_where_the_kernel_does_not_cap_it(batch: Batch) -> N
     assert "process limit exceeded" in message and "> 16" in message, message
     count = int(message.split("exceeded: ")[1].split()[0])
     assert count < 100, f"{count} processes before the watchdog saw them"
+
+
+# --------------------------------------------------------------------------- the foreground
+
+
+@pytest.mark.parametrize(
+    ("agent", "key"), [("forkbomb", "processes"), ("filehog", "disk_files"), ("statehog", "state_value_kb")]
+)
+def test_a_foreground_run_is_held_to_the_same_limits(tmp_path: Path, agent: str, key: str) -> None:
+    """``corral run --wait`` with no daemon: the foreground engine's watchdog and journal do it."""
+    project = Project(tmp_path)
+    source, table = AGENTS[agent]
+    project.agent(agent, source, **table)
+    project.write()
+    try:
+        [run] = run_batch(project, [agent]).values()
+        assert_no_processes(run, project.workdir(agent))
+        assert_journal(project, run["id"])
+        if key == "processes" and {"pids.max", "rlimit:processes"} & set(run["applied"]):
+            assert run["result"]["forked"] <= 16, run  # the kernel refused the forks itself
+        else:
+            failed_for(run, key)
+    finally:
+        project.close()
 
 
 # --------------------------------------------------------------------------- the daemon
