@@ -114,7 +114,7 @@ def decode(body: bytes, table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
             raise ProtocolError(f"{kind!r} field {name!r} must be an integer")
         if not isinstance(value, expected):
             raise ProtocolError(f"{kind!r} field {name!r} must be {expected.__name__}")
-        if expected is dict and not all(isinstance(key, str) for key in value):
+        if isinstance(value, dict) and not all(isinstance(key, str) for key in value):
             raise ProtocolError(f"{kind!r} field {name!r} must have text keys")
     if len(message) != present:
         extra = set(message) - {name for name, _, _ in fields} - {"t"}

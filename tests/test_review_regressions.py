@@ -107,6 +107,8 @@ class ScriptedProcesses(ProcessControl):
         env: dict[str, str],
         cgroup: Path | None,
         wrap: Sequence[str] = (),
+        namespaced: bool = False,
+        seccomp: bool = False,
     ) -> Child:
         script = self.scripts[min(self.spawned, len(self.scripts) - 1)]
         self.spawned += 1
