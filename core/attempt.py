@@ -216,7 +216,8 @@ class Attempt:
         workdir = self.engine.config.workdir(self.agent.name)
         try:
             while True:
-                usage = await asyncio.to_thread(quota.measure, workdir, disk_files)
+                holders = [proc.pid for proc in self.engine.processes.run_processes(child, max_age=WATCH_INTERVAL)]
+                usage = await asyncio.to_thread(quota.measure, workdir, disk_files, holders)
                 starting = not self.disk_checked.done()
                 reason = quota.excess(usage, disk_mb, disk_files, starting=starting)
                 if starting:

@@ -16,6 +16,7 @@ import math
 import os
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +50,30 @@ class Usage:
     """A folder the daemon could not list (its contents are not counted), relative to the workdir."""
 
 
-def measure(root: Path, max_files: int | None = None) -> Usage:
-    """Walk ``root`` without following symlinks; stop once more than ``max_files`` names are seen."""
+def held_deleted(pids: Iterable[int]) -> int:
+    """Bytes allocated to regular files that ``pids`` hold open after they were deleted: they
+    fill the disk as surely as the workdir's files, and no walk of it finds them."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 0 and (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+def measure(root: Path, max_files: int | None = None, holders: Iterable[int] = ()) -> Usage:
+    """Walk ``root`` without following symlinks; stop once more than ``max_files`` names are seen.
+    Deleted files that ``holders`` (the run's processes) keep open count too."""
     started = time.monotonic()
     total = files = 0
     linked: set[tuple[int, int]] = set()
@@ -83,6 +106,7 @@ def measure(root: Path, max_files: int | None = None) -> Usage:
                 total += st.st_blocks * 512
                 if files == stop:
                     break
+    total += held_deleted(holders)
     return Usage(total, files, time.monotonic() - started, unreadable)
 
 

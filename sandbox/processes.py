@@ -85,6 +85,23 @@ def join_cgroup_first(cgroup: Path, argv: Sequence[str]) -> list[str]:
     return ["/bin/sh", "-c", JOIN_THEN_EXEC, "corral-join", str(cgroup / "cgroup.procs"), *argv]
 
 
+def _children_of(pids: list[int]) -> set[int]:
+    """The children (zombies included) of ``pids``, from each thread's ``/proc`` children list."""
+    children: set[int] = set()
+    for pid in pids:
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in threads:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as listed:
+                    children.update(int(found) for found in listed.read().split())
+            except (OSError, ValueError):
+                continue
+    return children
+
+
 def kill_strays(agents_root: Path) -> list[int]:
     """SIGKILL every process whose HOME is under ``agents_root`` (see :meth:`ProcessControl.prepare`)."""
     prefix = str(agents_root) + os.sep
@@ -228,7 +245,8 @@ class ProcessControl:
 
     def run_processes(self, child: Child, *, max_age: float = 0.0) -> list[psutil.Process]:
         """Every process of the run: its cgroup's members where it has one (escaped
-        double-forks included, no scan of the process table), else :meth:`tree`."""
+        double-forks included, no scan of the process table) and their unreaped children
+        (a zombie leaves ``cgroup.procs`` but still holds a pid), else :meth:`tree`."""
         if child.cgroup is not None:
             try:
                 pids = [int(line) for line in (child.cgroup / "cgroup.procs").read_text().split()]
@@ -236,7 +254,7 @@ class ProcessControl:
                 pids = []
             if pids:
                 found = []
-                for pid in pids:
+                for pid in {*pids, *_children_of(pids)}:
                     try:
                         found.append(psutil.Process(pid))
                     except psutil.Error:

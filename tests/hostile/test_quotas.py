@@ -109,6 +109,37 @@ def run(ctx):
 """,
         {"limits": {"processes": 16, "wall_seconds": "40s"}},
     ),
+    "hiddenhog": (  # files deleted while held open: no walk of the workdir sees them
+        """
+import os, time
+
+def run(ctx):
+    held = []
+    block = os.urandom(2**20)
+    for n in range(200):  # bounded: 200 MiB
+        f = open(f"gone-{n}", "wb")
+        f.write(block)
+        f.flush()
+        os.unlink(f"gone-{n}")
+        held.append(f)
+        time.sleep(0.02)
+    time.sleep(30)
+""",
+        {"limits": {"disk_mb": 20, "wall_seconds": "40s"}},
+    ),
+    "zombies": (  # children never reaped: each holds a pid, and none is in the cgroup's list
+        """
+import os, time
+
+def run(ctx):
+    for n in range(200):  # bounded: 200 zombies
+        if os.fork() == 0:
+            os._exit(0)
+        time.sleep(0.005)
+    time.sleep(30)
+""",
+        {"limits": {"processes": 16, "wall_seconds": "40s"}},
+    ),
     "innocent": (
         """
 def run(ctx):
@@ -253,6 +284,20 @@ def test_fork_bomb_is_capped_where_the_kernel_does_not_cap_it(batch: Batch) -> N
     assert "process limit exceeded" in message and "> 16" in message, message
     count = int(message.split("exceeded: ")[1].split()[0])
     assert count < 100, f"{count} processes before the watchdog saw them"
+
+
+def test_files_deleted_but_held_open_count_against_disk_mb(batch: Batch) -> None:
+    run = contained(batch, "hiddenhog")
+    message = failed_for(run, "disk_mb")
+    assert "disk quota exceeded" in message, message
+
+
+def test_unreaped_children_count_against_processes(batch: Batch) -> None:
+    run = contained(batch, "zombies")
+    if {"pids.max", "rlimit:processes"} & set(run["applied"]):
+        pytest.skip("the kernel caps this run's processes itself")
+    message = failed_for(run, "processes")
+    assert "process limit exceeded" in message, message
 
 
 # --------------------------------------------------------------------------- the foreground
