@@ -168,7 +168,8 @@ async def _idle_memory(engine: Engine, seconds: float, samples: int = 5) -> dict
     await asyncio.sleep(0.05)
     rss, uss, tree = [], [], []
     try:
-        proc = psutil.Process(engine.processes.live[run["id"]].pid)
+        child = engine.processes.live[run["id"]]
+        proc = child.launcher() or psutil.Process(child.pid)  # the agent, not bubblewrap around it
         for _ in range(samples):
             info = proc.memory_full_info()
             rss.append(info.rss)

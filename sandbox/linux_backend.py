@@ -18,8 +18,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import psutil
-
 from corral.sandbox import bwrap, landlock, seccomp, users
 from corral.sandbox.backend import Plan, Protection, Request, SandboxRefused, demanded
 
@@ -127,7 +125,8 @@ class LinuxBackend:
         if request.network == "list" and not offered["abstract_sockets"].available:
             plan.notes.append(f"abstract Unix sockets: {offered['abstract_sockets'].reason}")
         connect, bind = self._ports(request, offered, plan)
-        spec: dict[str, Any] = {"processes_in_use": _processes_of(plan.account.uid if plan.account else os.geteuid())}
+        uid = plan.account.uid if plan.account else os.geteuid()
+        spec: dict[str, Any] = {"processes_in_use": _processes_of(uid) if uid != 0 else 0}
         system_rw, system_ro = landlock.system_paths()
         read_only = _away_from_home(request, [*system_ro, *request.read_only], plan, bound)
         if bound:
@@ -230,7 +229,9 @@ def _seccomp_support() -> Protection:
 
 def _processes_of(uid: int) -> int:
     """Processes the uid has now: ``RLIMIT_NPROC`` counts them all, and the launcher, in its own
-    PID namespace, cannot see them."""
+    PID namespace, cannot see them. (Not asked for uid 0, whose processes it ignores.)"""
+    import psutil  # here, not at the top: the launcher imports this module, and needs no psutil
+
     return sum(1 for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid)
 
 

@@ -33,6 +33,7 @@ class Child:
     known: set[psutil.Process] = field(default_factory=set)
     wrapped: bool = False
     """Started under a wrapper that relays the launcher's exit as ``128 + signal`` (bubblewrap)."""
+    _launcher: psutil.Process | None = None
 
     @property
     def pid(self) -> int:
@@ -48,17 +49,21 @@ class Child:
 
     def launcher(self) -> psutil.Process | None:
         """The launcher itself: the started process, or under a wrapper its first descendant
-        running Python (bubblewrap's own processes come before it)."""
+        running Python (bubblewrap's own processes come before it); found once, then kept."""
+        if self._launcher is not None:
+            return self._launcher
         try:
             proc = psutil.Process(self.pid)
             if not self.wrapped:
-                return proc
-            for descendant in proc.children(recursive=True):
-                if "corral.sandbox.launcher" in descendant.cmdline():
-                    return descendant
+                self._launcher = proc
+            else:
+                for descendant in proc.children(recursive=True):
+                    if "corral.sandbox.launcher" in descendant.cmdline():
+                        self._launcher = descendant
+                        break
         except psutil.Error:
             return None
-        return None
+        return self._launcher
 
 
 JOIN_THEN_EXEC = 'printf "%s\\n" $$ > "$1" || exit 71; shift; exec "$@"'
