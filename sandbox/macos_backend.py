@@ -99,7 +99,7 @@ class MacBackend:
                 network=self._network(request, plan),
                 allow_fork=True,
                 unix_sockets=[str(request.workdir)],
-                daemon_sockets=daemon_sockets(request.workdir),
+                daemon_sockets=daemon_sockets(request.home),
             )
             plan.wrap = [seatbelt.SANDBOX_EXEC, "-p", profile]
         owner = plan.account.uid if plan.account is not None else os.geteuid()
@@ -129,12 +129,11 @@ class MacBackend:
         return sorted(set(entries))
 
 
-def daemon_sockets(workdir: Path) -> list[str]:
-    """The control socket and supervisord's, when the workdir is ``<home>/agents/NAME``."""
-    if workdir.parent.name != "agents":
+def daemon_sockets(home: str | None) -> list[str]:
+    """The control socket and supervisord's (in the documented layout) of the corral ``home``."""
+    if home is None:
         return []
-    home = workdir.parent.parent
-    return [str(home / "corral.sock"), str(home / "supervisor" / "supervisor.sock")]
+    return [str(Path(home) / "corral.sock"), str(Path(home) / "supervisor" / "supervisor.sock")]
 
 
 def _privileges(support: seatbelt.SeatbeltSupport) -> Protection:

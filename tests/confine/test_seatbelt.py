@@ -170,9 +170,9 @@ def test_a_profile_without_socket_folders_allows_no_unix_socket_at_all() -> None
     assert _remote_unix(forms, "allow") == [] and _matching(forms, "allow", "network-bind") == []
 
 
-def test_daemon_sockets_are_found_from_the_workdir_under_the_home() -> None:
-    assert daemon_sockets(Path(WORKDIR)) == [CONTROL, SUPERVISOR]
-    assert daemon_sockets(Path("/elsewhere/w")) == []
+def test_daemon_sockets_are_found_under_the_home() -> None:
+    assert daemon_sockets(str(Path(WORKDIR).parent.parent)) == [CONTROL, SUPERVISOR]
+    assert daemon_sockets(None) == []
 
 
 @pytest.mark.parametrize("network", NETWORKS, ids=["none", "list", "all"])
@@ -417,6 +417,7 @@ def _request(tmp_path: Path, **changes: Any) -> Request:
         "user": None,
         "degraded_ok": False,
         "python": sys.executable,
+        "home": str(workdir.parent.parent),
         **changes,
     }
     return Request(**values)
