@@ -103,9 +103,12 @@ class Site:
         if self.mode != "daemon":
             return
         project = next(iter(self.projects.values()))
+        # the installed script, as supervisor.conf's command= runs it (``python -m`` would put cwd on sys.path)
+        script = Path(sys.executable).with_name("corral")
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "corral"]
         with open(project.root / "daemon.stderr", "ab") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "corral", "up"],
+                [*command, "up"],
                 env=project.env,
                 cwd=cwd or project.root,
                 stdout=subprocess.DEVNULL,
