@@ -201,7 +201,7 @@ def test_the_daily_budget_stops_the_agent_for_the_day_and_alerts(project: Corral
 def test_kill_9_of_the_daemon_mid_run_resumes_without_rebilling_finished_calls(
     project: CorralProject, server: FakeServer
 ) -> None:
-    go = project.root / "go"
+    go = project.home / "agents" / "chat" / "go"  # where the agent can see it: nothing else is in its sandbox
     server.enqueue(*(Reply(body=openai_body(f"answer {i}")) for i in range(3)))
     daemon = project.start_daemon()
     started = project.cli("run", "chat", "--input", json.dumps({"calls": 3, "wait_for": str(go)}), "--json", check=True)
