@@ -39,8 +39,9 @@ def _rlimits(limits: dict[str, int | None], in_use: int | None = None) -> list[t
         wanted += [(resource.RLIMIT_RTPRIO, 0, "rtprio=0"), (resource.RLIMIT_NICE, 0, "nice=0")]
     address_space, cpu, files = limits.get("address_space_mb"), limits.get("cpu_seconds"), limits.get("open_files")
     file_size, processes = limits.get("file_size_mb"), limits.get("processes")
-    if limits.get("disk_mb") and (not file_size or limits["disk_mb"] < file_size):
-        file_size = limits["disk_mb"]  # one file can never hold more than the whole workdir may
+    disk = limits.get("disk_mb")
+    if disk and (not file_size or disk < file_size):
+        file_size = disk  # one file can never hold more than the whole workdir may
     if address_space and sys.platform != "darwin":  # macOS rejects RLIMIT_AS
         wanted.append((resource.RLIMIT_AS, address_space * MiB, "address_space"))
     if cpu:

@@ -102,7 +102,7 @@ def test_a_run_whose_agent_and_model_are_removed_by_a_reload_ends_its_call_clean
 ) -> None:
     """A running run keeps its config across a reload; its next model call must end as a
     model error the agent reads, not crash in the daemon (the run stayed "running")."""
-    go = chat.root / "go"
+    go = chat.home / "agents" / "chat" / "go"  # where the agent can see it: nothing else is in its sandbox
     server.enqueue(*(Reply(body=openai_body(f"answer {i}")) for i in range(3)))
     chat.start_daemon()
     started = chat.cli_json("run", "chat", "--input", json.dumps({"calls": 3, "wait_for": str(go)}))
@@ -125,7 +125,9 @@ def test_a_run_waiting_for_an_open_breaker_when_the_daemon_stops_resumes_after_i
 ) -> None:
     """Stopping the daemon interrupts the wait (resumed at the next start), instead of
     failing the run as if the endpoint had stayed down."""
-    chat.models["fake"].update(breaker_failures=1, breaker_cool_down=2.0, breaker_wait=60)
+    # a cool-down far longer than a (loaded) machine takes to start the second run, so the
+    # daemon is stopped while that run still waits, never after the breaker let it through
+    chat.models["fake"].update(breaker_failures=1, breaker_cool_down=30.0, breaker_wait=60)
     daemon = chat.start_daemon()
     server.enqueue(Reply(status=503))
     first = chat.cli_json("run", "chat", "--input", '{"calls": 1}')
