@@ -58,7 +58,8 @@ class Child:
                 self._launcher = proc
             else:
                 for descendant in proc.children(recursive=True):
-                    if "corral.sandbox.launcher" in descendant.cmdline():
+                    command = descendant.cmdline()  # bubblewrap's own carry the launcher's argv too
+                    if command and command[0] == sys.executable and "corral.sandbox.launcher" in command:
                         self._launcher = descendant
                         break
         except psutil.Error:

@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from corral.sandbox.macos_backend import MacBackend
 from corral.sandbox.manager import Sandbox
 from corral.sandbox.paths import inside_workdir
 from corral.sandbox.policy import Policy, agent_env
-from corral.sandbox.processes import kill_strays
+from corral.sandbox.processes import Child, kill_strays
 from corral.sandbox.spec import Endpoint, SandboxPolicy
 from corral.testing import CorralProject
 
@@ -76,6 +77,34 @@ def test_processes_left_by_an_earlier_daemon_are_killed_at_start(tmp_path: Path)
     finally:
         stray.kill()
         bystander.kill()
+
+
+def test_a_wrapped_launcher_is_found_under_bubblewrap(tmp_path: Path) -> None:
+    """The watchdog reads the launcher's CPU time (RLIMIT_CPU counts it), not bubblewrap's:
+    bubblewrap's processes carry the launcher's whole command line in theirs."""
+    from types import SimpleNamespace
+
+    from corral.sandbox import bwrap
+
+    found = bwrap.executable()
+    if found is None or not bwrap.detect(found).available:
+        pytest.skip("bubblewrap cannot start namespaced processes here")
+    command = bwrap.argv(
+        found, read_only=["/"], read_write=[], workdir="/", user_namespace=True, network_namespace=True
+    )
+    script = "import time; time.sleep(30)"
+    outer = subprocess.Popen([*command, sys.executable, "-c", script, "-m", "corral.sandbox.launcher"])
+    try:
+        child = Child(SimpleNamespace(pid=outer.pid), None, wrapped=True)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 10
+        while (launcher := child.launcher()) is None:
+            assert time.monotonic() < deadline, "no launcher under bubblewrap"
+            time.sleep(0.05)
+        assert launcher.cmdline()[0] == sys.executable and launcher.name() != "bwrap"
+        assert child.launcher() is launcher, "found once, then kept"
+    finally:
+        outer.kill()
+        outer.wait()
 
 
 def test_paths_outside_the_workdir_are_refused(tmp_path: Path) -> None:
