@@ -22,6 +22,8 @@ import pytest
 
 from tests.e2e.support import Batch, Project, contained, host_pids, kill_quietly, start_batch, wait_until_dead
 
+pytestmark = pytest.mark.hostile
+
 SENTINEL = f"victim-data-{secrets.token_hex(6)}"
 DAEMON_SECRET = f"daemon-only-{secrets.token_hex(8)}"
 GRANTED = f"granted-token-{secrets.token_hex(8)}"
