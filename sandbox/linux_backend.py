@@ -188,7 +188,8 @@ class LinuxBackend:
 
 
 def _away_from_home(request: Request, read_only: list[str], plan: Plan, bound: bool) -> list[str]:
-    """``read_only`` without the folders inside the corral home (only the workdir may be there).
+    """``read_only`` without the folders inside the corral home (only the workdir and the
+    home's ``plugins`` folder may be there).
 
     A folder that contains the home (a virtualenv or ``/usr`` holding it) stays: under
     bubblewrap the home is covered by an empty tmpfs; without it, nothing would hide the
@@ -197,7 +198,13 @@ def _away_from_home(request: Request, read_only: list[str], plan: Plan, bound: b
     if request.home is None:
         return read_only
     home = os.path.abspath(request.home)
-    inside = [p for p in read_only if os.path.abspath(p).startswith(home + os.sep) or os.path.abspath(p) == home]
+    plugins = os.path.join(home, "plugins")  # the one folder of the home agents read: drop-in plugins
+    inside = [
+        p
+        for p in read_only
+        if (os.path.abspath(p).startswith(home + os.sep) or os.path.abspath(p) == home)
+        and os.path.abspath(p) != plugins
+    ]
     if inside:
         plan.notes.append(f"filesystem: left out of the agent's view, inside the corral home: {', '.join(inside)}")
     kept = [p for p in read_only if p not in inside]

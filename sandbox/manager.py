@@ -120,8 +120,12 @@ class Sandbox:
 
     def _harmless(self, folder: Path) -> bool:
         """Whether a ``sys.path`` folder can be readable to agents: not one holding the corral
-        home or the daemon user's home (``python -m`` puts the working folder on ``sys.path``)."""
-        return not any(_contains(folder, inner) for inner in (self.config.home, Path.home().resolve()))
+        home or the daemon user's home, nor one inside the corral home (``python -m`` puts the
+        working folder on ``sys.path``: supervisord's, in the documented layout)."""
+        home = self.config.home
+        return not any(_contains(folder, inner) for inner in (home, Path.home().resolve())) and not _contains(
+            home, folder
+        )
 
     def plan(self, agent: AgentConfig) -> Plan:
         request = self.request(agent)

@@ -199,3 +199,39 @@ def test_the_agents_process_imports_only_the_plugins_of_its_granted_tools(tmp_pa
     assert final["result"]["said"] == "HI"
     assert final["result"]["plugins"] == ["corral_dropin_listener"]
     assert final["result"]["config"] is False
+
+
+def test_a_tool_from_the_homes_plugins_folder_runs_in_the_agents_sandbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``<home>/plugins`` is the one folder of the home an agent's sandbox holds: the tool's
+    module is imported there, while the rest of the home stays out of sight."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("CORRAL_HOME", str(home))
+    (home / "plugins").mkdir(parents=True)
+    (home / "plugins" / "echoes.py").write_text(
+        "import corral\n@corral.tool\ndef echo(text: str) -> str:\n    return text * 2\n"
+        "@corral.hookimpl\ndef corral_register_tools(register):\n    register(echo)\n"
+    )
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    (agents / "caller.py").write_text(
+        "import os\n"
+        "def run(ctx):\n"
+        "    try:\n"
+        "        seen = sorted(os.listdir(ctx.input['home']))\n"
+        "    except OSError as error:\n"
+        "        seen = type(error).__name__\n"
+        "    return {'echo': ctx.tool('echo', text='ab'), 'home': seen}\n"
+    )
+    (tmp_path / "corral.toml").write_text('[agents.caller]\ncode = "agents"\nentry = "caller:run"\ntools = ["echo"]\n')
+    with host(load_config(tmp_path / "corral.toml"), echo=None) as engine:
+
+        async def go() -> dict:
+            run = await engine.create_run("caller", {"home": str(home)})
+            return await engine.execute(run["id"])
+
+        final = asyncio.run(go())
+    assert final["state"] == "succeeded", final.get("error")
+    assert final["result"]["echo"] == "abab"
+    assert final["result"]["home"] in ("PermissionError", ["agents", "plugins"]), final["result"]

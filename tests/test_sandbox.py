@@ -309,12 +309,18 @@ def test_a_missing_protection_refuses_the_agent_unless_degraded_is_ok(tmp_path: 
     assert prepared.refusal is None and "missing:user" in prepared.labels()
 
 
-def test_the_request_never_grants_a_folder_holding_the_home(tmp_path: Path) -> None:
+def test_the_request_never_grants_a_folder_holding_the_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = _config(tmp_path, {})
+    inside = config.home / "supervisor"  # `python -m corral up` run from supervisord's folder
+    inside.mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(inside))
+    monkeypatch.syspath_prepend(str(tmp_path))
     request = Sandbox(config, register_plugins().manager, {}).request(config.agents["a"])
     home = config.home
     for path in request.read_only + request.read_write:
         assert not (Path(path) == home or Path(path) in home.parents), f"{path} holds the home"
+        mine = (config.workdir("a"), home / "plugins")  # its workdir, and drop-in plugins' folder
+        assert Path(path) in mine or home not in Path(path).parents, f"{path} is inside the home"
     assert str(config.agents["a"].code) in request.read_only and str(config.workdir("a")) in request.read_write
 
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from corral.testing import CorralProject
+from tests.hostile.support import CountingServer
 
 pytestmark = pytest.mark.hostile
 
@@ -48,40 +47,10 @@ def run(ctx):
 """
 
 
-class Listener:
-    """A root-owned 0600 Unix socket that counts the connections it accepts."""
-
-    def __init__(self, path: Path) -> None:
-        self.accepted = 0
-        self.server = socket.socket(socket.AF_UNIX)
-        self.server.bind(str(path))
-        os.chmod(path, 0o600)
-        self.server.listen()
-        self.server.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.server.close()
-
-
 @pytest.fixture
-def listener(tmp_path: Path) -> Iterator[Listener]:
-    served = Listener(tmp_path / "private.sock")
+def listener(tmp_path: Path) -> Iterator[CountingServer]:
+    """A root-owned 0600 Unix socket beside the home, counting the connections it accepts."""
+    served = CountingServer(str(tmp_path / "private.sock"))
     yield served
     served.close()
 
@@ -94,7 +63,7 @@ def _run(project: CorralProject, agent: str, payload: dict[str, object]) -> dict
 
 
 def test_the_homes_parent_on_the_daemons_sys_path_is_not_bound(
-    tmp_path: Path, listener: Listener, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, listener: CountingServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = CorralProject(tmp_path)
     project.agent("nosy", NOSY)
