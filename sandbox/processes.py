@@ -397,6 +397,9 @@ class ProcessControl:
                     continue
                 if not self._from_a_run(proc):
                     continue
+                if proc.status() == psutil.STATUS_ZOMBIE:  # already dead (bubblewrap's init, killed with its
+                    os.waitpid(proc.pid, os.WNOHANG)  # run, reparents here): reap it, nothing outlived its run
+                    continue
                 proc.kill()
                 self._doomed.add(proc.pid)
                 killed.append(proc.pid)
