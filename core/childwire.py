@@ -125,6 +125,8 @@ class ChildWire:
             resume = not self.reading and not self._ended and self._unread <= _MAX_UNREAD // 2
             if resume:
                 self.reading = True
+                if self._partial_since is not None:  # the frame waited on our pause, not on the child
+                    self._partial_since = time.monotonic()
         if resume:
             self._poke()
         if isinstance(item, BaseException):

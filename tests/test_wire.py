@@ -216,6 +216,33 @@ def test_a_flooding_child_is_read_with_bounded_memory() -> None:
     assert asyncio.run(main()) == list(range(count))
 
 
+def test_a_frame_cut_by_our_own_pause_gets_its_whole_deadline_once_reading_resumes() -> None:
+    """The daemon's loop being behind is not the child's delay: a frame that was partly read
+    when reading paused may take the frame deadline again from the moment reading resumes
+    (it used to count from the pause, so a loop busy for longer than the deadline ended a
+    healthy child with 'frame did not arrive whole')."""
+
+    async def main() -> list[int]:
+        async with _wire() as (wire_end, child_write, _):
+            frames = b"".join(wire.encode({"t": "hello", "v": 1, "pid": n}) for n in range(1000))
+            last = wire.encode({"t": "hello", "v": 1, "pid": 1000})
+            os.write(child_write, frames + last[:5])  # enough to pause reading, and a frame cut short
+            await asyncio.sleep(0.8)  # the loop is busy for longer than the 0.3 s frame deadline
+            got = []
+            while len(got) < 1000:
+                message = await wire_end.next(5)
+                assert message is not None
+                got.append(message["pid"])
+            await asyncio.sleep(0.1)  # reading has resumed; the child now finishes its frame
+            os.write(child_write, last[5:])
+            os.close(child_write)
+            while (message := await wire_end.next(5)) is not None:
+                got.append(message["pid"])
+            return got
+
+    assert asyncio.run(main()) == list(range(1001))
+
+
 def test_replies_bigger_than_the_pipe_are_finished_as_the_child_reads() -> None:
     value = "x" * 300_000  # several times a pipe's capacity
 
