@@ -1,4 +1,4 @@
-"""Built-in plugin: the Linux sandbox backend (Landlock, network namespace, agent user)."""
+"""Built-in plugin: the Linux sandbox backend (bubblewrap namespaces, Landlock, seccomp, agent user)."""
 
 from __future__ import annotations
 
