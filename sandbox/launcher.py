@@ -20,11 +20,11 @@ from corral.sandbox.policy import Policy
 MiB = 2**20
 
 
-def _user_process_count() -> int:
-    """Processes of our real uid: RLIMIT_NPROC counts them all, not just ours."""
+def user_process_count(uid: int | None = None) -> int:
+    """Processes of ``uid`` (default: our real uid): RLIMIT_NPROC counts them all, not just ours."""
     import psutil
 
-    uid = os.getuid()
+    uid = os.getuid() if uid is None else uid
     return sum(1 for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid)
 
 
@@ -51,7 +51,7 @@ def _rlimits(limits: dict[str, int | None], in_use: int | None = None) -> list[t
     if file_size:
         wanted.append((resource.RLIMIT_FSIZE, file_size * MiB, "file_size"))
     if processes and os.getuid() != 0:  # root ignores RLIMIT_NPROC
-        counted = _user_process_count() if in_use is None else in_use
+        counted = user_process_count() if in_use is None else in_use
         wanted.append((resource.RLIMIT_NPROC, counted + processes, "processes"))
     return [
         (which, value, value + 1 if which == resource.RLIMIT_CPU else value, label) for which, value, label in wanted
@@ -154,10 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     applied = apply(policy)
     confined, refusal = confine(policy)
     applied += confined
-    if refusal is None:
-        os.chdir(policy.workdir)  # where a wrapper could not enter it before the user was dropped
     if refusal is not None:
         refuse(policy, applied, refusal)
+    os.chdir(policy.workdir)  # where a wrapper could not enter it before the user was dropped
     from corral.sandbox.runtime import serve
 
     serve(policy, applied)

@@ -20,6 +20,7 @@ from typing import Any
 
 from corral.sandbox import bwrap, landlock, seccomp, users
 from corral.sandbox.backend import Plan, Protection, Request, SandboxRefused, demanded
+from corral.sandbox.launcher import apply_rlimits, user_process_count
 
 NAMESPACED = {
     "processes": "a PID namespace: no other process can be seen, signalled, traced, re-limited, reniced or "
@@ -126,7 +127,9 @@ class LinuxBackend:
             plan.notes.append(f"abstract Unix sockets: {offered['abstract_sockets'].reason}")
         connect, bind = self._ports(request, offered, plan)
         uid = plan.account.uid if plan.account else os.geteuid()
-        spec: dict[str, Any] = {"processes_in_use": _processes_of(uid) if uid != 0 else 0}
+        # RLIMIT_NPROC counts every process of the uid, which the launcher, in its own PID
+        # namespace, cannot see; uid 0 is not counted (the kernel ignores it for root)
+        spec: dict[str, Any] = {"processes_in_use": user_process_count(uid) if uid != 0 else 0}
         system_rw, system_ro = landlock.system_paths()
         read_only = _away_from_home(request, [*system_ro, *request.read_only], plan, bound)
         if bound:
@@ -221,7 +224,7 @@ def _seccomp_support() -> Protection:
     """Whether a filter can be built here (libseccomp loads); the kernel is tried in the launcher."""
     checked = "compiled the filter with libseccomp; each launcher checks /proc/self/status shows it in force"
     try:
-        seccomp.build(account_memory=True)
+        seccomp.program(account_memory=False)  # compiled once per daemon: the first spawn reuses it
     except seccomp.SeccompError as error:
         return Protection("syscalls", False, "", str(error), checked)
     return Protection(
@@ -232,14 +235,6 @@ def _seccomp_support() -> Protection:
         "setuid bits, mounts and new namespaces",
         checked,
     )
-
-
-def _processes_of(uid: int) -> int:
-    """Processes the uid has now: ``RLIMIT_NPROC`` counts them all, and the launcher, in its own
-    PID namespace, cannot see them. (Not asked for uid 0, whose processes it ignores.)"""
-    import psutil  # here, not at the top: the launcher imports this module, and needs no psutil
-
-    return sum(1 for p in psutil.process_iter(["uids"]) if p.info["uids"] and p.info["uids"].real == uid)
 
 
 def confine(spec: dict[str, Any]) -> list[str]:
@@ -268,7 +263,7 @@ def confine(spec: dict[str, Any]) -> list[str]:
             failed("user", error)
         else:
             applied += _after_drop(spec)
-    applied += _capabilities()
+    applied += [] if users.capabilities_left() else ["caps:none"]
     rules = spec.get("landlock")
     if rules:
         own = os.path.realpath("/proc/self")  # the agent's own /proc entry only, never others'
@@ -292,20 +287,9 @@ def confine(spec: dict[str, Any]) -> list[str]:
     return applied
 
 
-def _capabilities() -> list[str]:
-    """``caps:none`` when the process holds no capability (in whatever user namespace it is in)."""
-    try:
-        status = dict(line.split(":\t", 1) for line in open("/proc/self/status").read().splitlines() if ":\t" in line)
-    except OSError:
-        return []
-    held = any(int(status.get(key, "0").strip(), 16) for key in ("CapPrm", "CapEff", "CapAmb"))
-    return [] if held else ["caps:none"]
-
-
 def _after_drop(spec: dict[str, Any]) -> list[str]:
     """Changing uid cleared the parent-death signal; RLIMIT_NPROC now counts the agent's own uid."""
     from corral.sandbox import linux
-    from corral.sandbox.launcher import apply_rlimits
 
     applied = []
     if linux.set_parent_death_signal(spec["parent_pid"]):

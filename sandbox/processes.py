@@ -108,17 +108,26 @@ def _children_of(pids: list[int]) -> set[int]:
     return children
 
 
+def _home_under(proc: psutil.Process, prefix: str) -> bool:
+    """Whether ``proc``'s HOME is under ``prefix`` (``<home>/agents/``): corral sets an agent's
+    HOME to its workdir, so a process carrying it came from a run."""
+    try:
+        home = proc.environ().get("HOME", "")
+    except psutil.Error:
+        return False
+    return (home + os.sep).startswith(prefix)
+
+
 def kill_strays(agents_root: Path) -> list[int]:
     """SIGKILL every process whose HOME is under ``agents_root`` (see :meth:`ProcessControl.prepare`)."""
     prefix = str(agents_root) + os.sep
     killed = []
     for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
+        if proc.pid == os.getpid() or not _home_under(proc, prefix):
             continue
         try:
-            if (proc.environ().get("HOME", "") + os.sep).startswith(prefix):
-                proc.kill()
-                killed.append(proc.pid)
+            proc.kill()
+            killed.append(proc.pid)
         except psutil.Error:
             continue
     return killed
@@ -411,10 +420,4 @@ class ProcessControl:
     def _from_a_run(self, proc: psutil.Process) -> bool:
         if proc in self._seen:
             return True
-        if self._agents_root is None:
-            return False
-        try:
-            home = proc.environ().get("HOME", "")
-        except psutil.Error:
-            return False
-        return (home + os.sep).startswith(self._agents_root)
+        return self._agents_root is not None and _home_under(proc, self._agents_root)

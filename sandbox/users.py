@@ -149,15 +149,16 @@ def detect(name: str = DEFAULT_USER, *, bound: bool = False) -> UserSupport:
     return UserSupport(True, True, account, f"agents can run as {name!r} (uid {account.uid}, gid {account.gid})")
 
 
-def _capabilities_left() -> str | None:
-    """Linux: the hex capability sets still held, or None when all are empty."""
+def capabilities_left() -> str | None:
+    """Linux: the hex capability sets still held (permitted, effective, ambient), or None when
+    all are empty."""
     try:
         status = Path("/proc/self/status").read_text()
     except OSError:
         return None
     for line in status.splitlines():
         key, _, value = line.partition(":")
-        if key in ("CapPrm", "CapEff") and int(value.strip(), 16):
+        if key in ("CapPrm", "CapEff", "CapAmb") and int(value.strip(), 16):
             return f"{key}={value.strip()}"
     return None
 
@@ -173,7 +174,7 @@ def _verify(account: Account) -> None:
         except PermissionError:
             continue
         os._exit(71)  # root came back: nothing this process does from here can be trusted
-    left = _capabilities_left()
+    left = capabilities_left()
     if left:
         raise PrivilegeDropError(f"after switching to {account.name!r} the process still holds capabilities ({left})")
 
