@@ -7,6 +7,7 @@ can keep its last good config when a reload fails.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import os
 import re
@@ -15,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from corral.errors import ConfigError
 from corral.guardrails.config import GuardrailConfig, read_guardrails
@@ -111,6 +113,11 @@ class CorralConfig:
     log_backups: int = 5
     store_map_mb: int = 64
     max_tool_args_bytes: int = 256 * 2**10
+    timezone: str | None = None
+    """``[corral] timezone``: the IANA zone of calendar days (budgets) and of triggers
+    without their own; None is the machine's local zone, read when used."""
+    keep_awake: bool = True
+    """``[corral] keep_awake``: hold a power assertion on macOS while any run is active."""
     limits: Limits = Limits()
     agents: Mapping[str, AgentConfig] = field(default_factory=dict)
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
@@ -120,6 +127,11 @@ class CorralConfig:
     """``[alerts]`` and ``[metrics]``: alert routes and sinks, rules, checks, metrics (docs/alerting.md)."""
     schedule: ScheduleSettings = ScheduleSettings()
     """``[schedule]``: the webhook listener (docs/scheduling.md)."""
+
+    @property
+    def zone(self) -> dt.tzinfo:
+        """``timezone`` as a tzinfo (the machine's local zone when unset)."""
+        return zone_named(self.timezone)
 
     def workdir(self, agent: str) -> Path:
         """The agent's own working directory under the corral home."""
@@ -231,6 +243,26 @@ def _choice(*allowed: str) -> Callable[[object], str]:
 def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{value!r} is not true or false")
+    return value
+
+
+def zone_named(name: str | None) -> dt.tzinfo:
+    """The IANA zone ``name`` (None: the machine's local zone); ValueError names a bad one."""
+    if name is None:
+        local = dt.datetime.now().astimezone().tzinfo
+        assert local is not None
+        return local
+    try:
+        if not isinstance(name, str) or not name:
+            raise ValueError
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone") from None
+
+
+def _zone_name(value: object) -> str:
+    zone_named(value)  # type: ignore[arg-type]
+    assert isinstance(value, str)
     return value
 
 
@@ -390,6 +422,8 @@ _DAEMON_KEYS = {
     "log_backups": (_positive_int, "give how many rotated log files are kept"),
     "store_map_mb": (_positive_int, "give the initial LMDB map size in MiB (it grows on demand)"),
     "max_tool_args_bytes": (_positive_int, "give the largest tool-call arguments accepted, in bytes (packed)"),
+    "timezone": (_zone_name, 'give an IANA time zone name such as "Europe/Paris"'),
+    "keep_awake": (_bool, "give true (a Mac does not idle-sleep while runs are active) or false"),
 }
 
 
