@@ -18,6 +18,7 @@ import corral
 from corral.config import AgentConfig, CorralConfig, parse_config
 from corral.errors import ConfigError, ToolCallError
 from corral.pluginmanager import register_plugins
+from corral.power import capability
 from corral.sandbox import linux
 from corral.sandbox.backend import ALWAYS, Plan, Protection, Request
 from corral.sandbox.launcher import confine as launcher_confine
@@ -384,6 +385,21 @@ def test_doctor_suggests_an_agent_user_only_where_it_would_be_accepted(corral_pr
     corral_project.agent("plain", "def run(ctx):\n    return 1\n", sandbox={"user": suggested["name"]})
     again = json.loads(corral_project.cli("doctor", "--json").stdout)
     assert again["agents"]["plain"]["verdict"] == "confined", again["agents"]["plain"]["missing"]
+
+
+def test_doctor_says_whether_this_machine_can_keep_awake_and_whether_it_is_on(corral_project: CorralProject) -> None:
+    able, reason = capability()
+    corral_project.write()
+    found = json.loads(corral_project.cli("doctor", "--json").stdout)
+    assert found["machine"]["keep_awake"] == {"available": able, "reason": reason, "enabled": True}
+    text = corral_project.cli("doctor").stdout
+    assert f"{'yes' if able else 'NO '} keep_awake       {reason}" in text
+    assert "config: [corral] keep_awake = true" in text
+    corral_project.corral["keep_awake"] = False
+    corral_project.write()
+    off = json.loads(corral_project.cli("doctor", "--json").stdout)["machine"]["keep_awake"]
+    assert off == {"available": able, "reason": reason, "enabled": False}
+    assert "config: [corral] keep_awake = false" in corral_project.cli("doctor").stdout
 
 
 def test_a_broken_backend_module_never_lets_a_required_agent_run_unconfined() -> None:

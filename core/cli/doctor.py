@@ -14,6 +14,7 @@ from typing import Any
 
 from corral.cli.common import EXIT_FAILED, EXIT_OK, load, print_json
 from corral.config import CorralConfig
+from corral.power import capability
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -68,6 +69,7 @@ def report(config: CorralConfig) -> dict[str, Any]:
     sandbox = Sandbox(config, plugins.manager, os.environ)
     offered = sandbox.offered()
     keyring = detect_keyring()
+    awake, why = capability()
     machine = {
         "suggested_user": _suggested_user(sandbox),
         "backend": sandbox.backend.name,
@@ -75,6 +77,7 @@ def report(config: CorralConfig) -> dict[str, Any]:
         "protections": {name: vars(p) for name, p in offered.items()},
         "cgroups": _cgroups(),
         "keyring": {"available": keyring.available, "reason": keyring.reason},
+        "keep_awake": {"available": awake, "reason": why, "enabled": config.keep_awake},
     }
     agents = {}
     for agent in config.agents.values():
@@ -133,9 +136,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"  {mark} {name:<16} {p['reason']}")
         if p.get("checked"):
             print(f"      {'':<16} checked: {p['checked']}")
-    for name in ("cgroups", "keyring"):
+    for name in ("cgroups", "keyring", "keep_awake"):
         mark = "yes" if machine[name]["available"] else "NO "
         print(f"  {mark} {name:<16} {machine[name]['reason']}")
+    print(f"      {'':<16} config: [corral] keep_awake = {str(machine['keep_awake']['enabled']).lower()}")
     for name, agent in found["agents"].items():
         runs_as = agent["user"] or _runs_as(machine)
         print(f"agent {name}: {agent['verdict']} (network {agent['network']}; runs as {runs_as})")
