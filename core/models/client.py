@@ -7,6 +7,11 @@ asking the breaker for leave, sending, and telling the breaker how it went. The 
 sees every try through ``on_attempt`` and every breaker transition through
 ``on_breaker_change``; the call returns a :class:`~corral.models.types.Response` or
 raises one :class:`~corral.models.errors.ModelError`.
+
+A try that timed out or lost its connection while the host slept (a Mac Mini idle-sleeping
+with a call in flight, a laptop lid closed) is the host's doing, not the endpoint's: it is
+neutral for the breaker and does not count against ``retry_attempts`` (see
+:class:`~corral.models.retry.RetryStop` for the bound).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, retry_if_exception
 
 from corral.errors import ConfigError
 from corral.models.anthropic import AnthropicAdapter
@@ -25,7 +30,16 @@ from corral.models.errors import ModelError
 from corral.models.http import new_client, post, request_id, status_error
 from corral.models.openai import OpenAIAdapter
 from corral.models.provider import Adapter, HttpCall
-from corral.models.retry import Attempt, AttemptLog, RetryWait, Timing, retry_after_seconds, should_retry
+from corral.models.retry import (
+    SLEEP_THRESHOLD,
+    Attempt,
+    AttemptLog,
+    RetryStop,
+    RetryWait,
+    Timing,
+    retry_after_seconds,
+    should_retry,
+)
 from corral.models.types import Request, Response
 
 ADAPTERS: Mapping[str, Adapter] = {"openai": OpenAIAdapter(), "anthropic": AnthropicAdapter()}
@@ -33,6 +47,7 @@ ADAPTERS: Mapping[str, Adapter] = {"openai": OpenAIAdapter(), "anthropic": Anthr
 
 _BREAKER_FAILURES = frozenset({"server_error", "overloaded", "timeout", "connection", "bad_response"})
 _BREAKER_NEUTRAL = frozenset({"rate_limited", "conflict", "retry_after_too_long"})
+_CUT_BY_SLEEP = frozenset({"timeout", "connection"})  # with no answer: an HTTP 408 or 503 is the endpoint's
 
 
 class ModelClient:
@@ -85,10 +100,10 @@ class ModelClient:
         exception from it ends the call.
         """
         call = self.adapter.build(self.endpoint, request)
-        log = AttemptLog(self.endpoint.name, on_attempt)
+        log = AttemptLog(self.endpoint.name, on_attempt, self.timing.slept)
         endpoint = self.endpoint
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(endpoint.retry_attempts),
+            stop=RetryStop(endpoint.retry_attempts, log),
             wait=RetryWait(endpoint.retry_initial_wait, endpoint.retry_max_wait, self.timing.random),
             retry=retry_if_exception(should_retry),
             sleep=self.timing.sleep,
@@ -115,8 +130,12 @@ class ModelClient:
         try:
             status, response = await self._send(call)
         except ModelError as exc:
-            self._settle(permit, exc)
-            log.record(self._attempt_record(number, started, permit.held, exc))
+            slept = self._slept_through(exc, log.slept_since_last())
+            if slept:
+                self.breaker.record_neutral(permit)
+            else:
+                self._settle(permit, exc)
+            log.record(self._attempt_record(number, started, permit.held, exc, slept))
             raise
         except BaseException:
             self.breaker.record_neutral(permit)
@@ -161,17 +180,32 @@ class ModelClient:
         else:  # the endpoint answered deliberately (400, 401, 404): it is up
             self.breaker.record_success(permit)
 
-    def _attempt_record(self, number: int, started: float, held: float, error: ModelError) -> Attempt:
+    @staticmethod
+    def _slept_through(error: ModelError, slept: float) -> float:
+        """``slept`` when the host's sleep explains ``error`` (no answer, and a real sleep), else 0."""
+        cut = error.status is None and error.kind in _CUT_BY_SLEEP
+        return slept if cut and slept > SLEEP_THRESHOLD else 0.0
+
+    def _attempt_record(
+        self, number: int, started: float, held: float, error: ModelError, slept: float = 0.0
+    ) -> Attempt:
+        message = error.message
+        if slept:
+            message += (
+                f" The host slept {slept:.0f} s during this try or the wait before it, so the endpoint"
+                " is not blamed for it."
+            )
         return Attempt(
             self.endpoint.name,
             number,
             error.status,
             error.kind,
-            error.message,
+            message,
             self.timing.monotonic() - started,
             held,
             retry_after=error.retry_after,
             request_id=error.request_id,
+            slept=slept,
         )
 
     def _final(self, error: ModelError, log: AttemptLog) -> ModelError:
@@ -179,7 +213,7 @@ class ModelClient:
         if len(log.attempts) > 1:
             message = (
                 f"model endpoint {self.endpoint.name!r} failed {len(log.attempts)} times"
-                f" (waited {log.waited:.1f} s between tries); the last: {message}"
+                f" (waited {log.waited:.1f} s between tries{self._sleep_note(log)}); the last: {message}"
             )
         if error.retryable:
             message += " The same call can succeed later, so a run that stopped on this can be resumed."
@@ -193,3 +227,16 @@ class ModelClient:
             request_id=error.request_id,
             attempts=log.attempts,
         )
+
+    def _sleep_note(self, log: AttemptLog) -> str:
+        slept = [attempt.slept for attempt in log.attempts if attempt.slept]
+        if not slept:
+            return ""
+        note = f"; the host slept through {len(slept)} of them, {sum(slept):.0f} s in all"
+        allowed = self.endpoint.retry_attempts
+        if len(slept) > allowed:
+            note += (
+                f", and a call gets at most retry_attempts ({allowed}) extra tries for that; keep the host"
+                " awake while runs are active ([corral] keep_awake)"
+            )
+        return note

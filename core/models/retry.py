@@ -1,9 +1,10 @@
-"""The pieces of the retry policy: the clock, the wait, the server's Retry-After, the attempt record.
+"""The pieces of the retry policy: the clocks, the wait, the stop, the server's Retry-After, the attempt record.
 
 The loop itself is tenacity's ``AsyncRetrying`` (see :mod:`corral.models.client`); this
 module gives it a full-jitter exponential wait that yields to a longer server-requested
-wait, a predicate that retries only transient failures, and an :class:`Attempt` record per
-try so the daemon can log, journal and trace every retry and its wait.
+wait, a predicate that retries only transient failures, a stop that does not count tries
+the host slept through, and an :class:`Attempt` record per try so the daemon can log,
+journal and trace every retry and its wait.
 """
 
 from __future__ import annotations
@@ -19,6 +20,22 @@ from typing import Any
 from tenacity import RetryCallState, wait_exponential
 
 from corral.models.errors import NOT_RETRIED_NOW, ModelError
+from corral.schedule.clock import Clock
+
+SLEEP_THRESHOLD = 2.0
+"""Seconds the host must have slept during a failed try for the sleep to take the blame.
+
+Far above the clocks' read-to-read noise (microseconds), far below any real suspend."""
+
+
+def time_asleep() -> float:
+    """Seconds this machine has slept since it booted: ``elapsed - awake`` of :class:`~corral.schedule.clock.Clock`.
+
+    Only its growth means something. Where the platform has no clock that counts through
+    sleep, both are the same clock and it stays at 0.
+    """
+    reading = Clock().read()
+    return reading.elapsed - reading.awake
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +43,16 @@ class Timing:
     """The clocks, the sleep and the randomness the gateway uses; tests pass fakes.
 
     ``monotonic`` measures durations and breaker cool-downs, ``wall`` turns an HTTP-date
-    ``Retry-After`` into seconds, ``random`` draws the jitter in [0, 1).
+    ``Retry-After`` into seconds, ``random`` draws the jitter in [0, 1), ``slept`` says
+    how long the host has slept so far (seconds; only its growth matters), so a try the
+    host slept through can be told from one the endpoint failed.
     """
 
     monotonic: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     random: Callable[[], float] = random.random
+    slept: Callable[[], float] = time_asleep
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,9 +62,13 @@ class Attempt:
     ``status`` is the HTTP status (``None`` when no answer came), ``kind`` and ``message``
     describe the failure (``None`` on success). ``held`` is the time spent waiting, before
     sending, for a ``Retry-After`` another caller of the endpoint was given; ``elapsed``
-    the time from the start of the try to its end, ``held`` included. ``wait`` is the pause
-    before the next try, ``None`` when none followed; ``retry_after`` what the server asked
-    for.
+    the time from the start of the try to its end, ``held`` included, not counting any time
+    the host slept. ``wait`` is the pause before the next try, ``None`` when none followed;
+    ``retry_after`` what the server asked for. ``slept`` is non-zero on a try cut short by
+    the host sleeping (a timeout or a dropped connection while it slept more than
+    :data:`SLEEP_THRESHOLD`, during the try or the wait before it): the seconds it slept.
+    Such a try is not the endpoint's failure, and does not count against ``retry_attempts``
+    (up to the bound :class:`RetryStop` sets).
     """
 
     endpoint: str
@@ -57,6 +81,7 @@ class Attempt:
     wait: float | None = None
     retry_after: float | None = None
     request_id: str | None = None
+    slept: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -129,18 +154,53 @@ class RetryWait:
         return max(backoff, server)
 
 
+class RetryStop:
+    """tenacity stop: after ``attempts`` tries, where a try the host slept through does not count.
+
+    Up to ``attempts`` such tries go uncounted; any more count like other tries, so a host
+    that sleeps through every try still ends the call, after ``2 * attempts`` tries.
+    """
+
+    def __init__(self, attempts: int, log: AttemptLog) -> None:
+        self.attempts = attempts
+        self._log = log
+
+    def __call__(self, state: RetryCallState) -> bool:
+        uncounted = min(self._log.slept_tries, self.attempts)
+        return state.attempt_number - uncounted >= self.attempts
+
+
 class AttemptLog:
     """Collects a call's attempts and reports each one once, with the wait that follows it.
 
     The try records itself when it ends; tenacity's ``before_sleep`` fills in the wait and
-    reports it; :meth:`finish` reports the last one (no wait follows it).
+    reports it; :meth:`finish` reports the last one (no wait follows it). ``slept`` is
+    :attr:`Timing.slept`, read by :meth:`slept_since_last`.
     """
 
-    def __init__(self, endpoint: str, on_attempt: Callable[[Attempt], None] | None) -> None:
+    def __init__(self, endpoint: str, on_attempt: Callable[[Attempt], None] | None, slept: Callable[[], float]) -> None:
         self.endpoint = endpoint
         self.attempts: list[Attempt] = []
         self._pending: Attempt | None = None
         self._on_attempt = on_attempt
+        self._slept = slept
+        self._slept_mark = slept()
+
+    def slept_since_last(self) -> float:
+        """Seconds the host slept since the previous try ended (the call began, for the first).
+
+        The wait before a try counts with it: a try that starts as the host wakes meets a
+        network still reconnecting.
+        """
+        now = self._slept()
+        seconds, self._slept_mark = now - self._slept_mark, now
+        return seconds
+
+    @property
+    def slept_tries(self) -> int:
+        """Tries so far that the host slept through, the one that just ended included."""
+        ended = [*self.attempts, self._pending] if self._pending is not None else self.attempts
+        return sum(1 for attempt in ended if attempt.slept)
 
     @property
     def next_number(self) -> int:
