@@ -23,9 +23,11 @@ from corral.checks import check_config
 from corral.config import load_config
 from corral.engine import Engine
 from corral.errors import ConfigError
+from corral.power import KeepAwake
 from corral.schedule.clock import Clock
 from corral.schedule.queue import RunQueue
 from corral.schedule.scheduler import Scheduler, build_all
+from corral.schedule.timeline import Timeline
 from corral.states import FINISHED, RunState
 
 HOUSEKEEPING_INTERVAL = 1.0
@@ -44,8 +46,10 @@ class Daemon:
         engine.pauses.clock = self.clock
         self.stopping = asyncio.Event()
         self.signals = 0
-        self.queue = RunQueue(engine, self.config.max_concurrent_runs, self._run_done)
-        self.scheduler = Scheduler(engine, self.queue, self.clock)
+        self.awake = KeepAwake(self.config.keep_awake, self.log)
+        self.queue = RunQueue(engine, self.config.max_concurrent_runs, self._run_done, self.awake.busy)
+        self.timeline = Timeline(self.clock, engine.store, engine.writer, self.log)
+        self.scheduler = Scheduler(engine, self.queue, self.clock, self.timeline)
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._chores: set[asyncio.Task[Any]] = set()
         self._reloading = asyncio.Lock()
@@ -74,7 +78,8 @@ class Daemon:
         for problem in check_config(self.config, self.engine.plugins):
             self.log.warning("config problem", problem=problem)
         await self.engine.alerting.start(daemon=True)
-        for run_id in await self.engine.recover():
+        downtime = await self.timeline.start()
+        for run_id in await self.engine.recover(downtime.dead_for):
             run = await self.engine.writer.run(partial(self.engine.records.get_run, run_id=run_id))
             if run is not None:
                 self.queue.add(run)
@@ -90,6 +95,8 @@ class Daemon:
         for run in self.queue.drop_waiting():  # they stay queued in the store for the next start
             self._resolve(run["id"], run)
         await self._drain()
+        self.awake.close()
+        await self.timeline.beat(self.clock.read(), now=True)
         await self.engine.alerting.stop(flush=5.0)
         await self.engine.close_models()
         self.config.socket_path.unlink(missing_ok=True)

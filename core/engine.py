@@ -633,9 +633,18 @@ class Engine:
 
     # ------------------------------------------------------------------ start-up
 
-    async def recover(self) -> list[str]:
-        """Runs to resume after a restart; those too old are abandoned and reported."""
+    async def recover(self, dead_for: float | None = None) -> list[str]:
+        """Runs to resume after a restart; those too old are abandoned and reported.
+
+        ``dead_for`` is how long the daemon had been gone (real time since its last sign of
+        life within one boot, the wall-clock gap across a reboot): an unfinished run was
+        alive until then, so it is its age. Without one (a store from before signs of life
+        were kept) the age is the wall-clock time since the run was last updated.
+        """
         records, max_age, now = self.records, self.config.max_resume_age, time.time()
+
+        def age(run: dict[str, Any]) -> float:
+            return dead_for if dead_for is not None else now - run.get("updated", run["created"])
 
         def job(txn: Any) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
             resume, abandoned, interrupted = [], [], []
@@ -643,8 +652,9 @@ class Engine:
                 state = RunState(run["state"])
                 if state is RunState.ON_HOLD:
                     continue
-                if now - run.get("updated", run["created"]) > max_age:
-                    message = f"unfinished for longer than max_resume_age ({max_age:g}s); not resumed"
+                if age(run) > max_age:
+                    gone = f"the daemon was gone for {age(run):.0f}s"
+                    message = f"not resumed: {gone}, longer than max_resume_age ({max_age:g}s)"
                     abandoned.append(
                         change_state(records, txn, run, RunState.ABANDONED, error=failure("abandoned", message))
                     )

@@ -110,6 +110,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from corral.cli import views
     from corral.schedule.status import agent_status, triggers_label
+    from corral.schedule.timeline import Jump, JumpKind, read_last_jump
     from corral.store import StoreLock
 
     config = load(args)
@@ -120,6 +121,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         active = records.active_runs(txn)
         today = spent_today(txn, store.dbs["spend"], time.time())
         schedules = agent_status(store, records, txn, config, time.time())
+        jump = read_last_jump(store, txn)
     status = {
         "daemon": {"running": holder is not None, "pid": holder},
         "home": str(config.home),
@@ -135,6 +137,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         },
         "spent_today": today.get(""),
         "active_runs": active,
+        "clock": jump,
     }
     store.close()
     if args.json:
@@ -144,6 +147,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"home     {config.home}")
     size = status["store"]
     print(f"store    {views.size(size['file_bytes'])} on disk, {views.size(size['used_bytes'])} used")
+    if jump is not None:
+        last = Jump(JumpKind(jump["kind"]), jump["at"], jump["jump"])
+        print(f"clock    {last.describe()} (noticed {views.when(last.at)})")
     rows = []
     for name, last in agents.items():
         rows.append(

@@ -21,15 +21,18 @@ if TYPE_CHECKING:
     from corral.engine import Engine
 
 Done = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
+Active = Callable[[int], None]
 
 
 class RunQueue:
     """Waiting runs per agent, the running ones, and the rule that starts the next."""
 
-    def __init__(self, engine: Engine, limit: int, on_done: Done) -> None:
+    def __init__(self, engine: Engine, limit: int, on_done: Done, on_active: Active | None = None) -> None:
         self.engine = engine
         self.limit = limit
         self.on_done = on_done
+        self.on_active = on_active
+        """Told how many runs execute whenever that number changes (keeping a Mac awake)."""
         self.waiting: dict[str, deque[dict[str, Any]]] = {}
         self.running: dict[str, dict[str, asyncio.Task[None]]] = {}
 
@@ -88,6 +91,11 @@ class RunQueue:
             self.waiting[best["agent"]].popleft()
             task = asyncio.create_task(self._execute(best))
             self.running.setdefault(best["agent"], {})[best["id"]] = task
+            self._active_changed()
+
+    def _active_changed(self) -> None:
+        if self.on_active is not None:
+            self.on_active(sum(map(len, self.running.values())))
 
     async def _execute(self, run: dict[str, Any]) -> None:
         final: dict[str, Any] | None = None
@@ -97,6 +105,7 @@ class RunQueue:
             self.engine.log.exception("run crashed in the daemon", run_id=run["id"], agent=run["agent"], error=str(exc))
         finally:
             self.running.get(run["agent"], {}).pop(run["id"], None)
+            self._active_changed()
             try:
                 self.on_done(run, final)
             finally:

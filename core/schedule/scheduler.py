@@ -3,9 +3,17 @@ fire does (a run, or a recorded skip) under pauses, slow-downs and the overlap p
 
 Timed schedules keep their state in the ``schedules`` database (:mod:`corral.schedule.state`).
 A fire time more than :data:`LATE` past its due time counts as *missed* (the daemon was
-down, or the machine asleep), and the agent's ``missed`` policy decides: skip them, run
-once, or run each (the latest ``missed_max``). The due time is the nominal fire time plus
-a jitter derived from the schedule's key and that time, so it is the same after a restart.
+down, the machine asleep, or the clock stepped forward), and the agent's ``missed`` policy
+decides: skip them, run once, or run each (the latest ``missed_max``); catch-ups are
+counted from the last fire that came on time, across restarts, so a daemon restarted
+again and again does not catch up again each time. The due time is the nominal fire time
+plus a jitter derived from the schedule's key and that time, so it is the same after a
+restart.
+
+A fire time is identified by its nominal time on its trigger's clock: the wall clock
+(cron, one-shot) or steady time (intervals; :mod:`corral.schedule.timeline`). Each
+schedule remembers the spans of wall time whose fire times it has handled, so a clock set
+back over them does not run them again, while times it never handled still fire.
 """
 
 from __future__ import annotations
@@ -25,9 +33,10 @@ from corral.alerts import Alert, Severity
 from corral.config import CorralConfig
 from corral.errors import ConfigError
 from corral.schedule import progress, state
-from corral.schedule.clock import Clock
+from corral.schedule.clock import Clock, Reading
 from corral.schedule.queue import RunQueue
 from corral.schedule.settings import TriggerConfig
+from corral.schedule.timeline import JumpKind, Timeline
 from corral.schedule.timers import RESOLUTION
 from corral.schedule.triggers import BuildContext, EventTrigger, TimedTrigger, Trigger, TriggerEnv, build, collect_kinds
 from corral.schedule.webhook import WebhookServer
@@ -38,6 +47,10 @@ if TYPE_CHECKING:
 LATE = 60.0
 """Seconds past its due time after which a fire time counts as missed, not late."""
 IDLE_WAKE = 3600.0
+COUNTED = 1000
+"""Missed fire times counted for the log before it says "or more"."""
+MAX_SPANS = 16
+"""Handled spans of wall time a schedule remembers from before clock steps back (oldest dropped)."""
 REBIND_FIRST, REBIND_MAX = 1.0, 30.0
 """Seconds before the first new try to bind a webhook port that was taken at start-up,
 doubling up to the most between tries."""
@@ -50,10 +63,24 @@ class Schedule:
     config: TriggerConfig
     trigger: Trigger
     record: dict[str, Any] = field(default_factory=dict)
+    fire_at: float | None = None
+    """When the next fire time is due, jitter included, on the trigger's clock."""
 
     @property
     def timed(self) -> TimedTrigger | None:
         return self.trigger if isinstance(self.trigger, TimedTrigger) else None
+
+    @property
+    def clock(self) -> str:
+        """Which clock its fire times are on: "steady" or "wall"."""
+        return "steady" if self.timed is not None and self.timed.steady else "wall"
+
+    def handled(self, moment: float) -> tuple[float, float] | None:
+        """The remembered span of handled wall time that ``moment`` falls in, if any."""
+        for start, end in self.record.get("covered", ()):
+            if start + RESOLUTION < moment <= end + RESOLUTION:
+                return start, end
+        return None
 
     def due(self, nominal: float) -> float:
         """``nominal`` plus this schedule's jitter for that time (the same on every restart)."""
@@ -77,7 +104,13 @@ def build_all(
             continue
         for trigger_config in agent.triggers:
             context = BuildContext(
-                agent.name, trigger_config.key, trigger_config.section, base_dir, environ, config.schedule
+                agent.name,
+                trigger_config.key,
+                trigger_config.section,
+                base_dir,
+                environ,
+                config.schedule,
+                config.zone if config.timezone else None,
             )
             try:
                 trigger = build(trigger_config, kinds, context)
@@ -107,10 +140,11 @@ def trigger_problems(config: CorralConfig, manager: pluggy.PluginManager, enviro
 class Scheduler:
     """Owns the schedules and the webhook listener; hands runs to the :class:`RunQueue`."""
 
-    def __init__(self, engine: Engine, queue: RunQueue, clock: Clock) -> None:
+    def __init__(self, engine: Engine, queue: RunQueue, clock: Clock, timeline: Timeline) -> None:
         self.engine = engine
         self.queue = queue
         self.clock = clock
+        self.timeline = timeline
         self.log = engine.log
         self.schedules: dict[str, Schedule] = {}
         self.webhooks: WebhookServer | None = None
@@ -138,23 +172,32 @@ class Scheduler:
         added = [key for key in built if key not in self.schedules]
         for key in removed + changed:
             await self._stop(self.schedules.pop(key))
+        reading = self.clock.read()
         for key in changed + added:
             trigger_config, trigger = built[key]
-            schedule = Schedule(trigger_config, trigger, records.get(key) or self._new_record(trigger_config, trigger))
+            schedule = Schedule(trigger_config, trigger)
+            stored = records.get(key)
+            kept = stored is not None and stored.get("clock", schedule.clock) == schedule.clock
+            schedule.record = stored if stored is not None and kept else self._new_record(schedule, reading)
             self.schedules[key] = schedule
-            await self._start(schedule)
+            await self._start(schedule, reading)
         self.wake.set()
         return {"added": sorted(added), "removed": sorted(removed), "changed": sorted(changed)}
 
-    def _new_record(self, config: TriggerConfig, trigger: Trigger) -> dict[str, Any]:
+    def _new_record(self, schedule: Schedule, reading: Reading) -> dict[str, Any]:
         return {
-            "agent": config.agent,
-            "kind": config.kind,
-            "since": self.clock.now(),
+            "agent": schedule.config.agent,
+            "kind": schedule.config.kind,
+            "clock": schedule.clock,
+            "since": self._now(schedule, reading),
             "last": None,
             "fired": 0,
             "skipped": 0,
         }
+
+    def _now(self, schedule: Schedule, reading: Reading) -> float:
+        """``reading`` on the schedule's clock."""
+        return self.timeline.steady(reading) if schedule.clock == "steady" else reading.wall
 
     async def listen(self, config: CorralConfig, *, starting: bool = False) -> None:
         """Serve webhooks on ``[schedule] webhook_port`` (restarting on a new port).
@@ -219,9 +262,11 @@ class Scheduler:
             )
             return
 
-    async def _start(self, schedule: Schedule) -> None:
+    async def _start(self, schedule: Schedule, reading: Reading) -> None:
         description = schedule.trigger.describe()
-        schedule.record.update(agent=schedule.config.agent, kind=schedule.config.kind, describe=description)
+        schedule.record.update(
+            agent=schedule.config.agent, kind=schedule.config.kind, describe=description, clock=schedule.clock
+        )
         if isinstance(schedule.trigger, EventTrigger):
             env = TriggerEnv(
                 schedule.config.agent,
@@ -236,7 +281,10 @@ class Scheduler:
                 self._start_failed(schedule, f"{type(exc).__name__}: {exc}")
                 return
         else:
-            self._plan(schedule, schedule.record["last"] or schedule.record.get("since") or self.clock.now())
+            now = self._now(schedule, reading)
+            if self._lower_bound(schedule, now) > now + RESOLUTION:  # the clock was set back while the daemon was down
+                self._rewind(schedule, now)
+            self._plan(schedule, self._lower_bound(schedule, now), reading)
             if schedule.record["next"] is None and schedule.record["last"] is None:
                 self.log.warning(
                     "trigger will never fire: its time has passed", agent=schedule.config.agent, trigger=description
@@ -278,12 +326,43 @@ class Scheduler:
             await self.webhooks.stop()
             self.webhooks = None
 
-    def _plan(self, schedule: Schedule, after: float) -> None:
+    def _lower_bound(self, schedule: Schedule, now: float) -> float:
+        """Fire times at or before this are handled: the last one handled, else ``since``."""
+        record = schedule.record
+        bound = record["last"] if record["last"] is not None else record.get("since")
+        return float(bound) if bound is not None else now
+
+    def _plan(self, schedule: Schedule, after: float, reading: Reading) -> None:
+        """Plan the first fire time after ``after`` that is not already handled."""
         timed = schedule.timed
         assert timed is not None
         nominal = timed.next_after(after)
+        while nominal is not None and (span := schedule.handled(nominal)) is not None:
+            nominal = timed.next_after(span[1])
         schedule.record["next"] = nominal
-        schedule.record["due"] = schedule.due(nominal) if nominal is not None else None
+        schedule.fire_at = schedule.due(nominal) if nominal is not None else None
+        self._estimate(schedule, reading)
+
+    def _estimate(self, schedule: Schedule, reading: Reading) -> None:
+        """``due``: when the next fire comes by the wall clock, for ``corral status``."""
+        due = schedule.fire_at
+        if due is not None and schedule.clock == "steady":
+            due = reading.wall + (due - self.timeline.steady(reading))
+        schedule.record["due"] = due
+
+    def _rewind(self, schedule: Schedule, moment: float) -> None:
+        """The wall clock was set back to ``moment``: remember what was handled, and start a
+        new span there, so handled fire times do not run again and the others do."""
+        record = schedule.record
+        last, since = record["last"], record.get("since")
+        if last is not None and last > moment:
+            spans = [tuple(span) for span in record.get("covered", ())]
+            spans.append((since if since is not None and since < last else moment, last))
+            record["covered"] = _merged(spans)[-MAX_SPANS:]
+            record["last"] = None
+            record["since"] = moment
+        elif last is None and (since is None or since > moment):
+            record["since"] = moment
 
     async def _save(self, schedule: Schedule) -> None:
         db, key, record = self._db, schedule.config.key, dict(schedule.record)
@@ -292,73 +371,109 @@ class Scheduler:
     # ------------------------------------------------------------------ the clock
 
     async def run(self) -> None:
-        """Fire timed schedules as they come due, until cancelled."""
+        """Fire timed schedules as they come due, until cancelled. The clocks are read at
+        least every :data:`~corral.schedule.clock.TICK` seconds, so a step or a wake is
+        noticed within about that."""
         while True:
             self.wake.clear()
+            reading, jumps = self.timeline.observe()
+            if jumps:
+                await self._jumped(reading, [j.at for j in jumps if j.kind is JumpKind.STEP and j.jump < 0])
             for agent in await self.engine.pauses.expire():
                 self.log.info("pause ended", agent=agent)
             self.queue.pump()
-            now = self.clock.now()
-            due = sorted(self._due(now), key=lambda s: s.record["due"])
+            due = sorted(self._due(reading), key=lambda s: s.record["due"])
             # together, so their runs are stored in shared commits rather than one fsync each
-            outcomes = await asyncio.gather(*(self._fire_due(s, now) for s in due), return_exceptions=True)
+            outcomes = await asyncio.gather(*(self._fire_due(s, reading) for s in due), return_exceptions=True)
             for schedule, outcome in zip(due, outcomes, strict=True):
                 if isinstance(outcome, Exception):  # one schedule's failure must not stop the others
                     self.log.error("schedule failed to fire", schedule=schedule.config.key, error=repr(outcome))
+            await self.timeline.beat(reading)
             times = [s.record["due"] for s in self.schedules.values() if s.timed and s.record.get("due") is not None]
             expiry = self.engine.pauses.next_expiry()
             if expiry is not None:
                 times.append(expiry)
-            await self.clock.wait(min(times, default=self.clock.now() + IDLE_WAKE), self.wake)
+            await self.clock.wait(min(times, default=reading.wall + IDLE_WAKE), self.wake)
 
-    def _due(self, now: float) -> list[Schedule]:
+    async def _jumped(self, reading: Reading, back_to: list[float]) -> None:
+        """After a step or a wake: wall-clock schedules set back start a new span; every
+        timed schedule's plan and wall-clock estimate is made again."""
+        for schedule in self.schedules.values():
+            if schedule.timed is None:
+                continue
+            if schedule.clock == "wall":
+                for moment in back_to:
+                    self._rewind(schedule, moment)
+            now = self._now(schedule, reading)
+            self._plan(schedule, self._lower_bound(schedule, now), reading)
+            await self._save(schedule)
+
+    def _due(self, reading: Reading) -> list[Schedule]:
         return [
             s
             for s in self.schedules.values()
-            if s.timed is not None and s.record.get("due") is not None and s.record["due"] <= now
+            if s.timed is not None and s.fire_at is not None and s.fire_at <= self._now(s, reading)
         ]
 
-    async def _fire_due(self, schedule: Schedule, now: float) -> None:
-        """Handle every fire time of ``schedule`` up to ``now``: the latest on time fires, the
+    async def _fire_due(self, schedule: Schedule, reading: Reading) -> None:
+        """Handle every fire time of ``schedule`` up to now: the latest on time fires, the
         missed ones go by the agent's ``missed`` policy, and the next time is planned."""
         timed = schedule.timed
         assert timed is not None
-        last = schedule.record["last"] if schedule.record["last"] is not None else schedule.record.get("since", now)
-        latest = timed.last_until(now)
+        record = schedule.record
+        now = self._now(schedule, reading)
+        lower = self._lower_bound(schedule, now)
+        policy = self.queue.policy(schedule.config.agent)
+        allowed = {"skip": 0, "once": 1, "all": policy.missed_max}[policy.missed]
+        left = max(0, allowed - record.get("caught_up", 0))
         on_time: float | None = None
         missed: list[float] = []
-        cursor = latest
-        policy = self.queue.policy(schedule.config.agent)
-        keep = {"skip": 1, "once": 1, "all": policy.missed_max}[policy.missed]
         more = False
-        while cursor is not None and cursor > last + RESOLUTION:
+        latest = timed.last_until(now)
+        cursor = latest
+        while cursor is not None and cursor > lower + RESOLUTION:
+            span = schedule.handled(cursor)
+            if span is not None:
+                cursor = timed.last_until(span[0])
+                continue
             if on_time is None and not missed and now - schedule.due(cursor) <= LATE:
                 on_time = cursor
-            elif len(missed) < keep:
+            elif len(missed) < COUNTED:
                 missed.append(cursor)
             else:
                 more = True
                 break
             cursor = timed.last_until(cursor - 2 * RESOLUTION)
-        handled = latest if latest is not None and latest > last else last
-        self._plan(schedule, handled)  # first: the fire's own commit stores the next time too
+        handled = latest if latest is not None and latest > lower else lower
+        record["last"] = max(record["last"] if record["last"] is not None else handled, handled)
+        self._plan(schedule, handled, reading)  # first: the fire's own commit stores the next time too
         if missed:
-            await self._missed(schedule, sorted(missed), more, policy.missed)
-        schedule.record["last"] = max(schedule.record["last"] or handled, handled)
+            await self._missed(schedule, missed, more, policy.missed, left)
         if on_time is not None:
+            record["caught_up"] = 0  # back on time: the next downtime may catch up again
             await self.fire(schedule, None, nominal=on_time)  # stores the record with the run or the skip
         else:
             await self._save(schedule)
 
-    async def _missed(self, schedule: Schedule, times: list[float], more: bool, policy: str) -> None:
+    async def _missed(self, schedule: Schedule, times: list[float], more: bool, policy: str, left: int) -> None:
         count = f"{len(times)}{' or more' if more else ''}"
-        agent = schedule.config.agent
-        if policy == "skip":
-            self.log.warning("missed fire times skipped", agent=agent, schedule=schedule.config.key, count=count)
-            schedule.record["skipped"] = schedule.record.get("skipped", 0) + len(times)
-            schedule.record["last_skip"] = {"at": self.clock.now(), "reason": "missed while the daemon was down"}
+        agent, record = schedule.config.agent, schedule.record
+        if policy == "skip" or not left:
+            why = (
+                "missed = skip"
+                if policy == "skip"
+                else f"{record.get('caught_up', 0)} caught up since the last fire on time (missed_max)"
+            )
+            self.log.warning(
+                "missed fire times skipped", agent=agent, schedule=schedule.config.key, count=count, reason=why
+            )
+            record["skipped"] = record.get("skipped", 0) + len(times)
+            record["last_skip"] = {
+                "at": self.clock.now(),
+                "reason": f"missed while the daemon was down, the machine slept or the clock was set forward ({why})",
+            }
             return
-        chosen = times[-1:] if policy == "once" else times
+        chosen = sorted(times)[-left:]
         self.log.warning(
             "missed fire times caught up",
             agent=agent,
@@ -368,6 +483,7 @@ class Scheduler:
             policy=policy,
         )
         for nominal in chosen:
+            record["caught_up"] = record.get("caught_up", 0) + 1
             await self.fire(schedule, None, nominal=nominal, catch_up=True)
 
     def _pause_changed(self, agent: str, pause: dict[str, Any] | None) -> None:
@@ -529,3 +645,14 @@ class Scheduler:
             return False
         await self._set_slowed(agent, None)
         return True
+
+
+def _merged(spans: list[tuple[float, float]]) -> list[list[float]]:
+    """Overlapping or touching spans joined, in order."""
+    out: list[list[float]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1] + RESOLUTION:
+            out[-1][1] = max(out[-1][1], end)
+        else:
+            out.append([start, end])
+    return out

@@ -7,11 +7,10 @@ import hashlib
 import math
 from collections.abc import Mapping
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from corral.config import parse_duration
+from corral.config import parse_duration, zone_named
 from corral.errors import ConfigError
 from corral.schedule.triggers import BuildContext, TimedTrigger, unknown_keys
 
@@ -19,18 +18,15 @@ RESOLUTION = 0.001
 """Fire times closer than this are the same time."""
 
 
-def _zone(section: str, settings: Mapping[str, Any], problems: list[str]) -> dt.tzinfo:
+def _zone(context: BuildContext, settings: Mapping[str, Any], problems: list[str]) -> dt.tzinfo:
+    """The table's ``timezone``, else ``[corral] timezone``, else the machine's."""
     name = settings.get("timezone")
     if name is None:
-        local = dt.datetime.now().astimezone().tzinfo
-        assert local is not None
-        return local
+        return context.zone or zone_named(None)
     try:
-        if not isinstance(name, str):
-            raise ValueError
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        problems.append(f'{section} timezone: {name!r} is not a time zone; give an IANA name such as "Europe/Paris"')
+        return zone_named(name)
+    except ValueError as exc:
+        problems.append(f'{context.section} timezone: {exc}; give an IANA name such as "Europe/Paris"')
         return dt.UTC
 
 
@@ -60,7 +56,7 @@ def cron_factory(settings: Mapping[str, Any], context: BuildContext) -> CronTrig
     if not isinstance(expression, str) or not croniter.is_valid(expression):
         fix = 'write five fields, e.g. "0 7 * * mon-fri"'
         problems.append(f"{context.section} cron: {expression!r} is not a cron expression; {fix}")
-    zone = _zone(context.section, settings, problems)
+    zone = _zone(context, settings, problems)
     if problems:
         raise ConfigError(problems)
     assert isinstance(expression, str)
@@ -72,8 +68,11 @@ class IntervalTrigger(TimedTrigger):
 
     Without a configured ``start`` the grid's offset comes from the schedule's key, so fifty
     agents on the same interval spread over it instead of all firing at once, and a restart
-    keeps the same grid.
+    keeps the same grid. The grid is on steady time, so a clock step neither stalls nor
+    hurries it.
     """
+
+    steady = True
 
     def __init__(self, every: float, anchor: float) -> None:
         self.every = every
@@ -113,7 +112,7 @@ def interval_factory(settings: Mapping[str, Any], context: BuildContext) -> Inte
             raise ValueError(f"{every:g}s is shorter than the scheduler's 10 ms")
     except ValueError as exc:
         problems.append(f'{context.section} every: {exc}; give an interval such as "30s" or "10m"')
-    zone = _zone(context.section, settings, problems)
+    zone = _zone(context, settings, problems)
     anchor: float | None = None
     if "start" in settings:
         anchor = _moment(context.section, "start", settings["start"], zone, problems)
@@ -144,7 +143,7 @@ class OnceTrigger(TimedTrigger):
 def once_factory(settings: Mapping[str, Any], context: BuildContext) -> OnceTrigger:
     """``type = "once"``: ``at = 2026-12-01T09:00:00+01:00`` (without an offset: in ``timezone``)."""
     problems = unknown_keys(context.section, settings, ("at", "timezone"))
-    zone = _zone(context.section, settings, problems)
+    zone = _zone(context, settings, problems)
     at = _moment(context.section, "at", settings.get("at"), zone, problems)
     if problems:
         raise ConfigError(problems)

@@ -7,7 +7,8 @@ own keys and returns a trigger, or raises :class:`corral.ConfigError` listing ev
 problem. A trigger is one of two shapes:
 
 - :class:`TimedTrigger` computes fire times; the scheduler does the waiting, the
-  jitter, the stored last fire time and the catching up after downtime.
+  jitter, the stored last fire time, the catching up after downtime, and the clock
+  steps and sleeps (docs/scheduling.md, "Clock steps, suspend and wake").
 - :class:`EventTrigger` is started with a :class:`TriggerEnv` and calls
   ``env.fire(payload)`` whenever its event happens (a file changed, a request came).
 """
@@ -15,10 +16,11 @@ problem. A trigger is one of two shapes:
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pluggy
 
@@ -45,6 +47,8 @@ class BuildContext:
     """The daemon's environment, for settings named ``*_env``."""
     settings: Any = None
     """The top-level ``[schedule]`` settings (:class:`corral.schedule.settings.ScheduleSettings`)."""
+    zone: dt.tzinfo | None = None
+    """``[corral] timezone``: the zone of a table without its own ``timezone`` (None: the machine's)."""
 
 
 class Trigger(abc.ABC):
@@ -57,6 +61,11 @@ class Trigger(abc.ABC):
 
 class TimedTrigger(Trigger):
     """Fires at times it computes. Times are seconds since the epoch; resolution 1 ms."""
+
+    steady: ClassVar[bool] = False
+    """False: fire times are wall-clock times (cron, a date): they follow the clock when it
+    is set. True: they are on corral's steady time, which reads like the wall clock but
+    never steps and counts sleep (intervals: "every 10 minutes" means ten real minutes)."""
 
     @abc.abstractmethod
     def next_after(self, moment: float) -> float | None:

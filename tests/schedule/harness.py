@@ -80,7 +80,10 @@ class Rig:
         scenario: Callable[[Daemon, ManualClock], Awaitable[T]],
         start: float = T0,
         environ: dict[str, str] | None = None,
+        stepped: float = 0.0,
     ) -> T:
+        """``start`` is where the clock starts as time passes (one boot for every drive of a
+        rig); ``stepped`` sets the wall clock that far off before the daemon starts."""
         self.write()
         config = load_config(self.config_path, environ or {})
         with host(config, echo=None) as engine:
@@ -89,6 +92,7 @@ class Rig:
 
             async def main() -> T:
                 clock = ManualClock(start)
+                clock.step(stepped)
                 daemon = Daemon(engine, clock)
                 serving = asyncio.create_task(daemon.serve())
                 await until(lambda: config.socket_path.exists() and daemon.scheduler.wake is not None)
@@ -127,7 +131,7 @@ async def tick(daemon: Daemon, clock: ManualClock, seconds: float) -> None:
     """Move the clock, let the scheduler act on it, then let every run end."""
     clock.advance(seconds)
     await asyncio.sleep(0.05)
-    await until(lambda: not daemon.scheduler._due(clock.now()))
+    await until(lambda: not daemon.scheduler._due(clock.read()))
     await asyncio.sleep(0.05)
     await idle(daemon)
 
