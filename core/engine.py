@@ -34,7 +34,7 @@ from corral.pluginmanager import Plugins
 from corral.sandbox.manager import Sandbox
 from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
 from corral.sandbox.processes import ProcessControl
-from corral.schedule.clock import Clock
+from corral.schedule.clock import Clock, awake_since, awake_stamp
 from corral.schedule.pauses import Pauses
 from corral.states import FINISHED, RunState, check_transition
 from corral.store import Records, Store, Writer, new_run_id
@@ -71,15 +71,21 @@ def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState,
 
     ``ran_seconds`` adds up the time the run spent running, across attempts (what
     ``max_run_seconds`` limits): waiting on hold for a human, in the queue or for a retry
-    does not count; a daemon that died under the run counts until it is back.
+    does not count; a daemon that died under the run counts until it is back. Within one
+    boot it is measured on the awake clock, so a machine asleep or a clock step does not
+    count; across a reboot, on the wall clock.
     """
     old = RunState(run["state"])
     check_transition(old, new)
     now = time.time()
     if old is RunState.RUNNING and new is not RunState.RUNNING:
-        run["ran_seconds"] = run.get("ran_seconds", 0.0) + max(0.0, now - run.pop("running_since", now))
+        ran = awake_since(run.get("running_awake"), run.get("running_since", now), now)
+        run["ran_seconds"] = run.get("ran_seconds", 0.0) + ran
+        run.pop("running_since", None)
+        run.pop("running_awake", None)
     if new is RunState.RUNNING:
         run["running_since"] = now
+        run["running_awake"] = awake_stamp()
     run.update(fields, state=new.value)
     if new in FINISHED:
         run["ended"] = now

@@ -17,12 +17,14 @@ Each agent's settings are its ``[agents.NAME.guardrails]`` table (docs/guardrail
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import corral
 from corral.guardrails import Action, Decision, Verdict
+from corral.schedule.clock import awake_since
 
 if TYPE_CHECKING:
     from corral.config import AgentConfig
@@ -31,15 +33,15 @@ if TYPE_CHECKING:
 
 
 class _Limits:
-    def __init__(self, config: GuardrailConfig, started: float) -> None:
+    def __init__(self, config: GuardrailConfig, ran: Callable[[], float]) -> None:
         self.config = config
-        self.started = started
+        self.ran = ran
         self.turns = 0
         self.tools = 0
 
     def before(self, action: Action) -> Decision | None:
         config = self.config
-        if config.max_run_seconds is not None and action.now - self.started > config.max_run_seconds:
+        if config.max_run_seconds is not None and self.ran() > config.max_run_seconds:
             return _stop(f"the run has lasted longer than max_run_seconds ({config.max_run_seconds:g} s)", "limits")
         if action.kind == "model":
             self.turns += 1
@@ -122,11 +124,12 @@ class _Approval:
         return None
 
 
-def _running_since(run: dict[str, Any]) -> float:
-    """When the run would have started had it never stopped running: ``max_run_seconds``
-    counts only the time it ran (its attempts), not time on hold or queued."""
+def _ran(run: dict[str, Any]) -> Callable[[], float]:
+    """How long the run has run so far: ``max_run_seconds`` counts only the time it ran
+    (its attempts, awake), not time on hold, queued, or with the machine asleep."""
+    before, stamp = float(run.get("ran_seconds", 0.0)), run.get("running_awake")
     since = run.get("running_since") or run.get("started") or run["created"]
-    return float(since) - float(run.get("ran_seconds", 0.0))
+    return lambda: before + awake_since(stamp, since, time.time())
 
 
 def _stop(reason: str, name: str) -> Decision:
@@ -145,7 +148,7 @@ class Builtin:
 
 
 BUILTINS = (
-    Builtin("limits", lambda config, run: _Limits(config, _running_since(run))),
+    Builtin("limits", lambda config, run: _Limits(config, _ran(run))),
     Builtin("repeats", lambda config, run: _Repeats(config)),
     Builtin("refusals", lambda config, run: _Refusals(config)),
     Builtin("approval", lambda config, run: _Approval(config)),

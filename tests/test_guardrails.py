@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -13,14 +14,15 @@ from corral.errors import ConfigError
 from corral.guardrails import Action, Verdict
 from corral.guardrails.config import GuardrailConfig
 from corral.plugins.guardrails import BUILTINS
+from corral.schedule.clock import awake_stamp
 
-RUN = {"id": "r1", "agent": "a", "created": 1000.0, "started": 1000.0}
+RUN = {"id": "r1", "agent": "a", "created": 1000.0, "started": 1000.0, "running_awake": awake_stamp()}
 
 
-def _guard(name: str, **settings: Any) -> Any:
+def _guard(name: str, run: dict[str, Any] = RUN, **settings: Any) -> Any:
     agent = AgentConfig(name="a", code=Path("."), entry="a:run", guardrails=GuardrailConfig(**settings))
     [builtin] = [b for b in BUILTINS if b.name == name]
-    return builtin.start(RUN, agent)
+    return builtin.start(run, agent)
 
 
 def _action(seq: int, kind: str = "tool", name: str = "t", fp: str = "", now: float = 1001.0, **kw: Any) -> Action:
@@ -35,8 +37,18 @@ def test_limits_stop_the_call_past_each_limit() -> None:
     assert third is not None and third.verdict is Verdict.STOP and "max_model_turns (2)" in third.reason
     assert guard.before(_action(4, "tool")) is None
     assert "max_tool_calls (1)" in guard.before(_action(5, "tool")).reason
-    late = guard.before(_action(6, "state", now=1061.0))
+    ran_long = {**RUN, "ran_seconds": 59.0, "running_since": time.time(), "running_awake": awake_stamp()}
+    ran_long["running_awake"][1] -= 2.0
+    late = _guard("limits", ran_long, max_run_seconds=60.0).before(_action(6, "state"))
     assert late is not None and late.guardrail == "limits" and "max_run_seconds" in late.reason
+
+
+def test_max_run_seconds_counts_awake_time_not_a_sleep_or_a_clock_step() -> None:
+    slept = {**RUN, "running_since": time.time() - 8 * 3600, "running_awake": awake_stamp()}
+    assert _guard("limits", slept, max_run_seconds=60.0).before(_action(1, "state")) is None
+    other_boot = {**slept, "running_awake": ["another boot", 0.0]}
+    stopped = _guard("limits", other_boot, max_run_seconds=60.0).before(_action(1, "state"))
+    assert stopped is not None, "across a reboot the wall clock is all there is"
 
 
 def test_repeats_warn_first_then_stop_and_forget_outside_the_window() -> None:

@@ -105,6 +105,20 @@ def this_boot() -> str:
     return boot_id()
 
 
+def awake_stamp() -> list[Any]:
+    """A mark of now that :func:`awake_since` measures from (storable: ``[boot, awake]``)."""
+    return [this_boot(), time.monotonic()]
+
+
+def awake_since(stamp: list[Any] | None, wall_since: float, now: float) -> float:
+    """Seconds the machine was awake since ``stamp`` (``time.monotonic`` stops in sleep and
+    never steps); from a stamp of another boot, or none, the wall-clock time since ``wall_since``."""
+    boot, awake = stamp or ("", 0.0)
+    if boot and boot == this_boot():
+        return max(0.0, time.monotonic() - awake)
+    return max(0.0, now - wall_since)
+
+
 def _reader(name: str) -> Callable[[], float]:
     clock_id = getattr(time, name, None)
     if clock_id is None:
