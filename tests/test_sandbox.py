@@ -402,6 +402,14 @@ def test_doctor_says_whether_this_machine_can_keep_awake_and_whether_it_is_on(co
     assert "config: [corral] keep_awake = false" in corral_project.cli("doctor").stdout
 
 
+def test_doctor_says_whether_a_wake_can_be_told_from_a_clock_step(corral_project: CorralProject) -> None:
+    corral_project.write()
+    clocks = json.loads(corral_project.cli("doctor", "--json").stdout)["machine"]["clocks"]
+    if sys.platform.startswith("linux"):
+        assert clocks["available"] and (clocks["awake"], clocks["elapsed"]) == ("CLOCK_MONOTONIC", "CLOCK_BOOTTIME")
+    assert f"clocks           {clocks['reason']}" in corral_project.cli("doctor").stdout
+
+
 def test_a_broken_backend_module_never_lets_a_required_agent_run_unconfined() -> None:
     base = {"run_id": "r", "workdir": ".", "parent_pid": 1, "wire_in": 0, "wire_out": 1, "max_frame": 1}
     broken = Policy(**base, confine_module="corral.sandbox.no_such_backend", confine={"required": ["filesystem"]})

@@ -58,6 +58,21 @@ def _suggested_user(sandbox: Any) -> dict[str, str] | None:
     return {"name": DEFAULT_USER, "reason": found.reason}
 
 
+def _clocks() -> dict[str, Any]:
+    """Whether a wake can be told from a clock step here (docs/scheduling.md)."""
+    from corral.schedule.clock import Clock
+
+    clock = Clock()
+    found, boot = clock.sources, clock.read().boot
+    if not found.sleep_visible:
+        reason = f"no clock here counts sleep apart from {found.awake}: a wake is reported as a clock step forward"
+    else:
+        reason = f"{found.awake} stops in sleep, {found.elapsed} does not: steps and wakes are told apart"
+    if not boot:
+        reason += "; the boot is not identified, so steady time and max_resume_age use the wall clock across restarts"
+    return {"available": found.sleep_visible, "reason": reason, "awake": found.awake, "elapsed": found.elapsed}
+
+
 def report(config: CorralConfig) -> dict[str, Any]:
     """The doctor's findings as plain data (what ``--json`` prints)."""
     from corral.pluginmanager import register_plugins
@@ -78,6 +93,7 @@ def report(config: CorralConfig) -> dict[str, Any]:
         "cgroups": _cgroups(),
         "keyring": {"available": keyring.available, "reason": keyring.reason},
         "keep_awake": {"available": awake, "reason": why, "enabled": config.keep_awake},
+        "clocks": _clocks(),
     }
     agents = {}
     for agent in config.agents.values():
@@ -136,10 +152,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"  {mark} {name:<16} {p['reason']}")
         if p.get("checked"):
             print(f"      {'':<16} checked: {p['checked']}")
-    for name in ("cgroups", "keyring", "keep_awake"):
+    for name in ("cgroups", "keyring", "keep_awake", "clocks"):
         mark = "yes" if machine[name]["available"] else "NO "
         print(f"  {mark} {name:<16} {machine[name]['reason']}")
-    print(f"      {'':<16} config: [corral] keep_awake = {str(machine['keep_awake']['enabled']).lower()}")
+        if name == "keep_awake":
+            print(f"      {'':<16} config: [corral] keep_awake = {str(machine[name]['enabled']).lower()}")
     for name, agent in found["agents"].items():
         runs_as = agent["user"] or _runs_as(machine)
         print(f"agent {name}: {agent['verdict']} (network {agent['network']}; runs as {runs_as})")
