@@ -1,4 +1,4 @@
-"""Daily model budgets: what each agent and all agents together have spent today.
+"""Daily model budgets: what each agent and all agents together have spent each day.
 
 Two numbers make a day's spend: *settled* (calls that finished, durable in the store's
 ``spend`` database in the same commit as the call's journal entry) and *reserved* (calls
@@ -7,9 +7,13 @@ may start only if settled + reserved + its own worst case stays within every cap
 calls that run at the same time cannot overshoot a cap together. After the call, the
 reservation is replaced by what the provider reported.
 
-Days are local calendar days of the daemon's machine: an operator's "per day" means
-their midnight. Soft thresholds are found in the commit that crosses them (the store's
-totals only grow within a day), so each fires exactly once a day, across restarts too.
+Days are calendar days in ``[corral] timezone`` (the machine's local zone by default):
+an operator's "per day" means their midnight. A day's settled totals always come from
+the store, whenever that day becomes the clock's day again (after midnight, a restart,
+or the wall clock stepped back onto a day that already has spend), so no day's caps
+are ever counted from zero twice. Soft thresholds are found in the commit that crosses
+them (the store's totals of a day only grow), so each fires exactly once a day, across
+restarts too.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,17 +37,40 @@ if TYPE_CHECKING:
 
 DB = "spend"
 MICRO = Decimal(1_000_000)
+CACHED_DAYS = 4
+"""Days whose totals a ledger keeps in memory besides those with calls in flight; a day
+dropped is read from the store again when the clock comes back to it."""
 
 
-def day_of(ts: float) -> str:
-    """The local calendar day of ``ts``, as ``YYYY-MM-DD``."""
-    return time.strftime("%Y-%m-%d", time.localtime(ts))
+def zone_of(config: CorralConfig) -> dt.tzinfo | None:
+    """The zone of budget days: ``[corral] timezone``, or None for the machine's local zone.
+
+    None rather than ``config.zone``: unset, that is the local UTC offset of this instant,
+    fixed, which puts the midnight after a daylight-saving change an hour off; None keeps
+    the C library's local rules, changes included.
+    """
+    return config.zone if config.timezone is not None else None
 
 
-def next_day(ts: float) -> float:
-    """The epoch time of the local midnight after ``ts``."""
-    today = dt.datetime.fromtimestamp(ts).date()
-    return dt.datetime.combine(today + dt.timedelta(days=1), dt.time()).timestamp()
+def day_of(ts: float, zone: dt.tzinfo | None = None) -> str:
+    """The calendar day of ``ts`` in ``zone`` (None: the machine's local zone), as ``YYYY-MM-DD``."""
+    return dt.datetime.fromtimestamp(ts, zone).date().isoformat()
+
+
+def next_day(ts: float, zone: dt.tzinfo | None = None) -> float:
+    """The epoch time of the midnight after ``ts`` in ``zone`` (None: the machine's local zone).
+
+    Wall-clock arithmetic in the zone, so a day with a daylight-saving change is 23 or 25
+    hours long; a midnight skipped by a change becomes the first instant of the new day.
+    """
+    tomorrow = dt.datetime.fromtimestamp(ts, zone).date() + dt.timedelta(days=1)
+    return dt.datetime.combine(tomorrow, dt.time(), tzinfo=zone).timestamp()
+
+
+def _renewal(until: float, config: CorralConfig) -> str:
+    """``until`` (a budget day's end) as the operator reads it: ``2026-11-25 00:00 Europe/Paris``."""
+    when = dt.datetime.fromtimestamp(until, zone_of(config))
+    return f"{when:%Y-%m-%d %H:%M} {config.timezone or 'local time'}"
 
 
 def _key(day: str, agent: str = "", model: str = "") -> bytes:
@@ -99,7 +127,10 @@ class Worst:
 
 @dataclass
 class Reservation:
-    """A call's hold on today's budgets; give it back with :meth:`Ledger.release` exactly once."""
+    """A call's hold on its day's budgets; give it back with :meth:`Ledger.release` exactly once.
+
+    It belongs to ``day`` (the day whose caps admitted the call) whatever the clock does
+    while the call is in flight."""
 
     agent: str
     day: str
@@ -121,9 +152,10 @@ class Crossing:
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a call may not start: which cap, for whom, and until when it stays spent."""
+    """Why a call may not start: which cap of which ``day``, for whom, and until when it stays spent."""
 
     scope: str
+    day: str
     message: str
     until: float
 
@@ -133,48 +165,66 @@ class _Day:
     settled: dict[str, Tally] = field(default_factory=dict)
     reserved: dict[str, Tally] = field(default_factory=dict)
 
+    def in_flight(self) -> bool:
+        return any(tally.calls for tally in self.reserved.values())
+
 
 class Ledger:
-    """Today's spend per agent and in total. ``reserve``/``release`` run on the event loop;
-    ``load`` and ``record`` run on the store writer's thread (in its transactions); a lock
-    keeps the two sides consistent."""
+    """Each day's spend per agent and in total, for the days the clock has been on lately.
+
+    ``reserve``/``release`` run on the event loop and never read the store; ``load`` and
+    ``record`` run on the store writer's thread (in its transactions); a lock keeps the two
+    sides consistent. A day is *loaded* once its settled totals have been read from the
+    store; ``reserve`` answers None for a day that is not, and the caller loads it through
+    the writer and asks again (see :meth:`reserve`).
+    """
 
     def __init__(self, config: CorralConfig, dbs: dict[str, Any], clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.db = dbs[DB]
         self.clock = clock
         self._lock = threading.Lock()
-        self._loaded = False
-        self._day: str | None = None
-        self._today = _Day()
+        self._days: OrderedDict[str, _Day] = OrderedDict()
+        """Loaded days, least recently used first."""
 
-    @property
-    def loaded(self) -> bool:
-        """Whether this process has read the day's totals from the store yet."""
-        return self._loaded
+    def today(self) -> str:
+        """The clock's day in the configured zone."""
+        return day_of(self.clock(), zone_of(self.config))
 
     def load(self, txn: lmdb.Transaction) -> None:
-        """Read today's settled totals (once per process, before the first reservation)."""
-        day = day_of(self.clock())
+        """Read today's settled totals from the store, unless this ledger holds them already
+        (two calls may both have asked: the second keeps the calls in flight the first saw)."""
+        self._load(txn, self.today())
+
+    def _load(self, txn: lmdb.Transaction, day: str) -> None:
+        # Only load() and record() add days, both on the writer's thread: nothing can be
+        # settled for ``day`` between reading its rows and holding them.
+        with self._lock:
+            if day in self._days:
+                return
         settled = {agent: tally for (_, agent, model), tally in rows(txn, self.db, day) if not model}
         with self._lock:
-            if self._loaded:  # two first calls may both have asked: keep what the first one holds
-                return
-            self._day, self._today, self._loaded = day, _Day(settled=settled), True
+            self._days[day] = _Day(settled=settled)
+            stale = [old for old, kept in self._days.items() if old != day and not kept.in_flight()]
+            for old in stale[: max(len(self._days) - CACHED_DAYS, 0)]:  # least recently used first
+                del self._days[old]
 
-    def _current(self, day: str | None = None) -> _Day:
-        """The tallies of ``day`` (today by default); a new day starts from zero, as nothing
-        was recorded for it before it began. Call with the lock held."""
-        day = day or day_of(self.clock())
-        if day != self._day:
-            self._day, self._today = day, _Day()
-        return self._today
+    def reserve(self, agent: str, worst: Worst) -> Reservation | Refusal | None:
+        """Hold ``worst`` against today's caps of ``agent`` and of all agents, or say which cap it would cross.
 
-    def reserve(self, agent: str, worst: Worst) -> Reservation | Refusal:
-        """Hold ``worst`` against today's caps of ``agent`` and of all agents, or say which cap it would cross."""
+        None when today is not loaded (the first call of a day or since a restart, or the
+        clock moved to another day since the last load): load it with :meth:`load` in a
+        store transaction and ask again. Counting a day not loaded from zero is what gave
+        a day a second allowance after the clock stepped back onto it; refusing instead
+        would fail a run for nothing the operator did.
+        """
+        now = self.clock()
+        day = day_of(now, zone_of(self.config))
         with self._lock:
-            today = self._current()
-            assert self._day is not None
+            today = self._days.get(day)
+            if today is None:
+                return None
+            self._days.move_to_end(day)
             caps = [("", self.config.budget.day, "[budget]")]
             if (config := self.config.agents.get(agent)) is not None:  # else removed by a reload while running
                 caps.insert(0, (agent, config.budget.day, f"[agents.{agent}.budget]"))
@@ -185,37 +235,51 @@ class Ledger:
                 over = _over(cap, used, worst, where)
                 if over:
                     who = f"agent {agent!r}" if scope else "all agents together"
-                    message = f"the daily model budget of {who} is spent: {over}; it renews at local midnight"
-                    return Refusal(scope, message, next_day(self.clock()))
+                    until = next_day(now, zone_of(self.config))
+                    message = (
+                        f"the daily model budget of {who} for {day} is spent: {over}; "
+                        f"it renews at {_renewal(until, self.config)}"
+                    )
+                    return Refusal(scope, day, message, until)
             for scope in (agent, ""):
                 held = today.reserved.setdefault(scope, Tally())
                 held.input_tokens += worst.tokens
                 held.cost_micro_usd += worst.cost_micro_usd
                 held.calls += 1
-            return Reservation(agent, self._day, worst)
+            return Reservation(agent, day, worst)
 
     def release(self, reservation: Reservation) -> None:
-        """Give a reservation back: after its call's spend is recorded, or when the call was never made."""
+        """Give a reservation back to its own day, whichever day it is now: after its
+        call's spend is recorded, or when the call was never made."""
         with self._lock:
             if reservation.released:
                 return
             reservation.released = True
-            if reservation.day != self._day:
+            held_day = self._days.get(reservation.day)
+            if held_day is None:  # not this ledger's reservation: a day with calls in flight is never forgotten
                 return
             for scope in (reservation.agent, ""):
-                held = self._today.reserved[scope]
+                held = held_day.reserved[scope]
                 held.input_tokens -= reservation.worst.tokens
                 held.cost_micro_usd -= reservation.worst.cost_micro_usd
                 held.calls -= 1
 
-    def record(self, txn: lmdb.Transaction, agent: str, model: str, spent: Tally) -> list[Crossing]:
-        """Add a finished call's spend to today's rows, in the caller's (the journal's) transaction.
+    def record(
+        self, txn: lmdb.Transaction, agent: str, model: str, spent: Tally, admitted: str | None = None
+    ) -> list[Crossing]:
+        """Add a finished call's spend to its day's rows, in the caller's (the journal's) transaction.
+
+        The day is the clock's day when the call settles, so a call answered after midnight
+        counts for the new day, as the store's totals of a past day never grow; but never a
+        day before ``admitted`` (the day of the call's reservation): after the clock stepped
+        back during the call, its spend stays on the day whose caps let it start, instead of
+        going over the cap of a day that may already be spent.
 
         Returns the soft thresholds this call crossed. The in-memory totals follow at once;
         if the transaction then fails they over-count, which errs on the side of the cap.
         """
         db = self.db
-        day = day_of(self.clock())
+        day = max(self.today(), admitted or "")
         crossings: list[Crossing] = []
         totals: dict[str, Tally] = {}
         for scope_agent, scope_model in ((agent, model), (agent, ""), ("", "")):
@@ -233,8 +297,11 @@ class Ledger:
                 if budget is not None:
                     crossings += _crossed(scope_agent, day, budget.day, budget.soft, before, tally)
         with self._lock:
-            if self._day is None or day >= self._day:  # a call settled after midnight may start the new day
-                self._current(day).settled.update(totals)
+            loaded = self._days.get(day)
+            if loaded is not None:
+                loaded.settled.update(totals)
+        if loaded is None:  # this transaction holds the day's rows, this call's included
+            self._load(txn, day)
         return crossings
 
 
@@ -252,9 +319,10 @@ def rows(txn: lmdb.Transaction, db: Any, prefix: str = "") -> Iterator[tuple[tup
         yield (day, agent, model), Tally.from_dict(unpack(value))
 
 
-def spent_today(txn: lmdb.Transaction, db: Any, now: float) -> dict[str, dict[str, int]]:
-    """Today's totals per agent, and for all agents under "", as plain dicts (for views)."""
-    return {agent: tally.to_dict() for (_, agent, model), tally in rows(txn, db, day_of(now)) if not model}
+def spent_today(txn: lmdb.Transaction, db: Any, now: float, zone: dt.tzinfo | None = None) -> dict[str, dict[str, int]]:
+    """The totals of ``now``'s day in ``zone`` (None: local; give :func:`zone_of` the config)
+    per agent, and for all agents under "", as plain dicts (for views)."""
+    return {agent: tally.to_dict() for (_, agent, model), tally in rows(txn, db, day_of(now, zone)) if not model}
 
 
 def _over(cap: Caps, used: Tally, worst: Worst, where: str) -> str | None:

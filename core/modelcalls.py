@@ -11,7 +11,7 @@ high plus its output cap, at the model's price): the run's caps here against wha
 run has spent, the day's caps (the agent's and all agents') through the daemon's
 :class:`corral.budget.Ledger`, which holds the worst case until the call is settled. A
 call that would cross a cap is not made and the run stops, resumable; a spent daily cap
-also pauses the agent until local midnight.
+also pauses the agent until midnight in ``[corral] timezone``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from corral.budget import MICRO, Crossing, Refusal, Tally, Worst, day_of
+from corral.budget import MICRO, Crossing, Refusal, Tally, Worst
 from corral.endpoints import NotConfigured
 from corral.outcome import Outcome, RunEnded, failure
 from corral.states import RunState
@@ -146,9 +146,10 @@ class ModelCaller:
             self._alert("budget:run:" + self.journal.run_id, "warning", "a run reached its model budget", over)
             raise RunEnded(Outcome(RunState.FAILED, resumable(failure("budget", over))))
         ledger = self.engine.ledger
-        if not ledger.loaded:
+        while (held := ledger.reserve(self.agent.name, worst)) is None:
+            # Today's spend is not in memory (the day's first call here, or the clock moved):
+            # read it from the store. Each pass needs the clock to change day once more.
             await self.engine.writer.run(ledger.load)
-        held = ledger.reserve(self.agent.name, worst)
         if isinstance(held, Refusal):
             await self._day_spent(held)
         try:
@@ -172,7 +173,8 @@ class ModelCaller:
             if price is not None:
                 spent["cost_micro_usd"] = tally.cost_micro_usd
             value = self.engine.logs.redaction.redact(response.to_dict())
-            crossings = await self.engine.writer.run(lambda txn: self._record(txn, item.seq, value, spent, tally))
+            day = held.day
+            crossings = await self.engine.writer.run(lambda txn: self._record(txn, item.seq, value, spent, tally, day))
         finally:
             self.engine.ledger.release(held)
         self.spent.add(tally)
@@ -230,10 +232,13 @@ class ModelCaller:
         while (left := until - time.monotonic()) > 0 and not self.stopped() and not self.engine.draining:
             await asyncio.sleep(min(left, BREAKER_POLL))
 
-    def _record(self, txn: Any, seq: int, value: Any, spent: dict[str, Any], tally: Tally) -> list[Crossing]:
-        """In one commit: the journal entry, today's spend, and the run's own total."""
+    def _record(
+        self, txn: Any, seq: int, value: Any, spent: dict[str, Any], tally: Tally, admitted: str
+    ) -> list[Crossing]:
+        """In one commit: the journal entry, the day's spend (``admitted``: the day whose caps
+        let the call start), and the run's own total."""
         self.journal.done(txn, seq, True, value, None, spent)
-        crossings = self.engine.ledger.record(txn, self.agent.name, str(spent["model"]), tally)
+        crossings = self.engine.ledger.record(txn, self.agent.name, str(spent["model"]), tally, admitted)
         records = self.engine.records
         run = records.get_run(txn, self.journal.run_id)
         if run is not None:
@@ -264,7 +269,7 @@ class ModelCaller:
         """A daily cap is spent: alert, pause the agent until the budget renews, end the run."""
         scope = refusal.scope or "all"
         self._alert(
-            f"budget:day:{scope}:{day_of(refusal.until - 1)}:limit",
+            f"budget:day:{scope}:{refusal.day}:limit",
             "critical",
             "daily model budget spent",
             refusal.message,

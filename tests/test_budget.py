@@ -1,8 +1,10 @@
 """The daily budget ledger against a real LMDB store: reservations, settling, soft
-thresholds, day boundaries, and `corral spend` reading what was recorded."""
+thresholds, day boundaries (midnight, a clock stepped back or forward, time zones and
+daylight saving), and `corral spend` reading what was recorded."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -10,16 +12,30 @@ import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from corral.budget import DB, Crossing, Ledger, Refusal, Reservation, Tally, Worst, day_of, next_day
+from corral.budget import (
+    CACHED_DAYS,
+    DB,
+    Crossing,
+    Ledger,
+    Refusal,
+    Reservation,
+    Tally,
+    Worst,
+    day_of,
+    next_day,
+    spent_today,
+)
 from corral.cli.spend import summarise
 from corral.config import CorralConfig, parse_config
 from corral.errors import ConfigError
 from corral.store import Store
 
 NOON = time.mktime((2026, 11, 24, 12, 0, 0, 0, 0, -1))
+DAY = 86400.0
 
 
 class Clock:
@@ -30,9 +46,12 @@ class Clock:
         return self.now
 
 
-def _config(tmp_path: Path, agent_budget: str = "", global_budget: str = "") -> CorralConfig:
+def _config(tmp_path: Path, agent_budget: str = "", global_budget: str = "", timezone: str = "") -> CorralConfig:
     (tmp_path / "agents").mkdir(exist_ok=True)
+    corral = f'[corral]\ntimezone = "{timezone}"' if timezone else ""
     text = f"""
+{corral}
+
 [models.m]
 provider = "openai"
 base_url = "http://127.0.0.1:9/v1"
@@ -73,11 +92,26 @@ def _ledger(config: CorralConfig, store: Store, clock: Callable[[], float]) -> L
     return ledger
 
 
+def _reserve(ledger: Ledger, store: Store, agent: str, worst: Worst) -> Reservation | Refusal:
+    """What a model call does: reserve, loading the clock's day from the store when the ledger asks."""
+    while (held := ledger.reserve(agent, worst)) is None:
+        with store.env.begin(write=True) as txn:
+            ledger.load(txn)
+    return held
+
+
 def _settle(ledger: Ledger, store: Store, held: Reservation, agent: str, tally: Tally) -> list[Crossing]:
     with store.env.begin(write=True) as txn:
-        crossings = ledger.record(txn, agent, "m", tally)
+        crossings = ledger.record(txn, agent, "m", tally, held.day)
     ledger.release(held)
     return crossings
+
+
+def _calls_by_day(store: Store) -> dict[str, int]:
+    with store.read() as txn:
+        return {
+            day: tally.calls for day, tally in summarise(txn, store.dbs[DB], "day", 10_000, NOON + 400 * DAY).items()
+        }
 
 
 def _call(tokens: int = 10, micro: int = 100) -> Tally:
@@ -130,16 +164,27 @@ def test_soft_thresholds_cross_once_each_even_across_restarts(tmp_path: Path, st
     assert isinstance(_ledger(config, store, Clock(NOON)).reserve("a", Worst(1, 1)), Refusal), "the store remembers"
 
 
-def test_a_new_local_day_starts_from_zero(tmp_path: Path, store: Store) -> None:
+def test_a_new_day_starts_from_what_the_store_holds_for_it(tmp_path: Path, store: Store) -> None:
     clock = Clock(NOON)
-    ledger = _ledger(_config(tmp_path, "day_calls = 1"), store, clock)
-    held = ledger.reserve("a", Worst(1, 1))
+    config = _config(tmp_path, "day_calls = 1")
+    ledger = _ledger(config, store, clock)
+    held = _reserve(ledger, store, "a", Worst(1, 1))
     assert isinstance(held, Reservation)
     _settle(ledger, store, held, "a", _call())
-    assert isinstance(ledger.reserve("a", Worst(1, 1)), Refusal)
+    assert isinstance(_reserve(ledger, store, "a", Worst(1, 1)), Refusal)
     clock.now = next_day(NOON) + 1
     assert day_of(clock.now) != day_of(NOON)
-    assert isinstance(ledger.reserve("a", Worst(1, 1)), Reservation)
+    assert ledger.reserve("a", Worst(1, 1)) is None, "a day not read from the store is never counted from zero"
+    assert isinstance(_reserve(ledger, store, "a", Worst(1, 1)), Reservation), "nothing recorded: a whole allowance"
+    # the day after that already has spend (a daemon that ran while the clock was ahead):
+    ahead = _ledger(config, store, Clock(NOON + 2 * DAY))
+    early = ahead.reserve("a", Worst(1, 1))
+    assert isinstance(early, Reservation)
+    _settle(ahead, store, early, "a", _call())
+    clock.now = NOON + 2 * DAY
+    assert isinstance(_reserve(ledger, store, "a", Worst(1, 1)), Refusal), (
+        "the running ledger reads it when it gets there"
+    )
 
 
 def test_spend_summarises_by_agent_model_and_day(tmp_path: Path, store: Store) -> None:
@@ -147,7 +192,7 @@ def test_spend_summarises_by_agent_model_and_day(tmp_path: Path, store: Store) -
     ledger = _ledger(_config(tmp_path), store, clock)
     for agent, when in (("a", NOON - 86400), ("a", NOON), ("b", NOON)):
         clock.now = when
-        held = ledger.reserve(agent, Worst(1, 1))
+        held = _reserve(ledger, store, agent, Worst(1, 1))
         assert isinstance(held, Reservation)
         _settle(ledger, store, held, agent, _call(tokens=10, micro=1500))
     with store.read() as txn:
@@ -231,3 +276,118 @@ def test_spend_command_reads_the_store_with_the_daemon_down(tmp_path: Path) -> N
         timeout=60,
     )
     assert bad.returncode == 2 and "at least 1" in bad.stderr
+
+
+def test_a_clock_stepped_back_to_a_spent_day_finds_it_still_spent(tmp_path: Path, store: Store) -> None:
+    clock = Clock(NOON)
+    ledger = _ledger(_config(tmp_path, "day_calls = 1"), store, clock)
+    held = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(held, Reservation)
+    _settle(ledger, store, held, "a", _call())
+    clock.now = NOON + DAY  # forward a day: a new allowance
+    held = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(held, Reservation)
+    _settle(ledger, store, held, "a", _call())
+    clock.now = NOON + 3600  # back a day: its call is still made
+    refused = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(refused, Refusal) and "1 of 1 calls" in refused.message
+    assert refused.until == next_day(NOON)
+
+
+def test_a_daemon_started_after_the_clock_went_back_finds_the_day_spent(tmp_path: Path, store: Store) -> None:
+    config = _config(tmp_path, "day_calls = 1")
+    first = _ledger(config, store, Clock(NOON))
+    held = first.reserve("a", Worst(1, 1))
+    assert isinstance(held, Reservation)
+    _settle(first, store, held, "a", _call())
+    clock = Clock(NOON + DAY)
+    ledger = _ledger(config, store, clock)  # started on the next day, which has no spend
+    clock.now = NOON + 7200  # then the clock goes back to the spent day
+    assert isinstance(_reserve(ledger, store, "a", Worst(1, 1)), Refusal)
+    assert isinstance(_ledger(config, store, clock).reserve("a", Worst(1, 1)), Refusal), "and after a restart"
+
+
+def test_a_call_in_flight_when_the_clock_steps_back_stays_on_the_day_that_let_it_start(
+    tmp_path: Path, store: Store
+) -> None:
+    clock = Clock(NOON)
+    ledger = _ledger(_config(tmp_path, "day_calls = 1"), store, clock)
+    first = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(first, Reservation)
+    _settle(ledger, store, first, "a", _call())
+    clock.now = NOON + DAY
+    in_flight = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(in_flight, Reservation) and in_flight.day == day_of(NOON + DAY)
+    clock.now = NOON + 600  # back a day while the call is out
+    refused = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(refused, Refusal) and refused.day == day_of(NOON) and "1 of 1 calls" in refused.message
+    _settle(ledger, store, in_flight, "a", _call())  # answered, and released, while the clock is back
+    assert _calls_by_day(store) == {day_of(NOON): 1, day_of(NOON + DAY): 1}, "no day over its cap of 1"
+    refused = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(refused, Refusal) and "1 of 1 calls" in refused.message, "the release left this day alone"
+    clock.now = NOON + DAY + 600
+    refused = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(refused, Refusal) and "1 of 1 calls" in refused.message, "held once, settled once"
+
+
+def test_a_day_with_calls_in_flight_is_kept_while_older_days_are_forgotten(tmp_path: Path, store: Store) -> None:
+    clock = Clock(NOON)
+    ledger = _ledger(_config(tmp_path, "day_calls = 2"), store, clock)
+    held = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(held, Reservation)
+    for day in range(1, CACHED_DAYS + 3):
+        clock.now = NOON + day * DAY
+        call = _reserve(ledger, store, "a", Worst(1, 1))
+        assert isinstance(call, Reservation)
+        _settle(ledger, store, call, "a", _call())
+    assert len(ledger._days) <= CACHED_DAYS, "the days this ledger holds stay few"
+    clock.now = NOON
+    second = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(second, Reservation), "one call in flight on a cap of two"
+    assert isinstance(_reserve(ledger, store, "a", Worst(1, 1)), Refusal), "the first is still held"
+    ledger.release(held)
+    ledger.release(second)
+    assert isinstance(_reserve(ledger, store, "a", Worst(1, 1)), Reservation)
+
+
+def test_days_are_calendar_days_of_the_configured_zone(tmp_path: Path, store: Store) -> None:
+    instant = 1795521600.0  # 2026-11-24 12:00 UTC: already 02:00 on the 25th on Kiritimati (UTC+14)
+    kiritimati, utc = ZoneInfo("Pacific/Kiritimati"), ZoneInfo("UTC")
+    assert (day_of(instant, utc), day_of(instant, kiritimati)) == ("2026-11-24", "2026-11-25")
+    assert next_day(instant, utc) == instant + 12 * 3600 and next_day(instant, kiritimati) == instant + 22 * 3600
+    ledger = _ledger(_config(tmp_path, "day_calls = 1", timezone="Pacific/Kiritimati"), store, Clock(instant))
+    held = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(held, Reservation) and held.day == "2026-11-25"
+    _settle(ledger, store, held, "a", _call())
+    assert _calls_by_day(store) == {"2026-11-25": 1}
+    with store.read() as txn:
+        assert spent_today(txn, store.dbs[DB], instant, kiritimati)["a"]["calls"] == 1
+        assert spent_today(txn, store.dbs[DB], instant, utc) == {}
+    refused = _reserve(ledger, store, "a", Worst(1, 1))
+    assert isinstance(refused, Refusal) and refused.until == instant + 22 * 3600
+    assert "for 2026-11-25 is spent" in refused.message
+    assert "it renews at 2026-11-26 00:00 Pacific/Kiritimati" in refused.message
+
+
+def _day_lengths(first: str, count: int, zone: ZoneInfo | None) -> list[float]:
+    """How many hours each of ``count`` days from ``first`` lasts in ``zone`` (None: local)."""
+    ends = [dt.datetime.combine(dt.date.fromisoformat(first), dt.time(), tzinfo=zone).timestamp()]
+    for _ in range(count):
+        ends.append(next_day(ends[-1], zone))
+    return [(end - begin) / 3600 for begin, end in zip(ends, ends[1:], strict=False)]
+
+
+def test_a_day_across_a_daylight_saving_change_is_23_or_25_hours(monkeypatch: pytest.MonkeyPatch) -> None:
+    paris = ZoneInfo("Europe/Paris")
+    assert _day_lengths("2026-03-28", 3, paris) == [24, 23, 24]  # 29 March: 02:00 becomes 03:00
+    assert _day_lengths("2026-10-24", 3, paris) == [24, 25, 24]  # 25 October: 03:00 becomes 02:00
+    one_am = 1774742400.0  # 2026-03-29 01:00 in Paris (00:00 UTC)
+    assert day_of(one_am, paris) == "2026-03-29" and next_day(one_am, paris) == one_am + 22 * 3600
+    try:  # without [corral] timezone: the machine's zone, with its own changes
+        with monkeypatch.context() as patch:
+            patch.setenv("TZ", "Europe/Paris")
+            time.tzset()
+            assert _day_lengths("2026-03-28", 3, None) == [24, 23, 24]
+            assert day_of(one_am) == "2026-03-29" and next_day(one_am) == one_am + 22 * 3600
+    finally:
+        time.tzset()

@@ -1,7 +1,8 @@
 """``corral spend``: model tokens and cost over recent days, by agent, model or day.
 
 Read from the store's ``spend`` database (written in the same commit as each call's
-journal entry), so it works with the daemon down and survives journal retention.
+journal entry), so it works with the daemon down and survives journal retention. Days
+are the calendar days of ``[corral] timezone``, as the daemon recorded them.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import datetime as dt
 import time
 from typing import Any
 
-from corral.budget import DB, Tally, day_of, rows
+from corral.budget import DB, Tally, day_of, rows, zone_of
 from corral.cli.common import EXIT_OK, load, print_json, reader
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     spend = sub.add_parser("spend", parents=[common], help="model tokens and cost, by agent, model or day")
     spend.add_argument("--by", choices=("agent", "model", "day"), default="agent", help="group by (default: agent)")
-    spend.add_argument("--days", type=_days, default=7, help="how many local days back, today included (default 7)")
+    spend.add_argument("--days", type=_days, default=7, help="how many days back, today included (default 7)")
     spend.add_argument("--json", action="store_true")
     spend.set_defaults(func=cmd_spend)
 
@@ -33,9 +34,10 @@ def _days(text: str) -> int:
     return days
 
 
-def summarise(txn: Any, db: Any, by: str, days: int, now: float) -> dict[str, Tally]:
-    """Spend per group over the last ``days`` local days (today included), from the per-model rows."""
-    first = (dt.date.fromisoformat(day_of(now)) - dt.timedelta(days=days - 1)).isoformat()
+def summarise(txn: Any, db: Any, by: str, days: int, now: float, zone: dt.tzinfo | None = None) -> dict[str, Tally]:
+    """Spend per group over the last ``days`` days (today included) of ``zone`` (None: local),
+    from the per-model rows."""
+    first = (dt.date.fromisoformat(day_of(now, zone)) - dt.timedelta(days=days - 1)).isoformat()
     groups: dict[str, Tally] = {}
     for (day, agent, model), tally in rows(txn, db):
         if day < first or not model:
@@ -52,7 +54,7 @@ def cmd_spend(args: argparse.Namespace) -> int:
     store, _ = reader(config)
     try:
         with store.read() as txn:
-            groups = summarise(txn, store.dbs[DB], args.by, args.days, time.time())
+            groups = summarise(txn, store.dbs[DB], args.by, args.days, time.time(), zone_of(config))
     finally:
         store.close()
     total = Tally()
