@@ -42,16 +42,6 @@ CACHED_DAYS = 4
 dropped is read from the store again when the clock comes back to it."""
 
 
-def zone_of(config: CorralConfig) -> dt.tzinfo | None:
-    """The zone of budget days: ``[corral] timezone``, or None for the machine's local zone.
-
-    None rather than ``config.zone``: unset, that is the local UTC offset of this instant,
-    fixed, which puts the midnight after a daylight-saving change an hour off; None keeps
-    the C library's local rules, changes included.
-    """
-    return config.zone if config.timezone is not None else None
-
-
 def day_of(ts: float, zone: dt.tzinfo | None = None) -> str:
     """The calendar day of ``ts`` in ``zone`` (None: the machine's local zone), as ``YYYY-MM-DD``."""
     return dt.datetime.fromtimestamp(ts, zone).date().isoformat()
@@ -69,7 +59,7 @@ def next_day(ts: float, zone: dt.tzinfo | None = None) -> float:
 
 def _renewal(until: float, config: CorralConfig) -> str:
     """``until`` (a budget day's end) as the operator reads it: ``2026-11-25 00:00 Europe/Paris``."""
-    when = dt.datetime.fromtimestamp(until, zone_of(config))
+    when = dt.datetime.fromtimestamp(until, config.zone)
     return f"{when:%Y-%m-%d %H:%M} {config.timezone or 'local time'}"
 
 
@@ -189,7 +179,7 @@ class Ledger:
 
     def today(self) -> str:
         """The clock's day in the configured zone."""
-        return day_of(self.clock(), zone_of(self.config))
+        return day_of(self.clock(), self.config.zone)
 
     def load(self, txn: lmdb.Transaction) -> None:
         """Read today's settled totals from the store, unless this ledger holds them already
@@ -219,7 +209,7 @@ class Ledger:
         would fail a run for nothing the operator did.
         """
         now = self.clock()
-        day = day_of(now, zone_of(self.config))
+        day = day_of(now, self.config.zone)
         with self._lock:
             today = self._days.get(day)
             if today is None:
@@ -235,7 +225,7 @@ class Ledger:
                 over = _over(cap, used, worst, where)
                 if over:
                     who = f"agent {agent!r}" if scope else "all agents together"
-                    until = next_day(now, zone_of(self.config))
+                    until = next_day(now, self.config.zone)
                     message = (
                         f"the daily model budget of {who} for {day} is spent: {over}; "
                         f"it renews at {_renewal(until, self.config)}"
@@ -320,7 +310,7 @@ def rows(txn: lmdb.Transaction, db: Any, prefix: str = "") -> Iterator[tuple[tup
 
 
 def spent_today(txn: lmdb.Transaction, db: Any, now: float, zone: dt.tzinfo | None = None) -> dict[str, dict[str, int]]:
-    """The totals of ``now``'s day in ``zone`` (None: local; give :func:`zone_of` the config)
+    """The totals of ``now``'s day in ``zone`` (None: the machine's; give it the config's ``zone``)
     per agent, and for all agents under "", as plain dicts (for views)."""
     return {agent: tally.to_dict() for (_, agent, model), tally in rows(txn, db, day_of(now, zone)) if not model}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import os
 import re
 import tomllib
@@ -115,7 +116,7 @@ class CorralConfig:
     max_tool_args_bytes: int = 256 * 2**10
     timezone: str | None = None
     """``[corral] timezone``: the IANA zone of calendar days (budgets) and of triggers
-    without their own; None is the machine's local zone, read when used."""
+    without their own; None is the machine's zone (:func:`local_zone`)."""
     keep_awake: bool = True
     """``[corral] keep_awake``: hold a power assertion on macOS while any run is active."""
     limits: Limits = Limits()
@@ -246,12 +247,34 @@ def _bool(value: object) -> bool:
     return value
 
 
-def zone_named(name: str | None) -> dt.tzinfo:
-    """The IANA zone ``name`` (None: the machine's local zone); ValueError names a bad one."""
-    if name is None:
+def local_zone() -> dt.tzinfo:
+    """The machine's zone with its daylight-saving rules: ``TZ``, else ``/etc/localtime`` (a
+    TZif file on Linux and macOS), read once per process. Only where neither can be read,
+    today's fixed offset."""
+    return _local_zone(os.environ.get("TZ", ""))
+
+
+@functools.cache
+def _local_zone(tz: str) -> dt.tzinfo:
+    name = tz.lstrip(":")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    try:
+        with open("/etc/localtime", "rb") as tzif:
+            return ZoneInfo.from_file(tzif, key="localtime")
+    except (OSError, ValueError):
         local = dt.datetime.now().astimezone().tzinfo
         assert local is not None
         return local
+
+
+def zone_named(name: str | None) -> dt.tzinfo:
+    """The IANA zone ``name`` (None: the machine's, :func:`local_zone`); ValueError names a bad one."""
+    if name is None:
+        return local_zone()
     try:
         if not isinstance(name, str) or not name:
             raise ValueError

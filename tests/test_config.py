@@ -164,3 +164,16 @@ a = { code = "agents", entry = "a:run", limits = { state_value_kb = 1.5 } }
     assert "[limits] journal_gb: unknown key; did you mean 'journal_mb'?" in text
     assert "[agents.a.limits] state_value_kb: 1.5 is not a positive integer" in text
     assert 'or "none" to leave it unlimited' in text
+
+
+def test_the_machines_zone_keeps_its_daylight_saving_rules(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as dt
+
+    from corral.config import local_zone
+
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    zone = local_zone()
+    winter, summer = dt.datetime(2027, 1, 15, 12, tzinfo=zone), dt.datetime(2027, 7, 15, 12, tzinfo=zone)
+    assert winter.utcoffset() == dt.timedelta(hours=1) and summer.utcoffset() == dt.timedelta(hours=2)
+    monkeypatch.delenv("TZ")
+    assert local_zone().utcoffset(dt.datetime(2027, 1, 15)) is not None, "/etc/localtime is read as a zone"

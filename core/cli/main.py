@@ -119,7 +119,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with store.read() as txn:
         agents = {name: (records.list_runs(txn, name, limit=1) or [None])[0] for name in config.agents}
         active = records.active_runs(txn)
-        today = spent_today(txn, store.dbs["spend"], time.time())
+        today = spent_today(txn, store.dbs["spend"], time.time(), config.zone)
         schedules = agent_status(store, records, txn, config, time.time())
         jump = read_last_jump(store, txn)
     status = {

@@ -12,7 +12,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from corral.budget import DB, Tally, day_of, rows, zone_of
+from corral.budget import DB, Tally, day_of, rows
 from corral.cli.common import EXIT_OK, load, print_json, reader
 
 
@@ -54,7 +54,7 @@ def cmd_spend(args: argparse.Namespace) -> int:
     store, _ = reader(config)
     try:
         with store.read() as txn:
-            groups = summarise(txn, store.dbs[DB], args.by, args.days, time.time(), zone_of(config))
+            groups = summarise(txn, store.dbs[DB], args.by, args.days, time.time(), config.zone)
     finally:
         store.close()
     total = Tally()
