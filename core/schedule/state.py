@@ -1,9 +1,12 @@
 """The ``schedules`` database: each schedule's fire times, and each agent's slow-down.
 
-``s\\0KEY`` -> ``{"agent", "kind", "describe", "last", "next", "due", "fired", "skipped",
-"last_skip"}``: ``last`` is the nominal time of the last fire handled (run or skipped),
+``s\\0KEY`` -> ``{"agent", "kind", "describe", "clock", "since", "last", "next", "due",
+"fired", "skipped", "caught_up", "covered", "last_skip"}``: ``last`` is the nominal time
+(on the trigger's ``clock``: wall or steady) of the last fire handled (run or skipped),
 written in the same commit as the run it created, so a restart neither fires that time
-again nor forgets it; ``next`` and ``due`` (``next`` plus jitter) are for ``corral status``.
+again nor forgets it; ``covered`` keeps the wall-time spans handled before the clock was
+set back; ``caught_up`` counts catch-ups since the last fire on time; ``next`` is on the
+trigger's clock and ``due`` is when it fires by the wall clock, for ``corral status``.
 ``a\\0AGENT`` -> ``{"slowed": FACTOR, "since", "reason", "fires"}`` while the no-progress
 rule has slowed the agent.
 """
