@@ -16,13 +16,14 @@ from corral.guardrails.config import GuardrailConfig
 from corral.plugins.guardrails import BUILTINS
 from corral.schedule.clock import awake_stamp
 
-RUN = {"id": "r1", "agent": "a", "created": 1000.0, "started": 1000.0, "running_awake": awake_stamp()}
+RUN = {"id": "r1", "agent": "a", "created": 1000.0, "started": 1000.0}
 
 
-def _guard(name: str, run: dict[str, Any] = RUN, **settings: Any) -> Any:
+def _guard(name: str, run: dict[str, Any] | None = None, **settings: Any) -> Any:
+    """The guard of ``run`` (default: one that started running just now)."""
     agent = AgentConfig(name="a", code=Path("."), entry="a:run", guardrails=GuardrailConfig(**settings))
     [builtin] = [b for b in BUILTINS if b.name == name]
-    return builtin.start(run, agent)
+    return builtin.start(run or {**RUN, "running_awake": awake_stamp()}, agent)
 
 
 def _action(seq: int, kind: str = "tool", name: str = "t", fp: str = "", now: float = 1001.0, **kw: Any) -> Action:
