@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
-from structlog.testing import capture_logs
 
 from corral.schedule.clock import BOOTED, Clock, ManualClock, Reading, _darwin_boot_id, sources
 from corral.schedule.timeline import Jump, JumpKind, Timeline, between
@@ -78,6 +76,19 @@ def test_macos_boot_session_is_read_with_sysctlbyname() -> None:
     assert _darwin_boot_id(object()) == "", "no sysctlbyname: the boot is unknown, not an error"
 
 
+class Log:
+    """A logger keeping what it is told, as ``(level, event, fields)``."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str, dict[str, Any]]] = []
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.entries.append(("warning", event, fields))
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.entries.append(("info", event, fields))
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Iterator[tuple[Store, Writer]]:
     store = Store.open(tmp_path / "store")
@@ -89,11 +100,10 @@ def home(tmp_path: Path) -> Iterator[tuple[Store, Writer]]:
 
 def start(home: tuple[Store, Writer], clock: ManualClock) -> tuple[Timeline, Any]:
     async def go() -> tuple[Timeline, Any]:
-        timeline = Timeline(clock, *home, structlog.get_logger())
+        timeline = Timeline(clock, *home, Log())
         return timeline, await timeline.start()
 
-    with capture_logs():
-        return asyncio.run(go())
+    return asyncio.run(go())
 
 
 def test_steady_time_continues_across_a_restart_in_one_boot_whatever_the_wall_clock_did(home) -> None:
@@ -122,9 +132,10 @@ def test_a_jump_is_logged_once_at_warning_and_kept_for_status(home) -> None:
     from corral.schedule.timeline import read_last_jump
 
     clock = ManualClock(BOOTED + 1000)
+    log = Log()
 
     async def go() -> list[Jump]:
-        timeline = Timeline(clock, *home, structlog.get_logger())
+        timeline = Timeline(clock, *home, log)
         await timeline.start()
         clock.suspend(600)
         reading, jumps = timeline.observe()
@@ -132,11 +143,11 @@ def test_a_jump_is_logged_once_at_warning_and_kept_for_status(home) -> None:
         assert timeline.observe()[1] == [], "noticed once"
         return jumps
 
-    with capture_logs() as log:
-        [jump] = asyncio.run(go())
+    [jump] = asyncio.run(go())
     assert jump.kind is JumpKind.WAKE and jump.jump == 600.0
-    [event] = [e for e in log if e["event"] == "woke from sleep"]
-    assert event["log_level"] == "warning" and event["slept"] == 600.0
+    assert [(level, fields["slept"]) for level, event, fields in log.entries if event == "woke from sleep"] == [
+        ("warning", 600.0)
+    ]
     store, _ = home
     with store.read() as txn:
         assert read_last_jump(store, txn) == {"kind": "wake", "at": BOOTED + 1600, "jump": 600.0}
