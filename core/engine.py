@@ -142,6 +142,7 @@ class Engine:
         """Paused agents, durable; read through :meth:`paused` (docs/scheduling.md)."""
         self._executing: set[str] = set()
         self._cancelling: dict[str, str] = {}
+        self._last_run_ms: int | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -271,7 +272,7 @@ class Engine:
         (a schedule's id and fire time); ``also(txn, run)`` writes in the same commit (the
         schedule's last fire time, so a crash can neither lose the run nor fire it twice)."""
         run = {
-            "id": new_run_id(),
+            "id": self._new_run_id(),
             "agent": agent,
             "state": RunState.QUEUED.value,
             "trigger": trigger,
@@ -291,6 +292,18 @@ class Engine:
         await self.writer.run(job)
         self.log.info("run queued", agent=agent, run_id=run["id"], trigger=trigger)
         return run
+
+    def _new_run_id(self) -> str:
+        """A run id whose time part never goes below the newest on record: ids order runs by
+        creation (the queue starts the oldest first, ``corral runs`` lists newest first), and
+        a wall clock set back must not put new runs before old ones."""
+        if self._last_run_ms is None:
+            with self.store.read() as txn:
+                cursor = txn.cursor(db=self.store.dbs["runs"])
+                self._last_run_ms = int(bytes(cursor.key())[:12], 16) if cursor.last() else 0
+        run_id = new_run_id(self._last_run_ms + 1)
+        self._last_run_ms = int(run_id[:12], 16)
+        return run_id
 
     async def _transition(self, run_id: str, new: RunState, **fields: Any) -> dict[str, Any]:
         records, approvals = self.records, self.approvals

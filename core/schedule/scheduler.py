@@ -117,6 +117,13 @@ def build_all(
             except ConfigError as exc:
                 problems += exc.problems
                 continue
+            gap = _shortest_gap(trigger) if trigger_config.jitter else None
+            if gap is not None and trigger_config.jitter >= gap:
+                problems.append(
+                    f"{trigger_config.section} jitter: {trigger_config.jitter:g}s is not shorter than the {gap:g}s "
+                    "between its fire times, so fires would overtake each other; make it shorter"
+                )
+                continue
             path = getattr(trigger, "path", None)
             if trigger_config.kind == "webhook" and isinstance(path, str):
                 if path in paths:
@@ -126,6 +133,19 @@ def build_all(
     if problems:
         raise ConfigError(problems)
     return built
+
+
+def _shortest_gap(trigger: Trigger, fires: int = 48) -> float | None:
+    """The shortest time between a timed trigger's next ``fires`` fire times (None: fewer than two)."""
+    if not isinstance(trigger, TimedTrigger):
+        return None
+    times: list[float] = []
+    moment: float | None = time.time()
+    while moment is not None and len(times) < fires:
+        moment = trigger.next_after(moment)
+        if moment is not None:
+            times.append(moment)
+    return min((b - a for a, b in zip(times, times[1:], strict=False)), default=None)
 
 
 def trigger_problems(config: CorralConfig, manager: pluggy.PluginManager, environ: Mapping[str, str]) -> list[str]:
@@ -185,11 +205,13 @@ class Scheduler:
         return {"added": sorted(added), "removed": sorted(removed), "changed": sorted(changed)}
 
     def _new_record(self, schedule: Schedule, reading: Reading) -> dict[str, Any]:
+        now = self._now(schedule, reading)
         return {
             "agent": schedule.config.agent,
             "kind": schedule.config.kind,
             "clock": schedule.clock,
-            "since": self._now(schedule, reading),
+            "created": now,
+            "since": now,
             "last": None,
             "fired": 0,
             "skipped": 0,
@@ -267,6 +289,7 @@ class Scheduler:
         schedule.record.update(
             agent=schedule.config.agent, kind=schedule.config.kind, describe=description, clock=schedule.clock
         )
+        schedule.record.setdefault("created", schedule.record.get("since"))
         if isinstance(schedule.trigger, EventTrigger):
             env = TriggerEnv(
                 schedule.config.agent,
@@ -378,6 +401,7 @@ class Scheduler:
             self.wake.clear()
             reading, jumps = self.timeline.observe()
             if jumps:
+                await self.timeline.beat(reading)  # status shows the jump before what it causes
                 await self._jumped(reading, [j.at for j in jumps if j.kind is JumpKind.STEP and j.jump < 0])
             for agent in await self.engine.pauses.expire():
                 self.log.info("pause ended", agent=agent)
@@ -423,36 +447,47 @@ class Scheduler:
         record = schedule.record
         now = self._now(schedule, reading)
         lower = self._lower_bound(schedule, now)
+        created = record.get("created")
+        # a wall time before the schedule existed is owed nothing when a step jumped over it
+        unowed = created if created is not None and schedule.clock == "wall" else None
         policy = self.queue.policy(schedule.config.agent)
         allowed = {"skip": 0, "once": 1, "all": policy.missed_max}[policy.missed]
         left = max(0, allowed - record.get("caught_up", 0))
-        on_time: float | None = None
+        late: list[float] = []  # due within LATE: run as usual, oldest first
         missed: list[float] = []
         more = False
-        latest = timed.last_until(now)
-        cursor = latest
+        handled: float | None = None
+        cursor = timed.last_until(now)
         while cursor is not None and cursor > lower + RESOLUTION:
             span = schedule.handled(cursor)
             if span is not None:
                 cursor = timed.last_until(span[0])
                 continue
-            if on_time is None and not missed and now - schedule.due(cursor) <= LATE:
-                on_time = cursor
-            elif len(missed) < COUNTED:
-                missed.append(cursor)
-            else:
-                more = True
-                break
+            due = schedule.due(cursor)
+            if due <= now:
+                handled = cursor if handled is None else handled
+                if unowed is not None and cursor <= unowed + RESOLUTION and due <= self.timeline.live_from:
+                    pass
+                elif len(late) + len(missed) >= COUNTED:
+                    more = True
+                    break
+                elif now - due <= LATE:
+                    late.append(cursor)
+                else:
+                    missed.append(cursor)
             cursor = timed.last_until(cursor - 2 * RESOLUTION)
-        handled = latest if latest is not None and latest > lower else lower
-        record["last"] = max(record["last"] if record["last"] is not None else handled, handled)
-        self._plan(schedule, handled, reading)  # first: the fire's own commit stores the next time too
+        if handled is None:  # only times whose jitter has not passed yet
+            self._plan(schedule, lower, reading)
+            await self._save(schedule)
+            return
+        self._plan(schedule, handled, reading)  # first: each fire's own commit stores the next time too
         if missed:
             await self._missed(schedule, missed, more, policy.missed, left)
-        if on_time is not None:
-            record["caught_up"] = 0  # back on time: the next downtime may catch up again
-            await self.fire(schedule, None, nominal=on_time)  # stores the record with the run or the skip
-        else:
+        for nominal in sorted(late):
+            record["caught_up"] = 0  # on time again: the next downtime may catch up again
+            await self.fire(schedule, None, nominal=nominal)  # stores the record with the run or the skip
+        if record["last"] is None or record["last"] < handled:
+            record["last"] = handled  # only now: a crash amid catch-ups leaves the rest owed
             await self._save(schedule)
 
     async def _missed(self, schedule: Schedule, times: list[float], more: bool, policy: str, left: int) -> None:

@@ -63,14 +63,17 @@ class Jump:
 
 
 def _span(seconds: float) -> str:
-    if seconds < 60:
+    """``45.2s``, ``2d 1h``, ``3h``: the two largest units, the smaller one rounded."""
+    if seconds < 59.95:
         return f"{seconds:.1f}s"
-    parts, rest = [], int(seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    return " ".join(parts[:2])
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    value = float(round(seconds))
+    for _ in range(2):  # rounding may carry into the next unit up: pick the units again
+        index = next(i for i, (_, size) in enumerate(units) if value >= size)
+        value = round(value / units[index + 1][1]) * units[index + 1][1]
+    (big, big_size), (small, small_size) = units[index], units[index + 1]
+    whole, rest = divmod(int(value), big_size)
+    return f"{whole}{big}" + (f" {rest // small_size}{small}" if rest else "")
 
 
 def between(before: Reading, after: Reading) -> list[Jump]:
@@ -124,6 +127,10 @@ class Timeline:
         self._last_reading: Reading | None = None
         self._beat_at: float | None = None
         self.last_jump: Jump | None = None
+        self.live_from = float("-inf")
+        """The wall time, on the clock as it reads now, since which time has passed awake
+        and unstepped up to the last reading: a fire time due after it came due live, one due
+        before it (and after the previous reading) was jumped over by a step or a sleep."""
         self._unsaved = False
 
     async def start(self) -> Downtime:
@@ -157,7 +164,12 @@ class Timeline:
     def observe(self) -> tuple[Reading, list[Jump]]:
         """Read the clocks; what jumped since the last reading is logged and returned."""
         reading = self.clock.read()
-        jumps = between(self._last_reading, reading) if self._last_reading is not None else []
+        before = self._last_reading
+        jumps = between(before, reading) if before is not None else []
+        if before is not None and before.boot == reading.boot:
+            self.live_from = reading.wall - max(0.0, reading.awake - before.awake)
+        else:
+            self.live_from = reading.wall
         self._last_reading = reading
         for jump in jumps:
             self._noticed(jump, while_down=False)

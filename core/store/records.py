@@ -18,9 +18,10 @@ from corral.store import schema
 from corral.store.schema import pack, unpack
 
 
-def new_run_id() -> str:
-    """Sortable by creation time (milliseconds), unique by 32 random bits."""
-    return f"{int(time.time() * 1000):012x}{secrets.token_hex(4)}"
+def new_run_id(at_least_ms: int = 0) -> str:
+    """Sortable by creation time (milliseconds, but not below ``at_least_ms``: the caller's
+    newest id, so a wall clock set back keeps the order), unique by 32 random bits."""
+    return f"{max(int(time.time() * 1000), at_least_ms):012x}{secrets.token_hex(4)}"
 
 
 def _rows(rows: Iterable[Any]) -> Iterator[tuple[bytes, bytes]]:

@@ -239,3 +239,81 @@ def test_max_resume_age_counts_the_time_the_daemon_was_really_gone(tmp_path: Pat
     abandoned = rig.drive(outcome, start=T0 + 10 + 2 * 3600)
     assert abandoned["id"] == second[0] and abandoned["state"] == "abandoned"
     assert "the daemon was gone for 72" in abandoned["error"]["message"]
+
+
+def test_jitter_delays_a_fire_within_its_bound_and_never_makes_one_missed(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.agent("jittery", triggers=[{"type": "cron", "cron": "* * * * *", "timezone": "UTC", "jitter": "50s"}])
+
+    async def scenario(daemon: Daemon, clock: ManualClock) -> None:
+        [schedule] = daemon.scheduler.schedules.values()
+        seen = 0
+        for _ in range(6 * 5):  # five minutes, ten seconds at a time
+            await tick(daemon, clock, 10)
+            for run in runs(daemon, "jittery")[seen:]:
+                assert clock.now() - 10 < schedule.due(run["fire_time"]) <= clock.now(), "in the tick it came due"
+            seen = len(runs(daemon, "jittery"))
+        assert fire_times(daemon, "jittery") == [SEVEN + 60 * k for k in range(len(runs(daemon, "jittery")))]
+        assert len(runs(daemon, "jittery")) >= 4
+        assert events(rig, "missed fire times skipped") == []
+
+    rig.drive(scenario)
+
+
+def test_a_jitter_as_long_as_the_time_between_fires_is_a_config_problem(tmp_path: Path) -> None:
+    from corral.config import load_config
+    from corral.pluginmanager import load_plugins
+    from corral.schedule.scheduler import trigger_problems
+
+    rig = Rig(tmp_path)
+    rig.agent("jittery", triggers=[{"type": "cron", "cron": "* * * * *", "timezone": "UTC", "jitter": "60s"}])
+    rig.write()
+    [problem] = trigger_problems(load_config(rig.config_path, {}), load_plugins().manager, {})
+    assert "jitter: 60s is not shorter than the 60s between its fire times" in problem
+
+
+def test_fires_a_little_late_are_run_not_counted_missed(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.agent("poll", every="20s", schedule={"overlap": "queue", "max_queued": 5})
+
+    async def scenario(daemon: Daemon, clock: ManualClock) -> None:
+        await tick(daemon, clock, 45)  # the daemon was busy: two fire times passed, both under a minute ago
+        assert len(runs(daemon, "poll")) == 2 and not any(r.get("missed") for r in runs(daemon, "poll"))
+        assert events(rig, "missed fire times skipped") == []
+
+    rig.drive(scenario)
+
+
+def test_a_step_back_and_forth_owes_nothing_from_before_the_schedule_existed(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.agent("ten", triggers=[EVERY_TEN], schedule={"missed": "all", "missed_max": 3})
+    rig.agent("past", triggers=[{"type": "once", "at": "2027-01-04T06:00:00+00:00"}])
+
+    async def scenario(daemon: Daemon, clock: ManualClock) -> None:
+        await tick(daemon, clock, 61)  # 07:00:01: one fire
+        clock.step(-DAY)  # a glitch, corrected a moment later
+        await tick(daemon, clock, 1)
+        clock.step(DAY)
+        await tick(daemon, clock, 0)
+        assert fire_times(daemon, "ten") == [SEVEN], "nothing from the day before the daemon started is owed"
+        assert runs(daemon, "past") == [], "a one-shot time that had passed at start never fires"
+        await tick(daemon, clock, 600)
+        assert fire_times(daemon, "ten") == [SEVEN, SEVEN + 600]
+
+    rig.drive(scenario)
+
+
+def test_runs_created_after_a_step_back_still_sort_after_older_ones(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    rig.agent("manual")
+
+    async def scenario(daemon: Daemon, clock: ManualClock) -> None:
+        before = await daemon.engine.create_run("manual", None, trigger="cli")
+        clock.step(-DAY)
+        after = await daemon.engine.create_run("manual", None, trigger="cli")
+        assert after["id"] > before["id"], "the queue starts the oldest first, by id"
+        daemon.queue.add(before)
+        daemon.queue.add(after)
+        await idle(daemon)
+
+    rig.drive(scenario)

@@ -30,6 +30,13 @@ def test_a_wall_clock_set_back_is_a_step_with_its_size() -> None:
     assert jump.at == 1000.0 - 86400, "the earliest the step can have happened, on the clock as it reads now"
 
 
+def test_jump_sizes_read_in_their_two_largest_units_rounded() -> None:
+    sizes = {176400.0: "2d 1h", 176399.99: "2d 1h", 86400.0: "1d", 86399.6: "1d", 3599.7: "1h", 7260.0: "2h 1m"}
+    for seconds, shown in sizes.items():
+        assert Jump(JumpKind.STEP, 0.0, -seconds).describe() == f"stepped back {shown}"
+    assert Jump(JumpKind.WAKE, 0.0, 42.25).describe() == "slept 42.2s"
+
+
 def test_a_sleep_is_a_wake_not_a_step() -> None:
     [jump] = between(BEFORE, reading(1000.0 + 3601, 51.0, 60.0 + 3601))
     assert jump.kind is JumpKind.WAKE and jump.jump == 3600.0 and jump.describe() == "slept 1h"
