@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import struct
 import sys
@@ -31,6 +32,10 @@ if TYPE_CHECKING:
     import psutil
 
 MAX_REQUEST = 1 << 20
+ID_FIELDS = {"retry": "run", "release": "run", "cancel": "run", "approve": "id", "deny": "id"}
+"""The ops that name a run or an approval request, and the field that does."""
+WHOLE_ID = re.compile(r"[0-9a-z]{1,64}")
+"""A whole run or approval id: the CLI resolves a part of one before it sends the request."""
 Handler = Callable[[dict[str, Any], Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 
 SOL_LOCAL = 0
@@ -259,9 +264,23 @@ class Gate:
         self.refused(Intrusion(intrusion.evidence, intrusion.pid, intrusion.run_id, intrusion.agent, held + 1))
 
 
-async def serve(path: Path, handler: Handler, gate: Gate) -> asyncio.AbstractServer:
+class Log(Protocol):
+    """What the socket writes to the daemon's log (a structlog logger has it)."""
+
+    def warning(self, event: str, **fields: Any) -> Any: ...
+
+    def error(self, event: str, **fields: Any) -> Any: ...
+
+
+async def serve(path: Path, handler: Handler, gate: Gate, *, log: Log | None = None) -> asyncio.AbstractServer:
     """Listen on ``path``; the file is created 0600 (umask) so there is no window. Each
-    connection ``gate`` refuses gets one error line and is closed unread."""
+    connection ``gate`` refuses gets one error line and is closed unread.
+
+    The connection handler never raises. A request that is not a JSON object with an
+    ``op`` is answered ``bad request``; every refusal, the handler's included, is logged
+    to ``log`` as ``control request refused``. A handler that raises (a bug) is answered
+    with ``internal`` true and logged as ``control request failed`` with its traceback.
+    """
     if len(os.fsencode(path)) > 100:
         raise ConfigError(
             [f"control socket path {path} is too long for a Unix socket; set a shorter [corral] home or CORRAL_HOME"]
@@ -269,27 +288,45 @@ async def serve(path: Path, handler: Handler, gate: Gate) -> asyncio.AbstractSer
     path.unlink(missing_ok=True)
 
     async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        op: object = None
+
         async def reply(message: dict[str, Any]) -> None:
             writer.write(json.dumps(message, default=str).encode() + b"\n")
             await writer.drain()
+
+        async def answer(message: dict[str, Any]) -> None:
+            if not message.get("ok", False) and log is not None:
+                log.warning("control request refused", op=op, error=message.get("error"))
+            await reply(message)
 
         try:
             refusal = gate.refusal(writer.get_extra_info("socket"))
             if refusal is not None:
                 await reply({"ok": False, "error": refusal})
                 return
-            line = await reader.readuntil(b"\n")
-            request = json.loads(line)
-            if not isinstance(request, dict) or not isinstance(request.get("op"), str):
-                raise ValueError('a request is a JSON object with an "op"')
-            await handler(request, reply)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             try:
-                await reply({"ok": False, "error": f"bad request: {exc}"})
-            except ConnectionError:
-                pass
+                request = _parse(await reader.readuntil(b"\n"))
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, RecursionError) as exc:
+                await answer({"ok": False, "error": f"bad request: {exc}"})
+                return
+            op = request["op"]
+            await handler(request, answer)
         except ConnectionError:
             pass
+        except Exception as exc:  # a bug: the client hears of it, the log keeps the traceback
+            if log is not None:
+                log.error("control request failed", op=op, exc_info=exc)
+            try:
+                await reply(
+                    {
+                        "ok": False,
+                        "internal": True,
+                        "error": f"the daemon failed on this request ({type(exc).__name__}: {exc}); "
+                        "its traceback is in the daemon's log, corral.log (`corral logs --level error`)",
+                    }
+                )
+            except ConnectionError:
+                pass
         finally:
             writer.close()
 
@@ -302,8 +339,29 @@ async def serve(path: Path, handler: Handler, gate: Gate) -> asyncio.AbstractSer
     return server
 
 
+def _parse(line: bytes) -> dict[str, Any]:
+    request = json.loads(line)
+    if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+        raise ValueError('a request is a JSON object with an "op"')
+    return request
+
+
 def request(path: Path, message: dict[str, Any], timeout: float | None = 10.0) -> Iterator[dict[str, Any]]:
-    """Send one request and yield each reply line. Raises ControlError if nobody answers."""
+    """Send one request and yield each reply line. Raises ControlError if nobody answers
+    or the daemon refuses (see :func:`exchange` for the refusals themselves)."""
+    for answer in exchange(path, message, timeout):
+        if not answer.get("ok", False):
+            raise ControlError(answer.get("error", "the daemon refused the request"))
+        yield answer
+
+
+def exchange(path: Path, message: dict[str, Any], timeout: float | None = 10.0) -> Iterator[dict[str, Any]]:
+    """Send one request and yield each answer, refusals included: ``ok`` false, ``error``
+    the reason, ``internal`` true when the daemon failed on it (a bug, in its log).
+
+    Raises DaemonUnavailable if nobody answers within ``timeout``, ControlError if the
+    socket belongs to another user.
+    """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -322,12 +380,13 @@ def request(path: Path, message: dict[str, Any], timeout: float | None = 10.0) -
             sock.sendall(json.dumps(message).encode() + b"\n")
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused before the request was read: the answer says why
-        with sock.makefile("rb") as stream:
-            for line in _lines(stream):
-                answer = json.loads(line)
-                if not answer.get("ok", False):
-                    raise ControlError(answer.get("error", "the daemon refused the request"))
-                yield answer
+        try:
+            with sock.makefile("rb") as stream:
+                for line in _lines(stream):
+                    answer = json.loads(line)
+                    yield answer if isinstance(answer, dict) else {"ok": False, "error": f"odd answer {answer!r}"}
+        except TimeoutError:
+            raise DaemonUnavailable(f"the daemon at {path} did not answer within {timeout:g}s") from None
 
 
 def _lines(stream: BinaryIO) -> Iterator[bytes]:

@@ -65,7 +65,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: self._chore(self._reload_logged("SIGHUP")))
         applied = self.engine.processes.prepare(self.config.home / "agents")
         gate = control.Gate(lambda: self.engine.processes.live, self._agent_of, self._intruder)
-        server = await control.serve(self.config.socket_path, self._handle, gate)
+        server = await control.serve(self.config.socket_path, self._handle, gate, log=self.log)
         self.log.info(
             "daemon started",
             pid=os.getpid(),
@@ -234,6 +234,8 @@ class Daemon:
         self.engine.alert(intrusion.alert())
 
     async def _handle(self, request: dict[str, Any], reply: Reply) -> None:
+        """Answer one control request; a malformed one is refused before any handler sees it
+        (the CLI resolves ids itself, so an id here is whole)."""
         op = request["op"]
         handler = {
             "ping": self._op_ping,
@@ -246,20 +248,37 @@ class Daemon:
             "resume": self._op_resume,
             "cancel": self._op_cancel,
             "reload": self._op_reload,
-        }.get(op)
-        if handler is None:
-            await reply({"ok": False, "error": f"unknown op {op!r}"})
+        }
+        if op not in handler:
+            await reply({"ok": False, "error": f"unknown op {op!r:.80}; ops: {', '.join(handler)}"})
             return
-        await handler(request, reply)
+        field = control.ID_FIELDS.get(op)
+        value = request.get(field) if field else None
+        if field and not (isinstance(value, str) and control.WHOLE_ID.fullmatch(value)):
+            await reply({"ok": False, "error": f"bad request: {field} must be a whole id, not {value!r:.80}"})
+            return
+        await handler[op](request, reply)
 
     async def _op_ping(self, request: dict[str, Any], reply: Reply) -> None:
         await reply({"ok": True, "pid": os.getpid(), "running": len(self.queue.tasks())})
 
     def _agent_problem(self, agent: object) -> str | None:
-        if agent in self.config.agents:
+        if isinstance(agent, str) and agent in self.config.agents:
             return None
         known = ", ".join(sorted(self.config.agents)) or "none"
-        return f"no agent named {agent!r} in {self.config.path}; agents: {known}"
+        return f"no agent named {agent!r:.80} in {self.config.path}; agents: {known}"
+
+    def _until_problem(self, until: object) -> str | None:
+        """Why a pause's ``until`` (epoch seconds) is not a moment ahead that a date can show."""
+        if isinstance(until, bool) or not isinstance(until, int | float):
+            return f"until must be seconds since the epoch, not {until!r:.80}"
+        try:
+            shown = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
+        except (OverflowError, ValueError, OSError):
+            return f"until {until!r} is too far ahead to be a date; leave it out to pause until `corral resume`"
+        if until <= self.clock.now():
+            return f"until {shown} is in the past; give a time after now"
+        return None
 
     async def _op_run(self, request: dict[str, Any], reply: Reply) -> None:
         agent = request.get("agent")
@@ -311,8 +330,8 @@ class Daemon:
     async def _op_pause(self, request: dict[str, Any], reply: Reply) -> None:
         agent, until = request.get("agent"), request.get("until")
         problem = self._agent_problem(agent)
-        if problem is None and until is not None and not isinstance(until, int | float):
-            problem = f"until must be seconds since the epoch, not {until!r}"
+        if problem is None and until is not None:
+            problem = self._until_problem(until)
         if problem is not None:
             await reply({"ok": False, "error": problem})
             return

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from corral.approvals import PENDING, ApprovalError, Approvals
+from corral.cli import ids
 from corral.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
@@ -32,11 +33,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_approvals)
     approve = sub.add_parser("approve", parents=[common], help="approve one waiting tool call; its run resumes")
-    approve.add_argument("id")
+    approve.add_argument("id", help="approval id (or a unique prefix or suffix of it), as `corral approvals` shows")
     approve.add_argument("--json", action="store_true")
     approve.set_defaults(func=cmd_decide, approve=True, reason="")
     deny = sub.add_parser("deny", parents=[common], help="deny one waiting tool call; the agent sees the reason")
-    deny.add_argument("id")
+    deny.add_argument("id", help="approval id (or a unique prefix or suffix of it), as `corral approvals` shows")
     deny.add_argument("--reason", required=True, help="why; the agent (or its model) reads it as the tool's error")
     deny.add_argument("--json", action="store_true")
     deny.set_defaults(func=cmd_decide, approve=False)
@@ -83,31 +84,31 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 def cmd_decide(args: argparse.Namespace) -> int:
     config = load(args)
     op = "approve" if args.approve else "deny"
-    request = {"op": op, "id": args.id, "reason": args.reason}
+    approval_id = ids.approval_id(config, args.id)
+    request = {"op": op, "id": approval_id, "reason": args.reason}
     reply = act(config, request)
     if reply is not None:
+        record = reply["approval"]
         if args.json:
-            print_json(reply["approval"])
+            print_json(record)
         else:
-            print(
-                f"approval {args.id} {reply['approval']['state']}; the daemon resumes run {reply['approval']['run_id']}"
-            )
+            print(f"approval {approval_id} {record['state']}; the daemon resumes run {record['run_id']}")
         return EXIT_OK
 
     async def start(engine: Any) -> str:
         try:
-            record, run = await engine.decide_approval(args.id, args.approve, args.reason)
+            record, run = await engine.decide_approval(approval_id, args.approve, args.reason)
         except ApprovalError as exc:
             # with no daemon, nothing has expired a request past its time: do it, and resume its run
-            request = await engine.writer.run(lambda txn: engine.approvals.get(txn, args.id))
+            request = await engine.writer.run(lambda txn: engine.approvals.get(txn, approval_id))
             resumed = [r for r in await engine.expire_approvals() if request and r["id"] == request["run_id"]]
             if not resumed:
                 raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
             print(f"corral: {exc}; its run resumes with the call denied", file=sys.stderr)
             return str(resumed[0]["id"])
         if run is None:
-            raise Exit(EXIT_OK, f"approval {args.id} {record['state']}; its run is no longer on hold")
-        print(f"approval {args.id} {record['state']}", file=sys.stderr)
+            raise Exit(EXIT_OK, f"approval {approval_id} {record['state']}; its run is no longer on hold")
+        print(f"approval {approval_id} {record['state']}", file=sys.stderr)
         return str(run["id"])
 
     return report_run(foreground(config, start), args, waited=True)

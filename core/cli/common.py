@@ -1,9 +1,22 @@
-"""What every ``corral`` command shares: exit codes, loading the config, printing JSON,
-opening the store read-only.
+"""What every ``corral`` command shares: exit codes, argument types, loading the config,
+printing JSON, opening the store read-only, asking the daemon, reporting a bug.
 
-Exit codes: 0 success; 1 the run failed or ``check`` found problems; 2 usage error;
-3 invalid config; 4 daemon or store unavailable (locked, not answering, no store);
-5 no such run or agent.
+Exit codes (the table in docs/operating.md says the same; a test holds them together):
+
+- 0 :data:`EXIT_OK`: success.
+- 1 :data:`EXIT_FAILED`: the run ended other than ``succeeded``, or the daemon would not
+  start it (agent paused, daemon stopping); ``check``, ``doctor`` or ``secrets list``
+  found problems.
+- 2 :data:`EXIT_USAGE`: an argument is missing, empty, malformed or out of range, or an
+  id matches several runs or approvals (they are listed).
+- 3 :data:`EXIT_CONFIG`: invalid config.
+- 4 :data:`EXIT_UNAVAILABLE`: daemon or store unavailable (home locked, daemon not
+  answering, no store yet).
+- 5 :data:`EXIT_NOT_FOUND`: no run, agent, approval or secret matches, or the one named
+  cannot take this action in its state (cancel an ended run, release one not on hold).
+- 6 :data:`EXIT_INTERNAL`: a bug in corral or a plugin; its traceback is in corral.log.
+
+Every error is one line on stderr saying what was wrong and what to do.
 """
 
 from __future__ import annotations
@@ -12,13 +25,16 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 from corral import control
 from corral.config import CorralConfig, find_config, load_config
 from corral.errors import ConfigError, ControlError, DaemonUnavailable, StoreError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 0, 1, 2, 3, 4, 5
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5, 6
 
 
 class Exit(Exception):
@@ -27,6 +43,30 @@ class Exit(Exception):
     def __init__(self, code: int, message: str = "") -> None:
         self.code = code
         super().__init__(message)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command and its ``--help``
+    (subcommands' parsers are of the same class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}; `{self.prog} --help` shows how\n")
+
+
+def whole(minimum: int, example: str) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``, e.g. ``example``."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = minimum - 1
+        if number < minimum:
+            least = "0 or more" if minimum == 0 else f"at least {minimum}"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {least}, e.g. {example}")
+        return number
+
+    return parse
 
 
 def load(args: argparse.Namespace) -> CorralConfig:
@@ -53,10 +93,32 @@ def reader(config: CorralConfig) -> Any:
     return store, Records(store.dbs)
 
 
-def send_or_foreground(config: CorralConfig, request: dict[str, Any], wait: bool) -> dict[str, Any] | None:
-    """Ask the daemon; None when no daemon holds the home (the caller runs it here)."""
+def ask(path: Path, request: dict[str, Any], *, refused: int, timeout: float | None = 10.0) -> list[dict[str, Any]]:
+    """Every answer of the daemon at ``path`` to ``request``. A refusal exits ``refused``
+    with the daemon's reason (:data:`EXIT_INTERNAL` when the daemon failed on it); raises
+    DaemonUnavailable when nobody answers."""
     try:
-        return list(control.request(config.socket_path, request, timeout=None if wait else 10))[-1]
+        answers = list(control.exchange(path, request, timeout))
+    except DaemonUnavailable:
+        raise
+    except ControlError as exc:
+        raise Exit(EXIT_UNAVAILABLE, f"corral: {exc}") from None
+    for answer in answers:
+        if not answer.get("ok", False):
+            code = EXIT_INTERNAL if answer.get("internal") else refused
+            raise Exit(code, f"corral: {answer.get('error') or 'the daemon refused the request'}")
+    if not answers:
+        raise Exit(EXIT_INTERNAL, "corral: the daemon closed the connection without an answer; see its log, corral.log")
+    return answers
+
+
+def send_or_foreground(
+    config: CorralConfig, request: dict[str, Any], wait: bool, *, refused: int = EXIT_FAILED
+) -> dict[str, Any] | None:
+    """The daemon's last answer; None when no daemon holds the home (the caller runs it
+    here). A refusal exits ``refused`` with the daemon's reason."""
+    try:
+        return ask(config.socket_path, request, refused=refused, timeout=None if wait else 10)[-1]
     except DaemonUnavailable as exc:
         from corral.store import StoreLock
 
@@ -69,10 +131,7 @@ def send_or_foreground(config: CorralConfig, request: dict[str, Any], wait: bool
 def act(config: CorralConfig, request: dict[str, Any], wait: bool = False) -> dict[str, Any] | None:
     """:func:`send_or_foreground` for an op on a named run, agent or approval: the daemon
     refuses one that does not exist or cannot be acted on, which exits 5 with its reason."""
-    try:
-        return send_or_foreground(config, request, wait)
-    except ControlError as exc:
-        raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
+    return send_or_foreground(config, request, wait, refused=EXIT_NOT_FOUND)
 
 
 def foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
@@ -110,3 +169,23 @@ def report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -
     if not waited:
         return EXIT_OK
     return EXIT_OK if run["state"] == "succeeded" else EXIT_FAILED
+
+
+def internal_error(exc: Exception, args: argparse.Namespace, argv: Sequence[str]) -> str:
+    """Log a bug's traceback to corral.log and return the one line for the user; if there
+    is no log to write to, the traceback goes to stderr after all."""
+    from corral.config import default_home
+    from corral.logs import DAEMON_LOG, LogFiles
+
+    what = f"{type(exc).__name__}: {exc}"
+    try:
+        try:
+            directory = load(args).log_dir
+        except Exception:  # no valid config (or a bug in loading it): the default home's log
+            directory = default_home() / "logs"
+        with LogFiles(directory, max_bytes=0) as logs:  # never rotates: the daemon may own the file
+            logs.logger(None).error("command failed", command=list(argv), exc_info=exc)
+    except Exception as failure:
+        traceback.print_exception(exc)
+        return f"corral: internal error ({what}), and its log could not be written ({failure}); please report it"
+    return f"corral: internal error ({what}); please report it with its traceback from {directory / DAEMON_LOG}"

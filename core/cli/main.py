@@ -19,21 +19,26 @@ from typing import Any
 
 from corral import __version__
 from corral.budget import spent_today
+from corral.cli import ids
 from corral.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
+    EXIT_INTERNAL,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     Exit,
+    Parser,
     act,
     foreground,
+    internal_error,
     load,
     print_json,
     reader,
     report_run,
     send_or_foreground,
+    whole,
 )
 from corral.cli.extensions import add_plugin_commands
 from corral.errors import ConfigError, ControlError, CorralError, StoreLockedError
@@ -80,24 +85,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_release(args: argparse.Namespace) -> int:
     config = load(args)
+    run_id = ids.run_id(config, args.run)
     value = None
     if args.value is not None:
         try:
             value = json.loads(args.value)
         except json.JSONDecodeError as exc:
             raise Exit(EXIT_USAGE, f"corral: --value is not valid JSON ({exc})") from None
-    request = {"op": "release", "run": args.run, "happened": args.happened, "value": value}
+    request = {"op": "release", "run": run_id, "happened": args.happened, "value": value}
     reply = act(config, request)
     if reply is not None:
         if args.json:
             print_json(reply["run"])
         else:
-            print(f"run {args.run} released; the daemon resumes it")
+            print(f"run {run_id} released; the daemon resumes it")
         return EXIT_OK
 
     async def start(engine: Any) -> str:
         try:
-            return (await engine.release(args.run, args.happened, value))["id"]
+            return (await engine.release(run_id, args.happened, value))["id"]
         except (KeyError, ValueError) as exc:
             raise Exit(EXIT_NOT_FOUND, f"corral: {str(exc).strip(chr(39))}") from None
 
@@ -190,25 +196,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     with store.read() as txn:
         runs = records.list_runs(txn, args.agent, limit=args.limit)
     store.close()
+    if args.agent is not None and args.agent not in config.agents and not runs:  # a removed agent keeps its runs
+        known = ", ".join(sorted(config.agents)) or "none"
+        raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {args.agent!r} in {config.path}; agents: {known}")
     if args.json:
         print_json(runs)
     else:
         print(views.runs_table(runs))
     return EXIT_OK
-
-
-def _find_run(records: Any, txn: Any, ident: str) -> dict[str, Any]:
-    run = records.get_run(txn, ident)
-    if run is not None:
-        return run
-    matches = [
-        r for r in records.list_runs(txn, None, limit=100000) if r["id"].startswith(ident) or r["id"].endswith(ident)
-    ]
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        raise Exit(EXIT_NOT_FOUND, f"corral: {ident!r} matches {len(matches)} runs; give more of the id")
-    raise Exit(EXIT_NOT_FOUND, f"corral: no run {ident!r}; `corral runs` lists them")
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
@@ -221,7 +216,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     store, records = reader(config)
     try:
         with store.read() as txn:
-            run = _find_run(records, txn, args.run)
+            run = ids.run(records, txn, args.run)
             steps = list(records.steps(txn, run["id"]))
         alerts = alerts_of_run(store, run)
     finally:
@@ -246,8 +241,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if args.agent is not None and args.agent not in config.agents:
         raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {args.agent!r}; agents: {', '.join(sorted(config.agents))}")
     path = log_path(config.log_dir, args.agent)
+    run_id = None if args.run is None else ids.run_id(config, args.run)
     try:
-        wanted = logview.Filter(run=args.run, min_level=args.level, event=args.event)
+        wanted = logview.Filter(run=run_id, min_level=args.level, event=args.event)
     except ValueError as exc:
         raise Exit(EXIT_USAGE, f"corral: {exc}") from None
     color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
@@ -290,7 +286,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """Every command, plugins' included (``argv`` locates the config that names drop-ins)."""
-    p = argparse.ArgumentParser(prog="corral", description="A supervisor for always-on AI agents.")
+    # typed as argparse's own, so command modules keep their signatures; subcommands get Parser at run time
+    p: argparse.ArgumentParser = Parser(prog="corral", description="A supervisor for always-on AI agents.")
     p.add_argument("--version", action="version", version=f"corral {__version__}")
     config_help = "config file (default: $CORRAL_CONFIG, else $CORRAL_HOME/corral.toml)"
     p.add_argument("--config", "-c", help=config_help)
@@ -314,7 +311,7 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     runs = sub.add_parser("runs", parents=[common], help="recent runs, newest first")
     runs.add_argument("agent", nargs="?")
-    runs.add_argument("--limit", "-n", type=int, default=20)
+    runs.add_argument("--limit", "-n", type=whole(1, "-n 20"), default=20, help="how many (default 20)")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
 
@@ -327,8 +324,14 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     logs = sub.add_parser("logs", parents=[common], help="an agent's log (the daemon's without AGENT)")
     logs.add_argument("agent", nargs="?")
     logs.add_argument("-f", "--follow", action="store_true")
-    logs.add_argument("-n", "--lines", type=int, default=50)
-    logs.add_argument("--run", help="only this run (id prefix or suffix)")
+    logs.add_argument(
+        "-n",
+        "--lines",
+        type=whole(0, "-n 50"),
+        default=50,
+        help="the last N events (default 50; 0 with -f: new ones only)",
+    )
+    logs.add_argument("--run", help="only this run (its id, or a unique prefix or suffix)")
     logs.add_argument("--level", help="minimum level: debug, info, warning, error")
     logs.add_argument("--event", help="event name or glob")
     logs.add_argument("--json", action="store_true", help="raw JSON lines")
@@ -337,7 +340,7 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     release = sub.add_parser(
         "release", parents=[common], help="resume a run on hold after checking its interrupted step"
     )
-    release.add_argument("run")
+    release.add_argument("run", help="run id (or a unique prefix or suffix of it)")
     verdict = release.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--happened", action="store_true", help="the step took effect: record it, never re-run it")
     verdict.add_argument(
@@ -357,7 +360,17 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser(argv).parse_args(argv)
     try:
-        code = args.func(args)
+        code = _command(args)
+    except Exception as exc:  # a bug, ours or a plugin's: one line here, the traceback in corral.log
+        print(internal_error(exc, args, sys.argv[1:] if argv is None else argv), file=sys.stderr)
+        code = EXIT_INTERNAL
+    sys.exit(code)
+
+
+def _command(args: argparse.Namespace) -> int:
+    """Run the command; every error a user can cause becomes its message and exit code."""
+    try:
+        code: int = args.func(args)
     except BrokenPipeError:  # `corral runs | head`: the reader left; that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = EXIT_OK
@@ -377,4 +390,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CorralError as exc:
         print(f"corral: {exc}", file=sys.stderr)
         code = EXIT_UNAVAILABLE
-    sys.exit(code)
+    return code

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from corral.cli import ids
 from corral.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
@@ -27,7 +28,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
     retry = sub.add_parser(
         "retry", parents=[common], help="queue again a run that failed resumable (model down, budget spent)"
     )
-    retry.add_argument("run", help="run id")
+    retry.add_argument("run", help="run id (or a unique prefix or suffix of it)")
     retry.add_argument("--wait", action="store_true", help="wait for the run to end; exit 1 if it failed")
     retry.add_argument("--json", action="store_true")
     retry.set_defaults(func=cmd_retry)
@@ -35,11 +36,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
 
 def cmd_retry(args: argparse.Namespace) -> int:
     config = load(args)
-    request = {"op": "retry", "run": args.run, "wait": args.wait}
+    run_id = ids.run_id(config, args.run)
+    request = {"op": "retry", "run": run_id, "wait": args.wait}
     reply = act(config, request, wait=args.wait)
     if reply is not None:
         if not args.json and not args.wait:
-            print(f"run {args.run} queued again; the daemon resumes it from its journal")
+            print(f"run {run_id} queued again; the daemon resumes it from its journal")
             return EXIT_OK
         if args.json and not args.wait:
             print_json(reply["run"])
@@ -48,7 +50,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
     async def start(engine: Any) -> str:
         try:
-            return str((await engine.retry(args.run))["id"])
+            return str((await engine.retry(run_id))["id"])
         except (KeyError, ValueError) as exc:
             raise Exit(EXIT_NOT_FOUND, f"corral: {str(exc).strip(chr(39))}") from None
 

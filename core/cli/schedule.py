@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from corral.cli import ids
 from corral.cli.common import (
     EXIT_CONFIG,
     EXIT_NOT_FOUND,
@@ -25,11 +26,11 @@ from corral.cli.common import (
     EXIT_USAGE,
     Exit,
     act,
+    ask,
     load,
     print_json,
 )
 from corral.config import CorralConfig, default_home, find_config, parse_duration
-from corral.errors import ControlError
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
     resume.set_defaults(func=cmd_resume)
 
     cancel = sub.add_parser("cancel", parents=[common], help="end a run as cancelled, killing its processes")
-    cancel.add_argument("run", help="run id")
+    cancel.add_argument("run", help="run id (or a unique prefix or suffix of it)")
     cancel.add_argument("--json", action="store_true")
     cancel.set_defaults(func=cmd_cancel)
 
@@ -58,20 +59,39 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
 
 
 def _until(args: argparse.Namespace) -> float | None:
+    """When the pause lifts by itself: a moment ahead, and one a date can show."""
+    now = time.time()
     if args.duration is not None:
         try:
-            return time.time() + parse_duration(args.duration)
+            seconds = parse_duration(args.duration)
         except ValueError as exc:
             raise Exit(EXIT_USAGE, f"corral: --for: {exc}") from None
-    if args.until is not None:
+        if seconds <= 0:
+            raise Exit(EXIT_USAGE, f"corral: --for {args.duration}: a pause must last more than zero, e.g. --for 2h")
+        given, until = f"--for {args.duration}", now + seconds
+    elif args.until is not None:
         try:
             moment = dt.datetime.fromisoformat(args.until)
         except ValueError:
             raise Exit(
                 EXIT_USAGE, f"corral: --until {args.until!r} is not a date and time, e.g. 2027-01-04T07:00"
             ) from None
-        return (moment if moment.tzinfo else moment.astimezone()).timestamp()
-    return None
+        given, until = f"--until {args.until}", (moment if moment.tzinfo else moment.astimezone()).timestamp()
+    else:
+        return None
+    try:
+        shown = dt.datetime.fromtimestamp(until).astimezone()
+    except (OverflowError, ValueError, OSError):
+        raise Exit(
+            EXIT_USAGE, f"corral: {given} is too far ahead; leave it out to pause until `corral resume`"
+        ) from None
+    if until <= now:
+        raise Exit(
+            EXIT_USAGE,
+            f"corral: {given} ({shown:%Y-%m-%d %H:%M:%S %Z}) is in the past; give a time after now "
+            f"({dt.datetime.now().astimezone():%Y-%m-%d %H:%M:%S %Z})",
+        )
+    return until
 
 
 def _agent(config: CorralConfig, agent: str) -> None:
@@ -137,16 +157,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     config = load(args)
+    run_id = ids.run_id(config, args.run)
 
     async def offline(engine: Any) -> dict[str, Any]:
         try:
-            return {"run": await engine.cancel(args.run)}
+            return {"run": await engine.cancel(run_id)}
         except KeyError:
-            raise Exit(EXIT_NOT_FOUND, f"corral: no run {args.run}; `corral runs` lists them") from None
+            raise Exit(EXIT_NOT_FOUND, f"corral: no run {run_id}; `corral runs` lists them") from None
         except ValueError as exc:
             raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
 
-    run = _ask(config, {"op": "cancel", "run": args.run}, offline)["run"]
+    run = _ask(config, {"op": "cancel", "run": run_id}, offline)["run"]
     if args.json:
         print_json(run)
     elif run["state"] == "cancelled":
@@ -175,15 +196,12 @@ def _socket(args: argparse.Namespace) -> Path:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from corral import control
     from corral.errors import DaemonUnavailable
 
     try:
-        [reply] = list(control.request(_socket(args), {"op": "reload"}, timeout=60))
+        reply = ask(_socket(args), {"op": "reload"}, refused=EXIT_CONFIG, timeout=60)[-1]
     except DaemonUnavailable as exc:
         raise Exit(EXIT_UNAVAILABLE, f"corral: {exc}; there is no daemon to reload") from None
-    except ControlError as exc:
-        raise Exit(EXIT_CONFIG, f"corral: reload refused: {exc}") from None
     if args.json:
         print_json(reply["changes"])
         return EXIT_OK

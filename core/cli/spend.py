@@ -13,25 +13,17 @@ import time
 from typing import Any
 
 from corral.budget import DB, Tally, day_of, rows
-from corral.cli.common import EXIT_OK, load, print_json, reader
+from corral.cli.common import EXIT_OK, load, print_json, reader, whole
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     spend = sub.add_parser("spend", parents=[common], help="model tokens and cost, by agent, model or day")
     spend.add_argument("--by", choices=("agent", "model", "day"), default="agent", help="group by (default: agent)")
-    spend.add_argument("--days", type=_days, default=7, help="how many days back, today included (default 7)")
+    spend.add_argument(
+        "--days", type=whole(1, "--days 30"), default=7, help="how many days back, today included (default 7)"
+    )
     spend.add_argument("--json", action="store_true")
     spend.set_defaults(func=cmd_spend)
-
-
-def _days(text: str) -> int:
-    try:
-        days = int(text)
-    except ValueError:
-        days = 0
-    if days < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days of at least 1, e.g. --days 30")
-    return days
 
 
 def summarise(txn: Any, db: Any, by: str, days: int, now: float, zone: dt.tzinfo | None = None) -> dict[str, Tally]:

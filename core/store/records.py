@@ -91,6 +91,11 @@ class Records:
                 break
         return out
 
+    def run_ids(self, txn: lmdb.Transaction) -> Iterator[str]:
+        """Every run id in the store, oldest first, without reading the runs."""
+        for key in _keys(txn.cursor(db=self.dbs["runs"]).iternext(values=False)):
+            yield key.decode()
+
     def agent_run_ids(self, txn: lmdb.Transaction, agent: str) -> list[str]:
         """Every run id of ``agent``, oldest first."""
         prefix = schema.state_prefix(agent)
