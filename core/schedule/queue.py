@@ -56,8 +56,15 @@ class RunQueue:
         return [task for runs in self.running.values() for task in runs.values()]
 
     def add(self, run: dict[str, Any]) -> None:
-        """Queue a run already stored as queued (or interrupted, to resume), and start what may start."""
-        self.waiting.setdefault(run["agent"], deque()).append(run)
+        """Queue a run already stored as queued (or interrupted, to resume), and start what may start.
+
+        A run already waiting or executing is not added twice (a run the control socket
+        queued while start-up's recovery found it in the store).
+        """
+        agent, run_id = run["agent"], run["id"]
+        if run_id in self.running.get(agent, {}) or any(w["id"] == run_id for w in self.waiting.get(agent, ())):
+            return
+        self.waiting.setdefault(agent, deque()).append(run)
         self.pump()
 
     def remove(self, run_id: str) -> dict[str, Any] | None:

@@ -317,3 +317,29 @@ def test_runs_created_after_a_step_back_still_sort_after_older_ones(tmp_path: Pa
         await idle(daemon)
 
     rig.drive(scenario)
+
+
+def test_the_daemon_holds_the_awake_assertion_exactly_while_a_run_is_active(tmp_path: Path) -> None:
+    from corral.power import KeepAwake
+
+    rig = Rig(tmp_path)
+    rig.agent("slow", GATED)
+    holders: list[subprocess.Popen[bytes]] = []
+
+    def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+        assert argv[1:3] == ["-i", "-w"]
+        holders.append(subprocess.Popen(["sleep", "60"]))  # a real process standing in for caffeinate
+        return holders[-1]
+
+    async def scenario(daemon: Daemon, clock: ManualClock) -> None:
+        awake = KeepAwake(True, daemon.log, platform="darwin", which=lambda name: f"/usr/bin/{name}", spawn=spawn)
+        daemon.awake, daemon.queue.on_active = awake, awake.busy
+        run = await daemon.engine.create_run("slow", None, trigger="cli")
+        daemon.queue.add(run)
+        await until(lambda: (rig.workdir("slow") / "started").exists())
+        assert len(holders) == 1 and holders[0].poll() is None, "held while the run is active"
+        rig.release("slow")
+        await idle(daemon)
+        assert holders[0].wait(5) is not None and len(holders) == 1, "released when nothing runs"
+
+    rig.drive(scenario)

@@ -296,3 +296,22 @@ def test_two_triggers_firing_together_start_one_run_under_overlap_skip(tmp_path:
         await idle(daemon)
 
     rig.drive(scenario)
+
+
+def test_a_run_queued_twice_runs_once(tmp_path: Path) -> None:
+    """The control socket serves before start-up's recovery ends: a run queued then is also
+    found queued in the store by the recovery, and must not execute twice."""
+    rig = Rig(tmp_path)
+    rig.agent("slow", GATED)
+
+    async def scenario(daemon: Daemon, clock: ManualClock) -> None:
+        run = await daemon.engine.create_run("slow", None, trigger="cli")
+        daemon.queue.add(run)
+        await until(lambda: daemon.queue.active("slow") == 1)
+        daemon.queue.add(run)
+        assert daemon.queue.depth("slow") == 0, "executing already"
+        rig.release("slow")
+        await idle(daemon)
+        assert len([e for e in events(rig, "run state") if e["new"] == "running"]) == 1
+
+    rig.drive(scenario)
