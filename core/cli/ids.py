@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
 
-from corral.cli.common import EXIT_NOT_FOUND, EXIT_USAGE, Exit
+from corral.cli.common import EXIT_NOT_FOUND, EXIT_USAGE, Exit, reader
+from corral.config import CorralConfig
 
 ID_DIGITS = frozenset("0123456789abcdef")
 """Run ids (``corral.store.new_run_id``) and approval ids (``corral.approvals.new_id``) are lowercase hex."""
@@ -27,32 +28,20 @@ RUNS, APPROVALS = "`corral runs`", "`corral approvals --all`"
 """The commands that list what a user can name."""
 
 
-def run(records: Any, txn: Any, part: str) -> dict[str, Any]:
-    """The run whose id is, starts or ends with ``part``; raises :class:`Exit` otherwise."""
-    text = _clean(part, "run", RUNS)
-    found: dict[str, Any] = records.get_run(
-        txn, _pick(text, "run", records.run_ids(txn), partial(records.get_run, txn), RUNS)
-    )
-    return found
-
-
-def run_id(config: Any, part: str) -> str:
+def run_id(config: CorralConfig, part: str) -> str:
     """The full id of the run ``part`` names, read from ``config``'s store."""
-    from corral.cli.common import reader
-
     text = _clean(part, "run", RUNS)  # before the store: an empty id is wrong even where there is none
     store, records = reader(config)
     try:
         with store.read() as txn:
-            return str(run(records, txn, text)["id"])
+            return _pick(text, "run", records.run_ids(txn), partial(records.get_run, txn), RUNS)
     finally:
         store.close()
 
 
-def approval_id(config: Any, part: str) -> str:
+def approval_id(config: CorralConfig, part: str) -> str:
     """The full id of the approval request ``part`` names, read from ``config``'s store."""
     from corral.approvals import Approvals
-    from corral.cli.common import reader
 
     text = _clean(part, "approval", APPROVALS)
     store, _ = reader(config)
@@ -72,7 +61,7 @@ def _clean(part: str, kind: str, listing: str) -> str:
             f"corral: the {kind} id is empty; give it, or a unique part of its start or end ({listing} lists them)",
         )
     if not set(text) <= ID_DIGITS:
-        raise Exit(EXIT_USAGE, f"corral: {part!r} is no part of a {kind} id: ids are hex digits (0-9, a-f)")
+        raise Exit(EXIT_USAGE, f"corral: {_cut(part)!r} is no part of a {kind} id: ids are hex digits (0-9, a-f)")
     return text
 
 
@@ -86,7 +75,7 @@ def _pick(
         if candidate.startswith(text) or candidate.endswith(text):
             matches.append(candidate)
     if not matches:
-        raise Exit(EXIT_NOT_FOUND, f"corral: no {kind} matches {text!r}; {listing} lists them")
+        raise Exit(EXIT_NOT_FOUND, f"corral: no {kind} matches {_cut(text)!r}; {listing} lists them")
     if len(matches) == 1:
         return matches[0]
     matches.sort(reverse=True)  # run ids sort by creation time
@@ -96,5 +85,11 @@ def _pick(
         shown.append(f"{candidate} ({found.get('agent', '?')}, {found.get('state', '?')})")
     more = f" and {len(matches) - SHOWN} more" if len(matches) > SHOWN else ""
     raise Exit(
-        EXIT_USAGE, f"corral: {text!r} matches {len(matches)} {kind}s: {', '.join(shown)}{more}; give more of the id"
+        EXIT_USAGE,
+        f"corral: {_cut(text)!r} matches {len(matches)} {kind}s: {', '.join(shown)}{more}; give more of the id",
     )
+
+
+def _cut(text: str, width: int = 40) -> str:
+    """``text`` short enough for a one-line message."""
+    return text if len(text) <= width else text[: width - 1] + "…"

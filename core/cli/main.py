@@ -213,11 +213,14 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from corral.logview import printable
 
     config = load(args)
+    run_id = ids.run_id(config, args.run)
     store, records = reader(config)
     try:
         with store.read() as txn:
-            run = ids.run(records, txn, args.run)
-            steps = list(records.steps(txn, run["id"]))
+            run = records.get_run(txn, run_id)
+            if run is None:  # removed by retention since
+                raise Exit(EXIT_NOT_FOUND, f"corral: run {run_id} is gone; `corral runs` lists them")
+            steps = list(records.steps(txn, run_id))
         alerts = alerts_of_run(store, run)
     finally:
         store.close()
