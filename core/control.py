@@ -343,6 +343,7 @@ def _parse(line: bytes) -> dict[str, Any]:
     request = json.loads(line)
     if not isinstance(request, dict) or not isinstance(request.get("op"), str):
         raise ValueError('a request is a JSON object with an "op"')
+    json.dumps(request, ensure_ascii=False).encode()  # UnicodeEncodeError: a lone surrogate, which nothing can store
     return request
 
 

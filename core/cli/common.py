@@ -53,20 +53,33 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message}; `{self.prog} --help` shows how\n")
 
 
-def whole(minimum: int, example: str) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``minimum``, e.g. ``example``."""
+def whole(minimum: int, example: str, maximum: int = 10**9) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``minimum`` to ``maximum``, e.g. ``example``."""
 
     def parse(text: str) -> int:
         try:
             number = int(text)
         except ValueError:
             number = minimum - 1
-        if number < minimum:
+        if not minimum <= number <= maximum:
             least = "0 or more" if minimum == 0 else f"at least {minimum}"
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of {least}, e.g. {example}")
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number of {least} (and at most {maximum}), e.g. {example}"
+            )
         return number
 
     return parse
+
+
+def json_argument(text: str, flag: str, example: str) -> Any:
+    """``text`` parsed as JSON for option ``flag``; a usage error if it is not JSON the
+    store can keep (text with a lone surrogate, nesting past Python's recursion limit)."""
+    try:
+        value = json.loads(text)
+        json.dumps(value, ensure_ascii=False).encode()
+    except (ValueError, RecursionError) as exc:
+        raise Exit(EXIT_USAGE, f"corral: {flag} is not valid JSON ({exc}); quote it, e.g. {flag} {example}") from None
+    return value
 
 
 def load(args: argparse.Namespace) -> CorralConfig:

@@ -33,6 +33,7 @@ from corral.cli.common import (
     act,
     foreground,
     internal_error,
+    json_argument,
     load,
     print_json,
     reader,
@@ -66,12 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {args.agent!r} in {config.path}; agents: {known}")
     request: dict[str, Any] = {"op": "run", "agent": args.agent, "wait": args.wait}
     if args.input is not None:
-        try:
-            request["input"] = json.loads(args.input)
-        except json.JSONDecodeError as exc:
-            raise Exit(
-                EXIT_USAGE, f"corral: --input is not valid JSON ({exc}); quote it, e.g. --input '{{\"k\": 1}}'"
-            ) from None
+        request["input"] = json_argument(args.input, "--input", """'{"k": 1}'""")
     reply = send_or_foreground(config, request, wait=args.wait)
     if reply is not None:
         return report_run(reply["run"], args, waited=args.wait)
@@ -88,10 +84,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     run_id = ids.run_id(config, args.run)
     value = None
     if args.value is not None:
-        try:
-            value = json.loads(args.value)
-        except json.JSONDecodeError as exc:
-            raise Exit(EXIT_USAGE, f"corral: --value is not valid JSON ({exc})") from None
+        value = json_argument(args.value, "--value", """'"charged by hand"'""")
     request = {"op": "release", "run": run_id, "happened": args.happened, "value": value}
     reply = act(config, request)
     if reply is not None:

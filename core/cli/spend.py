@@ -20,7 +20,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
     spend = sub.add_parser("spend", parents=[common], help="model tokens and cost, by agent, model or day")
     spend.add_argument("--by", choices=("agent", "model", "day"), default="agent", help="group by (default: agent)")
     spend.add_argument(
-        "--days", type=whole(1, "--days 30"), default=7, help="how many days back, today included (default 7)"
+        "--days",
+        type=whole(1, "--days 30", maximum=36500),
+        default=7,
+        help="how many days back, today included (default 7)",
     )
     spend.add_argument("--json", action="store_true")
     spend.set_defaults(func=cmd_spend)
