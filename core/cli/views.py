@@ -24,6 +24,8 @@ def took(start: float | None, end: float | None) -> str:
     if not start or not end:
         return "-"
     seconds = end - start
+    if seconds < 0:  # both are wall-clock times, and the clock was set back in between
+        return "? (clock set back)"
     return f"{seconds * 1000:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
 
 
