@@ -21,7 +21,7 @@ from corral.journal import Journal
 from corral.outcome import Outcome, RunEnded, failure
 from corral.output import RateLimit, pump
 from corral.states import RunState
-from corral.steps import Guarding, Steps, duration_ms
+from corral.steps import Guarding, Steps
 
 if TYPE_CHECKING:
     from corral.config import AgentConfig
@@ -73,7 +73,6 @@ class Attempt:
         welcomed (none of its code runs) before it is known."""
         self.output_limit = RateLimit()
         self.cpu_seen = 0.0
-        self.run_view = dict(run)  # what step hooks are told, read on the background thread
         self.steps: Steps | None = None
         self.granted = {name: engine.plugins.tools.get(name) for name in agent.tools}
         self.models = modelcalls.ModelCaller(
@@ -84,7 +83,14 @@ class Attempt:
             self.granted,
             Tally.from_dict(run.get("spent") or {}),
             stopped=lambda: self.kill_reason is not None or engine.cancelling(run["id"]),
+            after=self._model_step_done,
         )
+
+    def _model_step_done(self, entry: dict[str, Any]) -> None:
+        """The guards' after-step check for a model step (the daemon made the call)."""
+        outcome = self.steps.after_step(entry) if self.steps is not None else None
+        if outcome is not None:
+            raise RunEnded(outcome)
 
     async def execute(self, child: Child) -> Outcome:
         steps = self.steps = Steps(
@@ -94,7 +100,6 @@ class Attempt:
             granted=self.granted,
             validator=self.engine.validator,
             draining=lambda: self.engine.draining,
-            report=lambda reports: self.engine.later(self._report_steps, reports),
             log=self.log,
             model_refusal=lambda name, args: modelcalls.refusal(self.agent, self.granted, name, args),
             max_args_bytes=self.engine.config.max_tool_args_bytes,
@@ -242,7 +247,6 @@ class Attempt:
         if hello["t"] != "hello" or hello["v"] != wire.VERSION:
             raise ProtocolError(f"expected hello v{wire.VERSION} first, got {hello['t']!r}")
         self.run["applied"] = sorted(set(self.run.get("applied", [])) | set(hello.get("applied", [])))
-        self.run_view = dict(self.run)
         over_quota = await self.disk_checked
         if over_quota is not None:
             return Outcome(RunState.FAILED, failure("limit", over_quota))
@@ -331,22 +335,3 @@ class Attempt:
         error = dict(message.get("error") or {})
         error.setdefault("kind", "agent")
         return Outcome(RunState.FAILED, error)
-
-    # ------------------------------------------------------------------ reports
-
-    def _report_steps(self, reports: list[tuple[dict[str, Any], bool]]) -> None:
-        """Each durable step's log line and ``corral_step_done``, on the background thread."""
-        listened = self.engine.listened("corral_step_done")
-        for entry, replayed in reports:
-            self.log.info(
-                "step",
-                seq=entry["seq"],
-                kind=entry["kind"],
-                name=entry["name"],
-                ok=entry.get("ok"),
-                replayed=replayed,
-                duration_ms=duration_ms(entry),
-                **({"error": entry["error"].get("message")} if not entry.get("ok") and entry.get("error") else {}),
-            )
-            if listened:
-                self.engine.announce("corral_step_done", run=dict(self.run_view), step={**entry, "replayed": replayed})

@@ -28,6 +28,7 @@ from corral.attempt import Attempt
 from corral.budget import Ledger
 from corral.config import AgentConfig, CorralConfig
 from corral.endpoints import Endpoints
+from corral.events import Event, EventStream
 from corral.logs import LogFiles
 from corral.outcome import Outcome, failure
 from corral.pluginmanager import Plugins
@@ -36,7 +37,8 @@ from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
 from corral.sandbox.processes import ProcessControl
 from corral.schedule.clock import Clock, awake_since, awake_stamp
 from corral.schedule.pauses import Pauses
-from corral.states import FINISHED, RunState, check_transition
+from corral.states import FINISHED, EventKind, RunState, check_transition
+from corral.steps import duration_ms
 from corral.store import Records, Store, Writer, new_run_id
 from corral.tools import ToolSpec
 from corral.toolsettings import tool_secret_names, welcome_entry
@@ -67,7 +69,8 @@ def code_hash(agent: AgentConfig) -> str:
 
 
 def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState, **fields: Any) -> dict[str, Any]:
-    """The one way a run's state changes: checked, stamped, timed and sized when it ends.
+    """The one way a run's state changes: checked, stamped, timed and sized when it ends,
+    and announced (its event is posted in the same commit: :mod:`corral.events`).
 
     ``ran_seconds`` adds up the time the run spent running, across attempts (what
     ``max_run_seconds`` limits): waiting on hold for a human, in the queue or for a retry
@@ -91,6 +94,7 @@ def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState,
         run["ended"] = now
         run["steps"], run["journal_bytes"] = records.journal_size(txn, run["id"])
     records.put_run(txn, run)
+    records.post_event(txn, {"kind": EventKind.RUN_CHANGED.value, "run": dict(run), "old": old.value})
     return run
 
 
@@ -143,6 +147,12 @@ class Engine:
         self._executing: set[str] = set()
         self._cancelling: dict[str, str] = {}
         self._last_run_ms: int | None = None
+        self.events = EventStream(store, self.records, self.writer, self.later, self.log)
+        """What happens to runs, delivered in order off the step path (:mod:`corral.events`)."""
+        self.events.subscribe("step log", self._log_step)
+        self.events.subscribe("hooks", self._to_hooks)
+        self.writer.after_commit = self.events.committed
+        self.events.wake()  # what a previous process committed but did not deliver
 
     # ------------------------------------------------------------------ plumbing
 
@@ -150,6 +160,30 @@ class Engine:
         """Tell listener plugins on the background thread, in the order things happened."""
         if self.listened(hook):
             self.later(functools.partial(self.announce, hook, **kwargs))
+
+    def _log_step(self, event: Event) -> None:
+        """The ``step`` line of the run's agent log, for each step finished or replayed."""
+        if event.kind is not EventKind.STEP_DONE:
+            return
+        run, entry = event.run, event.step
+        error = entry.get("error") if not entry.get("ok") else None
+        self.logs.logger(run["agent"], run_id=run["id"], trace_id=run.get("trace_id")).info(
+            "step",
+            seq=entry["seq"],
+            kind=entry["kind"],
+            name=entry["name"],
+            ok=entry.get("ok"),
+            replayed=event.replayed,
+            duration_ms=duration_ms(entry),
+            **({"error": error.get("message")} if error else {}),
+        )
+
+    def _to_hooks(self, event: Event) -> None:
+        """The events plugins hear of: ``corral_step_done`` and ``corral_run_finished``."""
+        if event.kind is EventKind.STEP_DONE and self.listened("corral_step_done"):
+            self.announce("corral_step_done", run=dict(event.run), step={**event.step, "replayed": event.replayed})
+        elif event.ended and self.listened("corral_run_finished"):
+            self.announce("corral_run_finished", run=dict(event.run))
 
     def listened(self, hook: str) -> bool:
         """Whether any plugin implements ``hook`` (if not, nothing needs building for it)."""
@@ -254,8 +288,13 @@ class Engine:
         }
 
     def close(self) -> None:
-        self.writer.close()  # its last commits may still queue background work
-        self._background.shutdown(wait=True)
+        """Deliver every event committed so far and record that it was, then stop."""
+        self.writer.call(lambda txn: None)  # whatever was queued before is durable, its events posted
+        self._background.shutdown(wait=True)  # work already handed over, deliveries included
+        forgotten = self.events.deliver()  # what is left, on this thread
+        if forgotten is not None:
+            forgotten.result(timeout=10)
+        self.writer.close()
 
     # ------------------------------------------------------------------ runs
 
@@ -328,31 +367,27 @@ class Engine:
 
     async def _begin_attempt(
         self, run_id: str, agent: AgentConfig
-    ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-        """Mark the run running for a new attempt: (run, its state snapshot, None), or a
-        reason in place of None when it must not run."""
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None]:
+        """Mark the run running for a new attempt: (run, its state snapshot, None), or the
+        failure (``gave_up``, ``resume``) in place of None when it must not run."""
         current = await asyncio.get_running_loop().run_in_executor(None, code_hash, agent)
         records = self.records
 
-        def job(txn: Any) -> tuple[dict[str, Any], dict[str, Any], str, str | None]:
+        def job(txn: Any) -> tuple[dict[str, Any], dict[str, Any], str, dict[str, Any] | None]:
             run = records.get_run(txn, run_id)
             if run is None:
                 raise KeyError(run_id)
             old = run["state"]
             if (used := run["attempt"] - run.get("attempts_from", 0)) >= agent.max_attempts:
-                refusal = f"gave up after {used} attempts (max_attempts = {agent.max_attempts})"
+                refusal = failure("gave_up", f"gave up after {used} attempts (max_attempts = {agent.max_attempts})")
                 return run, {}, old, refusal
             if run.get("code_hash") and run["code_hash"] != current:
                 if agent.on_code_change == "fail":
-                    return (
-                        run,
-                        {},
-                        old,
-                        (
-                            f"agent code changed since this run started ({run['code_hash']} -> {current}); "
-                            'set on_code_change = "continue" for this agent to resume anyway, or start a new run'
-                        ),
+                    changed = (
+                        f"agent code changed since this run started ({run['code_hash']} -> {current}); "
+                        'set on_code_change = "continue" for this agent to resume anyway, or start a new run'
                     )
+                    return run, {}, old, failure("resume", changed)
                 run["code_changed"] = f"{run['code_hash']} -> {current}"
             if run["attempt"] == 0:
                 records.put_snapshot(txn, run_id, records.agent_state(txn, agent.name))
@@ -394,8 +429,8 @@ class Engine:
             run, snapshot, refusal = await self._begin_attempt(run_id, agent)
             log = self.logs.logger(agent.name, run_id=run_id, trace_id=run["trace_id"])
             if refusal:
-                log.error("run not resumed", reason=refusal)
-                return await self._transition(run_id, RunState.FAILED, error=failure("resume", refusal))
+                log.error("run not resumed", kind=refusal["kind"], reason=refusal["message"])
+                return await self._transition(run_id, RunState.FAILED, error=refusal)
             if run.get("code_changed"):
                 log.warning("resuming under changed code", change=run["code_changed"])
             outcome = await self._attempt(run, agent, log, snapshot)
@@ -409,7 +444,6 @@ class Engine:
                 and run["attempt"] - run.get("attempts_from", 0) < agent.max_attempts
             ):
                 interrupted = await self._transition(run_id, RunState.INTERRUPTED, error=outcome.error, applied=applied)
-                self.notify("corral_run_finished", run=interrupted)
                 delay = min(MAX_BACKOFF, 2.0 ** (run["attempt"] - 1))
                 log.warning("run interrupted; resuming", error=outcome.error, retry_in=delay)
                 if await self._stopped_within(delay, run_id):
@@ -429,7 +463,6 @@ class Engine:
             if final["state"] == RunState.QUEUED.value:  # its approval came before the hold: go on at once
                 continue
             log.info("run ended", state=final["state"], error=(outcome.error or {}).get("message"))
-            self.notify("corral_run_finished", run=final)
             return final
 
     async def _stopped_within(self, seconds: float, run_id: str) -> bool:
@@ -597,7 +630,6 @@ class Engine:
 
         old, run = await self.writer.run(job)
         self._log_state(run, old)
-        self.notify("corral_run_finished", run=run)
         return run
 
     def reconfigure(self, config: CorralConfig) -> None:
@@ -689,7 +721,6 @@ class Engine:
             self.log.info("run state", run_id=run["id"], agent=run["agent"], old="running", new="interrupted")
         for run in abandoned:
             self.log.warning("run abandoned", run_id=run["id"], agent=run["agent"], reason=run["error"]["message"])
-            self.notify("corral_run_finished", run=run)
         if resume:
             self.log.info("resuming unfinished runs", count=len(resume))
         return resume

@@ -52,12 +52,16 @@ def corral_run_started(run: dict[str, Any]) -> None:
 
 @hookspec
 def corral_step_done(run: dict[str, Any], step: dict[str, Any]) -> None:
-    """A journaled step finished and is durable.
+    """A journaled step finished and is durable: a tool call, a model call, a ``ctx.state``
+    change, a refused request, a step a human released.
 
     ``step`` is the journal entry (``seq``, ``kind``, ``name``, ``args``, ``ok``,
-    ``value`` or ``error``, ``started``, ``ended``, ``attempt``) plus ``replayed``.
-    Steps answered from the journal on resume are reported too, with ``replayed`` true.
-    Called in order per run, off the run's path.
+    ``value`` or ``error``, ``started``, ``ended``, ``attempt``; a model step also
+    ``model``, ``usage`` and ``cost_usd``) plus ``replayed``. Steps answered from the
+    journal on resume are reported too, with ``replayed`` true. ``run`` is the run record
+    when the hook is called. Called in order, off the run's path, from the durable event
+    stream (docs/plugins.md, "Events"): once per step, and again only if the daemon died
+    between calling it and recording that it did.
 
     :returns: nothing; the return value is ignored.
     """
@@ -69,7 +73,11 @@ def corral_run_finished(run: dict[str, Any]) -> None:
 
     ``run["state"]`` is one of ``succeeded``, ``failed``, ``cancelled``,
     ``abandoned``, ``on_hold`` or ``interrupted``; ``run["error"]`` says why when it
-    did not succeed. Alert sinks and metrics build on this hook.
+    did not succeed (``error["kind"]``: ``gave_up`` when a resume was refused after
+    ``max_attempts``, ``config`` when its agent left the config, ...). Called for every
+    change into one of these states, whatever path made it, from the same durable event
+    stream as :func:`corral_step_done`, in order with the run's steps. Alert sinks and
+    metrics build on this hook.
 
     :returns: nothing; the return value is ignored.
     """

@@ -102,6 +102,7 @@ class ModelCaller:
         granted: dict[str, ToolSpec | None],
         spent: Tally,
         stopped: Callable[[], bool] = lambda: False,
+        after: Callable[[dict[str, Any]], None] = lambda entry: None,
     ) -> None:
         self.engine = engine
         self.agent = agent
@@ -113,6 +114,8 @@ class ModelCaller:
         self.granted = granted
         self.stopped = stopped
         """True once the attempt is being ended (a limit, a cancel): stop waiting for an endpoint."""
+        self.after = after
+        """Shown each model step once durable: the guardrails' after-step check, as for every step."""
 
     async def call(self, item: ModelCall) -> dict[str, Any]:
         """Make the call; journal its outcome and spend; return the answer for the agent.
@@ -174,9 +177,13 @@ class ModelCaller:
                 spent["cost_micro_usd"] = tally.cost_micro_usd
             value = self.engine.logs.redaction.redact(response.to_dict())
             day = held.day
-            crossings = await self.engine.writer.run(lambda txn: self._record(txn, item.seq, value, spent, tally, day))
+            entry, crossings = await self.engine.writer.run(
+                lambda txn: self._record(txn, item.seq, value, spent, tally, day)
+            )
         finally:
             self.engine.ledger.release(held)
+        if entry is not None:
+            self.after(entry)
         self.spent.add(tally)
         for crossing in crossings:
             self._soft_alert(crossing)
@@ -234,10 +241,11 @@ class ModelCaller:
 
     def _record(
         self, txn: Any, seq: int, value: Any, spent: dict[str, Any], tally: Tally, admitted: str
-    ) -> list[Crossing]:
+    ) -> tuple[dict[str, Any] | None, list[Crossing]]:
         """In one commit: the journal entry, the day's spend (``admitted``: the day whose caps
-        let the call start), and the run's own total."""
-        self.journal.done(txn, seq, True, value, None, spent)
+        let the call start), and the run's own total. Returns the entry and the soft
+        thresholds crossed."""
+        entry = self.journal.done(txn, seq, True, value, None, spent)
         crossings = self.engine.ledger.record(txn, self.agent.name, str(spent["model"]), tally, admitted)
         records = self.engine.records
         run = records.get_run(txn, self.journal.run_id)
@@ -246,7 +254,7 @@ class ModelCaller:
             total.add(tally)
             run["spent"] = total.to_dict()
             records.put_run(txn, run)
-        return crossings
+        return entry, crossings
 
     def _over_run_budget(self, worst: Worst) -> str | None:
         budget, spent, where = self.agent.budget.run, self.spent, f"[agents.{self.agent.name}.budget]"
@@ -303,7 +311,9 @@ class ModelCaller:
     async def _fail(self, seq: int, kind: str, message: str) -> dict[str, Any]:
         error = {"kind": kind, "message": message, "type": "ModelCallError"}
         journal = self.journal
-        await self.engine.writer.run(lambda txn: journal.done(txn, seq, False, None, error))
+        entry = await self.engine.writer.run(lambda txn: journal.done(txn, seq, False, None, error))
+        if entry is not None:
+            self.after(entry)
         return {"t": "result", "seq": seq, "ok": False, "replayed": False, "error": error}
 
 

@@ -22,6 +22,15 @@ class RunState(enum.StrEnum):
     ABANDONED = "abandoned"
 
 
+class EventKind(enum.StrEnum):
+    """What an event of the run stream (:mod:`corral.events`) reports. Stored by value."""
+
+    RUN_CHANGED = "run_changed"
+    """A run's state changed; ``run`` is the record as committed, ``old`` its state before."""
+    STEP_DONE = "step_done"
+    """A journaled step finished (or, ``replayed``, was answered from the journal)."""
+
+
 FINISHED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.ABANDONED})
 """States a run has ended in. It leaves one only by ``corral retry`` of a failure marked
 resumable (a model endpoint down, a budget spent), which queues it again."""

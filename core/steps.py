@@ -53,9 +53,6 @@ class Guarding:
 DONE_LINGER = 0.002
 """Seconds a reported tool outcome may wait for the agent's next step to share its commit."""
 
-Report = Callable[[list[tuple[dict[str, Any], bool]]], None]
-"""Takes durable steps (entry, replayed) to log and announce, off the writer thread."""
-
 
 class Steps(StepPath):
     """Journal rules applied to one child's step-path frames, in the order they arrive."""
@@ -71,7 +68,6 @@ class Steps(StepPath):
         granted: dict[str, ToolSpec | None],
         validator: Callable[[ToolSpec], jsonschema_rs.Draft202012Validator],
         draining: Callable[[], bool],
-        report: Report,
         log: Any,
         model_refusal: Callable[[str, dict[str, Any]], str | None] = lambda name, args: "no models are configured",
         max_args_bytes: int = 256 * 2**10,
@@ -84,7 +80,6 @@ class Steps(StepPath):
         self.granted = granted
         self.validator = validator
         self.draining = draining
-        self.report = report
         self.log = log
         self.model_refusal = model_refusal
         self.max_args_bytes = max_args_bytes  # [corral] max_tool_args_bytes
@@ -237,21 +232,31 @@ class Steps(StepPath):
                     reports.append((decision.entry, decision.action == "replay"))
             if reports:
                 self._after(reports)
-                self.report(reports)
 
         return job, callback
 
+    def after_step(self, entry: dict[str, Any]) -> Outcome | None:
+        """A step finished off this path (a model call, made by the daemon) is durable: the
+        guards see it as they see every other step. Returns how the run ends if one stops it."""
+        return self._stopped_by([(entry, False)])
+
     def _after(self, reports: list[tuple[dict[str, Any], bool]]) -> None:
         """Show the guards each durable step; one may stop the run on what it sees."""
+        outcome = self._stopped_by(reports)
+        if outcome is not None:
+            self._end(outcome)
+
+    def _stopped_by(self, reports: list[tuple[dict[str, Any], bool]]) -> Outcome | None:
         if self.guarding is None or self._over:
-            return
+            return None
         for entry, _ in reports:
             stop = self.guarding.guards.after(entry)
             if stop is not None:
                 message = f"guardrail {stop.guardrail!r} stopped the run: {stop.reason}"
                 self.log.warning("guardrail stopped the run", seq=entry.get("seq"), guardrail=stop.guardrail)
-                self._end(Outcome(RunState.FAILED, {**failure("guardrail", message), "guardrail": stop.to_dict()}))
-                return
+                self._over = True
+                return Outcome(RunState.FAILED, {**failure("guardrail", message), "guardrail": stop.to_dict()})
+        return None
 
     def _answer(self, seq: int, decision: Decision) -> None:
         message = answer(seq, decision)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import corral
 from corral.alerts import Alert, Severity
 
-_GAVE_UP_KINDS = ("crash", "spawn", "store")
+_GAVE_UP_KINDS = ("crash", "spawn", "store", "gave_up")
 
 
 class Service(Protocol):
@@ -35,9 +35,7 @@ class Service(Protocol):
 
 
 def _retries_exhausted(error: dict[str, Any]) -> bool:
-    kind = error.get("kind")
-    gave_up = kind == "resume" and "gave up" in str(error.get("message", ""))
-    return bool(error.get("resumable")) or kind in _GAVE_UP_KINDS or gave_up
+    return bool(error.get("resumable")) or error.get("kind") in _GAVE_UP_KINDS
 
 
 class RunRules:

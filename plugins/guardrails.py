@@ -101,8 +101,9 @@ class _Refusals:
     def after(self, step: dict[str, Any]) -> Decision | None:
         if step.get("kind") not in ("model", "tool") or step.get("status") != "done":
             return None
-        if step.get("ok") or (step.get("error") or {}).get("kind") != "refused":
-            self.in_a_row = 0
+        if (step.get("error") or {}).get("kind") != "refused":
+            if step["kind"] == "tool":  # a call that ran ends the streak; a model answering is no progress
+                self.in_a_row = 0
             return None
         self.in_a_row += 1
         if self.in_a_row >= self.limit:

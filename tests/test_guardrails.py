@@ -79,6 +79,10 @@ def test_consecutive_refusals_stop_the_run_and_a_success_resets_the_count() -> N
     stop = guard.after(refused)
     assert stop is not None and stop.verdict is Verdict.STOP and "2 calls in a row" in stop.reason
     assert guard.after({**refused, "error": {"kind": "failed"}}) is None, "a tool's own failure is not a refusal"
+    model_between = _guard("refusals", max_refusals=2)
+    assert model_between.after(refused) is None
+    assert model_between.after({"kind": "model", "status": "done", "ok": True}) is None
+    assert model_between.after(refused) is not None, "the model answering again is no progress"
 
 
 def test_high_stakes_and_listed_tools_need_approval() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import lmdb
 
-from corral.states import FINISHED, RunState
+from corral.states import FINISHED, EventKind, RunState
 from corral.store import schema
 from corral.store.schema import pack, unpack
 
@@ -40,6 +40,9 @@ class Records:
 
     def __init__(self, dbs: dict[str, Any]) -> None:
         self.dbs = dbs
+        self._event_seq: int | None = None  # the last event's number; only the writer thread posts
+        self.events_posted = False
+        """Set when an event is posted; the event stream clears it after each commit."""
 
     def get_run(self, txn: lmdb.Transaction, run_id: str) -> dict[str, Any] | None:
         raw = txn.get(schema.run_key(run_id), db=self.dbs["runs"])
@@ -113,10 +116,44 @@ class Records:
         return unpack(raw) if raw else None
 
     def put_step(self, txn: lmdb.Transaction, run_id: str, entry: dict[str, Any]) -> int:
-        """Write one journal entry; returns its size so the run can account for it."""
+        """Write one journal entry; returns its size so the run can account for it. An entry
+        written done is a step finished: its event is posted in the same commit, so no path
+        that ends a step (a tool, a model call, a state change, a refusal, a release) can
+        forget it, and none reports one that was undone."""
         data = pack(entry)
         txn.put(schema.journal_key(run_id, entry["seq"]), data, db=self.dbs["journal"])
+        if entry.get("status") == "done":
+            self.post_event(
+                txn, {"kind": EventKind.STEP_DONE.value, "run": run_id, "seq": entry["seq"], "replayed": False}
+            )
         return len(data)
+
+    def post_event(self, txn: lmdb.Transaction, event: dict[str, Any]) -> None:
+        """Append ``event`` to the durable event stream (:mod:`corral.events`), in ``txn``:
+        it is delivered only if, and once, the change it reports is committed."""
+        if self._event_seq is None:
+            cursor = txn.cursor(db=self.dbs["events"])
+            self._event_seq = schema.EVENT_SEQ.unpack(bytes(cursor.key()))[0] if cursor.last() else 0
+        self._event_seq += 1
+        txn.put(schema.event_key(self._event_seq), pack(event), db=self.dbs["events"])
+        self.events_posted = True
+
+    def events_after(self, txn: lmdb.Transaction, seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+        """Up to ``limit`` events with a sequence number above ``seq``, in order."""
+        out: list[tuple[int, dict[str, Any]]] = []
+        cursor = txn.cursor(db=self.dbs["events"])
+        if cursor.set_range(schema.event_key(seq + 1)):
+            for key, raw in _rows(cursor):
+                out.append((schema.EVENT_SEQ.unpack(key)[0], unpack(raw)))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def delete_events(self, txn: lmdb.Transaction, upto: int) -> None:
+        """Forget every event up to sequence number ``upto`` (delivered)."""
+        cursor = txn.cursor(db=self.dbs["events"])
+        while cursor.first() and schema.EVENT_SEQ.unpack(bytes(cursor.key()))[0] <= upto:
+            cursor.delete()
 
     def delete_step(self, txn: lmdb.Transaction, run_id: str, seq: int) -> None:
         txn.delete(schema.journal_key(run_id, seq), db=self.dbs["journal"])

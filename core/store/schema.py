@@ -19,6 +19,7 @@ DATABASES = (
     *("alerts", "outbox", "alert_keys"),
     *("pauses", "schedules"),
     *("approvals",),
+    *("events",),
 )
 """Every named database; ``max_dbs`` is sized from this tuple."""
 
@@ -64,7 +65,17 @@ def _v1_initial(txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
     """Version 1: the databases above, created empty by opening them."""
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+def _v2_events(txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
+    """Version 2: the ``events`` database (the durable event stream), created empty by opening it."""
+
+
+def event_key(seq: int) -> bytes:
+    return EVENT_SEQ.pack(seq)
+
+
+EVENT_SEQ = struct.Struct(">Q")
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_events)
 """Applied in order; the store's ``meta/schema`` holds how many have run. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,105 @@
+"""The durable event stream on a real store: an event exists exactly when its change was
+committed, is delivered in order, and survives a process that died before delivering it."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corral.engine import change_state
+from corral.events import Event, EventStream
+from corral.states import EventKind, RunState
+from corral.store import Records, Store, Writer
+
+
+class Log:
+    def __init__(self) -> None:
+        self.errors: list[dict[str, Any]] = []
+
+    def error(self, event: str, **fields: Any) -> None:
+        self.errors.append({"event": event, **fields})
+
+
+def open_home(path: Path) -> tuple[Store, Records, Writer]:
+    store = Store.open(path)
+    return store, Records(store.dbs), Writer(store)
+
+
+def stream(store: Store, records: Records, writer: Writer, heard: list[Event], log: Log | None = None) -> EventStream:
+    later = ThreadPoolExecutor(max_workers=1)
+    events = EventStream(store, records, writer, lambda func, *args: later.submit(func, *args), log or Log())
+    events.subscribe("test", heard.append)
+    return events
+
+
+def a_run(records: Records, writer: Writer, run_id: str = "01a0000000000000aaaa") -> dict[str, Any]:
+    run = {"id": run_id, "agent": "a", "state": "queued", "created": 1.0, "attempt": 0}
+    writer.call(lambda txn: records.put_run(txn, run))
+    return run
+
+
+def test_events_committed_before_a_crash_are_delivered_after_it_in_order(tmp_path: Path) -> None:
+    store, records, writer = open_home(tmp_path / "store")
+    run = a_run(records, writer)
+    writer.call(lambda txn: change_state(records, txn, run, RunState.RUNNING))
+    step = {"seq": 1, "kind": "state", "name": "set", "status": "done", "ok": True, "value": None}
+    writer.call(lambda txn: records.put_step(txn, run["id"], step))
+    writer.call(lambda txn: change_state(records, txn, run, RunState.SUCCEEDED))
+    writer.close()
+    store.close()  # nobody delivered them: the daemon died
+
+    store, records, writer = open_home(tmp_path / "store")
+    heard: list[Event] = []
+    removed = stream(store, records, writer, heard).deliver()
+    assert removed is not None
+    removed.result(5)
+    assert [(e.kind, e.run["state"], e.step.get("seq")) for e in heard] == [
+        (EventKind.RUN_CHANGED, "running", None),
+        (EventKind.STEP_DONE, "succeeded", 1),
+        (EventKind.RUN_CHANGED, "succeeded", None),
+    ]
+    assert heard[0].old is RunState.QUEUED and not heard[0].ended and heard[2].ended
+    again: list[Event] = []
+    assert stream(store, records, writer, again).deliver() is None and again == [], "delivered once"
+    writer.close()
+    store.close()
+
+
+def test_a_change_that_was_undone_is_never_announced(tmp_path: Path) -> None:
+    store, records, writer = open_home(tmp_path / "store")
+    run = a_run(records, writer)
+
+    def undone(txn: Any) -> None:
+        change_state(records, txn, dict(run), RunState.RUNNING)
+        raise RuntimeError("the job failed after the change")
+
+    with pytest.raises(RuntimeError):
+        writer.call(undone)
+    heard: list[Event] = []
+    assert stream(store, records, writer, heard).deliver() is None and heard == []
+    writer.close()
+    store.close()
+
+
+def test_an_observer_that_fails_does_not_starve_the_others(tmp_path: Path) -> None:
+    store, records, writer = open_home(tmp_path / "store")
+    run = a_run(records, writer)
+    writer.call(lambda txn: change_state(records, txn, run, RunState.RUNNING))
+    heard: list[Event] = []
+    log = Log()
+    events = stream(store, records, writer, [], log)
+
+    def broken(event: Event) -> None:
+        raise ValueError("observer bug")
+
+    events.subscribe("broken", broken)
+    events.subscribe("after", heard.append)
+    removed = events.deliver()
+    assert removed is not None
+    removed.result(5)
+    assert len(heard) == 1 and log.errors[0]["observer"] == "broken"
+    writer.close()
+    store.close()
