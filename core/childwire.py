@@ -163,6 +163,7 @@ class ChildWire:
         self._buffer += data
         jobs: list[tuple[Job, Callback]] = []
         header = wire.HEADER
+        whole = 0  # frames completed by this read
         try:
             while len(self._buffer) >= header.size:
                 (length,) = header.unpack_from(self._buffer)
@@ -173,6 +174,7 @@ class ChildWire:
                     break
                 message = wire.decode(bytes(self._buffer[header.size : end]), wire.CHILD_MESSAGES)
                 del self._buffer[:end]
+                whole += 1
                 if self._steps is not None and message["t"] in self._steps.HANDLES:
                     jobs += self._steps.take(message)
                 else:
@@ -185,7 +187,11 @@ class ChildWire:
                 jobs += self._steps.flush()  # what was read whole before the bad frame still counts
             self._forward(exc, len(jobs))
             self._stop_reading()
-        self._partial_since = (self._partial_since or time.monotonic()) if self._buffer else None
+        # the deadline is for one frame: a new one started by this read gets its own
+        if not self._buffer:
+            self._partial_since = None
+        elif whole or self._partial_since is None:
+            self._partial_since = time.monotonic()
         return self._count(jobs)
 
     def _count(self, jobs: list[tuple[Job, Callback]]) -> list[tuple[Job, Callback]]:
