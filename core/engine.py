@@ -149,6 +149,7 @@ class Engine:
         self._last_run_ms: int | None = None
         self.events = EventStream(store, self.records, self.writer, self.later, self.log)
         """What happens to runs, delivered in order off the step path (:mod:`corral.events`)."""
+        self._step_logs: dict[str, Any] = {}  # run id -> its logger, while it runs (background thread)
         self.events.subscribe("step log", self._log_step)
         self.events.subscribe("hooks", self._to_hooks)
         self.writer.after_commit = self.events.committed
@@ -163,11 +164,19 @@ class Engine:
 
     def _log_step(self, event: Event) -> None:
         """The ``step`` line of the run's agent log, for each step finished or replayed."""
+        run = event.run
         if event.kind is not EventKind.STEP_DONE:
+            if event.ended:
+                self._step_logs.pop(run["id"], None)
             return
-        run, entry = event.run, event.step
+        log = self._step_logs.get(run["id"])
+        if log is None:  # one logger per run, not per step
+            log = self._step_logs[run["id"]] = self.logs.logger(
+                run["agent"], run_id=run["id"], trace_id=run.get("trace_id")
+            )
+        entry = event.step
         error = entry.get("error") if not entry.get("ok") else None
-        self.logs.logger(run["agent"], run_id=run["id"], trace_id=run.get("trace_id")).info(
+        log.info(
             "step",
             seq=entry["seq"],
             kind=entry["kind"],
@@ -290,8 +299,9 @@ class Engine:
     def close(self) -> None:
         """Deliver every event committed so far and record that it was, then stop."""
         self.writer.call(lambda txn: None)  # whatever was queued before is durable, its events posted
+        self.events.stop()
         self._background.shutdown(wait=True)  # work already handed over, deliveries included
-        forgotten = self.events.deliver()  # what is left, on this thread
+        forgotten = self.events.deliver(forget=True)  # what is left, on this thread
         if forgotten is not None:
             forgotten.result(timeout=10)
         self.writer.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -27,6 +28,12 @@ from corral.store import Records, Store, Writer
 
 BATCH = 256
 """Events read and delivered per round."""
+YIELD_EVERY = 0.0002
+"""Seconds of delivering after which the thread sleeps a moment: the writer thread and the
+event loop, which answer agents, get the interpreter's lock back without waiting for a batch."""
+FORGET_EVERY, FORGET_AFTER = 1.0, 4096
+"""Delivered events are removed from the store at most once a second (or once this many
+have piled up), so removing them costs the writer a commit now and then, not one per round."""
 
 
 ENDED = FINISHED | {RunState.ON_HOLD, RunState.INTERRUPTED}
@@ -66,6 +73,9 @@ class EventStream:
         self._lock = threading.Lock()
         self._due = False
         self._delivering = threading.Lock()  # the background thread, or the closing one
+        self._forgotten = 0  # the last event whose removal was asked for
+        self._forgot_at = 0.0
+        self._timer: threading.Timer | None = None
 
     def subscribe(self, name: str, subscriber: Subscriber) -> None:
         """Call ``subscriber(event)`` for every event from now on; ``name`` is for the log."""
@@ -79,6 +89,12 @@ class EventStream:
         self._records.events_posted = False
         self.wake()
 
+    def stop(self) -> None:
+        """No more wake-ups from the removal timer (the daemon is closing)."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+
     def wake(self) -> None:
         """Deliver what is pending, soon, on the background thread (at start-up: what a
         previous daemon left undelivered)."""
@@ -88,34 +104,58 @@ class EventStream:
             self._due = True
         self._later(self.deliver)
 
-    def deliver(self) -> Future[None] | None:
+    def deliver(self, *, forget: bool = False) -> Future[None] | None:
         """Hand every committed, undelivered event to each subscriber, in order; returns the
-        pending removal of those delivered (None if there were none)."""
+        pending removal of those delivered, if one was asked for (always with ``forget``)."""
         with self._lock:
             self._due = False
-        removed: Future[None] | None = None
         with self._delivering:
             while True:
+                runs: dict[str, dict[str, Any] | None] = {}  # a batch's steps share their run's read
                 with self._store.read() as txn:
                     rows = self._records.events_after(txn, self._delivered, BATCH)
-                    events = [(seq, self._read(txn, row)) for seq, row in rows]
-                if not events:
-                    return removed
+                    events = [(seq, self._read(txn, seq, row, runs)) for seq, row in rows]
+                yielded = time.perf_counter()
                 for seq, event in events:
                     if event is not None:
                         self._hand_out(event)
                     self._delivered = seq
-                removed = self._writer.submit(functools.partial(self._records.delete_events, upto=self._delivered))
+                    if time.perf_counter() - yielded > YIELD_EVERY:  # let the step path have the GIL
+                        time.sleep(YIELD_EVERY / 20)
+                        yielded = time.perf_counter()
                 if len(rows) < BATCH:
-                    return removed
+                    break
+            return self._forget(forget)
 
-    def _read(self, txn: Any, row: dict[str, Any]) -> Event | None:
+    def _forget(self, now: bool) -> Future[None] | None:
+        """Remove what was delivered from the store, now and then (``now``: at once)."""
+        backlog = self._delivered - self._forgotten
+        due = time.monotonic() - self._forgot_at >= FORGET_EVERY or backlog >= FORGET_AFTER
+        if not backlog or not (now or due):
+            if backlog:
+                self.wake_later()
+            return None
+        self._forgotten, self._forgot_at = self._delivered, time.monotonic()
+        return self._writer.submit(functools.partial(self._records.delete_events, upto=self._delivered))
+
+    def wake_later(self) -> None:
+        """Come back once the removal of what was delivered is due (one timer at a time)."""
+        with self._lock:
+            if self._timer is not None and self._timer.is_alive():
+                return
+            self._timer = threading.Timer(FORGET_EVERY, self.wake)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _read(self, txn: Any, seq: int, row: dict[str, Any], runs: dict[str, dict[str, Any] | None]) -> Event | None:
         """The event with its records; None when the run is gone (pruned since)."""
         kind = EventKind(row["kind"])
         if kind is EventKind.RUN_CHANGED:
             return Event(kind, row["run"], old=RunState(row["old"]))
-        run = self._records.get_run(txn, row["run"])
-        step = self._records.get_step(txn, row["run"], row["seq"])
+        if row["run"] not in runs:
+            runs[row["run"]] = self._records.get_run(txn, row["run"])
+        run = runs[row["run"]]
+        step = self._records.fresh_entry(seq) or self._records.get_step(txn, row["run"], row["seq"])
         if run is None or step is None:
             return None
         return Event(kind, run, step=step, replayed=row["replayed"])

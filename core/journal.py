@@ -112,7 +112,7 @@ class Journal:
             )
         if entry["status"] == "done":
             replayed = {"kind": EventKind.STEP_DONE.value, "run": self.run_id, "seq": seq, "replayed": True}
-            self.records.post_event(txn, replayed)
+            self.records.post_event(txn, replayed, entry)
             return entry, Decision("replay", entry)
         return entry, None
 

@@ -53,7 +53,7 @@ def test_events_committed_before_a_crash_are_delivered_after_it_in_order(tmp_pat
 
     store, records, writer = open_home(tmp_path / "store")
     heard: list[Event] = []
-    removed = stream(store, records, writer, heard).deliver()
+    removed = stream(store, records, writer, heard).deliver(forget=True)
     assert removed is not None
     removed.result(5)
     assert [(e.kind, e.run["state"], e.step.get("seq")) for e in heard] == [
@@ -97,7 +97,7 @@ def test_an_observer_that_fails_does_not_starve_the_others(tmp_path: Path) -> No
 
     events.subscribe("broken", broken)
     events.subscribe("after", heard.append)
-    removed = events.deliver()
+    removed = events.deliver(forget=True)
     assert removed is not None
     removed.result(5)
     assert len(heard) == 1 and log.errors[0]["observer"] == "broken"

@@ -7,6 +7,7 @@ many of them into one commit and the CLI can use the same code read-only.
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -41,6 +42,8 @@ class Records:
     def __init__(self, dbs: dict[str, Any]) -> None:
         self.dbs = dbs
         self._event_seq: int | None = None  # the last event's number; only the writer thread posts
+        self._fresh: dict[int, dict[str, Any]] = {}  # event number -> its step's entry, until delivered
+        self._fresh_lock = threading.Lock()
         self.events_posted = False
         """Set when an event is posted; the event stream clears it after each commit."""
 
@@ -128,15 +131,29 @@ class Records:
             )
         return len(data)
 
-    def post_event(self, txn: lmdb.Transaction, event: dict[str, Any]) -> None:
+    def post_event(self, txn: lmdb.Transaction, event: dict[str, Any], entry: dict[str, Any] | None = None) -> None:
         """Append ``event`` to the durable event stream (:mod:`corral.events`), in ``txn``:
-        it is delivered only if, and once, the change it reports is committed."""
+        it is delivered only if, and once, the change it reports is committed. ``entry``,
+        the journal entry a step event is about, is handed to the delivery in memory so it
+        need not read it back (:meth:`fresh_entry`)."""
         if self._event_seq is None:
             cursor = txn.cursor(db=self.dbs["events"])
             self._event_seq = schema.EVENT_SEQ.unpack(bytes(cursor.key()))[0] if cursor.last() else 0
         self._event_seq += 1
         txn.put(schema.event_key(self._event_seq), pack(event), db=self.dbs["events"])
+        if entry is not None:
+            with self._fresh_lock:
+                self._fresh[self._event_seq] = entry
         self.events_posted = True
+
+    def fresh_entry(self, seq: int) -> dict[str, Any] | None:
+        """The journal entry posted with event ``seq`` in this process (None: read the store),
+        forgetting it and any older one left by a transaction that was undone."""
+        with self._fresh_lock:
+            entry = self._fresh.pop(seq, None)
+            while self._fresh and next(iter(self._fresh)) < seq:
+                self._fresh.pop(next(iter(self._fresh)))
+        return entry
 
     def events_after(self, txn: lmdb.Transaction, seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
         """Up to ``limit`` events with a sequence number above ``seq``, in order."""
