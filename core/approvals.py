@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 DB = "approvals"
 PENDING, APPROVED, DENIED, EXPIRED, CONSUMED = "pending", "approved", "denied", "expired", "consumed"
-DECIDED = frozenset({APPROVED, DENIED, EXPIRED})
 
 
 class ApprovalError(ValueError):

@@ -24,12 +24,11 @@ from corral.errors import CorralError
 from corral.sandbox.spec import Endpoint
 
 ALWAYS = ("filesystem", "signals", "processes", "ipc", "mounts", "privileges", "syscalls")
-PROTECTIONS = (*ALWAYS, "network", "user")
-"""What a policy can ask for: :data:`ALWAYS`; ``network`` unless it is ``"all"``; ``user`` when a
-user is configured. ``processes``: no other process can be seen, signalled, re-limited or
-outlive the run; ``ipc``: no IPC shared outside the run; ``mounts``: no path (Unix sockets and
-devices included) outside the grants; ``privileges``: no capability in the host's user
-namespace; ``syscalls``: a system-call filter."""
+"""What every policy asks for; besides these, ``network`` unless it is ``"all"``, and ``user``
+when a user is configured. ``processes``: no other process can be seen, signalled,
+re-limited or outlive the run; ``ipc``: no IPC shared outside the run; ``mounts``: no path
+(Unix sockets and devices included) outside the grants; ``privileges``: no capability in the
+host's user namespace; ``syscalls``: a system-call filter."""
 
 
 class SandboxRefused(CorralError):

@@ -43,7 +43,6 @@ class UserSupport:
     """Whether the agent can be dropped to ``account`` here, and a sentence saying why (not)."""
 
     available: bool
-    running_as_root: bool
     account: Account | None
     reason: str
 
@@ -128,10 +127,9 @@ def detect(name: str = DEFAULT_USER, *, bound: bool = False) -> UserSupport:
     try:
         account = resolve(name)
     except PrivilegeDropError as error:
-        return UserSupport(False, as_root, None, str(error))
+        return UserSupport(False, None, str(error))
     if not as_root:
         return UserSupport(
-            False,
             False,
             account,
             f"the daemon runs as uid {os.geteuid()}, not root, so it cannot switch to {name!r}; agents run as "
@@ -141,12 +139,11 @@ def detect(name: str = DEFAULT_USER, *, bound: bool = False) -> UserSupport:
     if blocked:
         return UserSupport(
             False,
-            True,
             account,
             f"user {name!r} cannot read {', '.join(blocked)}, which this Python needs; install Python and corral "
             "where every user can read them, or open those folders (chmod o+rx)",
         )
-    return UserSupport(True, True, account, f"agents can run as {name!r} (uid {account.uid}, gid {account.gid})")
+    return UserSupport(True, account, f"agents can run as {name!r} (uid {account.uid}, gid {account.gid})")
 
 
 def capabilities_left() -> str | None:

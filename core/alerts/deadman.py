@@ -25,7 +25,6 @@ class DeadmanSwitch:
     def __init__(self, config: Deadman, log: Any) -> None:
         self._config = config
         self._log = log
-        self.pings = 0
         self.failures = 0
 
     async def serve(self) -> None:
@@ -51,7 +50,6 @@ class DeadmanSwitch:
         if not response.is_success:
             self.failures += 1
             return f"answered {response.status_code}"
-        self.pings += 1
         return None
 
     def target(self) -> str:

@@ -26,11 +26,6 @@ def _agent_key(agent: str) -> bytes:
     return b"a\x00" + agent.encode()
 
 
-def get_schedule(txn: Any, db: Any, key: str) -> dict[str, Any] | None:
-    raw = txn.get(_schedule_key(key), db=db)
-    return unpack(bytes(raw)) if raw else None
-
-
 def put_schedule(txn: Any, db: Any, key: str, record: dict[str, Any]) -> None:
     txn.put(_schedule_key(key), pack(record), db=db)
 
