@@ -1,14 +1,24 @@
-"""Approval requests in a real store: bound to one call, decided once, consumed once."""
+"""Approval requests in a real store: bound to one call, decided once, consumed once; and
+in a real engine or daemon, a decision that resumes its run whenever it comes, for a tool
+or a model call."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from corral.approvals import APPROVED, CONSUMED, DENIED, EXPIRED, ApprovalError, Approvals
+from corral.config import load_config
+from corral.host import host
 from corral.store import Store
+from corral.testing import CorralProject
+from tests.models.fake_servers import FakeServer, Reply, openai_body
+from tests.projects import deployed
 
 RUN = {"id": "run1", "agent": "a"}
 
@@ -74,3 +84,82 @@ def test_requests_past_their_timeout_expire_and_cannot_be_approved(store: Store)
     assert expired["state"] == EXPIRED
     with store.env.begin(write=True) as txn, pytest.raises(ApprovalError, match="no approval request"):
         approvals.decide(txn, "nope", True)
+
+
+# --------------------------------------------------------------------------- in a run
+
+
+class DecidedAtOnce(Approvals):
+    """A human who approves each request the moment it is stored: before the engine has
+    put its run on hold (the alert and `corral approvals` show the request that early)."""
+
+    def request(self, txn: Any, **fields: Any) -> dict[str, Any]:
+        record = super().request(txn, **fields)
+        return self.decide(txn, record["id"], True)
+
+
+def test_an_approval_decided_before_its_run_is_on_hold_still_resumes_the_run(
+    deployer: CorralProject,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It used to find no held run to queue, then the run was put on hold for good."""
+    monkeypatch.setenv("CORRAL_HOME", str(deployer.home))
+    config = load_config(deployer.write())
+    with host(config, echo=None) as engine:
+        engine.processes.prepare(config.home / "agents")
+        engine.approvals = DecidedAtOnce(engine.store.dbs)
+
+        async def go() -> dict[str, Any]:
+            run = await engine.create_run("deployer", "prod")
+            return await engine.execute(run["id"])
+
+        final = asyncio.run(go())
+    assert final["state"] == "succeeded" and final["result"] == "deployed to prod", final
+    assert deployed(deployer) == ["prod"]
+
+
+ASK_FIRST = """
+import corral
+from corral.guardrails import Decision, Verdict
+
+
+class AskFirst:
+    name = "ask-first"
+
+    def start(self, run, agent):
+        return self
+
+    def before(self, action):
+        if action.kind == "model":
+            return Decision(Verdict.APPROVE, "every model call is approved by a human")
+        return None
+
+    def after(self, step):
+        return None
+
+
+@corral.hookimpl
+def corral_register_guardrails(register):
+    register(AskFirst())
+"""
+
+
+def test_a_model_call_a_guardrail_sends_for_approval_is_made_once_approved(
+    chat: CorralProject, server: FakeServer
+) -> None:
+    """An approved model step was answered with "exec" (a tool's answer): the agent's
+    process looked for a tool named after the model and the call was never made."""
+    plugin = chat.root / "ask_first.py"
+    plugin.write_text(ASK_FIRST)
+    chat.corral["plugins"] = [str(plugin)]
+    chat.write()
+    held = json.loads(chat.cli("run", "chat", "--input", '{"calls": 1}', "--wait", "--json").stdout)
+    assert held["state"] == "on_hold" and held["error"]["kind"] == "approval", held
+    assert not server.requests, "nothing is sent before the approval"
+    [request] = chat.cli_json("approvals")
+    server.enqueue(Reply(body=openai_body("approved answer")))
+    approved = chat.cli("approve", request["id"], "--json")
+    final = json.loads(approved.stdout)
+    assert final["state"] == "succeeded", final
+    assert final["result"]["answers"][0]["text"] == "approved answer", final
+    assert len(server.requests) == 1

@@ -4,6 +4,7 @@ daylight saving), and `corral spend` reading what was recorded."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import subprocess
@@ -152,6 +153,31 @@ def test_a_global_cap_counts_every_agent(tmp_path: Path, store: Store) -> None:
     assert "[budget] day_tokens" in refused.message
 
 
+def test_a_second_load_does_not_wipe_the_calls_in_flight(tmp_path: Path, store: Store) -> None:
+    """Two runs' first calls both find the ledger unloaded and both queue a load; the
+    second must not drop the reservation the first already holds (it would overshoot the
+    cap, and releasing that reservation raised KeyError and crashed the run's attempt)."""
+    ledger = _ledger(_config(tmp_path, "day_calls = 1"), store, Clock(NOON))
+    held = ledger.reserve("a", Worst(10, 100))
+    assert isinstance(held, Reservation)
+    with store.read() as txn:
+        ledger.load(txn)  # the second run's load, done by the writer after the first call reserved
+    assert isinstance(ledger.reserve("a", Worst(10, 100)), Refusal), "the call in flight still counts"
+    ledger.release(held)
+
+
+def test_an_agent_removed_by_a_reload_can_finish_its_call(tmp_path: Path, store: Store) -> None:
+    """A running run keeps its config across a reload; the ledger must not look its agent
+    up in the new config (KeyError on the event loop, and inside the journal's commit)."""
+    config = _config(tmp_path, global_budget="day_calls = 5")
+    ledger = _ledger(config, store, Clock(NOON))
+    held = ledger.reserve("a", Worst(10, 100))
+    assert isinstance(held, Reservation)
+    ledger.config = dataclasses.replace(config, agents={"b": config.agents["b"]})  # Engine.reconfigure
+    assert isinstance(ledger.reserve("a", Worst(10, 100)), Reservation), "the global cap still applies"
+    _settle(ledger, store, held, "a", Tally(input_tokens=10, cost_micro_usd=100, calls=1))
+
+
 def test_soft_thresholds_cross_once_each_even_across_restarts(tmp_path: Path, store: Store) -> None:
     config = _config(tmp_path, "day_calls = 4, soft_alerts = [0.5, 0.75]")
     seen: list[tuple[str, float]] = []
@@ -185,6 +211,17 @@ def test_a_new_day_starts_from_what_the_store_holds_for_it(tmp_path: Path, store
     assert isinstance(_reserve(ledger, store, "a", Worst(1, 1)), Refusal), (
         "the running ledger reads it when it gets there"
     )
+
+
+def test_a_call_settled_just_after_midnight_counts_for_the_new_day(tmp_path: Path, store: Store) -> None:
+    clock = Clock(next_day(NOON) - 1)  # 23:59:59
+    ledger = _ledger(_config(tmp_path, "day_calls = 1"), store, clock)
+    held = ledger.reserve("a", Worst(10, 100))
+    assert isinstance(held, Reservation)
+    clock.now = next_day(NOON) + 1  # the answer comes after midnight: its spend is the new day's
+    _settle(ledger, store, held, "a", _call())
+    assert isinstance(_ledger(ledger.config, store, clock).reserve("a", Worst(1, 1)), Refusal), "the store says spent"
+    assert isinstance(ledger.reserve("a", Worst(1, 1)), Refusal), "and so does the running daemon"
 
 
 def test_spend_summarises_by_agent_model_and_day(tmp_path: Path, store: Store) -> None:

@@ -11,67 +11,13 @@ import pytest
 
 from corral.testing import CorralProject
 from tests.models.fake_servers import FakeServer, Reply, openai_body
-
-DEPLOY_PLUGIN = '''
-import pathlib
-
-import corral
-
-
-@corral.tool(high_stakes=True)
-def deploy(target: str) -> str:
-    """Deploy to a target (writes a line to deployed.txt in the workdir).
-
-    :param target: where to deploy
-    """
-    with pathlib.Path("deployed.txt").open("a") as f:
-        f.write(target + "\\n")
-    return f"deployed to {target}"
-
-
-@corral.hookimpl
-def corral_register_tools(register):
-    register(deploy)
-'''
-
-DEPLOYER = """
-import corral
-
-def run(ctx):
-    try:
-        return ctx.tool("deploy", target=ctx.input or "prod")
-    except corral.ToolCallError as exc:
-        return {"refused": exc.kind, "message": str(exc)}
-"""
-
-
-@pytest.fixture
-def deployer(corral_project: CorralProject) -> CorralProject:
-    plugin = corral_project.root / "deploy_plugin.py"
-    plugin.write_text(DEPLOY_PLUGIN)
-    corral_project.corral["plugins"] = [str(plugin)]
-    corral_project.agent("deployer", DEPLOYER, tools=["deploy"])
-    return corral_project
-
-
-def _deployed(project: CorralProject) -> list[str]:
-    path = project.home / "agents" / "deployer" / "deployed.txt"
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def _held(project: CorralProject, payload: str) -> tuple[str, dict[str, Any]]:
-    started = project.cli_json("run", "deployer", "--input", json.dumps(payload))
-    run = project.wait_for_run(started["id"], states=("on_hold", "succeeded", "failed"))
-    assert run["state"] == "on_hold" and run["error"]["kind"] == "approval", run
-    [request] = project.cli_json("approvals")
-    assert request["run_id"] == run["id"] and request["tool"] == "deploy" and request["args"] == {"target": payload}
-    return request["id"], run
+from tests.projects import deployed, run_until_held
 
 
 def test_a_high_stakes_call_waits_for_approval_across_a_restart_and_runs_once(deployer: CorralProject) -> None:
     daemon = deployer.start_daemon()
-    approval, run = _held(deployer, "prod")
-    assert _deployed(deployer) == [], "nothing runs before a human approves"
+    approval, run = run_until_held(deployer, "prod")
+    assert deployed(deployer) == [], "nothing runs before a human approves"
     deadline = time.monotonic() + 15
     while not any(a["alert"]["key"] == f"approval:{approval}" for a in deployer.cli_json("alerts")):
         assert time.monotonic() < deadline, "the approval alert was not raised"
@@ -83,7 +29,7 @@ def test_a_high_stakes_call_waits_for_approval_across_a_restart_and_runs_once(de
     assert approved.returncode == 0, approved.stderr
     final = deployer.wait_for_run(run["id"], states=("succeeded", "failed"))
     assert final["state"] == "succeeded" and final["result"] == "deployed to prod", final
-    assert _deployed(deployer) == ["prod"]
+    assert deployed(deployer) == ["prod"]
     again = deployer.cli("approve", approval)
     assert again.returncode == 5 and "already" in again.stderr, "an approval is used once"
     trace = deployer.cli_json("trace", run["id"])
@@ -96,12 +42,12 @@ def test_a_high_stakes_call_waits_for_approval_across_a_restart_and_runs_once(de
 
 def test_a_denial_reaches_the_agent_as_a_tool_error_with_the_reason(deployer: CorralProject) -> None:
     deployer.start_daemon()
-    approval, run = _held(deployer, "staging")
+    approval, run = run_until_held(deployer, "staging")
     denied = deployer.cli("deny", approval, "--reason", "not on a Friday")
     assert denied.returncode == 0, denied.stderr
     final = deployer.wait_for_run(run["id"], states=("succeeded", "failed"))
     assert final["result"]["refused"] == "denied" and "not on a Friday" in final["result"]["message"], final
-    assert _deployed(deployer) == []
+    assert deployed(deployer) == []
     assert deployer.cli_json("approvals") == []
 
 
@@ -111,7 +57,7 @@ def test_an_unanswered_request_expires_as_a_denial(deployer: CorralProject) -> N
     started = deployer.cli_json("run", "deployer", "--input", '"prod"')
     final = deployer.wait_for_run(started["id"], states=("succeeded", "failed"), timeout=30)
     assert final["result"]["refused"] == "denied" and "expired" in final["result"]["message"], final
-    assert _deployed(deployer) == []
+    assert deployed(deployer) == []
     [expired] = deployer.cli_json("approvals", "--all")
     assert expired["state"] == "expired" and expired["run_id"] == started["id"]
 
@@ -124,7 +70,7 @@ def test_with_the_daemon_down_approve_resumes_the_run_in_the_foreground(deployer
     result = deployer.cli("approve", request["id"], "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["result"] == "deployed to prod"
-    assert _deployed(deployer) == ["prod"]
+    assert deployed(deployer) == ["prod"]
 
 
 def test_a_tool_call_limit_stops_the_run_and_the_trace_says_which_guardrail(corral_project: CorralProject) -> None:
@@ -294,7 +240,7 @@ def test_with_the_daemon_down_an_expired_request_still_resumes_its_run_as_denied
     assert late.returncode == 0 and "expired" in late.stderr, late.stderr
     final = json.loads(late.stdout)
     assert final["result"]["refused"] == "denied" and "expired" in final["result"]["message"], final
-    assert _deployed(deployer) == []
+    assert deployed(deployer) == []
 
 
 def test_a_model_that_keeps_sending_unusable_arguments_is_stopped(assistant: CorralProject, server: FakeServer) -> None:

@@ -1,0 +1,85 @@
+"""Agents several test modules run: the chat agent that calls a model, and the deployer
+whose one tool is high-stakes. The fixtures that set them up are in tests/conftest.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from corral.testing import CorralProject
+
+KEY = "sk-test-e2e-0123456789abcdef"
+KEY_VAR = "FAKE_MODEL_KEY"
+
+CHAT = """
+import os
+import corral
+
+def run(ctx):
+    answers = []
+    for i in range(ctx.input["calls"]):
+        try:
+            r = ctx.model([{"role": "user", "text": f"question {i}"}], tools=["word_count"], max_tokens=50)
+        except corral.ModelCallError as exc:
+            answers.append({"error": exc.kind, "message": str(exc)})
+            break
+        answers.append({"text": r.text, "calls": [[c.name, c.arguments] for c in r.tool_calls],
+                        "tokens": [r.usage.input_tokens, r.usage.output_tokens]})
+        if ctx.input.get("wait_for"):
+            import time, pathlib
+            while i == 1 and not pathlib.Path(ctx.input["wait_for"]).exists():
+                time.sleep(0.05)
+    return {"answers": answers, "env_has_key": any("sk-test" in v for v in os.environ.values())}
+"""
+"""The chat agent: makes ``input["calls"]`` model calls and returns what each answered (or
+the error that ended them); with ``wait_for``, it waits after the second call until that
+file exists."""
+
+DEPLOY_PLUGIN = '''
+import pathlib
+
+import corral
+
+
+@corral.tool(high_stakes=True)
+def deploy(target: str) -> str:
+    """Deploy to a target (writes a line to deployed.txt in the workdir).
+
+    :param target: where to deploy
+    """
+    with pathlib.Path("deployed.txt").open("a") as f:
+        f.write(target + "\\n")
+    return f"deployed to {target}"
+
+
+@corral.hookimpl
+def corral_register_tools(register):
+    register(deploy)
+'''
+
+DEPLOYER = """
+import corral
+
+def run(ctx):
+    try:
+        return ctx.tool("deploy", target=ctx.input or "prod")
+    except corral.ToolCallError as exc:
+        return {"refused": exc.kind, "message": str(exc)}
+"""
+
+
+def deployed(project: CorralProject) -> list[str]:
+    """The targets the deployer's tool has deployed to, in order."""
+    path = project.home / "agents" / "deployer" / "deployed.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def run_until_held(project: CorralProject, payload: str) -> tuple[str, dict[str, Any]]:
+    """Start the deployer on ``payload`` and wait for its deploy to be held for approval:
+    the approval request's id and the held run."""
+    started = project.cli_json("run", "deployer", "--input", json.dumps(payload))
+    run = project.wait_for_run(started["id"], states=("on_hold", "succeeded", "failed"))
+    assert run["state"] == "on_hold" and run["error"]["kind"] == "approval", run
+    [request] = project.cli_json("approvals")
+    assert request["run_id"] == run["id"] and request["tool"] == "deploy" and request["args"] == {"target": payload}
+    return request["id"], run
