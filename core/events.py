@@ -76,6 +76,7 @@ class EventStream:
         self._forgotten = 0  # the last event whose removal was asked for
         self._forgot_at = 0.0
         self._timer: threading.Timer | None = None
+        self._stopped = False
 
     def subscribe(self, name: str, subscriber: Subscriber) -> None:
         """Call ``subscriber(event)`` for every event from now on; ``name`` is for the log."""
@@ -90,8 +91,10 @@ class EventStream:
         self.wake()
 
     def stop(self) -> None:
-        """No more wake-ups from the removal timer (the daemon is closing)."""
+        """No more deliveries on the background thread (the daemon is closing; it delivers
+        what is left itself, with :meth:`deliver`)."""
         with self._lock:
+            self._stopped = True
             if self._timer is not None:
                 self._timer.cancel()
 
@@ -99,7 +102,7 @@ class EventStream:
         """Deliver what is pending, soon, on the background thread (at start-up: what a
         previous daemon left undelivered)."""
         with self._lock:
-            if self._due:
+            if self._due or self._stopped:
                 return
             self._due = True
         self._later(self.deliver)
@@ -141,7 +144,7 @@ class EventStream:
     def wake_later(self) -> None:
         """Come back once the removal of what was delivered is due (one timer at a time)."""
         with self._lock:
-            if self._timer is not None and self._timer.is_alive():
+            if self._stopped or (self._timer is not None and self._timer.is_alive()):
                 return
             self._timer = threading.Timer(FORGET_EVERY, self.wake)
             self._timer.daemon = True
