@@ -103,3 +103,51 @@ def test_an_observer_that_fails_does_not_starve_the_others(tmp_path: Path) -> No
     assert len(heard) == 1 and log.errors[0]["observer"] == "broken"
     writer.close()
     store.close()
+
+
+def test_every_edge_of_the_run_life_cycle_is_announced_exactly_once(tmp_path: Path) -> None:
+    """Each transition the life cycle allows, made by the one function that changes state,
+    yields exactly one event, and a run end (``corral_run_finished``) exactly when it enters
+    a state that hook reports."""
+    from corral.events import ENDED
+    from corral.states import _ALLOWED
+
+    store, records, writer = open_home(tmp_path / "store")
+    edges = [(old, new) for old, targets in _ALLOWED.items() for new in sorted(targets)]
+    for number, (old, new) in enumerate(edges):
+        run = a_run(records, writer, f"01a{number:017x}")
+        run["state"] = old.value
+        writer.call(lambda txn, run=run: records.put_run(txn, run))
+        writer.call(lambda txn, run=run, new=new: change_state(records, txn, run, new))
+    heard: list[Event] = []
+    removed = stream(store, records, writer, heard).deliver(forget=True)
+    assert removed is not None
+    removed.result(5)
+    assert [(e.old, RunState(e.run["state"])) for e in heard] == edges, "one event per change, in order"
+    assert [e.ended for e in heard] == [new in ENDED for _, new in edges]
+    assert {new for _, new in edges if new in ENDED} == set(ENDED), "every state the hook reports is reachable"
+    writer.close()
+    store.close()
+
+
+def test_only_the_one_function_changes_a_runs_state() -> None:
+    """No code assigns a run's state but ``change_state`` (which posts the event): a path
+    that set it by hand would change a run without anyone hearing of it."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    assignments = re.compile(r"""\brun\w*\[["']state["']\]\s*=(?!=)|\brun\w*\.update\(.*\bstate=""")
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("core", "sandbox", "plugins")
+        for path in (root / folder).rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if assignments.search(line)
+    ]
+    assert found == ["core/engine.py:" + str(_line_of_change_state(root))], found
+
+
+def _line_of_change_state(root: Path) -> int:
+    lines = (root / "core" / "engine.py").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("def change_state("))
+    return next(i for i, line in enumerate(lines[start:], start + 1) if "state=new.value" in line)
