@@ -150,6 +150,7 @@ class Engine:
         self.events = EventStream(store, self.records, self.writer, self.later, self.log)
         """What happens to runs, delivered in order off the step path (:mod:`corral.events`)."""
         self._step_logs: dict[str, Any] = {}  # run id -> its logger, while it runs (background thread)
+        self.events.subscribe("state log", self._log_state)
         self.events.subscribe("step log", self._log_step)
         self.events.subscribe("hooks", self._to_hooks)
         self.writer.after_commit = self.events.committed
@@ -368,12 +369,14 @@ class Engine:
                 run = _requeue_held(records, txn, run_id) or run
             return old, run
 
-        old, run = await self.writer.run(job)
-        self._log_state(run, old)
+        _, run = await self.writer.run(job)
         return run
 
-    def _log_state(self, run: dict[str, Any], old: str) -> None:
-        self.log.info("run state", run_id=run["id"], agent=run["agent"], old=old, new=run["state"])
+    def _log_state(self, event: Event) -> None:
+        """The daemon log's ``run state`` line, for every state change whatever made it."""
+        if event.kind is EventKind.RUN_CHANGED and event.old is not None:
+            run = event.run
+            self.log.info("run state", run_id=run["id"], agent=run["agent"], old=event.old.value, new=run["state"])
 
     async def _begin_attempt(
         self, run_id: str, agent: AgentConfig
@@ -406,9 +409,7 @@ class Engine:
             change_state(records, txn, run, RunState.RUNNING, attempt=run["attempt"] + 1, code_hash=current)
             return run, records.get_snapshot(txn, run_id), old, None
 
-        run, snapshot, old, refusal = await self.writer.run(job)
-        if refusal is None:
-            self._log_state(run, old)
+        run, snapshot, _, refusal = await self.writer.run(job)
         return run, snapshot, refusal
 
     async def execute(self, run_id: str) -> dict[str, Any]:
@@ -638,8 +639,7 @@ class Engine:
             old = run["state"]
             return old, change_state(records, txn, run, RunState.CANCELLED, error=failure("cancelled", reason))
 
-        old, run = await self.writer.run(job)
-        self._log_state(run, old)
+        _, run = await self.writer.run(job)
         return run
 
     def reconfigure(self, config: CorralConfig) -> None:
@@ -707,8 +707,9 @@ class Engine:
         def age(run: dict[str, Any]) -> float:
             return dead_for if dead_for is not None else now - run.get("updated", run["created"])
 
-        def job(txn: Any) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:
-            resume, abandoned, interrupted = [], [], []
+        def job(txn: Any) -> tuple[list[str], list[dict[str, Any]]]:
+            resume: list[str] = []
+            abandoned: list[dict[str, Any]] = []
             for run in records.active_runs(txn):
                 state = RunState(run["state"])
                 if state is RunState.ON_HOLD:
@@ -722,13 +723,10 @@ class Engine:
                     continue
                 if state is RunState.RUNNING:  # the daemon died under it
                     change_state(records, txn, run, RunState.INTERRUPTED)
-                    interrupted.append(run)
                 resume.append(run["id"])
-            return resume, abandoned, interrupted
+            return resume, abandoned
 
-        resume, abandoned, interrupted = await self.writer.run(job)
-        for run in interrupted:
-            self.log.info("run state", run_id=run["id"], agent=run["agent"], old="running", new="interrupted")
+        resume, abandoned = await self.writer.run(job)
         for run in abandoned:
             self.log.warning("run abandoned", run_id=run["id"], agent=run["agent"], reason=run["error"]["message"])
         if resume:

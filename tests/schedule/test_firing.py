@@ -312,6 +312,7 @@ def test_a_run_queued_twice_runs_once(tmp_path: Path) -> None:
         assert daemon.queue.depth("slow") == 0, "executing already"
         rig.release("slow")
         await idle(daemon)
+        await until(lambda: any(e["new"] == "succeeded" for e in events(rig, "run state")))
         assert len([e for e in events(rig, "run state") if e["new"] == "running"]) == 1
 
     rig.drive(scenario)
