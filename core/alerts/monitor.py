@@ -18,9 +18,9 @@ from corral.alerts.config import Expectation
 from corral.alerts.deadman import DeadmanSwitch
 
 if TYPE_CHECKING:
+    from corral.alerts.rules import StuckRule
     from corral.alerts.service import Alerting
     from corral.engine import Engine
-    from corral.plugins.alert_rules import StuckRule
 
 RETENTION_DAYS = 30.0
 """Delivered alerts older than this are removed from the store."""

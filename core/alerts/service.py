@@ -30,9 +30,9 @@ from corral.states import FINISHED, RunState
 
 if TYPE_CHECKING:
     from corral.alerts.monitor import Monitor
+    from corral.alerts.rules import RunRules, StuckRule
     from corral.engine import Engine
     from corral.metrics import Metrics
-    from corral.plugins.alert_rules import RunRules, StuckRule
 
 FOREGROUND_FLUSH = 5.0
 """How long a foreground ``corral run`` waits at exit for the alerts it raised to go out."""
@@ -179,17 +179,17 @@ class Alerting:
 
     async def start(self, *, daemon: bool) -> None:
         """Start delivery on the running loop; in the daemon also the timed checks, switch and metrics."""
-        from corral.plugins.alert_rules import RunRules, StuckRule
+        from corral.alerts.rules import RunRules, StuckRule
 
         self._loop = asyncio.get_running_loop()
         manager = self._engine.plugins.manager
         config = self.config
         self._rules = RunRules(self, config.crash_loop, config.crash_loop_pause)
-        manager.register(self._rules, name="corral.plugins.alert_rules")
+        manager.register(self._rules, name="corral.alerts.rules")
         stuck = None
         if daemon and config.stuck_after is not None:
             stuck = self._stuck = StuckRule(self, config.stuck_after)
-            manager.register(stuck, name="corral.plugins.alert_rules:stuck")
+            manager.register(stuck, name="corral.alerts.rules:stuck")
         self.delivery.start()
         if not daemon:
             return

@@ -12,9 +12,9 @@ import pytest
 from corral.alerts import Alert, Secret
 from corral.alerts.config import Expectation, read_alerts
 from corral.alerts.monitor import judge
+from corral.alerts.rules import RunRules, StuckRule
 from corral.config import parse_config
 from corral.errors import ConfigError
-from corral.plugins.alert_rules import RunRules, StuckRule
 from corral.testing import CorralProject
 
 from .receivers import HTTPReceiver

@@ -1,9 +1,9 @@
-"""The built-in alert rules that follow runs: failed, retries exhausted, on hold, crash loop, stuck.
+"""The alert rules that follow runs: failed, retries exhausted, on hold, crash loop, stuck.
 
-They listen to the run life-cycle hooks like any plugin, on the engine's background
-thread, and raise alerts through ``Engine.alert``. They need the daemon's alerting
-service, so the engine registers one :class:`RunRules` (and, with ``stuck_after``, one
-:class:`StuckRule`) when it starts instead of loading this module from ``BUILTINS``.
+They listen to the run life-cycle hooks, on the engine's background thread, and raise
+alerts through the alerting service, which registers one :class:`RunRules` (and, with
+``stuck_after``, one :class:`StuckRule`) when it starts. They are part of corral's
+alerting, not a plugin: core does not import plugins/.
 Each condition has one alert key, and the run that clears it sends the all-clear.
 """
 
