@@ -573,10 +573,13 @@ class Engine:
                 raise KeyError(run_id)
             error = run.get("error") or {}
             if run["state"] != RunState.FAILED.value or not error.get("resumable"):
-                why = f"it failed with {error.get('kind')!r}" if run["state"] == RunState.FAILED.value else ""
+                if run["state"] == RunState.FAILED.value:
+                    what = f"run {run_id} failed ({error.get('kind') or 'unknown'}: {error.get('message', '')})"
+                else:
+                    what = f"run {run_id} is {run['state']}"
                 raise ValueError(
-                    f"run {run_id} is {run['state']} {why}".rstrip() + "; only runs that failed for a passing reason "
-                    "(model endpoint down, budget spent) can be retried; start a new run with `corral run`"
+                    f"{what}; only runs that failed for a passing reason (model endpoint down, budget spent) "
+                    "can be retried; start a new run with `corral run`"
                 )
             return change_state(records, txn, run, RunState.QUEUED, retried=time.time(), attempts_from=run["attempt"])
 

@@ -128,3 +128,13 @@ def test_a_duration_across_a_clock_set_back_is_not_shown_negative() -> None:
 
     assert took(1000.0, 1001.5) == "1.50s"
     assert took(1000.0, 1000.0 - 86400) == "? (clock set back)"
+
+
+def test_retry_of_a_run_that_cannot_be_retried_says_how_it_failed(corral_project: CorralProject) -> None:
+    corral_project.agent("broken", "def run(ctx):\n    return 1 / 0\n")
+    run = json.loads(corral_project.cli("run", "broken", "--json").stdout)
+    refused = corral_project.cli("retry", run["id"])
+    assert refused.returncode == 5 and "Traceback" not in refused.stderr
+    assert f"run {run['id']} failed (agent: division by zero); only runs that failed for a passing reason" in (
+        refused.stderr
+    )
