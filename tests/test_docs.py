@@ -85,3 +85,30 @@ def test_every_wire_field_is_in_protocol_md(table: dict[str, dict[str, object]],
     text = _text("protocol.md")
     missing = [f"{kind}.{name}" for kind, spec in table.items() for name in spec if f"`{name}`" not in text]
     assert not missing, f"docs/protocol.md does not document these {direction} message fields: {missing}"
+
+
+def test_the_architecture_page_names_only_what_exists() -> None:
+    """docs/architecture.md is the newcomer's map: every path, file and module it names
+    must exist, so a move that forgets the page fails here."""
+    import importlib
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "docs" / "architecture.md").read_text()
+    names = set(re.findall(r"`([^`\s]+)`", text))
+    sources = [p for folder in ("core", "sandbox", "plugins") for p in (root / folder).rglob("*.py")]
+    missing = []
+    for name in sorted(names):
+        if "/" in name and not name.startswith("corral"):
+            if not (root / name.split("::")[0]).exists():
+                missing.append(name)
+        elif re.fullmatch(r"\w+\.py", name):
+            if not any(p.name == name for p in sources):
+                missing.append(name)
+        elif re.fullmatch(r"corral(\.\w+)+", name):
+            module, _, attribute = name.rpartition(".")
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                if not hasattr(importlib.import_module(module), attribute):
+                    missing.append(name)
+    assert missing == [], f"docs/architecture.md names what does not exist: {missing}"
