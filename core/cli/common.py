@@ -15,6 +15,9 @@ Exit codes (the table in docs/operating.md says the same; a test holds them toge
 - 5 :data:`EXIT_NOT_FOUND`: no run, agent, approval or secret matches, or the one named
   cannot take this action in its state (cancel an ended run, release one not on hold).
 - 6 :data:`EXIT_INTERNAL`: a bug in corral or a plugin; its traceback is in corral.log.
+- 130 :data:`EXIT_INTERRUPTED`: stopped by Ctrl-C (SIGINT), as shells report it: ``run
+  --wait`` stopped waiting (the daemon's run goes on) or stopped its foreground run
+  (left ``interrupted`` for the next ``corral up``).
 
 Every error is one line on stderr saying what was wrong and what to do.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -33,8 +37,10 @@ from typing import Any, NoReturn
 from corral import control
 from corral.config import CorralConfig, find_config, load_config
 from corral.errors import ConfigError, ControlError, DaemonUnavailable, StoreError
+from corral.states import RunState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5, 6
+EXIT_INTERRUPTED = 128 + 2  # 128 + SIGINT, what a shell shows for a command Ctrl-C stopped
 
 
 class Exit(Exception):
@@ -106,20 +112,31 @@ def reader(config: CorralConfig) -> Any:
     return store, Records(store.dbs)
 
 
-def ask(path: Path, request: dict[str, Any], *, refused: int, timeout: float | None = 10.0) -> list[dict[str, Any]]:
-    """Every answer of the daemon at ``path`` to ``request``. A refusal exits ``refused``
-    with the daemon's reason (:data:`EXIT_INTERNAL` when the daemon failed on it); raises
-    DaemonUnavailable when nobody answers."""
+def ask(
+    path: Path,
+    request: dict[str, Any],
+    *,
+    refused: int,
+    timeout: float | None = 10.0,
+    each: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Every answer of the daemon at ``path`` to ``request``, each also given to ``each``
+    as it arrives. A refusal exits ``refused`` with the daemon's reason
+    (:data:`EXIT_INTERNAL` when the daemon failed on it); raises DaemonUnavailable when
+    nobody answers."""
+    answers = []
     try:
-        answers = list(control.exchange(path, request, timeout))
+        for answer in control.exchange(path, request, timeout):
+            if not answer.get("ok", False):
+                code = EXIT_INTERNAL if answer.get("internal") else refused
+                raise Exit(code, f"corral: {answer.get('error') or 'the daemon refused the request'}")
+            answers.append(answer)
+            if each is not None:
+                each(answer)
     except DaemonUnavailable:
         raise
     except ControlError as exc:
         raise Exit(EXIT_UNAVAILABLE, f"corral: {exc}") from None
-    for answer in answers:
-        if not answer.get("ok", False):
-            code = EXIT_INTERNAL if answer.get("internal") else refused
-            raise Exit(code, f"corral: {answer.get('error') or 'the daemon refused the request'}")
     if not answers:
         raise Exit(EXIT_INTERNAL, "corral: the daemon closed the connection without an answer; see its log, corral.log")
     return answers
@@ -129,9 +146,19 @@ def send_or_foreground(
     config: CorralConfig, request: dict[str, Any], wait: bool, *, refused: int = EXIT_FAILED
 ) -> dict[str, Any] | None:
     """The daemon's last answer; None when no daemon holds the home (the caller runs it
-    here). A refusal exits ``refused`` with the daemon's reason."""
+    here). A refusal exits ``refused`` with the daemon's reason.
+
+    With ``wait``, the run's id goes to stderr as soon as the daemon has queued it, and
+    Ctrl-C stops the waiting, not the run (exit :data:`EXIT_INTERRUPTED`)."""
+    queued: list[str] = []
+
+    def announce(answer: dict[str, Any]) -> None:
+        if wait and not queued and isinstance(answer.get("run"), dict):
+            queued.append(answer["run"]["id"])
+            print(f"run {queued[0]} queued; waiting (Ctrl-C stops waiting, the run goes on)", file=sys.stderr)
+
     try:
-        return ask(config.socket_path, request, refused=refused, timeout=None if wait else 10)[-1]
+        return ask(config.socket_path, request, refused=refused, timeout=None if wait else 10, each=announce)[-1]
     except DaemonUnavailable as exc:
         from corral.store import StoreLock
 
@@ -139,6 +166,15 @@ def send_or_foreground(
         if holder is not None:
             raise Exit(EXIT_UNAVAILABLE, f"corral: the daemon (pid {holder}) holds {config.home} but: {exc}") from None
         return None
+    except KeyboardInterrupt:
+        if not queued:
+            raise
+        run_id = queued[0]
+        raise Exit(
+            EXIT_INTERRUPTED,
+            f"\ncorral: stopped waiting; run {run_id} goes on in the daemon: "
+            f"`corral trace {run_id}` shows its steps, `corral logs --run {run_id}` its log",
+        ) from None
 
 
 def act(config: CorralConfig, request: dict[str, Any], wait: bool = False) -> dict[str, Any] | None:
@@ -148,22 +184,88 @@ def act(config: CorralConfig, request: dict[str, Any], wait: bool = False) -> di
 
 
 def foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
-    """No daemon: drive one run here, through the same engine, then return its end state."""
+    """No daemon: drive one run here, through the same engine, then return its end state.
+
+    Ctrl-C (SIGINT) or SIGTERM stops the run as SIGTERM stops the daemon's (:class:`_Stop`);
+    a run left unfinished so exits :data:`EXIT_INTERRUPTED`, for the next ``corral up`` to resume.
+    """
     from corral.host import host
 
+    stop = _Stop()
     with host(config, echo=None) as engine:
         engine.processes.prepare(config.home / "agents")
 
         async def go() -> dict[str, Any]:
-            run_id = await start(engine)
-            print(f"run {run_id} running in the foreground (no daemon running)", file=sys.stderr)
+            stop.install(engine, config.grace_seconds)
+            stop.run_id = run_id = await start(engine)
+            if stop.signals:  # before it started: it stays queued
+                queued: dict[str, Any] | None = await engine.writer.run(lambda txn: engine.records.get_run(txn, run_id))
+                assert queued is not None, "a run just stored"
+                return queued
+            print(
+                f"run {run_id} running in the foreground (no daemon running; Ctrl-C stops it, "
+                "the next `corral up` resumes it)",
+                file=sys.stderr,
+            )
             try:
                 async with engine.alerting.running(daemon=False):  # its alerts go out before it exits
                     return await engine.execute(run_id)
             finally:
+                stop.close()
                 await engine.close_models()
 
-        return asyncio.run(go())
+        run = asyncio.run(go())
+    if stop.signals and RunState(run["state"]) in (RunState.INTERRUPTED, RunState.QUEUED):
+        raise Exit(
+            EXIT_INTERRUPTED,
+            f"corral: run {run['id']} {run['state']}; the next `corral up` resumes it "
+            f"(`corral trace {run['id']}` shows where it stopped)",
+        )
+    return run
+
+
+class _Stop:
+    """Ctrl-C (SIGINT) or SIGTERM during a foreground run, handled as the daemon handles
+    SIGTERM (:mod:`corral.daemon`): the engine drains, so the run's next step ends the
+    attempt ``interrupted`` with its journal intact; agent processes still alive after
+    ``grace_seconds``, or at a second signal, are killed (the run ends ``interrupted`` too)."""
+
+    def __init__(self) -> None:
+        self.signals = 0
+        self.run_id: str | None = None
+        self._engine: Any = None
+        self._grace = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def install(self, engine: Any, grace: float) -> None:
+        self._engine, self._grace = engine, grace
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self.signals += 1
+        self._engine.log.info("signal received", signal=signal.Signals(sig).name, count=self.signals)
+        self._engine.draining = True
+        if self.signals > 1:
+            self._kill("second signal")
+            return
+        what = f"run {self.run_id}" if self.run_id else "the run"
+        print(
+            f"\ncorral: stopping {what}: it stops at its next step, or is killed in {self._grace:g}s "
+            "(Ctrl-C again kills it now)",
+            file=sys.stderr,
+        )
+        reason = f"grace period of {self._grace:g}s over"
+        self._timer = asyncio.get_running_loop().call_later(self._grace, self._kill, reason)
+
+    def _kill(self, why: str) -> None:
+        self._engine.log.warning("killing agent processes", reason=why)
+        self._engine.processes.kill_all()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -> int:

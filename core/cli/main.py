@@ -24,6 +24,7 @@ from corral.cli.common import (
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_UNAVAILABLE,
@@ -113,7 +114,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     from corral.store import StoreLock
 
     config = load(args)
-    holder = StoreLock(config.home).holder()
     store, records = reader(config)
     with store.read() as txn:
         agents = {name: (records.list_runs(txn, name, limit=1) or [None])[0] for name in config.agents}
@@ -121,6 +121,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         today = spent_today(txn, store.dbs["spend"], time.time(), config.zone)
         schedules = agent_status(store, records, txn, config, time.time())
         jump = read_last_jump(store, txn)
+    holder = StoreLock(config.home).holder()  # after the read: runs it shows running were not left by a dead one
+    if holder is None:
+        agents = {name: views.unheld(last) for name, last in agents.items()}
+        active = [views.unheld(run) for run in active]
+        for info in schedules.values():
+            if info["state"] == "running":
+                info["state"] = "interrupted"
     status = {
         "daemon": {"running": holder is not None, "pid": holder},
         "home": str(config.home),
@@ -157,7 +164,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 schedules[name]["state"],
                 triggers_label(config.agents[name]),
                 views.when(schedules[name]["next_fire"]),
-                last["state"] if last else "-",
+                views.state(last) if last else "-",
                 views.when(last.get("ended") or last.get("created")) if last else "-",
                 last["id"] if last else "-",
                 str(schedules[name]["queue_depth"]),
@@ -183,12 +190,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from corral.cli import views
+    from corral.store import StoreLock
 
     config = load(args)
     store, records = reader(config)
     with store.read() as txn:
         runs = records.list_runs(txn, args.agent, limit=args.limit)
     store.close()
+    if StoreLock(config.home).holder() is None:
+        runs = [views.unheld(run) for run in runs]
     if args.agent is not None and args.agent not in config.agents and not runs:  # a removed agent keeps its runs
         known = ", ".join(sorted(config.agents)) or "none"
         raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {args.agent!r} in {config.path}; agents: {known}")
@@ -357,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser(argv).parse_args(argv)
     try:
         code = _command(args)
+    except KeyboardInterrupt:  # Ctrl-C where no command handles it: it stops, and says no more
+        print("\ncorral: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
     except Exception as exc:  # a bug, ours or a plugin's: one line here, the traceback in corral.log
         print(internal_error(exc, args, sys.argv[1:] if argv is None else argv), file=sys.stderr)
         code = EXIT_INTERNAL

@@ -12,6 +12,10 @@ import json
 from typing import Any
 
 from corral.logview import printable
+from corral.states import RunState
+
+NOT_HELD = "daemon not running"
+"""Why a run the store holds as ``running`` is shown ``interrupted``: no process holds the home."""
 
 
 def when(ts: float | None) -> str:
@@ -52,6 +56,21 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(lines)
 
 
+def unheld(run: dict[str, Any] | None) -> Any:
+    """``run`` as seen while no daemon or foreground run holds the home: one the store still
+    holds as ``running`` is not running (its process died with the daemon), so it is shown
+    ``interrupted``, as the next ``corral up`` records it and resumes it; ``stored_state``
+    keeps what the store says. The store itself is not changed."""
+    if run is None or run["state"] != RunState.RUNNING.value:
+        return run
+    return {**run, "state": RunState.INTERRUPTED.value, "stored_state": run["state"]}
+
+
+def state(run: dict[str, Any]) -> str:
+    """A run's state for a table: ``interrupted (daemon not running)`` for one :func:`unheld` changed."""
+    return f"{run['state']} ({NOT_HELD})" if "stored_state" in run else str(run["state"])
+
+
 def runs_table(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return "no runs yet"
@@ -59,7 +78,7 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
         [
             r["id"],
             r["agent"],
-            r["state"],
+            state(r),
             r.get("trigger", "-"),
             str(r.get("attempt", 0)),
             when(r.get("created")),
