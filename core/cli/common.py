@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from corral import control
-from corral.config import CorralConfig, find_config, load_config
+from corral.config import CorralConfig, find_config, load_config, parse_duration
 from corral.errors import ConfigError, ControlError, DaemonUnavailable, StoreError
 from corral.states import RunState
 
@@ -73,6 +73,22 @@ def whole(minimum: int, example: str, maximum: int = 10**9) -> Callable[[str], i
                 f"{text!r} is not a whole number of {least} (and at most {maximum}), e.g. {example}"
             )
         return number
+
+    return parse
+
+
+def duration(example: str) -> Callable[[str], float]:
+    """An argparse type: a duration of more than zero, in seconds (``90``) or with units
+    (``"2h"``), e.g. ``example``."""
+
+    def parse(text: str) -> float:
+        try:
+            seconds = float(text) if text.replace(".", "", 1).isdigit() else parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc}; e.g. {example}") from None
+        if seconds <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than zero, e.g. {example}")
+        return seconds
 
     return parse
 

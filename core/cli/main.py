@@ -32,6 +32,7 @@ from corral.cli.common import (
     Exit,
     Parser,
     act,
+    duration,
     foreground,
     internal_error,
     json_argument,
@@ -43,10 +44,14 @@ from corral.cli.common import (
     whole,
 )
 from corral.cli.extensions import add_plugin_commands
+from corral.config import find_config
 from corral.errors import ConfigError, ControlError, CorralError, StoreLockedError
 
 COMMAND_MODULES: tuple[str, ...] = ("spend", "retry", "approvals", "secrets", "doctor", "schedule", "alerts")
 """Modules under ``corral.cli`` that add their own commands, in the order ``--help`` lists them."""
+
+CHECK_TIMEOUT = 10.0
+"""Seconds ``corral check`` gives each agent's module to import (``--timeout``)."""
 
 # --------------------------------------------------------------------------- up / run
 
@@ -275,15 +280,31 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from corral.checks import check_config
+    from corral.checks import check_file
+    from corral.cli import views
 
-    config = load(args)
-    problems = check_config(config)
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    if problems:
+    report = check_file(find_config(args.config), os.environ, args.timeout)
+    if report.invalid:
+        print("corral: invalid config:", *report.invalid, *report.problems, sep="\n", file=sys.stderr)
+    else:
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+    if report.fires:
+        rows = [
+            [
+                fires.agent,
+                fires.trigger,
+                views.zone_name(fires.zone),
+                ", ".join(views.when_in(t, fires.zone) for t in fires.times) or "never again",
+            ]
+            for fires in report.fires
+        ]
+        print(views.table(rows, ["AGENT", "TIMED TRIGGER", "ZONE", "NEXT THREE FIRE TIMES"]))
+    if report.invalid:
+        return EXIT_CONFIG
+    if report.problems:
         return EXIT_FAILED
-    print(f"{config.path}: ok ({len(config.agents)} agents)")
+    print(f"{find_config(args.config)}: ok ({report.agents} agents)")
     return EXIT_OK
 
 
@@ -356,7 +377,18 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     release.add_argument("--json", action="store_true")
     release.set_defaults(func=cmd_release)
 
-    sub.add_parser("check", parents=[common], help="validate the config and plugins").set_defaults(func=cmd_check)
+    check = sub.add_parser(
+        "check",
+        parents=[common],
+        help="validate the config, plugins and agents' entries; show timed triggers' next fire times",
+    )
+    check.add_argument(
+        "--timeout",
+        type=duration("--timeout 30s"),
+        default=CHECK_TIMEOUT,
+        help=f"how long each agent's module may take to import (default {CHECK_TIMEOUT:g}s)",
+    )
+    check.set_defaults(func=cmd_check)
     for name in COMMAND_MODULES:
         importlib.import_module(f"corral.cli.{name}").add_commands(sub, common)
     add_plugin_commands(sub, common, argv)

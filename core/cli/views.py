@@ -24,6 +24,17 @@ def when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def when_in(ts: float, zone: dt.tzinfo) -> str:
+    """``ts`` as a date and time in ``zone``, with the zone's abbreviation (``2026-12-07 07:00:00 CET``)."""
+    return dt.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def zone_name(zone: dt.tzinfo) -> str:
+    """The zone's IANA name, or ``local`` for the machine's own when it has none."""
+    name = str(zone)
+    return "local" if name == "localtime" else name
+
+
 def took(start: float | None, end: float | None) -> str:
     if not start or not end:
         return "-"
