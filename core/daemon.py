@@ -100,6 +100,7 @@ class Daemon:
         await self.engine.alerting.stop(flush=5.0)
         await self.engine.close_models()
         self.config.socket_path.unlink(missing_ok=True)
+        await self.engine.settle()
         self.log.info("daemon stopped")
         return 0
 

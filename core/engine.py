@@ -297,6 +297,12 @@ class Engine:
             "entry_points": self.plugins.entry_points,
         }
 
+    async def settle(self) -> None:
+        """Deliver every event of what was committed so far (a stopping daemon, before its
+        last log line)."""
+        await self.writer.run(lambda txn: None)
+        await asyncio.get_running_loop().run_in_executor(None, functools.partial(self.events.deliver, forget=True))
+
     def close(self) -> None:
         """Deliver every event committed so far and record that it was, then stop."""
         self.writer.call(lambda txn: None)  # whatever was queued before is durable, its events posted

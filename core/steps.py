@@ -136,7 +136,11 @@ class Steps(StepPath):
         if self.draining():
             jobs = self.flush()
             self.wire.send({"t": "abort", "reason": "the daemon is stopping; this run resumes when it is back"})
-            self._end(Outcome(RunState.INTERRUPTED, failure("stopped", "the daemon stopped; the run will resume")))
+            self._end(
+                Outcome(
+                    RunState.INTERRUPTED, failure("stopped", "corral is stopping; the run resumes at its next start")
+                )
+            )
             return jobs
         if kind == "state":
             if name not in ("set", "delete") or not isinstance(args.get("key"), str):
