@@ -13,6 +13,7 @@ import pytest
 
 from corral.testing import CorralProject
 from tests.models.fake_servers import FakeServer, Reply, openai_body
+from tests.schedule.harness import GATED
 
 LISTENER = """
 import json
@@ -41,16 +42,6 @@ def run(ctx):
     counted = ctx.tool("word_count", text="one two three")
     second = ctx.model([{"role": "user", "text": "again"}], max_tokens=20)
     return [first.text, counted, second.text]
-"""
-
-GATED = """
-import os, time
-
-def run(ctx):
-    open("started", "a").write("x")
-    while not os.path.exists("go"):
-        time.sleep(0.05)
-    return "released"
 """
 
 
