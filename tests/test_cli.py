@@ -138,3 +138,15 @@ def test_retry_of_a_run_that_cannot_be_retried_says_how_it_failed(corral_project
     assert f"run {run['id']} failed (agent: division by zero); only runs that failed for a passing reason" in (
         refused.stderr
     )
+
+
+def test_a_failed_run_shows_the_exception_type_and_the_agents_own_frames(corral_project: CorralProject) -> None:
+    corral_project.agent("broken", "def helper():\n    return 1 / 0\n\n\ndef run(ctx):\n    return helper()\n")
+    failed = corral_project.cli("run", "broken", "--wait")
+    assert failed.returncode == 1
+    assert "error (agent): ZeroDivisionError: division by zero" in failed.stderr
+    where = str(corral_project.root / "agents" / "broken.py")
+    assert f'File "{where}", line 6, in run' in failed.stderr and f'File "{where}", line 2, in helper' in failed.stderr
+    assert "runtime.py" not in failed.stderr, "corral's own frames are left out"
+    run_id = json.loads(corral_project.cli("runs", "broken", "--json").stdout)[0]["id"]
+    assert "ZeroDivisionError: division by zero" in corral_project.cli("trace", run_id).stdout

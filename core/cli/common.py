@@ -296,7 +296,10 @@ def report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -
         if run["state"] == "succeeded":
             print(printable_json(json.dumps(run.get("result"), default=str, ensure_ascii=False)))
         elif run.get("error"):
-            print(f"error: {printable(str(run['error'].get('message')))}", file=sys.stderr)
+            from corral.cli.views import failure_lines
+
+            for line in failure_lines(run["error"]):
+                print(printable(line), file=sys.stderr)
     if not waited:
         return EXIT_OK
     return EXIT_OK if run["state"] == "succeeded" else EXIT_FAILED
