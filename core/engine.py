@@ -28,7 +28,7 @@ from corral.attempt import Attempt
 from corral.budget import Ledger
 from corral.config import AgentConfig, CorralConfig
 from corral.endpoints import Endpoints
-from corral.events import Event, EventStream
+from corral.events import Event, EventStream, breathe
 from corral.logs import LogFiles
 from corral.outcome import Outcome, failure
 from corral.pluginmanager import Plugins
@@ -45,13 +45,6 @@ from corral.toolsettings import tool_secret_names, welcome_entry
 
 MAX_BACKOFF = 60.0
 LATER_DELAY = 0.02
-LATER_SLICE = 0.0002
-"""Seconds of background work after which the background thread gives the GIL back. py-lmdb
-drops the GIL at every get, put and commit; a thread running Python in a loop takes it at
-each of those and the store writer waits until that thread blocks (or the 5 ms switch
-interval passes), so a 20 ms batch of step log lines stalled the step in flight for the
-whole batch. A short sleep (Linux rounds it up to ~60 us) every slice bounds that wait
-(single-agent step p99 2.0 -> ~1.4 ms for ~20 us more CPU a step; docs/benchmarks.md)."""
 
 
 def code_hash(agent: AgentConfig) -> str:
@@ -231,9 +224,7 @@ class Engine:
             self._later_due = False
         yielded = time.perf_counter()
         for func, args in calls:
-            if time.perf_counter() - yielded > LATER_SLICE:
-                time.sleep(LATER_SLICE / 20)
-                yielded = time.perf_counter()
+            yielded = breathe(yielded)
             try:
                 func(*args)
             except Exception as exc:  # noqa: BLE001 - one failed report must not lose the others

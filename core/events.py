@@ -28,9 +28,14 @@ from corral.store import Records, Store, Writer
 
 BATCH = 256
 """Events read and delivered per round."""
-YIELD_EVERY = 0.0002
-"""Seconds of delivering after which the thread sleeps a moment: the writer thread and the
-event loop, which answer agents, get the interpreter's lock back without waiting for a batch."""
+SLICE = 0.0002
+"""Seconds of background work (``Engine.later``'s calls, a round of event delivery) after
+which the background thread gives the GIL back. py-lmdb drops the GIL at every get, put and
+commit; a thread running Python in a loop takes it at each of those and the store writer
+waits until that thread blocks (or the 5 ms switch interval passes), so a 20 ms batch of
+step log lines stalled the step in flight for the whole batch. A short sleep (Linux rounds
+it up to ~60 us) every slice bounds that wait (single-agent step p99 2.0 -> ~1.4 ms for
+~20 us more CPU a step; docs/benchmarks.md)."""
 FORGET_EVERY, FORGET_AFTER = 1.0, 4096
 """Delivered events are removed from the store at most once a second (or once this many
 have piled up), so removing them costs the writer a commit now and then, not one per round."""
@@ -57,6 +62,15 @@ class Event:
 
 
 Subscriber = Callable[[Event], None]
+
+
+def breathe(since: float) -> float:
+    """Between two pieces of background work: after :data:`SLICE` of it (since
+    ``since``, a ``perf_counter`` reading) sleep a moment; returns the new ``since``."""
+    if time.perf_counter() - since <= SLICE:
+        return since
+    time.sleep(SLICE / 20)
+    return time.perf_counter()
 
 
 class EventStream:
@@ -123,9 +137,7 @@ class EventStream:
                     if event is not None:
                         self._hand_out(event)
                     self._delivered = seq
-                    if time.perf_counter() - yielded > YIELD_EVERY:  # let the step path have the GIL
-                        time.sleep(YIELD_EVERY / 20)
-                        yielded = time.perf_counter()
+                    yielded = breathe(yielded)
                 if len(rows) < BATCH:
                     break
             return self._forget(forget)
