@@ -3,6 +3,7 @@ committed, is delivered in order, and survives a process that died before delive
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,26 @@ def test_a_change_that_was_undone_is_never_announced(tmp_path: Path) -> None:
         writer.call(undone)
     heard: list[Event] = []
     assert stream(store, records, writer, heard).deliver() is None and heard == []
+    writer.close()
+    store.close()
+
+
+def test_a_write_has_its_delivery_queued_before_it_returns(tmp_path: Path) -> None:
+    """Whoever waited for a write may queue work behind that write's events on the same
+    background thread (a foreground run flushing its alerts): the delivery is queued first."""
+    store, records, writer = open_home(tmp_path / "store")
+    run = a_run(records, writer)
+    queued: list[str] = []
+    events = EventStream(store, records, writer, lambda func, *args: queued.append(func.__name__), Log())
+
+    def committed_slowly() -> None:  # a busy machine: the writer thread is descheduled here
+        time.sleep(0.3)
+        events.committed()
+
+    writer.after_commit = committed_slowly
+    writer.call(lambda txn: change_state(records, txn, run, RunState.RUNNING))
+    queued.append("after the write")
+    assert queued == ["deliver", "after the write"]
     writer.close()
     store.close()
 

@@ -122,8 +122,8 @@ class Writer:
         self._watched: dict[int, tuple[int, int]] = {}  # by id(): (read fd or -1, write fd or -1) registered
         self.commits = 0
         self.after_commit: Callable[[], None] | None = None
-        """Called on this thread after each durable round, once its callers are answered (the
-        event stream's wake-up); it must be quick and must not raise."""
+        """Called on this thread after each durable round, before its callers are answered (the
+        event stream's wake-up: a caller's next move comes after it); it must be quick."""
         self._thread = threading.Thread(target=self._loop, name="corral-store-writer", daemon=True)
         self._thread.start()
 
@@ -304,15 +304,15 @@ class Writer:
             message = f"store writer failed ({type(exc).__name__}: {exc}); nothing of this batch was written"
             self._on_event("error", message)
             outcomes = [(False, StoreError(message)) for _ in batch]
-        try:
-            self._deliver(batch, outcomes)
-        except Exception as exc:
-            self._on_event("error", f"store writer could not deliver results: {exc}")
-        if self.after_commit is not None:
+        if self.after_commit is not None:  # before the results: a waiter's next move comes after it
             try:
                 self.after_commit()
             except Exception as exc:  # noqa: BLE001 - the writer must outlive a broken listener
                 self._on_event("error", f"store writer: after-commit work failed ({type(exc).__name__}: {exc})")
+        try:
+            self._deliver(batch, outcomes)
+        except Exception as exc:
+            self._on_event("error", f"store writer could not deliver results: {exc}")
 
     def _commit(self, batch: list[tuple[Job, _Waiter]]) -> list[tuple[bool, Any]]:
         """Run the batch in one transaction and one fsync; every job's (ok, value or error)."""
