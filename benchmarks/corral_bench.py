@@ -18,8 +18,8 @@ from typing import Any
 import psutil
 
 from corral.config import load_config
-from corral.engine import Engine
-from corral.host import host
+from corral.daemon.host import host
+from corral.run.engine import Engine
 from corral.sandbox.processes import Child, ProcessControl
 
 HERE = Path(__file__).resolve().parent

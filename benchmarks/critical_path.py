@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import corral_bench
-from corral import attempt as attempt_module
-from corral import childwire as childwire_module
-from corral import steps as steps_module
 from corral.config import load_config
-from corral.host import host
+from corral.daemon.host import host
+from corral.run import attempt as attempt_module
+from corral.run import childwire as childwire_module
+from corral.run import steps as steps_module
 from corral.store import writer as writer_module
 
 Marks = dict[int, dict[str, float]]

@@ -1,7 +1,7 @@
 """Scheduling latency: from a trigger's fire time to the agent's child process starting.
 
 Fifty agents (``--agents``) each on a one-second interval trigger run under a real
-in-process daemon (:class:`corral.daemon.Daemon`: scheduler, durable queue, real
+in-process daemon (:class:`corral.daemon.root.Daemon`: scheduler, durable queue, real
 sandboxed children, LMDB with ``sync=True``) for ``--seconds``. For every run it takes the
 fire time the scheduler stored on it (the nominal time; no jitter is configured) and
 reports, as p50 and p99:
@@ -30,8 +30,8 @@ if __package__ in (None, ""):
 
 from benchmarks.stats import percentile
 from corral.config import load_config
-from corral.daemon import Daemon
-from corral.host import host
+from corral.daemon.host import host
+from corral.daemon.root import Daemon
 from corral.sandbox.processes import Child, ProcessControl
 
 AGENT = "import time\n\n\ndef run(ctx):\n    return time.time()\n"

@@ -23,7 +23,7 @@ class RunState(enum.StrEnum):
 
 
 class EventKind(enum.StrEnum):
-    """What an event of the run stream (:mod:`corral.events`) reports. Stored by value."""
+    """What an event of the run stream (:mod:`corral.observe.events`) reports. Stored by value."""
 
     RUN_CHANGED = "run_changed"
     """A run's state changed; ``run`` is the record as committed, ``old`` its state before."""

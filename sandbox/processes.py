@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from corral.childwire import ChildWire
+from corral.run.childwire import ChildWire
 from corral.sandbox.policy import Policy, launcher_argv
 from corral.wire import DEFAULT_MAX_FRAME
 

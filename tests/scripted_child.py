@@ -18,11 +18,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from corral.childwire import ChildWire
 from corral.config import AgentConfig, CorralConfig, Limits
-from corral.engine import Engine
-from corral.logs import LogFiles
+from corral.observe.logs import LogFiles
 from corral.pluginmanager import load_plugins
+from corral.run.childwire import ChildWire
+from corral.run.engine import Engine
 from corral.sandbox.processes import Child, ProcessControl
 from corral.store import Store
 

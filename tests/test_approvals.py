@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from corral.approvals import APPROVED, CONSUMED, DENIED, EXPIRED, ApprovalError, Approvals
 from corral.config import load_config
-from corral.host import host
+from corral.daemon.host import host
+from corral.run.approvals import APPROVED, CONSUMED, DENIED, EXPIRED, ApprovalError, Approvals
 from corral.store import Store
 from corral.testing import CorralProject
 from tests.models.fake_servers import FakeServer, Reply, openai_body

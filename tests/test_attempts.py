@@ -17,7 +17,7 @@ from tests.scripted_child import FINISH, HELLO, engine_for, run_once
 
 def test_no_hello_in_time_is_a_crash_that_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bug at 171d862: the run failed (protocol) instead of being resumed as a crash."""
-    monkeypatch.setattr("corral.attempt.HELLO_TIMEOUT", 0.3)
+    monkeypatch.setattr("corral.run.attempt.HELLO_TIMEOUT", 0.3)
     silent = [["sleep", 3], ["exit"]]
     prompt = [["send", HELLO], ["recv", "welcome"], ["send", FINISH], ["wait_close"]]
     with engine_for(tmp_path, [silent, prompt]) as engine:

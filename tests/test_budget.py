@@ -17,7 +17,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from corral.budget import (
+from corral.cli.spend import summarise
+from corral.config import CorralConfig, parse_config
+from corral.errors import ConfigError
+from corral.run.budget import (
     CACHED_DAYS,
     DB,
     Crossing,
@@ -30,9 +33,6 @@ from corral.budget import (
     next_day,
     spent_today,
 )
-from corral.cli.spend import summarise
-from corral.config import CorralConfig, parse_config
-from corral.errors import ConfigError
 from corral.store import Store
 
 NOON = time.mktime((2026, 11, 24, 12, 0, 0, 0, 0, -1))

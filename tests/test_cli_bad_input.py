@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from corral import control
 from corral.cli import common
 from corral.cli.common import (
     EXIT_CONFIG,
@@ -25,6 +24,7 @@ from corral.cli.common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
+from corral.daemon import control
 from corral.testing import CorralProject
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "operating.md"

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from corral.errors import StoreError
-from corral.journal import Journal
+from corral.run.journal import Journal
 from tests.scripted_child import DONE1, FINISH, HELLO, LOG, START, STEP1, STEP2, engine_for, run_once
 
 
@@ -113,7 +113,7 @@ def test_a_done_still_lingering_when_the_stream_ends_is_journaled(
 ) -> None:
     """Bug at f62b1dd: a done held for the next step (DONE_LINGER) was dropped when the child's
     stream ended before the linger passed: step 1 stayed 'started' and the retry ran it again."""
-    monkeypatch.setattr("corral.steps.DONE_LINGER", 0.5)
+    monkeypatch.setattr("corral.run.steps.DONE_LINGER", 0.5)
     second = [["send", HELLO], ["recv", "welcome"], ["send", STEP1], ["recv", "result"], ["send", FINISH]]
     with engine_for(tmp_path, [[*START, ["send", DONE1], ["exit"]], [*second, ["wait_close"]]]) as engine:
         final, steps, _ = run_once(engine)

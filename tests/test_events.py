@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from corral.engine import change_state
-from corral.events import Event, EventStream
+from corral.observe.events import Event, EventStream
+from corral.run.engine import change_state
 from corral.states import EventKind, RunState
 from corral.store import Records, Store, Writer
 
@@ -130,7 +130,7 @@ def test_every_edge_of_the_run_life_cycle_is_announced_exactly_once(tmp_path: Pa
     """Each transition the life cycle allows, made by the one function that changes state,
     yields exactly one event, and a run end (``corral_run_finished``) exactly when it enters
     a state that hook reports."""
-    from corral.events import ENDED
+    from corral.observe.events import ENDED
     from corral.states import _ALLOWED
 
     store, records, writer = open_home(tmp_path / "store")
@@ -165,10 +165,10 @@ def test_only_the_one_function_changes_a_runs_state() -> None:
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if assignments.search(line)
     ]
-    assert found == ["core/engine.py:" + str(_line_of_change_state(root))], found
+    assert found == ["core/run/engine.py:" + str(_line_of_change_state(root))], found
 
 
 def _line_of_change_state(root: Path) -> int:
-    lines = (root / "core" / "engine.py").read_text().splitlines()
+    lines = (root / "core" / "run" / "engine.py").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("def change_state("))
     return next(i for i, line in enumerate(lines[start:], start + 1) if "state=new.value" in line)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from corral.journal import Journal
+from corral.run.journal import Journal
 from corral.store import Records, Store, Writer
 
 

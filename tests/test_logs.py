@@ -1,4 +1,4 @@
-"""corral.logs writes JSON-line files; corral.logview reads, follows, filters and renders them."""
+"""corral.observe.logs writes JSON-line files; corral.observe.logview reads, follows, filters and renders them."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 import structlog
 from structlog.typing import EventDict, WrappedLogger
 
-from corral.logs import DAEMON_LOG, MAX_FIELD_CHARS, LogFiles, log_path
-from corral.logview import UNREADABLE, Filter, follow, log_files, printable, printable_json, read_events, render
+from corral.observe.logs import DAEMON_LOG, MAX_FIELD_CHARS, LogFiles, log_path
+from corral.observe.logview import UNREADABLE, Filter, follow, log_files, printable, printable_json, read_events, render
 
 ISO_MS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from corral.config import load_config
-from corral.host import host
+from corral.daemon.host import host
 from corral.pluginmanager import load_plugins
 from corral.plugins import BUILTINS
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from corral.logs import LogFiles
-from corral.logview import read_events
-from corral.power import KeepAwake, Process, capability
+from corral.daemon.power import KeepAwake, Process, capability
+from corral.observe.logs import LogFiles
+from corral.observe.logview import read_events
 
 CAFFEINATE = "/usr/bin/caffeinate"
 

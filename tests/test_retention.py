@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from corral.config import load_config
-from corral.host import host
+from corral.daemon.host import host
 
 AGENT = "def run(ctx):\n    for i in range(3):\n        ctx.tool('word_count', text='a b c ' * 20)\n    return 1\n"
 

@@ -16,9 +16,9 @@ import pytest
 
 import corral
 from corral.config import AgentConfig, CorralConfig, parse_config
+from corral.daemon.power import capability
 from corral.errors import ConfigError, ToolCallError
 from corral.pluginmanager import register_plugins
-from corral.power import capability
 from corral.sandbox import linux
 from corral.sandbox.backend import ALWAYS, Plan, Protection, Request
 from corral.sandbox.launcher import confine as launcher_confine

@@ -13,7 +13,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from corral.logs import LogFiles
+from corral.observe.logs import LogFiles
 from corral.secrets import Redaction, Redactor
 
 SECRET = 'p@ss w/rd+"é\\x=1😀'

@@ -14,8 +14,8 @@ import msgpack
 import pytest
 
 from corral import wire
-from corral.childwire import ChildWire
 from corral.errors import ProtocolError
+from corral.run.childwire import ChildWire
 from corral.store import Store, Writer
 
 

@@ -20,7 +20,7 @@ from corral.alerts.deadman import DeadmanSwitch
 if TYPE_CHECKING:
     from corral.alerts.rules import StuckRule
     from corral.alerts.service import Alerting
-    from corral.engine import Engine
+    from corral.run.engine import Engine
 
 RETENTION_DAYS = 30.0
 """Delivered alerts older than this are removed from the store."""

@@ -31,8 +31,8 @@ from corral.states import FINISHED, RunState
 if TYPE_CHECKING:
     from corral.alerts.monitor import Monitor
     from corral.alerts.rules import RunRules, StuckRule
-    from corral.engine import Engine
-    from corral.metrics import Metrics
+    from corral.observe.metrics import Metrics
+    from corral.run.engine import Engine
 
 FOREGROUND_FLUSH = 5.0
 """How long a foreground ``corral run`` waits at exit for the alerts it raised to go out."""
@@ -198,10 +198,10 @@ class Alerting:
         self.monitor = Monitor(self, self._engine, stuck)
         await self.monitor.start()
         if config.metrics.port is not None:
-            from corral.metrics import Metrics
+            from corral.observe.metrics import Metrics
 
             self.metrics = Metrics(self._engine, config.metrics)
-            manager.register(self.metrics, name="corral.metrics")
+            manager.register(self.metrics, name="corral.observe.metrics")
             self.metrics.start()
 
     async def flush(self, timeout: float) -> bool:

@@ -12,7 +12,6 @@ import sys
 import time
 from typing import Any
 
-from corral.approvals import PENDING, ApprovalError, Approvals
 from corral.cli import ids
 from corral.cli.common import (
     EXIT_NOT_FOUND,
@@ -25,6 +24,7 @@ from corral.cli.common import (
     reader,
     report_run,
 )
+from corral.run.approvals import PENDING, ApprovalError, Approvals
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:

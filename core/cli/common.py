@@ -34,8 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from corral import control
 from corral.config import CorralConfig, find_config, load_config, parse_duration
+from corral.daemon import control
 from corral.errors import ConfigError, ControlError, DaemonUnavailable, StoreError
 from corral.states import RunState
 
@@ -113,7 +113,7 @@ def load(args: argparse.Namespace) -> CorralConfig:
 
 def print_json(value: Any) -> None:
     """Readable JSON whose controls a terminal would act on (bidi overrides included) are escaped."""
-    from corral.logview import printable_json
+    from corral.observe.logview import printable_json
 
     print(printable_json(json.dumps(value, indent=2, default=str, ensure_ascii=False)))
 
@@ -205,7 +205,7 @@ def foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
     Ctrl-C (SIGINT) or SIGTERM stops the run as SIGTERM stops the daemon's (:class:`_Stop`);
     a run left unfinished so exits :data:`EXIT_INTERRUPTED`, for the next ``corral up`` to resume.
     """
-    from corral.host import host
+    from corral.daemon.host import host
 
     stop = _Stop()
     with host(config, echo=None) as engine:
@@ -242,7 +242,7 @@ def foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
 
 class _Stop:
     """Ctrl-C (SIGINT) or SIGTERM during a foreground run, handled as the daemon handles
-    SIGTERM (:mod:`corral.daemon`): the engine drains, so the run's next step ends the
+    SIGTERM (:mod:`corral.daemon.root`): the engine drains, so the run's next step ends the
     attempt ``interrupted`` with its journal intact; agent processes still alive after
     ``grace_seconds``, or at a second signal, are killed (the run ends ``interrupted`` too)."""
 
@@ -285,7 +285,7 @@ class _Stop:
 
 
 def report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -> int:
-    from corral.logview import printable, printable_json
+    from corral.observe.logview import printable, printable_json
 
     if getattr(args, "json", False):
         print_json(run)
@@ -309,7 +309,7 @@ def internal_error(exc: Exception, args: argparse.Namespace, argv: Sequence[str]
     """Log a bug's traceback to corral.log and return the one line for the user; if there
     is no log to write to, the traceback goes to stderr after all."""
     from corral.config import default_home
-    from corral.logs import DAEMON_LOG, LogFiles
+    from corral.observe.logs import DAEMON_LOG, LogFiles
 
     what = f"{type(exc).__name__}: {exc}"
     try:

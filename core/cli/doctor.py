@@ -14,7 +14,7 @@ from typing import Any
 
 from corral.cli.common import EXIT_FAILED, EXIT_OK, load, print_json
 from corral.config import CorralConfig
-from corral.power import capability
+from corral.daemon.power import capability
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:

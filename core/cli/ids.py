@@ -19,7 +19,7 @@ from corral.cli.common import EXIT_NOT_FOUND, EXIT_USAGE, Exit, reader
 from corral.config import CorralConfig
 
 ID_DIGITS = frozenset("0123456789abcdef")
-"""Run ids (``corral.store.new_run_id``) and approval ids (``corral.approvals.new_id``) are lowercase hex."""
+"""Run ids (``corral.store.new_run_id``) and approval ids (``corral.run.approvals.new_id``) are lowercase hex."""
 
 SHOWN = 5
 """How many candidates an ambiguous part lists (in id order: runs newest first)."""
@@ -41,7 +41,7 @@ def run_id(config: CorralConfig, part: str) -> str:
 
 def approval_id(config: CorralConfig, part: str) -> str:
     """The full id of the approval request ``part`` names, read from ``config``'s store."""
-    from corral.approvals import Approvals
+    from corral.run.approvals import Approvals
 
     text = _clean(part, "approval", APPROVALS)
     store, _ = reader(config)

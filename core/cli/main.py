@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from corral import __version__
-from corral.budget import spent_today
 from corral.cli import ids
 from corral.cli.common import (
     EXIT_CONFIG,
@@ -46,6 +45,7 @@ from corral.cli.common import (
 from corral.cli.extensions import add_plugin_commands
 from corral.config import find_config
 from corral.errors import ConfigError, ControlError, CorralError, StoreLockedError
+from corral.run.budget import spent_today
 
 COMMAND_MODULES: tuple[str, ...] = ("spend", "retry", "approvals", "secrets", "doctor", "schedule", "alerts")
 """Modules under ``corral.cli`` that add their own commands, in the order ``--help`` lists them."""
@@ -57,11 +57,11 @@ CHECK_TIMEOUT = 10.0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from corral.host import host
+    from corral.daemon.host import host
 
     config = load(args)
     with host(config, echo=sys.stderr) as engine:
-        from corral.daemon import Daemon
+        from corral.daemon.root import Daemon
 
         return asyncio.run(Daemon(engine).serve())
 
@@ -218,7 +218,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from corral.cli import views
     from corral.cli.alerts import alerts_of_run, outcome
     from corral.cli.tree import trace_tree
-    from corral.logview import printable
+    from corral.observe.logview import printable
 
     config = load(args)
     run_id = ids.run_id(config, args.run)
@@ -245,8 +245,8 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from corral import logview
-    from corral.logs import log_path
+    from corral.observe import logview
+    from corral.observe.logs import log_path
 
     config = load(args)
     if args.agent is not None and args.agent not in config.agents:

@@ -105,7 +105,7 @@ def _ask(config: CorralConfig, request: dict[str, Any], offline: Callable[[Any],
     reply = act(config, request)
     if reply is not None:
         return reply
-    from corral.host import host
+    from corral.daemon.host import host
 
     with host(config, echo=None) as engine:
         return asyncio.run(offline(engine))

@@ -12,8 +12,8 @@ import datetime as dt
 import time
 from typing import Any
 
-from corral.budget import DB, Tally, day_of, rows
 from corral.cli.common import EXIT_OK, load, print_json, reader, whole
+from corral.run.budget import DB, Tally, day_of, rows
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from corral.cli.alerts import outcome
 from corral.cli.views import short, took, when
-from corral.logview import printable
+from corral.observe.logview import printable
 
 MAX_BACKOFF = 60.0  # the engine's: attempt n+1 starts 2**(n-1) s (at most this) after attempt n ends
 

@@ -1,7 +1,7 @@
 """Turning store records into what ``status``, ``runs`` and ``trace`` print.
 
 Agents choose much of what is shown (results, errors, tool names), so every piece of
-text goes through :func:`corral.logview.printable`: controls and bidirectional controls
+text goes through :func:`corral.observe.logview.printable`: controls and bidirectional controls
 are printed as escapes, never obeyed by the terminal.
 """
 
@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from corral.logview import printable
+from corral.observe.logview import printable
 from corral.states import RunState
 
 NOT_HELD = "daemon not running"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from corral.schedule.settings import SchedulePolicy
 
 if TYPE_CHECKING:
-    from corral.engine import Engine
+    from corral.run.engine import Engine
 
 Done = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 Active = Callable[[int], None]

@@ -42,7 +42,7 @@ from corral.schedule.triggers import BuildContext, EventTrigger, TimedTrigger, T
 from corral.schedule.webhook import WebhookServer
 
 if TYPE_CHECKING:
-    from corral.engine import Engine
+    from corral.run.engine import Engine
 
 LATE = 60.0
 """Seconds past its due time after which a fire time counts as missed, not late."""

@@ -132,7 +132,7 @@ class Records:
         return len(data)
 
     def post_event(self, txn: lmdb.Transaction, event: dict[str, Any], entry: dict[str, Any] | None = None) -> None:
-        """Append ``event`` to the durable event stream (:mod:`corral.events`), in ``txn``:
+        """Append ``event`` to the durable event stream (:mod:`corral.observe.events`), in ``txn``:
         it is delivered only if, and once, the change it reports is committed. ``entry``,
         the journal entry a step event is about, is handed to the delivery in memory so it
         need not read it back (:meth:`fresh_entry`)."""

@@ -37,7 +37,7 @@ _MAX_MAP_BYTES = 1 << 40
 
 
 class Source(Protocol):
-    """A wire end served by the writer thread (see :class:`corral.childwire.ChildWire`)."""
+    """A wire end served by the writer thread (see :class:`corral.run.childwire.ChildWire`)."""
 
     reading: bool
     """Whether the thread should watch :meth:`fileno` for input; set False to pause."""

@@ -12,8 +12,8 @@ import trustme
 
 from corral.alerts import Alert, Severity
 from corral.config import parse_config
-from corral.engine import Engine
-from corral.host import host
+from corral.daemon.host import host
+from corral.run.engine import Engine
 
 from .receivers import HTTPReceiver, SilentTCPServer, SMTPReceiver
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from corral.alerts import Alert, Severity
 from corral.config import parse_config
-from corral.engine import Engine
-from corral.host import host
+from corral.daemon.host import host
+from corral.run.engine import Engine
 
 from .receivers import HANG, HTTPReceiver, Reply
 

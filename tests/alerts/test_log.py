@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from corral.alerts import Alert, LogSink
-from corral.logs import LogFiles
+from corral.observe.logs import LogFiles
 
 
 def test_alerts_become_log_lines_at_their_level(tmp_path: Path, alert: Alert) -> None:

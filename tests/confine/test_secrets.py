@@ -402,7 +402,7 @@ def test_redacting_a_log_line_is_fast() -> None:
 
 
 def test_log_redaction_hides_secrets_granted_later_in_every_field(tmp_path: Path) -> None:
-    from corral.logs import LogFiles
+    from corral.observe.logs import LogFiles
 
     logs = LogFiles(tmp_path)
     log = logs.logger("a")

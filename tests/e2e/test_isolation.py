@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
-from corral import control
+from corral.daemon import control
 
 from .support import (
     Batch,

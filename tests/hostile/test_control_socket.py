@@ -26,9 +26,9 @@ from typing import Any
 import psutil
 import pytest
 
-from corral import control
-from corral.childwire import ChildWire
-from corral.daemon import Daemon
+from corral.daemon import control
+from corral.daemon.root import Daemon
+from corral.run.childwire import ChildWire
 from corral.sandbox import linux
 from corral.sandbox.processes import Child, ProcessControl
 from corral.schedule.clock import ManualClock

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from corral import quota
+from corral.run import quota
 from corral.store import Records, Store
 from tests.e2e.support import (
     Batch,

@@ -1,7 +1,7 @@
 """An in-process daemon on a real store, with a clock the test moves by hand.
 
 ``Rig`` writes a config and agents under ``tmp_path``; ``rig.drive(scenario)`` opens the
-home like ``corral up`` does, serves a real :class:`corral.daemon.Daemon` (control socket,
+home like ``corral up`` does, serves a real :class:`corral.daemon.root.Daemon` (control socket,
 queue, scheduler, real agent processes) on a :class:`ManualClock`, runs
 ``await scenario(daemon, clock)`` and stops the daemon with SIGTERM's sequence.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from corral.config import load_config
-from corral.daemon import Daemon
-from corral.host import host
+from corral.daemon.host import host
+from corral.daemon.root import Daemon
 from corral.schedule.clock import ManualClock
 from corral.states import FINISHED, RunState
 from corral.testing import _toml_value
@@ -156,7 +156,7 @@ def events(rig: Rig, name: str) -> list[dict[str, Any]]:
 
 async def ask(daemon: Daemon, request: dict[str, Any]) -> dict[str, Any]:
     """The daemon's last answer to ``request`` over its real control socket (ControlError if refused)."""
-    from corral import control
+    from corral.daemon import control
 
     def send() -> dict[str, Any]:
         return list(control.request(daemon.config.socket_path, request))[-1]

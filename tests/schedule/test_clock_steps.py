@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from corral.daemon import Daemon
+from corral.daemon.root import Daemon
 from corral.schedule.clock import ManualClock
 
 from .harness import GATED, T0, Rig, events, idle, runs, tick, until
@@ -320,7 +320,7 @@ def test_runs_created_after_a_step_back_still_sort_after_older_ones(tmp_path: Pa
 
 
 def test_the_daemon_holds_the_awake_assertion_exactly_while_a_run_is_active(tmp_path: Path) -> None:
-    from corral.power import KeepAwake
+    from corral.daemon.power import KeepAwake
 
     rig = Rig(tmp_path)
     rig.agent("slow", GATED)

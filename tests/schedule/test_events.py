@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from corral.daemon import Daemon
+from corral.daemon.root import Daemon
 from corral.errors import ControlError
 from corral.schedule import ManualClock
 

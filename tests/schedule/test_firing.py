@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 from pathlib import Path
 
-from corral.daemon import Daemon
+from corral.daemon.root import Daemon
 from corral.schedule.clock import ManualClock
 
 from .harness import GATED, T0, Rig, events, finished, idle, runs, tick, until

@@ -24,7 +24,7 @@ from corral.alerts.config import MetricsConfig
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from corral.engine import Engine
+    from corral.run.engine import Engine
 
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

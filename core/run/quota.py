@@ -7,7 +7,7 @@ every name in it, files and folders alike. The walk stops as soon as the count p
 ``limits.disk_files``, so a scan never costs more than that many ``lstat`` calls however
 many files an agent made, and :func:`next_scan` spaces scans so they use a small share
 of one core. The store quotas (:class:`QuotaExceeded`) are checked on the step path by
-:mod:`corral.journal`, before anything reaches the store.
+:mod:`corral.run.journal`, before anything reaches the store.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ An attempt ends in exactly one of: the agent finished (succeeded or failed), it 
 killed for a limit, it broke the protocol, it crashed, the daemon is stopping, or the
 journal needs a human. Whatever happens, the whole process tree is killed before the
 attempt returns, and the daemon carries on. The step path itself (journal, answer) runs
-on the store writer's thread (:mod:`corral.steps`); this side handles everything else.
+on the store writer's thread (:mod:`corral.run.steps`); this side handles everything else.
 """
 
 from __future__ import annotations
@@ -13,19 +13,20 @@ import asyncio
 import signal
 from typing import TYPE_CHECKING, Any
 
-from corral import modelcalls, quota, wire
-from corral.budget import Tally
+from corral import wire
 from corral.errors import ProtocolError, StoreError
 from corral.guardrails.guards import Guards
-from corral.journal import Journal
-from corral.outcome import Outcome, RunEnded, failure
-from corral.output import RateLimit, pump
+from corral.run import modelcalls, quota
+from corral.run.budget import Tally
+from corral.run.journal import Journal
+from corral.run.outcome import Outcome, RunEnded, failure
+from corral.run.output import RateLimit, pump
+from corral.run.steps import Guarding, Steps
 from corral.states import RunState
-from corral.steps import Guarding, Steps
 
 if TYPE_CHECKING:
     from corral.config import AgentConfig
-    from corral.engine import Engine
+    from corral.run.engine import Engine
     from corral.sandbox.processes import Child
 
 HELLO_TIMEOUT = 30.0
@@ -213,7 +214,7 @@ class Attempt:
 
     async def _watch_disk(self, child: Child) -> None:
         """Scan the workdir (off the event loop) before the agent starts, then every second or
-        so (:func:`corral.quota.next_scan`); over ``limits.disk_mb`` or ``disk_files``, kill the tree."""
+        so (:func:`corral.run.quota.next_scan`); over ``limits.disk_mb`` or ``disk_files``, kill the tree."""
         disk_mb, disk_files = self.agent.limits.disk_mb, self.agent.limits.disk_files
         if disk_mb is None and disk_files is None:
             self.disk_checked.set_result(None)

@@ -1,7 +1,7 @@
 """``ctx.model`` on the daemon's side: checks, the budget, the call, and its journal entry.
 
 The agent's ``model`` step is journaled "started" on the writer thread like any step
-(:mod:`corral.steps`); the call itself is made here, on the event loop, through the
+(:mod:`corral.run.steps`); the call itself is made here, on the event loop, through the
 endpoint's shared :class:`corral.models.ModelClient` (retries, breaker). Its answer or
 final error is journaled with what it cost before the agent hears of it, so a resumed
 run gets every finished call from the journal, free and not billed again.
@@ -9,7 +9,7 @@ run gets every finished call from the journal, free and not billed again.
 Budgets are checked before each call against the call's worst case (input estimated
 high plus its output cap, at the model's price): the run's caps here against what the
 run has spent, the day's caps (the agent's and all agents') through the daemon's
-:class:`corral.budget.Ledger`, which holds the worst case until the call is settled. A
+:class:`corral.run.budget.Ledger`, which holds the worst case until the call is settled. A
 call that would cross a cap is not made and the run stops, resumable; a spent daily cap
 also pauses the agent until midnight in ``[corral] timezone``.
 """
@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from corral.budget import MICRO, Crossing, Refusal, Tally, Worst
-from corral.endpoints import NotConfigured
-from corral.outcome import Outcome, RunEnded, failure
+from corral.run.budget import MICRO, Crossing, Refusal, Tally, Worst
+from corral.run.endpoints import NotConfigured
+from corral.run.outcome import Outcome, RunEnded, failure
 from corral.states import RunState
 
 if TYPE_CHECKING:
     from corral.config import AgentConfig
-    from corral.engine import Engine
-    from corral.journal import Journal
     from corral.models import Endpoint, Request, Response
+    from corral.run.engine import Engine
+    from corral.run.journal import Journal
     from corral.tools import ToolSpec
 
 BREAKER_POLL = 1.0
@@ -41,7 +41,7 @@ BREAKER_POLL = 1.0
 
 @dataclass(frozen=True)
 class ModelCall:
-    """Forwarded to the event loop by :mod:`corral.steps`: make this call for step ``seq``."""
+    """Forwarded to the event loop by :mod:`corral.run.steps`: make this call for step ``seq``."""
 
     seq: int
     name: str

@@ -19,13 +19,13 @@ import lmdb
 from corral.guardrails import Decision as GuardDecision
 from corral.guardrails import Verdict
 from corral.packing import pack
-from corral.quota import MiB, QuotaExceeded
+from corral.run.quota import MiB, QuotaExceeded
 from corral.states import EventKind
 from corral.store import Records
 from corral.wire import fingerprint, idempotency_key
 
 if TYPE_CHECKING:
-    from corral.approvals import Approvals
+    from corral.run.approvals import Approvals
 
 
 @dataclass(frozen=True)

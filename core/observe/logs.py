@@ -9,7 +9,7 @@ performance guide recommends, takes a line from about 50 to about 15 µs); rotat
 ``RotatingFileHandler``'s naming (``.1`` newest). Nothing is
 configured process-wide (no ``structlog.configure()``, no stdlib loggers), so several
 :class:`LogFiles` can live in one process and a library calling
-``logging.config.dictConfig`` cannot silence them. :mod:`corral.logview` reads them back.
+``logging.config.dictConfig`` cannot silence them. :mod:`corral.observe.logview` reads them back.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-from corral.logview import render
+from corral.observe.logview import render
 from corral.secrets import Redaction
 
 DAEMON_LOG = "corral.log"
@@ -43,7 +43,7 @@ _JSON_INT_BITS = 63  # orjson holds 64-bit integers; bigger ones are written as 
 _FIRST_KEYS = ("timestamp", "level", "event")  # so a raw file reads well with less/grep
 _FORBIDDEN_IN_NAMES = ("/", "\\", "\0")
 
-# Every level reaches the file; filtering is for readers (corral.logview.Filter).
+# Every level reaches the file; filtering is for readers (corral.observe.logview.Filter).
 _Wrapper = structlog.make_filtering_bound_logger(logging.DEBUG)
 
 
@@ -159,7 +159,7 @@ class LogFiles:
         self._lock = threading.Lock()
         self._sinks: dict[str | None, _Sink] = {}
         self._closed = False
-        self._name = f"corral.logs.{uuid.uuid4().hex[:12]}"
+        self._name = f"corral.observe.logs.{uuid.uuid4().hex[:12]}"
 
     def logger(self, agent: str | None = None, **bind: Any) -> FilteringBoundLogger:
         """A logger writing to ``agent``'s file (``None``: the daemon's), with ``bind`` bound.
@@ -316,7 +316,7 @@ class _SafeJSONRenderer:
 
 
 class _Echo:
-    """Copy each event to a text stream in corral.logview's human form."""
+    """Copy each event to a text stream in corral.observe.logview's human form."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream

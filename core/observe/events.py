@@ -2,7 +2,7 @@
 
 An event is posted inside the store transaction that makes the change it reports
 (:meth:`corral.store.Records.post_event`): a run's state changed (by the one function that
-changes it, :func:`corral.engine.change_state`), a step finished (by the one place that
+changes it, :func:`corral.run.engine.change_state`), a step finished (by the one place that
 writes a journal entry done, :meth:`corral.store.Records.put_step`), or a step was answered
 from the journal on resume. So an event exists exactly when its change was committed, and
 a daemon killed before delivering it delivers it at its next start.

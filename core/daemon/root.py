@@ -17,13 +17,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
 
-from corral import control
 from corral.alerts import Alert, Severity
 from corral.checks import check_config
 from corral.config import load_config
-from corral.engine import Engine
+from corral.daemon import control
+from corral.daemon.power import KeepAwake
 from corral.errors import ConfigError
-from corral.power import KeepAwake
+from corral.run.engine import Engine
 from corral.schedule.clock import Clock
 from corral.schedule.queue import RunQueue
 from corral.schedule.scheduler import Scheduler, build_all
@@ -316,7 +316,7 @@ class Daemon:
         await reply({"ok": True, "run": run})
 
     async def _op_decide(self, request: dict[str, Any], reply: Reply) -> None:
-        from corral.approvals import ApprovalError
+        from corral.run.approvals import ApprovalError
 
         approve = request["op"] == "approve"
         try:

@@ -1,15 +1,15 @@
 """The step path of one attempt: journal each request and answer it, on the writer thread.
 
 :class:`Steps` serves the ``step``, ``done`` and ``reconciled`` frames of one child as the
-store writer's thread reads them (see :mod:`corral.childwire`). A step becomes one writer
+store writer's thread reads them (see :mod:`corral.run.childwire`). A step becomes one writer
 job that first records the outcomes the child reported since the last one (``done``),
-then decides the step (:mod:`corral.journal`); its callback runs once that is durable and
+then decides the step (:mod:`corral.run.journal`); its callback runs once that is durable and
 sends the answer straight into the pipe. A ``done`` usually arrives just ahead of the
 next step (the agent's code runs between them); one that is still alone after
 :data:`DONE_LINGER` is journaled on its own, so a finished tool never waits long for the
 agent's thinking to become durable, and a busy agent's done and next step share a commit.
 When the journal ends the run (hold, non-determinism, a store failure), the attempt's
-event-loop side learns it in order through the wire, as a :class:`corral.outcome.RunEnded`.
+event-loop side learns it in order through the wire, as a :class:`corral.run.outcome.RunEnded`.
 """
 
 from __future__ import annotations
@@ -22,19 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
 
-from corral.childwire import ChildWire, StepPath
 from corral.errors import ProtocolError, StoreError
 from corral.guardrails import Action
-from corral.journal import Decision, Journal
-from corral.modelcalls import ModelCall
-from corral.outcome import Outcome, RunEnded, failure
 from corral.packing import pack
-from corral.quota import QuotaExceeded
+from corral.run.childwire import ChildWire, StepPath
+from corral.run.journal import Decision, Journal
+from corral.run.modelcalls import ModelCall
+from corral.run.outcome import Outcome, RunEnded, failure
+from corral.run.quota import QuotaExceeded
 from corral.states import RunState
 
 if TYPE_CHECKING:
-    from corral.approvals import Approvals
     from corral.guardrails.guards import Guards
+    from corral.run.approvals import Approvals
     from corral.store.writer import Callback, Job
     from corral.tools import ToolSpec
 

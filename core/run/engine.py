@@ -23,22 +23,22 @@ import jsonschema_rs
 from corral import pluginmanager
 from corral.alerts import Alert
 from corral.alerts.service import Alerting
-from corral.approvals import Approvals
-from corral.attempt import Attempt
-from corral.budget import Ledger
 from corral.config import AgentConfig, CorralConfig
-from corral.endpoints import Endpoints
-from corral.events import Event, EventStream, breathe
-from corral.logs import LogFiles
-from corral.outcome import Outcome, failure
+from corral.observe.events import Event, EventStream, breathe
+from corral.observe.logs import LogFiles
 from corral.pluginmanager import Plugins
+from corral.run.approvals import Approvals
+from corral.run.attempt import Attempt
+from corral.run.budget import Ledger
+from corral.run.endpoints import Endpoints
+from corral.run.outcome import Outcome, failure
+from corral.run.steps import duration_ms
 from corral.sandbox.manager import Sandbox
 from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
 from corral.sandbox.processes import ProcessControl
 from corral.schedule.clock import Clock, awake_since, awake_stamp
 from corral.schedule.pauses import Pauses
 from corral.states import FINISHED, EventKind, RunState, check_transition
-from corral.steps import duration_ms
 from corral.store import Records, Store, Writer, new_run_id
 from corral.tools import ToolSpec
 from corral.toolsettings import tool_secret_names, welcome_entry
@@ -63,7 +63,7 @@ def code_hash(agent: AgentConfig) -> str:
 
 def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState, **fields: Any) -> dict[str, Any]:
     """The one way a run's state changes: checked, stamped, timed and sized when it ends,
-    and announced (its event is posted in the same commit: :mod:`corral.events`).
+    and announced (its event is posted in the same commit: :mod:`corral.observe.events`).
 
     ``ran_seconds`` adds up the time the run spent running, across attempts (what
     ``max_run_seconds`` limits): waiting on hold for a human, in the queue or for a retry
@@ -141,7 +141,7 @@ class Engine:
         self._cancelling: dict[str, str] = {}
         self._last_run_ms: int | None = None
         self.events = EventStream(store, self.records, self.writer, self.later, self.log)
-        """What happens to runs, delivered in order off the step path (:mod:`corral.events`)."""
+        """What happens to runs, delivered in order off the step path (:mod:`corral.observe.events`)."""
         self._step_logs: dict[str, Any] = {}  # run id -> its logger, while it runs (background thread)
         self.events.subscribe("state log", self._log_state)
         self.events.subscribe("step log", self._log_step)

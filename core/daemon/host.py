@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from typing import TextIO
 
 from corral.config import CorralConfig
-from corral.engine import Engine
-from corral.logs import LogFiles
+from corral.observe.logs import LogFiles
 from corral.pluginmanager import load_plugins
+from corral.run.engine import Engine
 from corral.store import Store, StoreLock
 
 

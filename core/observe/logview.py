@@ -1,6 +1,6 @@
 """Reading corral's JSON-lines logs back, for ``corral logs [-f] AGENT``.
 
-The files are written by :mod:`corral.logs`; this module only reads them, so it works on a
+The files are written by :mod:`corral.observe.logs`; this module only reads them, so it works on a
 copied log directory with no daemon running. A log is never trusted to be well formed:
 a bad line becomes an ``unreadable log line`` event instead of an exception, and every
 string reaching the terminal has its control characters, bidirectional controls included,

@@ -2,7 +2,7 @@
 
 The writer thread reads the pipe (this is a :class:`corral.store.writer.Source`), turns
 step-path frames (``step``, ``done``, ``reconciled``) into journal jobs through the
-attempt's :class:`corral.steps.Steps`, and writes each answer the moment its commit is
+attempt's :class:`corral.run.steps.Steps`, and writes each answer the moment its commit is
 durable. Every other frame (``hello``, ``log``, ``finish``), and how the stream ended, goes
 to the event loop in order through :meth:`ChildWire.next`, and only once every job asked
 for by the frames before it is durable: the loop never sees ``finish`` before the last
@@ -36,7 +36,7 @@ _MAX_UNREAD = 256  # frames given to the loop and not yet taken before reading p
 
 
 class StepPath:
-    """What serves the step-path frames on the writer thread (implemented by corral.steps)."""
+    """What serves the step-path frames on the writer thread (implemented by corral.run.steps)."""
 
     HANDLES: frozenset[str] = frozenset()
 
@@ -105,7 +105,7 @@ class ChildWire:
 
         ``timeout`` bounds the wait (TimeoutError); without it the wait is unbounded, as a
         run may think for a long time. A broken stream raises ProtocolError, and a step the
-        journal ended the run on raises what :mod:`corral.steps` forwarded.
+        journal ended the run on raises what :mod:`corral.run.steps` forwarded.
         """
         while not self._queue:
             self._waiter = self._loop.create_future()
@@ -220,12 +220,12 @@ class ChildWire:
             self._release()
 
     def deliver(self, item: object) -> None:
-        """For :mod:`corral.steps`, from a job's callback on the writer thread: work for the
+        """For :mod:`corral.run.steps`, from a job's callback on the writer thread: work for the
         loop (a model call to make), in order after every job asked for before it."""
         self._forward(item)
 
     def forward(self, item: BaseException) -> None:
-        """For :mod:`corral.steps`, from a job's callback on the writer thread: the journal
+        """For :mod:`corral.run.steps`, from a job's callback on the writer thread: the journal
         ended the run. It goes ahead of whatever waited behind that job (a ``finish`` read
         together with a ``done`` that then failed to journal must not count)."""
         self._held.insert(0, item)

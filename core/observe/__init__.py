@@ -1,0 +1,1 @@
+"""The observers: the event stream and what follows it (logs, metrics, telemetry)."""
