@@ -1,9 +1,10 @@
 """Finding, loading and asking plugins.
 
-Plugins come from three places and are registered the same way: the built-ins in
-``corral.plugins``, the ``corral`` entry-point group of installed packages, and
-drop-ins (modules or ``.py`` files named in ``[corral] plugins``, and ``*.py`` files in
-``<home>/plugins``). A plugin that fails to import is logged and skipped, never fatal.
+Plugins come from three places and are registered the same way: the built-ins
+(:data:`BUILTINS`, by module name), the ``corral`` entry-point group of installed
+packages, and drop-ins (modules or ``.py`` files named in ``[corral] plugins``, and
+``*.py`` files in ``<home>/plugins``). A plugin that fails to import is logged and
+skipped, never fatal.
 """
 
 from __future__ import annotations
@@ -25,10 +26,24 @@ import pluggy
 
 from corral import hookspecs
 from corral.errors import PluginError, ToolDefinitionError
-from corral.plugins import BUILTINS
 from corral.tools import TOOL_NAME, ToolSpec, spec_for, tool_name
 
 ENTRY_POINT_GROUP = "corral"
+
+BUILTINS: tuple[str, ...] = (
+    "corral.plugins.example_tools",
+    "corral.plugins.files",
+    "corral.plugins.fetch",
+    "corral.plugins.shell",
+    "corral.plugins.guardrails",
+    "corral.plugins.model_providers",
+    "corral.plugins.alert_sinks",
+    "corral.plugins.triggers",
+    "corral.plugins.sandbox_linux",
+    "corral.plugins.sandbox_macos",
+)
+"""Module names of the built-in plugins, loaded first, by name, exactly as a drop-in named
+in ``[corral] plugins`` is: core never imports ``corral.plugins`` itself."""
 
 
 @dataclass

@@ -319,10 +319,9 @@ def system_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
     any that holds the corral home), certificates, name resolution and time zone files. Read-write:
     ``/dev/null`` only. Paths missing on this machine are skipped by :func:`apply`.
     """
-    import corral.plugins
-    import corral.sandbox
+    from corral import source
 
-    packages = {str(Path(p)) for module in (corral, corral.plugins, corral.sandbox) for p in module.__path__}
+    packages = {str(Path(p)) for p in source.folders()}
     python = {sys.prefix, sys.base_prefix, sys.exec_prefix, *packages}
     system = (
         "/usr",

@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import corral.plugins
-import corral.sandbox
+from corral import source
 from corral.errors import CorralError
 
 DEFAULT_USER = "corral-agent"
@@ -116,8 +115,7 @@ def unreachable(account: Account, paths: Iterable[str], *, parents: bool = True)
 
 def python_paths() -> list[str]:
     """What an agent process must read after dropping: the Python installation and corral itself."""
-    packages = {p for module in (corral, corral.plugins, corral.sandbox) for p in module.__path__}
-    return sorted({sys.prefix, sys.base_prefix, sys.executable, *packages})
+    return sorted({sys.prefix, sys.base_prefix, sys.executable, *source.folders()})
 
 
 def detect(name: str = DEFAULT_USER, *, bound: bool = False) -> UserSupport:

@@ -11,8 +11,7 @@ import pytest
 
 from corral.config import load_config
 from corral.daemon.host import host
-from corral.pluginmanager import load_plugins
-from corral.plugins import BUILTINS
+from corral.pluginmanager import BUILTINS, load_plugins
 
 LISTENER = '''
 import json, os

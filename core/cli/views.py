@@ -179,11 +179,9 @@ def failure_lines(error: dict[str, Any]) -> list[str]:
 
 def _agent_frames(traceback: str) -> list[str]:
     """The ``File ...`` lines (and the code under each) of frames outside corral's own code."""
-    import corral
-    import corral.plugins
-    import corral.sandbox
+    from corral import source
 
-    ours = tuple(str(path) for module in (corral, corral.plugins, corral.sandbox) for path in module.__path__)
+    ours = source.folders()
     frames: list[str] = []
     lines = traceback.splitlines()
     for index, line in enumerate(lines):

@@ -1,11 +1,13 @@
 """The model gateway: the daemon's side of ``ctx.model``.
 
 Agents never hold API keys; the daemon calls models for them through a
-:class:`ModelClient` per configured endpoint, which speaks the provider's API (OpenAI
-Chat Completions and compatible servers, or Anthropic Messages), retries what is
-transient with full-jitter backoff and Retry-After, and shares a circuit breaker among
-all callers of the endpoint. :mod:`corral.models.pricing` prices calls before and after;
-:mod:`corral.models.detection` finds a model for the examples.
+:class:`ModelClient` per configured endpoint, which speaks the provider's API through
+the adapter a provider plugin registered (:mod:`corral.models.provider` says what an
+adapter is; the built-ins, OpenAI Chat Completions and Anthropic Messages, are in
+:mod:`corral.plugins.model_providers`), retries what is transient with full-jitter
+backoff and Retry-After, and shares a circuit breaker among all callers of the endpoint.
+:mod:`corral.models.pricing` prices calls before and after; :mod:`corral.models.detection`
+finds a model for the examples.
 
 Nothing here is global: the daemon creates the clients, passes them down, and closes
 them.
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from corral.models.breaker import BreakerChange, BreakerState, CircuitBreaker, Permit
-    from corral.models.client import ADAPTERS, ModelClient
+    from corral.models.client import ModelClient
     from corral.models.detection import NotConfigured, detect
     from corral.models.endpoint import Endpoint, Prices, Secret
     from corral.models.errors import KINDS, InvalidRequest, Kind, ModelError
@@ -42,7 +44,6 @@ _WHERE = {
     "BreakerState": "corral.models.breaker",
     "CircuitBreaker": "corral.models.breaker",
     "Permit": "corral.models.breaker",
-    "ADAPTERS": "corral.models.client",
     "ModelClient": "corral.models.client",
     "NotConfigured": "corral.models.detection",
     "detect": "corral.models.detection",
@@ -85,7 +86,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "ADAPTERS",
     "KINDS",
     "Adapter",
     "Attempt",

@@ -1,12 +1,14 @@
 """The entry point the daemon calls: one :class:`ModelClient` per configured endpoint.
 
-A client owns its endpoint's pooled HTTP client and circuit breaker (pass a breaker in
-to keep its state across a config reload) and runs each call as: build the provider
-request, then up to ``retry_attempts`` tries, each one waiting out any Retry-After hold,
-asking the breaker for leave, sending, and telling the breaker how it went. The daemon
-sees every try through ``on_attempt`` and every breaker transition through
-``on_breaker_change``; the call returns a :class:`~corral.models.types.Response` or
-raises one :class:`~corral.models.errors.ModelError`.
+A client speaks its endpoint's API through the adapter a plugin registered for the
+endpoint's ``provider`` (the built-ins: :mod:`corral.plugins.model_providers`). It owns
+its endpoint's pooled HTTP client and circuit breaker (pass a breaker in to keep its
+state across a config reload) and runs each call as: build the provider request, then up
+to ``retry_attempts`` tries, each one waiting out any Retry-After hold, asking the breaker
+for leave, sending, and telling the breaker how it went. The daemon sees every try
+through ``on_attempt`` and every breaker transition through ``on_breaker_change``; the
+call returns a :class:`~corral.models.types.Response` or raises one
+:class:`~corral.models.errors.ModelError`.
 
 A try that timed out or lost its connection while the host slept (a Mac Mini idle-sleeping
 with a call in flight, a laptop lid closed) is the host's doing, not the endpoint's: it is
@@ -16,19 +18,16 @@ neutral for the breaker and does not count against ``retry_attempts`` (see
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import TracebackType
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception
 
-from corral.errors import ConfigError
-from corral.models.anthropic import AnthropicAdapter
 from corral.models.breaker import BreakerChange, CircuitBreaker, Permit
 from corral.models.endpoint import Endpoint
 from corral.models.errors import ModelError
 from corral.models.http import new_client, post, request_id, status_error
-from corral.models.openai import OpenAIAdapter
 from corral.models.provider import Adapter, HttpCall
 from corral.models.retry import (
     SLEEP_THRESHOLD,
@@ -42,9 +41,6 @@ from corral.models.retry import (
 )
 from corral.models.types import Request, Response
 
-ADAPTERS: Mapping[str, Adapter] = {"openai": OpenAIAdapter(), "anthropic": AnthropicAdapter()}
-"""The built-in providers, by the name ``[models.NAME] provider`` uses."""
-
 _BREAKER_FAILURES = frozenset({"server_error", "overloaded", "timeout", "connection", "bad_response"})
 _BREAKER_NEUTRAL = frozenset({"rate_limited", "conflict", "retry_after_too_long"})
 _CUT_BY_SLEEP = frozenset({"timeout", "connection"})  # with no answer: an HTTP 408 or 503 is the endpoint's
@@ -56,20 +52,15 @@ class ModelClient:
     def __init__(
         self,
         endpoint: Endpoint,
+        adapter: Adapter,
         *,
-        adapter: Adapter | None = None,
         breaker: CircuitBreaker | None = None,
         on_breaker_change: Callable[[BreakerChange], None] | None = None,
         timing: Timing | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        found = adapter or ADAPTERS.get(endpoint.provider)
-        if found is None:
-            raise ConfigError(
-                [f"[models.{endpoint.name}] provider: {endpoint.provider!r} is unknown; use one of {sorted(ADAPTERS)}"]
-            )
         self.endpoint = endpoint
-        self.adapter = found
+        self.adapter = adapter
         self.timing = timing or Timing()
         self.breaker = breaker or CircuitBreaker(
             endpoint.name,

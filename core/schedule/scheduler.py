@@ -34,12 +34,20 @@ from corral.config import CorralConfig
 from corral.errors import ConfigError
 from corral.schedule import progress, state
 from corral.schedule.clock import Clock, Reading
+from corral.schedule.listener import WebhookServer
 from corral.schedule.queue import RunQueue
 from corral.schedule.settings import TriggerConfig
 from corral.schedule.timeline import JumpKind, Timeline
-from corral.schedule.timers import RESOLUTION
-from corral.schedule.triggers import BuildContext, EventTrigger, TimedTrigger, Trigger, TriggerEnv, build, collect_kinds
-from corral.schedule.webhook import WebhookServer
+from corral.schedule.triggers import (
+    RESOLUTION,
+    BuildContext,
+    EventTrigger,
+    TimedTrigger,
+    Trigger,
+    TriggerEnv,
+    build,
+    collect_kinds,
+)
 
 if TYPE_CHECKING:
     from corral.run.engine import Engine

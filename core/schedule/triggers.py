@@ -4,7 +4,8 @@ A plugin registers trigger *kinds* through ``corral_register_triggers``:
 ``register(kind, factory)``. For each ``[[agents.NAME.triggers]]`` table of that
 ``type`` the scheduler calls ``factory(settings, context)``, which checks the table's
 own keys and returns a trigger, or raises :class:`corral.ConfigError` listing every
-problem. A trigger is one of two shapes:
+problem (the built-in kinds, in :mod:`corral.plugins.triggers`, are built the same way).
+A trigger is one of two shapes:
 
 - :class:`TimedTrigger` computes fire times; the scheduler does the waiting, the
   jitter, the stored last fire time, the catching up after downtime, and the clock
@@ -28,8 +29,11 @@ from corral.errors import ConfigError, PluginError
 from corral.pluginmanager import ask_each
 
 if TYPE_CHECKING:
+    from corral.schedule.listener import WebhookServer
     from corral.schedule.settings import TriggerConfig
-    from corral.schedule.webhook import WebhookServer
+
+RESOLUTION = 0.001
+"""Fire times closer than this (seconds) are the same time."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class Trigger(abc.ABC):
 
 
 class TimedTrigger(Trigger):
-    """Fires at times it computes. Times are seconds since the epoch; resolution 1 ms."""
+    """Fires at times it computes. Times are seconds since the epoch; resolution :data:`RESOLUTION`."""
 
     steady: ClassVar[bool] = False
     """False: fire times are wall-clock times (cron, a date): they follow the clock when it

@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from corral.models import Endpoint, Secret, Timing
+from corral.models import Endpoint, ModelClient, Secret, Timing
+from corral.plugins.model_providers.anthropic import AnthropicAdapter
+from corral.plugins.model_providers.openai import OpenAIAdapter
+
+ADAPTERS = {"openai": OpenAIAdapter(), "anthropic": AnthropicAdapter()}
+"""The built-in adapters by provider name, as the built-in plugin registers them."""
 
 NO_REPLY_STATUS = 418
 """What an unscripted request gets: a 4xx corral never retries, so a test that under-scripts fails fast."""
@@ -261,3 +266,9 @@ def endpoint(
         key_source='[models.test] api_key_env = "TEST_KEY"' if key else "",
         **{**defaults, **settings},
     )
+
+
+def model_client(target: Endpoint, **options: Any) -> ModelClient:
+    """A client of ``target`` with the built-in adapter its ``provider`` names, as the daemon
+    picks it from the registered providers."""
+    return ModelClient(target, ADAPTERS[target.provider], **options)

@@ -8,9 +8,10 @@ from typing import Any
 import httpx
 import pytest
 
-from corral.models import ADAPTERS, Endpoint, Message, ModelError, Options, Request, Secret, ToolCall, ToolDefinition
-from corral.models.anthropic import AnthropicAdapter
-from corral.models.openai import OpenAIAdapter
+from corral.models import Endpoint, Message, ModelError, Options, Request, Secret, ToolCall, ToolDefinition
+from corral.pluginmanager import collect_providers, register_plugins
+from corral.plugins.model_providers.anthropic import AnthropicAdapter
+from corral.plugins.model_providers.openai import OpenAIAdapter
 
 from .fake_servers import anthropic_body, openai_body
 
@@ -27,8 +28,10 @@ def _parse_anthropic(body: dict[str, Any]) -> Any:
     return AnthropicAdapter().parse(ANTHROPIC, json.dumps(body).encode(), httpx.Headers({}))
 
 
-def test_the_built_in_adapters() -> None:
-    assert sorted(ADAPTERS) == ["anthropic", "openai"]
+def test_the_built_in_adapters_are_registered_by_their_plugin() -> None:
+    plugins = register_plugins(entry_points=[])
+    providers = collect_providers(plugins.manager, plugins.failures, plugins.failures.append)
+    assert sorted(providers) == ["anthropic", "openai"] and not plugins.failures
 
 
 def test_openai_request_options_and_no_key() -> None:

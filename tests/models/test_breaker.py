@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from corral.models import BreakerChange, BreakerState, CircuitBreaker, Message, ModelClient, ModelError, Request
+from corral.models import BreakerChange, BreakerState, CircuitBreaker, Message, ModelError, Request
 
-from .fake_servers import FakeServer, FakeTime, Reply, endpoint, openai_body
+from .fake_servers import FakeServer, FakeTime, Reply, endpoint, model_client, openai_body
 
 pytestmark = pytest.mark.anyio
 
@@ -98,7 +98,7 @@ async def test_breaker_through_the_client_opens_fails_fast_half_opens_and_closes
     changes: list[BreakerChange] = []
     settings: dict[str, Any] = {"retry_attempts": 1, "breaker_failures": 3, "breaker_cool_down": 30}
     server.enqueue(Reply(503, "down"), Reply(500, "down"), Reply(body=b"garbage"))
-    async with ModelClient(
+    async with model_client(
         endpoint(server, **settings), timing=fake_time.timing(), on_breaker_change=changes.append
     ) as client:
         kinds = []
@@ -128,7 +128,7 @@ async def test_breaker_through_the_client_opens_fails_fast_half_opens_and_closes
 async def test_while_the_trial_call_runs_other_callers_fail_fast(server: FakeServer, fake_time: FakeTime) -> None:
     settings: dict[str, Any] = {"retry_attempts": 1, "breaker_failures": 1, "breaker_cool_down": 30}
     server.enqueue(Reply(503, "down"), Reply(body=openai_body("slow trial"), delay=0.3))
-    async with ModelClient(endpoint(server, **settings), timing=fake_time.timing()) as client:
+    async with model_client(endpoint(server, **settings), timing=fake_time.timing()) as client:
         with pytest.raises(ModelError):
             await client.call(ASK)
         fake_time.now += 30
@@ -147,7 +147,7 @@ async def test_errors_that_are_the_callers_fault_do_not_open_the_breaker(
 ) -> None:
     server.enqueue(*[Reply(400, {"error": {"message": "bad"}})] * 3, *[Reply(429, "slow")] * 3)
     settings: dict[str, Any] = {"retry_attempts": 1, "breaker_failures": 2}
-    async with ModelClient(endpoint(server, **settings), timing=fake_time.timing()) as client:
+    async with model_client(endpoint(server, **settings), timing=fake_time.timing()) as client:
         for _ in range(6):
             with pytest.raises(ModelError):
                 await client.call(ASK)
@@ -159,10 +159,10 @@ async def test_a_breaker_passed_in_is_shared_by_clients_of_one_endpoint(
 ) -> None:
     settings: dict[str, Any] = {"retry_attempts": 1, "breaker_failures": 1}
     server.enqueue(Reply(503, "down"))
-    async with ModelClient(endpoint(server, **settings), timing=fake_time.timing()) as first:
+    async with model_client(endpoint(server, **settings), timing=fake_time.timing()) as first:
         with pytest.raises(ModelError):
             await first.call(ASK)
-        async with ModelClient(endpoint(server, **settings), breaker=first.breaker) as reloaded:
+        async with model_client(endpoint(server, **settings), breaker=first.breaker) as reloaded:
             with pytest.raises(ModelError) as caught:
                 await reloaded.call(ASK)
     assert caught.value.kind == "breaker_open" and len(server.requests) == 1

@@ -9,9 +9,18 @@ from typing import Any
 
 import pytest
 
-from corral.models import Attempt, Message, ModelClient, ModelError, Request, Timing, ToolCall, ToolDefinition
+from corral.models import Attempt, Message, ModelError, Request, Timing, ToolCall, ToolDefinition
 
-from .fake_servers import FakeServer, FakeTime, Reply, anthropic_body, closed_port_url, endpoint, openai_body
+from .fake_servers import (
+    FakeServer,
+    FakeTime,
+    Reply,
+    anthropic_body,
+    closed_port_url,
+    endpoint,
+    model_client,
+    openai_body,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +37,7 @@ async def test_openai_tool_call_round_trip(server: FakeServer, api_key: str) -> 
         Reply(body=openai_body(None, [("call_1", "get_weather", '{"city": "Paris"}')], finish="tool_calls")),
         Reply(body=openai_body("It is sunny in Paris.", usage=(40, 7), cached=32), headers={"x-request-id": "req_9"}),
     )
-    async with ModelClient(endpoint(server, provider="openai", key=api_key)) as client:
+    async with model_client(endpoint(server, provider="openai", key=api_key)) as client:
         first = await client.call(ASK)
         assert first.finish_reason == "tool_calls" and first.raw_finish_reason == "tool_calls"
         assert first.tool_calls == (ToolCall("call_1", "get_weather", {"city": "Paris"}, '{"city": "Paris"}'),)
@@ -74,7 +83,7 @@ async def test_anthropic_tool_call_round_trip(server: FakeServer, api_key: str) 
         Reply(body=anthropic_body("Let me check.", [("toolu_1", "get_weather", {"city": "Paris"})], stop="tool_use")),
         Reply(body=anthropic_body("Sunny.", usage=(5, 3), cache=(100, 20)), headers={"request-id": "req_a"}),
     )
-    async with ModelClient(endpoint(server, provider="anthropic", key=api_key)) as client:
+    async with model_client(endpoint(server, provider="anthropic", key=api_key)) as client:
         first = await client.call(ASK)
         assert first.text == "Let me check." and first.finish_reason == "tool_calls"
         assert first.tool_calls[0].arguments == {"city": "Paris"}
@@ -114,7 +123,7 @@ async def test_anthropic_tool_call_round_trip(server: FakeServer, api_key: str) 
 
 async def test_broken_tool_arguments_are_a_value_to_hand_back_not_a_crash(server: FakeServer) -> None:
     server.enqueue(Reply(body=openai_body(None, [("c1", "get_weather", '{"city": "Par')], finish="tool_calls")))
-    async with ModelClient(endpoint(server)) as client:
+    async with model_client(endpoint(server)) as client:
         response = await client.call(ASK)
     [call] = response.tool_calls
     assert call.arguments == {} and call.raw_arguments == '{"city": "Par'
@@ -135,7 +144,7 @@ async def test_429_waits_as_long_as_the_server_asks(
 ) -> None:
     server.enqueue(Reply(429, {"error": {"message": "slow down"}}, headers), Reply(body=openai_body("ok")))
     seen: list[Attempt] = []
-    async with ModelClient(endpoint(server), timing=fake_time.timing()) as client:
+    async with model_client(endpoint(server), timing=fake_time.timing()) as client:
         response = await client.call(ASK, on_attempt=seen.append)
     assert response.text == "ok" and len(server.requests) == 2
     assert fake_time.sleeps == [pytest.approx(expected)]
@@ -148,7 +157,7 @@ async def test_backoff_is_full_jitter_exponential_and_capped(server: FakeServer,
     server.enqueue(*[Reply(503, "busy")] * 4, Reply(body=openai_body("at last")))
     fake_time.draw = 0.75
     settings: dict[str, Any] = {"retry_attempts": 5, "retry_initial_wait": 1.0, "retry_max_wait": 3.0}
-    async with ModelClient(endpoint(server, **settings), timing=fake_time.timing()) as client:
+    async with model_client(endpoint(server, **settings), timing=fake_time.timing()) as client:
         response = await client.call(ASK)
     assert response.text == "at last" and len(server.requests) == 5
     # ceilings 1, 2, 4 -> capped 3, 8 -> capped 3; each wait is the draw (0.75) times its ceiling
@@ -158,7 +167,7 @@ async def test_backoff_is_full_jitter_exponential_and_capped(server: FakeServer,
 async def test_a_burst_of_503_is_retried_until_success(server: FakeServer) -> None:
     server.enqueue(*[Reply(503, {"error": {"message": "overloaded"}})] * 3, Reply(body=openai_body("fine")))
     seen: list[Attempt] = []
-    async with ModelClient(endpoint(server, retry_attempts=4)) as client:
+    async with model_client(endpoint(server, retry_attempts=4)) as client:
         response = await client.call(ASK, on_attempt=seen.append)
     assert response.text == "fine"
     assert [a.status for a in seen] == [503, 503, 503, 200]
@@ -169,7 +178,7 @@ async def test_every_listed_transient_status_is_retried(server: FakeServer, fake
     statuses = [408, 409, 429, 500, 502, 503, 504, 529]
     server.enqueue(*[Reply(status, "try again") for status in statuses], Reply(body=openai_body("done")))
     settings: dict[str, Any] = {"retry_attempts": len(statuses) + 1, "breaker_failures": 100}
-    async with ModelClient(endpoint(server, **settings), timing=fake_time.timing()) as client:
+    async with model_client(endpoint(server, **settings), timing=fake_time.timing()) as client:
         assert (await client.call(ASK)).text == "done"
     assert len(server.requests) == len(statuses) + 1
 
@@ -177,7 +186,7 @@ async def test_every_listed_transient_status_is_retried(server: FakeServer, fake
 async def test_a_response_slower_than_the_read_timeout_is_retried(server: FakeServer) -> None:
     server.enqueue(Reply(body=openai_body("late"), delay=1.5), Reply(body=openai_body("quick")))
     seen: list[Attempt] = []
-    async with ModelClient(endpoint(server, read_timeout=0.2)) as client:
+    async with model_client(endpoint(server, read_timeout=0.2)) as client:
         started = time.monotonic()
         response = await client.call(ASK, on_attempt=seen.append)
         elapsed = time.monotonic() - started
@@ -188,7 +197,7 @@ async def test_a_response_slower_than_the_read_timeout_is_retried(server: FakeSe
 
 async def test_401_is_not_retried_and_says_which_key_to_fix(server: FakeServer, api_key: str) -> None:
     server.enqueue(Reply(401, {"error": {"message": "Invalid API key", "type": "authentication_error"}}))
-    async with ModelClient(endpoint(server, provider="anthropic", key=api_key)) as client:
+    async with model_client(endpoint(server, provider="anthropic", key=api_key)) as client:
         with pytest.raises(ModelError) as caught:
             await client.call(ASK)
     assert len(server.requests) == 1
@@ -212,7 +221,7 @@ async def test_client_errors_fail_at_once_quoting_the_provider(
     server: FakeServer, api_key: str, status: int, kind: str, fix: str
 ) -> None:
     server.enqueue(Reply(status, {"error": {"message": "messages.0.content: field required"}}))
-    async with ModelClient(endpoint(server, provider="openai", key=api_key)) as client:
+    async with model_client(endpoint(server, provider="openai", key=api_key)) as client:
         with pytest.raises(ModelError) as caught:
             await client.call(ASK)
     assert len(server.requests) == 1
@@ -222,7 +231,7 @@ async def test_client_errors_fail_at_once_quoting_the_provider(
 
 async def test_retries_end_with_one_error_listing_every_attempt(server: FakeServer, fake_time: FakeTime) -> None:
     server.enqueue(*[Reply(502, "<html>bad gateway</html>")] * 3)
-    async with ModelClient(endpoint(server), timing=fake_time.timing()) as client:
+    async with model_client(endpoint(server), timing=fake_time.timing()) as client:
         with pytest.raises(ModelError) as caught:
             await client.call(ASK)
     error = caught.value
@@ -233,7 +242,7 @@ async def test_retries_end_with_one_error_listing_every_attempt(server: FakeServ
 
 async def test_garbage_json_is_a_typed_error(server: FakeServer) -> None:
     server.enqueue(Reply(body=b"<html>this is not an API</html>"))
-    async with ModelClient(endpoint(server)) as client:
+    async with model_client(endpoint(server)) as client:
         with pytest.raises(ModelError) as caught:
             await client.call(ASK)
     assert caught.value.kind == "bad_response" and not caught.value.retryable
@@ -248,7 +257,7 @@ async def test_garbage_json_is_a_typed_error(server: FakeServer) -> None:
 )
 async def test_json_missing_fields_is_a_typed_error(server: FakeServer, body: object) -> None:
     server.enqueue(Reply(body=body))
-    async with ModelClient(endpoint(server)) as client:
+    async with model_client(endpoint(server)) as client:
         with pytest.raises(ModelError) as caught:
             await client.call(ASK)
     assert caught.value.kind == "bad_response" and "Chat Completions" in caught.value.message
@@ -256,7 +265,7 @@ async def test_json_missing_fields_is_a_typed_error(server: FakeServer, body: ob
 
 async def test_an_error_inside_a_200_reply_is_quoted(server: FakeServer) -> None:
     server.enqueue(Reply(body={"error": {"message": "upstream provider unavailable", "code": 502}}))
-    async with ModelClient(endpoint(server)) as client:
+    async with model_client(endpoint(server)) as client:
         with pytest.raises(ModelError) as caught:
             await client.call(ASK)
     assert "upstream provider unavailable" in caught.value.message
@@ -267,7 +276,7 @@ async def test_a_connection_dropped_mid_body_is_retried_then_a_typed_error(
 ) -> None:
     whole = openai_body("this answer is cut short")
     server.enqueue(*[Reply(body=whole, drop_after=20)] * 3)
-    async with ModelClient(endpoint(server), timing=fake_time.timing()) as client:
+    async with model_client(endpoint(server), timing=fake_time.timing()) as client:
         with pytest.raises(ModelError) as caught:
             await client.call(ASK)
     assert (caught.value.kind, caught.value.retryable) == ("connection", True)
@@ -276,13 +285,13 @@ async def test_a_connection_dropped_mid_body_is_retried_then_a_typed_error(
 
 async def test_a_dropped_body_then_a_whole_one_succeeds(server: FakeServer, fake_time: FakeTime) -> None:
     server.enqueue(Reply(body=openai_body("x" * 200), drop_after=50), Reply(body=openai_body("whole")))
-    async with ModelClient(endpoint(server), timing=fake_time.timing()) as client:
+    async with model_client(endpoint(server), timing=fake_time.timing()) as client:
         assert (await client.call(ASK)).text == "whole"
 
 
 async def test_nothing_listening_is_a_connection_error(fake_time: FakeTime) -> None:
     target = endpoint(closed_port_url(), retry_attempts=2)
-    async with ModelClient(target, timing=fake_time.timing()) as client:
+    async with model_client(target, timing=fake_time.timing()) as client:
         with pytest.raises(ModelError) as caught:
             await client.call(ASK)
     assert caught.value.kind == "connection" and "ConnectError" in caught.value.message
@@ -291,7 +300,7 @@ async def test_nothing_listening_is_a_connection_error(fake_time: FakeTime) -> N
 
 async def test_a_retry_after_beyond_the_maximum_fails_at_once(server: FakeServer, fake_time: FakeTime) -> None:
     server.enqueue(Reply(429, "quota", {"retry-after": "3600"}))
-    async with ModelClient(endpoint(server, max_retry_after=60), timing=fake_time.timing()) as client:
+    async with model_client(endpoint(server, max_retry_after=60), timing=fake_time.timing()) as client:
         with pytest.raises(ModelError) as caught:
             await client.call(ASK)
         assert fake_time.sleeps == [] and len(server.requests) == 1
@@ -306,7 +315,7 @@ async def test_a_retry_after_beyond_the_maximum_fails_at_once(server: FakeServer
 
 async def test_retry_after_really_waits(server: FakeServer) -> None:
     server.enqueue(Reply(429, "wait", {"retry-after": "1"}), Reply(body=openai_body("after the wait")))
-    async with ModelClient(endpoint(server, retry_initial_wait=0.0, retry_max_wait=0.0)) as client:
+    async with model_client(endpoint(server, retry_initial_wait=0.0, retry_max_wait=0.0)) as client:
         started = time.monotonic()
         response = await client.call(ASK)
         elapsed = time.monotonic() - started
@@ -324,7 +333,7 @@ async def test_a_retry_after_seen_by_one_caller_holds_back_another(server: FakeS
         if attempt.status == 429:
             first_failed.set()
 
-    async with ModelClient(endpoint(server, retry_initial_wait=0.0, retry_max_wait=0.0)) as client:
+    async with model_client(endpoint(server, retry_initial_wait=0.0, retry_max_wait=0.0)) as client:
 
         async def caller_a() -> str:
             return (await client.call(ASK, on_attempt=on_attempt_a)).text
@@ -343,7 +352,7 @@ async def test_a_retry_after_seen_by_one_caller_holds_back_another(server: FakeS
 
 async def test_cancelling_a_call_leaves_the_client_usable(server: FakeServer) -> None:
     server.enqueue(Reply(body=openai_body("never seen"), delay=2), Reply(body=openai_body("next")))
-    async with ModelClient(endpoint(server, breaker_failures=1)) as client:
+    async with model_client(endpoint(server, breaker_failures=1)) as client:
         task = asyncio.create_task(client.call(ASK))
         while not server.requests:
             await asyncio.sleep(0.01)
@@ -356,6 +365,6 @@ async def test_cancelling_a_call_leaves_the_client_usable(server: FakeServer) ->
 
 async def test_default_timing_is_real(server: FakeServer) -> None:
     server.enqueue(Reply(body=openai_body("ok")))
-    async with ModelClient(endpoint(server)) as client:
+    async with model_client(endpoint(server)) as client:
         assert client.timing == Timing()
         assert (await client.call(ASK)).text == "ok"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from corral.models import Endpoint, Message, ModelClient, NotConfigured, Prices, Request, detect
+from corral.models import Endpoint, Message, NotConfigured, Prices, Request, detect
 
-from .fake_servers import FakeServer, Reply, closed_port_url, openai_body
+from .fake_servers import FakeServer, Reply, closed_port_url, model_client, openai_body
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +36,7 @@ async def test_a_local_ollama_is_found_and_answers_through_v1(server: FakeServer
     assert (server.requests[0].method, server.requests[0].path) == ("GET", "/api/tags")
 
     server.enqueue(Reply(body=openai_body("hello from ollama")))
-    async with ModelClient(found) as client:
+    async with model_client(found) as client:
         assert (await client.call(Request((Message.user("hi"),)))).text == "hello from ollama"
     assert server.requests[1].path == "/v1/chat/completions"
     assert "authorization" not in server.requests[1].headers

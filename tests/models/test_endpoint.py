@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from corral.errors import ConfigError
-from corral.models import Endpoint, ModelClient, Prices
+from corral.models import Endpoint, Prices
 
 
 def test_every_bad_setting_is_reported_at_once() -> None:
@@ -54,12 +54,6 @@ def test_every_bad_setting_is_reported_at_once() -> None:
 def test_a_base_url_must_be_http(url: str) -> None:
     with pytest.raises(ConfigError, match="base_url"):
         Endpoint("m", "openai", url, "x")
-
-
-def test_an_unknown_provider_is_refused_by_the_client() -> None:
-    endpoint = Endpoint("m", "gemini", "https://example.com", "x")
-    with pytest.raises(ConfigError, match=r"\[models.m\] provider: 'gemini' is unknown; use one of \['anthropic'"):
-        ModelClient(endpoint)
 
 
 def test_prices_from_config_values_are_exact() -> None:

@@ -17,7 +17,7 @@ from corral.models import Attempt, Message, ModelClient, ModelError, Request, Ti
 from corral.models.breaker import BreakerChange
 from corral.models.retry import time_asleep
 
-from .fake_servers import FakeServer, Reply, endpoint, openai_body
+from .fake_servers import FakeServer, Reply, endpoint, model_client, openai_body
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +51,7 @@ class SleepingHost:
 def client(server: FakeServer, host: SleepingHost, changes: list[BreakerChange], **settings: Any) -> ModelClient:
     """A client whose breaker opens at the first failure it is told of, so blame cannot hide."""
     defaults: dict[str, Any] = {"read_timeout": 0.2, "breaker_failures": 1}
-    return ModelClient(
+    return model_client(
         endpoint(server, **{**defaults, **settings}), timing=Timing(slept=host.slept), on_breaker_change=changes.append
     )
 
@@ -117,7 +117,9 @@ async def test_a_wait_the_host_slept_through_excuses_the_try_after_it(server: Fa
     host = SleepingHost(server)
     seen: list[Attempt] = []
     settings: dict[str, Any] = {"retry_attempts": 2, "breaker_failures": 2}
-    model = ModelClient(endpoint(server, read_timeout=0.2, **settings), timing=Timing(sleep=host.nap, slept=host.slept))
+    model = model_client(
+        endpoint(server, read_timeout=0.2, **settings), timing=Timing(sleep=host.nap, slept=host.slept)
+    )
     async with model:
         assert (await model.call(ASK, on_attempt=seen.append)).text == "back"
         assert model.breaker.consecutive_failures == 0

@@ -10,9 +10,9 @@ import traceback
 import msgpack
 import pytest
 
-from corral.models import Attempt, Message, ModelClient, ModelError, Request, Secret
+from corral.models import Attempt, Message, ModelError, Request, Secret
 
-from .fake_servers import FakeServer, FakeTime, Reply, closed_port_url, endpoint
+from .fake_servers import FakeServer, FakeTime, Reply, closed_port_url, endpoint, model_client
 
 pytestmark = pytest.mark.anyio
 
@@ -60,7 +60,7 @@ async def test_the_key_never_leaks(
     server.enqueue(*[Reply(reply.status, body, reply.headers, reply.delay)] * 2)
     target = endpoint(server, provider=provider, key=api_key, retry_attempts=2, read_timeout=0.2)
     attempts: list[Attempt] = []
-    async with ModelClient(target, timing=fake_time.timing()) as client:
+    async with model_client(target, timing=fake_time.timing()) as client:
         with pytest.raises(ModelError) as caught:
             await client.call(ASK, on_attempt=attempts.append)
         said = _everything_said_about(caught.value, attempts) + repr(client.endpoint) + str(vars(client))
@@ -74,7 +74,7 @@ async def test_the_key_never_leaks(
 
 
 async def test_a_connection_error_does_not_lead_to_the_key(fake_time: FakeTime, api_key: str) -> None:
-    async with ModelClient(
+    async with model_client(
         endpoint(closed_port_url(), provider="anthropic", key=api_key), timing=fake_time.timing()
     ) as client:
         with pytest.raises(ModelError) as caught:

@@ -11,8 +11,8 @@ import pytest
 from corral.config import parse_config
 from corral.errors import ConfigError
 from corral.pluginmanager import load_plugins
+from corral.plugins.triggers.timers import CronTrigger, IntervalTrigger, OnceTrigger
 from corral.schedule.scheduler import trigger_problems
-from corral.schedule.timers import CronTrigger, IntervalTrigger, OnceTrigger
 
 PARIS = ZoneInfo("Europe/Paris")
 

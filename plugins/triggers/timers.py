@@ -12,10 +12,7 @@ from croniter import croniter
 
 from corral.config import parse_duration, zone_named
 from corral.errors import ConfigError
-from corral.schedule.triggers import BuildContext, TimedTrigger, unknown_keys
-
-RESOLUTION = 0.001
-"""Fire times closer than this are the same time."""
+from corral.schedule.triggers import RESOLUTION, BuildContext, TimedTrigger, unknown_keys
 
 
 def _zone(context: BuildContext, settings: Mapping[str, Any], problems: list[str]) -> dt.tzinfo:

@@ -1,0 +1,74 @@
+"""The built-in webhook trigger: each good ``POST`` to its path on the daemon's webhook
+listener (:mod:`corral.schedule.listener`) asks for a run, with the JSON body as
+``ctx.input``. The listener checks the method, path, token and size; the trigger owns
+its path and token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from corral.errors import ConfigError
+from corral.schedule.listener import WebhookServer
+from corral.schedule.triggers import BuildContext, EventTrigger, TriggerEnv, unknown_keys
+
+MIN_TOKEN = 16
+"""The shortest token a webhook trigger accepts."""
+
+
+class WebhookTrigger(EventTrigger):
+    """Fires on each good ``POST`` to its path; the JSON body becomes ``ctx.input``."""
+
+    def __init__(self, path: str, token: str, max_bytes: int) -> None:
+        self.path = path
+        self._token = token
+        self.max_bytes = max_bytes
+        self._server: WebhookServer | None = None
+
+    def __repr__(self) -> str:
+        return f"WebhookTrigger(path={self.path!r}, max_bytes={self.max_bytes})"
+
+    def describe(self) -> str:
+        return f"webhook POST {self.path}"
+
+    async def start(self, env: TriggerEnv) -> None:
+        if env.webhooks is None:
+            raise RuntimeError("no webhook listener: set [schedule] webhook_port")
+        env.webhooks.add(self.path, self._token, self.max_bytes, env.fire, env.agent)
+        self._server = env.webhooks
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.remove(self.path)
+
+
+def webhook_factory(settings: Mapping[str, Any], context: BuildContext) -> WebhookTrigger:
+    """``type = "webhook"``: ``token_env`` (the variable holding its secret token), optional
+    ``path`` (default ``/hooks/AGENT``) and ``max_bytes`` (default ``[schedule] webhook_max_bytes``)."""
+    section = context.section
+    problems = unknown_keys(section, settings, ("token_env", "path", "max_bytes"))
+    path = settings.get("path", f"/hooks/{context.agent}")
+    if not isinstance(path, str) or not path.startswith("/") or "?" in path:
+        problems.append(f'{section} path: {path!r} must start with "/" and have no query, e.g. "/hooks/digest"')
+    variable = settings.get("token_env")
+    token = ""
+    if not isinstance(variable, str) or not variable:
+        problems.append(
+            f"{section} token_env: is required: the environment variable holding this trigger's secret token, "
+            'e.g. token_env = "DIGEST_HOOK_TOKEN"'
+        )
+    else:
+        token = context.environ.get(variable, "")
+        if len(token) < MIN_TOKEN:
+            state = "is not set" if not token else f"holds fewer than {MIN_TOKEN} characters"
+            problems.append(
+                f"{section} token_env: ${variable} {state}; put a long random token in it (openssl rand -hex 32)"
+            )
+    default = getattr(context.settings, "webhook_max_bytes", 1 << 20)
+    max_bytes = settings.get("max_bytes", default)
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
+        problems.append(f"{section} max_bytes: {max_bytes!r} is not a positive number of bytes")
+    if problems:
+        raise ConfigError(problems)
+    return WebhookTrigger(str(path), token, int(max_bytes))
