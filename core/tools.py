@@ -122,11 +122,6 @@ class ToolSpec:
             "plugin": self.plugin,
         }
 
-    @property
-    def takes_settings(self) -> bool:
-        """Whether the function has a ``settings`` parameter for corral to fill."""
-        return self.settings_schema is not None
-
 
 F = TypeVar("F", bound=Callable[..., Any])
 

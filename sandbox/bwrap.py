@@ -30,7 +30,6 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-NAMESPACES = ("user", "pid", "ipc", "mount", "uts")
 HOSTNAME = "corral"
 
 

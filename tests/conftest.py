@@ -20,6 +20,14 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def _direct_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx honours proxy variables; the loopback servers and receivers tests start must
+    be reached directly, by the test and by every process it starts."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def server() -> Iterator[FakeServer]:
     """A fresh scripted model server on 127.0.0.1 (tests/models/fake_servers.py), stopped after the test."""

@@ -552,7 +552,7 @@ def test_settings_parameter_is_hidden_and_its_typeddict_becomes_the_settings_sch
 
     spec = spec_for(get)
     assert list(spec.parameters["properties"]) == ["url"]
-    assert spec.takes_settings
+    assert spec.settings_schema is not None
     assert spec.settings_schema == {
         "type": "object",
         "properties": {

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +158,6 @@ class LogFiles:
         self._lock = threading.Lock()
         self._sinks: dict[str | None, _Sink] = {}
         self._closed = False
-        self._name = f"corral.observe.logs.{uuid.uuid4().hex[:12]}"
 
     def logger(self, agent: str | None = None, **bind: Any) -> FilteringBoundLogger:
         """A logger writing to ``agent``'s file (``None``: the daemon's), with ``bind`` bound.

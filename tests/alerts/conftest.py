@@ -17,15 +17,6 @@ from corral.run.engine import Engine
 
 from .receivers import HTTPReceiver, SilentTCPServer, SMTPReceiver
 
-_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-
-
-@pytest.fixture(autouse=True)
-def _direct_connections(monkeypatch: pytest.MonkeyPatch) -> None:
-    """httpx honours proxy variables; loopback receivers must be reached directly."""
-    for name in _PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-
 
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:

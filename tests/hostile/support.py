@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LIBC = ctypes.CDLL(None, use_errno=True)
 SYSCALLS = {"x86_64": {"add_key": 248, "keyctl": 250}, "aarch64": {"add_key": 217, "keyctl": 219}}
 KEY_SPEC_USER_KEYRING = -4
-KEYCTL_UNLINK = 9
 KEYCTL_INVALIDATE = 21
 
 

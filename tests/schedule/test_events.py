@@ -21,13 +21,6 @@ from .harness import Rig, ask, events, idle, runs, tick, until
 TOKEN = "0123456789abcdef-test-token"
 
 
-@pytest.fixture(autouse=True)
-def _direct_connections(monkeypatch: pytest.MonkeyPatch) -> None:
-    """httpx honours proxy variables; the listener on 127.0.0.1 must be reached directly."""
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
 async def _post(port: int, path: str, body: bytes, token: str | None, **headers: str) -> httpx.Response:
     def send() -> httpx.Response:
         if token is not None:
