@@ -75,7 +75,8 @@ class Budget:
 
 def read_models(where: str, data: object, environ: Mapping[str, str]) -> tuple[dict[str, ModelConfig], list[str]]:
     """Every ``[models.NAME]`` table; returns the models and the problems found."""
-    from corral.models.endpoint import Endpoint, Prices, Secret
+    from corral.models.endpoint import Endpoint, Prices
+    from corral.secrets import Secret
 
     models: dict[str, ModelConfig] = {}
     problems: list[str] = []
@@ -129,7 +130,7 @@ def read_models(where: str, data: object, environ: Mapping[str, str]) -> tuple[d
             if not isinstance(key_env, str) or not key_env:
                 problems.append(f'{at} api_key_env: must name an environment variable, e.g. "OPENAI_API_KEY"')
             elif environ.get(key_env):
-                values["api_key"] = Secret(environ[key_env])
+                values["api_key"] = Secret(environ[key_env], key_env)
                 values["key_source"] = f'[models.{name}] api_key_env = "{key_env}"'
             else:
                 missing = key_env

@@ -1,25 +1,30 @@
-"""The redactor's escaped-form pattern and field names: every %-encoding, backslash escape and
-character reference of a granted secret, whole, partial or mixed, is replaced; near misses
-are not; keys are redacted without losing a field."""
+"""The one Secret type never shows its value, and the one redactor's escaped-form pattern and
+field names: every %-encoding, backslash escape and character reference of a granted
+secret, whole, partial or mixed, is replaced with ``[redacted:NAME]``; near misses are not;
+keys are redacted without losing a field."""
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 import random
 import time
 import types
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
+import msgpack
 import pytest
 
 from corral.observe.logs import LogFiles
-from corral.secrets import Redaction, Redactor
+from corral.packing import pack
+from corral.secrets import PLACEHOLDER, Redaction, Redactor, Secret, placeholder
 
 SECRET = 'p@ss w/rd+"é\\x=1😀'
 """Space, slash, quote, backslash, a two-byte and a four-byte character (a surrogate pair in JSON)."""
 TOKEN = "sk-live-Zq8rT2p9"
-PLACEHOLDER = "[redacted:PW]"
+PW_SHOWN = "[redacted:PW]"
 
 
 def percent(text: str, case: str = "X") -> str:
@@ -55,6 +60,46 @@ ENCODINGS = {
 }
 
 
+# --- the Secret type ---------------------------------------------------------------------------
+
+
+def test_a_secret_shows_only_its_placeholder_and_cannot_be_packed_or_pickled() -> None:
+    secret = Secret(TOKEN, "OPENAI_API_KEY")
+    shown = "[redacted:OPENAI_API_KEY]"
+
+    for text in (
+        str(secret),
+        f"{secret}",
+        "%s" % (secret,),  # noqa: UP031 (the %-operator is what is tested)
+        format(secret, ""),
+        json.dumps({"k": secret}, default=str),
+    ):
+        assert TOKEN not in text and shown in text
+    assert repr(secret) == f"Secret('{shown}')" and f"{secret!r}" == repr(secret) and secret.placeholder == shown
+    assert f"{secret:>30}" == f"{shown:>30}"
+    for refuse in (pickle.dumps, json.dumps, msgpack.packb, pack):
+        with pytest.raises(TypeError):
+            refuse(secret)
+    assert secret.reveal() == TOKEN
+    assert secret == Secret(TOKEN, "OPENAI_API_KEY") and secret != Secret(TOKEN) and secret != Secret("other", "x")
+    assert copy.deepcopy(secret) is secret and copy.copy(secret) is secret
+    with pytest.raises(AttributeError):
+        secret.name = "X"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="non-empty"):
+        Secret("")
+    assert Secret(TOKEN, "a [b]\n").placeholder == "[redacted:a__b__]"
+    assert str(Secret(TOKEN)) == "[redacted:secret]", "a plugin's own Secret(value) has a default name"
+
+
+def test_a_name_is_made_showable_so_every_placeholder_has_the_one_form() -> None:
+    for name in ("GITHUB_TOKEN", "alerts.sinks.ops mail.headers.X-Key", "a[b]", "tab\there", "", "é" * 300):
+        assert PLACEHOLDER.fullmatch(Secret(TOKEN, name).placeholder), name
+        assert PLACEHOLDER.fullmatch(placeholder(name)), name
+
+
+# --- the redactor ------------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
 def redactor() -> Redactor:
     return Redactor({"PW": SECRET, "TOKEN": TOKEN})
@@ -65,21 +110,21 @@ def test_every_encoding_is_replaced_whole(redactor: Redactor, label: str) -> Non
     form = ENCODINGS[label]
     assert form != SECRET or label == "plain"
 
-    assert redactor.redact(f"before <{form}> after") == f"before <{PLACEHOLDER}> after"
+    assert redactor.redact(f"before <{form}> after") == f"before <{PW_SHOWN}> after"
 
 
 @pytest.mark.parametrize("label", ENCODINGS)
 def test_every_encoding_is_replaced_in_bytes_too(redactor: Redactor, label: str) -> None:
     form = ENCODINGS[label].encode()
 
-    assert redactor.redact(b"<" + form + b">") == f"<{PLACEHOLDER}>".encode()
+    assert redactor.redact(b"<" + form + b">") == f"<{PW_SHOWN}>".encode()
 
 
 def test_in_bytes_any_byte_of_a_character_may_be_literal_or_encoded(redactor: Redactor) -> None:
     """é is C3 A9: the first byte written as is, the second %-encoded, and the reverse."""
     head, tail = SECRET.encode().split("é".encode())
     for middle in (b"\xc3%A9", b"%c3\xa9"):
-        assert redactor.redact(b"<" + head + middle + tail + b">") == f"<{PLACEHOLDER}>".encode()
+        assert redactor.redact(b"<" + head + middle + tail + b">") == f"<{PW_SHOWN}>".encode()
 
 
 WAYS = (
@@ -154,7 +199,7 @@ def test_grants_added_later_keep_their_own_names_and_the_longest_still_wins() ->
 def test_keys_are_redacted_at_every_depth_and_a_clash_loses_no_field(redactor: Redactor) -> None:
     event = {
         SECRET: 1,
-        PLACEHOLDER: 2,
+        PW_SHOWN: 2,
         percent(SECRET): 3,
         "nested": [{TOKEN: {ENCODINGS["JSON ensure_ascii"]: "deep"}}],
         7: "an int key",
@@ -164,10 +209,10 @@ def test_keys_are_redacted_at_every_depth_and_a_clash_loses_no_field(redactor: R
     out = redactor.redact(event)
 
     assert out == {
-        f"{PLACEHOLDER} (2)": 1,
-        PLACEHOLDER: 2,
-        f"{PLACEHOLDER} (3)": 3,
-        "nested": [{"[redacted:TOKEN]": {PLACEHOLDER: "deep"}}],
+        f"{PW_SHOWN} (2)": 1,
+        PW_SHOWN: 2,
+        f"{PW_SHOWN} (3)": 3,
+        "nested": [{"[redacted:TOKEN]": {PW_SHOWN: "deep"}}],
         7: "an int key",
         ("[redacted:TOKEN]", 1): "a tuple key",
     }
@@ -199,23 +244,27 @@ def test_the_log_files_hold_no_secret_as_a_field_name_value_or_object(tmp_path: 
 
     for form in ENCODINGS.values():
         assert form.encode() not in raw and json.dumps(form)[1:-1].encode() not in raw
-    assert events[0][PLACEHOLDER] in (1, 2) and events[0][f"{PLACEHOLDER} (2)"] in (1, 2)
-    assert events[1]["held"] == f"Holder({PLACEHOLDER})" and events[1]["many"] == [f"Holder({PLACEHOLDER})"]
+    assert events[0][PW_SHOWN] in (1, 2) and events[0][f"{PW_SHOWN} (2)"] in (1, 2)
+    assert events[1]["held"] == f"Holder({PW_SHOWN})" and events[1]["many"] == [f"Holder({PW_SHOWN})"]
 
 
 # --- credentials that are not granted secrets --------------------------------------------
 
 
 def test_model_errors_and_alert_sinks_hide_their_credential_in_the_same_forms() -> None:
-    from corral.alerts.sinks._secret import scrub
     from corral.models.errors import redact
 
     key = "sk-ant-api03-AbC/dEf+123"
     mixed = "sk-%61nt-api03-\\u0041bC\\/dEf%2B123"
+    sink = Redactor([Secret(key, "alerts.sinks.ops.token"), Secret("ab", "alerts.sinks.ops.user")])
 
-    assert redact(f"401 for {mixed}: {percent(key)}", key) == "401 for [redacted]: [redacted]"
-    assert scrub(f"posting to {mixed} failed", [key, "ab"]) == "posting to *** failed"
-    assert scrub("a short one: ab, and %61b", ["ab"]) == "a short one: ***, and %61b", "short: only as written"
+    shown = "[redacted:ANTHROPIC_API_KEY]"
+    assert redact(f"401 for {mixed}: {percent(key)}", Secret(key, "ANTHROPIC_API_KEY")) == f"401 for {shown}: {shown}"
+    assert redact("echoed sk-proj-****abcd", None) == "echoed [redacted:api_key]", "a masked key: not even that"
+    assert sink.redact(f"posting to {mixed} failed") == "posting to [redacted:alerts.sinks.ops.token] failed"
+    assert sink.redact("a short one: ab, and %61b") == "a short one: [redacted:alerts.sinks.ops.user], and %61b", (
+        "short: only as written"
+    )
 
 
 @pytest.mark.parametrize("value", [TOKEN, 'a\\\\\\b%%c&&d  e"f'])

@@ -5,7 +5,7 @@ when its plugin builds it (:func:`corral.alerts.routing.build_sinks`, run by ``c
 check`` and at daemon start), because a sink type may come from a plugin. Keys ending
 in ``_env`` name an environment variable holding the value (``url_env =
 "SLACK_WEBHOOK_URL"``), so secrets stay out of the file; the value is read here into a
-:class:`~corral.alerts.sinks.Secret`, which never shows itself.
+:class:`~corral.secrets.Secret` named after the variable, which never shows itself.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.alerts.alert import Severity
-from corral.alerts.sinks._secret import Secret
 from corral.config import ENV_NAME, parse_duration
+from corral.secrets import Secret
 
 SEVERITIES = tuple(s.value for s in Severity)
 LOG_SINK = "log"
@@ -163,7 +163,7 @@ class _Problems:
         if not value:
             self.fail(table, key, f"{name} is not set in corral's environment; set it where corral runs")
             return None
-        return Secret(value)
+        return Secret(value, name)
 
 
 def _sink_names(p: _Problems, table: str, key: str, value: object, sinks: Mapping[str, object]) -> tuple[str, ...]:
@@ -266,7 +266,7 @@ def _deadman(p: _Problems, data: Mapping[str, Any], environ: Mapping[str, str]) 
     elif "url_env" in data:
         url = p.env_secret(table, "url_env", data["url_env"], environ)
     elif isinstance(data.get("url"), str) and data["url"]:
-        url = Secret(data["url"])
+        url = Secret(data["url"], f"{table}.url")
     else:
         p.fail(table, "url", 'is required: the ping URL, or url_env = "HEALTHCHECK_URL" naming a variable holding it')
     if url is not None and not url.reveal().startswith(("http://", "https://")):

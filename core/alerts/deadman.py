@@ -4,7 +4,8 @@ A service such as healthchecks.io (or any HTTP endpoint that expects regular pin
 then notices when the pings stop: the machine is off, the network is down, or corral
 is not running, which no alert from corral itself could report. A failed ping is
 logged and tried again at the next interval; the URL is a secret (it identifies the
-check) and is never logged, only its scheme and host.
+check) and is never logged, only its scheme and host; an error quoting it says
+``[redacted:NAME]`` instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import httpx
 
 from corral.alerts.config import Deadman
 from corral.alerts.sinks._http import USER_AGENT
-from corral.alerts.sinks._secret import redact_url, scrub
+from corral.secrets import Redactor, redact_url, url_pieces
 
 
 class DeadmanSwitch:
@@ -25,6 +26,7 @@ class DeadmanSwitch:
     def __init__(self, config: Deadman, log: Any) -> None:
         self._config = config
         self._log = log
+        self._redactor: Redactor | None = None  # compiled at the first failure
         self.failures = 0
 
     async def serve(self) -> None:
@@ -46,7 +48,9 @@ class DeadmanSwitch:
             response = await client.get(url)
         except httpx.HTTPError as exc:
             self.failures += 1
-            return scrub(f"{type(exc).__name__}: {exc}", [url])
+            if self._redactor is None:
+                self._redactor = Redactor(url_pieces(self._config.url))
+            return self._redactor.redact_text(f"{type(exc).__name__}: {exc}")
         if not response.is_success:
             self.failures += 1
             return f"answered {response.status_code}"

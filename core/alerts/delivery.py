@@ -22,8 +22,8 @@ from corral.alerts.alert import Alert
 from corral.alerts.config import LOG_SINK, SinkConfig
 from corral.alerts.outbox import Outbox
 from corral.alerts.routing import AlertSink, BuiltSink
-from corral.alerts.sinks._secret import Secret, scrub
 from corral.alerts.sinks.base import SinkError
+from corral.secrets import Redactor, Secret
 from corral.store import Store, Writer
 
 MAX_CONCURRENT = 8
@@ -77,6 +77,7 @@ class Delivery:
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[str, tuple[str, asyncio.Task[None]]] = {}  # record key -> (alert key, task)
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
+        self._redactors: dict[str, tuple[SinkConfig, Redactor]] = {}
 
     def start(self) -> None:
         """Begin delivering, starting with whatever an earlier process left in the outbox."""
@@ -146,6 +147,14 @@ class Delivery:
         if self._wake is not None:
             self._wake.set()  # the key's next alert may be waiting
 
+    def _redactor(self, name: str, config: SinkConfig) -> Redactor:
+        """The sink table's secrets (a plugin's sink may quote them in its error), compiled once per config."""
+        cached = self._redactors.get(name)
+        if cached is None or cached[0] is not config:
+            secrets = [value for value in config.settings.values() if isinstance(value, Secret)]
+            cached = self._redactors[name] = (config, Redactor(secrets))
+        return cached[1]
+
     async def _deliver(self, record: dict[str, Any]) -> None:
         key = record["key"]
         try:
@@ -211,7 +220,7 @@ class Delivery:
                         await sink.deliver(alert)
         except Exception as exc:  # a plugin's sink may raise anything; it must not stop the others
             message = str(exc) if isinstance(exc, SinkError) else f"{type(exc).__name__}: {exc}"
-            message = scrub(message, (v.reveal() for v in config.settings.values() if isinstance(v, Secret)))
+            message = self._redactor(name, config).redact_text(message)
             self._log.warning("alert sink failed", sink=name, alert_id=alert.id, attempts=attempts, error=message)
             return False, {"ok": False, "final": True, "at": time.time(), "attempts": attempts, "error": message}
         return True, {"ok": True, "at": time.time(), "attempts": attempts}

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from corral.models.breaker import BreakerChange, BreakerState, CircuitBreaker, Permit
     from corral.models.client import ModelClient
     from corral.models.detection import NotConfigured, detect
-    from corral.models.endpoint import Endpoint, Prices, Secret
+    from corral.models.endpoint import Endpoint, Prices
     from corral.models.errors import KINDS, InvalidRequest, Kind, ModelError
     from corral.models.pricing import cost, estimate_input_tokens, micro_dollars, worst_case_cost
     from corral.models.provider import Adapter, HttpCall
@@ -49,7 +49,7 @@ _WHERE = {
     "detect": "corral.models.detection",
     "Endpoint": "corral.models.endpoint",
     "Prices": "corral.models.endpoint",
-    "Secret": "corral.models.endpoint",
+    "Secret": "corral.secrets",
     "KINDS": "corral.models.errors",
     "InvalidRequest": "corral.models.errors",
     "Kind": "corral.models.errors",

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import httpx
 import msgspec
 
-from corral.models.endpoint import Endpoint, Prices, Secret
+from corral.models.endpoint import Endpoint, Prices
+from corral.secrets import Secret
 
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434"
 OPENAI_MODEL = "gpt-4.1-mini"
@@ -62,7 +63,7 @@ async def detect(
             provider="anthropic",
             base_url="https://api.anthropic.com",
             model=ANTHROPIC_MODEL,
-            api_key=Secret(anthropic),
+            api_key=Secret(anthropic, "ANTHROPIC_API_KEY"),
             key_source="the environment variable ANTHROPIC_API_KEY",
             prices=_ANTHROPIC_PRICES,
         )
@@ -73,7 +74,7 @@ async def detect(
             provider="openai",
             base_url="https://api.openai.com/v1",
             model=OPENAI_MODEL,
-            api_key=Secret(openai),
+            api_key=Secret(openai, "OPENAI_API_KEY"),
             key_source="the environment variable OPENAI_API_KEY",
             prices=_OPENAI_PRICES,
         )

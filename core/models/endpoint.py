@@ -1,66 +1,22 @@
-"""One configured model endpoint (a ``[models.NAME]`` table) and the secret its key is held in.
+"""One configured model endpoint (a ``[models.NAME]`` table).
 
 The config loader builds an :class:`Endpoint` from the file; ``Endpoint`` checks every
 value once and raises :class:`~corral.errors.ConfigError` listing each problem with the
 ``[models.NAME]`` key to fix (the loader adds the file name). Field names are the TOML
-keys, except ``api_key`` (resolved by the loader from a secret or ``api_key_env``) and
-``key_source`` (where the loader found it, e.g. ``[models.default] api_key_env =
-"OPENAI_API_KEY"``, quoted in "wrong key" errors).
+keys, except ``api_key`` (a :class:`~corral.secrets.Secret` named after the variable the
+loader read it from, ``api_key_env``) and ``key_source`` (where the loader found it, e.g.
+``[models.default] api_key_env = "OPENAI_API_KEY"``, quoted in "wrong key" errors).
 """
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import NoReturn
 
 import httpx
 
 from corral.errors import ConfigError
-
-
-class Secret:
-    """A value that must never be printed: its repr and str are a mask, only :meth:`reveal` gives it.
-
-    Copies are the same object (it is immutable); pickling is refused so that a secret
-    cannot be written to the journal or sent to an agent process by accident.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        if not isinstance(value, str) or not value:
-            raise ValueError("a secret must be a non-empty string")
-        self._value = value
-
-    def reveal(self) -> str:
-        """The value itself, for the one place that sends it (an HTTP header)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    def __str__(self) -> str:
-        return "********"
-
-    def __format__(self, spec: str) -> str:
-        return "********"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and hmac.compare_digest(self._value, other._value)
-
-    def __hash__(self) -> int:
-        return hash(Secret)
-
-    def __copy__(self) -> Secret:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> Secret:
-        return self
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a Secret cannot be pickled: it must not leave the process by accident")
+from corral.secrets import Secret
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,7 @@ async def post(client: httpx.AsyncClient, endpoint: Endpoint, call: HttpCall) ->
     except httpx.HTTPError as exc:
         raise ModelError(
             f"model endpoint {endpoint.name!r} at {endpoint.base_url} could not be reached or dropped the"
-            f" connection ({type(exc).__name__}: {redact(str(exc), _key(endpoint))}); check that the server is"
+            f" connection ({type(exc).__name__}: {redact(str(exc), endpoint.api_key)}); check that the server is"
             " running and base_url is right.",
             kind="connection",
             retryable=True,
@@ -118,17 +118,13 @@ def _timeout(endpoint: Endpoint, exc: httpx.TimeoutException) -> ModelError:
     )
 
 
-def _key(endpoint: Endpoint) -> str | None:
-    return endpoint.api_key.reveal() if endpoint.api_key is not None else None
-
-
 def status_error(
     endpoint: Endpoint, reply: Reply, *, retry_after: float | None, request_id: str | None, path: str
 ) -> ModelError:
     """The error for a non-2xx answer: its kind, whether to retry, and the fix in words."""
     status = reply.status
     said = provider_message(reply.body)
-    quoted = f' The provider said: "{redact(said, _key(endpoint)).rstrip(".")}".' if said else ""
+    quoted = f' The provider said: "{redact(said, endpoint.api_key).rstrip(".")}".' if said else ""
     kind = _KIND_BY_STATUS.get(status, "server_error" if status >= 500 else "bad_request")
     retryable = status in RETRIED_STATUSES
     head = f"model endpoint {endpoint.name!r} answered HTTP {status}"

@@ -63,9 +63,8 @@ def decode_body(endpoint: Endpoint, body: bytes, schema: type[_T], api: str) -> 
 
 def unreadable(endpoint: Endpoint, problem: str, api: str) -> ModelError:
     """The error for a 2xx answer that cannot be used (it is not retried: the same server says the same)."""
-    key = endpoint.api_key.reveal() if endpoint.api_key else None
     return ModelError(
-        f"model endpoint {endpoint.name!r} sent an answer corral cannot read: {redact(problem, key)}."
+        f"model endpoint {endpoint.name!r} sent an answer corral cannot read: {redact(problem, endpoint.api_key)}."
         f" Check that base_url {endpoint.base_url!r} points at a {api} API (provider = {endpoint.provider!r}).",
         kind="bad_response",
         retryable=False,

@@ -51,7 +51,7 @@ def test_an_unexpected_error_becomes_a_scrubbed_sink_error(alert: Alert) -> None
     assert not caught.value.retryable
     assert str(caught.value) == (
         "alert sink [alerts.sinks.mine] (scripted to nowhere): failed unexpectedly: RuntimeError:"
-        " library failed with token=***"
+        " library failed with token=[redacted:alerts.sinks.mine.token]"
     )
     assert caught.value.__context__ is None and caught.value.__cause__ is None
     assert_secret_free(caught.value, SECRET)

@@ -54,8 +54,10 @@ def test_non_zero_exit_is_retryable_with_status_and_scrubbed_stderr(tmp_path: Pa
     program = fake_program(tmp_path / "bin", "page-me", 'echo "token $PAGER_TOKEN rejected" >&2; exit 3')
     error = _deliver(CommandSink({"command": [str(program)], "env": {"PAGER_TOKEN": SECRET}}), alert)
     assert error is not None and error.retryable
-    assert str(error) == (
-        f"alert sink [alerts.command] (command to page-me): {program} exited with status 3: token *** rejected"
+    shown = "[redacted:alerts.command.env.PAGER_TOKEN]"
+    assert (
+        str(error)
+        == f"alert sink [alerts.command] (command to page-me): {program} exited with status 3: token {shown} rejected"
     )
     assert_secret_free(error, SECRET)
 

@@ -2,8 +2,9 @@
 
 ``BUILTIN_SINKS`` maps each configurable sink's ``kind`` to its class; the log sink is
 apart because the daemon builds it with its own logger and it is always on. Names are
-imported on first use: reading the config needs only :class:`Secret`, and every CLI
-command reads the config, so the HTTP and SMTP clients load only where sinks are built.
+imported on first use: every CLI command reads the config, so the HTTP and SMTP clients
+load only where sinks are built. ``Secret`` and ``redact_url`` are
+:mod:`corral.secrets`' own, offered here too for sink plugins.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from corral.alerts.sinks._secret import Secret, redact_url
     from corral.alerts.sinks._settings import Settings
     from corral.alerts.sinks.base import Sink, SinkError
     from corral.alerts.sinks.command import CommandSink
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
     BUILTIN_SINKS: Mapping[str, type[Sink]]
 
+from corral.secrets import Secret, redact_url
+
 _WHERE = {
-    "Secret": "_secret",
-    "redact_url": "_secret",
     "Settings": "_settings",
     "Sink": "base",
     "SinkError": "base",

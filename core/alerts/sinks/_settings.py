@@ -2,8 +2,9 @@
 
 A getter that finds a problem records it and returns a placeholder; :meth:`Settings.finish`
 then raises one :class:`~corral.errors.ConfigError` listing them all, so the operator
-fixes the table in one go. Values read with :meth:`Settings.secret` are never quoted
-back in a message.
+fixes the table in one go. Values read with :meth:`Settings.secret` are held in a
+:class:`~corral.secrets.Secret` named after their key (``alerts.sinks.ops.password``), or
+after the variable a ``KEY_env`` key named, and are never quoted back in a message.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from pathlib import Path
 
 import httpx
 
-from corral.alerts.sinks._secret import Secret, url_secret_parts
 from corral.config import parse_duration
 from corral.errors import ConfigError
+from corral.secrets import Secret, url_pieces
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+_NOT_READ = "not read: the config has a problem here"  # what a secret getter returns with a problem
 
 
 def _is_text(value: object) -> bool:
@@ -35,6 +37,7 @@ class Settings:
         self.problems: list[str] = []
         self._known: list[str] = []
         self._secrets: list[Secret] = []
+        self._failed: set[str] = set()
         if isinstance(config, Mapping):
             self._config: Mapping[str, object] = config
         else:
@@ -43,7 +46,12 @@ class Settings:
 
     def fail(self, key: str, message: str) -> None:
         """Record a problem with ``key``; ``message`` says what is wrong and how to fix it."""
+        self._failed.add(key)
         self.problems.append(f"[{self.section}] {key}: {message}")
+
+    def ok(self, key: str) -> bool:
+        """Whether ``key`` was read without a problem, so a check of its value can follow."""
+        return key not in self._failed
 
     def fail_table(self, message: str) -> None:
         """Record a problem with the table as a whole (the sink cannot work here at all)."""
@@ -143,10 +151,13 @@ class Settings:
         return tuple(value)
 
     def _secret(self, value: object, key: str, what: str) -> Secret | None:
+        if isinstance(value, str) and not value.strip():
+            self.fail(key, f"is empty; give {what}")
+            return None
         if isinstance(value, Secret):
             secret = value
         elif isinstance(value, str):
-            secret = Secret(value)
+            secret = Secret(value, f"{self.section}.{key}")
         else:
             self.fail(key, f"must be a string holding {what} (a {type(value).__name__} was given)")
             return None
@@ -156,13 +167,20 @@ class Settings:
         self._secrets.append(secret)
         return secret
 
+    def _not_read(self, key: str) -> Secret:
+        return Secret(_NOT_READ, f"{self.section}.{key}")
+
     def secret(self, key: str, what: str) -> Secret:
-        """A required secret string; ``what`` names it for messages, which never show the value."""
+        """A required secret string; ``what`` names it for messages, which never show the value.
+
+        With a problem (recorded, see :meth:`ok`) it returns a placeholder secret, never used:
+        :meth:`finish` raises before the sink is built.
+        """
         value = self._raw(key)
         if value is None:
             self.fail(key, f"is required; give {what}")
-            return Secret("")
-        return self._secret(value, key, what) or Secret("")
+            return self._not_read(key)
+        return self._secret(value, key, what) or self._not_read(key)
 
     def optional_secret(self, key: str, what: str) -> Secret | None:
         """A secret string, or None when absent."""
@@ -172,9 +190,9 @@ class Settings:
     def secret_url(self, key: str, what: str) -> Secret:
         """A required http(s) URL held as a secret; problems are described without quoting it."""
         secret = self.secret(key, what)
-        url = secret.reveal()
-        if not url:
+        if not self.ok(key):
             return secret
+        url = secret.reveal()
         try:
             if any(c.isspace() or not c.isprintable() for c in url):
                 raise httpx.InvalidURL("blank or control characters")
@@ -185,7 +203,7 @@ class Settings:
         if parsed.scheme not in ("http", "https") or not parsed.host:
             self.fail(key, f"must be an http:// or https:// URL with a host (not shown: it is a secret); give {what}")
             return secret
-        self._secrets.extend(Secret(part) for part in url_secret_parts(url))
+        self._secrets.extend(url_pieces(secret))
         return secret
 
     def secret_headers(self, key: str) -> dict[str, Secret]:
@@ -246,7 +264,7 @@ class Settings:
         return httpx.create_ssl_context()
 
     def secrets(self) -> tuple[Secret, ...]:
-        """Every secret value read, and the pieces of secret URLs, for scrubbing error text."""
+        """Every secret read, and the pieces of secret URLs, for hiding them from error text."""
         return tuple(self._secrets)
 
     def finish(self) -> None:

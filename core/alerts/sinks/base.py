@@ -3,9 +3,10 @@
 A sink is built once from its config table (validated then, so a typo surfaces at
 ``corral check``, not at 3 a.m. when the first alert fires) and then delivers alerts
 one call at a time. :meth:`Sink.deliver` is the only entry point: it cuts the sink off
-at its timeout, turns anything unexpected into a :class:`SinkError`, and removes every
-secret the sink was configured with from the error's message, so nothing a caller logs
-can leak a password, token or secret URL.
+at its timeout, turns anything unexpected into a :class:`SinkError`, and replaces every
+secret the sink was configured with by ``[redacted:NAME]`` in the error's message (with
+:class:`corral.secrets.Redactor`), so nothing a caller logs can leak a password, token or
+secret URL.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from corral.alerts.alert import Alert
-from corral.alerts.sinks._secret import scrub
 from corral.alerts.sinks._settings import Settings
 from corral.errors import CorralError
+from corral.secrets import Redactor
 
 
 class SinkError(CorralError):
@@ -66,6 +67,7 @@ class Sink(ABC):
         self._configure(settings)
         settings.finish()
         self._secrets = settings.secrets()
+        self._redactor: Redactor | None = None  # compiled at the first error: most sinks never fail
 
     @abstractmethod
     def _configure(self, settings: Settings) -> None:
@@ -95,11 +97,10 @@ class Sink(ABC):
             raise failure  # outside the except block: no chained exception to carry a secret
 
     def _error(self, message: str, *, retryable: bool, retry_after: float | None = None) -> SinkError:
-        """A SinkError naming this sink, with every configured secret scrubbed from ``message``."""
-        text = scrub(
-            f"alert sink [{self.section}] ({self.kind} to {self.target()}): {message}",
-            (s.reveal() for s in self._secrets),
-        )
+        """A SinkError naming this sink, with every configured secret in ``message`` redacted."""
+        if self._redactor is None:
+            self._redactor = Redactor(self._secrets)
+        text = self._redactor.redact_text(f"alert sink [{self.section}] ({self.kind} to {self.target()}): {message}")
         return SinkError(text, retryable=retryable, retry_after=retry_after)
 
     def __repr__(self) -> str:

@@ -16,10 +16,10 @@ from typing import ClassVar
 
 from corral.alerts.alert import Alert, Severity
 from corral.alerts.sinks import _http
-from corral.alerts.sinks._secret import Secret, redact_url
 from corral.alerts.sinks._settings import Settings
 from corral.alerts.sinks._text import headline, one_line, plain_text
 from corral.alerts.sinks.base import Sink
+from corral.secrets import Secret, redact_url
 
 PRIORITY = {Severity.INFO: "3", Severity.WARNING: "4", Severity.CRITICAL: "5"}
 """ntfy priority per severity: default, high, max. A resolved alert is sent at 2 (low)."""
@@ -55,7 +55,7 @@ class NtfySink(Sink):
                 "server", f"{shown} is not an http:// or https:// server address; credentials go in token, not here"
             )
         self.topic = settings.secret("topic", "the topic name")
-        if self.topic.reveal() and not _TOPIC.match(self.topic.reveal()):
+        if settings.ok("topic") and not _TOPIC.match(self.topic.reveal()):
             settings.fail("topic", "may hold only letters, digits, '-' and '_', at most 64 (not shown: it is a secret)")
         self.token: Secret | None = settings.optional_secret("token", "an ntfy access token")
         self.tags = settings.optional_text_list("tags")

@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 from corral.alerts.alert import Alert, Severity
 from corral.alerts.sinks import _http
-from corral.alerts.sinks._secret import redact_url
 from corral.alerts.sinks._settings import Settings
 from corral.alerts.sinks._text import clip, details, headline, iso_time, one_line, without_controls
 from corral.alerts.sinks.base import Sink
+from corral.secrets import redact_url
 
 FORMATS = ("json", "slack", "discord")
 _EMOJI = {Severity.INFO: ":information_source:", Severity.WARNING: ":warning:", Severity.CRITICAL: ":rotating_light:"}
