@@ -203,7 +203,8 @@ def measure(
     before round ``i`` (the bare baseline, so that both see the same machine noise).
     """
     config = load_config(write_config(root, agents), environ={})
-    with host(config, echo=None) as engine:
+    with host(config, echo=None) as composed:
+        engine = composed.engine
         processes = TimedProcessControl()
         engine.processes = processes
         protections = processes.prepare()

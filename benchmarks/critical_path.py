@@ -92,7 +92,8 @@ def measure(steps: int, root: Path) -> dict[str, Any]:
     restore = _instrument(marks, commits)
     try:
         config = load_config(corral_bench.write_config(root, 1), environ={})
-        with host(config, echo=None) as engine:
+        with host(config, echo=None) as composed:
+            engine = composed.engine
             engine.processes.prepare()
 
             async def go() -> dict[str, Any]:
@@ -180,7 +181,8 @@ def rounds(agents: int, steps: int, root: Path) -> dict[str, Any]:
     restore = _instrument_rounds(events)
     try:
         config = load_config(corral_bench.write_config(root, agents), environ={})
-        with host(config, echo=None) as engine:
+        with host(config, echo=None) as composed:
+            engine = composed.engine
             engine.processes.prepare()
             stepped = asyncio.run(corral_bench._steps(engine, agents, steps))
     finally:

@@ -83,10 +83,11 @@ async def _serve(daemon: Daemon, seconds: float) -> None:
 
 def measure(root: Path, agents: int, seconds: float, concurrency: int) -> dict[str, Any]:
     config = load_config(write_config(root, agents, concurrency), {})
-    with host(config, echo=None) as engine:
+    with host(config, echo=None) as composed:
+        engine = composed.engine
         spawns = SpawnClock()
         engine.processes = spawns
-        asyncio.run(_serve(Daemon(engine), seconds))
+        asyncio.run(_serve(Daemon(composed), seconds))
         with engine.store.read() as txn:
             runs = [r for r in engine.records.list_runs(txn, None, limit=1_000_000) if r.get("fire_time")]
     series: dict[str, list[float]] = {"fire -> queued": [], "fire -> child start": [], "fire -> agent code": []}

@@ -40,10 +40,12 @@ def corral_register_tools(register: Callable[..., None]) -> None:
 
 @hookspec
 def corral_run_started(run: dict[str, Any]) -> None:
-    """A run's process was spawned (first attempt or a resume).
+    """A run's attempt began: its state became ``running`` (a first attempt or a resume),
+    just before its process is spawned.
 
-    Called in the daemon, off the run's own path: a slow listener delays only other
-    listeners, never the agent. ``run`` is a copy of the run record (``id``,
+    Called in the daemon, off the run's own path, from the durable event stream
+    (docs/plugins.md, "Events"), in order with the run's steps: a slow listener delays
+    only other listeners, never the agent. ``run`` is a copy of the run record (``id``,
     ``agent``, ``attempt``, ``trigger``, ``trace_id``, ...); changing it has no effect.
 
     :returns: nothing; the return value is ignored.

@@ -25,10 +25,27 @@ class RunState(enum.StrEnum):
 class EventKind(enum.StrEnum):
     """What an event of the run stream (:mod:`corral.observe.events`) reports. Stored by value."""
 
+    RUN_CREATED = "run_created"
+    """A run was stored, queued (``Engine.create_run``); ``run`` is the record."""
     RUN_CHANGED = "run_changed"
     """A run's state changed; ``run`` is the record as committed, ``old`` its state before."""
     STEP_DONE = "step_done"
     """A journaled step finished (or, ``replayed``, was answered from the journal)."""
+    APPROVAL_REQUESTED = "approval_requested"
+    """A guardrail asked a human to approve a tool call; ``data`` is the approval record."""
+    APPROVAL_DECIDED = "approval_decided"
+    """An approval was approved, denied or expired; ``data`` is the approval record."""
+    ALERT_RAISED = "alert_raised"
+    """An alert was stored for delivery (a repeat within ``repeat_after`` is not); ``data``
+    is the alert (``key``, ``severity``, ``title``, ``body``, ``resolved``, ...)."""
+    BREAKER_CHANGED = "breaker_changed"
+    """A model endpoint's circuit breaker changed state; ``data``: ``model``, ``old``,
+    ``new`` (``closed``, ``open``, ``half_open``), ``reason``, ``retry_in``."""
+    BUDGET_CROSSED = "budget_crossed"
+    """A model budget reached a threshold. ``data``: ``budget`` (``run`` or ``day``),
+    ``agent``, ``message``; a daily one also ``scope`` (an agent's name, "" for all agents
+    together), ``day`` and ``fraction`` (1.0: the cap is spent and calls are refused, with
+    ``until``; below it a soft threshold, with ``measure``, ``used`` and ``cap``)."""
 
 
 FINISHED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.ABANDONED})

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.config import AgentConfig, CorralConfig, Limits
+from corral.daemon.host import Host
 from corral.observe.logs import LogFiles
 from corral.pluginmanager import load_plugins
 from corral.run.childwire import ChildWire
@@ -133,11 +134,11 @@ def engine_for(tmp_path: Path, scripts: list[list[Any]]) -> Iterator[Engine]:
     config = CorralConfig(path=None, home=tmp_path / "home", agents={"a": agent})
     logs = LogFiles(config.log_dir)
     store = Store.open(config.home / "store")
-    engine = Engine(config, store, load_plugins(), logs, processes=ScriptedProcesses(scripts))
+    composed = Host.compose(config, store, load_plugins(), logs, processes=ScriptedProcesses(scripts))
     try:
-        yield engine
+        yield composed.engine
     finally:
-        engine.close()
+        composed.close()
         store.close()
         logs.close()
 

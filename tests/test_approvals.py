@@ -15,7 +15,7 @@ import pytest
 from corral.config import load_config
 from corral.daemon.host import host
 from corral.run.approvals import APPROVED, CONSUMED, DENIED, EXPIRED, ApprovalError, Approvals
-from corral.store import Store
+from corral.store import Records, Store
 from corral.testing import CorralProject
 from tests.models.fake_servers import FakeServer, Reply, openai_body
 from tests.projects import deployed
@@ -47,7 +47,7 @@ def _request(store: Store, approvals: Approvals, now: float = 1000.0, timeout: f
 
 
 def test_an_approval_authorises_exactly_its_call_once(store: Store) -> None:
-    approvals = Approvals(store.dbs)
+    approvals = Approvals(Records(store.dbs))
     record = _request(store, approvals)
     with store.env.begin(write=True) as txn:
         assert [r["id"] for r in approvals.pending(txn)] == [record["id"]]
@@ -65,7 +65,7 @@ def test_an_approval_authorises_exactly_its_call_once(store: Store) -> None:
 
 
 def test_a_denial_keeps_its_reason(store: Store) -> None:
-    approvals = Approvals(store.dbs)
+    approvals = Approvals(Records(store.dbs))
     record = _request(store, approvals)
     with store.env.begin(write=True) as txn:
         approvals.decide(txn, record["id"], False, "not on a Friday", now=1001.0)
@@ -74,7 +74,7 @@ def test_a_denial_keeps_its_reason(store: Store) -> None:
 
 
 def test_requests_past_their_timeout_expire_and_cannot_be_approved(store: Store) -> None:
-    approvals = Approvals(store.dbs)
+    approvals = Approvals(Records(store.dbs))
     record = _request(store, approvals, now=1000.0, timeout=60.0)
     with store.env.begin(write=True) as txn:
         with pytest.raises(ApprovalError, match="expired"):
@@ -105,9 +105,10 @@ def test_an_approval_decided_before_its_run_is_on_hold_still_resumes_the_run(
     """It used to find no held run to queue, then the run was put on hold for good."""
     monkeypatch.setenv("CORRAL_HOME", str(deployer.home))
     config = load_config(deployer.write())
-    with host(config, echo=None) as engine:
+    with host(config, echo=None) as composed:
+        engine = composed.engine
         engine.processes.prepare(config.home / "agents")
-        engine.approvals = DecidedAtOnce(engine.store.dbs)
+        engine.approvals = DecidedAtOnce(engine.records)
 
         async def go() -> dict[str, Any]:
             run = await engine.create_run("deployer", "prod")

@@ -172,3 +172,67 @@ def _line_of_change_state(root: Path) -> int:
     lines = (root / "core" / "run" / "engine.py").read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("def change_state("))
     return next(i for i, line in enumerate(lines[start:], start + 1) if "state=new.value" in line)
+
+
+def test_approvals_and_alerts_are_announced_by_the_store_writes_that_make_them(tmp_path: Path) -> None:
+    """A request, a decision and an expiry each post their event in the commit that stores
+    them; an alert stored for delivery posts one, a repeat held back does not."""
+    from corral.alerts import Alert, Severity
+    from corral.alerts.outbox import Outbox
+    from corral.run.approvals import Approvals
+
+    store, records, writer = open_home(tmp_path / "store")
+    run = a_run(records, writer)
+    approvals, outbox = Approvals(records), Outbox(records)
+    ask = {"run": run, "tool": "pay", "args": {}, "fp": "f", "reason": "money", "guardrail": "g", "timeout": 60.0}
+    first = writer.call(lambda txn: approvals.request(txn, seq=1, **ask))
+    second = writer.call(lambda txn: approvals.request(txn, seq=2, now=0.0, **ask))
+    writer.call(lambda txn: approvals.decide(txn, first["id"], True, "fine"))
+    writer.call(lambda txn: approvals.expire(txn))
+    alert = Alert(key="disk", severity=Severity.WARNING, title="disk full", run_id=run["id"])
+    for _ in range(2):
+        writer.call(lambda txn: outbox.accept(txn, alert, ("log",), repeat_after=3600.0))
+    heard: list[Event] = []
+    removed = stream(store, records, writer, heard).deliver(forget=True)
+    assert removed is not None
+    removed.result(5)
+    assert [(e.kind, e.data["key"] if "key" in e.data else e.data["id"], e.data.get("state")) for e in heard] == [
+        (EventKind.APPROVAL_REQUESTED, first["id"], "pending"),
+        (EventKind.APPROVAL_REQUESTED, second["id"], "pending"),
+        (EventKind.APPROVAL_DECIDED, first["id"], "approved"),
+        (EventKind.APPROVAL_DECIDED, second["id"], "expired"),
+        (EventKind.ALERT_RAISED, "disk", None),
+    ]
+    assert all(e.run["id"] == run["id"] for e in heard), "each carries the run it is about"
+    writer.close()
+    store.close()
+
+
+def test_each_kind_of_event_is_posted_in_one_place() -> None:
+    """An event kind posted from two places is two paths that can disagree (or one that
+    forgets); a step's end and its replay both go through ``Records.post_step``."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    posting = re.compile(r"\.post(?:_event)?\(\s*txn,\s*(?:\{\s*\"kind\":\s*)?EventKind\.(\w+)", re.S)
+    sites: dict[str, list[str]] = {}
+    for path in sorted((root / "core").rglob("*.py")):
+        for found in posting.finditer(path.read_text()):
+            sites.setdefault(found.group(1), []).append(str(path.relative_to(root)))
+    assert {kind: len(where) for kind, where in sites.items()} == {kind.name: 1 for kind in EventKind}, sites
+
+
+def test_the_run_machinery_imports_none_of_its_observers() -> None:
+    """core/run/ posts events; logs, alerts, metrics, telemetry and the daemon follow them.
+    An import the other way (even for typing, or inside a function) is a cycle waiting."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent
+    outside = ("corral.observe", "corral.alerts", "corral.daemon", "corral.cli")
+    found = []
+    for path in sorted((root / "core" / "run").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            found += [f"{path.name}: {name}" for name in names if name.startswith(outside)]
+    assert found == [], found

@@ -129,7 +129,8 @@ def test_lifecycle_hooks_and_tool_hook_are_called_in_a_real_run(tmp_path: Path) 
         f'[corral]\nplugins = ["{listener}"]\n[agents.loud]\ncode = "agents"\nentry = "loud:run"\ntools = ["shout"]\n'
     )
     config = load_config(tmp_path / "corral.toml")
-    with host(config, echo=None) as engine:
+    with host(config, echo=None) as composed:
+        engine = composed.engine
 
         async def go() -> dict:
             run = await engine.create_run("loud", "hi there")
@@ -152,7 +153,8 @@ def test_an_entry_point_tool_runs_in_the_agents_process(tmp_path: Path, monkeypa
     agents.mkdir()
     (agents / "quiet.py").write_text("def run(ctx):\n    return ctx.tool('whisper', text='HUSH Now')\n")
     (tmp_path / "corral.toml").write_text('[agents.quiet]\ncode = "agents"\nentry = "quiet:run"\ntools = ["whisper"]\n')
-    with host(load_config(tmp_path / "corral.toml"), echo=None) as engine:
+    with host(load_config(tmp_path / "corral.toml"), echo=None) as composed:
+        engine = composed.engine
         assert engine.plugins.entry_points == [("demo", "corral_demo_plugin")]
 
         async def go() -> dict:
@@ -186,7 +188,8 @@ def test_the_agents_process_imports_only_the_plugins_of_its_granted_tools(tmp_pa
         f'[corral]\nplugins = ["{listener}", "{unused}"]\n'
         '[agents.loud]\ncode = "agents"\nentry = "loud:run"\ntools = ["shout"]\n'
     )
-    with host(load_config(tmp_path / "corral.toml"), echo=None) as engine:
+    with host(load_config(tmp_path / "corral.toml"), echo=None) as composed:
+        engine = composed.engine
         assert {"spare", "shout", "append_line"} <= set(engine.plugins.tools), "the daemon loads every plugin"
 
         async def go() -> dict:
@@ -224,7 +227,8 @@ def test_a_tool_from_the_homes_plugins_folder_runs_in_the_agents_sandbox(
         "    return {'echo': ctx.tool('echo', text='ab'), 'home': seen}\n"
     )
     (tmp_path / "corral.toml").write_text('[agents.caller]\ncode = "agents"\nentry = "caller:run"\ntools = ["echo"]\n')
-    with host(load_config(tmp_path / "corral.toml"), echo=None) as engine:
+    with host(load_config(tmp_path / "corral.toml"), echo=None) as composed:
+        engine = composed.engine
 
         async def go() -> dict:
             run = await engine.create_run("caller", {"home": str(home)})

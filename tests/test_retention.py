@@ -25,7 +25,8 @@ def _config(tmp_path: Path, retention: str) -> Path:
 
 def _run_and_prune(path: Path, runs: int, pause: float = 0.0) -> tuple[list[dict], int, list[dict]]:
     config = load_config(path)
-    with host(config, echo=None) as engine:
+    with host(config, echo=None) as composed:
+        engine = composed.engine
 
         async def go() -> tuple[list[dict], int, list[dict]]:
             ids = []

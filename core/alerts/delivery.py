@@ -59,6 +59,7 @@ class Delivery:
         self,
         store: Store,
         writer: Writer,
+        outbox: Outbox,
         sinks: Mapping[str, BuiltSink],
         log_sink: AlertSink,
         log: Any,
@@ -66,7 +67,7 @@ class Delivery:
     ) -> None:
         self._store = store
         self._writer = writer
-        self._outbox = Outbox(store.dbs)
+        self._outbox = outbox
         self.sinks = sinks
         """Replaced as a whole when the config is reloaded; a delivery under way keeps the one it started with."""
         self._log_sink = log_sink

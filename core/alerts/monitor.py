@@ -11,16 +11,26 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from corral.alerts.alert import Alert, Severity
-from corral.alerts.config import Expectation
+from corral.alerts.config import AlertsConfig, Expectation
 from corral.alerts.deadman import DeadmanSwitch
+from corral.alerts.outbox import Outbox
 
 if TYPE_CHECKING:
     from corral.alerts.rules import StuckRule
-    from corral.alerts.service import Alerting
-    from corral.run.engine import Engine
+    from corral.store import Records, Store, Writer
+
+
+class Service(Protocol):
+    """What the checks need of the alerting service."""
+
+    outbox: Outbox
+    config: AlertsConfig
+
+    def raise_alert(self, alert: Alert) -> None: ...
+
 
 RETENTION_DAYS = 30.0
 """Delivered alerts older than this are removed from the store."""
@@ -32,19 +42,26 @@ class Monitor:
     """Owned by the alerting service in the daemon."""
 
     def __init__(
-        self, alerting: Alerting, engine: Engine, stuck: StuckRule | None, clock: Callable[[], float] = time.time
+        self,
+        alerting: Service,
+        store: Store,
+        records: Records,
+        writer: Writer,
+        log: Any,
+        stuck: StuckRule | None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._alerting = alerting
-        self._engine = engine
+        self._store, self._records, self._writer, self._log = store, records, writer, log
         self._stuck = stuck
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
         self.started = clock()
-        self._deadman = DeadmanSwitch(alerting.config.deadman, engine.log) if alerting.config.deadman else None
+        self._deadman = DeadmanSwitch(alerting.config.deadman, log) if alerting.config.deadman else None
 
     async def start(self) -> None:
         outbox, pid, now = self._alerting.outbox, os.getpid(), self._clock()
-        previous = await self._engine.writer.run(lambda txn: outbox.daemon_started(txn, pid, now))
+        previous = await self._writer.run(lambda txn: outbox.daemon_started(txn, pid, now))
         if previous is not None and previous.get("running"):
             self._alerting.raise_alert(
                 Alert(
@@ -65,7 +82,7 @@ class Monitor:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         outbox, now = self._alerting.outbox, self._clock()
-        await self._engine.writer.run(lambda txn: outbox.daemon_stopped(txn, now))
+        await self._writer.run(lambda txn: outbox.daemon_stopped(txn, now))
 
     async def _checks(self) -> None:
         last_prune = 0.0
@@ -79,18 +96,18 @@ class Monitor:
                     last_prune = time.monotonic()
                     await self.prune()
             except Exception as exc:  # a check's bug must not end the checks
-                self._engine.log.error("alert checks failed", error=f"{type(exc).__name__}: {exc}")
+                self._log.error("alert checks failed", error=f"{type(exc).__name__}: {exc}")
 
     async def prune(self) -> int:
         outbox, before = self._alerting.outbox, self._clock() - RETENTION_DAYS * 86400
-        removed: int = await self._engine.writer.run(lambda txn: outbox.prune(txn, before))
+        removed: int = await self._writer.run(lambda txn: outbox.prune(txn, before))
         return removed
 
     def check_expectations(self) -> None:
         """Alert for each agent without a qualifying success in its window; all-clear when one comes."""
         now = self._clock()
-        records = self._engine.records
-        with self._engine.store.read() as txn:
+        records = self._records
+        with self._store.read() as txn:
             found = {
                 agent: records.list_runs(txn, agent, limit=_RUNS_LOOKED_AT) for agent in self._alerting.config.expect
             }

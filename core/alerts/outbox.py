@@ -22,6 +22,8 @@ from typing import Any
 import lmdb
 
 from corral.alerts.alert import Alert, Severity
+from corral.states import EventKind
+from corral.store import Records
 from corral.store.schema import pack, unpack
 
 _RANK = {Severity.INFO.value: 0, Severity.WARNING.value: 1, Severity.CRITICAL.value: 2}
@@ -41,7 +43,9 @@ def _dedup_key(key: str) -> bytes:
 class Outbox:
     """Reads and writes of the three databases; every method takes the caller's transaction."""
 
-    def __init__(self, dbs: dict[str, Any]) -> None:
+    def __init__(self, records: Records) -> None:
+        dbs = records.dbs
+        self._records = records
         self._alerts = dbs["alerts"]
         self._outbox = dbs["outbox"]
         self._keys = dbs["alert_keys"]
@@ -93,6 +97,7 @@ class Outbox:
         }
         txn.put(record["key"].encode(), pack(record), db=self._alerts)
         txn.put(record["key"].encode(), b"", db=self._outbox)
+        self._records.post(txn, EventKind.ALERT_RAISED, record["alert"], alert.run_id)
         return record
 
     def get(self, txn: lmdb.Transaction, key: str) -> dict[str, Any] | None:

@@ -1,10 +1,10 @@
-"""The alert rules that follow runs: failed, retries exhausted, on hold, crash loop, stuck.
+"""The alert rules that follow the event stream: a run failed, exhausted its retries, is on
+hold, is in a crash loop or is stuck; an approval waits or was settled; a model's circuit
+breaker opened or closed; a budget crossed a threshold.
 
-They listen to the run life-cycle hooks, on the engine's background thread, and raise
-alerts through the alerting service, which registers one :class:`RunRules` (and, with
-``stuck_after``, one :class:`StuckRule`) when it starts. They are part of corral's
-alerting, not a plugin: core does not import plugins/.
-Each condition has one alert key, and the run that clears it sends the all-clear.
+The alerting service subscribes them to the events (:mod:`corral.observe.events`), so
+they run on the background thread, in order, once per event, and raise alerts through the
+service. Each condition has one alert key, and the event that clears it sends the all-clear.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import corral
 from corral.alerts import Alert, Severity
+from corral.observe.events import Event
+from corral.states import EventKind, RunState
 
 _GAVE_UP_KINDS = ("crash", "spawn", "store", "gave_up")
 
@@ -47,8 +48,11 @@ class RunRules:
         self.pause_for = crash_loop_pause
         self._failures: dict[str, int] = {}
 
-    @corral.hookimpl
-    def corral_run_finished(self, run: dict[str, Any]) -> None:
+    def __call__(self, event: Event) -> None:
+        if event.ended:
+            self._ended(event.run)
+
+    def _ended(self, run: dict[str, Any]) -> None:
         state, agent, run_id = run["state"], run["agent"], run["id"]
         error = run.get("error") or {}
         if state == "succeeded":
@@ -131,16 +135,16 @@ class StuckRule:
         self._active: dict[str, tuple[str, float]] = {}  # run id -> (agent, last sign of life)
         self._flagged: set[str] = set()
 
-    @corral.hookimpl
-    def corral_run_started(self, run: dict[str, Any]) -> None:
-        self._seen(run["id"], run["agent"])
+    def __call__(self, event: Event) -> None:
+        run = event.run
+        if event.ended:
+            self._ended(run)
+        elif event.kind is EventKind.STEP_DONE or (
+            event.kind is EventKind.RUN_CHANGED and run["state"] == RunState.RUNNING.value
+        ):
+            self._seen(run["id"], run["agent"])
 
-    @corral.hookimpl
-    def corral_step_done(self, run: dict[str, Any], step: dict[str, Any]) -> None:
-        self._seen(run["id"], run["agent"])
-
-    @corral.hookimpl
-    def corral_run_finished(self, run: dict[str, Any]) -> None:
+    def _ended(self, run: dict[str, Any]) -> None:
         with self._lock:
             self._active.pop(run["id"], None)
             flagged = run["id"] in self._flagged
@@ -184,3 +188,83 @@ class StuckRule:
         self._service.raise_alert(
             Alert(key=f"stuck:{run_id}", severity=Severity.INFO, title=title, agent=agent, run_id=run_id, resolved=True)
         )
+
+
+class NoticeRules:
+    """Approvals, breakers and budgets: each event of these kinds is one alert."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    def __call__(self, event: Event) -> None:
+        alert = {
+            EventKind.APPROVAL_REQUESTED: _approval_waits,
+            EventKind.APPROVAL_DECIDED: _approval_settled,
+            EventKind.BREAKER_CHANGED: _breaker,
+            EventKind.BUDGET_CROSSED: _budget,
+        }.get(event.kind)
+        raised = alert(event.data, event.run.get("id")) if alert is not None else None
+        if raised is not None:
+            self._service.raise_alert(raised)
+
+
+def _approval_waits(record: dict[str, Any], run_id: str | None) -> Alert:
+    approval = record["id"]
+    return Alert(
+        key=f"approval:{approval}",
+        severity=Severity.WARNING,
+        title=f"agent {record['agent']!r} waits for approval {approval}",
+        body=f"tool {record['tool']!r} needs a human's approval ({record['reason']}); "
+        f"`corral approve {approval}` or `corral deny {approval} --reason ...`",
+        agent=record["agent"],
+        run_id=run_id,
+    )
+
+
+def _approval_settled(record: dict[str, Any], run_id: str | None) -> Alert:
+    state = record["state"]
+    return Alert(
+        key=f"approval:{record['id']}",
+        severity=Severity.WARNING if state == "expired" else Severity.INFO,
+        title=f"approval {record['id']} for {record['tool']!r} {state}",
+        body=record.get("decision_reason") or "",
+        agent=record["agent"],
+        run_id=run_id,
+        resolved=True,
+    )
+
+
+def _breaker(change: dict[str, Any], run_id: str | None) -> Alert | None:
+    """Opened: an alert; closed again: its all-clear; half-open (a trial call): nothing yet."""
+    model, key = change["model"], f"breaker:{change['model']}"
+    if change["new"] == "closed":
+        title = f"model {model!r}: circuit breaker closed again"
+        return Alert(key=key, severity=Severity.INFO, title=title, body=change["reason"], resolved=True)
+    if change["new"] != "open":
+        return None
+    title = f"model {model!r}: circuit breaker opened"
+    return Alert(key=key, severity=Severity.WARNING, title=title, body=change["reason"], fields={"model": model})
+
+
+def _budget(crossed: dict[str, Any], run_id: str | None) -> Alert:
+    agent = crossed["agent"]
+    if crossed["budget"] == "run":
+        key, severity, title, body = (
+            f"budget:run:{run_id}",
+            Severity.WARNING,
+            "a run reached its model budget",
+            crossed["message"],
+        )
+    else:
+        scope = crossed["scope"] or "all"
+        if crossed["fraction"] >= 1.0:
+            key, severity = f"budget:day:{scope}:{crossed['day']}:limit", Severity.CRITICAL
+            title, body = "daily model budget spent", crossed["message"]
+        else:
+            who = f"agent {crossed['scope']!r}" if crossed["scope"] else "all agents together"
+            measure = crossed["measure"]
+            key = f"budget:day:{scope}:{crossed['day']}:{measure}:{crossed['fraction']:g}"
+            severity = Severity.WARNING
+            title = f"{who} used {crossed['fraction']:.0%} of the daily {measure.replace('_', ' ')} budget"
+            body = f"{crossed['used']} of {crossed['cap']} on {crossed['day']}"
+    return Alert(key=key, severity=severity, title=title, body=body, agent=agent, run_id=run_id)

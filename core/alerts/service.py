@@ -1,38 +1,46 @@
-"""The alerting service an engine owns: accept alerts from any thread, store them, deliver them.
+"""The alerting service: follow the event stream, accept alerts from any thread, store
+them, deliver them.
 
-``Engine.alert`` hands every alert here. :meth:`Alerting.raise_alert` never blocks and
-never raises for a sink problem: it queues one write job on the store writer (dedup
-and rate limiting are decided inside it, against the ``alert_keys`` database) and wakes
-the delivery task once the alert is durable. The daemon starts delivery, the rules,
-the timed checks, the dead-man's switch and the metrics endpoint with :meth:`start`;
-a foreground ``corral run`` starts delivery only and gives it a short bound at exit.
+The composition root (:mod:`corral.daemon.host`) subscribes :meth:`Alerting.observe` to the
+event stream: the rules (:mod:`corral.alerts.rules`) turn run ends, approvals, breakers and
+budgets into alerts. The scheduler and the daemon raise theirs with :meth:`raise_alert`,
+which never blocks and never raises for a sink problem: it queues one write job on the
+store writer (dedup and rate limiting are decided inside it, against the ``alert_keys``
+database) and wakes the delivery task once the alert is durable. The daemon starts
+delivery, the stuck-run rule, the timed checks and the dead-man's switch with
+:meth:`start`; a foreground ``corral run`` starts delivery only and gives it a short
+bound at exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from corral.alerts.alert import Alert, Severity
+from corral.alerts.alert import Alert
 from corral.alerts.config import LOG_SINK
 from corral.alerts.delivery import Delivery
 from corral.alerts.outbox import Outbox
 from corral.alerts.routing import BuiltSink, build_sinks, sink_types
+from corral.alerts.rules import NoticeRules, RunRules, StuckRule
 from corral.alerts.sinks.log import LogSink
 from corral.config import CorralConfig
+from corral.observe.events import Background, Event
+from corral.observe.logs import LogFiles
 from corral.states import FINISHED, RunState
+from corral.store import Records, Store, Writer
 
 if TYPE_CHECKING:
     from corral.alerts.monitor import Monitor
-    from corral.alerts.rules import RunRules, StuckRule
-    from corral.observe.metrics import Metrics
-    from corral.run.engine import Engine
+
+Pause = Callable[[str, str, "float | None"], Coroutine[Any, Any, None]]
+"""Pause an agent (name, reason, until): the engine's ``pause_agent``."""
 
 FOREGROUND_FLUSH = 5.0
 """How long a foreground ``corral run`` waits at exit for the alerts it raised to go out."""
@@ -49,25 +57,47 @@ def configured_sinks(config: CorralConfig, manager: pluggy.PluginManager) -> tup
 
 
 class Alerting:
-    """Owned by the engine; see the module docstring."""
+    """Built by the composition root; see the module docstring."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self.config = engine.config.alerts
-        self._log = engine.log
-        self.outbox = Outbox(engine.store.dbs)
-        self.sinks, _ = configured_sinks(
-            engine.config, engine.plugins.manager
-        )  # problems: `corral check`, daemon start
-        self.delivery = Delivery(engine.store, engine.writer, self.sinks, _AlertLog(engine), engine.log)
+    def __init__(
+        self,
+        config: CorralConfig,
+        store: Store,
+        records: Records,
+        writer: Writer,
+        manager: pluggy.PluginManager,
+        logs: LogFiles,
+        background: Background,
+        pause: Pause,
+    ) -> None:
+        self._corral = config
+        self.config = config.alerts
+        self._store, self._records, self._writer = store, records, writer
+        self._manager = manager
+        self._log = logs.logger(None)
+        self._background = background
+        self._pause = pause
+        self.outbox = Outbox(records)
+        self.sinks, _ = configured_sinks(config, manager)  # problems: `corral check`, daemon start
+        self.delivery = Delivery(store, writer, self.outbox, self.sinks, _AlertLog(logs, self._agents), self._log)
         self._lock = threading.Lock()
-        with engine.store.read() as txn:
+        with store.read() as txn:
             self._open = self.outbox.open_keys(txn)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._rules: RunRules | None = None
+        self._rules = RunRules(self, self.config.crash_loop, self.config.crash_loop_pause)
+        self._notices = NoticeRules(self)
         self._stuck: StuckRule | None = None
         self.monitor: Monitor | None = None
-        self.metrics: Metrics | None = None
+
+    def _agents(self) -> Mapping[str, object]:
+        return self._corral.agents
+
+    def observe(self, event: Event) -> None:
+        """The event stream's subscriber: every rule sees every event, in order."""
+        self._rules(event)
+        self._notices(event)
+        if self._stuck is not None:
+            self._stuck(event)
 
     # ------------------------------------------------------------------ any thread
 
@@ -84,7 +114,7 @@ class Alerting:
         repeat_after = self.config.repeat_after
         outbox = self.outbox
         try:
-            future = self._engine.writer.submit(lambda txn: outbox.accept(txn, alert, targets, repeat_after))
+            future = self._writer.submit(lambda txn: outbox.accept(txn, alert, targets, repeat_after))
         except Exception as exc:  # the writer is closing: log it, the caller must not fail
             self._log.error("alert could not be stored", key=alert.key, title=alert.title, error=str(exc))
             return
@@ -97,32 +127,13 @@ class Alerting:
         elif future.result() is not None:
             self.delivery.wake()
 
-    def breaker_changed(self, model: str, state: str, reason: str) -> None:
-        """A model endpoint's circuit breaker opened (alert) or closed again (the all-clear)."""
-        if self.metrics is not None:
-            self.metrics.breaker_changed(model, state)
-        key = f"breaker:{model}"
-        if state == "open":
-            self.raise_alert(
-                Alert(
-                    key=key,
-                    severity=Severity.WARNING,
-                    title=f"model {model!r}: circuit breaker opened",
-                    body=reason,
-                    fields={"model": model},
-                )
-            )
-        elif state == "closed":
-            title = f"model {model!r}: circuit breaker closed again"
-            self.raise_alert(Alert(key=key, severity=Severity.INFO, title=title, body=reason, resolved=True))
-
     def pause(self, agent: str, reason: str, until: float | None) -> None:
         """Pause ``agent`` through the engine, from the background thread the rules run on."""
         loop = self._loop
         if loop is None or loop.is_closed():
             self._log.error("agent not paused: no event loop", agent=agent, reason=reason)
             return
-        future = asyncio.run_coroutine_threadsafe(self._engine.pause_agent(agent, reason, until=until), loop)
+        future = asyncio.run_coroutine_threadsafe(self._pause(agent, reason, until), loop)
         future.add_done_callback(lambda done: self._paused(agent, reason, done))
 
     def failures_before(self, agent: str, run_id: str, limit: int = 100) -> int:
@@ -131,8 +142,8 @@ class Alerting:
         stops at a success and at the run that last set off a crash loop; unfinished and
         cancelled runs are passed over."""
         count = 0
-        with self._engine.store.read() as txn:
-            for run in self._engine.records.list_runs(txn, agent, limit):
+        with self._store.read() as txn:
+            for run in self._records.list_runs(txn, agent, limit):
                 state = RunState(run["state"])
                 if run["id"] == run_id or state not in FINISHED or state is RunState.CANCELLED:
                     continue
@@ -144,13 +155,15 @@ class Alerting:
     def crash_loop_at(self, run_id: str) -> None:
         """Mark the run that set off a crash loop, where :meth:`failures_before` stops counting."""
 
+        records = self._records
+
         def job(txn: Any) -> None:
-            run = self._engine.records.get_run(txn, run_id)
+            run = records.get_run(txn, run_id)
             if run is not None:
                 run["crash_loop"] = True
-                self._engine.records.put_run(txn, run)
+                records.put_run(txn, run)
 
-        self._engine.writer.submit(job)
+        self._writer.submit(job)
 
     def _paused(self, agent: str, reason: str, future: Future[Any]) -> None:
         exc = future.exception()
@@ -162,61 +175,44 @@ class Alerting:
     def reconfigure(self, config: CorralConfig) -> None:
         """Take a reloaded config: routes, sinks, rule thresholds and expectations apply from now on.
 
-        Turning ``stuck_after``, the dead-man's switch or metrics on or off, or moving the
-        metrics port, takes a restart. A sink that cannot be built is logged and left out.
+        Turning ``stuck_after`` or the dead-man's switch on or off takes a restart. A sink
+        that cannot be built is logged and left out.
         """
-        sinks, problems = configured_sinks(config, self._engine.plugins.manager)
+        sinks, problems = configured_sinks(config, self._manager)
         for problem in problems:
             self._log.warning("config problem", problem=problem)
-        self.config = config.alerts
+        self._corral, self.config = config, config.alerts
         self.sinks = self.delivery.sinks = sinks
-        if self._rules is not None:
-            self._rules.crash_loop, self._rules.pause_for = self.config.crash_loop, self.config.crash_loop_pause
+        self._rules.crash_loop, self._rules.pause_for = self.config.crash_loop, self.config.crash_loop_pause
         if self._stuck is not None and self.config.stuck_after is not None:
             self._stuck.after = self.config.stuck_after
 
     # ------------------------------------------------------------------ the event loop
 
     async def start(self, *, daemon: bool) -> None:
-        """Start delivery on the running loop; in the daemon also the timed checks, switch and metrics."""
-        from corral.alerts.rules import RunRules, StuckRule
-
+        """Start delivery on the running loop; in the daemon also the stuck-run rule, the timed
+        checks and the dead-man's switch."""
         self._loop = asyncio.get_running_loop()
-        manager = self._engine.plugins.manager
-        config = self.config
-        self._rules = RunRules(self, config.crash_loop, config.crash_loop_pause)
-        manager.register(self._rules, name="corral.alerts.rules")
-        stuck = None
-        if daemon and config.stuck_after is not None:
-            stuck = self._stuck = StuckRule(self, config.stuck_after)
-            manager.register(stuck, name="corral.alerts.rules:stuck")
         self.delivery.start()
         if not daemon:
             return
         from corral.alerts.monitor import Monitor
 
-        self.monitor = Monitor(self, self._engine, stuck)
+        if self.config.stuck_after is not None:
+            self._stuck = StuckRule(self, self.config.stuck_after)
+        self.monitor = Monitor(self, self._store, self._records, self._writer, self._log, self._stuck)
         await self.monitor.start()
-        if config.metrics.port is not None:
-            from corral.observe.metrics import Metrics
-
-            self.metrics = Metrics(self._engine, config.metrics)
-            manager.register(self.metrics, name="corral.observe.metrics")
-            self.metrics.start()
 
     async def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` for what was raised so far to be delivered; True when it was.
 
-        Alerts raised by listeners are still on the background thread, so first let that
+        Alerts raised by the rules are still on the background thread, so first let that
         thread and then the store writer catch up.
         """
-        loop = asyncio.get_running_loop()
-        caught_up: asyncio.Future[None] = loop.create_future()
-        self._engine.later(lambda: loop.call_soon_threadsafe(_set, caught_up))
         try:
             async with asyncio.timeout(timeout):
-                await caught_up
-                await self._engine.writer.run(lambda txn: None)
+                await self._background.caught_up()
+                await self._writer.run(lambda txn: None)
         except TimeoutError:
             return False
         return await self.delivery.idle(timeout)
@@ -234,16 +230,10 @@ class Alerting:
 
     async def stop(self, flush: float) -> None:
         """Stop everything :meth:`start` started; deliveries get ``flush`` seconds to finish."""
-        if self.metrics is not None:
-            self.metrics.stop()
         if self.monitor is not None:
             await self.monitor.stop()
         await self.delivery.stop(flush)
-        manager = self._engine.plugins.manager
-        for plugin in (self._rules, self._stuck, self.metrics):
-            if plugin is not None and manager.is_registered(plugin):
-                manager.unregister(plugin)
-        self._rules = self._stuck = self.metrics = self.monitor = None
+        self._stuck = self.monitor = None
         self._loop = None
 
 
@@ -251,25 +241,17 @@ class _AlertLog:
     """The always-on log sink: an agent's alert goes to that agent's log (so ``corral logs AGENT``
     and ``--run`` show it next to the run), any other to the daemon's."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, logs: LogFiles, agents: Callable[[], Mapping[str, object]]) -> None:
+        self._logs = logs
+        self._agents = agents
 
     def target(self) -> str:
         return "corral's logs"
 
     async def deliver(self, alert: Alert) -> None:
-        engine = self._engine
-        if alert.agent in engine.config.agents:
-            logger = (
-                engine.logs.logger(alert.agent, run_id=alert.run_id)
-                if alert.run_id
-                else engine.logs.logger(alert.agent)
-            )
+        logs = self._logs
+        if alert.agent in self._agents():
+            logger = logs.logger(alert.agent, run_id=alert.run_id) if alert.run_id else logs.logger(alert.agent)
         else:
-            logger = engine.log
+            logger = logs.logger(None)
         await LogSink({}, logger=logger, section=f"alerts.sinks.{LOG_SINK}").deliver(alert)
-
-
-def _set(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

@@ -13,6 +13,7 @@ from typing import Any
 from corral.alerts.outbox import Outbox
 from corral.cli.common import EXIT_OK, load, print_json, reader
 from corral.config import parse_duration
+from corral.store import Records
 
 DEFAULT_SINCE = "24h"
 
@@ -39,7 +40,7 @@ def _since(text: str) -> float:
 
 def alerts_since(store: Any, seconds_ago: float, agent: str | None = None) -> list[dict[str, Any]]:
     """Stored alert records of the last ``seconds_ago`` seconds, oldest first."""
-    outbox = Outbox(store.dbs)
+    outbox = Outbox(Records(store.dbs))
     with store.read() as txn:
         found = list(outbox.since(txn, time.time() - seconds_ago))
     return [r for r in found if agent is None or r["alert"].get("agent") == agent]
@@ -47,7 +48,7 @@ def alerts_since(store: Any, seconds_ago: float, agent: str | None = None) -> li
 
 def alerts_of_run(store: Any, run: dict[str, Any]) -> list[dict[str, Any]]:
     """Alerts raised about ``run`` (stored since it was created), oldest first."""
-    outbox = Outbox(store.dbs)
+    outbox = Outbox(Records(store.dbs))
     with store.read() as txn:
         return [r for r in outbox.since(txn, run.get("created", 0) - 1) if r["alert"].get("run_id") == run["id"]]
 

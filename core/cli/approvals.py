@@ -25,6 +25,7 @@ from corral.cli.common import (
     report_run,
 )
 from corral.run.approvals import PENDING, ApprovalError, Approvals
+from corral.store import Records
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -50,7 +51,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
     store, _ = reader(config)
     try:
         with store.read() as txn:
-            approvals = Approvals(store.dbs)
+            approvals = Approvals(Records(store.dbs))
             records = approvals.all(txn) if args.all else approvals.pending(txn)
     finally:
         store.close()

@@ -208,7 +208,8 @@ def foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
     from corral.daemon.host import host
 
     stop = _Stop()
-    with host(config, echo=None) as engine:
+    with host(config, echo=None) as composed:
+        engine = composed.engine
         engine.processes.prepare(config.home / "agents")
 
         async def go() -> dict[str, Any]:
@@ -224,11 +225,11 @@ def foreground(config: CorralConfig, start: Any) -> dict[str, Any]:
                 file=sys.stderr,
             )
             try:
-                async with engine.alerting.running(daemon=False):  # its alerts go out before it exits
+                async with composed.alerting.running(daemon=False):  # its alerts go out before it exits
                     return await engine.execute(run_id)
             finally:
                 stop.close()
-                await engine.close_models()
+                await engine.models.close()
 
         run = asyncio.run(go())
     if stop.signals and RunState(run["state"]) in (RunState.INTERRUPTED, RunState.QUEUED):

@@ -42,12 +42,13 @@ def run_id(config: CorralConfig, part: str) -> str:
 def approval_id(config: CorralConfig, part: str) -> str:
     """The full id of the approval request ``part`` names, read from ``config``'s store."""
     from corral.run.approvals import Approvals
+    from corral.store import Records
 
     text = _clean(part, "approval", APPROVALS)
     store, _ = reader(config)
     try:
         with store.read() as txn:
-            approvals = {r["id"]: r for r in Approvals(store.dbs).all(txn)}
+            approvals = {r["id"]: r for r in Approvals(Records(store.dbs)).all(txn)}
     finally:
         store.close()
     return _pick(text, "approval request", approvals, approvals.get, APPROVALS)

@@ -60,10 +60,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     from corral.daemon.host import host
 
     config = load(args)
-    with host(config, echo=sys.stderr) as engine:
+    with host(config, echo=sys.stderr) as composed:
         from corral.daemon.root import Daemon
 
-        return asyncio.run(Daemon(engine).serve())
+        return asyncio.run(Daemon(composed).serve())
 
 
 def cmd_run(args: argparse.Namespace) -> int:

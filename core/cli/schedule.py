@@ -107,8 +107,8 @@ def _ask(config: CorralConfig, request: dict[str, Any], offline: Callable[[Any],
         return reply
     from corral.daemon.host import host
 
-    with host(config, echo=None) as engine:
-        return asyncio.run(offline(engine))
+    with host(config, echo=None) as composed:
+        return asyncio.run(offline(composed.engine))
 
 
 def cmd_pause(args: argparse.Namespace) -> int:

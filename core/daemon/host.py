@@ -1,22 +1,99 @@
-"""Opening everything the engine needs, as the one writer of a corral home."""
+"""The composition root shared by ``corral up`` and a foreground ``corral run``: open a
+corral home as its one writer, build the engine and the observers, and subscribe the
+observers to the event stream.
+
+This is the one place that knows both sides: the engine (:mod:`corral.run`) posts events
+and imports no observer; the observers (:mod:`corral.observe`, :mod:`corral.alerts`)
+follow the stream. What runs on which thread is in docs/architecture.md.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TextIO
 
+from corral.alerts.service import Alerting
 from corral.config import CorralConfig
+from corral.observe.events import Background, EventStream
+from corral.observe.hooks import HookRelay
+from corral.observe.lines import RunLines
 from corral.observe.logs import LogFiles
-from corral.pluginmanager import load_plugins
+from corral.pluginmanager import Plugins, load_plugins
 from corral.run.engine import Engine
-from corral.store import Store, StoreLock
+from corral.sandbox.processes import ProcessControl
+from corral.store import Records, Store, StoreLock, Writer
+
+
+@dataclass
+class Host:
+    """One writer of a corral home: the engine and what follows its events."""
+
+    config: CorralConfig
+    store: Store
+    writer: Writer
+    background: Background
+    events: EventStream
+    engine: Engine
+    alerting: Alerting
+    logs: LogFiles
+
+    @classmethod
+    def compose(
+        cls,
+        config: CorralConfig,
+        store: Store,
+        plugins: Plugins,
+        logs: LogFiles,
+        processes: ProcessControl | None = None,
+        environ: Mapping[str, str] = os.environ,
+    ) -> Host:
+        """Build the parts on an open store and wire them; deliver what a previous process
+        committed but did not deliver."""
+        log = logs.logger(None)
+        records = Records(store.dbs)
+        writer = Writer(store, on_event=lambda level, message: getattr(log, level)(message))
+        background = Background(log)
+        events = EventStream(store, records, writer, background.later, log)
+        writer.after_commit = events.committed
+        engine = Engine(config, store, records, writer, plugins, logs, processes, environ)
+        alerting = Alerting(config, store, records, writer, plugins.manager, logs, background, engine.pause_agent)
+        events.subscribe("log lines", RunLines(logs))
+        events.subscribe("hooks", HookRelay(plugins.manager, log))
+        events.subscribe("alerts", alerting.observe)
+        events.wake()
+        return cls(config, store, writer, background, events, engine, alerting, logs)
+
+    def reconfigure(self, config: CorralConfig) -> None:
+        """Take a reloaded config: runs started from now on, and alerting, see it."""
+        self.config = config
+        self.engine.reconfigure(config)
+        self.alerting.reconfigure(config)
+
+    async def settle(self) -> None:
+        """Deliver every event of what was committed so far (a stopping daemon, before its
+        last log line)."""
+        await self.writer.run(lambda txn: None)
+        await asyncio.get_running_loop().run_in_executor(None, functools.partial(self.events.deliver, forget=True))
+
+    def close(self) -> None:
+        """Deliver every event committed so far and record that it was, then stop."""
+        self.writer.call(lambda txn: None)  # whatever was queued before is durable, its events posted
+        self.events.stop()
+        self.background.close()  # work already handed over, deliveries included
+        forgotten = self.events.deliver(forget=True)  # what is left, on this thread
+        if forgotten is not None:
+            forgotten.result(timeout=10)
+        self.writer.close()
 
 
 @contextmanager
-def host(config: CorralConfig, *, echo: TextIO | None) -> Iterator[Engine]:
-    """Lock the home, open store, logs and plugins; close them all on the way out.
+def host(config: CorralConfig, *, echo: TextIO | None) -> Iterator[Host]:
+    """Lock the home, open store, logs and plugins, compose; close them all on the way out.
 
     Raises StoreLockedError when another process already owns the home.
     """
@@ -30,12 +107,12 @@ def host(config: CorralConfig, *, echo: TextIO | None) -> Iterator[Engine]:
         store = Store.open(config.home / "store", map_mb=config.store_map_mb)
         try:
             plugins = load_plugins(config.plugins, config.home / "plugins", warn=log.warning)
-            engine = Engine(config, store, plugins, logs)
+            composed = Host.compose(config, store, plugins, logs)
             try:
-                yield engine
+                yield composed
             finally:
-                engine.close()
-                engine.processes.close()
+                composed.close()
+                composed.engine.processes.close()
         finally:
             store.close()
     finally:

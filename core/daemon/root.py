@@ -21,9 +21,10 @@ from corral.alerts import Alert, Severity
 from corral.checks import check_config
 from corral.config import load_config
 from corral.daemon import control
+from corral.daemon.host import Host
 from corral.daemon.power import KeepAwake
 from corral.errors import ConfigError
-from corral.run.engine import Engine
+from corral.observe.metrics import Metrics
 from corral.schedule.clock import Clock
 from corral.schedule.queue import RunQueue
 from corral.schedule.scheduler import Scheduler, build_all
@@ -38,8 +39,10 @@ Reply = Callable[[dict[str, Any]], Awaitable[None]]
 class Daemon:
     """Owns the scheduler, the queue, the control socket and the shutdown sequence."""
 
-    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
-        self.engine = engine
+    def __init__(self, host: Host, clock: Clock | None = None) -> None:
+        self.host = host
+        self.engine = engine = host.engine
+        self.alerting = host.alerting
         self.config = engine.config
         self.log = engine.log
         self.clock = clock or Clock()
@@ -49,7 +52,8 @@ class Daemon:
         self.awake = KeepAwake(self.config.keep_awake, self.log)
         self.queue = RunQueue(engine, self.config.max_concurrent_runs, self._run_done, self.awake.busy)
         self.timeline = Timeline(self.clock, engine.store, engine.writer, self.log)
-        self.scheduler = Scheduler(engine, self.queue, self.clock, self.timeline)
+        self.scheduler = Scheduler(engine, self.queue, self.clock, self.timeline, host.alerting.raise_alert)
+        self.metrics: Metrics | None = None
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._chores: set[asyncio.Task[Any]] = set()
         self._reloading = asyncio.Lock()
@@ -77,7 +81,8 @@ class Daemon:
         )
         for problem in check_config(self.config, self.engine.plugins):
             self.log.warning("config problem", problem=problem)
-        await self.engine.alerting.start(daemon=True)
+        await self.alerting.start(daemon=True)
+        self._start_metrics()
         downtime = await self.timeline.start()
         for run_id in await self.engine.recover(downtime.dead_for):
             run = await self.engine.writer.run(partial(self.engine.records.get_run, run_id=run_id))
@@ -97,12 +102,27 @@ class Daemon:
         await self._drain()
         self.awake.close()
         await self.timeline.beat(self.clock.read(), now=True)
-        await self.engine.alerting.stop(flush=5.0)
-        await self.engine.close_models()
+        await self.alerting.stop(flush=5.0)
+        if self.metrics is not None:
+            self.metrics.stop()
+        await self.engine.models.close()
         self.config.socket_path.unlink(missing_ok=True)
-        await self.engine.settle()
+        await self.host.settle()
         self.log.info("daemon stopped")
         return 0
+
+    def _start_metrics(self) -> None:
+        """Serve ``/metrics`` when ``[metrics] port`` is set; its counters follow the events.
+        Turning it on or off, or moving the port, takes a restart."""
+        config = self.config.alerts.metrics
+        if config.port is None:
+            return
+        engine = self.engine
+        self.metrics = Metrics(
+            config, engine.store, engine.records, engine.config.models, lambda: engine.processes.live, self.log
+        )
+        self.host.events.subscribe("metrics", self.metrics.observe)
+        self.metrics.start()
 
     def _on_signal(self, sig: int) -> None:
         self.signals += 1
@@ -193,13 +213,13 @@ class Daemon:
                 raise ConfigError([f"{path}: [corral] home cannot change on reload; restart the daemon to move it"])
             built = build_all(new, self.engine.plugins.manager, self.engine.environ, self.log.warning)
             await self.scheduler.listen(new)
-            self.engine.reconfigure(new)
+            self.host.reconfigure(new)
             self.config = new
             self.queue.limit = new.max_concurrent_runs
             changes = await self.scheduler.apply(new, built)
             self.queue.pump()
             self.log.info("config reloaded", path=str(path), agents=sorted(new.agents), **changes)
-            self.engine.alert(
+            self.alerting.raise_alert(
                 Alert(key="config-reload", severity=Severity.INFO, title="config reloaded", resolved=True)
             )
             return changes
@@ -212,7 +232,7 @@ class Daemon:
 
     def _rejected(self, exc: ConfigError, source: str) -> None:
         self.log.error("config reload rejected; the old config stays", source=source, problems=exc.problems)
-        self.engine.alert(
+        self.alerting.raise_alert(
             Alert(
                 key="config-reload",
                 severity=Severity.WARNING,
@@ -232,7 +252,7 @@ class Daemon:
             self.log.warning("control socket refused a process it could not identify", **intrusion.fields())
             return
         self.log.error("control socket refused an agent's process", **intrusion.fields())
-        self.engine.alert(intrusion.alert())
+        self.alerting.raise_alert(intrusion.alert())
 
     async def _handle(self, request: dict[str, Any], reply: Reply) -> None:
         """Answer one control request; a malformed one is refused before any handler sees it

@@ -1,25 +1,30 @@
 """The one stream of what happens to runs: durable, ordered, delivered off the step path.
 
 An event is posted inside the store transaction that makes the change it reports
-(:meth:`corral.store.Records.post_event`): a run's state changed (by the one function that
-changes it, :func:`corral.run.engine.change_state`), a step finished (by the one place that
-writes a journal entry done, :meth:`corral.store.Records.put_step`), or a step was answered
-from the journal on resume. So an event exists exactly when its change was committed, and
-a daemon killed before delivering it delivers it at its next start.
+(:meth:`corral.store.Records.post_event`), each kind by one place: a run created
+(``Engine.create_run``), its state changed (the one function that changes it,
+:func:`corral.run.engine.change_state`), a step finished (the one place that writes a
+journal entry done, :meth:`corral.store.Records.put_step`) or was answered from the
+journal on resume, an approval requested or decided (:class:`corral.run.approvals.Approvals`),
+an alert stored (:class:`corral.alerts.outbox.Outbox`), a breaker changed, a budget
+crossed a threshold (:mod:`corral.run.modelcalls`). So an event exists exactly when its
+change was committed, and a daemon killed before delivering it delivers it at its next start.
 
 :class:`EventStream` delivers them in order, on the daemon's background thread, to its
-subscribers: the pluggy hooks (``corral_step_done``, ``corral_run_finished``) and corral's
-own observers. Delivery is at least once: an event delivered just before a crash, whose
-removal was not yet committed, is delivered again after the restart.
+subscribers: the pluggy hooks (:mod:`corral.observe.hooks`) and corral's own observers
+(logs, alerts, metrics, telemetry), which the composition root subscribes
+(:mod:`corral.daemon.host`). Delivery is at least once: an event delivered just before a
+crash, whose removal was not yet committed, is delivered again after the restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,13 +52,16 @@ ENDED = FINISHED | {RunState.ON_HOLD, RunState.INTERRUPTED}
 
 @dataclass(frozen=True)
 class Event:
-    """One delivered event, its records read back from the store."""
+    """One delivered event, its records read back from the store. ``run`` is the run it is
+    about ({} for none: a breaker; or a run pruned since), ``data`` what its kind carries
+    (:class:`corral.states.EventKind`)."""
 
     kind: EventKind
     run: dict[str, Any]
     old: RunState | None = None
     step: dict[str, Any] = field(default_factory=dict)
     replayed: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ended(self) -> bool:
@@ -62,6 +70,61 @@ class Event:
 
 
 Subscriber = Callable[[Event], None]
+
+LATER_DELAY = 0.02
+"""How long :meth:`Background.later` gathers calls before running them together."""
+
+
+class Background:
+    """The one background thread: work that must happen, in order, but not on the event
+    loop or the store writer's step path (event delivery, and what observers do with it)."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-background")
+        self._calls: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+        self._lock = threading.Lock()
+        self._due = False
+
+    def later(self, func: Callable[..., object], *args: Any) -> None:
+        """Run ``func(*args)`` soon on the background thread, after every call handed over
+        before it. Calls are gathered for :data:`LATER_DELAY` and run together, so a busy
+        daemon wakes that thread a few dozen times a second instead of once per step."""
+        with self._lock:
+            self._calls.append((func, args))
+            if self._due:
+                return
+            self._due = True
+        self._pool.submit(self._run)
+
+    def _run(self) -> None:
+        time.sleep(LATER_DELAY)
+        with self._lock:
+            calls, self._calls = self._calls, []
+            self._due = False
+        yielded = time.perf_counter()
+        for func, args in calls:
+            yielded = breathe(yielded)
+            try:
+                func(*args)
+            except Exception as exc:  # noqa: BLE001 - one failed report must not lose the others
+                self._log.error("background work failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def caught_up(self) -> None:
+        """Return once everything handed over before this call has run."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self.later(loop.call_soon_threadsafe, _set, done)
+        await done
+
+    def close(self) -> None:
+        """Run what was handed over, then stop the thread."""
+        self._pool.shutdown(wait=True)
+
+
+def _set(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def breathe(since: float) -> float:
@@ -167,9 +230,14 @@ class EventStream:
         kind = EventKind(row["kind"])
         if kind is EventKind.RUN_CHANGED:
             return Event(kind, row["run"], old=RunState(row["old"]))
-        if row["run"] not in runs:
-            runs[row["run"]] = self._records.get_run(txn, row["run"])
-        run = runs[row["run"]]
+        if kind is EventKind.RUN_CREATED:
+            return Event(kind, row["run"])
+        run_id = row.get("run")
+        if run_id is not None and run_id not in runs:
+            runs[run_id] = self._records.get_run(txn, run_id)
+        run = runs.get(run_id) if run_id is not None else {}
+        if kind is not EventKind.STEP_DONE:
+            return Event(kind, run or {}, data=row["data"])
         step = self._records.fresh_entry(seq) or self._records.get_step(txn, row["run"], row["seq"])
         if run is None or step is None:
             return None

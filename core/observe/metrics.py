@@ -1,7 +1,7 @@
 """Prometheus metrics on 127.0.0.1, when ``[metrics] port`` is set (docs/alerting.md#metrics).
 
-Counters are updated by the run life-cycle hooks on the engine's background thread,
-never on the store writer's step path. What is a snapshot rather than a count (runs
+Counters follow the event stream (:mod:`corral.observe.events`), on the background
+thread, never on the store writer's step path. What is a snapshot rather than a count (runs
 queued and running, breaker states, each agent's memory and CPU) is read when
 Prometheus scrapes, on the HTTP server's thread, from a read transaction and psutil.
 """
@@ -9,7 +9,7 @@ Prometheus scrapes, on the HTTP server's thread, from a read transaction and psu
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -18,13 +18,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-import corral
 from corral.alerts.config import MetricsConfig
+from corral.observe.events import Event
+from corral.states import EventKind, RunState
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from corral.run.engine import Engine
+    from corral.sandbox.processes import Child
+    from corral.store import Records, Store
 
 BREAKER_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -37,13 +39,13 @@ class _Snapshot(Collector):
         self._metrics = metrics
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        engine = self._metrics.engine
+        metrics = self._metrics
         active = GaugeMetricFamily(
             "corral_runs_active", "Unfinished runs by state (queued is the queue depth)", labels=["state"]
         )
         counts = {"queued": 0, "running": 0, "interrupted": 0, "on_hold": 0}
-        with engine.store.read() as txn:
-            for run in engine.records.active_runs(txn):
+        with metrics.store.read() as txn:
+            for run in metrics.records.active_runs(txn):
                 counts[run["state"]] = counts.get(run["state"], 0) + 1
         for state, count in sorted(counts.items()):
             active.add_metric([state], count)
@@ -68,15 +70,26 @@ class _Snapshot(Collector):
 
 
 class Metrics:
-    """A plugin of the daemon (life-cycle hooks) plus the HTTP endpoint serving its registry."""
+    """An observer of the event stream plus the HTTP endpoint serving its registry."""
 
-    def __init__(self, engine: Engine, config: MetricsConfig) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        config: MetricsConfig,
+        store: Store,
+        records: Records,
+        models: Iterable[str],
+        live: Callable[[], Mapping[str, Child]],
+        log: Any,
+    ) -> None:
         self.config = config
+        self.store, self.records = store, records
+        self._live = live
+        """The running agents' processes by run id."""
+        self._log = log
         self.registry = CollectorRegistry()
         self._lock = threading.Lock()
         self._agents: dict[str, str] = {}  # run id -> agent, while its process runs
-        self._breakers: dict[str, str] = dict.fromkeys(engine.config.models, "closed")
+        self._breakers: dict[str, str] = dict.fromkeys(models, "closed")
         self.runs = Counter("corral_runs", "Runs that ended, by outcome", ["agent", "outcome"], registry=self.registry)
         self.retries = Counter(
             "corral_run_retries", "Attempts that were interrupted and retried", ["agent"], registry=self.registry
@@ -107,17 +120,13 @@ class Metrics:
         assert self.config.port is not None
         self._server, self._thread = start_http_server(self.config.port, addr=self.config.host, registry=self.registry)
         self.port = self._server.server_port
-        self.engine.log.info("metrics endpoint started", url=f"http://{self.config.host}:{self.port}/metrics")
+        self._log.info("metrics endpoint started", url=f"http://{self.config.host}:{self.port}/metrics")
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def breaker_changed(self, model: str, state: str) -> None:
-        with self._lock:
-            self._breakers[model] = state
 
     def breakers(self) -> dict[str, str]:
         with self._lock:
@@ -128,7 +137,7 @@ class Metrics:
         with self._lock:
             agents = dict(self._agents)
         totals: dict[str, tuple[int, float]] = {}
-        for run_id, child in list(self.engine.processes.live.items()):
+        for run_id, child in list(self._live().items()):
             agent = agents.get(run_id)
             if agent is None:
                 continue
@@ -149,17 +158,23 @@ class Metrics:
             totals[agent] = (memory, seconds)
         return totals
 
-    # ------------------------------------------------------------------ hooks (background thread)
+    # ------------------------------------------------------------------ events (background thread)
 
-    @corral.hookimpl
-    def corral_run_started(self, run: dict[str, Any]) -> None:
-        with self._lock:
-            self._agents[run["id"]] = run["agent"]
+    def observe(self, event: Event) -> None:
+        """The event stream's subscriber."""
+        run = event.run
+        if event.kind is EventKind.STEP_DONE and not event.replayed:
+            self._step(run, event.step)
+        elif event.kind is EventKind.BREAKER_CHANGED:
+            with self._lock:
+                self._breakers[event.data["model"]] = event.data["new"]
+        elif event.kind is EventKind.RUN_CHANGED and run["state"] == RunState.RUNNING.value:
+            with self._lock:
+                self._agents[run["id"]] = run["agent"]
+        elif event.ended:
+            self._ended(run)
 
-    @corral.hookimpl
-    def corral_step_done(self, run: dict[str, Any], step: dict[str, Any]) -> None:
-        if step.get("replayed"):
-            return
+    def _step(self, run: dict[str, Any], step: dict[str, Any]) -> None:
         agent, kind = run["agent"], str(step.get("kind"))
         if step.get("started") and step.get("ended"):
             self.steps.labels(agent, kind).observe(max(0.0, step["ended"] - step["started"]))
@@ -179,8 +194,7 @@ class Metrics:
         if cost > 0:
             self.cost.labels(agent, model).inc(cost)
 
-    @corral.hookimpl
-    def corral_run_finished(self, run: dict[str, Any]) -> None:
+    def _ended(self, run: dict[str, Any]) -> None:
         with self._lock:
             self._agents.pop(run["id"], None)
         if run["state"] == "interrupted":

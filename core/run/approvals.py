@@ -19,10 +19,13 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from corral.states import EventKind
 from corral.store.schema import pack, unpack
 
 if TYPE_CHECKING:
     import lmdb
+
+    from corral.store import Records
 
 DB = "approvals"
 PENDING, APPROVED, DENIED, EXPIRED, CONSUMED = "pending", "approved", "denied", "expired", "consumed"
@@ -38,10 +41,12 @@ def new_id() -> str:
 
 
 class Approvals:
-    """The ``approvals`` database; every method runs inside the caller's transaction."""
+    """The ``approvals`` database; every method runs inside the caller's transaction, and
+    a request or a decision posts its event there (:class:`corral.states.EventKind`)."""
 
-    def __init__(self, dbs: dict[str, Any]) -> None:
-        self.db = dbs[DB]
+    def __init__(self, records: Records) -> None:
+        self.db = records.dbs[DB]
+        self._records = records
 
     def get(self, txn: lmdb.Transaction, approval_id: str) -> dict[str, Any] | None:
         raw = txn.get(approval_id.encode(), db=self.db)
@@ -81,6 +86,7 @@ class Approvals:
             "expires": created + timeout,
         }
         self.put(txn, record)
+        self._records.post(txn, EventKind.APPROVAL_REQUESTED, record, run["id"])
         return record
 
     def decide(
@@ -95,9 +101,7 @@ class Approvals:
             raise ApprovalError(f"approval request {approval_id} expired at {_clock(record['expires'])}; it was denied")
         if record["state"] != PENDING:
             raise ApprovalError(f"approval request {approval_id} is already {record['state']}")
-        record.update(state=APPROVED if approve else DENIED, decided=when, decision_reason=reason)
-        self.put(txn, record)
-        return record
+        return self._settle(txn, record, APPROVED if approve else DENIED, when, reason)
 
     def expire(self, txn: lmdb.Transaction, now: float | None = None) -> list[dict[str, Any]]:
         """Mark every pending request past its time as expired (a denial); returns them."""
@@ -105,10 +109,17 @@ class Approvals:
         expired = []
         for record in self.pending(txn):
             if when >= record["expires"]:
-                record.update(state=EXPIRED, decided=when, decision_reason="nobody decided before it expired")
-                self.put(txn, record)
-                expired.append(record)
+                expired.append(self._settle(txn, record, EXPIRED, when, "nobody decided before it expired"))
         return expired
+
+    def _settle(
+        self, txn: lmdb.Transaction, record: dict[str, Any], state: str, when: float, reason: str
+    ) -> dict[str, Any]:
+        """Decide ``record`` (approved, denied or expired) and post its event."""
+        record.update(state=state, decided=when, decision_reason=reason)
+        self.put(txn, record)
+        self._records.post(txn, EventKind.APPROVAL_DECIDED, record, record["run_id"])
+        return record
 
     def decided(self, txn: lmdb.Transaction, approval_id: str) -> bool:
         """Whether the request has been decided (approved, denied, expired, or already used)."""

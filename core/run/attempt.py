@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral import wire
@@ -26,8 +29,11 @@ from corral.states import RunState
 
 if TYPE_CHECKING:
     from corral.config import AgentConfig
-    from corral.run.engine import Engine
-    from corral.sandbox.processes import Child
+    from corral.run.approvals import Approvals
+    from corral.run.modelaccess import ModelAccess
+    from corral.sandbox.processes import Child, ProcessControl
+    from corral.store import Records, Writer
+    from corral.tools import ToolSpec
 
 HELLO_TIMEOUT = 30.0
 SETTLE_TIMEOUT = 2.0
@@ -42,26 +48,49 @@ LIMIT_SIGNALS = {
 }
 
 
+@dataclass(frozen=True)
+class Shared:
+    """What an attempt uses of the daemon, handed to it by the engine (and nothing more)."""
+
+    writer: Writer
+    records: Records
+    processes: ProcessControl
+    approvals: Approvals
+    models: ModelAccess
+    tools: Mapping[str, ToolSpec]
+    guardrails: Any
+    """The guardrail plugins (:class:`corral.guardrails.guards.Guards` starts a run's set from them)."""
+    validator: Callable[[ToolSpec], Any]
+    redact: Callable[[Any], Any]
+    draining: Callable[[], bool]
+    """True once the daemon is stopping."""
+    cancelling: Callable[[str], bool]
+    """Whether a run is being cancelled."""
+    pause: modelcalls.Pause
+    max_tool_args_bytes: int
+
+
 class Attempt:
     """Drives one child process through the wire protocol."""
 
     def __init__(
         self,
-        engine: Engine,
+        shared: Shared,
         run: dict[str, Any],
         agent: AgentConfig,
         log: Any,
-        snapshot: dict[str, Any],
-        tool_secrets: dict[str, str] | None = None,
+        welcome: dict[str, Any],
+        workdir: Path,
     ) -> None:
-        self.tool_secrets = tool_secrets or {}
-        self.engine = engine
+        self.shared = shared
         self.run = run
-        self.snapshot = snapshot
+        self.welcome = welcome
+        """What the child learns of its run once it has said hello (``Engine.welcome``)."""
+        self.workdir = workdir
         self.agent = agent
         self.log = log
         self.journal = Journal(
-            engine.records,
+            shared.records,
             run["id"],
             agent.name,
             run["attempt"],
@@ -75,15 +104,20 @@ class Attempt:
         self.output_limit = RateLimit()
         self.cpu_seen = 0.0
         self.steps: Steps | None = None
-        self.granted = {name: engine.plugins.tools.get(name) for name in agent.tools}
+        self.granted = {name: shared.tools.get(name) for name in agent.tools}
         self.models = modelcalls.ModelCaller(
-            engine,
+            shared.models,
+            shared.writer,
+            shared.records,
             agent,
             self.journal,
             log,
             self.granted,
             Tally.from_dict(run.get("spent") or {}),
-            stopped=lambda: self.kill_reason is not None or engine.cancelling(run["id"]),
+            pause=shared.pause,
+            draining=shared.draining,
+            redact=shared.redact,
+            stopped=lambda: self.kill_reason is not None or shared.cancelling(run["id"]),
             after=self._model_step_done,
         )
 
@@ -94,26 +128,27 @@ class Attempt:
             raise RunEnded(outcome)
 
     async def execute(self, child: Child) -> Outcome:
+        shared = self.shared
         steps = self.steps = Steps(
             wire=child.wire,
             journal=self.journal,
             agent=self.agent.name,
             granted=self.granted,
-            validator=self.engine.validator,
-            draining=lambda: self.engine.draining,
+            validator=shared.validator,
+            draining=shared.draining,
             log=self.log,
             model_refusal=lambda name, args: modelcalls.refusal(self.agent, self.granted, name, args),
-            max_args_bytes=self.engine.config.max_tool_args_bytes,
-            redact=self.engine.logs.redaction.redact,
+            max_args_bytes=shared.max_tool_args_bytes,
+            redact=shared.redact,
             guarding=Guarding(
-                Guards.start(self.engine.plugins.guardrails, self.run, self.agent, self.log),
-                self.engine.approvals,
+                Guards.start(shared.guardrails, self.run, self.agent, self.log),
+                shared.approvals,
                 self.run,
                 self.agent.guardrails.approval_timeout,
             ),
         )
         child.wire.serve(steps)
-        self.engine.writer.attach(child.wire)
+        shared.writer.attach(child.wire)
         stdout, stderr = child.process.stdout, child.process.stderr
         assert stdout is not None and stderr is not None, "agents are spawned with both streams piped"
         pumps = [
@@ -136,24 +171,22 @@ class Attempt:
             outcome = Outcome(RunState.INTERRUPTED, failure("store", str(exc)), retry=True)
         except RunEnded as ended:
             outcome = ended.outcome
-            if outcome.error and outcome.error.get("kind") == "approval":
-                self._approval_alert(outcome.error)
         finally:
             watchdog.cancel()
-            self.engine.processes.kill_tree(child)
+            shared.processes.kill_tree(child)
             try:
                 await asyncio.wait_for(child.wait(), 5)
             except TimeoutError:
                 self.log.error("agent process did not exit after SIGKILL", pid=child.pid)
             await self._settle(child)
-            await self.engine.writer.detach(child.wire)
+            await shared.writer.detach(child.wire)
             child.wire.close()
             if steps.unjournaled:
                 try:
-                    await self.engine.writer.run(steps.settle)
+                    await shared.writer.run(steps.settle)
                 except Exception as exc:  # noqa: BLE001 - the outcome already says the run did not finish
                     self.log.error("tool outcomes could not be journaled", error=f"{type(exc).__name__}: {exc}")
-            self.engine.processes.forget(child)
+            shared.processes.forget(child)
             await asyncio.wait(pumps, timeout=2)
         return outcome
 
@@ -183,17 +216,18 @@ class Attempt:
         """End the run for ``reason`` (kind ``limit``): kill its whole tree now."""
         if self.kill_reason is None:
             self.kill_reason = reason
-        self.engine.processes.kill_tree(child)
+        self.shared.processes.kill_tree(child)
 
     async def _watch_processes(self, child: Child) -> None:
         """Memory (psutil RSS of the whole tree) and, where the kernel does not cap it, the number
         of processes; note every descendant and the CPU used."""
         limit_mb, most = self.agent.limits.memory_mb, self.agent.limits.processes
+        processes = self.shared.processes
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            tree = self.engine.processes.run_processes(child, max_age=WATCH_INTERVAL / 2)
+            tree = processes.run_processes(child, max_age=WATCH_INTERVAL / 2)
             child.known.update(p for p in tree if p.pid != child.pid)
-            self.cpu_seen = max(self.cpu_seen, self.engine.processes.cpu_seconds(child))
+            self.cpu_seen = max(self.cpu_seen, processes.cpu_seconds(child))
             if most is not None and len(tree) > most and not KERNEL_PROCESS_CAPS & set(self.run.get("applied", ())):
                 self._over_limit(
                     child,
@@ -203,7 +237,7 @@ class Attempt:
                 return
             if limit_mb is None:
                 continue
-            rss = self.engine.processes.tree_rss(tree)
+            rss = processes.tree_rss(tree)
             if rss > limit_mb * 2**20:
                 self._over_limit(
                     child,
@@ -219,10 +253,10 @@ class Attempt:
         if disk_mb is None and disk_files is None:
             self.disk_checked.set_result(None)
             return
-        workdir = self.engine.config.workdir(self.agent.name)
+        workdir = self.workdir
         try:
             while True:
-                holders = [proc.pid for proc in self.engine.processes.run_processes(child, max_age=WATCH_INTERVAL)]
+                holders = [proc.pid for proc in self.shared.processes.run_processes(child, max_age=WATCH_INTERVAL)]
                 usage = await asyncio.to_thread(quota.measure, workdir, disk_files, holders)
                 starting = not self.disk_checked.done()
                 reason = quota.excess(usage, disk_mb, disk_files, starting=starting)
@@ -253,8 +287,7 @@ class Attempt:
             return Outcome(RunState.FAILED, failure("limit", over_quota))
         assert self.steps is not None
         self.steps.open = True
-        welcome = self.engine.welcome(self.run, self.agent, self.snapshot, self.tool_secrets)
-        child.wire.send({"t": "welcome", "v": wire.VERSION, "run": welcome})
+        child.wire.send({"t": "welcome", "v": wire.VERSION, "run": self.welcome})
         while True:
             message = await child.wire.next()
             if message is None:
@@ -271,20 +304,6 @@ class Attempt:
                 raise ProtocolError("hello sent twice")
             else:
                 raise ProtocolError(f"{kind!r} is not a message a child may send now")
-
-    def _approval_alert(self, error: dict[str, Any]) -> None:
-        from corral.alerts import Alert, Severity
-
-        self.engine.alert(
-            Alert(
-                key=f"approval:{error['approval']}",
-                severity=Severity.WARNING,
-                title=f"agent {self.agent.name!r} waits for approval {error['approval']}",
-                body=error["message"],
-                agent=self.agent.name,
-                run_id=self.run["id"],
-            )
-        )
 
     async def _crashed(self, child: Child, what: str) -> Outcome:
         try:
@@ -314,7 +333,7 @@ class Attempt:
         cpu = self.agent.limits.cpu_seconds
         if sig is signal.SIGKILL and cpu and self.cpu_seen >= cpu * 0.9:
             return f"CPU time limit of {cpu}s exceeded (limits.cpu_seconds); the agent ignored SIGXCPU"
-        if sig is signal.SIGKILL and self.engine.processes.cgroup_oom_killed(child):
+        if sig is signal.SIGKILL and self.shared.processes.cgroup_oom_killed(child):
             mb = self.agent.limits.memory_mb
             return f"memory limit exceeded: the kernel killed the run's cgroup at {mb} MiB (limits.memory_mb)"
         return None

@@ -1,50 +1,52 @@
 """Runs from creation to an end state: attempts, resume, code changes, retention.
 
-The engine is everything the daemon and a foreground ``corral run`` share: one store
-writer, the plugins, process control and the logs. It owns no schedule and no socket.
+The engine is the run machinery the daemon and a foreground ``corral run`` share. It owns
+no schedule, no socket and no observer: what happens to runs reaches logs, alerts, metrics
+and plugins as events (:mod:`corral.observe.events`), which the composition root
+(:mod:`corral.daemon.host`) subscribes them to.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import os
 import secrets
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import jsonschema_rs
 
-from corral import pluginmanager
-from corral.alerts import Alert
-from corral.alerts.service import Alerting
 from corral.config import AgentConfig, CorralConfig
-from corral.observe.events import Event, EventStream, breathe
-from corral.observe.logs import LogFiles
 from corral.pluginmanager import Plugins
 from corral.run.approvals import Approvals
-from corral.run.attempt import Attempt
+from corral.run.attempt import Attempt, Shared
 from corral.run.budget import Ledger
-from corral.run.endpoints import Endpoints
+from corral.run.modelaccess import ModelAccess
 from corral.run.outcome import Outcome, failure
-from corral.run.steps import duration_ms
 from corral.sandbox.manager import Sandbox
 from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
 from corral.sandbox.processes import ProcessControl
 from corral.schedule.clock import Clock, awake_since, awake_stamp
 from corral.schedule.pauses import Pauses
+from corral.secrets import Redaction
 from corral.states import FINISHED, EventKind, RunState, check_transition
 from corral.store import Records, Store, Writer, new_run_id
 from corral.tools import ToolSpec
 from corral.toolsettings import tool_secret_names, welcome_entry
 
 MAX_BACKOFF = 60.0
-LATER_DELAY = 0.02
+
+
+class Logs(Protocol):
+    """Where the engine's own log lines go: the daemon's log, and each agent's; ``redaction``
+    keeps the secrets an agent is given out of them and out of the store."""
+
+    redaction: Redaction
+
+    def logger(self, agent: str | None = None, **bind: Any) -> Any: ...
 
 
 def code_hash(agent: AgentConfig) -> str:
@@ -106,14 +108,17 @@ class Engine:
         self,
         config: CorralConfig,
         store: Store,
+        records: Records,
+        writer: Writer,
         plugins: Plugins,
-        logs: LogFiles,
+        logs: Logs,
         processes: ProcessControl | None = None,
         environ: Mapping[str, str] = os.environ,
     ) -> None:
         self.config = config
         self.store = store
-        self.records = Records(store.dbs)
+        self.records = records
+        self.writer = writer
         self.plugins = plugins
         self.logs = logs
         self.log = logs.logger(None)
@@ -121,139 +126,20 @@ class Engine:
         self.environ = dict(environ)
         self.sandbox = Sandbox(config, plugins.manager, self.environ)
         """Confinement and secrets of agent processes (docs/sandbox.md)."""
-        self.writer = Writer(store, on_event=lambda level, message: getattr(self.log, level)(message))
         self.draining = False
         self._validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
-        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-background")
-        self._later: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
-        self._later_lock = threading.Lock()
-        self._later_due = False
-        self._model_clients: dict[str, Any] = {}
-        self.ledger = Ledger(config, store.dbs)
-        self.approvals = Approvals(store.dbs)
-        self.endpoints = Endpoints(config, self.environ, self.log)
-        """Today's model spend per agent and in total, for the daily budgets."""
-        self.alerting = Alerting(self)
-        """The durable alert outbox, its delivery, the alert rules and checks (docs/alerting.md)."""
-        self.pauses = Pauses(store, self.writer, Clock())
+        self.approvals = Approvals(records)
+        self.models = ModelAccess(
+            config, self.environ, plugins.providers, Ledger(config, store.dbs), writer, records, self.log
+        )
+        """Endpoints, providers, one client and breaker per model, the daily budgets."""
+        self.pauses = Pauses(store, writer, Clock())
         """Paused agents, durable; read through :meth:`paused` (docs/scheduling.md)."""
         self._executing: set[str] = set()
         self._cancelling: dict[str, str] = {}
         self._last_run_ms: int | None = None
-        self.events = EventStream(store, self.records, self.writer, self.later, self.log)
-        """What happens to runs, delivered in order off the step path (:mod:`corral.observe.events`)."""
-        self._step_logs: dict[str, Any] = {}  # run id -> its logger, while it runs (background thread)
-        self.events.subscribe("state log", self._log_state)
-        self.events.subscribe("step log", self._log_step)
-        self.events.subscribe("hooks", self._to_hooks)
-        self.writer.after_commit = self.events.committed
-        self.events.wake()  # what a previous process committed but did not deliver
 
     # ------------------------------------------------------------------ plumbing
-
-    def notify(self, hook: str, **kwargs: Any) -> None:
-        """Tell listener plugins on the background thread, in the order things happened."""
-        if self.listened(hook):
-            self.later(functools.partial(self.announce, hook, **kwargs))
-
-    def _log_step(self, event: Event) -> None:
-        """The ``step`` line of the run's agent log, for each step finished or replayed."""
-        run = event.run
-        if event.kind is not EventKind.STEP_DONE:
-            if event.ended:
-                self._step_logs.pop(run["id"], None)
-            return
-        log = self._step_logs.get(run["id"])
-        if log is None:  # one logger per run, not per step
-            log = self._step_logs[run["id"]] = self.logs.logger(
-                run["agent"], run_id=run["id"], trace_id=run.get("trace_id")
-            )
-        entry = event.step
-        error = entry.get("error") if not entry.get("ok") else None
-        log.info(
-            "step",
-            seq=entry["seq"],
-            kind=entry["kind"],
-            name=entry["name"],
-            ok=entry.get("ok"),
-            replayed=event.replayed,
-            duration_ms=duration_ms(entry),
-            **({"error": error.get("message")} if error else {}),
-        )
-
-    def _to_hooks(self, event: Event) -> None:
-        """The events plugins hear of: ``corral_step_done`` and ``corral_run_finished``."""
-        if event.kind is EventKind.STEP_DONE and self.listened("corral_step_done"):
-            self.announce("corral_step_done", run=dict(event.run), step={**event.step, "replayed": event.replayed})
-        elif event.ended and self.listened("corral_run_finished"):
-            self.announce("corral_run_finished", run=dict(event.run))
-
-    def listened(self, hook: str) -> bool:
-        """Whether any plugin implements ``hook`` (if not, nothing needs building for it)."""
-        return bool(getattr(self.plugins.manager.hook, hook).get_hookimpls())
-
-    def announce(self, hook: str, **kwargs: Any) -> None:
-        """Call ``hook``'s listeners now; for work already on the background thread."""
-        pluginmanager.notify(self.plugins.manager, hook, self.log.warning, **kwargs)
-
-    def alert(self, alert: Alert) -> None:
-        """Raise ``alert``: stored in the outbox and delivered asynchronously (dedup by
-        ``alert.key``; ``resolved=True`` with the same key is the all-clear). Thread-safe,
-        never blocks, never raises for a sink problem: call it from the event loop, the store
-        writer's thread or the background thread."""
-        self.alerting.raise_alert(alert)
-
-    def later(self, func: Callable[..., object], *args: Any) -> None:
-        """Run ``func(*args)`` soon on the one background thread, in order: work that must
-        happen but not on the event loop or the store writer's step path (step log lines).
-
-        Calls are gathered for :data:`LATER_DELAY` and run together, so a busy daemon wakes
-        that thread a few dozen times a second instead of once per step.
-        """
-        with self._later_lock:
-            self._later.append((func, args))
-            if self._later_due:
-                return
-            self._later_due = True
-        self._background.submit(self._run_later)
-
-    def _run_later(self) -> None:
-        time.sleep(LATER_DELAY)
-        with self._later_lock:
-            calls, self._later = self._later, []
-            self._later_due = False
-        yielded = time.perf_counter()
-        for func, args in calls:
-            yielded = breathe(yielded)
-            try:
-                func(*args)
-            except Exception as exc:  # noqa: BLE001 - one failed report must not lose the others
-                self.log.error("background work failed", error=f"{type(exc).__name__}: {exc}")
-
-    def model_client(self, name: str, endpoint: Any, adapter: Any) -> Any:
-        """The one client of model ``name`` (its circuit breaker shared by every run)."""
-        if name not in self._model_clients:
-            from corral.models import ModelClient
-
-            def breaker_changed(change: Any) -> None:
-                level = "warning" if change.new.value == "open" else "info"
-                getattr(self.log, level)(
-                    "model circuit breaker " + change.new.value,
-                    model=name,
-                    was=change.old.value,
-                    reason=change.reason,
-                    retry_in_s=change.retry_in,
-                )
-                self.alerting.breaker_changed(name, change.new.value, change.reason)
-
-            self._model_clients[name] = ModelClient(endpoint, adapter=adapter, on_breaker_change=breaker_changed)
-        return self._model_clients[name]
-
-    async def close_models(self) -> None:
-        """Close the model clients' connections; call before the event loop ends."""
-        clients, self._model_clients = list(self._model_clients.values()), {}
-        for client in clients:
-            await client.aclose()
 
     def validator(self, spec: ToolSpec) -> jsonschema_rs.Draft202012Validator:
         """A compiled validator per tool: every tool call is checked before it runs, so this
@@ -288,22 +174,6 @@ class Engine:
             "entry_points": self.plugins.entry_points,
         }
 
-    async def settle(self) -> None:
-        """Deliver every event of what was committed so far (a stopping daemon, before its
-        last log line)."""
-        await self.writer.run(lambda txn: None)
-        await asyncio.get_running_loop().run_in_executor(None, functools.partial(self.events.deliver, forget=True))
-
-    def close(self) -> None:
-        """Deliver every event committed so far and record that it was, then stop."""
-        self.writer.call(lambda txn: None)  # whatever was queued before is durable, its events posted
-        self.events.stop()
-        self._background.shutdown(wait=True)  # work already handed over, deliveries included
-        forgotten = self.events.deliver(forget=True)  # what is left, on this thread
-        if forgotten is not None:
-            forgotten.result(timeout=10)
-        self.writer.close()
-
     # ------------------------------------------------------------------ runs
 
     async def create_run(
@@ -333,6 +203,7 @@ class Engine:
 
         def job(txn: Any) -> None:
             records.put_run(txn, run)
+            records.post_event(txn, {"kind": EventKind.RUN_CREATED.value, "run": dict(run)})
             if also is not None:
                 also(txn, run)
 
@@ -368,12 +239,6 @@ class Engine:
 
         _, run = await self.writer.run(job)
         return run
-
-    def _log_state(self, event: Event) -> None:
-        """The daemon log's ``run state`` line, for every state change whatever made it."""
-        if event.kind is EventKind.RUN_CHANGED and event.old is not None:
-            run = event.run
-            self.log.info("run state", run_id=run["id"], agent=run["agent"], old=event.old.value, new=run["state"])
 
     async def _begin_attempt(
         self, run_id: str, agent: AgentConfig
@@ -541,23 +406,8 @@ class Engine:
         return runs
 
     def _approval_settled(self, record: dict[str, Any]) -> None:
-        from corral.alerts import Alert, Severity
-
         state = record["state"]
         self.log.info("approval " + state, approval=record["id"], run_id=record["run_id"], tool=record["tool"])
-        severity = Severity.WARNING if state == "expired" else Severity.INFO
-        title = f"approval {record['id']} for {record['tool']!r} {state}"
-        self.alert(
-            Alert(
-                key=f"approval:{record['id']}",
-                severity=severity,
-                title=title,
-                body=record.get("decision_reason") or "",
-                agent=record["agent"],
-                run_id=record["run_id"],
-                resolved=True,
-            )
-        )
 
     async def retry(self, run_id: str) -> dict[str, Any]:
         """Queue a run that failed for a passing reason (a model endpoint down, a budget spent)
@@ -646,9 +496,7 @@ class Engine:
         """Take a reloaded config: runs started from now on see it; running ones keep theirs."""
         self.config = config
         self.sandbox.config = config
-        self.ledger.config = config
-        self.endpoints.config = config
-        self.alerting.reconfigure(config)
+        self.models.reconfigure(config)
 
     async def _attempt(self, run: dict[str, Any], agent: AgentConfig, log: Any, snapshot: dict[str, Any]) -> Outcome:
         workdir = self.config.workdir(agent.name)
@@ -687,8 +535,8 @@ class Engine:
         if run["id"] in self._cancelling:  # cancelled while it was being spawned
             self.processes.kill_tree(child)
         log.info("run started", attempt=run["attempt"], pid=child.pid, trigger=run.get("trigger"))
-        self.notify("corral_run_started", run=dict(run))
-        outcome = await Attempt(self, run, agent, log, snapshot, tool_secrets).execute(child)
+        welcome = self.welcome(run, agent, snapshot, tool_secrets)
+        outcome = await Attempt(self._shared(), run, agent, log, welcome, workdir).execute(child)
         outcome.error, outcome.result = self.logs.redaction.redact((outcome.error, outcome.result))
         return outcome
 
@@ -756,3 +604,21 @@ class Engine:
         if removed:
             self.log.info("retention pruned runs", count=removed)
         return removed
+
+    def _shared(self) -> Shared:
+        """What an attempt uses, as the config is now."""
+        return Shared(
+            writer=self.writer,
+            records=self.records,
+            processes=self.processes,
+            approvals=self.approvals,
+            models=self.models,
+            tools=self.plugins.tools,
+            guardrails=self.plugins.guardrails,
+            validator=self.validator,
+            redact=self.logs.redaction.redact,
+            draining=lambda: self.draining,
+            cancelling=self.cancelling,
+            pause=self.pause_agent,
+            max_tool_args_bytes=self.config.max_tool_args_bytes,
+        )

@@ -20,7 +20,6 @@ from corral.guardrails import Decision as GuardDecision
 from corral.guardrails import Verdict
 from corral.packing import pack
 from corral.run.quota import MiB, QuotaExceeded
-from corral.states import EventKind
 from corral.store import Records
 from corral.wire import fingerprint, idempotency_key
 
@@ -111,8 +110,7 @@ class Journal:
                 ),
             )
         if entry["status"] == "done":
-            replayed = {"kind": EventKind.STEP_DONE.value, "run": self.run_id, "seq": seq, "replayed": True}
-            self.records.post_event(txn, replayed, entry)
+            self.records.post_step(txn, self.run_id, entry, replayed=True)
             return entry, Decision("replay", entry)
         return entry, None
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -26,14 +26,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from corral.run.budget import MICRO, Crossing, Refusal, Tally, Worst
 from corral.run.endpoints import NotConfigured
 from corral.run.outcome import Outcome, RunEnded, failure
-from corral.states import RunState
+from corral.states import EventKind, RunState
 
 if TYPE_CHECKING:
     from corral.config import AgentConfig
     from corral.models import Endpoint, Request, Response
-    from corral.run.engine import Engine
     from corral.run.journal import Journal
+    from corral.run.modelaccess import ModelAccess
+    from corral.store import Records, Writer
     from corral.tools import ToolSpec
+
+Pause = Callable[[str, str, float | None], Coroutine[Any, Any, None]]
+"""Pause an agent: (name, reason, until); raises KeyError for one no longer configured."""
 
 BREAKER_POLL = 1.0
 """How often a call waiting on an open breaker looks again (the breaker says when it half-opens)."""
@@ -95,16 +99,28 @@ class ModelCaller:
 
     def __init__(
         self,
-        engine: Engine,
+        access: ModelAccess,
+        writer: Writer,
+        records: Records,
         agent: AgentConfig,
         journal: Journal,
         log: Any,
         granted: dict[str, ToolSpec | None],
         spent: Tally,
+        *,
+        pause: Pause,
+        draining: Callable[[], bool],
+        redact: Callable[[Any], Any],
         stopped: Callable[[], bool] = lambda: False,
         after: Callable[[dict[str, Any]], None] = lambda entry: None,
     ) -> None:
-        self.engine = engine
+        self.access = access
+        self.writer = writer
+        self.records = records
+        self.pause = pause
+        self.draining = draining
+        """True once the daemon is stopping: a failing call is made again after the restart."""
+        self.redact = redact
         self.agent = agent
         self.journal = journal
         self.log = log
@@ -129,14 +145,15 @@ class ModelCaller:
         model = resolve(self.agent, item.name)
         assert model is not None  # checked before the step was journaled
         request = build_request(item.args, self.granted)
+        access = self.access
         try:
-            endpoint = await self.engine.endpoints.get(model)
+            endpoint = await access.endpoints.get(model)
         except NotConfigured as exc:
             return await self._fail(item.seq, "not_configured", str(exc))
-        config = self.engine.config.models[model]
-        adapter = self.engine.plugins.providers.get(endpoint.provider)
+        config = access.config.models[model]
+        adapter = access.providers.get(endpoint.provider)
         if adapter is None:
-            installed = ", ".join(sorted(self.engine.plugins.providers)) or "none"
+            installed = ", ".join(sorted(access.providers)) or "none"
             return await self._fail(
                 item.seq,
                 "not_configured",
@@ -146,13 +163,14 @@ class ModelCaller:
         worst = _worst(endpoint, request)
         over = self._over_run_budget(worst)
         if over:
-            self._alert("budget:run:" + self.journal.run_id, "warning", "a run reached its model budget", over)
+            self.log.warning("a run reached its model budget", detail=over)
+            await self._crossed({"budget": "run", "message": over})
             raise RunEnded(Outcome(RunState.FAILED, resumable(failure("budget", over))))
-        ledger = self.engine.ledger
+        ledger = access.ledger
         while (held := ledger.reserve(self.agent.name, worst)) is None:
             # Today's spend is not in memory (the day's first call here, or the clock moved):
             # read it from the store. Each pass needs the clock to change day once more.
-            await self.engine.writer.run(ledger.load)
+            await self.writer.run(ledger.load)
         if isinstance(held, Refusal):
             await self._day_spent(held)
         try:
@@ -175,18 +193,14 @@ class ModelCaller:
             }
             if price is not None:
                 spent["cost_micro_usd"] = tally.cost_micro_usd
-            value = self.engine.logs.redaction.redact(response.to_dict())
+            value = self.redact(response.to_dict())
             day = held.day
-            entry, crossings = await self.engine.writer.run(
-                lambda txn: self._record(txn, item.seq, value, spent, tally, day)
-            )
+            entry = await self.writer.run(lambda txn: self._record(txn, item.seq, value, spent, tally, day))
         finally:
-            self.engine.ledger.release(held)
+            ledger.release(held)
         if entry is not None:
             self.after(entry)
         self.spent.add(tally)
-        for crossing in crossings:
-            self._soft_alert(crossing)
         return {"t": "result", "seq": item.seq, "ok": True, "replayed": False, "value": value}
 
     async def _ask(
@@ -199,7 +213,7 @@ class ModelCaller:
         """
         from corral.models import ModelError
 
-        client = self.engine.model_client(model, endpoint, adapter)
+        client = self.access.client(model, endpoint, adapter)
         deadline = time.monotonic() + breaker_wait
 
         def on_attempt(attempt: Any) -> None:
@@ -220,7 +234,7 @@ class ModelCaller:
             except ModelError as exc:
                 if not exc.retryable:
                     return await self._fail(seq, exc.kind, str(exc))
-                if self.engine.draining:  # not the endpoint's fault: the call is made again after the restart
+                if self.draining():  # not the endpoint's fault: the call is made again after the restart
                     stopped = f"the daemon stopped during a call to model {model!r}; the run resumes when it is back"
                     raise RunEnded(Outcome(RunState.INTERRUPTED, failure("stopped", stopped), retry=True)) from None
                 left = deadline - time.monotonic()
@@ -236,25 +250,27 @@ class ModelCaller:
     async def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when the attempt is ended meanwhile."""
         until = time.monotonic() + seconds
-        while (left := until - time.monotonic()) > 0 and not self.stopped() and not self.engine.draining:
+        while (left := until - time.monotonic()) > 0 and not self.stopped() and not self.draining():
             await asyncio.sleep(min(left, BREAKER_POLL))
 
     def _record(
         self, txn: Any, seq: int, value: Any, spent: dict[str, Any], tally: Tally, admitted: str
-    ) -> tuple[dict[str, Any] | None, list[Crossing]]:
+    ) -> dict[str, Any] | None:
         """In one commit: the journal entry, the day's spend (``admitted``: the day whose caps
-        let the call start), and the run's own total. Returns the entry and the soft
-        thresholds crossed."""
+        let the call start), the run's own total, and an event for each soft threshold crossed."""
         entry = self.journal.done(txn, seq, True, value, None, spent)
-        crossings = self.engine.ledger.record(txn, self.agent.name, str(spent["model"]), tally, admitted)
-        records = self.engine.records
+        crossings = self.access.ledger.record(txn, self.agent.name, str(spent["model"]), tally, admitted)
+        records = self.records
+        for crossing in crossings:
+            self.log.warning("model budget threshold crossed", **_soft(crossing))
+            self._post_crossed(txn, {"budget": "day", **_soft(crossing)})
         run = records.get_run(txn, self.journal.run_id)
         if run is not None:
             total = Tally.from_dict(run.get("spent") or {})
             total.add(tally)
             run["spent"] = total.to_dict()
             records.put_run(txn, run)
-        return entry, crossings
+        return entry
 
     def _over_run_budget(self, worst: Worst) -> str | None:
         budget, spent, where = self.agent.budget.run, self.spent, f"[agents.{self.agent.name}.budget]"
@@ -274,47 +290,51 @@ class ModelCaller:
         return None
 
     async def _day_spent(self, refusal: Refusal) -> NoReturn:
-        """A daily cap is spent: alert, pause the agent until the budget renews, end the run."""
-        scope = refusal.scope or "all"
-        self._alert(
-            f"budget:day:{scope}:{refusal.day}:limit",
-            "critical",
-            "daily model budget spent",
-            refusal.message,
+        """A daily cap is spent: say so, pause the agent until the budget renews, end the run."""
+        self.log.warning("daily model budget spent", detail=refusal.message)
+        await self._crossed(
+            {
+                "budget": "day",
+                "scope": refusal.scope,
+                "day": refusal.day,
+                "fraction": 1.0,
+                "message": refusal.message,
+                "until": refusal.until,
+            }
         )
-        if self.agent.name in self.engine.config.agents:  # else removed by a reload while this run went on
-            await self.engine.pause_agent(self.agent.name, refusal.message, until=refusal.until)
+        try:
+            await self.pause(self.agent.name, refusal.message, refusal.until)
+        except KeyError:  # removed by a reload while this run went on
+            pass
         raise RunEnded(Outcome(RunState.FAILED, resumable(failure("budget", refusal.message))))
 
-    def _soft_alert(self, crossing: Crossing) -> None:
-        who = f"agent {crossing.scope!r}" if crossing.scope else "all agents together"
-        title = f"{who} used {crossing.fraction:.0%} of the daily {crossing.measure.replace('_', ' ')} budget"
-        body = f"{crossing.used} of {crossing.cap} on {crossing.day}"
-        key = f"budget:day:{crossing.scope or 'all'}:{crossing.day}:{crossing.measure}:{crossing.fraction:g}"
-        self._alert(key, "warning", title, body)
+    async def _crossed(self, data: dict[str, Any]) -> None:
+        """A budget reached: its event, in a commit of its own."""
+        await self.writer.run(lambda txn: self._post_crossed(txn, data))
 
-    def _alert(self, key: str, severity: str, title: str, body: str) -> None:
-        from corral.alerts import Alert, Severity
-
-        self.log.warning(title, detail=body)
-        self.engine.alert(
-            Alert(
-                key=key,
-                severity=Severity(severity),
-                title=title,
-                body=body,
-                agent=self.agent.name,
-                run_id=self.journal.run_id,
-            )
-        )
+    def _post_crossed(self, txn: Any, data: dict[str, Any]) -> None:
+        """Post a ``budget_crossed`` event (its alert is the alerting service's business)."""
+        self.records.post(txn, EventKind.BUDGET_CROSSED, {**data, "agent": self.agent.name}, self.journal.run_id)
 
     async def _fail(self, seq: int, kind: str, message: str) -> dict[str, Any]:
         error = {"kind": kind, "message": message, "type": "ModelCallError"}
         journal = self.journal
-        entry = await self.engine.writer.run(lambda txn: journal.done(txn, seq, False, None, error))
+        entry = await self.writer.run(lambda txn: journal.done(txn, seq, False, None, error))
         if entry is not None:
             self.after(entry)
         return {"t": "result", "seq": seq, "ok": False, "replayed": False, "error": error}
+
+
+def _soft(crossing: Crossing) -> dict[str, Any]:
+    """A soft threshold's fields, as its event and log line carry them."""
+    return {
+        "scope": crossing.scope,
+        "day": crossing.day,
+        "measure": crossing.measure,
+        "fraction": crossing.fraction,
+        "used": crossing.used,
+        "cap": crossing.cap,
+    }
 
 
 def resumable(error: dict[str, Any]) -> dict[str, Any]:

@@ -338,11 +338,6 @@ def answer(seq: int, decision: Decision) -> dict[str, Any] | None:
     return None
 
 
-def duration_ms(entry: dict[str, Any]) -> float:
-    """How long a journaled step took, start to outcome."""
-    return round(((entry.get("ended") or time.time()) - entry.get("started", time.time())) * 1000, 3)
-
-
 def _explain(error: jsonschema_rs.ValidationError) -> str:
     where = "/".join(str(p) for p in error.instance_path) or "arguments"
     return f"{where}: {error.message}"

@@ -168,8 +168,12 @@ def trigger_problems(config: CorralConfig, manager: pluggy.PluginManager, enviro
 class Scheduler:
     """Owns the schedules and the webhook listener; hands runs to the :class:`RunQueue`."""
 
-    def __init__(self, engine: Engine, queue: RunQueue, clock: Clock, timeline: Timeline) -> None:
+    def __init__(
+        self, engine: Engine, queue: RunQueue, clock: Clock, timeline: Timeline, alert: Callable[[Alert], None]
+    ) -> None:
         self.engine = engine
+        self.alert = alert
+        """Raise an alert (the alerting service's ``raise_alert``)."""
         self.queue = queue
         self.clock = clock
         self.timeline = timeline
@@ -261,7 +265,7 @@ class Scheduler:
     def _unbound(self, server: WebhookServer, problem: str) -> None:
         self.webhooks = server
         self.log.error("webhook listener not started", problem=problem, retry_in=REBIND_FIRST)
-        self.engine.alert(
+        self.alert(
             Alert(
                 key="webhook-listener",
                 severity=Severity.CRITICAL,
@@ -282,7 +286,7 @@ class Scheduler:
                 await server.start()
             except OSError:
                 continue
-            self.engine.alert(
+            self.alert(
                 Alert(
                     key="webhook-listener",
                     severity=Severity.INFO,
@@ -328,7 +332,7 @@ class Scheduler:
     def _start_failed(self, schedule: Schedule, error: str) -> None:
         config = schedule.config
         self.log.error("trigger could not start", agent=config.agent, schedule=config.key, error=error)
-        self.engine.alert(
+        self.alert(
             Alert(
                 key=f"trigger-start:{config.key}",
                 severity=Severity.WARNING,
@@ -638,7 +642,7 @@ class Scheduler:
             if agent.name in self._slowed:
                 await self._set_slowed(agent.name, None)
                 self.log.info("no-progress slow-down lifted", agent=agent.name)
-                self.engine.alert(
+                self.alert(
                     Alert(
                         key=key,
                         severity=Severity.INFO,
@@ -663,7 +667,7 @@ class Scheduler:
             )
             action = f"its timed triggers slowed {policy.slow_factor}x until a run makes progress"
         self.log.warning("agent makes no progress", agent=agent.name, reason=why, action=action)
-        self.engine.alert(
+        self.alert(
             Alert(
                 key=key,
                 severity=Severity.WARNING,

@@ -126,10 +126,17 @@ class Records:
         data = pack(entry)
         txn.put(schema.journal_key(run_id, entry["seq"]), data, db=self.dbs["journal"])
         if entry.get("status") == "done":
-            self.post_event(
-                txn, {"kind": EventKind.STEP_DONE.value, "run": run_id, "seq": entry["seq"], "replayed": False}
-            )
+            self.post_step(txn, run_id, entry, replayed=False)
         return len(data)
+
+    def post_step(self, txn: lmdb.Transaction, run_id: str, entry: dict[str, Any], *, replayed: bool) -> None:
+        """The ``step_done`` event of ``entry``: written done, or (``replayed``) answered from
+        the journal on resume."""
+        self.post_event(
+            txn,
+            {"kind": EventKind.STEP_DONE.value, "run": run_id, "seq": entry["seq"], "replayed": replayed},
+            entry if replayed else None,
+        )
 
     def post_event(self, txn: lmdb.Transaction, event: dict[str, Any], entry: dict[str, Any] | None = None) -> None:
         """Append ``event`` to the durable event stream (:mod:`corral.observe.events`), in ``txn``:
@@ -145,6 +152,11 @@ class Records:
             with self._fresh_lock:
                 self._fresh[self._event_seq] = entry
         self.events_posted = True
+
+    def post(self, txn: lmdb.Transaction, kind: EventKind, data: dict[str, Any], run_id: str | None = None) -> None:
+        """Post an event that carries its own ``data`` (an approval, an alert, a breaker, a
+        budget), about ``run_id`` when it concerns a run."""
+        self.post_event(txn, {"kind": kind.value, "run": run_id, "data": data})
 
     def fresh_entry(self, seq: int) -> dict[str, Any] | None:
         """The journal entry posted with event ``seq`` in this process (None: read the store),

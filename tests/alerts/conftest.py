@@ -12,8 +12,7 @@ import trustme
 
 from corral.alerts import Alert, Severity
 from corral.config import parse_config
-from corral.daemon.host import host
-from corral.run.engine import Engine
+from corral.daemon.host import Host, host
 
 from .receivers import HTTPReceiver, SilentTCPServer, SMTPReceiver
 
@@ -88,11 +87,12 @@ def alert() -> Alert:
 
 
 @pytest.fixture
-def engine_with(tmp_path: Path) -> Iterator[Callable[..., Engine]]:
-    """``engine_with(alerts_table, environ={...})``: a real engine (store, writer, plugins) on a fresh home."""
+def home_with(tmp_path: Path) -> Iterator[Callable[..., Host]]:
+    """``home_with(alerts_table, environ={...})``: a real corral home opened as its writer (store,
+    engine, alerting, plugins), fresh."""
     opened: list[Any] = []
 
-    def make(alerts: dict[str, Any], *, environ: dict[str, str] | None = None, **top: Any) -> Engine:
+    def make(alerts: dict[str, Any], *, environ: dict[str, str] | None = None, **top: Any) -> Host:
         data = {"corral": {"home": str(tmp_path / "home")}, "alerts": alerts, **top}
         config = parse_config(data, tmp_path / "corral.toml", environ or {})
         context = host(config, echo=None)

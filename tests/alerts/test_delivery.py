@@ -1,4 +1,4 @@
-"""The outbox and delivery with a real engine, store and loopback receivers: dedup, resolve, retry, escalation."""
+"""The outbox and delivery with a real home, store and loopback receivers: dedup, resolve, retry, escalation."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import Any
 
 from corral.alerts import Alert, Severity
 from corral.config import parse_config
-from corral.daemon.host import host
-from corral.run.engine import Engine
+from corral.daemon.host import Host, host
 
 from .receivers import HANG, HTTPReceiver, Reply
 
@@ -24,59 +23,59 @@ def _alert(key: str = "disk:full", severity: Severity = Severity.WARNING, **kwar
     return Alert(key=key, severity=severity, title=f"{key} happened", **kwargs)
 
 
-def _stored(engine: Engine) -> list[dict[str, Any]]:
-    with engine.store.read() as txn:
-        return list(engine.alerting.outbox.since(txn, 0))
+def _stored(home: Host) -> list[dict[str, Any]]:
+    with home.store.read() as txn:
+        return list(home.alerting.outbox.since(txn, 0))
 
 
-def _deliver(engine: Engine, *alerts: Alert, timeout: float = 20.0) -> None:
+def _deliver(home: Host, *alerts: Alert, timeout: float = 20.0) -> None:
     """Start delivery, raise ``alerts`` in order, and wait until the outbox is empty."""
 
     async def go() -> None:
-        await engine.alerting.start(daemon=False)
+        await home.alerting.start(daemon=False)
         try:
             for alert in alerts:
-                engine.alert(alert)
-            assert await engine.alerting.flush(timeout)
+                home.alerting.raise_alert(alert)
+            assert await home.alerting.flush(timeout)
         finally:
-            await engine.alerting.stop(0)
+            await home.alerting.stop(0)
 
     asyncio.run(go())
 
 
 def test_an_alert_is_stored_then_delivered_to_the_sinks_of_its_severity(
-    engine_with: Callable[..., Engine], http_receiver: Callable[..., HTTPReceiver]
+    home_with: Callable[..., Host], http_receiver: Callable[..., HTTPReceiver]
 ) -> None:
     pager, chat = http_receiver(), http_receiver()
-    engine = engine_with(
+    home = home_with(
         {
             "route": {"critical": ["pager", "chat"], "warning": ["chat"]},
             "sinks": {"pager": _hook(pager), "chat": _hook(chat)},
         }
     )
     _deliver(
-        engine,
+        home,
         _alert("a", Severity.CRITICAL, agent="nightly"),
         _alert("b", Severity.WARNING),
         _alert("c", Severity.INFO),
     )
     assert [json.loads(r.body)["key"] for r in pager.requests] == ["a"]
     assert sorted(json.loads(r.body)["key"] for r in chat.requests) == ["a", "b"]
-    records = {r["alert"]["key"]: r for r in _stored(engine)}
+    records = {r["alert"]["key"]: r for r in _stored(home)}
     assert records["a"]["status"] == "delivered" and records["a"]["targets"] == ["log", "pager", "chat"]
     assert set(records["a"]["deliveries"]) == {"log", "pager", "chat"}
     assert records["c"]["targets"] == ["log"] and records["c"]["deliveries"]["log"]["ok"]
 
 
 def test_repeats_of_an_open_alert_are_held_back_and_the_all_clear_goes_once(
-    engine_with: Callable[..., Engine], http_receiver: Callable[..., HTTPReceiver]
+    home_with: Callable[..., Host], http_receiver: Callable[..., HTTPReceiver]
 ) -> None:
     chat = http_receiver()
-    engine = engine_with(
+    home = home_with(
         {"route": {"warning": ["chat"], "critical": ["chat"], "info": ["chat"]}, "sinks": {"chat": _hook(chat)}}
     )
     _deliver(
-        engine,
+        home,
         _alert("k"),
         _alert("k"),
         _alert("k"),
@@ -93,32 +92,32 @@ def test_repeats_of_an_open_alert_are_held_back_and_the_all_clear_goes_once(
         ("k", "info", True),
         ("k", "warning", False),
     ]
-    assert [r["repeats"] for r in _stored(engine)] == [0, 2, 0, 0]
+    assert [r["repeats"] for r in _stored(home)] == [0, 2, 0, 0]
 
 
 def test_repeat_after_lets_a_reminder_through(
-    engine_with: Callable[..., Engine], http_receiver: Callable[..., HTTPReceiver]
+    home_with: Callable[..., Host], http_receiver: Callable[..., HTTPReceiver]
 ) -> None:
     chat = http_receiver()
-    engine = engine_with({"route": {"warning": ["chat"]}, "sinks": {"chat": _hook(chat)}, "repeat_after": "1m"})
-    _deliver(engine, _alert("k", created=1000.0), _alert("k", created=1030.0), _alert("k", created=1061.0))
+    home = home_with({"route": {"warning": ["chat"]}, "sinks": {"chat": _hook(chat)}, "repeat_after": "1m"})
+    _deliver(home, _alert("k", created=1000.0), _alert("k", created=1030.0), _alert("k", created=1061.0))
     assert [json.loads(r.body)["created"] for r in chat.requests] == [1000.0, 1061.0]
 
 
 def test_a_failing_sink_is_retried_then_escalates_to_the_next(
-    engine_with: Callable[..., Engine], http_receiver: Callable[..., HTTPReceiver]
+    home_with: Callable[..., Host], http_receiver: Callable[..., HTTPReceiver]
 ) -> None:
     chat = http_receiver([Reply(503, b"busy"), Reply(429, b"slow down", {"Retry-After": "0"}), Reply(503, b"busy")])
     pager = http_receiver()
-    engine = engine_with(
+    home = home_with(
         {
             "route": {"critical": ["chat"]},
             "sinks": {"chat": _hook(chat, retries=3, escalate_to="pager"), "pager": _hook(pager)},
         }
     )
-    _deliver(engine, _alert("k", Severity.CRITICAL))
+    _deliver(home, _alert("k", Severity.CRITICAL))
     assert len(chat.requests) == 3 and len(pager.requests) == 1
-    (record,) = _stored(engine)
+    (record,) = _stored(home)
     chat_outcome = record["deliveries"]["chat"]
     assert not chat_outcome["ok"] and chat_outcome["attempts"] == 3 and chat_outcome["escalated_to"] == "pager"
     assert "503" in chat_outcome["error"] and record["deliveries"]["pager"]["ok"]
@@ -126,27 +125,27 @@ def test_a_failing_sink_is_retried_then_escalates_to_the_next(
 
 
 def test_a_refused_alert_is_not_retried_and_is_recorded_as_failed(
-    engine_with: Callable[..., Engine], http_receiver: Callable[..., HTTPReceiver]
+    home_with: Callable[..., Host], http_receiver: Callable[..., HTTPReceiver]
 ) -> None:
     secret_path = "/hook/T0-s3cr3t-t0ken"
     chat = http_receiver([Reply(404, b"no such hook")])
-    engine = engine_with(
+    home = home_with(
         {"route": {"warning": ["chat"]}, "sinks": {"chat": {"type": "webhook", "url_env": "CHAT_URL"}}},
         environ={"CHAT_URL": chat.url(secret_path)},
     )
-    _deliver(engine, _alert())
-    (record,) = _stored(engine)
+    _deliver(home, _alert())
+    (record,) = _stored(home)
     assert len(chat.requests) == 1 and record["status"] == "failed"
     assert "404" in record["deliveries"]["chat"]["error"]
     assert "s3cr3t" not in json.dumps(record)
-    assert "s3cr3t" not in (engine.config.home / "logs" / "corral.log").read_text()
+    assert "s3cr3t" not in (home.config.home / "logs" / "corral.log").read_text()
 
 
 def test_a_hanging_sink_holds_up_nothing_else(
-    engine_with: Callable[..., Engine], http_receiver: Callable[..., HTTPReceiver]
+    home_with: Callable[..., Host], http_receiver: Callable[..., HTTPReceiver]
 ) -> None:
     stuck, chat = http_receiver([HANG, HANG]), http_receiver()
-    engine = engine_with(
+    home = home_with(
         {
             "route": {"warning": ["stuck", "chat"]},
             "sinks": {"stuck": _hook(stuck, timeout="30s"), "chat": _hook(chat)},
@@ -154,19 +153,19 @@ def test_a_hanging_sink_holds_up_nothing_else(
     )
 
     async def go() -> tuple[int, list[dict[str, Any]]]:
-        await engine.alerting.start(daemon=False)
+        await home.alerting.start(daemon=False)
         try:
-            engine.alert(_alert("first"))
-            engine.alert(_alert("second"))
+            home.alerting.raise_alert(_alert("first"))
+            home.alerting.raise_alert(_alert("second"))
             async with asyncio.timeout(20):
                 while len(chat.requests) < 2:
                     await asyncio.sleep(0.01)
             # the store writer is not held up either: a write goes through while the sink hangs
-            await engine.writer.run(lambda txn: None)
-            with engine.store.read() as txn:
-                return len(stuck.requests), engine.alerting.outbox.pending(txn)
+            await home.writer.run(lambda txn: None)
+            with home.store.read() as txn:
+                return len(stuck.requests), home.alerting.outbox.pending(txn)
         finally:
-            await engine.alerting.stop(0)
+            await home.alerting.stop(0)
 
     hung, pending = asyncio.run(go())
     assert hung >= 1 and {r["alert"]["key"] for r in pending} == {"first", "second"}
@@ -182,33 +181,33 @@ def test_an_alert_left_in_the_outbox_is_delivered_by_the_next_process(
         "alerts": {"route": {"warning": ["chat"]}, "sinks": {"chat": _hook(chat)}},
     }
     config = parse_config(data, tmp_path / "corral.toml", {})
-    with host(config, echo=None) as engine:
-        engine.alert(_alert("left-behind"))
-        engine.writer.call(lambda txn: None)  # durable, and no delivery was started in this process
+    with host(config, echo=None) as home:
+        home.alerting.raise_alert(_alert("left-behind"))
+        home.writer.call(lambda txn: None)  # durable, and no delivery was started in this process
     assert chat.requests == []
-    with host(config, echo=None) as engine:
-        _deliver(engine)
+    with host(config, echo=None) as home:
+        _deliver(home)
     assert [json.loads(r.body)["key"] for r in chat.requests] == ["left-behind"]
 
 
 def test_a_reloaded_config_routes_the_next_alerts(
-    engine_with: Callable[..., Engine], http_receiver: Callable[..., HTTPReceiver], tmp_path: Path
+    home_with: Callable[..., Host], http_receiver: Callable[..., HTTPReceiver], tmp_path: Path
 ) -> None:
     old, new = http_receiver(), http_receiver()
-    engine = engine_with({"route": {"warning": ["old"]}, "sinks": {"old": _hook(old)}})
+    home = home_with({"route": {"warning": ["old"]}, "sinks": {"old": _hook(old)}})
     alerts = {"route": {"warning": ["new"]}, "sinks": {"new": _hook(new)}, "crash_loop": 7}
-    engine.reconfigure(
-        parse_config({"corral": {"home": str(engine.config.home)}, "alerts": alerts}, tmp_path / "c.toml", {})
+    home.reconfigure(
+        parse_config({"corral": {"home": str(home.config.home)}, "alerts": alerts}, tmp_path / "c.toml", {})
     )
-    _deliver(engine, _alert("after-reload"))
+    _deliver(home, _alert("after-reload"))
     assert old.requests == [] and [json.loads(r.body)["key"] for r in new.requests] == ["after-reload"]
 
 
 def test_alerting_can_start_again_after_it_stopped(
-    engine_with: Callable[..., Engine], http_receiver: Callable[..., HTTPReceiver]
+    home_with: Callable[..., Host], http_receiver: Callable[..., HTTPReceiver]
 ) -> None:
     chat = http_receiver()
-    engine = engine_with({"route": {"warning": ["chat"]}, "sinks": {"chat": _hook(chat)}})
-    _deliver(engine, _alert("one"))
-    _deliver(engine, _alert("two"))
+    home = home_with({"route": {"warning": ["chat"]}, "sinks": {"chat": _hook(chat)}})
+    _deliver(home, _alert("one"))
+    _deliver(home, _alert("two"))
     assert [json.loads(r.body)["key"] for r in chat.requests] == ["one", "two"]

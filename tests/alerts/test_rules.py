@@ -12,9 +12,11 @@ import pytest
 from corral.alerts import Alert, Secret
 from corral.alerts.config import Expectation, read_alerts
 from corral.alerts.monitor import judge
-from corral.alerts.rules import RunRules, StuckRule
+from corral.alerts.rules import NoticeRules, RunRules, StuckRule
 from corral.config import parse_config
 from corral.errors import ConfigError
+from corral.observe.events import Event
+from corral.states import EventKind, RunState
 from corral.testing import CorralProject
 
 from .receivers import HTTPReceiver
@@ -43,6 +45,11 @@ class Recorder:
         return [(a.key, a.resolved) for a in self.alerts]
 
 
+def _changed(run: dict[str, Any]) -> Event:
+    """The event of ``run`` entering its state."""
+    return Event(EventKind.RUN_CHANGED, run, old=RunState.QUEUED if run["state"] == "running" else RunState.RUNNING)
+
+
 def _run(state: str, n: int = 1, agent: str = "a", **error: Any) -> dict[str, Any]:
     run: dict[str, Any] = {"id": f"run{n}", "agent": agent, "state": state, "attempt": 1}
     if error:
@@ -54,23 +61,23 @@ def test_a_crash_loop_alerts_and_pauses_once_and_a_success_clears_it() -> None:
     service = Recorder()
     rules = RunRules(service, crash_loop=3, crash_loop_pause=None)
     for n in range(1, 6):
-        rules.corral_run_finished(_run("failed", n, kind="agent", message="boom"))
+        rules(_changed(_run("failed", n, kind="agent", message="boom")))
     assert [key for key, _ in service.raised() if key.startswith("crash-loop")] == ["crash-loop:a"]
     assert service.pauses == [("a", "crash loop: 3 runs failed in a row (last: agent)", None)]
     service.alerts.clear()
-    rules.corral_run_finished(_run("succeeded", 6))
+    rules(_changed(_run("succeeded", 6)))
     assert ("crash-loop:a", True) in service.raised() and ("run-failed:a", True) in service.raised()
 
 
 def test_failures_in_a_row_are_counted_per_agent_and_reset_by_a_success() -> None:
     service = Recorder()
     rules = RunRules(service, crash_loop=2, crash_loop_pause=60.0)
-    rules.corral_run_finished(_run("failed", 1, agent="a", kind="agent"))
-    rules.corral_run_finished(_run("failed", 2, agent="b", kind="agent"))
-    rules.corral_run_finished(_run("succeeded", 3, agent="a"))
-    rules.corral_run_finished(_run("failed", 4, agent="a", kind="agent"))
+    rules(_changed(_run("failed", 1, agent="a", kind="agent")))
+    rules(_changed(_run("failed", 2, agent="b", kind="agent")))
+    rules(_changed(_run("succeeded", 3, agent="a")))
+    rules(_changed(_run("failed", 4, agent="a", kind="agent")))
     assert service.pauses == []
-    rules.corral_run_finished(_run("failed", 5, agent="b", kind="limit"))
+    rules(_changed(_run("failed", 5, agent="b", kind="limit")))
     ((agent, _, until),) = service.pauses
     assert agent == "b" and until is not None
 
@@ -78,10 +85,10 @@ def test_failures_in_a_row_are_counted_per_agent_and_reset_by_a_success() -> Non
 def test_retries_exhausted_and_on_hold_have_their_own_keys() -> None:
     service = Recorder()
     rules = RunRules(service, crash_loop=0, crash_loop_pause=None)
-    rules.corral_run_finished(_run("failed", 1, kind="model", message="503 forever", resumable=True))
-    rules.corral_run_finished(_run("failed", 2, kind="crash", message="died"))
-    rules.corral_run_finished({**_run("on_hold", 3), "hold_reason": "step 1: outcome unknown"})
-    rules.corral_run_finished(_run("succeeded", 3))  # released and finished: the hold is over
+    rules(_changed(_run("failed", 1, kind="model", message="503 forever", resumable=True)))
+    rules(_changed(_run("failed", 2, kind="crash", message="died")))
+    rules(_changed({**_run("on_hold", 3), "hold_reason": "step 1: outcome unknown"}))
+    rules(_changed(_run("succeeded", 3)))  # released and finished: the hold is over
     raised = [(a.key, a.title) for a in service.alerts if not a.resolved]
     assert [key for key, _ in raised] == ["retries-exhausted:a", "retries-exhausted:a", "on-hold:run3"]
     assert raised[0][1] == "run of 'a' failed after its retries (model); `corral retry run1` resumes it"
@@ -92,17 +99,50 @@ def test_a_silent_run_is_stuck_once_and_clears_when_it_moves() -> None:
     now = [1000.0]
     service = Recorder()
     rule = StuckRule(service, stuck_after=60.0, clock=lambda: now[0])
-    rule.corral_run_started(_run("running", 1))
-    rule.corral_run_started(_run("running", 2))
+    rule(_changed(_run("running", 1)))
+    rule(_changed(_run("running", 2)))
     now[0] += 50
-    rule.corral_step_done(_run("running", 2), {"seq": 1})
+    rule(Event(EventKind.STEP_DONE, _run("running", 2), step={"seq": 1}))
     now[0] += 20
     rule.check()
     rule.check()
     assert service.raised() == [("stuck:run1", False)]
-    rule.corral_step_done(_run("running", 1), {"seq": 1})
-    rule.corral_run_finished(_run("succeeded", 2))
+    rule(Event(EventKind.STEP_DONE, _run("running", 1), step={"seq": 1}))
+    rule(_changed(_run("succeeded", 2)))
     assert service.raised() == [("stuck:run1", False), ("stuck:run1", True)]
+
+
+def test_approvals_breakers_and_budgets_each_raise_their_alert() -> None:
+    service = Recorder()
+    rules = NoticeRules(service)
+    run = _run("running", 1)
+    record = {"id": "ab12", "agent": "a", "tool": "pay", "reason": "high stakes", "state": "pending"}
+    rules(Event(EventKind.APPROVAL_REQUESTED, run, data=record))
+    rules(Event(EventKind.APPROVAL_DECIDED, run, data={**record, "state": "expired", "decision_reason": "late"}))
+    change = {"model": "m", "old": "closed", "reason": "5 failures", "retry_in": 30.0}
+    for new in ("open", "half_open", "closed"):
+        rules(Event(EventKind.BREAKER_CHANGED, {}, data={**change, "new": new}))
+    rules(Event(EventKind.BUDGET_CROSSED, run, data={"budget": "run", "agent": "a", "message": "3 of 3 calls"}))
+    day = {"budget": "day", "agent": "a", "scope": "", "day": "2026-12-06"}
+    soft = {"measure": "cost_usd", "fraction": 0.5, "used": "1.00", "cap": "2.00"}
+    rules(Event(EventKind.BUDGET_CROSSED, run, data={**day, **soft}))
+    rules(Event(EventKind.BUDGET_CROSSED, run, data={**day, "fraction": 1.0, "message": "spent", "until": 1.0}))
+    rules(Event(EventKind.RUN_CHANGED, run, old=RunState.QUEUED))  # not theirs
+    assert [(a.key, a.severity.value, a.resolved, a.title) for a in service.alerts] == [
+        ("approval:ab12", "warning", False, "agent 'a' waits for approval ab12"),
+        ("approval:ab12", "warning", True, "approval ab12 for 'pay' expired"),
+        ("breaker:m", "warning", False, "model 'm': circuit breaker opened"),
+        ("breaker:m", "info", True, "model 'm': circuit breaker closed again"),
+        ("budget:run:run1", "warning", False, "a run reached its model budget"),
+        (
+            "budget:day:all:2026-12-06:cost_usd:0.5",
+            "warning",
+            False,
+            "all agents together used 50% of the daily cost usd budget",
+        ),
+        ("budget:day:all:2026-12-06:limit", "critical", False, "daily model budget spent"),
+    ]
+    assert "corral approve ab12" in service.alerts[0].body and service.alerts[0].run_id == "run1"
 
 
 DAY = 86400.0

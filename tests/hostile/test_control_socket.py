@@ -352,7 +352,7 @@ def test_under_a_real_daemon_the_refusal_raises_a_critical_alert_naming_the_agen
 
         def stored() -> list[dict[str, Any]]:
             with daemon.engine.store.read() as txn:
-                return [r["alert"] for r in daemon.engine.alerting.outbox.since(txn, 0)]
+                return [r["alert"] for r in daemon.alerting.outbox.since(txn, 0)]
 
         await until(lambda: any(a["key"] == "control-socket:hostile" for a in stored()))
         rig.release("hostile")

@@ -86,14 +86,15 @@ class Rig:
         rig); ``stepped`` sets the wall clock that far off before the daemon starts."""
         self.write()
         config = load_config(self.config_path, environ or {})
-        with host(config, echo=None) as engine:
+        with host(config, echo=None) as composed:
+            engine = composed.engine
             engine.environ.update(environ or {})
             engine.environ.pop("CORRAL_HOME", None)  # as in load_config above: the home is the rig's
 
             async def main() -> T:
                 clock = ManualClock(start)
                 clock.step(stepped)
-                daemon = Daemon(engine, clock)
+                daemon = Daemon(composed, clock)
                 serving = asyncio.create_task(daemon.serve())
                 await until(lambda: config.socket_path.exists() and daemon.scheduler.wake is not None)
                 await until(lambda: all(a in engine.config.agents for a in self.agents) and _applied(daemon))

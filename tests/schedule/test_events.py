@@ -99,7 +99,7 @@ def test_a_taken_webhook_port_at_start_up_alerts_and_binds_once_it_is_free(tmp_p
 
 
 async def _alerts(daemon: Daemon) -> list[dict[str, Any]]:
-    outbox = daemon.engine.alerting.outbox
+    outbox = daemon.alerting.outbox
     return await daemon.engine.writer.run(lambda txn: list(outbox.since(txn, 3600)))
 
 
