@@ -38,7 +38,7 @@ def _toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {value!r} as TOML")
 
 
-class Daemon:
+class DaemonProcess:
     """A real ``corral up`` process for one project."""
 
     def __init__(self, project: CorralProject, process: subprocess.Popen[bytes]) -> None:
@@ -83,7 +83,7 @@ class CorralProject:
         self.limits: dict[str, Any] = {}
         self.agents: dict[str, dict[str, Any]] = {}
         self.models: dict[str, dict[str, Any]] = {}
-        self.daemons: list[Daemon] = []
+        self.daemons: list[DaemonProcess] = []
 
     @property
     def socket(self) -> Path:
@@ -131,7 +131,7 @@ class CorralProject:
     def cli_json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "--json", check=True).stdout)
 
-    def start_daemon(self, *, write_config: bool = True) -> Daemon:
+    def start_daemon(self, *, write_config: bool = True) -> DaemonProcess:
         """Start ``corral up``; ``write_config=False`` keeps a config file written by hand."""
         if write_config:
             self.write()
@@ -144,7 +144,7 @@ class CorralProject:
             stderr=stderr,
         )
         stderr.close()
-        daemon = Daemon(self, process)
+        daemon = DaemonProcess(self, process)
         self.daemons.append(daemon)
         daemon.wait_ready()
         return daemon

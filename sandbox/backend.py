@@ -2,7 +2,7 @@
 
 A backend is registered through the ``corral_register_sandbox_backends`` hook (the Linux
 and macOS ones are built-in plugins). For each attempt the daemon hands it a
-:class:`Request`; the backend answers with a :class:`Plan`: the argv prefix to start the
+:class:`Confinement`; the backend answers with a :class:`Plan`: the argv prefix to start the
 launcher under (``sandbox-exec`` on macOS), the module and JSON spec the launcher applies
 to itself before any agent code runs, and which protections the policy asks for that
 this machine cannot give. The daemon refuses to start the agent when anything is missing,
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from corral.errors import CorralError
-from corral.sandbox.spec import Endpoint
+from corral.sandbox.spec import HostPort
 
 ALWAYS = ("filesystem", "signals", "processes", "ipc", "mounts", "privileges", "syscalls")
 """What every policy asks for; besides these, ``network`` unless it is ``"all"``, and ``user``
@@ -48,7 +48,7 @@ class Protection:
 
 
 @dataclass(frozen=True)
-class Request:
+class Confinement:
     """One attempt's confinement, as the daemon resolved it from the agent's policy.
 
     ``read_only`` already holds the Python installation, corral, the agent's code and its
@@ -60,7 +60,7 @@ class Request:
     read_write: tuple[str, ...]
     read_only: tuple[str, ...]
     network: str
-    endpoints: tuple[Endpoint, ...]
+    endpoints: tuple[HostPort, ...]
     user: str | None
     degraded_ok: bool
     python: str
@@ -105,12 +105,12 @@ class SandboxBackend(Protocol):
         """Every protection this machine offers, keyed by name; ``user:NAME`` for each user asked about."""
         ...
 
-    def plan(self, request: Request, offered: Mapping[str, Protection]) -> Plan:
+    def plan(self, request: Confinement, offered: Mapping[str, Protection]) -> Plan:
         """The confinement of one attempt, given what :meth:`detect` found."""
         ...
 
 
-def demanded(request: Request) -> list[str]:
+def demanded(request: Confinement) -> list[str]:
     """The protections a request's policy asks for."""
     wanted = list(ALWAYS)
     if request.network != "all":
@@ -134,6 +134,6 @@ class NoBackend:
         found.update({f"user:{user}": Protection(f"user:{user}", False, "", why) for user in users})
         return found
 
-    def plan(self, request: Request, offered: Mapping[str, Protection]) -> Plan:
+    def plan(self, request: Confinement, offered: Mapping[str, Protection]) -> Plan:
         why = "no sandbox backend supports this platform"
         return Plan(self.name, missing=[f"{name}: {why}" for name in demanded(request)])

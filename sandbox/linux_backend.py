@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from corral.sandbox import bwrap, landlock, seccomp, users
-from corral.sandbox.backend import Plan, Protection, Request, SandboxRefused, demanded
+from corral.sandbox.backend import Confinement, Plan, Protection, SandboxRefused, demanded
 from corral.sandbox.launcher import apply_rlimits, user_process_count
 
 NAMESPACED = {
@@ -102,7 +102,7 @@ class LinuxBackend:
             )
         return found
 
-    def plan(self, request: Request, offered: Mapping[str, Protection]) -> Plan:
+    def plan(self, request: Confinement, offered: Mapping[str, Protection]) -> Plan:
         plan = Plan(self.name, module=__name__)
         wanted = demanded(request)
         fs = offered["filesystem"]
@@ -165,7 +165,7 @@ class LinuxBackend:
         return plan
 
     @staticmethod
-    def _ports(request: Request, offered: Mapping[str, Protection], plan: Plan) -> tuple[list[int] | None, ...]:
+    def _ports(request: Confinement, offered: Mapping[str, Protection], plan: Plan) -> tuple[list[int] | None, ...]:
         """Landlock TCP port lists for the network policy (None: not restricted)."""
         if request.network == "all":
             return None, None
@@ -190,7 +190,7 @@ class LinuxBackend:
         return sorted({e.port for e in request.endpoints}), []
 
 
-def _away_from_home(request: Request, read_only: list[str], plan: Plan, bound: bool) -> list[str]:
+def _away_from_home(request: Confinement, read_only: list[str], plan: Plan, bound: bool) -> list[str]:
     """``read_only`` without the folders inside the corral home (only the workdir and the
     home's ``plugins`` folder may be there).
 

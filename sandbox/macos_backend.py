@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 
 from corral.sandbox import seatbelt, users
-from corral.sandbox.backend import Plan, Protection, Request, SandboxRefused, demanded
+from corral.sandbox.backend import Confinement, Plan, Protection, SandboxRefused, demanded
 
 HELD = {
     "filesystem": "reads only the system, Python and the read-only grants; writes, metadata changes and "
@@ -69,7 +69,7 @@ class MacBackend:
             )
         return found
 
-    def plan(self, request: Request, offered: Mapping[str, Protection]) -> Plan:
+    def plan(self, request: Confinement, offered: Mapping[str, Protection]) -> Plan:
         plan = Plan(self.name, module=__name__)
         wanted = demanded(request)
         if request.user:
@@ -115,7 +115,7 @@ class MacBackend:
         return plan
 
     @staticmethod
-    def _network(request: Request, plan: Plan) -> str | list[str]:
+    def _network(request: Confinement, plan: Plan) -> str | list[str]:
         """Seatbelt filters outbound TCP by port, with the hosts ``*`` and ``localhost`` only."""
         if request.network != "list":
             return request.network

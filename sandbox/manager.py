@@ -1,7 +1,7 @@
 """The daemon's side of confinement: pick the backend, detect once, plan each attempt.
 
 :class:`Sandbox` turns an agent's :class:`~corral.sandbox.spec.SandboxPolicy` into a
-:class:`~corral.sandbox.backend.Request` (adding what every agent needs to read: the
+:class:`~corral.sandbox.backend.Confinement` (adding what every agent needs to read: the
 Python installation, corral, its code and plugins), asks the backend for a plan, fetches
 the secrets the agent is granted, and says why an agent must not start when its policy
 asks for a protection this machine lacks.
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from corral.sandbox import users
-from corral.sandbox.backend import NoBackend, Plan, Protection, Request, SandboxBackend
+from corral.sandbox.backend import Confinement, NoBackend, Plan, Protection, SandboxBackend
 from corral.secrets import SecretsError, SecretsStore
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ class Sandbox:
             self._offered = self.backend.detect(sorted(wanted | ({user} if user else set())))
         return self._offered
 
-    def request(self, agent: AgentConfig) -> Request:
+    def request(self, agent: AgentConfig) -> Confinement:
         """The agent's policy plus what every agent needs to read; nothing that holds the home."""
         home = self.config.home
         readable = [*users.python_paths(), str(agent.code), str(home / "plugins")]
@@ -105,7 +105,7 @@ class Sandbox:
         readable += [str(p) for p in agent.sandbox.read_only]
         workdir = self.config.workdir(agent.name)
         policy = agent.sandbox
-        return Request(
+        return Confinement(
             agent=agent.name,
             workdir=workdir,
             read_write=tuple(dict.fromkeys([str(workdir), *map(str, policy.read_write)])),

@@ -21,7 +21,7 @@ _USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class HostPort:
     """One ``host:port`` an agent may connect to (``*`` for any host)."""
 
     host: str
@@ -44,7 +44,7 @@ class SandboxPolicy:
     read_write: tuple[Path, ...] = ()
     read_only: tuple[Path, ...] = ()
     network: str = "none"
-    endpoints: tuple[Endpoint, ...] = ()
+    endpoints: tuple[HostPort, ...] = ()
     user: str | None = None
     degraded_ok: bool = False
 
@@ -64,8 +64,8 @@ def _paths(value: object, base_dir: Path) -> tuple[Path, ...]:
     return tuple((base_dir / Path(v).expanduser()).resolve() for v in value)
 
 
-def parse_endpoint(text: object) -> Endpoint:
-    """``"api.example.com:443"``, ``"*:443"``, ``"[::1]:8080"`` -> Endpoint; ValueError says why not."""
+def parse_endpoint(text: object) -> HostPort:
+    """``"api.example.com:443"``, ``"*:443"``, ``"[::1]:8080"`` -> HostPort; ValueError says why not."""
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not a 'host:port' string")
     host, sep, port = text.rpartition(":")
@@ -73,10 +73,10 @@ def parse_endpoint(text: object) -> Endpoint:
         raise ValueError(f"{text!r} is not 'host:port' (e.g. 'api.example.com:443' or '*:443')")
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"{text!r} has no valid port; use a number from 1 to 65535")
-    return Endpoint(host.lower(), int(port))
+    return HostPort(host.lower(), int(port))
 
 
-def _network(value: object) -> tuple[str, tuple[Endpoint, ...]]:
+def _network(value: object) -> tuple[str, tuple[HostPort, ...]]:
     if value in NETWORK_MODES:
         return str(value), ()
     if isinstance(value, list):

@@ -151,3 +151,16 @@ def test_test_files_are_named_after_behaviour() -> None:
     process = ("review", "issue", "regression", "finding")
     offenders = [str(path.relative_to(ROOT)) for path in _test_modules() if any(word in path.stem for word in process)]
     assert not offenders, f"rename after the behaviour tested: {offenders}"
+
+
+def test_a_name_means_one_thing() -> None:
+    """STYLE.md: a public class name is defined once in corral (no two ``Decision``s,
+    ``Attempt``s, ``Secret``s or ``Request``s to import under aliases)."""
+    defined: dict[str, list[str]] = {}
+    for folder in ("core", "plugins", "sandbox"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                    defined.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
+    twice = {name: where for name, where in defined.items() if len(where) > 1}
+    assert not twice, twice

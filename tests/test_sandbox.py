@@ -20,7 +20,7 @@ from corral.daemon.power import capability
 from corral.errors import ConfigError, ToolCallError
 from corral.pluginmanager import register_plugins
 from corral.sandbox import linux
-from corral.sandbox.backend import ALWAYS, Plan, Protection, Request
+from corral.sandbox.backend import ALWAYS, Confinement, Plan, Protection
 from corral.sandbox.launcher import confine as launcher_confine
 from corral.sandbox.linux_backend import LinuxBackend
 from corral.sandbox.macos_backend import MacBackend
@@ -28,7 +28,7 @@ from corral.sandbox.manager import Sandbox
 from corral.sandbox.paths import inside_workdir
 from corral.sandbox.policy import Policy, agent_env
 from corral.sandbox.processes import Child, kill_strays
-from corral.sandbox.spec import Endpoint, SandboxPolicy
+from corral.sandbox.spec import HostPort, SandboxPolicy
 from corral.testing import CorralProject
 
 
@@ -168,7 +168,7 @@ ALL_OFFERED = {
 } | {"bwrap": Protection("bwrap", True, "/usr/bin/bwrap", "bwrap works")}
 
 
-def _request(tmp_path: Path, **changes: object) -> Request:
+def _request(tmp_path: Path, **changes: object) -> Confinement:
     values: dict[str, object] = {
         "agent": "a",
         "workdir": tmp_path / "w",
@@ -181,7 +181,7 @@ def _request(tmp_path: Path, **changes: object) -> Request:
         "python": sys.executable,
     }
     values.update(changes)
-    return Request(**values)  # type: ignore[arg-type]
+    return Confinement(**values)  # type: ignore[arg-type]
 
 
 def _config(tmp_path: Path, agent_table: dict[str, Any], top: dict[str, Any] | None = None) -> CorralConfig:
@@ -234,7 +234,7 @@ def test_linux_plan_without_bubblewrap_names_every_protection_it_gives(tmp_path:
 
 
 def test_linux_plan_for_a_port_list_notes_that_hosts_are_not_enforced(tmp_path: Path) -> None:
-    endpoints = (Endpoint("api.example.com", 443), Endpoint("*", 80))
+    endpoints = (HostPort("api.example.com", 443), HostPort("*", 80))
     plan = LinuxBackend().plan(_request(tmp_path, network="list", endpoints=endpoints), ALL_OFFERED)
     assert "--unshare-net" not in plan.wrap and "ns:net" not in plan.applied
     assert plan.spec["landlock"]["tcp_connect"] == [80, 443] and plan.spec["landlock"]["tcp_bind"] == []
@@ -253,7 +253,7 @@ def test_linux_plan_names_what_is_missing(tmp_path: Path) -> None:
 
 def test_macos_plan_runs_the_launcher_under_a_generated_seatbelt_profile(tmp_path: Path) -> None:
     offered = {**ALL_OFFERED}
-    endpoints = (Endpoint("api.example.com", 443),)
+    endpoints = (HostPort("api.example.com", 443),)
     plan = MacBackend().plan(_request(tmp_path, network="list", endpoints=endpoints), offered)
     assert plan.wrap[:2] == ["/usr/bin/sandbox-exec", "-p"] and plan.module == "corral.sandbox.macos_backend"
     profile = plan.wrap[2]
@@ -278,7 +278,7 @@ class _CustomBackend:
     def detect(self, users: Sequence[str] = ()) -> dict[str, Protection]:
         return dict(ALL_OFFERED)
 
-    def plan(self, request: Request, offered: Mapping[str, Protection]) -> Plan:
+    def plan(self, request: Confinement, offered: Mapping[str, Protection]) -> Plan:
         return Plan(self.name, notes=["custom plan"])
 
 

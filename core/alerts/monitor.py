@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from corral.store import Records, Store, Writer
 
 
-class Service(Protocol):
+class ChecksService(Protocol):
     """What the checks need of the alerting service."""
 
     outbox: Outbox
@@ -43,7 +43,7 @@ class Monitor:
 
     def __init__(
         self,
-        alerting: Service,
+        alerting: ChecksService,
         store: Store,
         records: Records,
         writer: Writer,

@@ -21,7 +21,7 @@ from corral.states import EventKind, RunState
 _GAVE_UP_KINDS = ("crash", "spawn", "store", "gave_up")
 
 
-class Service(Protocol):
+class RulesService(Protocol):
     """What the rules need of the alerting service."""
 
     def raise_alert(self, alert: Alert) -> None: ...
@@ -42,7 +42,7 @@ def _retries_exhausted(error: dict[str, Any]) -> bool:
 class RunRules:
     """Run failed, retries exhausted, run on hold, crash loop: decided when a run ends."""
 
-    def __init__(self, service: Service, crash_loop: int, crash_loop_pause: float | None) -> None:
+    def __init__(self, service: RulesService, crash_loop: int, crash_loop_pause: float | None) -> None:
         self._service = service
         self.crash_loop = crash_loop
         self.pause_for = crash_loop_pause
@@ -127,7 +127,7 @@ class RunRules:
 class StuckRule:
     """Run stuck: no step for ``stuck_after`` seconds while its process runs."""
 
-    def __init__(self, service: Service, stuck_after: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, service: RulesService, stuck_after: float, clock: Callable[[], float] = time.time) -> None:
         self._service = service
         self.after = stuck_after
         self._clock = clock
@@ -193,7 +193,7 @@ class StuckRule:
 class NoticeRules:
     """Approvals, breakers and budgets: each event of these kinds is one alert."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: RulesService) -> None:
         self._service = service
 
     def __call__(self, event: Event) -> None:

@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from corral.models.breaker import BreakerChange, BreakerState, CircuitBreaker, Permit
     from corral.models.client import ModelClient
-    from corral.models.detection import NotConfigured, detect
+    from corral.models.detection import Undetected, detect
     from corral.models.endpoint import Endpoint, Prices
     from corral.models.errors import KINDS, InvalidRequest, Kind, ModelError
     from corral.models.pricing import cost, estimate_input_tokens, micro_dollars, worst_case_cost
     from corral.models.provider import Adapter, HttpCall
-    from corral.models.retry import Attempt, Timing, retry_after_seconds
+    from corral.models.retry import Timing, retry_after_seconds
+    from corral.models.tries import Try
     from corral.models.types import (
         FinishReason,
         Message,
@@ -45,7 +46,7 @@ _WHERE = {
     "CircuitBreaker": "corral.models.breaker",
     "Permit": "corral.models.breaker",
     "ModelClient": "corral.models.client",
-    "NotConfigured": "corral.models.detection",
+    "Undetected": "corral.models.detection",
     "detect": "corral.models.detection",
     "Endpoint": "corral.models.endpoint",
     "Prices": "corral.models.endpoint",
@@ -60,7 +61,7 @@ _WHERE = {
     "worst_case_cost": "corral.models.pricing",
     "Adapter": "corral.models.provider",
     "HttpCall": "corral.models.provider",
-    "Attempt": "corral.models.retry",
+    "Try": "corral.models.tries",
     "Timing": "corral.models.retry",
     "retry_after_seconds": "corral.models.retry",
     "FinishReason": "corral.models.types",
@@ -88,7 +89,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "KINDS",
     "Adapter",
-    "Attempt",
+    "Try",
     "BreakerChange",
     "BreakerState",
     "CircuitBreaker",
@@ -100,7 +101,7 @@ __all__ = [
     "Message",
     "ModelClient",
     "ModelError",
-    "NotConfigured",
+    "Undetected",
     "Options",
     "Permit",
     "Prices",

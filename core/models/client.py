@@ -29,16 +29,8 @@ from corral.models.endpoint import Endpoint
 from corral.models.errors import ModelError
 from corral.models.http import new_client, post, request_id, status_error
 from corral.models.provider import Adapter, HttpCall
-from corral.models.retry import (
-    SLEEP_THRESHOLD,
-    Attempt,
-    AttemptLog,
-    RetryStop,
-    RetryWait,
-    Timing,
-    retry_after_seconds,
-    should_retry,
-)
+from corral.models.retry import RetryStop, RetryWait, Timing, TryLog, retry_after_seconds, should_retry
+from corral.models.tries import SLEEP_THRESHOLD, Try
 from corral.models.types import Request, Response
 
 _BREAKER_FAILURES = frozenset({"server_error", "overloaded", "timeout", "connection", "bad_response"})
@@ -83,7 +75,7 @@ class ModelClient:
         """Close the pooled connections."""
         await self._http.aclose()
 
-    async def call(self, request: Request, *, on_attempt: Callable[[Attempt], None] | None = None) -> Response:
+    async def call(self, request: Request, *, on_attempt: Callable[[Try], None] | None = None) -> Response:
         """Ask the model; retry what is transient; raise one ModelError (with ``attempts``) when it cannot be had.
 
         ``on_attempt`` is called after each try with how it went and how long the client
@@ -91,7 +83,7 @@ class ModelClient:
         exception from it ends the call.
         """
         call = self.adapter.build(self.endpoint, request)
-        log = AttemptLog(self.endpoint.name, on_attempt, self.timing.slept)
+        log = TryLog(self.endpoint.name, on_attempt, self.timing.slept)
         endpoint = self.endpoint
         retrying = AsyncRetrying(
             stop=RetryStop(endpoint.retry_attempts, log),
@@ -109,7 +101,7 @@ class ModelClient:
         log.finish()
         return response
 
-    async def _attempt(self, call: HttpCall, log: AttemptLog) -> Response:
+    async def _attempt(self, call: HttpCall, log: TryLog) -> Response:
         clock = self.timing.monotonic
         started = clock()
         number = log.next_number
@@ -134,7 +126,7 @@ class ModelClient:
         self.breaker.record_success(permit)
         elapsed = clock() - started
         name = self.endpoint.name
-        log.record(Attempt(name, number, status, None, None, elapsed, permit.held, request_id=response.request_id))
+        log.record(Try(name, number, status, None, None, elapsed, permit.held, request_id=response.request_id))
         return response
 
     async def _send(self, call: HttpCall) -> tuple[int, Response]:
@@ -177,16 +169,14 @@ class ModelClient:
         cut = error.status is None and error.kind in _CUT_BY_SLEEP
         return slept if cut and slept > SLEEP_THRESHOLD else 0.0
 
-    def _attempt_record(
-        self, number: int, started: float, held: float, error: ModelError, slept: float = 0.0
-    ) -> Attempt:
+    def _attempt_record(self, number: int, started: float, held: float, error: ModelError, slept: float = 0.0) -> Try:
         message = error.message
         if slept:
             message += (
                 f" The host slept {slept:.0f} s during this try or the wait before it, so the endpoint"
                 " is not blamed for it."
             )
-        return Attempt(
+        return Try(
             self.endpoint.name,
             number,
             error.status,
@@ -199,7 +189,7 @@ class ModelClient:
             slept=slept,
         )
 
-    def _final(self, error: ModelError, log: AttemptLog) -> ModelError:
+    def _final(self, error: ModelError, log: TryLog) -> ModelError:
         message = error.message
         if len(log.attempts) > 1:
             message = (
@@ -219,7 +209,7 @@ class ModelClient:
             attempts=log.attempts,
         )
 
-    def _sleep_note(self, log: AttemptLog) -> str:
+    def _sleep_note(self, log: TryLog) -> str:
         slept = [attempt.slept for attempt in log.attempts if attempt.slept]
         if not slept:
             return ""

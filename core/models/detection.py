@@ -34,7 +34,7 @@ api_key_env = "OPENAI_API_KEY"          # the variable that holds the key"""
 
 
 @dataclass(frozen=True, slots=True)
-class NotConfigured:
+class Undetected:
     """No model could be found; ``message`` says what was tried and the config to add."""
 
     message: str
@@ -54,8 +54,8 @@ async def detect(
     name: str = "default",
     ollama_url: str = DEFAULT_OLLAMA_URL,
     timeout: float = 0.5,
-) -> Endpoint | NotConfigured:
-    """An endpoint called ``name`` for the first model found, or :class:`NotConfigured` saying how to add one."""
+) -> Endpoint | Undetected:
+    """An endpoint called ``name`` for the first model found, or :class:`Undetected` saying how to add one."""
     anthropic = env.get("ANTHROPIC_API_KEY", "").strip()
     if anthropic:
         return Endpoint(
@@ -79,7 +79,7 @@ async def detect(
             prices=_OPENAI_PRICES,
         )
     found = await _ollama_model(ollama_url, timeout)
-    if isinstance(found, NotConfigured):
+    if isinstance(found, Undetected):
         return found
     return Endpoint(
         name=name,
@@ -90,7 +90,7 @@ async def detect(
     )
 
 
-async def _ollama_model(url: str, timeout: float) -> str | NotConfigured:
+async def _ollama_model(url: str, timeout: float) -> str | Undetected:
     probe = url.rstrip("/") + "/api/tags"
     try:
         # trust_env=False: a proxy configured for the internet must not swallow a loopback probe
@@ -109,8 +109,8 @@ async def _ollama_model(url: str, timeout: float) -> str | NotConfigured:
     return tags.models[0].name
 
 
-def _not_configured(ollama: str) -> NotConfigured:
-    return NotConfigured(
+def _not_configured(ollama: str) -> Undetected:
+    return Undetected(
         "no model endpoint is configured: neither ANTHROPIC_API_KEY nor OPENAI_API_KEY is set and "
         f"{ollama}. Set one of those variables, start Ollama, or add to corral.toml:\n\n{_SNIPPET}"
     )

@@ -12,13 +12,11 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 from corral.errors import CorralError
+from corral.models.tries import Try
 from corral.secrets import Redactor, Secret, placeholder
-
-if TYPE_CHECKING:
-    from corral.models.retry import Attempt
 
 Kind = Literal[
     "invalid_request",
@@ -85,7 +83,7 @@ class ModelError(CorralError):
         status: int | None = None,
         retry_after: float | None = None,
         request_id: str | None = None,
-        attempts: Sequence[Attempt] = (),
+        attempts: Sequence[Try] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -95,7 +93,7 @@ class ModelError(CorralError):
         self.status = status
         self.retry_after = retry_after
         self.request_id = request_id
-        self.attempts: tuple[Attempt, ...] = tuple(attempts)
+        self.attempts: tuple[Try, ...] = tuple(attempts)
 
     def to_dict(self) -> dict[str, Any]:
         """A msgpack-ready description, for the journal and the reply to the agent."""
@@ -113,8 +111,6 @@ class ModelError(CorralError):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelError:
         """Rebuild an error journaled with :meth:`to_dict` (the agent's side re-raises it)."""
-        from corral.models.retry import Attempt
-
         kind = data.get("kind")
         if kind not in KINDS:
             raise ValueError(f"unknown model error kind {kind!r}; expected one of {sorted(KINDS)}")
@@ -126,7 +122,7 @@ class ModelError(CorralError):
             status=data.get("status"),
             retry_after=data.get("retry_after"),
             request_id=data.get("request_id"),
-            attempts=[Attempt.from_dict(item) for item in data.get("attempts") or ()],
+            attempts=[Try.from_dict(item) for item in data.get("attempts") or ()],
         )
 
 

@@ -1,10 +1,10 @@
-"""The pieces of the retry policy: the clocks, the wait, the stop, the server's Retry-After, the attempt record.
+"""The pieces of the retry policy: the clocks, the wait, the stop, the server's Retry-After.
 
 The loop itself is tenacity's ``AsyncRetrying`` (see :mod:`corral.models.client`); this
 module gives it a full-jitter exponential wait that yields to a longer server-requested
 wait, a predicate that retries only transient failures, a stop that does not count tries
-the host slept through, and an :class:`Attempt` record per try so the daemon can log,
-journal and trace every retry and its wait.
+the host slept through, and a :class:`~corral.models.tries.Try` record per try so the
+daemon can log, journal and trace every retry and its wait.
 """
 
 from __future__ import annotations
@@ -13,19 +13,14 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 from tenacity import RetryCallState, wait_exponential
 
 from corral.models.errors import NOT_RETRIED_NOW, ModelError
+from corral.models.tries import Try
 from corral.schedule.clock import Clock
-
-SLEEP_THRESHOLD = 2.0
-"""Seconds the host must have slept during a failed try for the sleep to take the blame.
-
-Far above the clocks' read-to-read noise (microseconds), far below any real suspend."""
 
 
 def time_asleep() -> float:
@@ -53,49 +48,6 @@ class Timing:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     random: Callable[[], float] = random.random
     slept: Callable[[], float] = time_asleep
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One try of a model call, as it ended.
-
-    ``status`` is the HTTP status (``None`` when no answer came), ``kind`` and ``message``
-    describe the failure (``None`` on success). ``held`` is the time spent waiting, before
-    sending, for a ``Retry-After`` another caller of the endpoint was given; ``elapsed``
-    the time from the start of the try to its end, ``held`` included, not counting any time
-    the host slept. ``wait`` is the pause before the next try, ``None`` when none followed;
-    ``retry_after`` what the server asked for. ``slept`` is non-zero on a try cut short by
-    the host sleeping (a timeout or a dropped connection while it slept more than
-    :data:`SLEEP_THRESHOLD`, during the try or the wait before it): the seconds it slept.
-    Such a try is not the endpoint's failure, and does not count against ``retry_attempts``
-    (up to the bound :class:`RetryStop` sets).
-    """
-
-    endpoint: str
-    number: int
-    status: int | None
-    kind: str | None
-    message: str | None
-    elapsed: float
-    held: float = 0.0
-    wait: float | None = None
-    retry_after: float | None = None
-    request_id: str | None = None
-    slept: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """Whether this try produced the response."""
-        return self.kind is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Builtins only, for msgpack and log fields."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Attempt:
-        """Read back :meth:`to_dict`."""
-        return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
@@ -161,7 +113,7 @@ class RetryStop:
     that sleeps through every try still ends the call, after ``2 * attempts`` tries.
     """
 
-    def __init__(self, attempts: int, log: AttemptLog) -> None:
+    def __init__(self, attempts: int, log: TryLog) -> None:
         self.attempts = attempts
         self._log = log
 
@@ -170,7 +122,7 @@ class RetryStop:
         return state.attempt_number - uncounted >= self.attempts
 
 
-class AttemptLog:
+class TryLog:
     """Collects a call's attempts and reports each one once, with the wait that follows it.
 
     The try records itself when it ends; tenacity's ``before_sleep`` fills in the wait and
@@ -178,10 +130,10 @@ class AttemptLog:
     :attr:`Timing.slept`, read by :meth:`slept_since_last`.
     """
 
-    def __init__(self, endpoint: str, on_attempt: Callable[[Attempt], None] | None, slept: Callable[[], float]) -> None:
+    def __init__(self, endpoint: str, on_attempt: Callable[[Try], None] | None, slept: Callable[[], float]) -> None:
         self.endpoint = endpoint
-        self.attempts: list[Attempt] = []
-        self._pending: Attempt | None = None
+        self.attempts: list[Try] = []
+        self._pending: Try | None = None
         self._on_attempt = on_attempt
         self._slept = slept
         self._slept_mark = slept()
@@ -207,7 +159,7 @@ class AttemptLog:
         """The 1-based number of the try about to start."""
         return len(self.attempts) + 1
 
-    def record(self, attempt: Attempt) -> None:
+    def record(self, attempt: Try) -> None:
         """A try ended; it is reported once its wait is known."""
         self._pending = attempt
 

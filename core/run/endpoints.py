@@ -55,10 +55,10 @@ class Endpoints:
 
     async def _detect(self, name: str) -> Endpoint | str:
         from corral.models import detect
-        from corral.models.detection import NotConfigured as Missing
+        from corral.models.detection import Undetected
 
         result = await detect(self.environ, name=name)
-        if isinstance(result, Missing):
+        if isinstance(result, Undetected):
             self.log.warning("model not configured", model=name, fix=result.message)
             return result.message
         self.log.info("model detected", model=name, provider=result.provider, base_url=result.base_url)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Decision:
+class Answer:
     """How to answer a step: ``replay``, ``result``, ``exec``, ``reconcile``, ``call`` (the daemon
     makes a model call), ``hold``, ``approval`` (the run waits for a human), ``stop`` (a guardrail
     ended the run), ``mismatch`` (non-determinism) or ``protocol`` (the child said something out
@@ -94,12 +94,12 @@ class Journal:
 
     def _existing(
         self, txn: lmdb.Transaction, seq: int, kind: str, name: str, fp: str
-    ) -> tuple[dict[str, Any] | None, Decision | None]:
+    ) -> tuple[dict[str, Any] | None, Answer | None]:
         entry = self.records.get_step(txn, self.run_id, seq)
         if entry is None:
             return None, None
         if entry["fp"] != fp:
-            return entry, Decision(
+            return entry, Answer(
                 "mismatch",
                 entry,
                 (
@@ -111,7 +111,7 @@ class Journal:
             )
         if entry["status"] == "done":
             self.records.post_step(txn, self.run_id, entry, replayed=True)
-            return entry, Decision("replay", entry)
+            return entry, Answer("replay", entry)
         return entry, None
 
     def refuse(
@@ -123,7 +123,7 @@ class Journal:
         args: dict[str, Any],
         message: str,
         guardrail: dict[str, str] | None = None,
-    ) -> Decision:
+    ) -> Answer:
         """A request refused before execution is journaled as a failed step (with the
         guardrail that refused it, if one did)."""
         fp = fingerprint(kind, name, args)
@@ -142,7 +142,7 @@ class Journal:
         fp: str,
         message: str,
         guardrail: dict[str, str] | None,
-    ) -> Decision:
+    ) -> Answer:
         entry = self._new_entry(seq, kind, name, args, fp)
         entry.update(
             status="done",
@@ -154,7 +154,7 @@ class Journal:
         if guardrail is not None:
             entry["guardrail"] = guardrail
         self._put(txn, entry, fresh=True)
-        return Decision("result", entry)
+        return Answer("result", entry)
 
     def guarded(
         self,
@@ -164,11 +164,11 @@ class Journal:
         name: str,
         args: dict[str, Any],
         decision: GuardDecision,
-        otherwise: Callable[[lmdb.Transaction], Decision],
+        otherwise: Callable[[lmdb.Transaction], Answer],
         approvals: Approvals,
         run: dict[str, Any],
         timeout: float,
-    ) -> Decision:
+    ) -> Answer:
         """A guardrail's decision on a new step, journaled with the guardrail's name and reason.
 
         A step the journal already has keeps the journal's rules (``otherwise``): a replayed
@@ -199,16 +199,16 @@ class Journal:
             )
             entry.update(status="awaiting_approval", approval=record["id"], guardrail=decision.to_dict())
             self._put(txn, entry, fresh=True)
-            return Decision("approval", entry, _approval_message(record))
+            return Answer("approval", entry, _approval_message(record))
         refused = self._refused(txn, seq, kind, name, args, fp, reason, decision.to_dict())
-        return Decision("stop", refused.entry, reason) if verdict is Verdict.STOP else refused
+        return Answer("stop", refused.entry, reason) if verdict is Verdict.STOP else refused
 
-    def _approval_decided(self, txn: lmdb.Transaction, entry: dict[str, Any], approvals: Approvals) -> Decision:
+    def _approval_decided(self, txn: lmdb.Transaction, entry: dict[str, Any], approvals: Approvals) -> Answer:
         seq = entry["seq"]
         record = approvals.use(txn, entry["approval"], self.run_id, seq, entry["fp"])
         state = record["state"]
         if state == "pending":
-            return Decision("approval", entry, _approval_message(record))
+            return Answer("approval", entry, _approval_message(record))
         entry["approval_state"] = state
         if state == "approved":
             if entry["kind"] == "model":  # a plugin's guardrail may hold model calls too: the daemon makes it
@@ -226,11 +226,11 @@ class Journal:
         if state != "denied":
             entry["error"]["message"] = f"nobody approved this call before its approval request {state}"
         self._put(txn, entry)
-        return Decision("result", entry)
+        return Answer("result", entry)
 
     def tool(
         self, txn: lmdb.Transaction, seq: int, name: str, args: dict[str, Any], idempotent: bool, can_reconcile: bool
-    ) -> Decision:
+    ) -> Answer:
         """Journal the start of a tool call, or decide what an interrupted one needs."""
         fp = fingerprint("tool", name, args)
         entry, decided = self._existing(txn, seq, "tool", name, fp)
@@ -246,7 +246,7 @@ class Journal:
             entry["status"] = "unknown"
             if not can_reconcile:
                 self._put(txn, entry)
-                return Decision(
+                return Answer(
                     "hold",
                     entry,
                     (
@@ -256,10 +256,10 @@ class Journal:
                     ),
                 )
             self._put(txn, entry)
-            return Decision("reconcile", entry)
+            return Answer("reconcile", entry)
         return self._start(txn, entry, "exec", fresh=fresh)
 
-    def model(self, txn: lmdb.Transaction, seq: int, name: str, args: dict[str, Any]) -> Decision:
+    def model(self, txn: lmdb.Transaction, seq: int, name: str, args: dict[str, Any]) -> Answer:
         """A model call: answered from the journal once done; otherwise (new, or interrupted
         mid-flight) the daemon makes it (``call``): a model call has no side effect to double."""
         fp = fingerprint("model", name, args)
@@ -270,14 +270,14 @@ class Journal:
             return self._start(txn, entry, "call", fresh=False)
         return self._start(txn, self._new_entry(seq, "model", name, args, fp), "call", fresh=True)
 
-    def _start(self, txn: lmdb.Transaction, entry: dict[str, Any], action: str, *, fresh: bool) -> Decision:
+    def _start(self, txn: lmdb.Transaction, entry: dict[str, Any], action: str, *, fresh: bool) -> Answer:
         """(Re)start ``entry`` in this attempt: one more execution, from now."""
         entry["attempt"] = self.attempt
         entry["executions"] = entry.get("executions", 0) + 1
         entry["started"] = time.time()
         self._put(txn, entry, fresh=fresh)
         self._started[entry["seq"]] = entry
-        return Decision(action, entry)
+        return Answer(action, entry)
 
     def _put(self, txn: lmdb.Transaction, entry: dict[str, Any], *, fresh: bool = False) -> None:
         """Write ``entry`` and keep :attr:`bytes` current. A ``fresh`` entry (a step new to
@@ -299,15 +299,15 @@ class Journal:
                 "the step was not run. Keep bulky data in files in the workdir, or raise limits.journal_mb"
             )
 
-    def reconciled(self, txn: lmdb.Transaction, seq: int, outcome: str, value: Any) -> Decision:
+    def reconciled(self, txn: lmdb.Transaction, seq: int, outcome: str, value: Any) -> Answer:
         """Apply a tool's own verdict on an interrupted call."""
         entry = self.records.get_step(txn, self.run_id, seq)
         if entry is None or entry["status"] != "unknown":
-            return Decision("protocol", entry or {}, f"step {seq} was not awaiting reconciliation")
+            return Answer("protocol", entry or {}, f"step {seq} was not awaiting reconciliation")
         if outcome == "happened":
             entry.update(status="done", ok=True, value=value, ended=time.time(), reconciled=True)
             self._put(txn, entry)
-            return Decision("result", entry)
+            return Answer("result", entry)
         if outcome == "not_happened":
             entry.update(
                 status="started",
@@ -317,9 +317,9 @@ class Journal:
                 reconciled=True,
             )
             self._put(txn, entry)
-            return Decision("exec", entry)
+            return Answer("exec", entry)
         self._put(txn, entry)
-        return Decision(
+        return Answer(
             "hold",
             entry,
             (
@@ -350,7 +350,7 @@ class Journal:
         self._put(txn, entry)
         return entry
 
-    def state(self, txn: lmdb.Transaction, seq: int, op: str, args: dict[str, Any]) -> Decision:
+    def state(self, txn: lmdb.Transaction, seq: int, op: str, args: dict[str, Any]) -> Answer:
         """A ``ctx.state`` change: applied to the agent's state once, with its journal entry."""
         fp = fingerprint("state", op, args)
         entry, decided = self._existing(txn, seq, "state", op, fp)
@@ -364,7 +364,7 @@ class Journal:
             self.records.delete_state(txn, self.agent, args["key"])
         entry.update(status="done", ok=True, value=None, ended=time.time(), executions=1)
         self._put(txn, entry, fresh=True)
-        return Decision("result", entry)
+        return Answer("result", entry)
 
     def _check_state_value(self, seq: int, key: str, value: Any) -> None:
         """Refuse a ``ctx.state`` value over ``limits.state_value_kb`` before it is written."""

@@ -37,7 +37,7 @@ class QuotaExceeded(CorralError):
 
 
 @dataclass(frozen=True)
-class Usage:
+class DiskUse:
     """What a workdir holds, as one scan found it."""
 
     bytes: int
@@ -71,7 +71,7 @@ def held_deleted(pids: Iterable[int]) -> int:
     return total
 
 
-def measure(root: Path, max_files: int | None = None, holders: Iterable[int] = ()) -> Usage:
+def measure(root: Path, max_files: int | None = None, holders: Iterable[int] = ()) -> DiskUse:
     """Walk ``root`` without following symlinks; stop once more than ``max_files`` names are seen.
     Deleted files that ``holders`` (the run's processes) keep open count too."""
     started = time.monotonic()
@@ -107,10 +107,10 @@ def measure(root: Path, max_files: int | None = None, holders: Iterable[int] = (
                 if files == stop:
                     break
     total += held_deleted(holders)
-    return Usage(total, files, time.monotonic() - started, unreadable)
+    return DiskUse(total, files, time.monotonic() - started, unreadable)
 
 
-def excess(usage: Usage, disk_mb: int | None, disk_files: int | None, *, starting: bool = False) -> str | None:
+def excess(usage: DiskUse, disk_mb: int | None, disk_files: int | None, *, starting: bool = False) -> str | None:
     """Why ``usage`` is over the quota, naming the key to raise; None when it is within.
     ``starting``: found before the agent was started, which the message says."""
     when = "; the agent was not started" if starting else ""
@@ -132,7 +132,7 @@ def excess(usage: Usage, disk_mb: int | None, disk_files: int | None, *, startin
     )
 
 
-def next_scan(usage: Usage, disk_mb: int | None, disk_files: int | None) -> float:
+def next_scan(usage: DiskUse, disk_mb: int | None, disk_files: int | None) -> float:
     """Seconds to wait before scanning again: :data:`SCAN_INTERVAL`, a quarter of it once the
     workdir is past half its quota (a fast writer gets less time past the limit), and never
     so often that scans use more than :data:`SCAN_SHARE` of a core."""

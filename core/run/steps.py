@@ -26,7 +26,7 @@ from corral.errors import ProtocolError, StoreError
 from corral.guardrails import Action
 from corral.packing import pack
 from corral.run.childwire import ChildWire, StepPath
-from corral.run.journal import Decision, Journal
+from corral.run.journal import Answer, Journal
 from corral.run.modelcalls import ModelCall
 from corral.run.outcome import Outcome, RunEnded, failure
 from corral.run.quota import QuotaExceeded
@@ -173,8 +173,8 @@ class Steps(StepPath):
         name: str,
         args: dict[str, Any],
         high_stakes: bool,
-        decide: Callable[[Any], Decision],
-    ) -> Callable[[Any], Decision]:
+        decide: Callable[[Any], Answer],
+    ) -> Callable[[Any], Answer]:
         """``decide``, unless a guardrail has something to say about this call first."""
         guarding = self.guarding
         if guarding is None:
@@ -214,12 +214,12 @@ class Steps(StepPath):
             return f"invalid arguments for tool {name!r}: {details}"
         return None
 
-    def _job(self, seq: int | None, decide: Callable[[Any], Decision] | None) -> tuple[Job, Callback]:
+    def _job(self, seq: int | None, decide: Callable[[Any], Answer] | None) -> tuple[Job, Callback]:
         """One writer job: the outcomes reported since the last job, then the decision."""
         journal, dones = self.journal, self._dones
         self._dones, self._dones_since = [], None
 
-        def job(txn: Any) -> tuple[list[dict[str, Any] | None], Decision | None]:
+        def job(txn: Any) -> tuple[list[dict[str, Any] | None], Answer | None]:
             finished = [journal.done(txn, done_seq, ok, value, error) for done_seq, ok, value, error in dones]
             return finished, decide(txn) if decide is not None else None
 
@@ -262,7 +262,7 @@ class Steps(StepPath):
                 return Outcome(RunState.FAILED, {**failure("guardrail", message), "guardrail": stop.to_dict()})
         return None
 
-    def _answer(self, seq: int, decision: Decision) -> None:
+    def _answer(self, seq: int, decision: Answer) -> None:
         message = answer(seq, decision)
         if message is not None:
             self.wire.send(message)
@@ -319,7 +319,7 @@ class Steps(StepPath):
         self.wire.forward(RunEnded(outcome))
 
 
-def answer(seq: int, decision: Decision) -> dict[str, Any] | None:
+def answer(seq: int, decision: Answer) -> dict[str, Any] | None:
     """The message that answers step ``seq`` once ``decision`` is durable (None: no answer,
     the child broke the protocol)."""
     entry = decision.entry

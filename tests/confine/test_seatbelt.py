@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from corral.sandbox import macos_backend, seatbelt
-from corral.sandbox.backend import ALWAYS, Protection, Request
+from corral.sandbox.backend import ALWAYS, Confinement, Protection
 from corral.sandbox.macos_backend import MacBackend, daemon_sockets
-from corral.sandbox.spec import Endpoint
+from corral.sandbox.spec import HostPort
 
 from .helpers.sbpl import Form, String, parse
 
@@ -405,7 +405,7 @@ def searchable() -> Iterator[Path]:
         shutil.rmtree(folder)
 
 
-def _request(tmp_path: Path, **changes: Any) -> Request:
+def _request(tmp_path: Path, **changes: Any) -> Confinement:
     workdir = changes.pop("workdir", tmp_path / "home" / "agents" / "fetcher")
     values: dict[str, Any] = {
         "agent": "fetcher",
@@ -413,14 +413,14 @@ def _request(tmp_path: Path, **changes: Any) -> Request:
         "read_write": (str(workdir),),
         "read_only": ("/usr", "/srv/reference"),
         "network": "none",
-        "endpoints": (Endpoint("*", 443), Endpoint("localhost", 8080)),
+        "endpoints": (HostPort("*", 443), HostPort("localhost", 8080)),
         "user": None,
         "degraded_ok": False,
         "python": sys.executable,
         "home": str(workdir.parent.parent),
         **changes,
     }
-    return Request(**values)
+    return Confinement(**values)
 
 
 def _offered(user: str | None) -> dict[str, Protection]:

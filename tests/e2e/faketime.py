@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from corral.testing import CorralProject, Daemon
+from corral.testing import CorralProject, DaemonProcess
 
 PROBE = """
 import sys, time
@@ -126,7 +126,7 @@ class FakedProject(CorralProject):
             env.update(self.clock.env)
         return env
 
-    def start_daemon(self, *, write_config: bool = True) -> Daemon:
+    def start_daemon(self, *, write_config: bool = True) -> DaemonProcess:
         self._faking = True
         try:
             return super().start_daemon(write_config=write_config)

@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from corral.testing import CorralProject, Daemon
+from corral.testing import CorralProject, DaemonProcess
 
 DAEMON_FILES = ("store", "logs", "daemon.lock", "corral.sock")
 """What the daemon itself owns under the home; agents own ``agents/<name>``."""
@@ -51,7 +51,7 @@ class Batch:
     """Runs started together on one daemon, and the files outside their workdirs before."""
 
     project: Project
-    daemon: Daemon
+    daemon: DaemonProcess
     runs: dict[str, dict[str, Any]]
     outside_before: dict[str, tuple[int, int]]
     workdirs: list[Path]

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from corral.testing import Daemon
+from corral.testing import DaemonProcess
 from tests.e2e.faketime import FakedProject, WallClock, forget_shared_memory, library, unavailable
 from tests.e2e.support import assert_journal, log_events
 from tests.models.fake_servers import FakeServer, Reply, openai_body
@@ -74,7 +74,7 @@ def runs_of(project: FakedProject, agent: str) -> list[dict[str, Any]]:
     return sorted(project.cli_json("runs", agent, "--limit", "10000"), key=lambda run: run["created"])
 
 
-def start_scheduled(project: FakedProject) -> Daemon:
+def start_scheduled(project: FakedProject) -> DaemonProcess:
     """Start the daemon and wait until every agent's next fire is planned: the socket opens
     before the schedules start, and a step before they read the clock is no step to them."""
     daemon = project.start_daemon()
@@ -104,7 +104,7 @@ def interval(every: str, missed: str = "skip", missed_max: int = 10) -> dict[str
     return {"every": every, "schedule": {"missed": missed, "missed_max": missed_max}}
 
 
-def assert_invariants(project: FakedProject, daemon: Daemon | None, agents: list[str]) -> None:
+def assert_invariants(project: FakedProject, daemon: DaemonProcess | None, agents: list[str]) -> None:
     """No fire time of any trigger ran twice, and the daemon (when given) still runs."""
     if daemon is not None:
         assert daemon.process.poll() is None, f"the daemon died: {project.daemon_stderr()[-2000:]}"
@@ -130,7 +130,7 @@ def at_least(counts: Mapping[str, int]) -> Callable[[Runs], bool]:
     return lambda found: all(len(found[agent]) >= count for agent, count in counts.items())
 
 
-def step_between_fires(project: FakedProject, jump: float) -> tuple[Daemon, Runs]:
+def step_between_fires(project: FakedProject, jump: float) -> tuple[DaemonProcess, Runs]:
     """Start the daemon, wait for a run of every agent, step the clock by ``jump``, and wait
     for two more runs of each (a couple of periods); the daemon and those new runs."""
     daemon = project.start_daemon()
@@ -282,7 +282,7 @@ def run(ctx):
 """
 
 
-def _kill(daemon: Daemon) -> None:
+def _kill(daemon: DaemonProcess) -> None:
     os.kill(daemon.pid, signal.SIGKILL)
     daemon.process.wait(10)
     forget_shared_memory(daemon.pid)

@@ -35,7 +35,7 @@ from typing import Any
 import psutil
 import pytest
 
-from corral.testing import Daemon
+from corral.testing import DaemonProcess
 from tests.e2e.support import Project, kill_quietly, wait_until_dead
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ class Site:
     def __init__(self, root: Path, mode: str, agents: Mapping[str, dict[str, Any]], env: Mapping[str, str]) -> None:
         assert mode in ("daemon", "foreground"), mode
         self.mode = mode
-        self.daemon: Daemon | None = None
+        self.daemon: DaemonProcess | None = None
         self.journals: dict[str, list[tuple[int, str]]] = {}
         """Each finished run's journal as ``corral trace`` shows it: (seq, status) per step."""
         self.projects: dict[str, Project] = {}
@@ -113,7 +113,7 @@ class Site:
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
             )
-        self.daemon = Daemon(project, process)
+        self.daemon = DaemonProcess(project, process)
         project.daemons.append(self.daemon)
         self.daemon.wait_ready()
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from corral.models import Attempt, Message, ModelError, Request, Timing, ToolCall, ToolDefinition
+from corral.models import Message, ModelError, Request, Timing, ToolCall, ToolDefinition, Try
 
 from .fake_servers import (
     FakeServer,
@@ -143,7 +143,7 @@ async def test_429_waits_as_long_as_the_server_asks(
     server: FakeServer, fake_time: FakeTime, headers: dict[str, str], expected: float
 ) -> None:
     server.enqueue(Reply(429, {"error": {"message": "slow down"}}, headers), Reply(body=openai_body("ok")))
-    seen: list[Attempt] = []
+    seen: list[Try] = []
     async with model_client(endpoint(server), timing=fake_time.timing()) as client:
         response = await client.call(ASK, on_attempt=seen.append)
     assert response.text == "ok" and len(server.requests) == 2
@@ -166,7 +166,7 @@ async def test_backoff_is_full_jitter_exponential_and_capped(server: FakeServer,
 
 async def test_a_burst_of_503_is_retried_until_success(server: FakeServer) -> None:
     server.enqueue(*[Reply(503, {"error": {"message": "overloaded"}})] * 3, Reply(body=openai_body("fine")))
-    seen: list[Attempt] = []
+    seen: list[Try] = []
     async with model_client(endpoint(server, retry_attempts=4)) as client:
         response = await client.call(ASK, on_attempt=seen.append)
     assert response.text == "fine"
@@ -185,7 +185,7 @@ async def test_every_listed_transient_status_is_retried(server: FakeServer, fake
 
 async def test_a_response_slower_than_the_read_timeout_is_retried(server: FakeServer) -> None:
     server.enqueue(Reply(body=openai_body("late"), delay=1.5), Reply(body=openai_body("quick")))
-    seen: list[Attempt] = []
+    seen: list[Try] = []
     async with model_client(endpoint(server, read_timeout=0.2)) as client:
         started = time.monotonic()
         response = await client.call(ASK, on_attempt=seen.append)
@@ -327,9 +327,9 @@ async def test_retry_after_really_waits(server: FakeServer) -> None:
 async def test_a_retry_after_seen_by_one_caller_holds_back_another(server: FakeServer) -> None:
     server.enqueue(Reply(429, "wait", {"retry-after": "1"}), Reply(body=openai_body("a")), Reply(body=openai_body("b")))
     first_failed = asyncio.Event()
-    seen_b: list[Attempt] = []
+    seen_b: list[Try] = []
 
-    def on_attempt_a(attempt: Attempt) -> None:
+    def on_attempt_a(attempt: Try) -> None:
         if attempt.status == 429:
             first_failed.set()
 

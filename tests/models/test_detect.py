@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from corral.models import Endpoint, Message, NotConfigured, Prices, Request, detect
+from corral.models import Endpoint, Message, Prices, Request, Undetected, detect
 
 from .fake_servers import FakeServer, Reply, closed_port_url, model_client, openai_body
 
@@ -55,13 +55,13 @@ async def test_a_local_ollama_is_found_and_answers_through_v1(server: FakeServer
 async def test_something_that_is_not_a_usable_ollama(server: FakeServer, reply: Reply, why: str) -> None:
     server.enqueue(reply)
     found = await detect({}, ollama_url=server.url, timeout=0.2)
-    assert isinstance(found, NotConfigured) and why in found.message
+    assert isinstance(found, Undetected) and why in found.message
 
 
 async def test_nothing_at_all_says_what_to_add() -> None:
     url = closed_port_url()
     found = await detect({"PATH": "/usr/bin"}, ollama_url=url)
-    assert isinstance(found, NotConfigured)
+    assert isinstance(found, Undetected)
     assert f"nothing answered at {url}/api/tags" in found.message
     for needed in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "[models.default]", 'provider = "openai"', "api_key_env"):
         assert needed in found.message

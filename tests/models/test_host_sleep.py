@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from corral.models import Attempt, Message, ModelClient, ModelError, Request, Timing
+from corral.models import Message, ModelClient, ModelError, Request, Timing, Try
 from corral.models.breaker import BreakerChange
 from corral.models.retry import time_asleep
 
@@ -63,7 +63,7 @@ async def test_a_try_the_host_slept_through_is_retried_without_blaming_the_endpo
     server.enqueue(cut, Reply(body=openai_body("back")))
     host = SleepingHost(server)
     host.sleeps_during(1)
-    seen: list[Attempt] = []
+    seen: list[Try] = []
     changes: list[BreakerChange] = []
     async with client(server, host, changes) as model:
         response = await model.call(ASK, on_attempt=seen.append)
@@ -72,7 +72,7 @@ async def test_a_try_the_host_slept_through_is_retried_without_blaming_the_endpo
     first, second = seen
     assert first.kind in {"timeout", "connection"} and first.slept == NAP and first.wait is not None
     assert "The host slept 600 s during this try" in (first.message or "")
-    assert Attempt.from_dict(first.to_dict()) == first
+    assert Try.from_dict(first.to_dict()) == first
     assert second.ok and second.slept == 0
 
 
@@ -115,7 +115,7 @@ async def test_an_answer_given_while_the_host_slept_is_still_the_endpoints(serve
 async def test_a_wait_the_host_slept_through_excuses_the_try_after_it(server: FakeServer) -> None:
     server.enqueue(Reply(502, "bad gateway"), DROPPED, Reply(body=openai_body("back")))
     host = SleepingHost(server)
-    seen: list[Attempt] = []
+    seen: list[Try] = []
     settings: dict[str, Any] = {"retry_attempts": 2, "breaker_failures": 2}
     model = model_client(
         endpoint(server, read_timeout=0.2, **settings), timing=Timing(sleep=host.nap, slept=host.slept)

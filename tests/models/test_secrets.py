@@ -8,7 +8,7 @@ import traceback
 import msgpack
 import pytest
 
-from corral.models import Attempt, Message, ModelError, Request
+from corral.models import Message, ModelError, Request, Try
 
 from .fake_servers import FakeServer, FakeTime, Reply, closed_port_url, endpoint, model_client
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.anyio
 ASK = Request((Message.user("hello"),))
 
 
-def _everything_said_about(error: ModelError, attempts: list[Attempt]) -> str:
+def _everything_said_about(error: ModelError, attempts: list[Try]) -> str:
     return "\n".join(
         [
             str(error),
@@ -57,7 +57,7 @@ async def test_the_key_never_leaks(
         body = {"error": {"message": body["error"]["message"].replace("{key}", api_key)}}
     server.enqueue(*[Reply(reply.status, body, reply.headers, reply.delay)] * 2)
     target = endpoint(server, provider=provider, key=api_key, retry_attempts=2, read_timeout=0.2)
-    attempts: list[Attempt] = []
+    attempts: list[Try] = []
     async with model_client(target, timing=fake_time.timing()) as client:
         with pytest.raises(ModelError) as caught:
             await client.call(ASK, on_attempt=attempts.append)

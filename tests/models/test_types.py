@@ -8,7 +8,6 @@ import msgpack
 import pytest
 
 from corral.models import (
-    Attempt,
     InvalidRequest,
     Message,
     ModelError,
@@ -17,6 +16,7 @@ from corral.models import (
     Response,
     ToolCall,
     ToolDefinition,
+    Try,
     Usage,
     parse_arguments,
 )
@@ -53,7 +53,7 @@ def test_request_and_response_survive_msgpack() -> None:
 
 
 def test_a_model_error_survives_msgpack() -> None:
-    attempt = Attempt("ep", 1, 503, "overloaded", "busy", 0.2, wait=1.5, retry_after=1.5)
+    attempt = Try("ep", 1, 503, "overloaded", "busy", 0.2, wait=1.5, retry_after=1.5)
     error = ModelError("busy", kind="overloaded", retryable=True, endpoint="ep", status=503, attempts=[attempt])
     again = ModelError.from_dict(_through_msgpack(error.to_dict()))
     assert (again.kind, again.retryable, again.status, again.attempts) == ("overloaded", True, 503, (attempt,))
