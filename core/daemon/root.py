@@ -52,7 +52,17 @@ class Daemon:
         self.awake = KeepAwake(self.config.keep_awake, self.log)
         self.queue = RunQueue(engine, self.config.max_concurrent_runs, self._run_done, self.awake.busy)
         self.timeline = Timeline(self.clock, engine.store, engine.writer, self.log)
-        self.scheduler = Scheduler(engine, self.queue, self.clock, self.timeline, host.alerting.raise_alert)
+        self.scheduler = Scheduler(
+            engine,
+            engine.store,
+            engine.writer,
+            engine.records,
+            engine.pauses,
+            self.queue,
+            self.clock,
+            self.timeline,
+            host.alerting.raise_alert,
+        )
         self.metrics: Metrics | None = None
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._chores: set[asyncio.Task[Any]] = set()

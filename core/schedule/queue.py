@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from corral.schedule.settings import SchedulePolicy
 
 if TYPE_CHECKING:
-    from corral.run.engine import Engine
+    from corral.schedule.runs import Runs
 
 Done = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 Active = Callable[[int], None]
@@ -27,8 +27,8 @@ Active = Callable[[int], None]
 class RunQueue:
     """Waiting runs per agent, the running ones, and the rule that starts the next."""
 
-    def __init__(self, engine: Engine, limit: int, on_done: Done, on_active: Active | None = None) -> None:
-        self.engine = engine
+    def __init__(self, runs: Runs, limit: int, on_done: Done, on_active: Active | None = None) -> None:
+        self.runs = runs
         self.limit = limit
         self.on_done = on_done
         self.on_active = on_active
@@ -37,7 +37,7 @@ class RunQueue:
         self.running: dict[str, dict[str, asyncio.Task[None]]] = {}
 
     def policy(self, agent: str) -> SchedulePolicy:
-        config = self.engine.config.agents.get(agent)
+        config = self.runs.config.agents.get(agent)
         return config.schedule if config is not None else SchedulePolicy()
 
     def depth(self, agent: str) -> int:
@@ -84,12 +84,12 @@ class RunQueue:
 
     def pump(self) -> None:
         """Start the oldest startable runs while the global limit allows."""
-        while not self.engine.draining and sum(map(len, self.running.values())) < self.limit:
+        while not self.runs.draining and sum(map(len, self.running.values())) < self.limit:
             best: dict[str, Any] | None = None
             for agent, runs in self.waiting.items():
                 if not runs or self.active(agent) >= self.policy(agent).max_running:
                     continue
-                if agent in self.engine.config.agents and self.engine.paused(agent) is not None:
+                if agent in self.runs.config.agents and self.runs.paused(agent) is not None:
                     continue
                 if best is None or runs[0]["id"] < best["id"]:
                     best = runs[0]
@@ -107,9 +107,9 @@ class RunQueue:
     async def _execute(self, run: dict[str, Any]) -> None:
         final: dict[str, Any] | None = None
         try:
-            final = await self.engine.execute(run["id"])
+            final = await self.runs.execute(run["id"])
         except Exception as exc:  # one run's bug must not take the daemon down
-            self.engine.log.exception("run crashed in the daemon", run_id=run["id"], agent=run["agent"], error=str(exc))
+            self.runs.log.exception("run crashed in the daemon", run_id=run["id"], agent=run["agent"], error=str(exc))
         finally:
             self.running.get(run["agent"], {}).pop(run["id"], None)
             self._active_changed()

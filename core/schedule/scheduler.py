@@ -50,7 +50,9 @@ from corral.schedule.triggers import (
 )
 
 if TYPE_CHECKING:
-    from corral.run.engine import Engine
+    from corral.schedule.pauses import Pauses
+    from corral.schedule.runs import Runs
+    from corral.store import Records, Store, Writer
 
 LATE = 60.0
 """Seconds past its due time after which a fire time counts as missed, not late."""
@@ -169,24 +171,35 @@ class Scheduler:
     """Owns the schedules and the webhook listener; hands runs to the :class:`RunQueue`."""
 
     def __init__(
-        self, engine: Engine, queue: RunQueue, clock: Clock, timeline: Timeline, alert: Callable[[Alert], None]
+        self,
+        runs: Runs,
+        store: Store,
+        writer: Writer,
+        records: Records,
+        pauses: Pauses,
+        queue: RunQueue,
+        clock: Clock,
+        timeline: Timeline,
+        alert: Callable[[Alert], None],
     ) -> None:
-        self.engine = engine
+        self.runs = runs
+        """The engine's operations: create, cancel, pause."""
+        self.store, self.writer, self.records, self.pauses = store, writer, records, pauses
         self.alert = alert
         """Raise an alert (the alerting service's ``raise_alert``)."""
         self.queue = queue
         self.clock = clock
         self.timeline = timeline
-        self.log = engine.log
+        self.log = runs.log
         self.schedules: dict[str, Schedule] = {}
         self.webhooks: WebhookServer | None = None
         self._rebind: asyncio.Task[None] | None = None
         self.wake = asyncio.Event()
-        self._db = engine.store.dbs["schedules"]
+        self._db = store.dbs["schedules"]
         self._slowed: dict[str, dict[str, Any]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._fresh_start: dict[str, float] = {}  # agent -> when its pause or slow-down was lifted
-        engine.pauses.listen(self._pause_changed)
+        pauses.listen(self._pause_changed)
 
     # ------------------------------------------------------------------ configuration
 
@@ -195,8 +208,8 @@ class Scheduler:
         ones; unchanged ones keep running. Returns what changed, for the log and ``corral reload``."""
         await self.listen(config)
         db = self._db
-        records = await self.engine.writer.run(lambda txn: state.all_schedules(txn, db))
-        self._slowed = await self.engine.writer.run(
+        records = await self.writer.run(lambda txn: state.all_schedules(txn, db))
+        self._slowed = await self.writer.run(
             lambda txn: {a: r for a in config.agents if (r := state.get_agent(txn, db, a)) is not None}
         )
         removed = [key for key in self.schedules if key not in built]
@@ -401,7 +414,7 @@ class Scheduler:
 
     async def _save(self, schedule: Schedule) -> None:
         db, key, record = self._db, schedule.config.key, dict(schedule.record)
-        await self.engine.writer.run(lambda txn: state.put_schedule(txn, db, key, record))
+        await self.writer.run(lambda txn: state.put_schedule(txn, db, key, record))
 
     # ------------------------------------------------------------------ the clock
 
@@ -415,7 +428,7 @@ class Scheduler:
             if jumps:
                 await self.timeline.beat(reading)  # status shows the jump before what it causes
                 await self._jumped(reading, [j.at for j in jumps if j.kind is JumpKind.STEP and j.jump < 0])
-            for agent in await self.engine.pauses.expire():
+            for agent in await self.pauses.expire():
                 self.log.info("pause ended", agent=agent)
             self.queue.pump()
             due = sorted(self._due(reading), key=lambda s: s.record["due"])
@@ -426,7 +439,7 @@ class Scheduler:
                     self.log.error("schedule failed to fire", schedule=schedule.config.key, error=repr(outcome))
             await self.timeline.beat(reading)
             times = [s.record["due"] for s in self.schedules.values() if s.timed and s.record.get("due") is not None]
-            expiry = self.engine.pauses.next_expiry()
+            expiry = self.pauses.next_expiry()
             if expiry is not None:
                 times.append(expiry)
             await self.clock.wait(min(times, default=reading.wall + IDLE_WAKE), self.wake)
@@ -552,11 +565,11 @@ class Scheduler:
 
     async def _fire(self, schedule: Schedule, payload: Any, nominal: float | None, catch_up: bool) -> dict[str, Any]:
         config = schedule.config
-        agent = self.engine.config.agents.get(config.agent)
+        agent = self.runs.config.agents.get(config.agent)
         when = nominal if nominal is not None else self.clock.now()
         if agent is None or not agent.enabled:
             return await self._skip(schedule, when, "the agent is disabled or no longer configured")
-        pause = self.engine.paused(config.agent)
+        pause = self.runs.paused(config.agent)
         if pause is not None:
             return await self._skip(schedule, when, f"the agent is paused: {pause['reason']}")
         slowed = self._slowed.get(config.agent)
@@ -580,7 +593,7 @@ class Scheduler:
             fields["fire_time"] = nominal
         if catch_up:
             fields["missed"] = True
-        run = await self.engine.create_run(
+        run = await self.runs.create_run(
             config.agent,
             payload,
             trigger=config.kind,
@@ -604,10 +617,10 @@ class Scheduler:
             return None
         for waiting in list(self.queue.waiting.get(agent, ())):
             self.queue.remove(waiting["id"])
-            await self.engine.cancel(waiting["id"], "replaced by a newer fire (overlap = cancel)")
+            await self.runs.cancel(waiting["id"], "replaced by a newer fire (overlap = cancel)")
         running = self.queue.running_ids(agent)
         for run_id in running[: max(0, len(running) - policy.max_running + 1)]:
-            await self.engine.cancel(run_id, "replaced by a newer fire (overlap = cancel)")
+            await self.runs.cancel(run_id, "replaced by a newer fire (overlap = cancel)")
         return None
 
     async def _skip(self, schedule: Schedule, when: float, reason: str) -> dict[str, Any]:
@@ -626,14 +639,14 @@ class Scheduler:
     async def run_done(self, run: dict[str, Any], final: dict[str, Any] | None) -> None:
         """After a scheduled run ends: slow or pause an agent that makes no progress, and lift
         the slow-down (with an all-clear) once it does."""
-        agent = self.engine.config.agents.get(run["agent"])
+        agent = self.runs.config.agents.get(run["agent"])
         if agent is None or run.get("schedule") is None or final is None:
             return
         policy = agent.schedule
         if not policy.no_progress_runs:
             return
-        records = self.engine.records
-        with self.engine.store.read() as txn:
+        records = self.records
+        with self.store.read() as txn:
             stuck = progress.stalled(
                 records, txn, agent.name, policy.no_progress_runs, self._fresh_start.get(agent.name, 0.0)
             )
@@ -652,14 +665,14 @@ class Scheduler:
                     )
                 )
             return
-        if agent.name in self._slowed or self.engine.paused(agent.name) is not None:
+        if agent.name in self._slowed or self.runs.paused(agent.name) is not None:
             return
         why = (
             f"its last {policy.no_progress_runs} scheduled runs ended the same way ({final['state']}) "
             "without a tool call or state change"
         )
         if policy.no_progress_action == "pause":
-            await self.engine.pause_agent(agent.name, f"no progress: {why}")
+            await self.runs.pause_agent(agent.name, f"no progress: {why}")
             action = "paused until `corral resume`"
         else:
             await self._set_slowed(
@@ -684,7 +697,7 @@ class Scheduler:
         else:
             self._slowed[agent] = record
         db = self._db
-        await self.engine.writer.run(lambda txn: state.put_agent(txn, db, agent, record))
+        await self.writer.run(lambda txn: state.put_agent(txn, db, agent, record))
 
     async def unslow(self, agent: str) -> bool:
         """``corral resume`` also lifts a no-progress slow-down; True if there was one."""
