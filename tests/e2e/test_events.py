@@ -27,7 +27,8 @@ def _write(line):
 
 @corral.hookimpl
 def corral_step_done(run, step):
-    _write({{"hook": "step", "run": run["id"], "seq": step["seq"], "kind": step["kind"], "replayed": step["replayed"]}})
+    _write({{"hook": "step", "run": run["id"], "seq": step["seq"], "kind": step["kind"], "ok": step["ok"],
+            "replayed": step["replayed"]}})
 
 @corral.hookimpl
 def corral_run_finished(run):
@@ -40,6 +41,10 @@ def run(ctx):
     ctx.state["seen"] = 1
     first = ctx.model([{"role": "user", "text": "count"}], max_tokens=20)
     counted = ctx.tool("word_count", text="one two three")
+    try:
+        ctx.tool("word_count", text=3)  # refused: the arguments do not match the schema
+    except Exception:
+        pass
     second = ctx.model([{"role": "user", "text": "again"}], max_tokens=20)
     return [first.text, counted, second.text]
 """
@@ -87,8 +92,9 @@ def test_every_step_reaches_the_hooks_and_the_log_once_model_steps_included(
     run = corral_project.cli_json("run", "mixed", "--wait")
     assert run["state"] == "succeeded", run
     wait_for(lambda: any(line["hook"] == "finished" for line in heard(out, run["id"])))
-    steps = [(line["seq"], line["kind"]) for line in heard(out, run["id"]) if line["hook"] == "step"]
-    assert steps == [(1, "state"), (2, "model"), (3, "tool"), (4, "model")], "each step once, in order"
+    steps = [(line["seq"], line["kind"], line["ok"]) for line in heard(out, run["id"]) if line["hook"] == "step"]
+    expected = [(1, "state", True), (2, "model", True), (3, "tool", True), (4, "tool", False), (5, "model", True)]
+    assert steps == expected, "each step once, in order, the refused one too"
     assert [line["state"] for line in heard(out, run["id"]) if line["hook"] == "finished"] == ["succeeded"]
     log = corral_project.home / "logs" / "mixed.log"
 
@@ -96,8 +102,8 @@ def test_every_step_reaches_the_hooks_and_the_log_once_model_steps_included(
         lines = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
         return sorted(line["seq"] for line in lines if line.get("event") == "step")
 
-    wait_for(lambda: len(logged()) >= 4)
-    assert logged() == [1, 2, 3, 4]
+    wait_for(lambda: len(logged()) >= 5)
+    assert logged() == [1, 2, 3, 4, 5]
 
 
 def test_each_way_a_run_ends_is_heard_exactly_once(project: tuple[CorralProject, Path]) -> None:
