@@ -1,10 +1,12 @@
-"""Alerts: what corral tells an operator, and the sinks that deliver it.
+"""Alerts: what corral tells an operator, and what a sink needs to deliver it.
 
 An :class:`Alert` is built by the daemon (run failed, breaker opened, budget reached,
 approval waiting, ...) and handed to each configured sink's ``deliver``, which either
-returns (delivered) or raises :class:`SinkError` saying whether a retry can help. The
-sink names are imported on first use (see :mod:`corral.alerts.sinks`), so reading an
-alert or the config does not load the HTTP and SMTP clients.
+returns (delivered) or raises :class:`SinkError` saying whether a retry can help. A sink
+plugin needs only this module: :class:`Sink`, :class:`Settings` and the alert types
+(the built-in sinks, in :mod:`corral.plugins.alert_sinks`, import the same). The sink
+names are imported on first use (see :mod:`corral.alerts.sinks`), so reading an alert
+does not load the config machinery.
 """
 
 from __future__ import annotations
@@ -14,38 +16,9 @@ from typing import TYPE_CHECKING, Any
 from corral.alerts.alert import Alert, AlertError, FieldValue, Severity
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from corral.alerts.sinks import LogSink, Secret, Settings, Sink, SinkError, redact_url
 
-    from corral.alerts.sinks import (
-        CommandSink,
-        DesktopSink,
-        EmailSink,
-        LogSink,
-        NtfySink,
-        Secret,
-        Settings,
-        Sink,
-        SinkError,
-        WebhookSink,
-        redact_url,
-    )
-
-    BUILTIN_SINKS: Mapping[str, type[Sink]]
-
-_FROM_SINKS = (
-    "BUILTIN_SINKS",
-    "CommandSink",
-    "DesktopSink",
-    "EmailSink",
-    "LogSink",
-    "NtfySink",
-    "Secret",
-    "Settings",
-    "Sink",
-    "SinkError",
-    "WebhookSink",
-    "redact_url",
-)
+_FROM_SINKS = ("LogSink", "Secret", "Settings", "Sink", "SinkError", "redact_url")
 
 
 def __getattr__(name: str) -> Any:
@@ -59,20 +32,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BUILTIN_SINKS",
     "Alert",
     "AlertError",
-    "CommandSink",
-    "DesktopSink",
-    "EmailSink",
     "FieldValue",
     "LogSink",
-    "NtfySink",
     "Secret",
     "Settings",
     "Severity",
     "Sink",
     "SinkError",
-    "WebhookSink",
     "redact_url",
 ]

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
+from corral import __version__
 from corral.alerts.config import Deadman
-from corral.alerts.sinks._http import USER_AGENT
 from corral.secrets import Redactor, redact_url, url_pieces
 
 
@@ -31,7 +31,9 @@ class DeadmanSwitch:
 
     async def serve(self) -> None:
         failing = False
-        async with httpx.AsyncClient(timeout=self._config.timeout, headers={"User-Agent": USER_AGENT}) as client:
+        async with httpx.AsyncClient(
+            timeout=self._config.timeout, headers={"User-Agent": f"corral/{__version__}"}
+        ) as client:
             while True:
                 error = await self.ping(client)
                 if error is not None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from corral.alerts import Alert, CommandSink, SinkError
-from corral.alerts.sinks.command import PASSED_ENV
+from corral.alerts import Alert, SinkError
+from corral.plugins.alert_sinks.command import PASSED_ENV, CommandSink
 
 from .receivers import assert_secret_free, fake_program, recorded_argv
 

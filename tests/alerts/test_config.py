@@ -9,8 +9,14 @@ from urllib.parse import quote
 
 import pytest
 
-from corral.alerts import BUILTIN_SINKS, CommandSink, EmailSink, NtfySink, Secret, WebhookSink, redact_url
+from corral.alerts import Secret, redact_url
+from corral.alerts.routing import sink_types
 from corral.errors import ConfigError
+from corral.pluginmanager import register_plugins
+from corral.plugins.alert_sinks.command import CommandSink
+from corral.plugins.alert_sinks.mail import EmailSink
+from corral.plugins.alert_sinks.ntfy import NtfySink
+from corral.plugins.alert_sinks.webhook import WebhookSink
 
 SECRET = "s3cr3t-T0KEN-value"
 
@@ -38,9 +44,12 @@ def test_redact_url_keeps_scheme_host_and_port(url: str, shown: str) -> None:
     assert redact_url(url) == shown
 
 
-def test_builtin_sinks_by_kind() -> None:
-    assert sorted(BUILTIN_SINKS) == ["command", "desktop", "email", "ntfy", "webhook"]
-    assert all(cls.kind == kind for kind, cls in BUILTIN_SINKS.items())
+def test_the_built_in_sink_types_are_registered_by_their_plugin() -> None:
+    plugins = register_plugins(entry_points=[])
+    types = sink_types(plugins.manager, plugins.failures)
+    assert sorted(types) == ["command", "desktop", "email", "ntfy", "webhook"] and not plugins.failures
+    assert all(found.plugin == "corral.plugins.alert_sinks" for found in types.values())
+    assert all(getattr(found.factory, "kind", None) == kind for kind, found in types.items())
 
 
 def test_every_problem_is_listed_with_key_and_fix() -> None:

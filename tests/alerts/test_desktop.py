@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from corral.alerts import Alert, DesktopSink, SinkError
-from corral.alerts.sinks.desktop import applescript_string, osascript_argv
+from corral.alerts import Alert, SinkError
 from corral.errors import ConfigError
+from corral.plugins.alert_sinks.desktop import DesktopSink, applescript_string, osascript_argv
 
 from .receivers import fake_program, recorded_argv
 

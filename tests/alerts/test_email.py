@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from corral.alerts import Alert, EmailSink, SinkError
+from corral.alerts import Alert, SinkError
+from corral.plugins.alert_sinks.mail import EmailSink
 
 from .receivers import SilentTCPServer, SMTPReceiver, assert_secret_free, free_port
 

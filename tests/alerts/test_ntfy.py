@@ -10,7 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from corral.alerts import Alert, NtfySink, Severity, SinkError
+from corral.alerts import Alert, Severity, SinkError
+from corral.plugins.alert_sinks.ntfy import NtfySink
 
 from .receivers import HANG, HTTPReceiver, Reply, assert_secret_free
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.alerts import Alert, Severity, SinkError, WebhookSink
+from corral.alerts import Alert, Severity, SinkError
+from corral.plugins.alert_sinks.webhook import WebhookSink
 
 from .receivers import HANG, HTTPReceiver, Reply, assert_secret_free
 

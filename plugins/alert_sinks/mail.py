@@ -16,10 +16,9 @@ from typing import ClassVar
 
 import aiosmtplib
 
-from corral.alerts.alert import Alert
-from corral.alerts.sinks._settings import Settings
-from corral.alerts.sinks._text import headline, plain_text
-from corral.alerts.sinks.base import Sink, certificate_rejected
+from corral.alerts import Alert, Settings, Sink
+from corral.alerts.sinks.base import certificate_rejected
+from corral.plugins.alert_sinks._text import headline, plain_text
 
 _PORTS = {"starttls": 587, "tls": 465, "none": 25}
 

@@ -17,11 +17,9 @@ import shutil
 import signal
 from typing import ClassVar
 
-from corral.alerts.alert import Alert
-from corral.alerts.sinks import _process
-from corral.alerts.sinks._settings import Settings
-from corral.alerts.sinks._text import one_line
-from corral.alerts.sinks.base import Sink
+from corral.alerts import Alert, Settings, Sink
+from corral.plugins.alert_sinks import _process
+from corral.plugins.alert_sinks._text import one_line
 
 PASSED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER", "LOGNAME")
 """The daemon's variables a command inherits; everything else must be given in ``env``."""

@@ -14,11 +14,9 @@ import re
 import ssl
 from typing import ClassVar
 
-from corral.alerts.alert import Alert, Severity
-from corral.alerts.sinks import _http
-from corral.alerts.sinks._settings import Settings
-from corral.alerts.sinks._text import headline, one_line, plain_text
-from corral.alerts.sinks.base import Sink
+from corral.alerts import Alert, Settings, Severity, Sink
+from corral.plugins.alert_sinks import _http
+from corral.plugins.alert_sinks._text import headline, one_line, plain_text
 from corral.secrets import Secret, redact_url
 
 PRIORITY = {Severity.INFO: "3", Severity.WARNING: "4", Severity.CRITICAL: "5"}

@@ -18,11 +18,9 @@ import sys
 from collections.abc import Mapping
 from typing import ClassVar
 
-from corral.alerts.alert import Alert, Severity
-from corral.alerts.sinks import _process
-from corral.alerts.sinks._settings import Settings
-from corral.alerts.sinks._text import clip, headline, one_line, without_controls
-from corral.alerts.sinks.base import Sink
+from corral.alerts import Alert, Settings, Severity, Sink
+from corral.plugins.alert_sinks import _process
+from corral.plugins.alert_sinks._text import clip, headline, one_line, without_controls
 
 _URGENCY = {Severity.INFO: "low", Severity.WARNING: "normal", Severity.CRITICAL: "critical"}
 _ICON = {Severity.INFO: "dialog-information", Severity.WARNING: "dialog-warning", Severity.CRITICAL: "dialog-error"}

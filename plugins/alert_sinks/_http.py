@@ -19,8 +19,8 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 import corral
-from corral.alerts.sinks._text import one_line
 from corral.alerts.sinks.base import certificate_rejected
+from corral.plugins.alert_sinks._text import one_line
 
 EXCERPT_BYTES = 1024
 USER_AGENT = f"corral/{corral.__version__}"

@@ -13,11 +13,9 @@ import json
 import ssl
 from typing import Any, ClassVar
 
-from corral.alerts.alert import Alert, Severity
-from corral.alerts.sinks import _http
-from corral.alerts.sinks._settings import Settings
-from corral.alerts.sinks._text import clip, details, headline, iso_time, one_line, without_controls
-from corral.alerts.sinks.base import Sink
+from corral.alerts import Alert, Settings, Severity, Sink
+from corral.plugins.alert_sinks import _http
+from corral.plugins.alert_sinks._text import clip, details, headline, iso_time, one_line, without_controls
 from corral.secrets import redact_url
 
 FORMATS = ("json", "slack", "discord")
