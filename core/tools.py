@@ -13,7 +13,7 @@ A tool also declares what it is, for the layers that gate it: ``read_only`` (no 
 effects, so safe to rerun), ``idempotent``, ``high_stakes`` (a human approves each call
 before it runs) and the ``secrets`` it needs. Two parameter names are corral's, hidden
 from the model: ``idempotency_key`` and ``settings`` (the operator's
-``[agents.NAME.tool_settings.TOOL]`` table, see :mod:`corral.toolsettings`).
+``[agents.NAME.tool_settings.TOOL]`` table, see :mod:`corral.config.tools`).
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ from corral.schedule.clock import awake_since
 
 if TYPE_CHECKING:
     from corral.config import AgentConfig
+    from corral.config.guardrails import GuardrailConfig
     from corral.guardrails import RunGuard
-    from corral.guardrails.config import GuardrailConfig
 
 
 class _Limits:

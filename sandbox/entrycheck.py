@@ -2,7 +2,7 @@
 say whether the entry function exists and can be called with the run's context.
 
 Started as ``python -I -B -m corral.sandbox.entrycheck SPEC_JSON`` (``code``, ``entry``,
-``limits``) by :mod:`corral.checks`: in a new session, in an empty temporary folder that is
+``limits``) by :mod:`corral.config.check`: in a new session, in an empty temporary folder that is
 also its ``HOME`` and ``TMPDIR``, with the agent's plain environment and no secrets, under
 the agent's resource limits (:func:`corral.sandbox.launcher.apply_rlimits`); the caller
 kills its process group after a timeout. ``-B``: no ``__pycache__`` written into the

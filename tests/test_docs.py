@@ -12,7 +12,8 @@ import pytest
 
 from corral import hookspecs, wire
 from corral.cli.main import parser
-from corral.config import _DAEMON_KEYS, AgentConfig, CorralConfig, Limits
+from corral.config import AgentConfig, CorralConfig, Limits
+from corral.config.loader import _DAEMON_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

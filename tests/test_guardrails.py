@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from corral.config import AgentConfig, parse_config
+from corral.config.guardrails import GuardrailConfig
 from corral.errors import ConfigError
 from corral.guardrails import Action, Verdict
-from corral.guardrails.config import GuardrailConfig
 from corral.plugins.guardrails import BUILTINS
 from corral.schedule.clock import awake_stamp
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from corral import __version__
-from corral.alerts.config import Deadman
+from corral.config.alerts import Deadman
 from corral.secrets import Redactor, redact_url, url_pieces
 
 

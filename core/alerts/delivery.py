@@ -19,10 +19,10 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from corral.alerts.alert import Alert
-from corral.alerts.config import LOG_SINK, SinkConfig
 from corral.alerts.outbox import Outbox
 from corral.alerts.routing import AlertSink, BuiltSink
 from corral.alerts.sinks.base import SinkError
+from corral.config.alerts import LOG_SINK, SinkConfig
 from corral.secrets import Redactor, Secret
 from corral.store import Store, Writer
 

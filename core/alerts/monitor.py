@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from corral.alerts.alert import Alert, Severity
-from corral.alerts.config import AlertsConfig, Expectation
 from corral.alerts.deadman import DeadmanSwitch
 from corral.alerts.outbox import Outbox
+from corral.config.alerts import AlertsConfig, Expectation
 
 if TYPE_CHECKING:
     from corral.alerts.rules import StuckRule

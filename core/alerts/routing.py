@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import pluggy
 
 from corral.alerts.alert import Alert
-from corral.alerts.config import AlertsConfig, SinkConfig
+from corral.config.alerts import AlertsConfig, SinkConfig
 from corral.errors import ConfigError, PluginError
 from corral.pluginmanager import ask_each
 

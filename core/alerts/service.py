@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from corral.alerts.alert import Alert
-from corral.alerts.config import LOG_SINK
 from corral.alerts.delivery import Delivery
 from corral.alerts.outbox import Outbox
 from corral.alerts.routing import BuiltSink, build_sinks, sink_types
 from corral.alerts.rules import NoticeRules, RunRules, StuckRule
 from corral.alerts.sinks.log import LogSink
 from corral.config import CorralConfig
+from corral.config.alerts import LOG_SINK
 from corral.observe.events import Background, Event
 from corral.observe.logs import LogFiles
 from corral.states import FINISHED, RunState

@@ -280,8 +280,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from corral.checks import check_file
     from corral.cli import views
+    from corral.config.check import check_file
 
     report = check_file(find_config(args.config), os.environ, args.timeout)
     if report.invalid:

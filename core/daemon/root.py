@@ -18,8 +18,8 @@ from functools import partial
 from typing import Any
 
 from corral.alerts import Alert, Severity
-from corral.checks import check_config
 from corral.config import load_config
+from corral.config.check import check_config
 from corral.daemon import control
 from corral.daemon.host import Host
 from corral.daemon.power import KeepAwake

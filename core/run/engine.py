@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import jsonschema_rs
 
 from corral.config import AgentConfig, CorralConfig
+from corral.config.tools import tool_secret_names, welcome_entry
 from corral.pluginmanager import Plugins
 from corral.run.approvals import Approvals
 from corral.run.attempt import Attempt, Shared
@@ -35,7 +36,6 @@ from corral.secrets import Redaction
 from corral.states import FINISHED, EventKind, RunState, check_transition
 from corral.store import Records, Store, Writer, new_run_id
 from corral.tools import ToolSpec
-from corral.toolsettings import tool_secret_names, welcome_entry
 
 MAX_BACKOFF = 60.0
 

@@ -1,4 +1,4 @@
-"""The scheduling part of the config, as typed values (parsed in :mod:`corral.schedule.config`).
+"""The scheduling part of the config, as typed values (parsed in :mod:`corral.config.schedule`).
 
 This module imports nothing else of corral's, so :mod:`corral.config` can hold these
 values on every agent without an import cycle.

@@ -9,7 +9,7 @@ from typing import ClassVar
 import pytest
 
 from corral.alerts import Alert, Sink, SinkError
-from corral.alerts.sinks._settings import Settings
+from corral.config.settings import Settings
 
 from .receivers import assert_secret_free
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from corral.alerts import Alert, Secret
-from corral.alerts.config import Expectation, read_alerts
 from corral.alerts.monitor import judge
 from corral.alerts.rules import NoticeRules, RunRules, StuckRule
 from corral.config import parse_config
+from corral.config.alerts import Expectation, read_alerts
 from corral.errors import ConfigError
 from corral.observe.events import Event
 from corral.states import EventKind, RunState

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from corral.checks import check_config
 from corral.config import CorralConfig, load_config
+from corral.config.check import check_config
+from corral.config.tools import settings_problems, welcome_entry
 from corral.errors import ConfigError
 from corral.pluginmanager import load_plugins
-from corral.toolsettings import settings_problems, welcome_entry
 
 HEAD = """
 [corral]

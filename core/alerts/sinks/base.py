@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from corral.alerts.alert import Alert
-from corral.alerts.sinks._settings import Settings
+from corral.config.settings import Settings
 from corral.errors import CorralError
 from corral.secrets import Redactor
 

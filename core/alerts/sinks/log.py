@@ -14,8 +14,8 @@ from typing import ClassVar
 from structlog.typing import FilteringBoundLogger
 
 from corral.alerts.alert import Alert, Severity
-from corral.alerts.sinks._settings import Settings
 from corral.alerts.sinks.base import Sink
+from corral.config.settings import Settings
 
 _LEVELS = {Severity.INFO: logging.INFO, Severity.WARNING: logging.WARNING, Severity.CRITICAL: logging.CRITICAL}
 

@@ -29,11 +29,11 @@ from typing import Any
 
 from corral.alerts.service import configured_sinks
 from corral.config import AgentConfig, CorralConfig, load_config, parse_config
+from corral.config.tools import settings_problems
 from corral.errors import ConfigError
 from corral.pluginmanager import Plugins, load_plugins
 from corral.schedule.scheduler import build_all, trigger_problems
 from corral.schedule.triggers import TimedTrigger
-from corral.toolsettings import settings_problems
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import functools
 import os
 import re
 import tomllib
@@ -17,23 +16,21 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from corral.config.guardrails import GuardrailConfig, read_guardrails
+from corral.config.models import GLOBAL_BUDGET_KEYS, Budget, ModelConfig, read_budget, read_models, unpriced_cost_caps
+from corral.config.tools import read_tool_settings
+from corral.config.units import parse_duration, zone_named
 from corral.errors import ConfigError
-from corral.guardrails.config import GuardrailConfig, read_guardrails
-from corral.modelconfig import GLOBAL_BUDGET_KEYS, Budget, ModelConfig, read_budget, read_models, unpriced_cost_caps
 from corral.sandbox.spec import SandboxPolicy, read_isolation
 from corral.schedule.settings import SchedulePolicy, ScheduleSettings, TriggerConfig
-from corral.toolsettings import read_tool_settings
 
 if TYPE_CHECKING:
-    from corral.alerts.config import AlertsConfig
+    from corral.config.alerts import AlertsConfig
 
 AGENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 ENTRY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 BASE_ENV = ("PATH", "HOME", "LANG", "TMPDIR")
 """Variables every agent gets from corral itself; config cannot override them."""
 
@@ -94,7 +91,7 @@ class AgentConfig:
 
 
 def _no_alerts() -> AlertsConfig:
-    from corral.alerts.config import AlertsConfig  # not at the top: corral.alerts imports this module
+    from corral.config.alerts import AlertsConfig  # not at the top: corral.alerts imports this module
 
     return AlertsConfig()
 
@@ -159,22 +156,6 @@ def find_config(explicit: str | os.PathLike[str] | None, environ: Mapping[str, s
     if environ.get("CORRAL_CONFIG"):
         return Path(environ["CORRAL_CONFIG"]).expanduser()
     return default_home(environ) / "corral.toml"
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``90``, ``2.5``, ``"90s"``, ``"5m"``, ``"1h30m"`` or ``"2d"``."""
-    if isinstance(value, bool):
-        raise ValueError('expected a duration such as 30, "30s", "5m" or "1h"')
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        parts = _DURATION.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    raise ValueError(f'{value!r} is not a duration; write 30, "30s", "5m", "1h30m" or "2d"')
 
 
 class _Reader:
@@ -245,42 +226,6 @@ def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{value!r} is not true or false")
     return value
-
-
-def local_zone() -> dt.tzinfo:
-    """The machine's zone with its daylight-saving rules: ``TZ``, else ``/etc/localtime`` (a
-    TZif file on Linux and macOS), read once per process. Only where neither can be read,
-    today's fixed offset."""
-    return _local_zone(os.environ.get("TZ", ""))
-
-
-@functools.cache
-def _local_zone(tz: str) -> dt.tzinfo:
-    name = tz.lstrip(":")
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    try:
-        with open("/etc/localtime", "rb") as tzif:
-            return ZoneInfo.from_file(tzif, key="localtime")
-    except (OSError, ValueError):
-        local = dt.datetime.now().astimezone().tzinfo
-        assert local is not None
-        return local
-
-
-def zone_named(name: str | None) -> dt.tzinfo:
-    """The IANA zone ``name`` (None: the machine's, :func:`local_zone`); ValueError names a bad one."""
-    if name is None:
-        return local_zone()
-    try:
-        if not isinstance(name, str) or not name:
-            raise ValueError
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{name!r} is not a time zone") from None
 
 
 def _zone_name(value: object) -> str:
@@ -504,13 +449,13 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
     for agent in agents.values():
         granted = {name: models[name] for name in agent.models if name in models}
         r.problems += unpriced_cost_caps({f"{r.where}: [agents.{agent.name}.budget]": agent.budget}, granted)
-    from corral.alerts.config import read_alerts  # not at the top: corral.alerts imports this module
+    from corral.config.alerts import read_alerts  # not at the top: corral.alerts imports this module
 
     alerts, problems = read_alerts(r.where, data.get("alerts"), data.get("metrics"), set(agents), environ)
     r.problems += problems
     agents, problems = read_isolation(r.where, data, agents, base_dir, home.resolve())
     r.problems += problems
-    from corral.schedule.config import read_schedules  # not at the top: it imports this module
+    from corral.config.schedule import read_schedules  # not at the top: it imports this module
 
     agents, schedule, problems = read_schedules(r.where, data, agents)
     r.problems += problems
