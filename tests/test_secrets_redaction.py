@@ -17,9 +17,10 @@ from urllib.parse import quote, quote_plus
 import msgpack
 import pytest
 
+from corral.config import parse_config
 from corral.observe.logs import LogFiles
 from corral.packing import pack
-from corral.secrets import PLACEHOLDER, Redaction, Redactor, Secret, placeholder
+from corral.secrets import PLACEHOLDER, Redaction, Redactor, Secret, placeholder, secrets_in
 
 SECRET = 'p@ss w/rd+"é\\x=1😀'
 """Space, slash, quote, backslash, a two-byte and a four-byte character (a surrogate pair in JSON)."""
@@ -95,6 +96,36 @@ def test_a_name_is_made_showable_so_every_placeholder_has_the_one_form() -> None
     for name in ("GITHUB_TOKEN", "alerts.sinks.ops mail.headers.X-Key", "a[b]", "tab\there", "", "é" * 300):
         assert PLACEHOLDER.fullmatch(Secret(TOKEN, name).placeholder), name
         assert PLACEHOLDER.fullmatch(placeholder(name)), name
+
+
+def test_a_loaded_configs_credentials_are_found_wherever_they_are_kept(tmp_path: Path) -> None:
+    environ = {
+        "MODEL_KEY": "sk-model-123456",
+        "HOOK": "https://example.com/hook/abcdef",
+        "PING": "https://hc.example/x1",
+    }
+    config = parse_config(
+        {
+            "models": {
+                "m": {
+                    "provider": "openai",
+                    "base_url": "http://127.0.0.1:1/v1",
+                    "model": "x",
+                    "api_key_env": "MODEL_KEY",
+                }
+            },
+            "alerts": {
+                "sinks": {"ops": {"type": "webhook", "url_env": "HOOK", "headers": {"Authorization": "inline-token"}}},
+                "deadman": {"url_env": "PING"},
+            },
+        },
+        tmp_path / "corral.toml",
+        environ,
+    )
+
+    found = {(secret.name, secret.reveal()) for secret in secrets_in(config)}
+
+    assert found == {(name, environ[name]) for name in environ}, "inline sink keys are known only to the sink's type"
 
 
 # --- the redactor ------------------------------------------------------------------------------

@@ -28,11 +28,13 @@ from corral.alerts.delivery import Delivery
 from corral.alerts.outbox import Outbox
 from corral.alerts.routing import BuiltSink, build_sinks, sink_types
 from corral.alerts.rules import NoticeRules, RunRules, StuckRule
+from corral.alerts.sinks.base import Sink
 from corral.alerts.sinks.log import LogSink
 from corral.config import CorralConfig
 from corral.config.alerts import LOG_SINK
 from corral.observe.events import Background, Event
 from corral.observe.logs import LogFiles
+from corral.secrets import Secret
 from corral.states import FINISHED, RunState
 from corral.store import Records, Store, Writer
 
@@ -171,6 +173,13 @@ class Alerting:
             self._log.error(
                 "agent could not be paused", agent=agent, reason=reason, error=f"{type(exc).__name__}: {exc}"
             )
+
+    def secrets(self) -> list[Secret]:
+        """Every secret the configured sinks hold, written inline too (only a sink's type knows
+        which of its keys are secret), for the daemon to hide from its logs and store."""
+        return [
+            secret for built in self.sinks.values() if isinstance(built.sink, Sink) for secret in built.sink.secrets()
+        ]
 
     def reconfigure(self, config: CorralConfig) -> None:
         """Take a reloaded config: routes, sinks, rule thresholds and expectations apply from now on.

@@ -308,17 +308,23 @@ def report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -
 
 def internal_error(exc: Exception, args: argparse.Namespace, argv: Sequence[str]) -> str:
     """Log a bug's traceback to corral.log and return the one line for the user; if there
-    is no log to write to, the traceback goes to stderr after all."""
+    is no log to write to, the traceback goes to stderr after all. The log line and the one
+    line hold the config's secrets as ``[redacted:NAME]``, as the daemon's own lines do."""
     from corral.config import default_home
     from corral.observe.logs import DAEMON_LOG, LogFiles
+    from corral.secrets import Redaction, secrets_in
 
-    what = f"{type(exc).__name__}: {exc}"
+    redaction = Redaction()
     try:
-        try:
-            directory = load(args).log_dir
-        except Exception:  # no valid config (or a bug in loading it): the default home's log
-            directory = default_home() / "logs"
-        with LogFiles(directory, max_bytes=0) as logs:  # never rotates: the daemon may own the file
+        config = load(args)
+    except Exception:  # no valid config (or a bug in loading it): the default home's log
+        directory = default_home() / "logs"
+    else:
+        directory = config.log_dir
+        redaction.add(secrets_in(config))
+    what = redaction.redact(f"{type(exc).__name__}: {exc}")
+    try:
+        with LogFiles(directory, max_bytes=0, processors=[redaction]) as logs:  # never rotates: the daemon may own it
             logs.logger(None).error("command failed", command=list(argv), exc_info=exc)
     except Exception as failure:
         traceback.print_exception(exc)

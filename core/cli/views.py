@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from corral.observe.logview import printable
+from corral.secrets import PLACEHOLDER
 from corral.states import RunState
 
 NOT_HELD = "daemon not running"
@@ -49,7 +50,13 @@ def short(value: Any, width: int = 60) -> str:
     """``value`` on one line, escaped for a terminal, cut to ``width`` characters."""
     text = json.dumps(value, default=str, ensure_ascii=False) if not isinstance(value, str) else value
     text = printable(text.replace("\n", " "))
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if len(text) <= width:
+        return text
+    end = width - 1
+    start = text.rfind("[redacted:", 0, end)
+    if start != -1 and (whole := PLACEHOLDER.match(text, start)) is not None and whole.end() > end:
+        end = start  # half a placeholder would name another secret: leave it out whole
+    return text[:end] + "…"
 
 
 def size(n: float) -> str:

@@ -26,6 +26,7 @@ from corral.observe.logs import LogFiles
 from corral.pluginmanager import Plugins, load_plugins
 from corral.run.engine import Engine
 from corral.sandbox.processes import ProcessControl
+from corral.secrets import secrets_in
 from corral.store import Records, Store, StoreLock, Writer
 
 
@@ -66,13 +67,22 @@ class Host:
         events.subscribe("hooks", HookRelay(plugins.manager, log))
         events.subscribe("alerts", alerting.observe)
         events.wake()
-        return cls(config, store, writer, background, events, engine, alerting, logs)
+        composed = cls(config, store, writer, background, events, engine, alerting, logs)
+        composed.hide_credentials()
+        return composed
 
     def reconfigure(self, config: CorralConfig) -> None:
         """Take a reloaded config: runs started from now on, and alerting, see it."""
         self.config = config
         self.engine.reconfigure(config)
         self.alerting.reconfigure(config)
+        self.hide_credentials()
+
+    def hide_credentials(self) -> None:
+        """The config's own secrets (model keys, alert sink credentials) join the secrets
+        granted to agents, so no log line, journal entry or run error shows them either
+        (docs/secrets.md)."""
+        self.logs.redaction.add([*secrets_in(self.config), *self.alerting.secrets()])
 
     async def settle(self) -> None:
         """Deliver every event of what was committed so far (a stopping daemon, before its

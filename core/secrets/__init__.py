@@ -13,7 +13,15 @@
 """
 
 from corral.secrets.redactor import Redaction, Redactor
-from corral.secrets.secret import MIN_SECRET_LENGTH, PLACEHOLDER, Secret, placeholder, redact_url, url_pieces
+from corral.secrets.secret import (
+    MIN_SECRET_LENGTH,
+    PLACEHOLDER,
+    Secret,
+    placeholder,
+    redact_url,
+    secrets_in,
+    url_pieces,
+)
 from corral.secrets.store import (
     ENV_PREFIX,
     KEYRING_SERVICE,
@@ -49,5 +57,6 @@ __all__ = [
     "detect_keyring",
     "placeholder",
     "redact_url",
+    "secrets_in",
     "url_pieces",
 ]

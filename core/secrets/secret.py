@@ -13,8 +13,10 @@ secret's value in text, so a reader sees one form wherever a secret was kept out
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import re
+from collections.abc import Mapping
 from typing import NoReturn, final
 from urllib.parse import urlsplit
 
@@ -104,6 +106,30 @@ class Secret:
 
     def __reduce_ex__(self, protocol: object) -> NoReturn:
         raise TypeError("a Secret cannot be pickled: it must not leave the process by accident")
+
+
+def secrets_in(value: object) -> list[Secret]:
+    """Every :class:`Secret` held in ``value``, at any depth of dataclass fields, mapping
+    values, lists, tuples and sets: how the daemon finds a loaded config's credentials
+    without knowing where each part of the config keeps them."""
+    found: list[Secret] = []
+    seen: set[int] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Secret):
+            found.append(item)
+            continue
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(getattr(item, field.name) for field in dataclasses.fields(item))
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+    return found
 
 
 def redact_url(url: str) -> str:

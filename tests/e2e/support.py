@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +73,16 @@ def start_batch(project: Project, agents: Iterable[str]) -> Batch:
     daemon = project.start_daemon()
     before = snapshot_outside(project, workdirs)
     return Batch(project, daemon, run_batch(project, names), before, workdirs)
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """Poll ``check`` until it returns something true; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout:.0f}s")
+        time.sleep(0.05)
+    return found
 
 
 def run_batch(project: CorralProject, agents: Iterable[str], timeout: float = 90.0) -> dict[str, dict[str, Any]]:

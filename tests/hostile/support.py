@@ -36,23 +36,13 @@ import psutil
 import pytest
 
 from corral.testing import DaemonProcess
-from tests.e2e.support import Project, kill_quietly, wait_until_dead
+from tests.e2e.support import Project, kill_quietly, wait_for, wait_until_dead
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBC = ctypes.CDLL(None, use_errno=True)
 SYSCALLS = {"x86_64": {"add_key": 248, "keyctl": 250}, "aarch64": {"add_key": 217, "keyctl": 219}}
 KEY_SPEC_USER_KEYRING = -4
 KEYCTL_INVALIDATE = 21
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Poll ``check`` until it returns something true; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout:.0f}s")
-        time.sleep(0.05)
-    return found
 
 
 def settle(check: Callable[[], list[str]], timeout: float) -> list[str]:

@@ -20,7 +20,7 @@ from typing import ClassVar
 from corral.alerts.alert import Alert
 from corral.config.settings import Settings
 from corral.errors import CorralError
-from corral.secrets import Redactor
+from corral.secrets import Redactor, Secret
 
 
 class SinkError(CorralError):
@@ -68,6 +68,11 @@ class Sink(ABC):
         settings.finish()
         self._secrets = settings.secrets()
         self._redactor: Redactor | None = None  # compiled at the first error: most sinks never fail
+
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret this sink was configured with (a secret URL's pieces too): the daemon
+        hides them from its logs and store as well as from this sink's errors."""
+        return self._secrets
 
     @abstractmethod
     def _configure(self, settings: Settings) -> None:
