@@ -8,7 +8,8 @@ further: ``POST`` (405), a known path (404), the token in ``Authorization: Beare
 TOKEN`` or ``X-Corral-Token`` compared in constant time (401), the declared and then the
 actual body size against the trigger's limit (413), a JSON body (400). A good call
 answers ``202 {"run": ID}``, or ``200 {"skipped": REASON}`` when the agent is paused or
-busy. HTTP parsing is h11's; tokens never reach a log line or a reply.
+busy. HTTP parsing is h11's; a token is a :class:`~corral.secrets.Secret`, revealed only
+to compare it, and never reaches a log line or a reply.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import h11
 
+from corral.secrets import Secret
+
 READ_TIMEOUT = 10.0
 MAX_HEADERS = 16 * 1024
 Handler = Callable[[Any], Awaitable[dict[str, Any]]]
@@ -29,13 +32,10 @@ Handler = Callable[[Any], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class Route:
-    token: str
+    token: Secret
     max_bytes: int
     handler: Handler
     agent: str
-
-    def __repr__(self) -> str:  # the token must never show
-        return f"Route(agent={self.agent!r}, max_bytes={self.max_bytes})"
 
 
 class Refused(Exception):
@@ -60,7 +60,7 @@ class WebhookServer:
         assert self._server is not None, "the webhook server is not started"
         return int(self._server.sockets[0].getsockname()[1])
 
-    def add(self, path: str, token: str, max_bytes: int, handler: Handler, agent: str) -> None:
+    def add(self, path: str, token: Secret, max_bytes: int, handler: Handler, agent: str) -> None:
         if path in self.routes:
             raise ValueError(f"webhook path {path} is already taken by agent {self.routes[path].agent}")
         self.routes[path] = Route(token, max_bytes, handler, agent)
@@ -132,7 +132,7 @@ class WebhookServer:
         auth = headers.get(b"authorization", b"")
         if auth[:7].lower() == b"bearer ":
             given = auth[7:].strip()
-        if not hmac.compare_digest(given, route.token.encode()):
+        if not hmac.compare_digest(given, route.token.reveal().encode()):
             raise Refused(401, "missing or wrong token")
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > route.max_bytes:

@@ -12,6 +12,7 @@ from typing import Any
 from corral.errors import ConfigError
 from corral.schedule.listener import WebhookServer
 from corral.schedule.triggers import BuildContext, EventTrigger, TriggerEnv, unknown_keys
+from corral.secrets import Secret
 
 MIN_TOKEN = 16
 """The shortest token a webhook trigger accepts."""
@@ -20,7 +21,7 @@ MIN_TOKEN = 16
 class WebhookTrigger(EventTrigger):
     """Fires on each good ``POST`` to its path; the JSON body becomes ``ctx.input``."""
 
-    def __init__(self, path: str, token: str, max_bytes: int) -> None:
+    def __init__(self, path: str, token: Secret, max_bytes: int) -> None:
         self.path = path
         self._token = token
         self.max_bytes = max_bytes
@@ -52,23 +53,25 @@ def webhook_factory(settings: Mapping[str, Any], context: BuildContext) -> Webho
     if not isinstance(path, str) or not path.startswith("/") or "?" in path:
         problems.append(f'{section} path: {path!r} must start with "/" and have no query, e.g. "/hooks/digest"')
     variable = settings.get("token_env")
-    token = ""
+    token = None
     if not isinstance(variable, str) or not variable:
         problems.append(
             f"{section} token_env: is required: the environment variable holding this trigger's secret token, "
             'e.g. token_env = "DIGEST_HOOK_TOKEN"'
         )
     else:
-        token = context.environ.get(variable, "")
-        if len(token) < MIN_TOKEN:
-            state = "is not set" if not token else f"holds fewer than {MIN_TOKEN} characters"
+        value = context.environ.get(variable, "")
+        if len(value) < MIN_TOKEN:
+            state = "is not set" if not value else f"holds fewer than {MIN_TOKEN} characters"
             problems.append(
                 f"{section} token_env: ${variable} {state}; put a long random token in it (openssl rand -hex 32)"
             )
+        else:
+            token = Secret(value, variable)
     default = getattr(context.settings, "webhook_max_bytes", 1 << 20)
     max_bytes = settings.get("max_bytes", default)
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
         problems.append(f"{section} max_bytes: {max_bytes!r} is not a positive number of bytes")
-    if problems:
+    if problems or token is None:
         raise ConfigError(problems)
     return WebhookTrigger(str(path), token, int(max_bytes))
