@@ -96,14 +96,15 @@ class Sandbox:
             self._offered = self.backend.detect(sorted(wanted | ({user} if user else set())))
         return self._offered
 
-    def request(self, agent: AgentConfig) -> Confinement:
-        """The agent's policy plus what every agent needs to read; nothing that holds the home."""
+    def request(self, agent: AgentConfig, workdir: Path | None = None) -> Confinement:
+        """The agent's policy plus what every agent needs to read; nothing that holds the home.
+        ``workdir`` replaces the agent's own (a replay runs in a fresh one)."""
         home = self.config.home
         readable = [*users.python_paths(), str(agent.code), str(home / "plugins")]
         readable += [p for p in self.config.plugins if p.endswith(".py")]
         readable += [p for p in sys.path if p and os.path.isdir(p) and self._harmless(Path(p).resolve())]
         readable += [str(p) for p in agent.sandbox.read_only]
-        workdir = self.config.workdir(agent.name)
+        workdir = workdir or self.config.workdir(agent.name)
         policy = agent.sandbox
         return Confinement(
             agent=agent.name,
@@ -127,8 +128,8 @@ class Sandbox:
             home, folder
         )
 
-    def plan(self, agent: AgentConfig) -> Plan:
-        request = self.request(agent)
+    def plan(self, agent: AgentConfig, workdir: Path | None = None) -> Plan:
+        request = self.request(agent, workdir)
         plan = self.backend.plan(request, self.offered(agent.sandbox.user))
         home = self.config.home
         if _contains(agent.code, home) or _contains(home, agent.code):
@@ -139,9 +140,10 @@ class Sandbox:
             )
         return plan
 
-    def prepare(self, agent: AgentConfig) -> Prepared:
-        """Plan one attempt and fetch its secrets; blocking (call it off the event loop)."""
-        prepared = Prepared(self.plan(agent))
+    def prepare(self, agent: AgentConfig, workdir: Path | None = None) -> Prepared:
+        """Plan one attempt (in ``workdir``, by default the agent's own) and fetch its
+        secrets; blocking (call it off the event loop)."""
+        prepared = Prepared(self.plan(agent, workdir))
         policy = agent.sandbox
         if prepared.plan.missing and not policy.degraded_ok:
             prepared.refusal = {
@@ -155,7 +157,7 @@ class Sandbox:
             return prepared
         account = prepared.plan.account
         if account is not None:  # the agent's own user must still write its workdir (mode 0700)
-            workdir = self.config.workdir(agent.name)
+            workdir = workdir or self.config.workdir(agent.name)
             for folder in (workdir, workdir / ".tmp"):
                 os.chown(folder, account.uid, account.gid, follow_symlinks=False)  # never where a link leads
         try:

@@ -47,7 +47,16 @@ from corral.config import find_config
 from corral.errors import ConfigError, ControlError, CorralError, StoreLockedError
 from corral.run.budget import spent_today
 
-COMMAND_MODULES: tuple[str, ...] = ("spend", "retry", "approvals", "secrets", "doctor", "schedule", "alerts")
+COMMAND_MODULES: tuple[str, ...] = (
+    "spend",
+    "retry",
+    "approvals",
+    "secrets",
+    "doctor",
+    "schedule",
+    "alerts",
+    "replay",
+)
 """Modules under ``corral.cli`` that add their own commands, in the order ``--help`` lists them."""
 
 CHECK_TIMEOUT = 10.0

@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     import psutil
 
 MAX_REQUEST = 1 << 20
-ID_FIELDS = {"retry": "run", "release": "run", "cancel": "run", "approve": "id", "deny": "id"}
+ID_FIELDS = {
+    "retry": "run",
+    "release": "run",
+    "cancel": "run",
+    "approve": "id",
+    "deny": "id",
+    "replay": "run",
+    "fork": "run",
+}
 """The ops that name a run or an approval request, and the field that does."""
 WHOLE_ID = re.compile(r"[0-9a-z]{1,64}")
 """A whole run or approval id: the CLI resolves a part of one before it sends the request."""

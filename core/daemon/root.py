@@ -279,6 +279,8 @@ class Daemon:
             "resume": self._op_resume,
             "cancel": self._op_cancel,
             "reload": self._op_reload,
+            "replay": self._op_replay,
+            "fork": self._op_fork,
         }
         if op not in handler:
             await reply({"ok": False, "error": f"unknown op {op!r:.80}; ops: {', '.join(handler)}"})
@@ -333,6 +335,27 @@ class Daemon:
             await reply({"ok": False, "error": f"no run {exc}" if isinstance(exc, KeyError) else str(exc)})
             return
         await self._start(run, bool(request.get("wait")), reply)
+
+    async def _op_replay(self, request: dict[str, Any], reply: Reply) -> None:
+        try:
+            report = await self.engine.replay(str(request.get("run")))
+        except (KeyError, ValueError) as exc:
+            await reply({"ok": False, "error": f"no run {exc}" if isinstance(exc, KeyError) else str(exc)})
+            return
+        await reply({"ok": True, "report": report.to_dict()})
+
+    async def _op_fork(self, request: dict[str, Any], reply: Reply) -> None:
+        start = request.get("from")
+        if not isinstance(start, int) or isinstance(start, bool):
+            await reply({"ok": False, "error": f"bad request: from must be a step number, not {start!r:.80}"})
+            return
+        try:
+            run = await self.engine.fork(str(request.get("run")), start, request.get("input"))
+        except (KeyError, ValueError) as exc:
+            await reply({"ok": False, "error": f"no run {exc}" if isinstance(exc, KeyError) else str(exc)})
+            return
+        self.queue.add(run)
+        await reply({"ok": True, "run": run})
 
     async def _op_release(self, request: dict[str, Any], reply: Reply) -> None:
         try:

@@ -24,6 +24,7 @@ from corral.run.budget import Tally
 from corral.run.journal import Journal
 from corral.run.outcome import Outcome, RunEnded, failure
 from corral.run.output import RateLimit, pump
+from corral.run.replay import ReplayPath, Report
 from corral.run.steps import Guarding, Steps
 from corral.states import RunState
 
@@ -103,7 +104,7 @@ class Attempt:
         welcomed (none of its code runs) before it is known."""
         self.output_limit = RateLimit()
         self.cpu_seen = 0.0
-        self.steps: Steps | None = None
+        self.steps: Steps | ReplayPath | None = None
         self.granted = {name: shared.tools.get(name) for name in agent.tools}
         self.models = modelcalls.ModelCaller(
             shared.models,
@@ -127,9 +128,10 @@ class Attempt:
         if outcome is not None:
             raise RunEnded(outcome)
 
-    async def execute(self, child: Child) -> Outcome:
+    def _step_path(self, child: Child) -> Steps | ReplayPath:
+        """What serves the child's steps: the journal's rules (a replay answers from it alone)."""
         shared = self.shared
-        steps = self.steps = Steps(
+        return Steps(
             wire=child.wire,
             journal=self.journal,
             agent=self.agent.name,
@@ -147,6 +149,10 @@ class Attempt:
                 self.agent.guardrails.approval_timeout,
             ),
         )
+
+    async def execute(self, child: Child) -> Outcome:
+        shared = self.shared
+        steps = self.steps = self._step_path(child)
         child.wire.serve(steps)
         shared.writer.attach(child.wire)
         stdout, stderr = child.process.stdout, child.process.stderr
@@ -355,3 +361,24 @@ class Attempt:
         error = dict(message.get("error") or {})
         error.setdefault("kind", "agent")
         return Outcome(RunState.FAILED, error)
+
+
+class ReplayAttempt(Attempt):
+    """An attempt whose every request is answered from the run's journal (:mod:`corral.run.replay`)."""
+
+    def __init__(
+        self,
+        shared: Shared,
+        run: dict[str, Any],
+        agent: AgentConfig,
+        log: Any,
+        welcome: dict[str, Any],
+        workdir: Path,
+        report: Report,
+    ) -> None:
+        super().__init__(shared, run, agent, log, welcome, workdir)
+        self.report = report
+
+    def _step_path(self, child: Child) -> ReplayPath:
+        shared = self.shared
+        return ReplayPath(child.wire, shared.records, self.run, self.report, shared.redact)

@@ -13,8 +13,10 @@ import hashlib
 import os
 import secrets
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
 
 import jsonschema_rs
@@ -23,10 +25,11 @@ from corral.config import AgentConfig, CorralConfig
 from corral.config.tools import tool_secret_names, welcome_entry
 from corral.pluginmanager import Plugins
 from corral.run.approvals import Approvals
-from corral.run.attempt import Attempt, Shared
+from corral.run.attempt import Attempt, ReplayAttempt, Shared
 from corral.run.budget import Ledger
 from corral.run.modelaccess import ModelAccess
 from corral.run.outcome import Outcome, failure
+from corral.run.replay import Report, verdict
 from corral.sandbox.manager import Sandbox
 from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
 from corral.sandbox.processes import ProcessControl
@@ -264,7 +267,7 @@ class Engine:
                     )
                     return run, {}, old, failure("resume", changed)
                 run["code_changed"] = f"{run['code_hash']} -> {current}"
-            if run["attempt"] == 0:
+            if run["attempt"] == 0 and not run.get("parent"):  # a fork keeps its parent's snapshot
                 records.put_snapshot(txn, run_id, records.agent_state(txn, agent.name))
             run.setdefault("started", time.time())
             run.pop("error", None)
@@ -434,6 +437,80 @@ class Engine:
         self.log.info("run retried", run_id=run_id, agent=run["agent"])
         return run
 
+    async def replay(self, run_id: str) -> Report:
+        """Run the agent's current code against ``run_id``'s journal (:mod:`corral.run.replay`):
+        nothing is executed, journaled or sent; returns whether it took the same path.
+
+        Raises KeyError for an unknown run, ValueError for one that cannot be replayed now.
+        """
+        records = self.records
+
+        def read(txn: Any) -> tuple[dict[str, Any] | None, dict[str, Any], int]:
+            run = records.get_run(txn, run_id)
+            if run is None:
+                return None, {}, 0
+            return run, records.get_snapshot(txn, run_id), sum(1 for _ in records.steps(txn, run_id))
+
+        run, snapshot, journaled = await self.writer.run(read)
+        if run is None:
+            raise KeyError(run_id)
+        if run_id in self._executing or run["state"] == RunState.RUNNING.value:
+            raise ValueError(f"run {run_id} is running; replay it once it has ended or stopped")
+        agent = self.config.agents.get(run["agent"])
+        if agent is None:
+            raise ValueError(
+                f"agent {run['agent']!r} is no longer in the config; a replay runs the agent's code as configured now"
+            )
+        report = Report(run_id, agent.name, 0, journaled)
+        log = self.logs.logger(agent.name, run_id=run_id, trace_id=run["trace_id"], replay=True)
+        replays = self.config.home / "replays"
+        replays.mkdir(mode=0o700, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{run_id}-", dir=replays) as workdir:
+            outcome = await self._attempt(dict(run), agent, log, snapshot, replay=report, workdir=Path(workdir))
+        report = verdict(report, run, outcome)
+        log.info("run replayed", same=report.same, steps=report.steps, ended=report.ended)
+        return report
+
+    async def fork(self, run_id: str, from_seq: int, input: Any = None) -> dict[str, Any]:
+        """A new queued run of the same agent whose steps before ``from_seq`` are ``run_id``'s
+        (copied from its journal, so they are answered from it, free) and live from there.
+        ``input`` defaults to the original's; the new run records ``parent`` and ``forked_at``.
+
+        Raises KeyError for an unknown run, ValueError for a step the original never finished.
+        """
+        records = self.records
+
+        def read(txn: Any) -> tuple[dict[str, Any] | None, dict[str, Any], list[dict[str, Any]]]:
+            run = records.get_run(txn, run_id)
+            if run is None:
+                return None, {}, []
+            kept = [entry for entry in records.steps(txn, run_id) if entry["seq"] < from_seq]
+            return run, records.get_snapshot(txn, run_id), kept
+
+        original, snapshot, kept = await self.writer.run(read)
+        if original is None:
+            raise KeyError(run_id)
+        if from_seq < 1:
+            raise ValueError(f"--from must be a step number of 1 or more, not {from_seq}")
+        unfinished = [entry["seq"] for entry in kept if entry["status"] != "done"]
+        if len(kept) < from_seq - 1 or unfinished:
+            have = max((e["seq"] for e in kept if e["status"] == "done"), default=0)
+            raise ValueError(
+                f"run {run_id} has {have} finished steps before step {from_seq}; fork from step {have + 1} or earlier"
+            )
+        forked_input = original.get("input") if input is None else input
+
+        def also(txn: Any, run: dict[str, Any]) -> None:
+            records.put_snapshot(txn, run["id"], snapshot)
+            for entry in kept:
+                records.copy_step(txn, run["id"], {**entry, "attempt": 0, "forked_from": run_id})
+
+        run = await self.create_run(
+            original["agent"], forked_input, trigger="fork", also=also, parent=run_id, forked_at=from_seq
+        )
+        self.log.info("run forked", run_id=run["id"], parent=run_id, forked_at=from_seq)
+        return run
+
     # ------------------------------------------------------------------ pausing and cancelling
 
     async def pause_agent(self, agent: str, reason: str, until: float | None = None) -> None:
@@ -498,10 +575,19 @@ class Engine:
         self.sandbox.config = config
         self.models.reconfigure(config)
 
-    async def _attempt(self, run: dict[str, Any], agent: AgentConfig, log: Any, snapshot: dict[str, Any]) -> Outcome:
-        workdir = self.config.workdir(agent.name)
+    async def _attempt(
+        self,
+        run: dict[str, Any],
+        agent: AgentConfig,
+        log: Any,
+        snapshot: dict[str, Any],
+        *,
+        replay: Report | None = None,
+        workdir: Path | None = None,
+    ) -> Outcome:
+        workdir = workdir or self.config.workdir(agent.name)
         prepare_workdir(workdir)
-        prepared = await asyncio.get_running_loop().run_in_executor(None, self.sandbox.prepare, agent)
+        prepared = await asyncio.get_running_loop().run_in_executor(None, self.sandbox.prepare, agent, workdir)
         if prepared.refusal is not None:
             log.error("run not started", kind=prepared.refusal["kind"], reason=prepared.refusal["message"])
             return Outcome(RunState.FAILED, prepared.refusal)
@@ -536,7 +622,11 @@ class Engine:
             self.processes.kill_tree(child)
         log.info("run started", attempt=run["attempt"], pid=child.pid, trigger=run.get("trigger"))
         welcome = self.welcome(run, agent, snapshot, tool_secrets)
-        outcome = await Attempt(self._shared(), run, agent, log, welcome, workdir).execute(child)
+        if replay is None:
+            attempt = Attempt(self._shared(), run, agent, log, welcome, workdir)
+        else:
+            attempt = ReplayAttempt(self._shared(), run, agent, log, welcome, workdir, replay)
+        outcome = await attempt.execute(child)
         outcome.error, outcome.result = self.logs.redaction.redact((outcome.error, outcome.result))
         return outcome
 

@@ -129,6 +129,10 @@ class Records:
             self.post_step(txn, run_id, entry, replayed=False)
         return len(data)
 
+    def copy_step(self, txn: lmdb.Transaction, run_id: str, entry: dict[str, Any]) -> None:
+        """Write a journal entry taken from another run (a fork): no step finished now, so no event."""
+        txn.put(schema.journal_key(run_id, entry["seq"]), pack(entry), db=self.dbs["journal"])
+
     def post_step(self, txn: lmdb.Transaction, run_id: str, entry: dict[str, Any], *, replayed: bool) -> None:
         """The ``step_done`` event of ``entry``: written done, or (``replayed``) answered from
         the journal on resume."""
