@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from corral.run.outcome import Outcome, failure
-from corral.run.replay import Judge, Report, verdict
+from corral.run.replay import Judge, ReplayReport, verdict
 from corral.states import RunState
 from corral.wire import fingerprint
 
@@ -23,8 +23,8 @@ def _entry(seq: int, name: str, args: dict[str, Any], status: str = "done") -> d
     }
 
 
-def _judged(run: dict[str, Any], asks: list[dict[str, Any]], journal: dict[int, dict[str, Any]]) -> Report:
-    report = Report(run["id"], "a", 0, len(journal))
+def _judged(run: dict[str, Any], asks: list[dict[str, Any]], journal: dict[int, dict[str, Any]]) -> ReplayReport:
+    report = ReplayReport(run["id"], "a", 0, len(journal))
     judge = Judge(run, report, lambda value: value)
     for seq, args in enumerate(asks, 1):
         reply = judge.answer(seq, "tool", "t", args, journal.get(seq))

@@ -167,7 +167,7 @@ def _debug(config: CorralConfig, run_id: str) -> dict[str, Any]:
     from corral.daemon.host import host
     from corral.errors import StoreLockedError
     from corral.run.debug import replay_here
-    from corral.run.replay import Report, verdict
+    from corral.run.replay import ReplayReport, verdict
     from corral.sandbox.policy import agent_env, prepare_workdir
 
     try:
@@ -196,7 +196,7 @@ def _debug(config: CorralConfig, run_id: str) -> dict[str, Any]:
             if prepared.refusal is not None:
                 raise Exit(EXIT_FAILED, f"corral: {prepared.refusal['message']}")
             engine.logs.redaction.add(prepared.env)
-            report = Report(run_id, agent.name, 0, len(journal))
+            report = ReplayReport(run_id, agent.name, 0, len(journal))
             welcome = engine.welcome(run, agent, snapshot, {})
             env = {**agent_env(agent, workdir, engine.environ), **prepared.env}
             print(

@@ -24,7 +24,7 @@ from corral.run.budget import Tally
 from corral.run.journal import Journal
 from corral.run.outcome import Outcome, RunEnded, failure
 from corral.run.output import RateLimit, pump
-from corral.run.replay import ReplayPath, Report
+from corral.run.replay import ReplayPath, ReplayReport
 from corral.run.steps import Guarding, Steps
 from corral.states import RunState
 
@@ -374,7 +374,7 @@ class ReplayAttempt(Attempt):
         log: Any,
         welcome: dict[str, Any],
         workdir: Path,
-        report: Report,
+        report: ReplayReport,
     ) -> None:
         super().__init__(shared, run, agent, log, welcome, workdir)
         self.report = report

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from corral.run.outcome import Outcome
-from corral.run.replay import Judge, Report
+from corral.run.replay import Judge, ReplayReport
 from corral.states import RunState
 
 
@@ -50,7 +50,7 @@ def replay_here(
     run: dict[str, Any],
     welcome: dict[str, Any],
     journal: Mapping[int, dict[str, Any]],
-    report: Report,
+    report: ReplayReport,
     redact: Callable[[Any], Any],
     workdir: Path,
     env: Mapping[str, str],

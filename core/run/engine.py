@@ -29,7 +29,7 @@ from corral.run.attempt import Attempt, ReplayAttempt, Shared
 from corral.run.budget import Ledger
 from corral.run.modelaccess import ModelAccess
 from corral.run.outcome import Outcome, failure
-from corral.run.replay import Report, verdict
+from corral.run.replay import ReplayReport, verdict
 from corral.sandbox.manager import Sandbox
 from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
 from corral.sandbox.processes import ProcessControl
@@ -437,7 +437,7 @@ class Engine:
         self.log.info("run retried", run_id=run_id, agent=run["agent"])
         return run
 
-    async def replay(self, run_id: str) -> Report:
+    async def replay(self, run_id: str) -> ReplayReport:
         """Run the agent's current code against ``run_id``'s journal (:mod:`corral.run.replay`):
         nothing is executed, journaled or sent; returns whether it took the same path.
 
@@ -461,7 +461,7 @@ class Engine:
             raise ValueError(
                 f"agent {run['agent']!r} is no longer in the config; a replay runs the agent's code as configured now"
             )
-        report = Report(run_id, agent.name, 0, journaled)
+        report = ReplayReport(run_id, agent.name, 0, journaled)
         log = self.logs.logger(agent.name, run_id=run_id, trace_id=run["trace_id"], replay=True)
         replays = self.config.home / "replays"
         replays.mkdir(mode=0o700, exist_ok=True)
@@ -582,7 +582,7 @@ class Engine:
         log: Any,
         snapshot: dict[str, Any],
         *,
-        replay: Report | None = None,
+        replay: ReplayReport | None = None,
         workdir: Path | None = None,
     ) -> Outcome:
         workdir = workdir or self.config.workdir(agent.name)

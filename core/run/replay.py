@@ -12,7 +12,7 @@ held, cancelled, a limit, a model that stayed down) took the same path as far as
 went. The code runs in the agent's sandbox as it would, in a fresh empty workdir.
 
 :class:`ReplayPath` is the step path a replay attempt serves instead of
-:class:`corral.run.steps.Steps`; :class:`Report` says what happened.
+:class:`corral.run.steps.Steps`; :class:`ReplayReport` says what happened.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Divergence:
 
 
 @dataclass
-class Report:
+class ReplayReport:
     """How a replay went. ``same`` is the verdict: no divergence, and the code ended as
     the run did (or, for a run that never finished, reached the end of its journal)."""
 
@@ -87,7 +87,7 @@ def _described(entry: dict[str, Any]) -> str:
 class Judge:
     """Answers each request of a replay from the journal, and keeps the report."""
 
-    def __init__(self, run: dict[str, Any], report: Report, redact: Callable[[Any], Any]) -> None:
+    def __init__(self, run: dict[str, Any], report: ReplayReport, redact: Callable[[Any], Any]) -> None:
         self.report = report
         self.redact = redact
         self.ended_by_code = ended_by_code(run)
@@ -144,7 +144,7 @@ class ReplayPath(StepPath):
         wire: ChildWire,
         records: Records,
         run: dict[str, Any],
-        report: Report,
+        report: ReplayReport,
         redact: Callable[[Any], Any],
     ) -> None:
         self.wire = wire
@@ -210,7 +210,7 @@ def ended_by_code(run: dict[str, Any]) -> bool:
     )
 
 
-def verdict(report: Report, run: dict[str, Any], outcome: Outcome) -> Report:
+def verdict(report: ReplayReport, run: dict[str, Any], outcome: Outcome) -> ReplayReport:
     """Fill in how the code ended against how the run did, and whether that is the same path."""
     error = run.get("error") or {}
     report.original = run["state"] + (f" ({error.get('kind')}: {error.get('message', '')})" if error else "")
