@@ -8,6 +8,7 @@ from pathlib import Path
 
 from corral.config import load_config
 from corral.daemon.host import host
+from corral.run import upkeep
 
 AGENT = "def run(ctx):\n    for i in range(3):\n        ctx.tool('word_count', text='a b c ' * 20)\n    return 1\n"
 
@@ -35,7 +36,7 @@ def _run_and_prune(path: Path, runs: int, pause: float = 0.0) -> tuple[list[dict
                 await engine.execute(run["id"])
                 ids.append(run["id"])
             await asyncio.sleep(pause)
-            removed = await engine.prune()
+            removed = await upkeep.prune(engine.records, engine.writer, engine.config, engine.log)
             remaining = await engine.writer.run(lambda txn: engine.records.list_runs(txn, None, 100))
             journals = await engine.writer.run(lambda txn: [list(engine.records.steps(txn, i)) for i in ids])
             return remaining, removed, journals

@@ -25,6 +25,7 @@ from corral.daemon.host import Host
 from corral.daemon.power import KeepAwake
 from corral.errors import ConfigError
 from corral.observe.metrics import Metrics
+from corral.run import upkeep
 from corral.schedule.clock import Clock
 from corral.schedule.queue import RunQueue
 from corral.schedule.scheduler import Scheduler, build_all
@@ -94,11 +95,12 @@ class Daemon:
         await self.alerting.start(daemon=True)
         self._start_metrics()
         downtime = await self.timeline.start()
-        for run_id in await self.engine.recover(downtime.dead_for):
+        engine = self.engine
+        for run_id in await upkeep.recover(engine.records, engine.writer, self.config, self.log, downtime.dead_for):
             run = await self.engine.writer.run(partial(self.engine.records.get_run, run_id=run_id))
             if run is not None:
                 self.queue.add(run)
-        await self.engine.prune()
+        await upkeep.prune(self.engine.records, self.engine.writer, self.config, self.log)
         await self.scheduler.apply(self.config, built)
         background = [asyncio.create_task(self._housekeeping()), asyncio.create_task(self.scheduler.run())]
         await self.stopping.wait()
@@ -167,7 +169,7 @@ class Daemon:
                 self.queue.add(run)
             if time.monotonic() - last_prune > PRUNE_INTERVAL:
                 last_prune = time.monotonic()
-                await self.engine.prune()
+                await upkeep.prune(self.engine.records, self.engine.writer, self.config, self.log)
                 await self.engine.writer.run(lambda txn: self.engine.store.env.reader_check())
 
     def _chore(self, work: Coroutine[Any, Any, Any]) -> None:
