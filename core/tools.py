@@ -569,3 +569,22 @@ def _where(func: Any) -> str:
     """``module.qualname`` of a function, for error messages."""
     qualname = getattr(func, "__qualname__", None)
     return f"{getattr(func, '__module__', '?')}.{qualname}" if qualname else repr(func)
+
+
+def welcome_entry(
+    spec: ToolSpec, agent_settings: Mapping[str, Mapping[str, Any]], secrets: Mapping[str, str]
+) -> dict[str, Any]:
+    """What the agent's process learns about one granted tool (the welcome's ``tools`` map):
+    whether it takes ``idempotency_key``, whose function to run, its ``settings`` when it
+    takes them, and the values of the secrets it declares that the agent is granted."""
+    entry: dict[str, Any] = {"takes_key": spec.takes_idempotency_key, "plugin": spec.plugin}
+    if spec.settings_schema is not None:
+        entry["settings"] = dict(agent_settings.get(spec.name, {}))
+    if spec.secrets:
+        entry["secrets"] = {name: secrets[name] for name in spec.secrets if name in secrets}
+    return entry
+
+
+def tool_secret_names(tools: Mapping[str, ToolSpec | None], granted: tuple[str, ...]) -> frozenset[str]:
+    """The secrets some granted tool declares: those go to the tools only, never to the agent's environment."""
+    return frozenset(name for tool in granted if (spec := tools.get(tool)) is not None for name in spec.secrets)

@@ -13,7 +13,6 @@ import pytest
 from corral import hookspecs, wire
 from corral.cli.main import parser
 from corral.config import AgentConfig, CorralConfig, Limits
-from corral.config.loader import _DAEMON_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -38,7 +37,7 @@ def _subcommands() -> list[str]:
 
 
 def _config_keys() -> list[str]:
-    daemon = set(_DAEMON_KEYS) | {f.name for f in fields(CorralConfig)} - {"path", "limits", "agents"}
+    daemon = {f.name for f in fields(CorralConfig)} - {"path", "limits", "agents"} | {"home"}
     agent = {f.name for f in fields(AgentConfig)} - {"name"}
     limits = {f.name for f in fields(Limits)}
     return sorted(daemon | agent | limits)

@@ -28,12 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from corral.alerts.service import configured_sinks
-from corral.config import AgentConfig, CorralConfig, load_config, parse_config
-from corral.config.tools import settings_problems
+from corral.config.agents import AgentConfig
+from corral.config.loader import CorralConfig, load_config, parse_config
+from corral.config.problems import Problems
 from corral.errors import ConfigError
 from corral.pluginmanager import Plugins, load_plugins
 from corral.schedule.scheduler import build_all, trigger_problems
 from corral.schedule.triggers import TimedTrigger
+from corral.tools import ToolSpec
 
 
 @dataclass(frozen=True)
@@ -114,50 +116,83 @@ def _agents_alone(path: Path, environ: Mapping[str, str]) -> Iterable[CorralConf
 
 def check_config(config: CorralConfig, plugins: Plugins | None = None) -> list[str]:
     """Problems that would make an agent fail at run time, each with its fix."""
-    where = str(config.path)
-    problems: list[str] = []
+    p = Problems(str(config.path))
     if plugins is None:
         plugins = load_plugins(config.plugins, config.home / "plugins")
-    problems += [f"{where}: [corral] plugins: {failure}" for failure in plugins.failures]
+    for failure in plugins.failures:
+        p.fail("corral", "plugins", failure)
     for agent in config.agents.values():
+        section = f"agents.{agent.name}"
         if not _findable(agent):
             module = agent.entry.split(":", 1)[0]
             relative = module.replace(".", "/")
-            problems.append(
-                f"{where}: [agents.{agent.name}] entry: module {module!r} not found in {agent.code}; "
-                f"create {relative}.py there or fix entry"
+            p.fail(
+                section,
+                "entry",
+                f"module {module!r} not found in {agent.code}; create {relative}.py there or fix entry",
             )
         for model in agent.models:
             endpoint = config.models[model].endpoint if model in config.models else None
             if endpoint is not None and endpoint.provider not in plugins.providers:
                 installed = ", ".join(sorted(plugins.providers)) or "none"
-                problems.append(
-                    f"{where}: [models.{model}] provider: no installed plugin provides {endpoint.provider!r}; "
-                    f"installed: {installed}"
+                p.fail(
+                    f"models.{model}",
+                    "provider",
+                    f"no installed plugin provides {endpoint.provider!r}; installed: {installed}",
                 )
             missing = config.models[model].missing_key if model in config.models else None
             if missing:
-                problems.append(
-                    f"{where}: [models.{model}] api_key_env: {missing} is not set in this environment, so agent "
-                    f"{agent.name!r} cannot call it; set {missing} where corral runs"
+                p.fail(
+                    f"models.{model}",
+                    "api_key_env",
+                    f"{missing} is not set in this environment, so agent {agent.name!r} cannot call it; "
+                    f"set {missing} where corral runs",
                 )
         for tool in agent.tools:
             if tool not in plugins.tools:
                 known = ", ".join(sorted(plugins.tools)) or "none"
-                problems.append(
-                    f"{where}: [agents.{agent.name}] tools: no plugin provides tool {tool!r}; available: {known}"
-                )
+                p.fail(section, "tools", f"no plugin provides tool {tool!r}; available: {known}")
                 continue
             for secret in plugins.tools[tool].secrets:
                 if secret not in agent.secrets:
-                    problems.append(
-                        f"{where}: [agents.{agent.name}] secrets: tool {tool!r} needs secret {secret!r}; add it to "
-                        f"secrets (and store it with `corral secrets set {secret}`)"
+                    p.fail(
+                        section,
+                        "secrets",
+                        f"tool {tool!r} needs secret {secret!r}; add it to secrets "
+                        f"(and store it with `corral secrets set {secret}`)",
                     )
-    problems += configured_sinks(config, plugins.manager)[1]
-    problems += trigger_problems(config, plugins.manager, os.environ)
-    problems += settings_problems(config, plugins.tools)
-    return problems
+    return [
+        *p.items,
+        *configured_sinks(config, plugins.manager)[1],
+        *trigger_problems(config, plugins.manager, os.environ),
+        *settings_problems(config, plugins.tools),
+    ]
+
+
+def settings_problems(config: CorralConfig, tools: Mapping[str, ToolSpec]) -> list[str]:
+    """Settings tables that the loaded tools would not accept, each with its fix."""
+    import jsonschema_rs
+
+    p = Problems(str(config.path))
+    for agent in config.agents.values():
+        for name in agent.tools:
+            section = f"agents.{agent.name}.tool_settings.{name}"
+            spec = tools.get(name)
+            if spec is None:
+                continue  # check_config already says no plugin provides it
+            if name not in agent.tool_settings:
+                needed = (spec.settings_schema or {}).get("required")
+                if needed:
+                    p.fail(section, None, f"tool {name!r} needs settings {', '.join(needed)}; add the table")
+                continue
+            if spec.settings_schema is None:
+                p.fail(section, None, f"tool {name!r} ({spec.plugin}) takes no settings; remove the table")
+                continue
+            validator = jsonschema_rs.Draft202012Validator(spec.settings_schema)
+            for error in validator.iter_errors(agent.tool_settings[name]):
+                key = "/".join(str(part) for part in error.instance_path) or "table"
+                p.fail(section, key, f"{error.message}; see the tool's documentation (docs/tools.md)")
+    return p.items
 
 
 def entry_problems(
@@ -179,7 +214,9 @@ def entry_problems(
             answer, late = _answer(process, deadline)
             problem = _entry_problem(agent, answer, timeout if late else None, process.returncode)
             if problem:
-                problems.append(f"{config.path}: [agents.{agent.name}] entry: {problem}")
+                found = Problems(str(config.path))
+                found.fail(f"agents.{agent.name}", "entry", problem)
+                problems += found.items
     return problems
 
 

@@ -1,4 +1,4 @@
-"""``[models.NAME]`` tables, the budgets of ``[agents.NAME.budget]`` and the global ``[budget]``.
+"""``[models.NAME]``: the model endpoints agents may call.
 
 A model's API key is named, never written in the file: ``api_key_env`` names a variable
 of the daemon's environment, read when the config is loaded. The key then lives only in
@@ -9,32 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
-from corral.errors import ConfigError
+import httpx
 
-if TYPE_CHECKING:
-    from corral.models.endpoint import Endpoint
+from corral.config.kinds import EnvName, Key, PositiveInt, PositiveSeconds, Price, Seconds, Text
+from corral.config.problems import Problems, table_keys
+from corral.models.endpoint import Endpoint, Prices
+from corral.secrets import Secret
 
-_NUMBERS = {
-    "connect_timeout": float,
-    "read_timeout": float,
-    "max_output_tokens": int,
-    "retry_attempts": int,
-    "retry_initial_wait": float,
-    "retry_max_wait": float,
-    "max_retry_after": float,
-    "breaker_failures": int,
-    "breaker_cool_down": float,
-}
-MODEL_KEYS = ("provider", "base_url", "model", "api_key_env", "prices", "breaker_wait", *_NUMBERS)
 DEFAULT_BREAKER_WAIT = 300.0
-PRICE_KEYS = ("input", "output", "cache_read", "cache_write")
-CAP_KINDS = ("tokens", "cost_usd", "calls")
-AGENT_BUDGET_KEYS = (*(f"run_{k}" for k in CAP_KINDS), *(f"day_{k}" for k in CAP_KINDS), "soft_alerts")
-GLOBAL_BUDGET_KEYS = (*(f"day_{k}" for k in CAP_KINDS), "soft_alerts")
-DEFAULT_SOFT = (0.5, 0.8)
+_AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -51,162 +36,116 @@ class ModelConfig:
     breaker_wait: float = DEFAULT_BREAKER_WAIT
 
 
-@dataclass(frozen=True)
-class Caps:
-    """Hard limits on model calls over some span (a run, a day); None is no limit."""
+class ModelKeys:
+    """The keys of one ``[models.NAME]`` table; what is not given keeps the endpoint's default."""
 
-    tokens: int | None = None
-    cost_usd: Decimal | None = None
-    calls: int | None = None
+    provider: Annotated[Text, Key('"openai" (any Chat Completions server), "anthropic" or "auto"', required=True)]
+    base_url: Annotated[
+        Text, Key('give the endpoint\'s URL, e.g. "https://api.openai.com/v1" or "http://127.0.0.1:11434/v1"')
+    ]
+    model: Annotated[Text, Key('give the provider\'s model id, e.g. model = "gpt-4.1-mini"')]
+    api_key_env: Annotated[EnvName, Key('name the variable holding the key, e.g. "OPENAI_API_KEY"')]
+    breaker_wait: Annotated[
+        Seconds, Key("give the seconds a call waits for the endpoint to recover while its breaker is open (0: fail)")
+    ]
+    connect_timeout: Annotated[PositiveSeconds, Key("give the seconds to wait for a connection")]
+    read_timeout: Annotated[PositiveSeconds, Key("give the seconds to wait for an answer")]
+    max_output_tokens: Annotated[PositiveInt, Key("give the most tokens one answer may hold")]
+    retry_attempts: Annotated[PositiveInt, Key("give how many tries a call gets in all")]
+    retry_initial_wait: Annotated[Seconds, Key("give the wait before the second try")]
+    retry_max_wait: Annotated[Seconds, Key("give the longest wait between tries")]
+    max_retry_after: Annotated[Seconds, Key("give the longest wait a server's Retry-After may ask for")]
+    breaker_failures: Annotated[PositiveInt, Key("give how many failures in a row open the breaker")]
+    breaker_cool_down: Annotated[PositiveSeconds, Key("give the seconds an open breaker stays open")]
 
-    def __bool__(self) -> bool:
-        return any(v is not None for v in (self.tokens, self.cost_usd, self.calls))
+
+class PriceKeys:
+    """``prices = { input = ..., output = ... }``: dollars per million tokens."""
+
+    input: Annotated[Price, Key(required=True)]
+    output: Annotated[Price, Key(required=True)]
+    cache_read: Annotated[Price, Key()]
+    cache_write: Annotated[Price, Key()]
 
 
-@dataclass(frozen=True)
-class Budget:
-    """``run`` caps one run; ``day`` caps a local calendar day; ``soft`` are the fractions of a
-    day cap at which an alert is raised, once each per day."""
-
-    run: Caps = Caps()
-    day: Caps = Caps()
-    soft: tuple[float, ...] = DEFAULT_SOFT
+_PRICES = "give dollars per million tokens, e.g. prices = { input = 0.4, output = 1.6 }"
 
 
-def read_models(where: str, data: object, environ: Mapping[str, str]) -> tuple[dict[str, ModelConfig], list[str]]:
-    """Every ``[models.NAME]`` table; returns the models and the problems found."""
-    from corral.models.endpoint import Endpoint, Prices
-    from corral.secrets import Secret
-
+def read_models(p: Problems, data: object, environ: Mapping[str, str]) -> dict[str, ModelConfig]:
+    """Every ``[models.NAME]`` table."""
     models: dict[str, ModelConfig] = {}
-    problems: list[str] = []
-    if not isinstance(data, dict):
-        return models, [f"{where}: [models]: must be tables such as [models.NAME]"]
-    for name, table in data.items():
-        at = f"{where}: [models.{name}]"
-        if not isinstance(table, dict):
-            problems.append(f"{at}: must be a table with provider, base_url and model")
+    for name, raw in p.table("models", data, "tables such as [models.NAME]").items():
+        section = f"models.{name}"
+        table = p.table(section, raw, "a table with provider, base_url and model")
+        p.unknown(section, table, [*table_keys(ModelKeys), "prices"])
+        before = len(p.items)
+        values = p.keys(section, table, ModelKeys)
+        breaker_wait = values.pop("breaker_wait", DEFAULT_BREAKER_WAIT)
+        if table.get("provider") == _AUTO:
+            for key in sorted(set(table) - {"provider", "breaker_wait"}):
+                p.fail(
+                    section,
+                    key,
+                    f'with provider = "auto" corral chooses the endpoint itself; remove {key}, or name '
+                    'the provider ("openai" or "anthropic") to configure it',
+                )
+            if len(p.items) == before:
+                models[name] = ModelConfig(None, None, breaker_wait)
             continue
-        unknown = sorted(set(table) - set(MODEL_KEYS))
-        problems += [f"{at} {key}: unknown key; known keys: {', '.join(MODEL_KEYS)}" for key in unknown]
-        breaker_wait = table.get("breaker_wait", DEFAULT_BREAKER_WAIT)
-        if isinstance(breaker_wait, bool) or not isinstance(breaker_wait, int | float) or breaker_wait < 0:
-            problems.append(
-                f"{at} breaker_wait: {breaker_wait!r} must be the seconds a call waits for the endpoint to recover"
-                " while its circuit breaker is open (0 to fail the run at once)"
-            )
-        if table.get("provider") == "auto":
-            chosen = sorted(set(table) & set(MODEL_KEYS) - {"provider", "breaker_wait"})
-            problems += [
-                f'{at} {key}: with provider = "auto" corral chooses the endpoint itself; remove {key}, or name '
-                'the provider ("openai" or "anthropic") to configure it'
-                for key in chosen
-            ]
-            if not any(p.startswith(at) for p in problems):
-                models[name] = ModelConfig(None, None, float(breaker_wait))
-            continue
-        values: dict[str, Any] = {}
-        for key in ("provider", "base_url", "model"):
-            value = table.get(key)
-            if not isinstance(value, str) or not value:
-                problems.append(f"{at} {key}: is required and must be a string")
-            values[key] = value if isinstance(value, str) else ""
-        for key, kind in _NUMBERS.items():
-            if key in table:
-                value = table[key]
-                ok = isinstance(value, int | float) and not isinstance(value, bool)
-                if kind is int and not isinstance(value, int):
-                    ok = False
-                if not ok:
-                    problems.append(f"{at} {key}: {value!r} is not a number of the right kind ({kind.__name__})")
-                else:
-                    values[key] = kind(value)
-        prices = table.get("prices")
-        if prices is not None:
-            values["prices"] = _prices(at, prices, problems, Prices)
+        for key in ("base_url", "model"):
+            if key not in table:
+                p.fail(section, key, f"is required; {table_keys(ModelKeys)[key][1].fix}")
+        _check_endpoint(p, section, values)
+        prices = _read_prices(p, section, table.get("prices"))
         missing = None
-        key_env = table.get("api_key_env")
+        key_env = values.pop("api_key_env", None)
         if key_env is not None:
-            if not isinstance(key_env, str) or not key_env:
-                problems.append(f'{at} api_key_env: must name an environment variable, e.g. "OPENAI_API_KEY"')
-            elif environ.get(key_env):
+            if environ.get(key_env):
                 values["api_key"] = Secret(environ[key_env], key_env)
                 values["key_source"] = f'[models.{name}] api_key_env = "{key_env}"'
             else:
                 missing = key_env
-        if any(p.startswith(at) for p in problems):
-            continue
+        if len(p.items) == before:
+            endpoint = Endpoint(name=name, prices=Prices(**prices) if prices else None, **values)
+            models[name] = ModelConfig(endpoint, missing, breaker_wait)
+    return models
+
+
+def _check_endpoint(p: Problems, section: str, values: Mapping[str, Any]) -> None:
+    """What no single key's kind can say: a URL corral can call, waits in order."""
+    url = values.get("base_url")
+    if url is not None:
         try:
-            models[name] = ModelConfig(Endpoint(name=name, **values), missing, float(breaker_wait))
-        except ConfigError as exc:
-            problems += [f"{where}: {problem}" for problem in exc.problems]
-    return models, problems
-
-
-def _prices(at: str, data: object, problems: list[str], prices: Any) -> Any:
-    if not isinstance(data, dict) or not {"input", "output"} <= set(data) or set(data) - set(PRICE_KEYS):
-        problems.append(
-            f"{at} prices: must be a table with input and output (and optionally cache_read, cache_write), "
-            "in dollars per million tokens, e.g. prices = { input = 0.4, output = 1.6 }"
+            parsed = httpx.URL(url)
+            valid = parsed.scheme in ("http", "https") and bool(parsed.host)
+        except httpx.InvalidURL:
+            valid = False
+        if not valid:
+            p.fail(section, "base_url", f"{url!r} is not an http(s) URL; {table_keys(ModelKeys)['base_url'][1].fix}")
+    first, most = values.get("retry_initial_wait", 1.0), values.get("retry_max_wait", 30.0)
+    if most < first:
+        p.fail(
+            section, "retry_max_wait", f"{most:g}s is less than retry_initial_wait {first:g}s; make it at least as long"
         )
-        return None
-    try:
-        return prices.per_million(**{k: Decimal(str(v)) for k, v in data.items()})
-    except (InvalidOperation, ValueError, TypeError, ConfigError) as exc:
-        problems.append(f"{at} prices: {exc}")
-        return None
 
 
-def read_budget(at: str, data: object, keys: tuple[str, ...] = AGENT_BUDGET_KEYS) -> tuple[Budget, list[str]]:
-    """A budget table (``[agents.NAME.budget]`` or ``[budget]``); returns it and the problems found."""
+def _read_prices(p: Problems, section: str, data: object) -> dict[str, Any]:
+    """``prices`` as keys ``prices.input`` ... of the model's own table."""
     if data is None:
-        return Budget(), []
-    if not isinstance(data, dict):
-        return Budget(), [f"{at}: must be a table with any of {', '.join(keys)}"]
-    problems = [f"{at} {key}: unknown key; known keys: {', '.join(keys)}" for key in sorted(set(data) - set(keys))]
-    caps: dict[str, Caps] = {}
-    for span in ("run", "day"):
-        values: dict[str, Any] = {}
-        for kind in CAP_KINDS:
-            key = f"{span}_{kind}"
-            value = data.get(key)
-            if value is None or key not in keys:
-                continue
-            if kind == "cost_usd":
-                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                    problems.append(f"{at} {key}: {value!r} is not a positive amount of dollars, e.g. 0.50")
-                else:
-                    values[kind] = Decimal(str(value))
-            elif isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                problems.append(f"{at} {key}: {value!r} is not a positive integer")
-            else:
-                values[kind] = value
-        caps[span] = Caps(**values)
-    soft = data.get("soft_alerts", list(DEFAULT_SOFT))
-    if not isinstance(soft, list) or not all(
-        isinstance(f, int | float) and not isinstance(f, bool) and 0 < f < 1 for f in soft
-    ):
-        problems.append(f"{at} soft_alerts: {soft!r} must be a list of fractions between 0 and 1, e.g. [0.5, 0.8]")
-        soft = list(DEFAULT_SOFT)
-    if problems:
-        return Budget(), problems
-    return Budget(caps["run"], caps["day"], tuple(sorted(float(f) for f in soft))), []
-
-
-def unpriced_cost_caps(budgets: Mapping[str, Budget], models: Mapping[str, ModelConfig]) -> list[str]:
-    """A cost cap cannot be kept for a model without prices: name each such pairing.
-
-    ``budgets`` maps a config location (``[agents.NAME.budget]``) to its budget, ``models``
-    the models that budget covers.
-    """
-    problems = []
-    for where, budget in budgets.items():
-        if budget.run.cost_usd is None and budget.day.cost_usd is None:
-            continue
-        for name, model in models.items():
-            if model.endpoint is not None and model.endpoint.prices is None:
-                problems.append(
-                    f"{where}: a cost limit is set but [models.{name}] has no prices, so its cost is unknown; add "
-                    f"prices = {{ input = ..., output = ... }} (dollars per million tokens) to [models.{name}]"
-                )
-    return problems
+        return {}
+    if not isinstance(data, Mapping):
+        p.fail(
+            section,
+            "prices",
+            f"must be a table with input and output (and optionally cache_read, cache_write), {_PRICES}",
+        )
+        return {}
+    flat = {f"prices.{key}": value for key, value in data.items()}
+    p.unknown(section, flat, [f"prices.{key}" for key in table_keys(PriceKeys)])
+    prices: dict[str, Any] = {}
+    for key, (kind, declared) in table_keys(PriceKeys).items():
+        if key in data:
+            prices[key] = p.value(section, flat, f"prices.{key}", kind, None, _PRICES)
+        elif declared.required:
+            p.fail(section, f"prices.{key}", f"is required; {_PRICES}")
+    return prices

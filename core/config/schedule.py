@@ -1,5 +1,5 @@
-"""Reading the scheduling config: ``every``, ``[[agents.NAME.triggers]]``,
-``[agents.NAME.schedule]`` and the top-level ``[schedule]``.
+"""The scheduling config: ``every``, ``[[agents.NAME.triggers]]``, ``[agents.NAME.schedule]``
+and the top-level ``[schedule]``.
 
 Common trigger keys (``type``, ``id``, ``jitter``, ``input``) are checked here, at load;
 each kind's own keys are checked by its plugin when the scheduler builds the trigger
@@ -12,21 +12,73 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import fields, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
-from corral.config import AgentConfig, parse_duration
-from corral.schedule.settings import (
-    MISSED,
-    NO_PROGRESS_ACTIONS,
-    OVERLAP,
-    SchedulePolicy,
-    ScheduleSettings,
-    TriggerConfig,
-)
+from corral.config.kinds import AnyPort, Count, Key, PositiveInt, Rule, Seconds, Text
+from corral.config.problems import Problems
 
 TRIGGER_KEYS = ("type", "id", "jitter", "input")
 """Keys corral reads from every trigger table; the rest belong to the trigger's kind."""
+
+
+@dataclass(frozen=True)
+class TriggerConfig:
+    """One trigger of an agent: a ``[[agents.NAME.triggers]]`` table, or the ``every`` shorthand."""
+
+    agent: str
+    kind: str
+    key: str
+    """Stable identity: the agent, the kind and its timing settings hashed (or the table's ``id``),
+    so a reload, restart or upgrade finds the same schedule and its last fire time."""
+    section: str
+    """Where it was written, for messages: ``corral.toml: [agents.NAME.triggers.0]``."""
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    """The table without corral's own keys; the trigger's plugin checks them."""
+    jitter: float = 0.0
+    input: Any = None
+    has_input: bool = False
+    """Whether the table gives ``input`` (else the agent's own ``input`` is used)."""
+
+
+class _TriggerKeys:
+    """What corral reads of every trigger table (``input`` is any value)."""
+
+    type: Annotated[
+        Text, Key('give its kind: "cron", "interval", "once", "file", "webhook" or a plugin\'s', required=True)
+    ]
+    id: Annotated[Text, Rule("must be a non-empty string naming this schedule"), Key()]
+    jitter: Annotated[Seconds, Key('give the most a fire may be delayed, e.g. "2m"')]
+
+
+@dataclass(frozen=True)
+class SchedulePolicy:
+    """``[agents.NAME.schedule]``: what happens when triggers meet a busy, idle or downed agent."""
+
+    overlap: Annotated[Literal["skip", "queue", "cancel"], Key()] = "skip"
+    """A trigger fires while the agent has ``max_running`` runs going: skip it, queue it, or cancel the oldest."""
+    max_queued: Annotated[PositiveInt, Key("give how many runs may wait")] = 10
+    """With ``overlap = "queue"``: at most this many runs wait; later fires are skipped."""
+    max_running: Annotated[PositiveInt, Key("give how many runs of this agent may run at once")] = 1
+    """Runs of this agent at once."""
+    missed: Annotated[Literal["skip", "once", "all"], Key()] = "skip"
+    """Fire times that passed while the daemon was down: skip them, run once, or run each (up to ``missed_max``)."""
+    missed_max: Annotated[PositiveInt, Key("give how many missed fire times may run")] = 10
+    no_progress_runs: Annotated[Count, Key("give after how many runs without progress to act, or 0 for never")] = 10
+    """After this many scheduled runs in a row that ended the same way with no tool effects, act (0: never)."""
+    no_progress_action: Annotated[Literal["slow", "pause"], Key()] = "slow"
+    """``slow``: only every ``slow_factor``-th fire runs; ``pause``: the agent is paused."""
+    slow_factor: Annotated[PositiveInt, Key("give which fire runs while slowed: 2 for every second one")] = 4
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """The top-level ``[schedule]`` table: daemon-wide trigger settings."""
+
+    webhook_port: Annotated[AnyPort, Key()] | None = None
+    """Port of the webhook listener on 127.0.0.1; required when any agent has a webhook trigger."""
+    webhook_max_bytes: Annotated[PositiveInt, Key("give the largest payload accepted, in bytes")] = 1 << 20
+    """Default payload limit of a webhook trigger (each may set its own ``max_bytes``)."""
 
 
 def schedule_key(agent: str, kind: str, settings: Mapping[str, Any], explicit: str | None = None) -> str:
@@ -38,131 +90,54 @@ def schedule_key(agent: str, kind: str, settings: Mapping[str, Any], explicit: s
     return f"{agent}:{kind}:{hashlib.sha256(canonical.encode()).hexdigest()[:12]}"
 
 
-def _natural(value: object, *, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
-        raise ValueError(f"{value!r} is not a {'non-negative' if allow_zero else 'positive'} integer")
-    return value
+def read_policy(p: Problems, agent: str, data: object) -> SchedulePolicy:
+    """One ``[agents.NAME.schedule]`` table (defaults when there is none)."""
+    section = f"agents.{agent}.schedule"
+    policy = p.read(section, data, SchedulePolicy, shape="a table (overlap, max_queued, max_running, missed, ...)")
+    if policy.slow_factor == 1:
+        p.fail(section, "slow_factor", "1 would not slow anything; give 2 or more")
+    return policy
 
 
-def _read_policy(where: str, data: object) -> tuple[SchedulePolicy, list[str]]:
-    if data is None:
-        return SchedulePolicy(), []
-    if not isinstance(data, dict):
-        return SchedulePolicy(), [f"{where}: must be a table (overlap, max_queued, max_running, missed, ...)"]
-    problems: list[str] = []
-    known = [f.name for f in fields(SchedulePolicy)]
-    for key in data:
-        if key not in known:
-            problems.append(f"{where} {key}: unknown key; known keys: {', '.join(known)}")
-    choices = {"overlap": OVERLAP, "missed": MISSED, "no_progress_action": NO_PROGRESS_ACTIONS}
-    values: dict[str, Any] = {}
-    for key in known:
-        if key not in data:
-            continue
-        value = data[key]
-        if key in choices:
-            if value not in choices[key]:
-                problems.append(f"{where} {key}: {value!r} is not one of {', '.join(map(repr, choices[key]))}")
-                continue
-            values[key] = value
-        else:
-            try:
-                values[key] = _natural(value, allow_zero=key == "no_progress_runs")
-            except ValueError as exc:
-                problems.append(f"{where} {key}: {exc}")
-    if values.get("slow_factor") == 1:
-        problems.append(f"{where} slow_factor: 1 would not slow anything; give 2 or more")
-    return SchedulePolicy(**values), problems
-
-
-def _read_triggers(where: str, agent: AgentConfig, data: object) -> tuple[tuple[TriggerConfig, ...], list[str]]:
-    problems: list[str] = []
+def read_triggers(p: Problems, agent: str, every: float | None, data: object) -> tuple[TriggerConfig, ...]:
+    """An agent's ``every`` and its ``[[agents.NAME.triggers]]`` tables."""
     triggers: list[TriggerConfig] = []
-    if agent.every is not None:
-        settings = {"every": agent.every}
-        key = schedule_key(agent.name, "interval", settings)
-        triggers.append(TriggerConfig(agent.name, "interval", key, f"{where}] every", settings))
+    if every is not None:
+        settings = {"every": every}
+        key = schedule_key(agent, "interval", settings)
+        triggers.append(TriggerConfig(agent, "interval", key, p.at(f"agents.{agent}", "every"), settings))
     if data is None:
-        data = []
+        return tuple(triggers)
     if not isinstance(data, list):
-        fix = f"must be a list of tables, written [[agents.{agent.name}.triggers]]"
-        return tuple(triggers), [f"{where}] triggers: {fix}"]
+        p.fail(f"agents.{agent}", "triggers", f"must be a list of tables, written [[agents.{agent}.triggers]]")
+        return tuple(triggers)
     for index, table in enumerate(data):
-        section = f"{where}.triggers.{index}]"
+        section = f"agents.{agent}.triggers.{index}"
         if not isinstance(table, dict):
-            problems.append(f'{section}: must be a table with a type, e.g. type = "cron"')
+            p.fail(section, None, 'must be a table with a type, e.g. type = "cron"')
             continue
-        kind = table.get("type")
-        if not isinstance(kind, str) or not kind:
-            kinds = '"cron", "interval", "once", "file", "webhook" or a plugin\'s kind'
-            problems.append(f"{section} type: is required: {kinds}")
+        read = p.keys(section, table, _TriggerKeys)
+        if "type" not in read:
             continue
-        explicit = table.get("id")
-        if explicit is not None and (not isinstance(explicit, str) or not explicit.strip()):
-            problems.append(f"{section} id: must be a non-empty string naming this schedule")
-            explicit = None
-        jitter = 0.0
-        if "jitter" in table:
-            try:
-                jitter = parse_duration(table["jitter"])
-            except ValueError as exc:
-                problems.append(f'{section} jitter: {exc}; give the most a fire may be delayed, e.g. "2m"')
         settings = {k: v for k, v in table.items() if k not in TRIGGER_KEYS}
-        key = schedule_key(agent.name, kind, settings, explicit)
+        key = schedule_key(agent, read["type"], settings, read.get("id"))
         if any(t.key == key for t in triggers):
-            problems.append(
-                f"{section}: the same schedule as an earlier trigger of this agent (or its `every`); "
-                'remove one, or give each a distinct id = "..."'
+            p.fail(
+                section,
+                None,
+                "the same schedule as an earlier trigger of this agent (or its `every`); "
+                'remove one, or give each a distinct id = "..."',
             )
             continue
+        jitter = read.get("jitter", 0.0)
         triggers.append(
-            TriggerConfig(agent.name, kind, key, section, settings, jitter, table.get("input"), "input" in table)
-        )
-    return tuple(triggers), problems
-
-
-def _read_settings(where: str, data: object) -> tuple[ScheduleSettings, list[str]]:
-    if data is None:
-        return ScheduleSettings(), []
-    if not isinstance(data, dict):
-        return ScheduleSettings(), [f"{where}: must be a table (webhook_port, webhook_max_bytes)"]
-    problems = [
-        f"{where} {key}: unknown key; known keys: webhook_port, webhook_max_bytes"
-        for key in data
-        if key not in ("webhook_port", "webhook_max_bytes")
-    ]
-    values: dict[str, Any] = {}
-    port = data.get("webhook_port")
-    if port is not None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            problems.append(f"{where} webhook_port: {port!r} is not a TCP port (0-65535; 0 picks a free one)")
-        else:
-            values["webhook_port"] = port
-    if "webhook_max_bytes" in data:
-        try:
-            values["webhook_max_bytes"] = _natural(data["webhook_max_bytes"])
-        except ValueError as exc:
-            problems.append(f"{where} webhook_max_bytes: {exc}; give the largest payload accepted, in bytes")
-    return ScheduleSettings(**values), problems
-
-
-def read_schedules(
-    where: str, data: Mapping[str, Any], agents: Mapping[str, AgentConfig]
-) -> tuple[dict[str, AgentConfig], ScheduleSettings, list[str]]:
-    """Each agent's triggers and schedule policy, and the ``[schedule]`` table, with every problem."""
-    settings, problems = _read_settings(f"{where}: [schedule]", data.get("schedule"))
-    tables = data.get("agents")
-    out: dict[str, AgentConfig] = {}
-    for name, agent in agents.items():
-        table = tables.get(name, {}) if isinstance(tables, dict) else {}
-        table = table if isinstance(table, dict) else {}
-        triggers, found = _read_triggers(f"{where}: [agents.{name}", agent, table.get("triggers"))
-        policy, more = _read_policy(f"{where}: [agents.{name}.schedule]", table.get("schedule"))
-        problems += found + more
-        if any(t.kind == "webhook" for t in triggers) and settings.webhook_port is None:
-            problems.append(
-                f"{where}: [agents.{name}] has a webhook trigger but [schedule] webhook_port is not set; "
-                "set it to the port to listen on at 127.0.0.1"
+            TriggerConfig(
+                agent, read["type"], key, p.at(section), settings, jitter, table.get("input"), "input" in table
             )
-        out[name] = replace(agent, triggers=triggers, schedule=policy)
-    return out, settings, problems
+        )
+    return tuple(triggers)
+
+
+def read_schedule_settings(p: Problems, data: object) -> ScheduleSettings:
+    """The top-level ``[schedule]`` table."""
+    return p.read("schedule", data, ScheduleSettings, shape="a table (webhook_port, webhook_max_bytes)")

@@ -1,40 +1,54 @@
-"""Reading one sink's config table: every problem collected, each naming the key and the fix.
+"""A plugin's own config table, read key by key: an alert sink's ``[alerts.sinks.NAME]``.
 
-A getter that finds a problem records it and returns a placeholder; :meth:`Settings.finish`
-then raises one :class:`~corral.errors.ConfigError` listing them all, so the operator
-fixes the table in one go. Values read with :meth:`Settings.secret` are held in a
-:class:`~corral.secrets.Secret` named after their key (``alerts.sinks.ops.password``), or
-after the variable a ``KEY_env`` key named, and are never quoted back in a message.
+corral reads its own tables at load; a plugin's table is read when the plugin builds its
+object (``corral check`` and the daemon's start), because only the plugin knows its keys.
+Each getter reads one key by its kind (:mod:`corral.config.kinds`) into the collector the
+loader uses too (:class:`~corral.config.problems.Problems`), returning a placeholder when
+the value is wrong; :meth:`Settings.finish` then raises one
+:class:`~corral.errors.ConfigError` listing every problem, unknown keys included, so the
+operator fixes the table in one go. Values read with :meth:`Settings.secret` are held in
+a :class:`~corral.secrets.Secret` named after their key (``alerts.sinks.ops.password``),
+or after the variable a ``KEY_env`` key named, and are never quoted back in a message.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any
 
 import httpx
 
-from corral.config import parse_duration
-from corral.errors import ConfigError
+from corral.config.kinds import (
+    EnvName,
+    Port,
+    PositiveSeconds,
+    Rule,
+    SomeTexts,
+    String,
+    Text,
+    Texts,
+    Wrong,
+    choice,
+    read,
+)
+from corral.config.problems import Problems
 from corral.secrets import Secret, url_pieces
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
 _NOT_READ = "not read: the config has a problem here"  # what a secret getter returns with a problem
-
-
-def _is_text(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
+_Timeout = Annotated[PositiveSeconds, Rule('must be more than zero; give seconds, e.g. 10 or "30s"')]
+"""A duration whose messages already say how to write one: no fix is added."""
 
 
 class Settings:
-    """One sink's config table under ``[section]``, read key by key."""
+    """One plugin's config table under ``[section]``, read key by key."""
 
     def __init__(self, section: str, config: Mapping[str, object]) -> None:
         self.section = section
-        self.problems: list[str] = []
+        self._problems = Problems()
         self._known: list[str] = []
         self._secrets: list[Secret] = []
         self._failed: set[str] = set()
@@ -42,12 +56,17 @@ class Settings:
             self._config: Mapping[str, object] = config
         else:
             self._config = {}
-            self.problems.append(f"[{section}]: must be a table of settings, got {type(config).__name__}")
+            self.fail_table(f"must be a table of settings, got {type(config).__name__}")
+
+    @property
+    def problems(self) -> list[str]:
+        """Every problem found so far, each naming ``[section] key``."""
+        return self._problems.items
 
     def fail(self, key: str, message: str) -> None:
         """Record a problem with ``key``; ``message`` says what is wrong and how to fix it."""
         self._failed.add(key)
-        self.problems.append(f"[{self.section}] {key}: {message}")
+        self._problems.fail(self.section, key, message)
 
     def ok(self, key: str) -> bool:
         """Whether ``key`` was read without a problem, so a check of its value can follow."""
@@ -55,100 +74,59 @@ class Settings:
 
     def fail_table(self, message: str) -> None:
         """Record a problem with the table as a whole (the sink cannot work here at all)."""
-        self.problems.append(f"[{self.section}]: {message}")
+        self._problems.fail(self.section, None, message)
 
     def _raw(self, key: str) -> object:
         self._known.append(key)
         return self._config.get(key)
 
+    def _read(self, key: str, kind: Any, default: Any, fix: str = "") -> Any:
+        self._known.append(key)
+        before = len(self.problems)
+        value = self._problems.value(self.section, self._config, key, kind, default, fix)
+        if len(self.problems) > before:
+            self._failed.add(key)
+        return value
+
+    def _required(self, key: str, kind: Any, default: Any, example: str) -> Any:
+        if self._config.get(key) is None:
+            self._known.append(key)
+            self.fail(key, f"is required; add {key} = {example}")
+            return default
+        return self._read(key, kind, default, f"write {key} = {example}")
+
     def required_text(self, key: str, example: str) -> str:
         """A non-empty string that must be given; ``example`` shows a valid value."""
-        value = self._raw(key)
-        if value is None:
-            self.fail(key, f"is required; add {key} = {example}")
-            return ""
-        if not _is_text(value):
-            self.fail(key, f"{value!r} is not a non-empty string; write {key} = {example}")
-            return ""
-        return str(value)
+        return str(self._required(key, Text, "", example))
 
     def text(self, key: str, default: str) -> str:
         """A string, ``default`` when absent; may be empty."""
-        value = self._raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            self.fail(key, f"{value!r} is not a string; quote it")
-            return default
-        return value
+        return str(self._read(key, String, default, "quote it"))
 
     def optional_text(self, key: str) -> str | None:
         """A non-empty string, or None when absent."""
-        value = self._raw(key)
-        if value is None:
-            return None
-        if not _is_text(value):
-            self.fail(key, f"{value!r} is not a non-empty string; give a value or remove the key")
-            return None
-        return str(value)
+        value = self._read(key, Text, None, "give a value or remove the key")
+        return None if value is None else str(value)
 
     def choice(self, key: str, options: tuple[str, ...], default: str) -> str:
         """One of ``options``."""
-        value = self._raw(key)
-        if value is None:
-            return default
-        if value not in options:
-            self.fail(key, f"{value!r} is not one of {', '.join(repr(o) for o in options)}")
-            return default
-        return str(value)
+        return str(self._read(key, choice(*options), default))
 
     def port(self, key: str, default: int) -> int:
         """A TCP port number."""
-        value = self._raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            self.fail(key, f"{value!r} is not a port number; give an integer from 1 to 65535")
-            return default
-        return value
+        return int(self._read(key, Port, default))
 
     def duration(self, key: str, default: float) -> float:
         """A positive duration: ``10``, ``2.5``, ``"30s"``, ``"2m"``."""
-        value = self._raw(key)
-        if value is None:
-            return default
-        try:
-            seconds = parse_duration(value)
-        except ValueError as exc:
-            self.fail(key, str(exc))
-            return default
-        if seconds <= 0:
-            self.fail(key, 'must be more than zero; give seconds, e.g. 10 or "30s"')
-            return default
-        return seconds
+        return float(self._read(key, _Timeout, default))
 
     def text_list(self, key: str, example: str) -> tuple[str, ...]:
         """A required list of non-empty strings; one string is taken as a list of one."""
-        value = self._raw(key)
-        if isinstance(value, str):
-            value = [value]
-        if value is None:
-            self.fail(key, f"is required; add {key} = {example}")
-            return ()
-        if not isinstance(value, list) or not value or not all(_is_text(v) for v in value):
-            self.fail(key, f"{value!r} is not a list of non-empty strings; write {key} = {example}")
-            return ()
-        return tuple(value)
+        return tuple(self._required(key, SomeTexts, (), example))
 
     def optional_text_list(self, key: str) -> tuple[str, ...]:
         """A list of non-empty strings, empty when absent."""
-        value = self._raw(key)
-        if value is None:
-            return ()
-        if not isinstance(value, list) or not all(_is_text(v) for v in value):
-            self.fail(key, f"{value!r} is not a list of non-empty strings")
-            return ()
-        return tuple(value)
+        return tuple(self._read(key, Texts, ()))
 
     def _secret(self, value: object, key: str, what: str) -> Secret | None:
         if isinstance(value, str) and not value.strip():
@@ -238,7 +216,9 @@ class Settings:
             return {}
         out: dict[str, Secret] = {}
         for name, item in value.items():
-            if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            try:
+                read(name, EnvName)
+            except Wrong:
                 self.fail(f"{key}.{name}", "is not a valid environment variable name")
                 continue
             secret = self._secret(item, f"{key}.{name}", "the variable's value")
@@ -251,10 +231,11 @@ class Settings:
         value = self._raw(key)
         if value is None:
             return httpx.create_ssl_context()
-        if not _is_text(value):
+        try:
+            path = Path(read(value, Text)).expanduser()
+        except Wrong:
             self.fail(key, f"{value!r} is not a path; give the path of a PEM file of CA certificates")
             return httpx.create_ssl_context()
-        path = Path(str(value)).expanduser()
         try:
             return ssl.create_default_context(cafile=str(path))
         except FileNotFoundError:
@@ -269,10 +250,5 @@ class Settings:
 
     def finish(self) -> None:
         """Raise ConfigError listing every problem, including keys no getter asked for."""
-        for key in self._config:
-            if key not in self._known:
-                near = difflib.get_close_matches(str(key), self._known, n=1)
-                hint = f"did you mean {near[0]!r}?" if near else f"known keys: {', '.join(sorted(set(self._known)))}"
-                self.fail(str(key), f"unknown key; {hint}")
-        if self.problems:
-            raise ConfigError(self.problems)
+        self._problems.unknown(self.section, self._config, set(self._known))
+        self._problems.check()

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from corral.config.alerts import MetricsConfig
+from corral.config.metrics import MetricsConfig
 from corral.observe.events import Event
 from corral.states import EventKind, RunState
 

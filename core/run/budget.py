@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import lmdb
 
     from corral.config import CorralConfig
-    from corral.config.models import Caps
+    from corral.config.budget import Caps
 
 DB = "spend"
 MICRO = Decimal(1_000_000)

@@ -22,7 +22,6 @@ from typing import Any, Protocol
 import jsonschema_rs
 
 from corral.config import AgentConfig, CorralConfig
-from corral.config.tools import tool_secret_names, welcome_entry
 from corral.pluginmanager import Plugins
 from corral.run.approvals import Approvals
 from corral.run.attempt import Attempt, ReplayAttempt, Shared
@@ -38,7 +37,7 @@ from corral.schedule.pauses import Pauses
 from corral.secrets import Redaction
 from corral.states import FINISHED, EventKind, RunState, check_transition
 from corral.store import Records, Store, Writer, new_run_id
-from corral.tools import ToolSpec
+from corral.tools import ToolSpec, tool_secret_names, welcome_entry
 
 MAX_BACKOFF = 60.0
 

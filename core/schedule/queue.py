@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from corral.schedule.settings import SchedulePolicy
+from corral.config.schedule import SchedulePolicy
 
 if TYPE_CHECKING:
     from corral.schedule.runs import Runs

@@ -31,12 +31,12 @@ import pluggy
 
 from corral.alerts import Alert, Severity
 from corral.config import CorralConfig
+from corral.config.schedule import TriggerConfig
 from corral.errors import ConfigError
 from corral.schedule import progress, state
 from corral.schedule.clock import Clock, Reading
 from corral.schedule.listener import WebhookServer
 from corral.schedule.queue import RunQueue
-from corral.schedule.settings import TriggerConfig
 from corral.schedule.timeline import JumpKind, Timeline
 from corral.schedule.triggers import (
     RESOLUTION,

@@ -29,8 +29,8 @@ from corral.errors import ConfigError, PluginError
 from corral.pluginmanager import ask_each
 
 if TYPE_CHECKING:
+    from corral.config.schedule import TriggerConfig
     from corral.schedule.listener import WebhookServer
-    from corral.schedule.settings import TriggerConfig
 
 RESOLUTION = 0.001
 """Fire times closer than this (seconds) are the same time."""
@@ -50,7 +50,7 @@ class BuildContext:
     environ: Mapping[str, str]
     """The daemon's environment, for settings named ``*_env``."""
     settings: Any = None
-    """The top-level ``[schedule]`` settings (:class:`corral.schedule.settings.ScheduleSettings`)."""
+    """The top-level ``[schedule]`` settings (:class:`corral.config.schedule.ScheduleSettings`)."""
     zone: dt.tzinfo | None = None
     """``[corral] timezone``: the zone of a table without its own ``timezone`` (None: the machine's)."""
 

@@ -14,6 +14,8 @@ from corral.alerts.monitor import judge
 from corral.alerts.rules import NoticeRules, RunRules, StuckRule
 from corral.config import parse_config
 from corral.config.alerts import Expectation, read_alerts
+from corral.config.metrics import read_metrics
+from corral.config.problems import Problems
 from corral.errors import ConfigError
 from corral.observe.events import Event
 from corral.states import EventKind, RunState
@@ -187,7 +189,9 @@ def test_alerts_config_reports_every_problem_with_table_key_and_fix() -> None:
         "deadman": {"url": "ftp://x", "every": "soon"},
         "crash_loop": -1,
     }
-    _, problems = read_alerts("corral.toml", alerts, {"host": "0.0.0.0"}, {"a"}, {})
+    p = Problems("corral.toml")
+    read_alerts(p, alerts, {"a"}, {}, read_metrics(p, {"host": "0.0.0.0"}))
+    problems = p.items
     text = "\n".join(problems)
     for expected in (
         "[alerts.sinks.pager] url_env: PAGER_URL is not set in corral's environment",

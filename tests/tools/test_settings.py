@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from corral.config import CorralConfig, load_config
-from corral.config.check import check_config
-from corral.config.tools import settings_problems, welcome_entry
+from corral.config.check import check_config, settings_problems
 from corral.errors import ConfigError
 from corral.pluginmanager import load_plugins
+from corral.tools import welcome_entry
 
 HEAD = """
 [corral]
