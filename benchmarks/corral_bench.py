@@ -55,8 +55,9 @@ def _toml(value: Any) -> str:
     return json.dumps(value)  # the strings and lists written here are valid TOML as JSON
 
 
-def write_config(root: Path, agents: int = MAX_AGENTS) -> Path:
-    """A corral.toml with ``agents`` step agents, a one-call agent and an idle agent."""
+def write_config(root: Path, agents: int = MAX_AGENTS, telemetry: str | None = None) -> Path:
+    """A corral.toml with ``agents`` step agents, a one-call agent and an idle agent;
+    ``telemetry``: the OTLP/HTTP endpoint to export to (``[telemetry]`` defaults otherwise)."""
     lines = [
         "[corral]",
         f"home = {_toml(str(root / 'home'))}",
@@ -75,6 +76,8 @@ def write_config(root: Path, agents: int = MAX_AGENTS) -> Path:
             f"tools = {_toml(tools)}",
             "max_attempts = 1",
         ]
+    if telemetry is not None:
+        lines += ["", "[telemetry]", f"otlp_endpoint = {_toml(telemetry)}"]
     root.mkdir(parents=True, exist_ok=True)
     path = root / "corral.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -127,7 +130,7 @@ async def _steps(engine: Engine, agents: int, steps: int) -> dict[str, Any]:
     }
 
 
-def _pool(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+def pool(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Several rounds of one measurement as one: latencies pooled, times and counts added."""
     pooled = dict(rounds[0])
     pooled["lat"] = [run for r in rounds for run in r["lat"]]
@@ -217,8 +220,19 @@ def measure(
                 between(i)
                 single.append(await _steps(engine, 1, steps))
                 multi.append(await _steps(engine, agents, concurrent_steps))
-            out["single"], out["multi"] = _pool(single), _pool(multi)
+            out["single"], out["multi"] = pool(single), pool(multi)
             out["idle"] = await _idle_memory(engine, idle_seconds)
             return out
 
         return asyncio.run(go())
+
+
+def single_agent(root: Path, steps: int, telemetry: str | None = None) -> dict[str, Any]:
+    """One single-agent measurement in a host of its own under ``root`` (exporting to the
+    OTLP/HTTP endpoint ``telemetry``, if given), closed afterwards."""
+    config = load_config(write_config(root, 1, telemetry), environ={})
+    with host(config, echo=None) as engine:
+        processes = TimedProcessControl()
+        engine.processes = processes
+        processes.prepare()
+        return asyncio.run(_steps(engine, 1, steps))

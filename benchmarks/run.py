@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
 
 import psutil  # noqa: E402
 
-from benchmarks import bare, corral_bench  # noqa: E402
+from benchmarks import bare, corral_bench, telemetry_bench  # noqa: E402
 from benchmarks.stats import Row, summary, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -145,6 +145,9 @@ def measure(sizes: Sizes, workdir: Path, log: Any) -> dict[str, Any]:
         rounds=sizes.rounds,
         between=bare_round,
     )
+    rounds = max(2, sizes.rounds)
+    log(f"telemetry: {rounds} rounds of {sizes.steps} steps x 1 agent, exporting to a local receiver and not ...")
+    results["telemetry"] = telemetry_bench.measure(workdir / "telemetry", steps=sizes.steps, rounds=rounds)
     results["bare"] = {
         "lat": [r["lat"] for r in bare_rounds],
         "commit_lat": [r["commit_lat"] for r in bare_rounds],
@@ -245,6 +248,7 @@ def rows(results: dict[str, Any], warmup: int) -> list[Row]:
             "corral 1 agent",
         ),
     ]
+    out += _telemetry_rows(results["telemetry"], warmup)
     for module, label in (("langgraph_bench", "LangGraph+SqliteSaver"), ("dbos_bench", "DBOS on SQLite")):
         other = results[module]
         if "skipped" in other:
@@ -272,6 +276,32 @@ def rows(results: dict[str, Any], warmup: int) -> list[Row]:
     return out
 
 
+def _telemetry_rows(t: dict[str, Any], warmup: int) -> list[Row]:
+    """Telemetry on (exporting to a local receiver) against off, measured side by side."""
+    if "skipped" in t:
+        return [Row("step p50, telemetry on", None, None, "telemetry off", "<= 1.1x", unit="ms", skipped=t["skipped"])]
+    on, off = summary(t["on"]["lat"], warmup), summary(t["off"]["lat"], warmup)
+    return [
+        Row(
+            "step p50, telemetry on",
+            on["p50_ms"],
+            off["p50_ms"],
+            "telemetry off",
+            "<= 1.1x",
+            on["p50_ms"] <= 1.1 * off["p50_ms"],
+            "ms",
+        ),
+        Row("step p99, telemetry on", on["p99_ms"], off["p99_ms"], "telemetry off", unit="ms"),
+        Row(
+            "daemon CPU per step, telemetry on",
+            t["on"]["daemon_cpu_s"] / t["on"]["steps"] * 1e6,
+            t["off"]["daemon_cpu_s"] / t["off"]["steps"] * 1e6,
+            "telemetry off",
+            unit="us",
+        ),
+    ]
+
+
 def details(results: dict[str, Any], warmup: int) -> list[str]:
     """What stands behind the table, one line each."""
     c, m = results["corral"], results["machine"]
@@ -297,6 +327,14 @@ def details(results: dict[str, Any], warmup: int) -> list[str]:
         f"to its answer {_median(c['first']['spawn_to_answered_s']) * 1000:.0f} ms, whole run (create to ended) "
         f"{_median(c['first']['run_wall_s']) * 1000:.0f} ms",
     ]
+    t = results["telemetry"]
+    if "skipped" in t:
+        lines.append(f"telemetry: skipped: {t['skipped']}")
+    else:
+        lines.append(
+            f"telemetry: {len(t['on']['rounds'])} rounds each way, alternating, a fresh home each; the local "
+            f"receiver got {t['spans_received']} of {t['spans_expected']} spans"
+        )
     for module in ("langgraph_bench", "dbos_bench"):
         other = results[module]
         if "skipped" in other:

@@ -83,6 +83,8 @@ class CorralProject:
         self.limits: dict[str, Any] = {}
         self.agents: dict[str, dict[str, Any]] = {}
         self.models: dict[str, dict[str, Any]] = {}
+        self.tables: dict[str, dict[str, Any]] = {}
+        """Other top-level tables by name (``telemetry``, ``metrics``, ...), written last."""
         self.daemons: list[DaemonProcess] = []
 
     @property
@@ -109,6 +111,8 @@ class CorralProject:
             lines += ["", f"[agents.{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
         for name, table in self.models.items():
             lines += ["", f"[models.{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+        for name, table in self.tables.items():
+            lines += ["", f"[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
         return self.config_path
 

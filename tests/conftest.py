@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +11,9 @@ import pytest
 
 from corral.testing import CorralProject
 from tests.models.fake_servers import FakeServer
-from tests.projects import CHAT, DEPLOY_PLUGIN, DEPLOYER, KEY, KEY_VAR
+from tests.projects import CHAT, DEPLOY_PLUGIN, DEPLOYER, KEY, KEY_VAR, fake_model
+from tests.telemetry.agents import MIXED, SECRET, SECRET_NAME
+from tests.telemetry.receiver import Receiver
 
 
 @pytest.fixture(autouse=True)
@@ -40,15 +44,7 @@ def server() -> Iterator[FakeServer]:
 def chat_project(corral_project: CorralProject, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> CorralProject:
     """The chat agent (tests/projects.py) with model ``fake`` on ``server``: two tries per call."""
     monkeypatch.setenv(KEY_VAR, KEY)
-    corral_project.models["fake"] = {
-        "provider": "openai",
-        "base_url": f"{server.url}/v1",
-        "model": "fake-gpt",
-        "api_key_env": KEY_VAR,
-        "retry_attempts": 2,
-        "retry_initial_wait": 0.05,
-        "prices": {"input": 2.0, "output": 8.0},
-    }
+    corral_project.models["fake"] = fake_model(server.url, retry_attempts=2, retry_initial_wait=0.05)
     corral_project.agent("chat", CHAT, tools=["word_count"], models=["fake"])
     return corral_project
 
@@ -68,4 +64,35 @@ def deployer(corral_project: CorralProject) -> CorralProject:
     plugin.write_text(DEPLOY_PLUGIN)
     corral_project.corral["plugins"] = [str(plugin)]
     corral_project.agent("deployer", DEPLOYER, tools=["deploy"])
+    return corral_project
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """An OTLP/HTTP receiver on 127.0.0.1 decoding what it gets (tests/telemetry/receiver.py)."""
+    found = Receiver().start()
+    yield found
+    found.stop()
+
+
+@pytest.fixture
+def traced(
+    corral_project: CorralProject, server: FakeServer, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> CorralProject:
+    """The MIXED agent (tests/telemetry/agents.py) on model ``fake`` (on ``server``), granted a
+    secret, exporting to ``receiver`` every 0.2 s."""
+    monkeypatch.setenv(KEY_VAR, KEY)
+    corral_project.models["fake"] = fake_model(server.url, retry_attempts=1)
+    corral_project.agent("mixed", MIXED, tools=["word_count"], models=["fake"], secrets=[SECRET_NAME])
+    stored = subprocess.run(
+        [sys.executable, "-m", "corral", "secrets", "set", SECRET_NAME, "--backend", "file"],
+        input=SECRET,
+        env=corral_project.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stored.returncode == 0, stored.stderr
+    corral_project.tables["telemetry"] = {"otlp_endpoint": receiver.url, "export_interval": "0.2s"}
+    corral_project.write()
     return corral_project

@@ -11,6 +11,20 @@ from corral.testing import CorralProject
 KEY = "sk-test-e2e-0123456789abcdef"
 KEY_VAR = "FAKE_MODEL_KEY"
 
+
+def fake_model(url: str, **table: Any) -> dict[str, Any]:
+    """``[models.fake]`` on the fake model server at ``url``, its key in ``KEY_VAR``, priced;
+    ``table`` adds or overrides keys."""
+    return {
+        "provider": "openai",
+        "base_url": f"{url}/v1",
+        "model": "fake-gpt",
+        "api_key_env": KEY_VAR,
+        "prices": {"input": 2.0, "output": 8.0},
+        **table,
+    }
+
+
 CHAT = """
 import os
 import corral

@@ -236,3 +236,29 @@ def test_the_run_machinery_imports_none_of_its_observers() -> None:
             names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
             found += [f"{path.name}: {name}" for name in names if name.startswith(outside)]
     assert found == [], found
+
+
+def test_events_posted_after_the_leftovers_were_removed_are_still_delivered(tmp_path: Path) -> None:
+    """A restarted daemon delivers what the last one left, removes it, and only then posts its
+    first event: that event must not be numbered from 1 again, below what was delivered."""
+    store, records, writer = open_home(tmp_path / "store")
+    run = a_run(records, writer)
+    writer.call(lambda txn: change_state(records, txn, run, RunState.RUNNING))
+    for seq in (1, 2, 3):
+        step = {"seq": seq, "kind": "state", "name": "set", "status": "done", "ok": True, "value": None}
+        writer.call(lambda txn, step=step: records.put_step(txn, run["id"], step))
+    writer.close()
+    store.close()  # the daemon died before it delivered them
+
+    store, records, writer = open_home(tmp_path / "store")
+    heard: list[Event] = []
+    events = stream(store, records, writer, heard)
+    removed = events.deliver(forget=True)
+    assert removed is not None
+    removed.result(5)  # the leftovers are gone before this process posts anything
+    writer.call(lambda txn: change_state(records, txn, run, RunState.SUCCEEDED))
+    events.deliver()
+    assert [(e.kind, e.run["state"]) for e in heard][-1] == (EventKind.RUN_CHANGED, "succeeded")
+    assert len(heard) == 5
+    writer.close()
+    store.close()

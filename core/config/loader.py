@@ -27,11 +27,12 @@ from corral.config.models import ModelConfig, read_models
 from corral.config.problems import Problems, table_keys
 from corral.config.sandbox import home_problems, read_sandbox
 from corral.config.schedule import ScheduleSettings, read_schedule_settings
+from corral.config.telemetry import TelemetryConfig, read_telemetry
 from corral.config.units import zone_named
 from corral.errors import ConfigError
 from corral.sandbox.spec import SandboxPolicy
 
-TABLES = ("corral", "limits", "agents", "models", "budget", "alerts", "metrics", "sandbox", "schedule")
+TABLES = ("corral", "limits", "agents", "models", "budget", "alerts", "metrics", "sandbox", "schedule", "telemetry")
 """The top-level tables of the file."""
 
 
@@ -71,6 +72,8 @@ class CorralConfig:
     """``[alerts]`` and ``[metrics]``: alert routes and sinks, rules, checks, metrics (docs/alerting.md)."""
     schedule: ScheduleSettings = ScheduleSettings()
     """``[schedule]``: the webhook listener (docs/scheduling.md)."""
+    telemetry: TelemetryConfig = TelemetryConfig()
+    """``[telemetry]``: OTLP export of traces and metrics, off by default (docs/telemetry.md)."""
 
     @property
     def zone(self) -> dt.tzinfo:
@@ -134,6 +137,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
     metrics = read_metrics(p, data.get("metrics"))
     alerts = read_alerts(p, data.get("alerts"), set(agents), environ, metrics)
     schedule = read_schedule_settings(p, data.get("schedule"))
+    telemetry = read_telemetry(p, data.get("telemetry"), environ)
     for agent in agents.values():
         if schedule.webhook_port is None and any(t.kind == "webhook" for t in agent.triggers):
             p.fail(
@@ -153,6 +157,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
         budget=budget,
         alerts=alerts,
         schedule=schedule,
+        telemetry=telemetry,
         **values,
     )
 

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from corral.alerts.service import Alerting
 from corral.config import CorralConfig
@@ -28,6 +28,9 @@ from corral.run.engine import Engine
 from corral.sandbox.processes import ProcessControl
 from corral.secrets import secrets_in
 from corral.store import Records, Store, StoreLock, Writer
+
+if TYPE_CHECKING:
+    from corral.observe.telemetry import Telemetry
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Host:
     engine: Engine
     alerting: Alerting
     logs: LogFiles
+    telemetry: Telemetry | None = None
+    """The OpenTelemetry observer, with ``[telemetry] otlp_endpoint`` set (docs/telemetry.md)."""
 
     @classmethod
     def compose(
@@ -66,8 +71,11 @@ class Host:
         events.subscribe("log lines", RunLines(logs))
         events.subscribe("hooks", HookRelay(plugins.manager, log))
         events.subscribe("alerts", alerting.observe)
+        telemetry = _telemetry(engine, log, logs)
+        if telemetry is not None:
+            events.subscribe("telemetry", telemetry.observe)
         events.wake()
-        composed = cls(config, store, writer, background, events, engine, alerting, logs)
+        composed = cls(config, store, writer, background, events, engine, alerting, logs, telemetry)
         composed.hide_credentials()
         return composed
 
@@ -99,6 +107,24 @@ class Host:
         if forgotten is not None:
             forgotten.result(timeout=10)
         self.writer.close()
+        if self.telemetry is not None:
+            self.telemetry.close()  # after the last delivery: its spans go out too
+
+
+def _telemetry(engine: Engine, log: object, logs: LogFiles) -> Telemetry | None:
+    """With ``[telemetry] otlp_endpoint`` set, the OpenTelemetry observer of the events."""
+    config = engine.config.telemetry
+    if not config.enabled:
+        return None
+    from corral.observe.telemetry import Telemetry  # the telemetry extra: imported only when it is used
+
+    def endpoint_of(model: str) -> tuple[str | None, str | None]:
+        """(provider, model id) of a configured model, as the config now says."""
+        configured = engine.config.models.get(model)
+        endpoint = configured.endpoint if configured is not None else None
+        return (endpoint.provider, endpoint.model) if endpoint is not None else (None, None)
+
+    return Telemetry(config, log=log, redact=logs.redaction.redact, endpoint_of=endpoint_of)
 
 
 @contextmanager

@@ -18,7 +18,7 @@ neutral for the breaker and does not count against ``retry_attempts`` (see
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
 import httpx
@@ -75,14 +75,23 @@ class ModelClient:
         """Close the pooled connections."""
         await self._http.aclose()
 
-    async def call(self, request: Request, *, on_attempt: Callable[[Try], None] | None = None) -> Response:
+    async def call(
+        self,
+        request: Request,
+        *,
+        on_attempt: Callable[[Try], None] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
         """Ask the model; retry what is transient; raise one ModelError (with ``attempts``) when it cannot be had.
 
         ``on_attempt`` is called after each try with how it went and how long the client
         will wait before the next one, before that wait starts. It must not raise: an
-        exception from it ends the call.
+        exception from it ends the call. ``headers`` are added to every try (the call's
+        W3C ``traceparent``, :mod:`corral.traceids`).
         """
         call = self.adapter.build(self.endpoint, request)
+        if headers:
+            call = HttpCall(call.path, {**call.headers, **headers}, call.body)
         log = TryLog(self.endpoint.name, on_attempt, self.timing.slept)
         endpoint = self.endpoint
         retrying = AsyncRetrying(

@@ -62,6 +62,8 @@ class Event:
     step: dict[str, Any] = field(default_factory=dict)
     replayed: bool = False
     data: dict[str, Any] = field(default_factory=dict)
+    at: float | None = None
+    """When a replayed step was answered from the journal (``time.time()``); None otherwise."""
 
     @property
     def ended(self) -> bool:
@@ -241,7 +243,7 @@ class EventStream:
         step = self._records.fresh_entry(seq) or self._records.get_step(txn, row["run"], row["seq"])
         if run is None or step is None:
             return None
-        return Event(kind, run, step=step, replayed=row["replayed"])
+        return Event(kind, run, step=step, replayed=row["replayed"], at=row.get("at"))
 
     def _hand_out(self, event: Event) -> None:
         for name, subscriber in self._subscribers:

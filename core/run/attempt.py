@@ -120,6 +120,7 @@ class Attempt:
             redact=shared.redact,
             stopped=lambda: self.kill_reason is not None or shared.cancelling(run["id"]),
             after=self._model_step_done,
+            trace_id=run["trace_id"],
         )
 
     def _model_step_done(self, entry: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from corral import traceids
 from corral.run.budget import MICRO, Crossing, Refusal, Tally, Worst
 from corral.run.endpoints import NotConfigured
 from corral.run.outcome import Outcome, RunEnded, failure
@@ -45,11 +46,13 @@ BREAKER_POLL = 1.0
 
 @dataclass(frozen=True)
 class ModelCall:
-    """Forwarded to the event loop by :mod:`corral.run.steps`: make this call for step ``seq``."""
+    """Forwarded to the event loop by :mod:`corral.run.steps`: make this call for step ``seq``
+    (``execution``: the journal's count of its executions, which names its trace span)."""
 
     seq: int
     name: str
     args: dict[str, Any]
+    execution: int = 1
 
 
 def resolve(agent: AgentConfig, name: str) -> str | None:
@@ -113,6 +116,7 @@ class ModelCaller:
         redact: Callable[[Any], Any],
         stopped: Callable[[], bool] = lambda: False,
         after: Callable[[dict[str, Any]], None] = lambda entry: None,
+        trace_id: str,
     ) -> None:
         self.access = access
         self.writer = writer
@@ -121,6 +125,8 @@ class ModelCaller:
         self.draining = draining
         """True once the daemon is stopping: a failing call is made again after the restart."""
         self.redact = redact
+        self.trace_id = trace_id
+        """The run's trace id: each call's ``traceparent`` (:mod:`corral.traceids`)."""
         self.agent = agent
         self.journal = journal
         self.log = log
@@ -174,7 +180,7 @@ class ModelCaller:
         if isinstance(held, Refusal):
             await self._day_spent(held)
         try:
-            response = await self._ask(model, endpoint, adapter, config.breaker_wait, request, item.seq)
+            response = await self._ask(model, endpoint, adapter, config.breaker_wait, request, item)
             if isinstance(response, dict):
                 return response
             price = cost(endpoint, response.usage)
@@ -190,6 +196,7 @@ class ModelCaller:
                 "usage": usage,
                 "cost_usd": str(price) if price is not None else None,
                 "model": model,
+                **_asked(endpoint),
             }
             if price is not None:
                 spent["cost_micro_usd"] = tally.cost_micro_usd
@@ -204,7 +211,7 @@ class ModelCaller:
         return {"t": "result", "seq": item.seq, "ok": True, "replayed": False, "value": value}
 
     async def _ask(
-        self, model: str, endpoint: Endpoint, adapter: Any, breaker_wait: float, request: Request, seq: int
+        self, model: str, endpoint: Endpoint, adapter: Any, breaker_wait: float, request: Request, item: ModelCall
     ) -> Response | dict[str, Any]:
         """The provider's response; a journaled error answer for a call that cannot succeed as asked.
 
@@ -215,6 +222,10 @@ class ModelCaller:
 
         client = self.access.client(model, endpoint, adapter)
         deadline = time.monotonic() + breaker_wait
+        seq = item.seq
+        span = traceids.step_span(self.trace_id, seq, item.execution)
+        sampled = self.access.config.telemetry.enabled  # whether the call's span is exported
+        headers = {"traceparent": traceids.traceparent(self.trace_id, span, sampled=sampled)}
 
         def on_attempt(attempt: Any) -> None:
             if attempt.status != 200 and attempt.kind:
@@ -230,10 +241,10 @@ class ModelCaller:
 
         while True:
             try:
-                return await client.call(request, on_attempt=on_attempt)
+                return await client.call(request, on_attempt=on_attempt, headers=headers)
             except ModelError as exc:
                 if not exc.retryable:
-                    return await self._fail(seq, exc.kind, str(exc))
+                    return await self._fail(seq, exc.kind, str(exc), _asked(endpoint))
                 if self.draining():  # not the endpoint's fault: the call is made again after the restart
                     stopped = f"the daemon stopped during a call to model {model!r}; the run resumes when it is back"
                     raise RunEnded(Outcome(RunState.INTERRUPTED, failure("stopped", stopped), retry=True)) from None
@@ -316,10 +327,10 @@ class ModelCaller:
         """Post a ``budget_crossed`` event (its alert is the alerting service's business)."""
         self.records.post(txn, EventKind.BUDGET_CROSSED, {**data, "agent": self.agent.name}, self.journal.run_id)
 
-    async def _fail(self, seq: int, kind: str, message: str) -> dict[str, Any]:
+    async def _fail(self, seq: int, kind: str, message: str, asked: dict[str, str] | None = None) -> dict[str, Any]:
         error = {"kind": kind, "message": message, "type": "ModelCallError"}
         journal = self.journal
-        entry = await self.writer.run(lambda txn: journal.done(txn, seq, False, None, error))
+        entry = await self.writer.run(lambda txn: journal.done(txn, seq, False, None, error, asked))
         if entry is not None:
             self.after(entry)
         return {"t": "result", "seq": seq, "ok": False, "replayed": False, "error": error}
@@ -335,6 +346,11 @@ def _soft(crossing: Crossing) -> dict[str, Any]:
         "used": crossing.used,
         "cap": crossing.cap,
     }
+
+
+def _asked(endpoint: Endpoint) -> dict[str, str]:
+    """Whom a call asked, as its journal entry keeps it (telemetry names the call by it)."""
+    return {"provider": endpoint.provider, "request_model": endpoint.model}
 
 
 def resumable(error: dict[str, Any]) -> dict[str, Any]:

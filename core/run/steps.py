@@ -271,7 +271,7 @@ class Steps(StepPath):
             self.executing = seq
         elif action == "call":
             entry = decision.entry
-            self.wire.deliver(ModelCall(seq, entry["name"], entry["args"]))
+            self.wire.deliver(ModelCall(seq, entry["name"], entry["args"], entry["executions"]))
         elif action == "protocol":
             self._over = True
             self.wire.forward(ProtocolError(decision.message))

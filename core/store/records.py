@@ -138,7 +138,8 @@ class Records:
         the journal on resume."""
         self.post_event(
             txn,
-            {"kind": EventKind.STEP_DONE.value, "run": run_id, "seq": entry["seq"], "replayed": replayed},
+            {"kind": EventKind.STEP_DONE.value, "run": run_id, "seq": entry["seq"], "replayed": replayed}
+            | ({"at": time.time()} if replayed else {}),  # a replay's own moment (the entry's are the call's)
             entry if replayed else None,
         )
 
@@ -148,8 +149,7 @@ class Records:
         the journal entry a step event is about, is handed to the delivery in memory so it
         need not read it back (:meth:`fresh_entry`)."""
         if self._event_seq is None:
-            cursor = txn.cursor(db=self.dbs["events"])
-            self._event_seq = schema.EVENT_SEQ.unpack(bytes(cursor.key()))[0] if cursor.last() else 0
+            self._event_seq = self._last_event(txn)
         self._event_seq += 1
         txn.put(schema.event_key(self._event_seq), pack(event), db=self.dbs["events"])
         if entry is not None:
@@ -161,6 +161,10 @@ class Records:
         """Post an event that carries its own ``data`` (an approval, an alert, a breaker, a
         budget), about ``run_id`` when it concerns a run."""
         self.post_event(txn, {"kind": kind.value, "run": run_id, "data": data})
+
+    def _last_event(self, txn: lmdb.Transaction) -> int:
+        cursor = txn.cursor(db=self.dbs["events"])
+        return int(schema.EVENT_SEQ.unpack(bytes(cursor.key()))[0]) if cursor.last() else 0
 
     def fresh_entry(self, seq: int) -> dict[str, Any] | None:
         """The journal entry posted with event ``seq`` in this process (None: read the store),
@@ -184,6 +188,8 @@ class Records:
 
     def delete_events(self, txn: lmdb.Transaction, upto: int) -> None:
         """Forget every event up to sequence number ``upto`` (delivered)."""
+        if self._event_seq is None:  # later events are numbered after these, not from 1 once they are gone
+            self._event_seq = self._last_event(txn)
         cursor = txn.cursor(db=self.dbs["events"])
         while cursor.first() and schema.EVENT_SEQ.unpack(bytes(cursor.key()))[0] <= upto:
             cursor.delete()
