@@ -80,14 +80,14 @@ def test_each_problem_names_the_key_and_the_fix() -> None:
             "servce_name": "typo",
         }
     )
-    assert "[telemetry] otlp_endpoint: must be the http:// or https:// base URL" in text
+    assert "[telemetry] otlp_endpoint: 'grpc://collector:4317' is not the http:// or https:// base URL" in text
     assert "[telemetry] headers.bad header: is not an HTTP header name" in text
     assert "[telemetry] headers.x-empty: must be a non-empty string (not shown: it may be a secret)" in text
     assert "[telemetry] headers_env.Authorization: NOT_SET_ANYWHERE is not set in corral's environment" in text
     assert "[telemetry] capture_content: 'yes' is not true or false" in text
-    assert "[telemetry] export_interval: '0s' must be a duration above zero, e.g. export_interval = \"5s\"" in text
-    assert "[telemetry] timeout: 'soon' must be a duration above zero" in text
-    assert "[telemetry] max_queue: 0 must be a positive whole number of spans" in text
+    assert '[telemetry] export_interval: must be more than zero; e.g. export_interval = "5s"' in text
+    assert "[telemetry] timeout: 'soon' is not a duration" in text
+    assert "[telemetry] max_queue: 0 is not a positive integer; give how many spans may wait for export" in text
     assert "[telemetry] servce_name: unknown key" in text
     assert text.count("/etc/corral.toml") == 9
 
