@@ -49,7 +49,9 @@ AgentName = Annotated[
         "a letter or digit; 'corral' is reserved for the daemon's own log"
     ),
 ]
-Entry = Annotated[str, Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"), Rule("{value!r} must name a function")]
+Entry = Annotated[
+    str, Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"), Rule('{value!r} must name a function as "module:function"')
+]
 EnvValue = Annotated[String, Rule("value {value!r} must be a string")]
 
 _UNLIMITED = 'or "none" to leave it unlimited'
@@ -84,7 +86,7 @@ class AgentConfig:
 
     name: str
     code: Path
-    entry: Annotated[Entry, Key('write it as "module:function", e.g. entry = "counter:run"', required=True)]
+    entry: Annotated[Entry, Key('name the agent function, e.g. entry = "counter:run"', required=True)]
     every: Annotated[PositiveSeconds, Key('give an interval such as "30s" or "5m"')] | None = None
     input: Any = None
     env: Mapping[str, str] = field(default_factory=dict)
