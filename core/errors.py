@@ -75,3 +75,13 @@ class ModelCallError(CorralError):
     def __init__(self, message: str, *, kind: str = "failed") -> None:
         self.kind = kind
         super().__init__(message)
+
+
+def explain(exc: BaseException) -> str:
+    """``Type: message`` for a log line, even for an exception whose ``str`` itself fails
+    (plugin code can raise anything)."""
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not break the report of the failure
+        message = "(its message could not be read)"
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

@@ -25,7 +25,7 @@ from typing import Any
 import pluggy
 
 from corral import hookspecs
-from corral.errors import PluginError, ToolDefinitionError
+from corral.errors import PluginError, ToolDefinitionError, explain
 from corral.tools import TOOL_NAME, ToolSpec, spec_for, tool_name
 
 ENTRY_POINT_GROUP = "corral"
@@ -303,5 +303,7 @@ def notify(manager: pluggy.PluginManager, hook: str, warn: Callable[[str], None]
     for impl in ordered(getattr(manager.hook, hook)):
         try:
             call_impl(impl, **kwargs)
-        except Exception as exc:
-            warn(f"plugin {impl.plugin_name} failed in {hook}: {type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() in a listener must not stop the others
+            warn(f"plugin {impl.plugin_name} failed in {hook}: {explain(exc)}")

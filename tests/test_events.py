@@ -263,3 +263,35 @@ def test_events_posted_after_the_leftovers_were_removed_are_still_delivered(tmp_
     assert len(heard) == 5
     writer.close()
     store.close()
+
+
+def test_an_observer_that_exits_or_cannot_be_described_stops_nothing(tmp_path: Path) -> None:
+    """sys.exit() in a plugin's hook, or an exception whose str() fails, is logged; every
+    other observer hears every event, and delivery goes on."""
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    store, records, writer = open_home(tmp_path / "store")
+    run = a_run(records, writer)
+    writer.call(lambda txn: change_state(records, txn, run, RunState.RUNNING))
+    writer.call(lambda txn: change_state(records, txn, run, RunState.SUCCEEDED))
+    heard: list[Event] = []
+    log = Log()
+    events = stream(store, records, writer, [], log)
+
+    def leaving(event: Event) -> None:
+        raise SystemExit(3)
+
+    def unprintable(event: Event) -> None:
+        raise Unprintable
+
+    events.subscribe("leaving", leaving)
+    events.subscribe("unprintable", unprintable)
+    events.subscribe("after", heard.append)
+    events.deliver()
+    assert len(heard) == 2
+    assert [e["error"] for e in log.errors[:2]] == ["SystemExit: 3", "Unprintable: (its message could not be read)"]
+    writer.close()
+    store.close()

@@ -28,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.errors import explain
 from corral.states import FINISHED, EventKind, RunState
 from corral.store import Records, Store, Writer
 
@@ -109,8 +110,8 @@ class Background:
             yielded = breathe(yielded)
             try:
                 func(*args)
-            except Exception as exc:  # noqa: BLE001 - one failed report must not lose the others
-                self._log.error("background work failed", error=f"{type(exc).__name__}: {exc}")
+            except BaseException as exc:  # noqa: BLE001 - one failed report must not lose the others
+                self._log.error("background work failed", error=explain(exc))
 
     async def caught_up(self) -> None:
         """Return once everything handed over before this call has run."""
@@ -249,5 +250,7 @@ class EventStream:
         for name, subscriber in self._subscribers:
             try:
                 subscriber(event)
-            except Exception as exc:  # noqa: BLE001 - one observer's failure must not starve the others
-                self._log.error("event observer failed", observer=name, error=f"{type(exc).__name__}: {exc}")
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - one observer's failure (sys.exit too) must not starve the others
+                self._log.error("event observer failed", observer=name, error=explain(exc))
