@@ -25,7 +25,7 @@ from typing import Any
 import pluggy
 
 from corral import hookspecs
-from corral.errors import PluginError, ToolDefinitionError, explain
+from corral.errors import PluginError, ToolDefinitionError
 from corral.tools import TOOL_NAME, ToolSpec, spec_for, tool_name
 
 ENTRY_POINT_GROUP = "corral"
@@ -296,14 +296,3 @@ def tool_functions(manager: pluggy.PluginManager, owners: Mapping[str, str]) -> 
         except Exception:  # the daemon reported it; a tool it refused is never exec'd here
             continue
     return functions
-
-
-def notify(manager: pluggy.PluginManager, hook: str, warn: Callable[[str], None], **kwargs: Any) -> None:
-    """Call every implementation of a listener hook, each guarded on its own."""
-    for impl in ordered(getattr(manager.hook, hook)):
-        try:
-            call_impl(impl, **kwargs)
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - sys.exit() in a listener must not stop the others
-            warn(f"plugin {impl.plugin_name} failed in {hook}: {explain(exc)}")

@@ -32,6 +32,9 @@ from corral.store import Records, Store, StoreLock, Writer
 if TYPE_CHECKING:
     from corral.observe.telemetry import Telemetry
 
+SETTLE_TIMEOUT = 5.0
+"""How long a stopping daemon or command waits for event observers (a plugin's hook may hang)."""
+
 
 @dataclass
 class Host:
@@ -69,11 +72,11 @@ class Host:
         engine = Engine(config, store, records, writer, plugins, logs, processes, environ)
         alerting = Alerting(config, store, records, writer, plugins.manager, logs, background, engine.pause_agent)
         events.subscribe("log lines", RunLines(logs))
-        events.subscribe("hooks", HookRelay(plugins.manager, log))
         events.subscribe("alerts", alerting.observe)
         telemetry = _telemetry(engine, log, logs)
         if telemetry is not None:
             events.subscribe("telemetry", telemetry.observe)
+        events.subscribe("hooks", HookRelay(plugins.manager, log))  # last: a slow plugin delays only itself
         events.wake()
         composed = cls(config, store, writer, background, events, engine, alerting, logs, telemetry)
         composed.hide_credentials()
@@ -92,20 +95,33 @@ class Host:
         (docs/secrets.md)."""
         self.logs.redaction.add([*secrets_in(self.config), *self.alerting.secrets()])
 
-    async def settle(self) -> None:
+    async def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
         """Deliver every event of what was committed so far (a stopping daemon, before its
-        last log line)."""
+        last log line), waiting at most ``timeout`` for observers."""
         await self.writer.run(lambda txn: None)
-        await asyncio.get_running_loop().run_in_executor(None, functools.partial(self.events.deliver, forget=True))
+        self.background.later(functools.partial(self.events.deliver, forget=True))
+        try:
+            async with asyncio.timeout(timeout):
+                await self.background.caught_up()
+        except TimeoutError:
+            self.logs.logger(None).warning(
+                "event observers still busy; what they have not seen is delivered at the next start",
+                waited_s=timeout,
+            )
 
-    def close(self) -> None:
-        """Deliver every event committed so far and record that it was, then stop."""
+    def close(self, timeout: float = SETTLE_TIMEOUT) -> None:
+        """Deliver every event committed so far and record that it was, then stop; an
+        observer busy for longer than ``timeout`` is left behind (its events stay stored)."""
         self.writer.call(lambda txn: None)  # whatever was queued before is durable, its events posted
         self.events.stop()
-        self.background.close()  # work already handed over, deliveries included
-        forgotten = self.events.deliver(forget=True)  # what is left, on this thread
-        if forgotten is not None:
-            forgotten.result(timeout=10)
+        if self.background.close(timeout):  # work already handed over, deliveries included
+            forgotten = self.events.deliver(forget=True)  # what is left, on this thread
+            if forgotten is not None:
+                forgotten.result(timeout=10)
+        else:
+            self.logs.logger(None).warning(
+                "an event observer did not return; undelivered events go out at the next start", waited_s=timeout
+            )
         self.writer.close()
         if self.telemetry is not None:
             self.telemetry.close()  # after the last delivery: its spans go out too

@@ -24,7 +24,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,49 +80,72 @@ LATER_DELAY = 0.02
 
 class Background:
     """The one background thread: work that must happen, in order, but not on the event
-    loop or the store writer's step path (event delivery, and what observers do with it)."""
+    loop or the store writer's step path (event delivery, and what observers do with it).
+
+    A daemon thread, so a plugin's hook that never returns cannot keep the process from
+    exiting: :meth:`close` waits a bounded time for it.
+    """
 
     def __init__(self, log: Any) -> None:
         self._log = log
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-background")
         self._calls: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
         self._lock = threading.Lock()
-        self._due = False
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="corral-background", daemon=True)
+        self._thread.start()
 
     def later(self, func: Callable[..., object], *args: Any) -> None:
         """Run ``func(*args)`` soon on the background thread, after every call handed over
         before it. Calls are gathered for :data:`LATER_DELAY` and run together, so a busy
         daemon wakes that thread a few dozen times a second instead of once per step."""
         with self._lock:
+            if self._closing:
+                raise RuntimeError("the background thread is closing; no new work is taken")
             self._calls.append((func, args))
-            if self._due:
-                return
-            self._due = True
-        self._pool.submit(self._run)
+        self._wake.set()
 
-    def _run(self) -> None:
-        time.sleep(LATER_DELAY)
-        with self._lock:
-            calls, self._calls = self._calls, []
-            self._due = False
-        yielded = time.perf_counter()
-        for func, args in calls:
-            yielded = breathe(yielded)
-            try:
-                func(*args)
-            except BaseException as exc:  # noqa: BLE001 - one failed report must not lose the others
-                self._log.error("background work failed", error=explain(exc))
+    def _loop(self) -> None:
+        while True:
+            if not self._closing:
+                self._wake.wait()
+                time.sleep(LATER_DELAY)
+            with self._lock:
+                calls, self._calls = self._calls, []
+                self._wake.clear()
+                if not calls and self._closing:
+                    return
+            yielded = time.perf_counter()
+            for func, args in calls:
+                yielded = breathe(yielded)
+                try:
+                    func(*args)
+                except BaseException as exc:  # noqa: BLE001 - one failed report must not lose the others
+                    self._log.error("background work failed", error=explain(exc))
 
     async def caught_up(self) -> None:
         """Return once everything handed over before this call has run."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self.later(loop.call_soon_threadsafe, _set, done)
+        self.later(_set_from_thread, loop, done)
         await done
 
-    def close(self) -> None:
-        """Run what was handed over, then stop the thread."""
-        self._pool.shutdown(wait=True)
+    def close(self, timeout: float) -> bool:
+        """Run what was handed over, then stop; False when that took longer than ``timeout``
+        (an observer still busy: the thread is left to the process's exit)."""
+        with self._lock:
+            self._closing = True
+        self._wake.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def _set_from_thread(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    """Resolve ``future`` on its loop, unless the loop is gone (whoever waited gave up)."""
+    try:
+        loop.call_soon_threadsafe(_set, future)
+    except RuntimeError:  # the loop closed meanwhile
+        pass
 
 
 def _set(future: asyncio.Future[None]) -> None:

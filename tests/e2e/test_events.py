@@ -146,3 +146,38 @@ def test_each_way_a_run_ends_is_heard_exactly_once(project: tuple[CorralProject,
     for run_id, why in ((leaving, "config"), (exhausted, "gave_up")):  # killed by the stop, then refused
         assert [state for state, _ in finished(run_id)] == ["interrupted", "failed"]
         assert finished(run_id)[-1][1] == why
+
+
+HANGING = """
+import time
+import corral
+
+@corral.hookimpl
+def corral_step_done(run, step):
+    time.sleep(3600)
+"""
+
+
+def test_a_hook_that_never_returns_delays_neither_alerts_nor_the_exit(corral_project: CorralProject) -> None:
+    """A plugin's hook stuck for good: a foreground run still delivers its failure alert and
+    exits, and the daemon still stops on SIGTERM, each within a bounded time."""
+    plugin = corral_project.root / "hanging.py"
+    plugin.write_text(HANGING)
+    out = corral_project.root / "alerts.txt"
+    corral_project.corral["plugins"] = [str(plugin)]
+    corral_project.agent("bad", "def run(ctx):\n    ctx.state['x'] = 1\n    raise ValueError('no')\n", max_attempts=1)
+    corral_project.write()
+    config = corral_project.config_path.read_text()
+    sink = '[alerts]\nroute = { warning = ["file"] }\n[alerts.sinks.file]\ntype = "command"\n'
+    sink += f'command = ["sh", "-c", "cat >> {out}"]\n'
+    corral_project.config_path.write_text(config + "\n" + sink)
+    started = time.monotonic()
+    run = corral_project.cli("run", "bad", "--wait", "--json", timeout=60)
+    assert run.returncode == 1 and json.loads(run.stdout)["state"] == "failed", run.stderr
+    assert time.monotonic() - started < 30, "the foreground run waited for the hook"
+    assert "run of 'bad' failed" in out.read_text()
+    daemon = corral_project.start_daemon(write_config=False)
+    corral_project.cli("run", "bad", "--wait")
+    started = time.monotonic()
+    assert daemon.stop(timeout=40) == 0
+    assert time.monotonic() - started < 30, "the daemon waited for the hook past its grace"
