@@ -14,6 +14,7 @@ alert rules, the log lines, the metrics and the other plugins go on.
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -96,4 +97,4 @@ class HookRelay:
             plugin = self._plugins.get(impl.plugin_name)
             if plugin is None:
                 plugin = self._plugins[impl.plugin_name] = _Plugin(impl.plugin_name, self._log)
-            plugin.call(hook, lambda impl=impl: call_impl(impl, **kwargs), self._wait)
+            plugin.call(hook, functools.partial(call_impl, impl, **kwargs), self._wait)
