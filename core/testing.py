@@ -83,8 +83,9 @@ class CorralProject:
         self.limits: dict[str, Any] = {}
         self.agents: dict[str, dict[str, Any]] = {}
         self.models: dict[str, dict[str, Any]] = {}
-        self.tables: dict[str, dict[str, Any]] = {}
-        """Other top-level tables by name (``telemetry``, ``metrics``, ...), written last."""
+        self.tables: dict[str, dict[str, Any]] = {"console": {"enabled": False}}
+        """Other top-level tables by name (``telemetry``, ``metrics``, ...), written last. The
+        console is off, so test daemons listen on no port; a console test turns it on."""
         self.daemons: list[DaemonProcess] = []
 
     @property

@@ -56,6 +56,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "schedule",
     "alerts",
     "replay",
+    "console",
 )
 """Modules under ``corral.cli`` that add their own commands, in the order ``--help`` lists them."""
 

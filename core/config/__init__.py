@@ -2,7 +2,7 @@
 
 The loader (:mod:`corral.config.loader`) reads ``[corral]`` and hands every other table
 to the module of its section (``agents``, ``models``, ``budget``, ``guardrails``,
-``schedule``, ``sandbox``, ``tools``, ``alerts``, ``metrics``). Each section declares its
+``schedule``, ``sandbox``, ``tools``, ``alerts``, ``metrics``, ``console``). Each section declares its
 keys with the kinds of :mod:`corral.config.kinds` (a positive integer, a duration, ...,
 each checked and worded once) and reports into the one collector,
 :class:`corral.config.problems.Problems`, so every problem of a file is named at once

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from corral.config.agents import AgentConfig, Limits, read_agents, read_limits
 from corral.config.alerts import AlertsConfig, read_alerts
 from corral.config.budget import Budget, GlobalBudgetKeys, read_budget, unpriced_cost_caps
+from corral.config.console import ConsoleConfig, read_console
 from corral.config.kinds import Flag, Key, PositiveInt, PositiveSeconds, Text, Texts, Zone
 from corral.config.metrics import read_metrics
 from corral.config.models import ModelConfig, read_models
@@ -32,7 +33,19 @@ from corral.config.units import zone_named
 from corral.errors import ConfigError
 from corral.sandbox.spec import SandboxPolicy
 
-TABLES = ("corral", "limits", "agents", "models", "budget", "alerts", "metrics", "sandbox", "schedule", "telemetry")
+TABLES = (
+    "corral",
+    "limits",
+    "agents",
+    "models",
+    "budget",
+    "alerts",
+    "metrics",
+    "sandbox",
+    "schedule",
+    "telemetry",
+    "console",
+)
 """The top-level tables of the file."""
 
 
@@ -74,6 +87,8 @@ class CorralConfig:
     """``[schedule]``: the webhook listener (docs/scheduling.md)."""
     telemetry: TelemetryConfig = TelemetryConfig()
     """``[telemetry]``: OTLP export of traces and metrics, off by default (docs/telemetry.md)."""
+    console: ConsoleConfig = ConsoleConfig()
+    """``[console]``: the web dashboard (docs/console.md)."""
 
     @property
     def zone(self) -> dt.tzinfo:
@@ -138,6 +153,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
     alerts = read_alerts(p, data.get("alerts"), set(agents), environ, metrics)
     schedule = read_schedule_settings(p, data.get("schedule"))
     telemetry = read_telemetry(p, data.get("telemetry"), environ)
+    console = read_console(p, data.get("console"))
     for agent in agents.values():
         if schedule.webhook_port is None and any(t.kind == "webhook" for t in agent.triggers):
             p.fail(
@@ -158,6 +174,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
         alerts=alerts,
         schedule=schedule,
         telemetry=telemetry,
+        console=console,
         **values,
     )
 

@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.alerts import Alert, Severity
 from corral.config import load_config
@@ -31,6 +31,9 @@ from corral.schedule.queue import RunQueue
 from corral.schedule.scheduler import Scheduler, build_all
 from corral.schedule.timeline import Timeline
 from corral.states import FINISHED, RunState
+
+if TYPE_CHECKING:
+    from corral.console import Console
 
 HOUSEKEEPING_INTERVAL = 1.0
 PRUNE_INTERVAL = 3600.0
@@ -65,6 +68,7 @@ class Daemon:
             host.alerting.raise_alert,
         )
         self.metrics: Metrics | None = None
+        self.console: Console | None = None
         self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._chores: set[asyncio.Task[Any]] = set()
         self._reloading = asyncio.Lock()
@@ -94,6 +98,7 @@ class Daemon:
             self.log.warning("config problem", problem=problem)
         await self.alerting.start(daemon=True)
         self._start_metrics()
+        await self._start_console(applied)
         downtime = await self.timeline.start()
         engine = self.engine
         for run_id in await upkeep.recover(engine.records, engine.writer, self.config, self.log, downtime.dead_for):
@@ -117,6 +122,8 @@ class Daemon:
         await self.alerting.stop(flush=5.0)
         if self.metrics is not None:
             self.metrics.stop()
+        if self.console is not None:
+            await self.console.stop()
         await self.engine.models.close()
         self.config.socket_path.unlink(missing_ok=True)
         await self.host.settle()
@@ -135,6 +142,23 @@ class Daemon:
         )
         self.host.events.subscribe("metrics", self.metrics.observe)
         self.metrics.start()
+
+    async def _start_console(self, protections: list[str]) -> None:
+        """Serve the console when ``[console] enabled`` (the default); it follows the events.
+        A console that cannot listen is logged and left out: the daemon runs on."""
+        config = self.config.console
+        if not config.enabled:
+            return
+        from corral.console import Console
+        from corral.console.reads import StoreView
+
+        engine = self.engine
+        console = Console(
+            config, lambda: StoreView(engine.store, engine.records, self.config), self._handle, protections, self.log
+        )
+        if await console.start():
+            self.console = console
+            self.host.events.subscribe("console", console.hub.observe)
 
     def _on_signal(self, sig: int) -> None:
         self.signals += 1
@@ -283,6 +307,7 @@ class Daemon:
             "reload": self._op_reload,
             "replay": self._op_replay,
             "fork": self._op_fork,
+            "console": self._op_console,
         }
         if op not in handler:
             await reply({"ok": False, "error": f"unknown op {op!r:.80}; ops: {', '.join(handler)}"})
@@ -424,6 +449,13 @@ class Daemon:
         if RunState(run["state"]) in FINISHED:
             self._resolve(run_id, run)
         await reply({"ok": True, "run": run})
+
+    async def _op_console(self, request: dict[str, Any], reply: Reply) -> None:
+        if self.console is None:
+            why = "is turned off ([console] enabled = false)" if not self.config.console.enabled else "could not listen"
+            await reply({"ok": False, "error": f"the console {why}; see corral.log, and docs/console.md"})
+            return
+        await reply({"ok": True, "url": self.console.url, "login": self.console.login_url()})
 
     async def _op_reload(self, request: dict[str, Any], reply: Reply) -> None:
         try:

@@ -51,7 +51,7 @@ class Rig:
         self.code.mkdir(parents=True, exist_ok=True)
         self.config_path = root / "corral.toml"
         self.corral: dict[str, Any] = {"home": str(self.home), "grace_seconds": 5}
-        self.tables: dict[str, Any] = {}
+        self.tables: dict[str, Any] = {"console": {"enabled": False}}  # no port taken by a test daemon
         self.agents: dict[str, dict[str, Any]] = {}
 
     def agent(self, name: str, source: str = QUICK, **table: Any) -> None:

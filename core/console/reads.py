@@ -1,0 +1,154 @@
+"""What the console's pages show, read from the store in read-only transactions.
+
+Each function takes the daemon's open store and returns plain data for a template; none
+writes, and none holds a transaction while rendering. They run on a worker thread, never
+on the event loop, so a large read does not delay a model call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from corral.alerts.outbox import Outbox
+from corral.config import CorralConfig
+from corral.observe.logs import log_path
+from corral.observe.logview import read_events
+from corral.run.approvals import PENDING, Approvals
+from corral.run.budget import spent_today
+from corral.schedule.status import agent_status, triggers_label
+from corral.states import RunState
+from corral.store import Records, Store
+
+PAGE = 50
+"""Runs per page of the runs list."""
+SCAN = 20_000
+"""Runs a filtered page looks through at most before it says there may be more."""
+LOG_LINES = 2000
+"""Log events of an agent read to find one run's lines."""
+
+
+@dataclass(frozen=True)
+class StoreView:
+    """Where the pages read from: the daemon's store and its current config."""
+
+    store: Store
+    records: Records
+    config: CorralConfig
+
+
+def overview(src: StoreView, started: float, protections: list[str]) -> dict[str, Any]:
+    """Agents with their state, next fire, last run and spend today; what waits; the daemon."""
+    now = time.time()
+    with src.store.read() as txn:
+        status = agent_status(src.store, src.records, txn, src.config, now)
+        last = {name: next(iter(src.records.list_runs(txn, name, limit=1)), None) for name in src.config.agents}
+        today = spent_today(txn, src.store.dbs["spend"], now, src.config.zone)
+        active = src.records.active_runs(txn)
+        waiting = Approvals(src.records).pending(txn)
+        alerts = list(Outbox(src.records).since(txn, now - 86400))
+    agents = [
+        {
+            "name": name,
+            "state": status[name]["state"],
+            "triggers": triggers_label(src.config.agents[name]),
+            "next_fire": status[name]["next_fire"],
+            "pause": status[name]["pause"],
+            "queued": status[name]["queue_depth"],
+            "last": last[name],
+            "spent": today.get(name),
+        }
+        for name in sorted(src.config.agents)
+    ]
+    return {
+        "agents": agents,
+        "active": active,
+        "approvals": waiting,
+        "alerts": list(reversed(alerts))[:20],
+        "spent_all": today.get(""),
+        "daemon": {"uptime": now - started, "store": src.store.size(), "protections": protections},
+        "zone": src.config.zone,
+    }
+
+
+def runs(src: StoreView, agent: str, state: str, trigger: str, before: str) -> dict[str, Any]:
+    """A page of runs, newest first, filtered; ``before`` is the last id of the page before."""
+    found: list[dict[str, Any]] = []
+    scanned = 0
+    more = False
+    with src.store.read() as txn:
+        cursor = txn.cursor(db=src.store.dbs["runs"])
+        positioned = cursor.set_range(before.encode()) if before else cursor.last()
+        if before and not positioned:
+            positioned = cursor.last()
+        elif before and positioned and bytes(cursor.key()) >= before.encode():
+            positioned = cursor.prev()
+        while positioned:
+            scanned += 1
+            run = src.records.get_run(txn, bytes(cursor.key()).decode())
+            if run is not None and _matches(run, agent, state, trigger):
+                if len(found) == PAGE:
+                    more = True
+                    break
+                found.append(run)
+            if scanned >= SCAN:
+                more = True
+                break
+            positioned = cursor.prev()
+    return {
+        "runs": found,
+        "next": found[-1]["id"] if more and found else "",
+        "filters": {"agent": agent, "state": state, "trigger": trigger},
+        "agents": sorted(src.config.agents),
+        "states": [s.value for s in RunState],
+    }
+
+
+def _matches(run: dict[str, Any], agent: str, state: str, trigger: str) -> bool:
+    return (
+        (not agent or run["agent"] == agent)
+        and (not state or run["state"] == state)
+        and (not trigger or str(run.get("trigger", "")) == trigger)
+    )
+
+
+def run(src: StoreView, run_id: str) -> dict[str, Any] | None:
+    """One run: its record, its steps, its approvals and alerts, its log lines."""
+    with src.store.read() as txn:
+        record = src.records.get_run(txn, run_id)
+        if record is None:
+            return None
+        steps = list(src.records.steps(txn, run_id))
+        approvals = [a for a in Approvals(src.records).all(txn) if a.get("run_id") == run_id]
+        alerts = [
+            r
+            for r in Outbox(src.records).since(txn, record.get("created", 0) - 1)
+            if r["alert"].get("run_id") == run_id
+        ]
+    return {"run": record, "steps": steps, "approvals": approvals, "alerts": alerts, "logs": _log_lines(src, record)}
+
+
+def _log_lines(src: StoreView, record: dict[str, Any]) -> list[dict[str, Any]]:
+    try:
+        path = log_path(src.config.log_dir, record["agent"])
+    except ValueError:
+        return []
+    return [event for event in read_events(path, last=LOG_LINES) if event.get("run_id") == record["id"]]
+
+
+def approvals(src: StoreView) -> dict[str, Any]:
+    """What waits for a human, oldest first, and the last decided ones."""
+    with src.store.read() as txn:
+        every = Approvals(src.records).all(txn)
+    waiting = sorted((a for a in every if a["state"] == PENDING), key=lambda a: a["created"])
+    decided = sorted((a for a in every if a["state"] != PENDING), key=lambda a: -a.get("decided", a["created"]))
+    return {"waiting": waiting, "decided": decided[:20]}
+
+
+def shown(value: Any) -> str:
+    """An agent's value as readable text (the template escapes it)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)

@@ -1,0 +1,145 @@
+"""The console's server, run inside ``corral up``'s event loop by uvicorn.
+
+It is started after the daemon is up and stopped before it closes; a failure to bind, or
+a crash of the server later, is logged and leaves the daemon running without a console.
+uvicorn's own signal handling is turned off: SIGTERM, SIGINT and SIGHUP belong to the
+daemon. Reads run on worker threads; actions go to the daemon's own operations
+(``Daemon._handle``, what the control socket serves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import uvicorn
+
+from corral.config.console import ConsoleConfig
+from corral.console.app import Pages
+from corral.console.auth import Logins
+from corral.console.guard import Guard
+from corral.console.live import Hub
+from corral.console.reads import StoreView
+
+Reply = Callable[[dict[str, Any]], Awaitable[None]]
+Handle = Callable[[dict[str, Any], Reply], Awaitable[None]]
+"""The daemon's control-request handler."""
+STOP_GRACE = 2
+"""Seconds open requests get when the console stops (live streams end at once)."""
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """No signal handlers: the daemon owns SIGTERM, SIGINT and SIGHUP."""
+        yield
+
+
+class Console:
+    """One console: its sessions, its live hub and its uvicorn server."""
+
+    def __init__(
+        self,
+        config: ConsoleConfig,
+        source: Callable[[], StoreView],
+        handle: Handle,
+        protections: list[str],
+        log: Any,
+    ) -> None:
+        self.config = config
+        self.gate = Logins(config.session_max_age)
+        self.hub = Hub(asyncio.get_running_loop())
+        self.log = log
+        self.started = time.time()
+        self._handle = handle
+        self._pages = Pages(self.gate, self.hub, source, self._act, self._health, secure=False)
+        self._protections = protections
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.url = ""
+
+    def _health(self) -> tuple[float, list[str]]:
+        return self.started, self._protections
+
+    async def _act(self, request: dict[str, Any]) -> dict[str, Any]:
+        answers: list[dict[str, Any]] = []
+
+        async def reply(answer: dict[str, Any]) -> None:
+            answers.append(answer)
+
+        await self._handle(request, reply)
+        return answers[0] if answers else {"ok": False, "error": "the daemon gave no answer; see corral.log"}
+
+    async def start(self) -> bool:
+        """Listen and serve in the background; False (logged) when it cannot listen."""
+        host, port = self.config.address
+        try:
+            sock = _listening(host, port)
+        except OSError as exc:
+            self.log.error(
+                "console cannot listen; the daemon runs without it",
+                listen=self.config.listen,
+                error=exc.strerror or str(exc),
+                fix="free the port, or set [console] listen to another address, or enabled = false",
+            )
+            return False
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.url = f"http://{shown}:{bound_port}"
+        config = uvicorn.Config(
+            Guard(self._pages.app(), self.gate),
+            lifespan="off",
+            http="h11",
+            ws="none",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=STOP_GRACE,
+        )
+        self._server = _Server(config)
+        self._task = asyncio.create_task(self._serve(self._server, sock))
+        self.log.info("console listening", url=self.url)
+        return True
+
+    async def _serve(self, server: _Server, sock: socket.socket) -> None:
+        try:
+            await server.serve(sockets=[sock])
+        except (Exception, SystemExit) as exc:  # uvicorn exits on a startup failure: never the daemon
+            self.log.error("console stopped by an error; the daemon goes on", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            sock.close()
+
+    def login_url(self) -> str:
+        """A URL that logs one browser in, once."""
+        return f"{self.url}/login?token={self.gate.mint()}"
+
+    async def stop(self) -> None:
+        """End the live streams and the server."""
+        self.hub.close()
+        if self._server is None or self._task is None:
+            return
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(self._task, STOP_GRACE + 3)
+        except TimeoutError:
+            self._task.cancel()
+
+
+def _listening(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock

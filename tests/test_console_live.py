@@ -1,0 +1,42 @@
+"""The console's event-stream subscriber: each browser gets its own bounded queue, and a
+browser that does not keep up is dropped instead of holding anything up."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from corral.console.live import CLIENT_QUEUE, Hub
+from corral.observe.events import Event
+from corral.states import EventKind
+
+
+def _changed(run_id: str) -> Event:
+    return Event(EventKind.RUN_CHANGED, {"id": run_id, "agent": "a", "state": "running"})
+
+
+def test_a_slow_browser_is_dropped_and_a_fast_one_keeps_its_notices() -> None:
+    async def scenario() -> tuple[list[bytes], list[bytes], float]:
+        hub = Hub(asyncio.get_running_loop())
+        slow, fast = hub.stream(None), hub.stream("r7")
+        slow_seen = [await anext(slow)]  # connected, then never read again
+        fast_seen = [await anext(fast)]
+        assert hub.clients == 2
+
+        def deliver() -> float:  # the background thread, as the event stream calls it
+            began = time.perf_counter()
+            for i in range(CLIENT_QUEUE * 4):
+                hub.observe(_changed(f"r{i % 10}"))
+            return time.perf_counter() - began
+
+        took = await asyncio.get_running_loop().run_in_executor(None, deliver)
+        await asyncio.sleep(0.05)
+        fast_seen += [await anext(fast) for _ in range(CLIENT_QUEUE * 4 // 10)]
+        slow_seen += [chunk async for chunk in slow]  # ends: it was dropped
+        await fast.aclose()
+        return slow_seen, fast_seen, took
+
+    slow_seen, fast_seen, took = asyncio.run(scenario())
+    assert took < 0.5, "delivery never waits for a browser"
+    assert len(slow_seen) == 1, "the slow browser's stream ended without its backlog"
+    assert all(b'"run": "r7"' in chunk for chunk in fast_seen[1:]), "a run page hears only its run"
