@@ -231,8 +231,8 @@ def single_agent(root: Path, steps: int, telemetry: str | None = None) -> dict[s
     """One single-agent measurement in a host of its own under ``root`` (exporting to the
     OTLP/HTTP endpoint ``telemetry``, if given), closed afterwards."""
     config = load_config(write_config(root, 1, telemetry), environ={})
-    with host(config, echo=None) as engine:
+    with host(config, echo=None) as composed:
         processes = TimedProcessControl()
-        engine.processes = processes
+        composed.engine.processes = processes
         processes.prepare()
-        return asyncio.run(_steps(engine, 1, steps))
+        return asyncio.run(_steps(composed.engine, 1, steps))
