@@ -32,6 +32,7 @@ from corral.alerts.sinks.base import Sink
 from corral.alerts.sinks.log import LogSink
 from corral.config import CorralConfig
 from corral.config.alerts import LOG_SINK
+from corral.errors import explain
 from corral.observe.events import Background, Event
 from corral.observe.logs import LogFiles
 from corral.secrets import Secret
@@ -71,6 +72,7 @@ class Alerting:
         logs: LogFiles,
         background: Background,
         pause: Pause,
+        pause_now: Callable[[str, str, float | None], object],
     ) -> None:
         self._corral = config
         self.config = config.alerts
@@ -79,6 +81,7 @@ class Alerting:
         self._log = logs.logger(None)
         self._background = background
         self._pause = pause
+        self._pause_now = pause_now
         self.outbox = Outbox(records)
         self.sinks, _ = configured_sinks(config, manager)  # problems: `corral check`, daemon start
         self.delivery = Delivery(store, writer, self.outbox, self.sinks, _AlertLog(logs, self._agents), self._log)
@@ -130,10 +133,19 @@ class Alerting:
             self.delivery.wake()
 
     def pause(self, agent: str, reason: str, until: float | None) -> None:
-        """Pause ``agent`` through the engine, from the background thread the rules run on."""
+        """Pause ``agent`` through the engine, from the background thread the rules run on;
+        while no loop runs alerting (events left by a previous process, delivered before the
+        daemon starts its loop, or after a foreground run's), durably from this thread."""
         loop = self._loop
         if loop is None or loop.is_closed():
-            self._log.error("agent not paused: no event loop", agent=agent, reason=reason)
+            if agent not in self._corral.agents:
+                return
+            try:
+                self._pause_now(agent, reason, until)
+            except Exception as exc:  # noqa: BLE001 - the store is closing: say so, the rules go on
+                self._log.error("agent could not be paused", agent=agent, reason=reason, error=explain(exc))
+            else:
+                self._log.warning("agent paused", agent=agent, reason=reason, until=until)
             return
         future = asyncio.run_coroutine_threadsafe(self._pause(agent, reason, until), loop)
         future.add_done_callback(lambda done: self._paused(agent, reason, done))
@@ -147,8 +159,8 @@ class Alerting:
         with self._store.read() as txn:
             for run in self._records.list_runs(txn, agent, limit):
                 state = RunState(run["state"])
-                if run["id"] == run_id or state not in FINISHED or state is RunState.CANCELLED:
-                    continue
+                if run["id"] >= run_id or state not in FINISHED or state is RunState.CANCELLED:
+                    continue  # ids order runs by creation: one created after it is counted by its own event
                 if state is RunState.SUCCEEDED or run.get("crash_loop"):
                     break
                 count += 1

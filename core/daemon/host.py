@@ -70,7 +70,17 @@ class Host:
         events = EventStream(store, records, writer, background.later, log)
         writer.after_commit = events.committed
         engine = Engine(config, store, records, writer, plugins, logs, processes, environ)
-        alerting = Alerting(config, store, records, writer, plugins.manager, logs, background, engine.pause_agent)
+        alerting = Alerting(
+            config,
+            store,
+            records,
+            writer,
+            plugins.manager,
+            logs,
+            background,
+            engine.pause_agent,
+            engine.pauses.pause_now,
+        )
         events.subscribe("log lines", RunLines(logs))
         events.subscribe("alerts", alerting.observe)
         telemetry = _telemetry(engine, log, logs)

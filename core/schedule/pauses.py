@@ -60,13 +60,27 @@ class Pauses:
 
     async def pause(self, agent: str, reason: str, until: float | None = None) -> dict[str, Any]:
         """Record the pause durably; pausing a paused agent replaces its reason and ``until``."""
+        pause, job = self._pausing(agent, reason, until)
+        await self._writer.run(job)
+        return self._paused(agent, pause)
+
+    def pause_now(self, agent: str, reason: str, until: float | None = None) -> dict[str, Any]:
+        """:meth:`pause` from a thread with no event loop to run it on (the alert rules while
+        no daemon loop runs): blocks until the pause is durable."""
+        pause, job = self._pausing(agent, reason, until)
+        self._writer.call(job)
+        return self._paused(agent, pause)
+
+    def _pausing(self, agent: str, reason: str, until: float | None) -> tuple[dict[str, Any], Callable[[Any], None]]:
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("a pause needs a reason (who paused the agent and why)")
         if until is not None and until <= self.clock.now():
             raise ValueError(f"a pause's until ({until:.0f}) must be in the future")
         pause = {"reason": reason, "since": self.clock.now(), "until": until}
         db = self._db
-        await self._writer.run(lambda txn: txn.put(agent.encode(), pack(pause), db=db))
+        return pause, lambda txn: txn.put(agent.encode(), pack(pause), db=db)
+
+    def _paused(self, agent: str, pause: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             self._pauses[agent] = pause
         self._tell(agent, dict(pause))

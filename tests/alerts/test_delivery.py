@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,31 @@ def test_alerting_can_start_again_after_it_stopped(
     _deliver(home, _alert("one"))
     _deliver(home, _alert("two"))
     assert [json.loads(r.body)["key"] for r in chat.requests] == ["one", "two"]
+
+
+def test_the_rules_pause_an_agent_even_with_no_loop_running(home_with: Callable[..., Host], tmp_path: Path) -> None:
+    """Events a previous process left are delivered before the daemon's loop runs (or after a
+    foreground run's): a crash loop found then still pauses the agent, durably."""
+    (tmp_path / "a.py").write_text("def run(ctx):\n    return 1\n")
+    home = home_with({}, agents={"a": {"code": str(tmp_path), "entry": "a:run"}})
+    home.alerting.pause("a", "crash loop: 3 runs failed in a row", None)
+    assert home.engine.paused("a") is not None
+    with home.store.read() as txn:
+        assert bytes(txn.get(b"a", db=home.store.dbs["pauses"]) or b"")
+
+
+def test_only_older_runs_count_towards_a_crash_loop(home_with: Callable[..., Host], tmp_path: Path) -> None:
+    """Two runs failing together: the first one's count must not include the second, whose
+    own event counts it (it was counted twice, and a fresh agent seemed to crash-loop)."""
+    from corral.store import new_run_id
+
+    home = home_with({})
+    ids = []
+    for _ in range(3):
+        run_id = new_run_id()
+        ids.append(run_id)
+        run = {"id": run_id, "agent": "a", "state": "failed", "created": time.time(), "attempt": 1}
+        home.writer.call(lambda txn, run=run: home.engine.records.put_run(txn, run))
+    assert home.alerting.failures_before("a", ids[0]) == 0
+    assert home.alerting.failures_before("a", ids[1]) == 1
+    assert home.alerting.failures_before("a", ids[2]) == 2
