@@ -69,3 +69,13 @@ def test_ending_early_returning_otherwise_or_failing_otherwise_is_not_the_same_p
     assert verdict(again, failed, Outcome(RunState.FAILED, raised)).same
     otherwise = _judged(failed, [{"n": 1}, {"n": 2}], journal)
     assert not verdict(otherwise, failed, Outcome(RunState.FAILED, {**raised, "type": "ValueError"})).same
+
+
+def test_a_divergence_in_long_arguments_shows_where_they_differ() -> None:
+    prompt = "x" * 340
+    journal = {1: {**_entry(1, "t", {"p": prompt + "a"})}}
+    run = {"id": "r", "state": "succeeded", "result": 1}
+    report = _judged(run, [{"p": prompt + "b"}], journal)
+    assert report.divergence is not None
+    assert report.divergence.journal.endswith("xa'}") and report.divergence.asked.endswith("xb'}")
+    assert report.divergence.journal.startswith("tool 't' …x")

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from corral.alerts.alert import Alert
+from corral.alerts.alert import Alert, Severity
 from corral.alerts.delivery import Delivery
 from corral.alerts.outbox import Outbox
 from corral.alerts.routing import BuiltSink, build_sinks, sink_types
@@ -217,6 +217,12 @@ class Alerting:
         self.delivery.start()
         if not daemon:
             return
+        with self._lock:
+            breakers = sorted(key for key in self._open if key.startswith("breaker:"))
+        for key in breakers:  # a new daemon's breakers start closed: no change will clear them
+            model = key.removeprefix("breaker:")
+            title = f"model {model!r}: circuit breaker closed again (the daemon restarted)"
+            self.raise_alert(Alert(key=key, severity=Severity.INFO, title=title, resolved=True))
         from corral.alerts.monitor import Monitor
 
         if self.config.stuck_after is not None:

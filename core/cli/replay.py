@@ -22,6 +22,7 @@ from corral.cli.common import (
     EXIT_FAILED,
     EXIT_NOT_FOUND,
     EXIT_OK,
+    EXIT_UNAVAILABLE,
     EXIT_USAGE,
     Exit,
     act,
@@ -32,6 +33,7 @@ from corral.cli.common import (
     send_or_foreground,
 )
 from corral.config import CorralConfig, parse_duration
+from corral.run.engine import ORIGINAL
 from corral.states import RunState
 
 
@@ -101,8 +103,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if len(run_ids) != 1:
             raise Exit(EXIT_USAGE, "corral: --pdb debugs one run; name it")
         reports = [_debug(config, run_ids[0])]
-    else:
-        reports = [_replay(config, run_id) for run_id in run_ids]
+    elif len(run_ids) == 1:
+        reports = [_replay(config, run_ids[0])]
+    else:  # a batch: one run that cannot be replayed (it started meanwhile) does not end it
+        reports = []
+        for run_id in run_ids:
+            try:
+                reports.append(_replay(config, run_id))
+            except Exit as refused:
+                reports.append(_unreplayed(run_id, args.agent, str(refused).removeprefix("corral: ")))
     for report in reports:
         if args.json:
             print_json(report)
@@ -167,15 +176,17 @@ def _debug(config: CorralConfig, run_id: str) -> dict[str, Any]:
     from corral.daemon.host import host
     from corral.errors import StoreLockedError
     from corral.run.debug import replay_here
+    from corral.run.engine import replaying
     from corral.run.replay import ReplayReport, verdict
     from corral.sandbox.policy import agent_env, prepare_workdir
+    from corral.tools import tool_secret_names
 
     try:
         opened = host(config, echo=None)
         composed = opened.__enter__()
     except StoreLockedError:
         raise Exit(
-            EXIT_USAGE,
+            EXIT_UNAVAILABLE,
             "corral: --pdb runs in this process: stop the daemon first (`corral replay` without --pdb goes through it)",
         ) from None
     try:
@@ -192,13 +203,16 @@ def _debug(config: CorralConfig, run_id: str) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix=f"{run_id}-", dir=_replays(config)) as folder:
             workdir = Path(folder)
             prepare_workdir(workdir)
+            agent = replaying(agent)
             prepared = engine.sandbox.prepare(agent, workdir)
             if prepared.refusal is not None:
                 raise Exit(EXIT_FAILED, f"corral: {prepared.refusal['message']}")
             engine.logs.redaction.add(prepared.env)
             report = ReplayReport(run_id, agent.name, 0, len(journal))
             welcome = engine.welcome(run, agent, snapshot, {})
-            env = {**agent_env(agent, workdir, engine.environ), **prepared.env}
+            for_tools = tool_secret_names(engine.plugins.tools, agent.tools)  # as in the sandbox: not the code's
+            granted = {name: value for name, value in prepared.env.items() if name not in for_tools}
+            env = {**agent_env(agent, workdir, engine.environ), **granted}
             print(
                 f"corral: replaying run {run_id} of {agent.name!r} in this process, unsandboxed, under pdb",
                 file=sys.stderr,
@@ -207,6 +221,22 @@ def _debug(config: CorralConfig, run_id: str) -> dict[str, Any]:
         return verdict(report, run, outcome).to_dict()
     finally:
         opened.__exit__(None, None, None)
+
+
+def _unreplayed(run_id: str, agent: str, why: str) -> dict[str, Any]:
+    """The report of a run of a batch that could not be replayed."""
+    return {
+        "run_id": run_id,
+        "agent": agent,
+        "steps": 0,
+        "journaled": 0,
+        "same": False,
+        "divergence": None,
+        "reached_end": False,
+        "ended": f"not replayed: {why}",
+        "original": "",
+        "notes": [],
+    }
 
 
 def _replays(config: CorralConfig) -> Path:
@@ -241,8 +271,11 @@ def _show(report: dict[str, Any]) -> None:
 def cmd_fork(args: argparse.Namespace) -> int:
     config = load(args)
     run_id = ids.run_id(config, args.run)
-    new_input = json_argument(args.input, "--input", """'{"k": 1}'""") if args.input is not None else None
-    request = {"op": "fork", "run": run_id, "from": args.from_seq, "input": new_input}
+    if args.from_seq < 1:
+        raise Exit(EXIT_USAGE, f"corral: --from must be a step number of 1 or more, not {args.from_seq}")
+    request: dict[str, Any] = {"op": "fork", "run": run_id, "from": args.from_seq}
+    if args.input is not None:  # JSON null too: a new input of null
+        request["input"] = json_argument(args.input, "--input", """'{"k": 1}'""")
     reply = act(config, request)
     if reply is None:
         from corral.daemon.host import host
@@ -251,7 +284,7 @@ def cmd_fork(args: argparse.Namespace) -> int:
 
             async def go() -> dict[str, Any]:
                 try:
-                    return await composed.engine.fork(run_id, args.from_seq, new_input)
+                    return await composed.engine.fork(run_id, args.from_seq, request.get("input", ORIGINAL))
                 except (KeyError, ValueError) as exc:
                     raise Exit(EXIT_NOT_FOUND, f"corral: {str(exc).strip(chr(39))}") from None
 

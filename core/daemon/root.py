@@ -26,6 +26,7 @@ from corral.daemon.power import KeepAwake
 from corral.errors import ConfigError
 from corral.observe.metrics import Metrics
 from corral.run import upkeep
+from corral.run.engine import ORIGINAL
 from corral.schedule.clock import Clock
 from corral.schedule.queue import RunQueue
 from corral.schedule.scheduler import Scheduler, build_all
@@ -377,7 +378,7 @@ class Daemon:
             await reply({"ok": False, "error": f"bad request: from must be a step number, not {start!r:.80}"})
             return
         try:
-            run = await self.engine.fork(str(request.get("run")), start, request.get("input"))
+            run = await self.engine.fork(str(request.get("run")), start, request.get("input", ORIGINAL))
         except (KeyError, ValueError) as exc:
             await reply({"ok": False, "error": f"no run {exc}" if isinstance(exc, KeyError) else str(exc)})
             return

@@ -62,6 +62,7 @@ def replay_here(
 
     judge = Judge(run, report, redact)
     channel = JournalChannel(journal, judge)
+    os.environ.clear()  # exactly the agent's environment, as its sandboxed process has
     os.environ.update(env)
     os.chdir(workdir)
     try:

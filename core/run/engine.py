@@ -9,6 +9,7 @@ and plugins as events (:mod:`corral.observe.events`), which the composition root
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -40,6 +41,8 @@ from corral.store import Records, Store, Writer, new_run_id
 from corral.tools import ToolSpec, tool_secret_names, welcome_entry
 
 MAX_BACKOFF = 60.0
+ORIGINAL: Any = object()
+"""``Engine.fork``'s input when none is given: the original run's (a given ``None`` is JSON null)."""
 
 
 class Logs(Protocol):
@@ -93,6 +96,16 @@ def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState,
     records.put_run(txn, run)
     records.post_event(txn, {"kind": EventKind.RUN_CHANGED.value, "run": dict(run), "old": old.value})
     return run
+
+
+def replaying(agent: AgentConfig) -> AgentConfig:
+    """The agent as a replay runs it: its read-write folders only readable, no network, a
+    throwaway workdir, so the code's own side effects (a file it appends to, a request it
+    makes itself) do not happen again."""
+    policy = agent.sandbox
+    readable = (*policy.read_only, *policy.read_write)
+    sandbox = dataclasses.replace(policy, read_write=(), read_only=readable, network="none", endpoints=())
+    return dataclasses.replace(agent, sandbox=sandbox)
 
 
 def _requeue_held(records: Records, txn: Any, run_id: str) -> dict[str, Any] | None:
@@ -461,6 +474,7 @@ class Engine:
                 f"agent {run['agent']!r} is no longer in the config; a replay runs the agent's code as configured now"
             )
         report = ReplayReport(run_id, agent.name, 0, journaled)
+        agent = replaying(agent)
         log = self.logs.logger(agent.name, run_id=run_id, trace_id=run["trace_id"], replay=True)
         replays = self.config.home / "replays"
         replays.mkdir(mode=0o700, exist_ok=True)
@@ -470,7 +484,7 @@ class Engine:
         log.info("run replayed", same=report.same, steps=report.steps, ended=report.ended)
         return report
 
-    async def fork(self, run_id: str, from_seq: int, input: Any = None) -> dict[str, Any]:
+    async def fork(self, run_id: str, from_seq: int, input: Any = ORIGINAL) -> dict[str, Any]:
         """A new queued run of the same agent whose steps before ``from_seq`` are ``run_id``'s
         (copied from its journal, so they are answered from it, free) and live from there.
         ``input`` defaults to the original's; the new run records ``parent`` and ``forked_at``.
@@ -497,7 +511,7 @@ class Engine:
             raise ValueError(
                 f"run {run_id} has {have} finished steps before step {from_seq}; fork from step {have + 1} or earlier"
             )
-        forked_input = original.get("input") if input is None else input
+        forked_input = original.get("input") if input is ORIGINAL else input
 
         def also(txn: Any, run: dict[str, Any]) -> None:
             records.put_snapshot(txn, run["id"], snapshot)

@@ -74,14 +74,29 @@ class ReplayReport:
         return asdict(self)
 
 
-def describe(kind: str, name: str, args: dict[str, Any]) -> str:
-    """A request in one line for a report: ``tool 'word_count' {"text": "one two"}``."""
+SHOWN = 200
+"""Characters of a request's arguments a report shows (around where two differ)."""
+
+
+def describe(kind: str, name: str, args: dict[str, Any], around: int = 0) -> str:
+    """A request in one line for a report: ``tool 'word_count' {'text': 'one two'}``; long
+    arguments are cut to :data:`SHOWN` characters around position ``around``."""
     shown = repr(args)
-    return f"{kind} {name!r} {shown if len(shown) <= 200 else shown[:199] + '…'}"
+    if len(shown) > SHOWN:
+        start = max(0, min(around - SHOWN // 2, len(shown) - SHOWN))
+        shown = ("…" if start else "") + shown[start : start + SHOWN] + ("…" if start + SHOWN < len(shown) else "")
+    what = f"{kind} {name!r}" if name or kind != "model" else "model (the agent's first)"
+    return f"{what} {shown}"
 
 
-def _described(entry: dict[str, Any]) -> str:
-    return describe(entry["kind"], entry["name"], entry.get("args") or {})
+def _differ_at(a: dict[str, Any], b: dict[str, Any]) -> int:
+    """Where the two requests' arguments first differ, as :func:`describe` prints them."""
+    left, right = repr(a), repr(b)
+    return next((i for i, (x, y) in enumerate(zip(left, right, strict=False)) if x != y), min(len(left), len(right)))
+
+
+def _described(entry: dict[str, Any], around: int = 0) -> str:
+    return describe(entry["kind"], entry["name"], entry.get("args") or {}, around)
 
 
 class Judge:
@@ -105,7 +120,8 @@ class Judge:
         if entry is None:
             return self._end_of_journal(f"step {seq} is past the end of the journal")
         if entry["fp"] != fingerprint(kind, name, args):
-            return self._diverged(Divergence(seq, _described(entry), asked))
+            at = _differ_at(entry.get("args") or {}, args)
+            return self._diverged(Divergence(seq, _described(entry, at), describe(kind, name, args, at)))
         if entry["status"] != "done":
             return self._end_of_journal(f"step {seq}, {_described(entry)}, never finished ({entry['status']})")
         self.report.steps += 1

@@ -240,3 +240,27 @@ def test_only_older_runs_count_towards_a_crash_loop(home_with: Callable[..., Hos
     assert home.alerting.failures_before("a", ids[0]) == 0
     assert home.alerting.failures_before("a", ids[1]) == 1
     assert home.alerting.failures_before("a", ids[2]) == 2
+
+
+def test_a_breaker_left_open_by_the_last_daemon_is_cleared_by_the_next(
+    home_with: Callable[..., Host], http_receiver: Callable[..., HTTPReceiver]
+) -> None:
+    """Breakers start closed in a new daemon, so no change event will ever clear an alert
+    the previous one raised: the start does."""
+    chat = http_receiver()
+    home = home_with({"route": {"info": ["chat"], "warning": ["chat"]}, "sinks": {"chat": _hook(chat)}})
+
+    async def go() -> None:
+        home.alerting.raise_alert(Alert(key="breaker:fake", severity=Severity.WARNING, title="opened"))
+        await home.alerting.start(daemon=True)
+        try:
+            assert await home.alerting.flush(20)
+        finally:
+            await home.alerting.stop(0)
+
+    asyncio.run(go())
+    sent = [json.loads(r.body) for r in chat.requests]
+    assert [(a["key"], a["resolved"]) for a in sent if a["key"] == "breaker:fake"] == [
+        ("breaker:fake", False),
+        ("breaker:fake", True),
+    ]

@@ -106,7 +106,7 @@ def test_replay_goes_through_a_running_daemon(worker: CorralProject, server: Fak
     log = (worker.home / "logs" / "worker.log").read_text()
     assert '"run replayed"' in log and '"replay":true' in log
     refused = worker.cli("replay", run["id"], "--pdb")
-    assert refused.returncode == 2 and "stop the daemon first" in refused.stderr
+    assert refused.returncode == 4 and "stop the daemon first" in refused.stderr
     assert "Traceback" not in refused.stderr
 
 
@@ -157,3 +157,39 @@ def test_pdb_opens_on_the_agents_frame_where_the_replay_diverges(worker: CorralP
     )
     assert "DIVERGED" in debugged.stdout
     assert len(server.requests) == 1
+
+
+PUBLISHER = """
+def run(ctx):
+    n = ctx.tool("word_count", text="a b")
+    with open(ctx.input["outbox"] + "/published.txt", "a") as f:  # the code's own side effect
+        f.write("published\\n")
+    return n
+"""
+
+
+def test_a_replay_cannot_repeat_the_codes_own_writes_outside_its_workdir(corral_project: CorralProject) -> None:
+    outbox = corral_project.root / "outbox"
+    outbox.mkdir()
+    corral_project.agent("publisher", PUBLISHER, tools=["word_count"], sandbox={"read_write": [str(outbox)]})
+    corral_project.write()
+    done = corral_project.cli("run", "publisher", "--input", json.dumps({"outbox": str(outbox)}), "--wait", "--json")
+    run = json.loads(done.stdout)
+    assert run["state"] == "succeeded", done.stderr
+    replay = corral_project.cli("replay", run["id"])
+    assert (outbox / "published.txt").read_text() == "published\n", "written once, by the run"
+    assert replay.returncode == 1, replay.stdout + replay.stderr
+    refused = ("Read-only file system", "Operation not permitted")  # Linux's mount, macOS's Seatbelt
+    assert "the code: failed: OSError" in replay.stdout and any(why in replay.stdout for why in refused)
+
+
+def test_fork_and_json_arguments_refuse_what_they_cannot_take(worker: CorralProject, server: FakeServer) -> None:
+    server.enqueue(Reply(body=openai_body("three")), Reply(body=openai_body("null")))
+    run = _run(worker, "one two three")
+    for bad in ("0", "-2"):
+        refused = worker.cli("fork", run["id"], "--from", bad)
+        assert refused.returncode == 2 and "--from must be a step number" in refused.stderr
+    huge = worker.cli("fork", run["id"], "--from", "2", "--input", "18446744073709551616")
+    assert huge.returncode == 2 and "cannot store" in huge.stderr and "Traceback" not in huge.stderr
+    nulled = worker.cli_json("fork", run["id"], "--from", "4", "--input", "null")
+    assert nulled["input"] is None and nulled["parent"] == run["id"]
