@@ -164,3 +164,48 @@ def test_a_name_means_one_thing() -> None:
                     defined.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
     twice = {name: where for name, where in defined.items() if len(where) > 1}
     assert not twice, twice
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """corral's modules and the corral modules each imports anywhere in its source (top
+    level, inside functions, under TYPE_CHECKING)."""
+    folders = {"core": "corral", "plugins": "corral.plugins", "sandbox": "corral.sandbox"}
+    paths = {}
+    for folder, package in folders.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = [p for p in path.relative_to(ROOT / folder).with_suffix("").parts if p != "__init__"]
+            paths[".".join([package, *parts])] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in paths.items():
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported |= {
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths else node.module for a in node.names
+                }
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        graph[name] = {other for other in imported if other in paths and other != name}
+    return graph
+
+
+def test_no_import_cycles_not_even_for_typing() -> None:
+    """Issue 15: no module reaches itself through its imports, counting those made only for
+    type checking or inside functions (they hide a cycle, they do not remove it)."""
+    graph = _module_graph()
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the path being walked, 2: done
+
+    def walk(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for other in sorted(graph[name]):
+            if state.get(other) == 1:
+                cycles.append(" -> ".join([*path[path.index(other) :], other]))
+            elif other not in state:
+                walk(other, [*path, other])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            walk(name, [name])
+    assert not cycles, "\n".join(cycles)
