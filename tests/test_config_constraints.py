@@ -133,8 +133,9 @@ def test_every_declared_key_reads_with_a_kind_that_has_words(name: str, declared
 def _readers() -> list[tuple[Path, ast.AST]]:
     """Every piece of code that reads an operator's config table: the config package (but
     the kinds and the units their shorthand is parsed with), and each function of a plugin
-    that reads its table with :class:`corral.config.settings.Settings` (an alert sink's
-    ``_configure``)."""
+    that reads its own table: an alert sink's ``_configure`` (given a
+    :class:`corral.config.settings.Settings`), a trigger kind's factory (given a
+    ``BuildContext``)."""
     readers: list[tuple[Path, ast.AST]] = [
         (path, ast.parse(path.read_text())) for path in sorted(CONFIG.glob("*.py")) if path not in (KINDS, UNITS)
     ]
@@ -143,7 +144,8 @@ def _readers() -> list[tuple[Path, ast.AST]]:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef) and any(
-                arg.annotation is not None and ast.unparse(arg.annotation) == "Settings" for arg in node.args.args
+                arg.annotation is not None and ast.unparse(arg.annotation) in ("Settings", "BuildContext")
+                for arg in node.args.args
             ):
                 readers.append((path, node))
     return readers
@@ -172,7 +174,7 @@ def test_the_hand_check_finder_finds_a_hand_check_and_the_readers() -> None:
         "def _configure(self, settings: Settings):\n    if not isinstance(n, int) or n < 1:\n        pass\n"
     )
     assert len(_hand_checks(Path("x.py"), code)) == 2
-    assert {path.name for path, _ in _readers()} >= {"agents.py", "loader.py", "mail.py", "webhook.py"}
+    assert {path.name for path, _ in _readers()} >= {"agents.py", "loader.py", "mail.py", "webhook.py", "timers.py"}
 
 
 def test_no_config_reader_checks_a_type_or_a_bound_by_hand() -> None:

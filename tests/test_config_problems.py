@@ -14,6 +14,7 @@ from corral.config.kinds import Key, Limit, PositiveInt, PositiveSeconds
 from corral.config.problems import Problems
 from corral.config.settings import Settings
 from corral.errors import ConfigError
+from corral.schedule.triggers import BuildContext
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,18 @@ def test_a_plugins_table_is_read_by_the_same_collector_without_the_file() -> Non
         "[alerts.sinks.pager] colour: unknown key; known keys: levels, port, timeout",
     ]
     assert not settings.ok("port") and settings.ok("colour")
+
+
+def test_a_trigger_kinds_table_is_read_by_the_same_collector_naming_the_file(tmp_path: Path) -> None:
+    context = BuildContext("a", "a:k", "unused", tmp_path, {}, table="agents.a.triggers.0", where="corral.toml")
+    table = context.reader({"every": "0s", "colour": "red"})
+    table.duration("every")
+    with pytest.raises(ConfigError) as caught:
+        table.finish()
+    assert caught.value.problems == [
+        'corral.toml: [agents.a.triggers.0] every: must be more than zero; give seconds, e.g. 10 or "30s"',
+        "corral.toml: [agents.a.triggers.0] colour: unknown key; known keys: every",
+    ]
 
 
 def test_the_whole_file_reports_every_sections_problems_in_one_pass(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 from corral.alerts.service import configured_sinks
 from corral.config.agents import AgentConfig
 from corral.config.loader import CorralConfig, load_config, parse_config
-from corral.config.problems import Problems
+from corral.config.problems import Problems, file_name
 from corral.errors import ConfigError
 from corral.pluginmanager import Plugins, load_plugins
 from corral.schedule.scheduler import build_all, trigger_problems
@@ -116,7 +116,7 @@ def _agents_alone(path: Path, environ: Mapping[str, str]) -> Iterable[CorralConf
 
 def check_config(config: CorralConfig, plugins: Plugins | None = None) -> list[str]:
     """Problems that would make an agent fail at run time, each with its fix."""
-    p = Problems(str(config.path))
+    p = Problems(file_name(config.path))
     if plugins is None:
         plugins = load_plugins(config.plugins, config.home / "plugins")
     for failure in plugins.failures:
@@ -173,7 +173,7 @@ def settings_problems(config: CorralConfig, tools: Mapping[str, ToolSpec]) -> li
     """Settings tables that the loaded tools would not accept, each with its fix."""
     import jsonschema_rs
 
-    p = Problems(str(config.path))
+    p = Problems(file_name(config.path))
     for agent in config.agents.values():
         for name in agent.tools:
             section = f"agents.{agent.name}.tool_settings.{name}"
@@ -214,7 +214,7 @@ def entry_problems(
             answer, late = _answer(process, deadline)
             problem = _entry_problem(agent, answer, timeout if late else None, process.returncode)
             if problem:
-                found = Problems(str(config.path))
+                found = Problems(file_name(config.path))
                 found.fail(f"agents.{agent.name}", "entry", problem)
                 problems += found.items
     return problems

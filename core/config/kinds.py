@@ -92,18 +92,18 @@ Seconds = Annotated[float, Meta(ge=0, le=_FINITE), Rule("must be a finite durati
 PositiveSeconds = Annotated[float, Meta(gt=0, le=_FINITE), Rule("must be more than zero", parse=parse_duration)]
 
 
-LIFT: tuple[object, ...] = ("none", False)
+_LIFT: tuple[object, ...] = ("none", False)
 """What lifts a limit: ``"none"`` or ``false``."""
 
-Limit = Annotated[Annotated[int, Meta(gt=0)] | None, Rule("{value!r} is not a positive integer", off=LIFT)]
+Limit = Annotated[Annotated[int, Meta(gt=0)] | None, Rule("{value!r} is not a positive integer", off=_LIFT)]
 """A positive integer, or ``"none"`` (or false) for no limit: None."""
 SecondsLimit = Annotated[
-    Annotated[float, Meta(ge=0, le=_FINITE)] | None, Rule("must be a finite duration", parse=parse_duration, off=LIFT)
+    Annotated[float, Meta(ge=0, le=_FINITE)] | None, Rule("must be a finite duration", parse=parse_duration, off=_LIFT)
 ]
 """A duration, or ``"none"`` (or false) for no limit: None."""
 PositiveSecondsOrOff = Annotated[
     Annotated[float, Meta(gt=0, le=_FINITE)] | None,
-    Rule("must be more than zero", parse=parse_duration, off=LIFT),
+    Rule("must be more than zero", parse=parse_duration, off=_LIFT),
 ]
 """A duration above zero, or false (or ``"none"``) to turn it off: None."""
 

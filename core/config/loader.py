@@ -25,7 +25,7 @@ from corral.config.console import ConsoleConfig, read_console
 from corral.config.kinds import Flag, Key, PositiveInt, PositiveSeconds, Text, Texts, Zone
 from corral.config.metrics import read_metrics
 from corral.config.models import ModelConfig, read_models
-from corral.config.problems import Problems, table_keys
+from corral.config.problems import Problems, file_name, table_keys
 from corral.config.sandbox import home_problems, read_sandbox
 from corral.config.schedule import ScheduleSettings, read_schedule_settings
 from corral.config.telemetry import TelemetryConfig, read_telemetry
@@ -124,7 +124,7 @@ def find_config(explicit: str | os.PathLike[str] | None, environ: Mapping[str, s
 
 def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[str, str] = os.environ) -> CorralConfig:
     """Validate a parsed TOML document. Raises ConfigError listing every problem."""
-    p = Problems(str(path) if path else "<config>")
+    p = Problems(file_name(path))
     base_dir = path.parent.resolve() if path else Path.cwd()
     p.unknown("top level", data, TABLES)
     daemon = p.table("corral", data.get("corral"))
@@ -137,31 +137,13 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
     home_problems(p, "sandbox", sandbox, home)
     agents = read_agents(p, data.get("agents"), base_dir, limits, sandbox, home)
     models = read_models(p, data["models"], environ) if "models" in data else {}
-    written = data.get("models")
-    declared: Mapping[str, Any] = written if isinstance(written, Mapping) else {}
-    for agent in agents.values():
-        for model in agent.models:
-            if model not in declared:
-                known = ", ".join(sorted(declared)) or "none"
-                p.fail(f"agents.{agent.name}", "models", f"{model!r} is not a [models.NAME] table; known: {known}")
     budget = read_budget(p, "budget", data.get("budget"), GlobalBudgetKeys)
-    unpriced_cost_caps(p, "budget", budget, models)
-    for agent in agents.values():
-        granted = {name: models[name] for name in agent.models if name in models}
-        unpriced_cost_caps(p, f"agents.{agent.name}.budget", agent.budget, granted)
     metrics = read_metrics(p, data.get("metrics"))
     alerts = read_alerts(p, data.get("alerts"), set(agents), environ, metrics)
     schedule = read_schedule_settings(p, data.get("schedule"))
     telemetry = read_telemetry(p, data.get("telemetry"), environ)
     console = read_console(p, data.get("console"))
-    for agent in agents.values():
-        if schedule.webhook_port is None and any(t.kind == "webhook" for t in agent.triggers):
-            p.fail(
-                f"agents.{agent.name}",
-                "triggers",
-                "there is a webhook trigger but [schedule] webhook_port is not set; "
-                "set it to the port to listen on at 127.0.0.1",
-            )
+    _across_sections(p, data.get("models"), agents, models, budget, schedule)
     p.check()
     return CorralConfig(
         path=path,
@@ -177,6 +159,35 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
         console=console,
         **values,
     )
+
+
+def _across_sections(
+    p: Problems,
+    written_models: object,
+    agents: Mapping[str, AgentConfig],
+    models: Mapping[str, ModelConfig],
+    budget: Budget,
+    schedule: ScheduleSettings,
+) -> None:
+    """What no one section can check: each agent's models are tables of ``[models]``, a
+    cost cap has prices for every model it covers, a webhook trigger has a listener."""
+    declared = written_models if isinstance(written_models, Mapping) else {}
+    unpriced_cost_caps(p, "budget", budget, models)
+    for agent in agents.values():
+        section = f"agents.{agent.name}"
+        for model in agent.models:
+            if model not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                p.fail(section, "models", f"{model!r} is not a [models.NAME] table; known: {known}")
+        granted = {name: models[name] for name in agent.models if name in models}
+        unpriced_cost_caps(p, f"{section}.budget", agent.budget, granted)
+        if schedule.webhook_port is None and any(t.kind == "webhook" for t in agent.triggers):
+            p.fail(
+                section,
+                "triggers",
+                "there is a webhook trigger but [schedule] webhook_port is not set; "
+                "set it to the port to listen on at 127.0.0.1",
+            )
 
 
 def _home(p: Problems, daemon: Mapping[str, Any], base_dir: Path, environ: Mapping[str, str]) -> Path:

@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import functools
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, get_type_hints
 
 from corral.config.kinds import Key, Wrong, key_of, read
@@ -107,6 +108,11 @@ class Problems:
         self.unknown(section, table, table_keys(declared))
         values = self.keys(section, table, declared)
         return dataclasses.replace(base, **values) if base is not None else declared(**values)
+
+
+def file_name(path: Path | None) -> str:
+    """How messages name a config file (``<config>`` for one that was never a file)."""
+    return str(path) if path else "<config>"
 
 
 @functools.cache

@@ -39,6 +39,8 @@ class TriggerConfig:
     input: Any = None
     has_input: bool = False
     """Whether the table gives ``input`` (else the agent's own ``input`` is used)."""
+    table: str = ""
+    """The table its settings are read from: ``agents.NAME.triggers.0`` (``agents.NAME`` for ``every``)."""
 
 
 class _TriggerKeys:
@@ -105,7 +107,8 @@ def read_triggers(p: Problems, agent: str, every: float | None, data: object) ->
     if every is not None:
         settings = {"every": every}
         key = schedule_key(agent, "interval", settings)
-        triggers.append(TriggerConfig(agent, "interval", key, p.at(f"agents.{agent}", "every"), settings))
+        section = p.at(f"agents.{agent}", "every")
+        triggers.append(TriggerConfig(agent, "interval", key, section, settings, table=f"agents.{agent}"))
     if data is None:
         return tuple(triggers)
     if not isinstance(data, list):
@@ -132,7 +135,7 @@ def read_triggers(p: Problems, agent: str, every: float | None, data: object) ->
         jitter = read.get("jitter", 0.0)
         triggers.append(
             TriggerConfig(
-                agent, read["type"], key, p.at(section), settings, jitter, table.get("input"), "input" in table
+                agent, read["type"], key, p.at(section), settings, jitter, table.get("input"), "input" in table, section
             )
         )
     return tuple(triggers)

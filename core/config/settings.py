@@ -1,4 +1,5 @@
-"""A plugin's own config table, read key by key: an alert sink's ``[alerts.sinks.NAME]``.
+"""A plugin's own config table, read key by key: an alert sink's ``[alerts.sinks.NAME]``,
+a trigger kind's ``[[agents.NAME.triggers]]``.
 
 corral reads its own tables at load; a plugin's table is read when the plugin builds its
 object (``corral check`` and the daemon's start), because only the plugin knows its keys.
@@ -23,14 +24,18 @@ import httpx
 
 from corral.config.kinds import (
     EnvName,
+    Flag,
     Port,
+    PositiveInt,
     PositiveSeconds,
     Rule,
+    Seconds,
     SomeTexts,
     String,
     Text,
     Texts,
     Wrong,
+    Zone,
     choice,
     read,
 )
@@ -41,14 +46,16 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
 _NOT_READ = "not read: the config has a problem here"  # what a secret getter returns with a problem
 _Timeout = Annotated[PositiveSeconds, Rule('must be more than zero; give seconds, e.g. 10 or "30s"')]
 """A duration whose messages already say how to write one: no fix is added."""
+_Wait = Annotated[Seconds, Rule('must be a finite duration; give seconds, e.g. 10 or "30s"')]
 
 
 class Settings:
     """One plugin's config table under ``[section]``, read key by key."""
 
-    def __init__(self, section: str, config: Mapping[str, object]) -> None:
+    def __init__(self, section: str, config: Mapping[str, object], where: str | None = None) -> None:
+        """``where`` is the config file, when the messages should name it (the caller adds it else)."""
         self.section = section
-        self._problems = Problems()
+        self._problems = Problems(where)
         self._known: list[str] = []
         self._secrets: list[Secret] = []
         self._failed: set[str] = set()
@@ -79,6 +86,11 @@ class Settings:
     def _raw(self, key: str) -> object:
         self._known.append(key)
         return self._config.get(key)
+
+    def raw(self, key: str) -> object:
+        """The value as written (None when absent), for a kind only the plugin knows (a
+        date-time, a cron expression): the caller checks it and calls :meth:`fail`."""
+        return self._raw(key)
 
     def _read(self, key: str, kind: Any, default: Any, fix: str = "") -> Any:
         self._known.append(key)
@@ -116,9 +128,27 @@ class Settings:
         """A TCP port number."""
         return int(self._read(key, Port, default))
 
-    def duration(self, key: str, default: float) -> float:
-        """A positive duration: ``10``, ``2.5``, ``"30s"``, ``"2m"``."""
-        return float(self._read(key, _Timeout, default))
+    def integer(self, key: str, default: int, fix: str = "") -> int:
+        """A positive integer; ``fix`` says what it counts."""
+        return int(self._read(key, PositiveInt, default, fix))
+
+    def flag(self, key: str, default: bool) -> bool:
+        """true or false."""
+        return bool(self._read(key, Flag, default))
+
+    def zone(self, key: str) -> str | None:
+        """An IANA time zone name, or None when absent."""
+        value = self._read(key, Zone, None, 'give an IANA name such as "Europe/Paris"')
+        return None if value is None else str(value)
+
+    def duration(self, key: str, default: float | None = None, *, zero: bool = False) -> float:
+        """A duration above zero (``zero``: or zero): ``10``, ``2.5``, ``"30s"``, ``"2m"``;
+        required when there is no ``default``."""
+        if default is None and self._config.get(key) is None:
+            self._known.append(key)
+            self.fail(key, 'is required; give a duration, e.g. 10 or "30s"')
+            return 0.0
+        return float(self._read(key, _Wait if zero else _Timeout, 0.0 if default is None else default))
 
     def text_list(self, key: str, example: str) -> tuple[str, ...]:
         """A required list of non-empty strings; one string is taken as a list of one."""

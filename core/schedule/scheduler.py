@@ -31,6 +31,7 @@ import pluggy
 
 from corral.alerts import Alert, Severity
 from corral.config import CorralConfig
+from corral.config.problems import file_name
 from corral.config.schedule import TriggerConfig
 from corral.errors import ConfigError
 from corral.schedule import progress, state
@@ -121,6 +122,8 @@ def build_all(
                 environ,
                 config.schedule,
                 config.zone if config.timezone else None,
+                trigger_config.table,
+                file_name(config.path),
             )
             try:
                 trigger = build(trigger_config, kinds, context)

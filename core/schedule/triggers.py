@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pluggy
 
+from corral.config.settings import Settings
 from corral.errors import ConfigError, PluginError
 from corral.pluginmanager import ask_each
 
@@ -53,6 +54,16 @@ class BuildContext:
     """The top-level ``[schedule]`` settings (:class:`corral.config.schedule.ScheduleSettings`)."""
     zone: dt.tzinfo | None = None
     """``[corral] timezone``: the zone of a table without its own ``timezone`` (None: the machine's)."""
+    table: str = ""
+    """The table the settings come from, as messages name it: ``agents.NAME.triggers.0``."""
+    where: str | None = None
+    """The config file, as messages name it."""
+
+    def reader(self, settings: Mapping[str, Any]) -> Settings:
+        """The kind's settings, read key by key with corral's kinds of value into one list of
+        problems (the :class:`~corral.config.settings.Settings` an alert sink gets too):
+        ``finish()`` raises them all, unknown keys included."""
+        return Settings(self.table, settings, self.where)
 
 
 class Trigger(abc.ABC):
@@ -157,12 +168,3 @@ def build(config: TriggerConfig, kinds: Mapping[str, Kind], context: BuildContex
             [f"{config.section}: plugin {kind.plugin} returned {trigger!r}, not a TimedTrigger or EventTrigger"]
         )
     return trigger
-
-
-def unknown_keys(section: str, settings: Mapping[str, Any], known: tuple[str, ...]) -> list[str]:
-    """Problems for keys a kind does not take (for factories, built-in or not)."""
-    return [
-        f"{section} {key}: unknown key for this trigger type; known: {', '.join(known + ('id', 'jitter', 'input'))}"
-        for key in settings
-        if key not in known
-    ]

@@ -3,10 +3,11 @@
 ``cron``, ``interval`` and ``once`` are timed (:mod:`~corral.plugins.triggers.timers`);
 ``file`` watches a path (:mod:`~corral.plugins.triggers.files`); ``webhook`` takes
 ``POST`` requests on the daemon's listener (:mod:`~corral.plugins.triggers.webhook`).
-Each builds on what a third-party kind would: the base classes and ``unknown_keys`` of
-:mod:`corral.schedule.triggers`. Manual runs (``corral run``) need no trigger. The
-modules are imported only when a trigger is built: every agent's process may load the
-built-in plugins too, and has no use for croniter or watchdog.
+Each builds on what a third-party kind would: the base classes of
+:mod:`corral.schedule.triggers`, and the reader its ``BuildContext`` gives for the
+table. Manual runs (``corral run``) need no trigger. The modules are imported only when
+a trigger is built: every agent's process may load the built-in plugins too, and has no
+use for croniter or watchdog.
 """
 
 from __future__ import annotations

@@ -16,9 +16,7 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from corral.config import parse_duration
-from corral.errors import ConfigError
-from corral.schedule.triggers import BuildContext, EventTrigger, TriggerEnv, unknown_keys
+from corral.schedule.triggers import BuildContext, EventTrigger, TriggerEnv
 
 CHANGES = frozenset({"created", "modified", "moved", "deleted", "closed"})
 """watchdog event types that mean content changed (not ``opened`` or ``closed_no_write``)."""
@@ -100,28 +98,14 @@ class FileTrigger(EventTrigger):
 def file_factory(settings: Mapping[str, Any], context: BuildContext) -> FileTrigger:
     """``type = "file"``: ``path`` (relative to the config's folder), optional ``patterns``
     (globs on the file name), ``recursive`` (default true), ``debounce`` (default "1s")."""
-    section = context.section
-    problems = unknown_keys(section, settings, ("path", "patterns", "recursive", "debounce"))
-    raw = settings.get("path")
-    path = Path()
-    if not isinstance(raw, str) or not raw:
-        problems.append(f'{section} path: is required: the file or folder to watch, e.g. path = "inbox"')
-    else:
-        path = (context.base_dir / Path(raw).expanduser()).resolve()
+    table = context.reader(settings)
+    path = Path(table.required_text("path", '"inbox" (the file or folder to watch)'))
+    if table.ok("path"):
+        path = (context.base_dir / path.expanduser()).resolve()
         if not path.exists():
-            problems.append(f"{section} path: {path} does not exist; create it or fix the path")
-    patterns = settings.get("patterns", [])
-    if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
-        problems.append(f'{section} patterns: must be a list of file-name globs, e.g. ["*.csv"]')
-        patterns = []
-    recursive = settings.get("recursive", True)
-    if not isinstance(recursive, bool):
-        problems.append(f"{section} recursive: write true or false")
-    debounce = 1.0
-    try:
-        debounce = parse_duration(settings.get("debounce", 1.0))
-    except ValueError as exc:
-        problems.append(f'{section} debounce: {exc}; give how long the path must be quiet, e.g. "2s"')
-    if problems:
-        raise ConfigError(problems)
-    return FileTrigger(path, tuple(patterns), bool(recursive), debounce)
+            table.fail("path", f"{path} does not exist; create it or fix the path")
+    patterns = table.optional_text_list("patterns")
+    recursive = table.flag("recursive", True)
+    debounce = table.duration("debounce", 1.0, zero=True)
+    table.finish()
+    return FileTrigger(path, patterns, recursive, debounce)

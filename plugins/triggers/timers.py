@@ -10,21 +10,17 @@ from typing import Any
 
 from croniter import croniter
 
-from corral.config import parse_duration, zone_named
-from corral.errors import ConfigError
-from corral.schedule.triggers import RESOLUTION, BuildContext, TimedTrigger, unknown_keys
+from corral.config import zone_named
+from corral.config.settings import Settings
+from corral.schedule.triggers import RESOLUTION, BuildContext, TimedTrigger
 
 
-def _zone(context: BuildContext, settings: Mapping[str, Any], problems: list[str]) -> dt.tzinfo:
+def _zone(context: BuildContext, table: Settings) -> dt.tzinfo:
     """The table's ``timezone``, else ``[corral] timezone``, else the machine's."""
-    name = settings.get("timezone")
-    if name is None:
-        return context.zone or zone_named(None)
-    try:
+    name = table.zone("timezone")
+    if name is not None:
         return zone_named(name)
-    except ValueError as exc:
-        problems.append(f'{context.section} timezone: {exc}; give an IANA name such as "Europe/Paris"')
-        return dt.UTC
+    return dt.UTC if not table.ok("timezone") else context.zone or zone_named(None)
 
 
 class CronTrigger(TimedTrigger):
@@ -48,15 +44,13 @@ class CronTrigger(TimedTrigger):
 
 def cron_factory(settings: Mapping[str, Any], context: BuildContext) -> CronTrigger:
     """``type = "cron"``: ``cron = "0 7 * * mon-fri"``, optional ``timezone`` (default: the machine's)."""
-    problems = unknown_keys(context.section, settings, ("cron", "timezone"))
-    expression = settings.get("cron")
-    if not isinstance(expression, str) or not croniter.is_valid(expression):
-        fix = 'write five fields, e.g. "0 7 * * mon-fri"'
-        problems.append(f"{context.section} cron: {expression!r} is not a cron expression; {fix}")
-    zone = _zone(context, settings, problems)
-    if problems:
-        raise ConfigError(problems)
-    assert isinstance(expression, str)
+    table = context.reader(settings)
+    example = '"0 7 * * mon-fri"'
+    expression = table.required_text("cron", example)
+    if table.ok("cron") and not croniter.is_valid(expression):
+        table.fail("cron", f"{expression!r} is not a cron expression; write five fields, e.g. {example}")
+    zone = _zone(context, table)
+    table.finish()
     return CronTrigger(expression, zone)
 
 
@@ -87,7 +81,9 @@ class IntervalTrigger(TimedTrigger):
         return self.anchor + steps * self.every
 
 
-def _moment(section: str, key: str, value: object, zone: dt.tzinfo, problems: list[str]) -> float | None:
+def _moment(table: Settings, key: str, zone: dt.tzinfo) -> float | None:
+    """``key`` as a moment: a TOML date-time, or one in ISO text (without an offset: in ``zone``)."""
+    value = table.raw(key)
     if isinstance(value, str):
         try:
             value = dt.datetime.fromisoformat(value)
@@ -95,26 +91,19 @@ def _moment(section: str, key: str, value: object, zone: dt.tzinfo, problems: li
             value = None
     if isinstance(value, dt.datetime):
         return (value if value.tzinfo else value.replace(tzinfo=zone)).timestamp()
-    problems.append(f"{section} {key}: give a date and time, e.g. {key} = 2026-12-01T09:00:00+01:00")
+    table.fail(key, f"give a date and time, e.g. {key} = 2026-12-01T09:00:00+01:00")
     return None
 
 
 def interval_factory(settings: Mapping[str, Any], context: BuildContext) -> IntervalTrigger:
     """``type = "interval"``: ``every = "10m"``, optional ``start`` (a date-time the grid passes through)."""
-    problems = unknown_keys(context.section, settings, ("every", "start", "timezone"))
-    every = 0.0
-    try:
-        every = parse_duration(settings.get("every"))
-        if every < RESOLUTION * 10:
-            raise ValueError(f"{every:g}s is shorter than the scheduler's 10 ms")
-    except ValueError as exc:
-        problems.append(f'{context.section} every: {exc}; give an interval such as "30s" or "10m"')
-    zone = _zone(context, settings, problems)
-    anchor: float | None = None
-    if "start" in settings:
-        anchor = _moment(context.section, "start", settings["start"], zone, problems)
-    if problems:
-        raise ConfigError(problems)
+    table = context.reader(settings)
+    every = table.duration("every")
+    if table.ok("every") and every < RESOLUTION * 10:
+        table.fail("every", f'{every:g}s is shorter than the scheduler\'s 10 ms; give an interval such as "30s"')
+    zone = _zone(context, table)
+    anchor = _moment(table, "start", zone) if "start" in settings else None
+    table.finish()
     if anchor is None:
         fraction = int.from_bytes(hashlib.sha256(context.key.encode()).digest()[:8], "big") / 2**64
         anchor = fraction * every
@@ -139,10 +128,9 @@ class OnceTrigger(TimedTrigger):
 
 def once_factory(settings: Mapping[str, Any], context: BuildContext) -> OnceTrigger:
     """``type = "once"``: ``at = 2026-12-01T09:00:00+01:00`` (without an offset: in ``timezone``)."""
-    problems = unknown_keys(context.section, settings, ("at", "timezone"))
-    zone = _zone(context, settings, problems)
-    at = _moment(context.section, "at", settings.get("at"), zone, problems)
-    if problems:
-        raise ConfigError(problems)
+    table = context.reader(settings)
+    zone = _zone(context, table)
+    at = _moment(table, "at", zone)
+    table.finish()
     assert at is not None
     return OnceTrigger(at)

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from corral.errors import ConfigError
 from corral.schedule.listener import WebhookServer
-from corral.schedule.triggers import BuildContext, EventTrigger, TriggerEnv, unknown_keys
+from corral.schedule.triggers import BuildContext, EventTrigger, TriggerEnv
 from corral.secrets import Secret
 
 MIN_TOKEN = 16
@@ -47,31 +46,16 @@ class WebhookTrigger(EventTrigger):
 def webhook_factory(settings: Mapping[str, Any], context: BuildContext) -> WebhookTrigger:
     """``type = "webhook"``: ``token_env`` (the variable holding its secret token), optional
     ``path`` (default ``/hooks/AGENT``) and ``max_bytes`` (default ``[schedule] webhook_max_bytes``)."""
-    section = context.section
-    problems = unknown_keys(section, settings, ("token_env", "path", "max_bytes"))
-    path = settings.get("path", f"/hooks/{context.agent}")
-    if not isinstance(path, str) or not path.startswith("/") or "?" in path:
-        problems.append(f'{section} path: {path!r} must start with "/" and have no query, e.g. "/hooks/digest"')
-    variable = settings.get("token_env")
-    token = None
-    if not isinstance(variable, str) or not variable:
-        problems.append(
-            f"{section} token_env: is required: the environment variable holding this trigger's secret token, "
-            'e.g. token_env = "DIGEST_HOOK_TOKEN"'
-        )
-    else:
-        value = context.environ.get(variable, "")
-        if len(value) < MIN_TOKEN:
-            state = "is not set" if not value else f"holds fewer than {MIN_TOKEN} characters"
-            problems.append(
-                f"{section} token_env: ${variable} {state}; put a long random token in it (openssl rand -hex 32)"
-            )
-        else:
-            token = Secret(value, variable)
+    table = context.reader(settings)
+    path = table.text("path", f"/hooks/{context.agent}")
+    if table.ok("path") and (not path.startswith("/") or "?" in path):
+        table.fail("path", f'{path!r} must start with "/" and have no query, e.g. "/hooks/digest"')
+    variable = table.required_text("token_env", '"DIGEST_HOOK_TOKEN" (the variable holding its secret token)')
+    value = context.environ.get(variable, "") if table.ok("token_env") else ""
+    if table.ok("token_env") and len(value) < MIN_TOKEN:
+        state = "is not set" if not value else f"holds fewer than {MIN_TOKEN} characters"
+        table.fail("token_env", f"${variable} {state}; put a long random token in it (openssl rand -hex 32)")
     default = getattr(context.settings, "webhook_max_bytes", 1 << 20)
-    max_bytes = settings.get("max_bytes", default)
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes <= 0:
-        problems.append(f"{section} max_bytes: {max_bytes!r} is not a positive number of bytes")
-    if problems or token is None:
-        raise ConfigError(problems)
-    return WebhookTrigger(str(path), token, int(max_bytes))
+    max_bytes = table.integer("max_bytes", default, "give the largest payload accepted, in bytes")
+    table.finish()
+    return WebhookTrigger(path, Secret(value, variable), max_bytes)
