@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from corral.alerts import Alert, Severity
 from corral.observe.events import Event
+from corral.observe.failures import headline, where
 from corral.states import EventKind, RunState
 
 _GAVE_UP_KINDS = ("crash", "spawn", "store", "gave_up")
@@ -33,6 +34,14 @@ class RulesService(Protocol):
 
     def crash_loop_at(self, run_id: str) -> None:
         """Remember durably that ``run_id`` set off a crash loop."""
+
+
+def _told(error: dict[str, Any]) -> str:
+    """A failure as an alert's body says it: ``TYPE: message``, and where in the agent's code."""
+    if not error:
+        return ""
+    at = where(error)
+    return headline(error) + (f" (at {at})" if at else "")
 
 
 def _retries_exhausted(error: dict[str, Any]) -> bool:
@@ -86,7 +95,7 @@ class RunRules:
                 title += f"; `corral retry {run_id}` resumes it"
         else:
             key, severity, title = f"run-failed:{agent}", Severity.WARNING, f"run of {agent!r} {run['state']} ({kind})"
-        self._raise(key, severity, title, str(error.get("message", "")), agent, run_id, attempt=run.get("attempt"))
+        self._raise(key, severity, title, _told(error), agent, run_id, attempt=run.get("attempt"))
         if not self.crash_loop:
             return
         if agent not in self._failures:  # first failure seen by this process: count what the store remembers
@@ -104,7 +113,7 @@ class RunRules:
             f"crash-loop:{agent}",
             Severity.CRITICAL,
             f"agent {agent!r} failed {count} times in a row and is paused {how}",
-            str(error.get("message", "")),
+            _told(error),
             agent,
             run_id,
             failures=count,

@@ -266,8 +266,10 @@ class Alerting:
 
 
 class _AlertLog:
-    """The always-on log sink: an agent's alert goes to that agent's log (so ``corral logs AGENT``
-    and ``--run`` show it next to the run), any other to the daemon's."""
+    """The always-on log sink: every alert goes to the daemon's log (so ``corral up``'s
+    terminal shows what needs a person, and ``corral logs`` without an agent lists them
+    all), and an agent's alert to that agent's log too (so ``corral logs AGENT`` and
+    ``--run`` show it next to the run)."""
 
     def __init__(self, logs: LogFiles, agents: Callable[[], Mapping[str, object]]) -> None:
         self._logs = logs
@@ -278,8 +280,9 @@ class _AlertLog:
 
     async def deliver(self, alert: Alert) -> None:
         logs = self._logs
+        loggers = [logs.logger(None)]
         if alert.agent in self._agents():
-            logger = logs.logger(alert.agent, run_id=alert.run_id) if alert.run_id else logs.logger(alert.agent)
-        else:
-            logger = logs.logger(None)
-        await LogSink({}, logger=logger, section=f"alerts.sinks.{LOG_SINK}").deliver(alert)
+            bind: dict[str, Any] = {"run_id": alert.run_id} if alert.run_id else {}
+            loggers.append(logs.logger(alert.agent, **bind))
+        for logger in loggers:
+            await LogSink({}, logger=logger, section=f"alerts.sinks.{LOG_SINK}").deliver(alert)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from typing import Any
 
+from corral.observe.failures import agent_frames, headline
 from corral.observe.logview import printable
 from corral.secrets import PLACEHOLDER
 from corral.states import RunState
@@ -178,25 +178,4 @@ def failure_lines(error: dict[str, Any]) -> list[str]:
     """``error (KIND): TYPE: message`` and, for an exception in agent code, the agent's own
     frames of its traceback (corral's frames left out), so the file and line are shown.
     One line each: the caller escapes each whole, so a message's own newlines forge none."""
-    message = str(error.get("message"))
-    if error.get("type") and not message.startswith(f"{error['type']}:"):
-        message = f"{error['type']}: {message}"
-    return [f"error ({error.get('kind', '?')}): {message}", *_agent_frames(str(error.get("traceback") or ""))]
-
-
-def _agent_frames(traceback: str) -> list[str]:
-    """The ``File ...`` lines (and the code under each) of frames outside corral's own code."""
-    from corral import source
-
-    ours = source.folders()
-    frames: list[str] = []
-    lines = traceback.splitlines()
-    for index, line in enumerate(lines):
-        found = re.match(r'\s*File "([^"]+)", line \d+', line)
-        if found is None or found.group(1).startswith(ours):
-            continue
-        frames.append(line.rstrip())
-        following = lines[index + 1] if index + 1 < len(lines) else ""
-        if following.startswith("    ") and not following.lstrip().startswith("File "):
-            frames.append(following.rstrip())
-    return frames
+    return [f"error ({error.get('kind', '?')}): {headline(error)}", *agent_frames(str(error.get("traceback") or ""))]

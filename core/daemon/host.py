@@ -21,7 +21,7 @@ from corral.alerts.service import Alerting
 from corral.config import CorralConfig
 from corral.observe.events import Background, EventStream
 from corral.observe.hooks import HookRelay
-from corral.observe.lines import RunLines
+from corral.observe.lines import InOrder, RunLines
 from corral.observe.logs import LogFiles
 from corral.pluginmanager import Plugins, load_plugins
 from corral.run.engine import Engine
@@ -48,6 +48,7 @@ class Host:
     engine: Engine
     alerting: Alerting
     logs: LogFiles
+    order: InOrder
     telemetry: Telemetry | None = None
     """The OpenTelemetry observer, with ``[telemetry] otlp_endpoint`` set (docs/telemetry.md)."""
 
@@ -81,14 +82,16 @@ class Host:
             engine.pause_agent,
             engine.pauses.pause_now,
         )
-        events.subscribe("log lines", RunLines(logs))
+        order = InOrder(background.later)
+        logs.hand_over(order)
+        events.subscribe("log lines", RunLines(logs, order))
         events.subscribe("alerts", alerting.observe)
         telemetry = _telemetry(engine, log, logs)
         if telemetry is not None:
             events.subscribe("telemetry", telemetry.observe)
         events.subscribe("hooks", HookRelay(plugins.manager, log))  # last: a slow plugin delays only itself
         events.wake()
-        composed = cls(config, store, writer, background, events, engine, alerting, logs, telemetry)
+        composed = cls(config, store, writer, background, events, engine, alerting, logs, order, telemetry)
         composed.hide_credentials()
         return composed
 
@@ -124,8 +127,10 @@ class Host:
         observer busy for longer than ``timeout`` is left behind (its events stay stored)."""
         self.writer.call(lambda txn: None)  # whatever was queued before is durable, its events posted
         self.events.stop()
+        self.logs.hand_over(None)  # a line logged from now on is written at once
         if self.background.close(timeout):  # work already handed over, deliveries included
             forgotten = self.events.deliver(forget=True)  # what is left, on this thread
+            self.order.close()
             if forgotten is not None:
                 forgotten.result(timeout=10)
         else:

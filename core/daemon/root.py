@@ -25,6 +25,7 @@ from corral.daemon.host import Host
 from corral.daemon.power import KeepAwake
 from corral.errors import ConfigError
 from corral.observe.metrics import Metrics
+from corral.pluginmanager import BUILTINS
 from corral.run import upkeep
 from corral.run.engine import ORIGINAL
 from corral.schedule.clock import Clock
@@ -86,14 +87,13 @@ class Daemon:
         applied = self.engine.processes.prepare(self.config.home / "agents")
         gate = control.Gate(lambda: self.engine.processes.live, self._agent_of, self._intruder)
         server = await control.serve(self.config.socket_path, self._handle, gate, log=self.log)
-        self.log.info(
+        self.log.info(  # short: built-in plugins go unnamed, plugin failures were each logged as they happened
             "daemon started",
             pid=os.getpid(),
             home=str(self.config.home),
             agents=sorted(self.config.agents),
             protections=applied,
-            plugins=self.engine.plugins.names(),
-            plugin_failures=self.engine.plugins.failures,
+            plugins=[name for name in self.engine.plugins.names() if name not in BUILTINS],
         )
         for problem in check_config(self.config, self.engine.plugins):
             self.log.warning("config problem", problem=problem)

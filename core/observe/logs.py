@@ -14,10 +14,12 @@ configured process-wide (no ``structlog.configure()``, no stdlib loggers), so se
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -27,7 +29,7 @@ import orjson
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-from corral.observe.logview import render
+from corral.observe.logview import at_least, render
 from corral.secrets import Redaction
 
 DAEMON_LOG = "corral.log"
@@ -69,7 +71,8 @@ class _RotatingFile:
 
     A line that would take the file past ``max_bytes`` goes to a fresh file after the old
     ones shift up (``<name>.1`` is the newest backup, ``<name>.<backups>`` is dropped); 0
-    for either number disables rotation. The file is opened on the first line.
+    for either number disables rotation. The file is opened on the first line. Each call
+    holds the file's own lock, so the several loggers of one file never cut a line in half.
     """
 
     def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
@@ -78,20 +81,32 @@ class _RotatingFile:
         self.backups = backups
         self._file: Any = None
         self._size = 0
+        self._lock = threading.Lock()
 
     def write(self, data: bytes) -> None:
-        if self._file is None:
-            self._open()
-        if self.max_bytes and self.backups and self._size and self._size + len(data) > self.max_bytes:
-            self._rotate()
-        self._file.write(data)
-        self._size += len(data)
+        with self._lock:
+            if self._file is None:
+                self._open()
+            if self.max_bytes and self.backups and self._size and self._size + len(data) > self.max_bytes:
+                self._rotate()
+            self._file.write(data)
+            self._size += len(data)
 
     def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+        with self._lock:
+            if self._file is not None:
+                self._file.flush()
+
+    def append(self, data: bytes) -> None:
+        """Write one line and flush it (a line handed over, written later)."""
+        self.write(data)
+        self.flush()
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -101,7 +116,7 @@ class _RotatingFile:
         self._size = self._file.tell()
 
     def _rotate(self) -> None:
-        self.close()
+        self._close()
         for index in range(self.backups - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{index}")
             if older.exists():
@@ -110,11 +125,40 @@ class _RotatingFile:
         self._open()
 
 
+HandOver = Callable[[str, int | None, Callable[[], None]], None]
+"""Takes the writing of one line of a run, with the run's id and the line's ``seq`` (the
+step the agent last asked for, if it says), to do it in order (:meth:`LogFiles.hand_over`)."""
+
+
+class _AgentFile:
+    """What an agent's loggers write to. A line of a run is handed over to be written in
+    order, once the log files are told where (:meth:`LogFiles.hand_over`); any other line,
+    and every line of a ``direct`` logger, is written at once."""
+
+    def __init__(self, file: _RotatingFile, logs: LogFiles, *, direct: bool) -> None:
+        self._file = file
+        self._logs = logs
+        self._direct = direct
+
+    def msg(self, data: bytes, run: str | None = None, seq: int | None = None) -> None:
+        hand_over = None if self._direct else self._logs.handed_to
+        if hand_over is None or run is None:
+            self._file.append(data + b"\n")
+        else:
+            hand_over(run, seq, functools.partial(self._file.append, data + b"\n"))
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
 @dataclass
 class _Sink:
-    """One file and the structlog logger that writes to it."""
+    """One file and what its structlog loggers write to: ``writer`` for every line (for an
+    agent's file, handed over once :meth:`LogFiles.hand_over` is set), ``direct`` for the
+    lines written where their order is made (the event stream's observers)."""
 
-    writer: structlog.BytesLogger
+    writer: WrappedLogger
+    direct: WrappedLogger
     file: _RotatingFile | None
     processors: list[Processor]
 
@@ -133,9 +177,11 @@ class LogFiles:
     are added and before anything is written, including the ``echo`` copy; this is where
     secret redaction goes. They are called on the logging thread and must not raise.
 
-    ``echo`` receives the daemon log's events (not the agents') as readable lines, for
-    stderr under supervisord. Use one ``LogFiles`` per directory: two writers on one file
-    would rotate it under each other. After :meth:`close`, events are dropped.
+    ``echo`` receives the daemon log's events at info and above (not the agents', not
+    debug) as readable lines, for ``corral up``'s terminal and stderr under supervisord; in
+    colour on a terminal, unless ``NO_COLOR`` is set. Use one ``LogFiles`` per directory:
+    two writers on one file would rotate it under each other. After :meth:`close`, events
+    are dropped.
     """
 
     def __init__(
@@ -158,18 +204,28 @@ class LogFiles:
         self._lock = threading.Lock()
         self._sinks: dict[str | None, _Sink] = {}
         self._closed = False
+        self.handed_to: HandOver | None = None
+        """Where agents' lines go to be written (:meth:`hand_over`); None: at once."""
 
-    def logger(self, agent: str | None = None, **bind: Any) -> FilteringBoundLogger:
+    def hand_over(self, hand_over: HandOver | None) -> None:
+        """From now on, hand the writing of each agent's line to ``hand_over`` (None: write
+        at once again). The composition root passes the event stream's order
+        (:class:`corral.observe.lines.InOrder`), so a step's line, written by the stream's
+        observer, comes before the agent's lines logged after the step, as it happened."""
+        self.handed_to = hand_over
+
+    def logger(self, agent: str | None = None, *, direct: bool = False, **bind: Any) -> FilteringBoundLogger:
         """A logger writing to ``agent``'s file (``None``: the daemon's), with ``bind`` bound.
 
         For an agent, ``agent`` is bound too. Callers bind ``run_id``, ``trace_id`` and
-        ``seq`` as they learn them, here or with ``.bind()``.
+        ``seq`` as they learn them, here or with ``.bind()``. ``direct`` writes at once even
+        where lines are handed over: for the event stream's observers, which write in order.
         """
         sink = self._sink(agent)
         if agent is not None:
             bind = {"agent": agent, **bind}
         proxy = structlog.wrap_logger(
-            sink.writer,
+            sink.direct if direct else sink.writer,
             processors=sink.processors,
             wrapper_class=_Wrapper,
             context_class=dict,
@@ -186,8 +242,7 @@ class LogFiles:
             sinks = list(self._sinks.values())
         for sink in sinks:
             if sink.file is not None:
-                with sink.writer._lock:  # structlog's per-file lock: no line is cut in half
-                    sink.file.close()
+                sink.file.close()  # under the file's lock: no line is cut in half
 
     def __enter__(self) -> LogFiles:
         return self
@@ -207,7 +262,13 @@ class LogFiles:
             if sink is not None:
                 return sink
             file = None if self._closed else _RotatingFile(path, self._max_bytes, self._backups)
-            sink = _Sink(structlog.BytesLogger(file), file, self._processors(agent))  # type: ignore[arg-type]
+            writer: WrappedLogger
+            direct: WrappedLogger
+            if file is None or agent is None:
+                writer = direct = structlog.BytesLogger(file)  # type: ignore[arg-type]
+            else:
+                writer, direct = _AgentFile(file, self, direct=False), _AgentFile(file, self, direct=True)
+            sink = _Sink(writer, direct, file, self._processors(agent))
             if self._closed:
                 return sink
             self._sinks[agent] = sink
@@ -225,7 +286,7 @@ class LogFiles:
         ]
         if agent is None and self._echo is not None:
             chain.append(_Echo(self._echo))
-        chain.append(_SafeJSONRenderer())
+        chain.append(_SafeJSONRenderer() if agent is None else _RoutedRenderer())
         return chain
 
     def _drop_if_closed(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
@@ -313,18 +374,37 @@ class _SafeJSONRenderer:
             return orjson.dumps(flat, option=orjson.OPT_NON_STR_KEYS)
 
 
+ECHOED = "info"
+"""The least level :class:`LogFiles`' ``echo`` shows: debug lines (a run queued, started)
+stay in the file, so ``corral up``'s terminal shows one line per run and what needs a person."""
+
+
+class _RoutedRenderer(_SafeJSONRenderer):
+    """For an agent's file: the line, and the run and ``seq`` it is about (:class:`_AgentFile`)."""
+
+    def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> Any:
+        run, seq = event_dict.get("run_id"), event_dict.get("seq")
+        route = {
+            "run": run if isinstance(run, str) else None,
+            "seq": seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        }
+        return (super().__call__(logger, name, event_dict),), route
+
+
 class _Echo:
-    """Copy each event to a text stream in corral.observe.logview's human form."""
+    """Copy each event at :data:`ECHOED` or above to a text stream in corral.observe.logview's human form."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._lock = threading.Lock()
         try:
-            self._color = stream.isatty()
+            self._color = stream.isatty() and not os.environ.get("NO_COLOR")
         except (AttributeError, ValueError, OSError):
             self._color = False
 
     def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+        if not at_least(event_dict.get("level"), ECHOED):
+            return event_dict
         try:
             line = render(event_dict, color=self._color) + "\n"
             with self._lock:

@@ -232,6 +232,11 @@ def _level(value: Any) -> str:
     return _ALIASES.get(name, name)
 
 
+def at_least(level: Any, least: str) -> bool:
+    """Whether an event's ``level`` is ``least`` or more severe; a missing or unknown level counts as info."""
+    return _RANK.get(_level(level), _RANK["info"]) >= _RANK[least]
+
+
 @dataclass(frozen=True)
 class Filter:
     """Which events ``corral logs`` shows; a field left as None does not filter.
@@ -259,10 +264,8 @@ class Filter:
             run_id = ev.get("run_id")
             if not isinstance(run_id, str) or not (run_id.startswith(self.run) or run_id.endswith(self.run)):
                 return False
-        if self.min_level is not None:
-            rank = _RANK.get(_level(ev.get("level")), _RANK["info"])
-            if rank < _RANK[self.min_level]:
-                return False
+        if self.min_level is not None and not at_least(ev.get("level"), self.min_level):
+            return False
         if self.event is not None:
             name = str(ev.get("event", ""))
             if name != self.event and not fnmatchcase(name, self.event):

@@ -223,7 +223,7 @@ class Engine:
                 also(txn, run)
 
         await self.writer.run(job)
-        self.log.info("run queued", agent=agent, run_id=run["id"], trigger=trigger)
+        self.log.debug("run queued", agent=agent, run_id=run["id"], trigger=trigger)
         return run
 
     def _new_run_id(self) -> str:
@@ -350,7 +350,6 @@ class Engine:
             )
             if final["state"] == RunState.QUEUED.value:  # its approval came before the hold: go on at once
                 continue
-            log.info("run ended", state=final["state"], error=(outcome.error or {}).get("message"))
             return final
 
     async def _stopped_within(self, seconds: float, run_id: str) -> bool:
