@@ -47,6 +47,7 @@ SECTIONS = sorted(path.stem for path in CONFIG.glob("*.py") if path.stem not in 
         (kinds.Price, 0, Decimal("0")),
         (kinds.Fractions, [0.5, 0.8], (0.5, 0.8)),
         (kinds.Loopback, "::1", "::1"),
+        (kinds.HttpUrl, "http://127.0.0.1:11434/v1", "http://127.0.0.1:11434/v1"),
         (kinds.Flag, False, False),
     ],
 )
@@ -79,6 +80,9 @@ def test_each_kind_reads_what_an_operator_may_write(kind: Any, value: object, re
         (kinds.Price, float("nan"), "nan is not a price (0 or more)"),
         (kinds.Fractions, [2], "[2] must be a list of fractions between 0 and 1"),
         (kinds.Loopback, "0.0.0.0", "'0.0.0.0' is not a loopback address"),
+        (kinds.HttpUrl, "ftp://example.com", "'ftp://example.com' is not an http(s) URL"),
+        (kinds.HttpUrl, "http://", "'http://' is not an http(s) URL"),
+        (kinds.HttpUrl, "https://exa mple.com", "'https://exa mple.com' is not an http(s) URL"),
         (kinds.Flag, "yes", "'yes' is not true or false"),
         (kinds.choice("a", "b"), "c", "'c' is not one of 'a', 'b'"),
     ],

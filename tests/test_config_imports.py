@@ -63,3 +63,17 @@ def test_each_config_module_imports_alone_in_a_fresh_interpreter(module: str) ->
         [sys.executable, "-c", f"import corral.config.{module}"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_reading_the_config_loads_no_network_or_mail_client(tmp_path: Path) -> None:
+    """Every CLI command reads the config: HTTP and SMTP clients, croniter and watchdog load
+    only where a model is called, a sink or a trigger is built."""
+    example = PACKAGE.parents[1] / "examples" / "corral.toml"
+    code = (
+        "import sys; from pathlib import Path; from corral.config import load_config; "
+        f"load_config(Path({str(example)!r}), {{'CORRAL_HOME': {str(tmp_path)!r}}}); "
+        "print(sorted(m for m in ('httpx', 'aiosmtplib', 'croniter', 'watchdog') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -14,6 +14,7 @@ Imports nothing of corral's but the units, so any module may declare its keys wi
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import sys
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 import msgspec
 from msgspec import Meta
@@ -134,6 +136,21 @@ Fractions = Annotated[
 ]
 
 
+def _http_url(value: object) -> str:
+    if isinstance(value, str) and not any(c.isspace() for c in value):
+        try:
+            parts = urlsplit(value)
+            if parts.scheme in ("http", "https") and parts.hostname:
+                return value
+        except ValueError:  # a port that is not a number, a broken IPv6 address
+            pass
+    raise ValueError(f"{value!r} is not an http(s) URL")
+
+
+HttpUrl = Annotated[str, Rule("{value!r} is not an http(s) URL", parse=_http_url)]
+"""An ``http://`` or ``https://`` URL with a host (read without the HTTP client: every command reads the config)."""
+
+
 def _loopback(value: object) -> str:
     try:
         if isinstance(value, str) and ipaddress.ip_address(value).is_loopback:
@@ -176,6 +193,7 @@ def key_of(annotation: Any) -> Key | None:
     return _peel(annotation)[2]
 
 
+@functools.cache  # a kind is peeled once, not at every key of every table
 def _peel(kind: Any) -> tuple[Any, Rule | None, Key | None]:
     """The type msgspec checks (its constraints kept), the kind's Rule and its Key.
 

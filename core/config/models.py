@@ -11,9 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import httpx
-
-from corral.config.kinds import EnvName, Key, PositiveInt, PositiveSeconds, Price, Seconds, Text
+from corral.config.kinds import EnvName, HttpUrl, Key, PositiveInt, PositiveSeconds, Price, Seconds, Text
 from corral.config.problems import Problems, table_keys
 from corral.models.endpoint import Endpoint, Prices
 from corral.secrets import Secret
@@ -41,7 +39,7 @@ class ModelKeys:
 
     provider: Annotated[Text, Key('"openai" (any Chat Completions server), "anthropic" or "auto"', required=True)]
     base_url: Annotated[
-        Text, Key('give the endpoint\'s URL, e.g. "https://api.openai.com/v1" or "http://127.0.0.1:11434/v1"')
+        HttpUrl, Key('give the endpoint\'s URL, e.g. "https://api.openai.com/v1" or "http://127.0.0.1:11434/v1"')
     ]
     model: Annotated[Text, Key('give the provider\'s model id, e.g. model = "gpt-4.1-mini"')]
     api_key_env: Annotated[EnvName, Key('name the variable holding the key, e.g. "OPENAI_API_KEY"')]
@@ -95,7 +93,7 @@ def read_models(p: Problems, data: object, environ: Mapping[str, str]) -> dict[s
         for key in ("base_url", "model"):
             if key not in table:
                 p.fail(section, key, f"is required; {table_keys(ModelKeys)[key][1].fix}")
-        _check_endpoint(p, section, values)
+        _check_waits(p, section, values)
         prices = _read_prices(p, section, table.get("prices"))
         missing = None
         key_env = values.pop("api_key_env", None)
@@ -111,17 +109,8 @@ def read_models(p: Problems, data: object, environ: Mapping[str, str]) -> dict[s
     return models
 
 
-def _check_endpoint(p: Problems, section: str, values: Mapping[str, Any]) -> None:
-    """What no single key's kind can say: a URL corral can call, waits in order."""
-    url = values.get("base_url")
-    if url is not None:
-        try:
-            parsed = httpx.URL(url)
-            valid = parsed.scheme in ("http", "https") and bool(parsed.host)
-        except httpx.InvalidURL:
-            valid = False
-        if not valid:
-            p.fail(section, "base_url", f"{url!r} is not an http(s) URL; {table_keys(ModelKeys)['base_url'][1].fix}")
+def _check_waits(p: Problems, section: str, values: Mapping[str, Any]) -> None:
+    """What no single key's kind can say: the longest wait between tries is not below the first."""
     first, most = values.get("retry_initial_wait", 1.0), values.get("retry_max_wait", 30.0)
     if most < first:
         p.fail(
