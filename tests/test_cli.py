@@ -126,7 +126,7 @@ def test_run_wait_shows_an_agents_error_and_result_with_controls_escaped(corral_
 def test_a_duration_across_a_clock_set_back_is_not_shown_negative() -> None:
     from corral.cli.views import took
 
-    assert took(1000.0, 1001.5) == "1.50s"
+    assert took(1000.0, 1001.5) == "1.5s"
     assert took(1000.0, 1000.0 - 86400) == "? (clock set back)"
 
 

@@ -225,7 +225,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    from corral.cli import views
+    from corral.cli import trace
     from corral.cli.alerts import alerts_of_run, outcome
     from corral.cli.tree import trace_tree
     from corral.observe.logview import printable
@@ -242,12 +242,19 @@ def cmd_trace(args: argparse.Namespace) -> int:
         alerts = alerts_of_run(store, run)
     finally:
         store.close()
-    if args.json:
+    if args.step is not None:
+        step = trace.find_step(run, steps, args.step)
+        step = trace.redactor(config, run["agent"]).redact(step)
+        if args.json:
+            print_json(step)
+        else:
+            print(trace.whole(step, run))
+    elif args.json:
         print_json({"run": run, "steps": steps, "alerts": alerts})
     elif args.tree:
         print(trace_tree(run, steps, alerts))
     else:
-        print(views.trace_text(run, steps))
+        print(trace.trace_text(run, steps))
         for record in alerts:
             title = printable(record["alert"]["title"])
             print(f"alert {record['alert']['severity']}: {title} ({outcome(record)})")
@@ -354,7 +361,14 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     trace = sub.add_parser("trace", parents=[common], help="a run's journal, step by step")
     trace.add_argument("run", help="run id (or a unique prefix or suffix of it)")
-    trace.add_argument("--tree", action="store_true", help="the whole timeline as a tree, with its alerts")
+    shown = trace.add_mutually_exclusive_group()
+    shown.add_argument("--tree", action="store_true", help="the whole timeline as a tree, with its alerts")
+    shown.add_argument(
+        "--step",
+        type=whole(1, "--step 3"),
+        metavar="N",
+        help="step N whole: a model step's full prompt and response, a tool's arguments and result (redacted)",
+    )
     trace.add_argument("--json", action="store_true")
     trace.set_defaults(func=cmd_trace)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 from typing import Any
 
+from corral.config.units import format_duration, local_zone
 from corral.observe.failures import agent_frames, headline
 from corral.observe.logview import printable
 from corral.secrets import PLACEHOLDER
@@ -21,9 +23,10 @@ NOT_HELD = "daemon not running"
 
 
 def when(ts: float | None) -> str:
+    """``ts`` as a local date and time with the zone's abbreviation (``2026-12-07 07:00:00 CET``)."""
     if not ts:
         return "-"
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return when_in(ts, local_zone())
 
 
 def when_in(ts: float, zone: dt.tzinfo) -> str:
@@ -38,12 +41,13 @@ def zone_name(zone: dt.tzinfo) -> str:
 
 
 def took(start: float | None, end: float | None) -> str:
+    """How long from ``start`` to ``end`` (wall-clock times), for a person: ``329ms``, ``1.42s``, ``2m5s``."""
     if not start or not end:
         return "-"
     seconds = end - start
     if seconds < 0:  # both are wall-clock times, and the clock was set back in between
         return "? (clock set back)"
-    return f"{seconds * 1000:.1f}ms" if seconds < 1 else f"{seconds:.2f}s"
+    return format_duration(seconds)
 
 
 def short(value: Any, width: int = 60) -> str:
@@ -111,67 +115,23 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
 
 
 def spent(record: dict[str, Any] | None) -> str:
-    """A run's model spend: tokens and dollars (``-`` when it made no model call)."""
+    """A run's (or a day's) model spend: ``275 tok, $0.04``; calls to models without prices
+    make it ``unpriced`` (all of them) or add ``+ N unpriced``; ``-`` when no model was called."""
     if not record or not record.get("calls"):
         return "-"
     tokens = int(record.get("input_tokens", 0)) + int(record.get("output_tokens", 0))
-    dollars = int(record.get("cost_micro_usd", 0)) / 1_000_000
-    return f"{tokens} tok ${dollars:.4f}"
+    unpriced, calls = int(record.get("unpriced_calls", 0)), int(record.get("calls", 0))
+    if unpriced >= calls:
+        return f"{tokens} tok, unpriced"
+    dollars = money(Decimal(int(record.get("cost_micro_usd", 0))) / 1_000_000)
+    return f"{tokens} tok, {dollars}" + (f" + {unpriced} unpriced" if unpriced else "")
 
 
-def trace_text(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
-    lines = [
-        f"run {run['id']}  agent {run['agent']}  state {run['state']}  trace {run.get('trace_id', '-')}",
-        f"  trigger {run.get('trigger', '-')}  attempts {run.get('attempt', 0)}  created {when(run.get('created'))}"
-        f"  took {took(run.get('started'), run.get('ended'))}",
-    ]
-    if run.get("applied"):
-        lines.append(f"  protections {', '.join(run['applied'])}")
-    if run.get("code_changed"):
-        lines.append(f"  resumed under changed code {run['code_changed']}")
-    lines = [printable(line) for line in lines]
-    if run.get("input") is not None:
-        lines.append(f"  input  {short(run['input'], 100)}")
-    rows = []
-    for s in steps:
-        if s.get("status") == "done":
-            outcome = (
-                short(s.get("value"), 50)
-                if s.get("ok")
-                else "ERROR " + short((s.get("error") or {}).get("message", ""), 44)
-            )
-        else:
-            outcome = s.get("status", "?").upper()
-        if s.get("approval"):
-            outcome += f" [approval {s['approval']} {s.get('approval_state', 'pending')}]"
-        elif s.get("guardrail"):
-            outcome = printable(f"[{s['guardrail']['guardrail']}: {s['guardrail']['verdict']}] ") + outcome
-        replayed = "yes" if s.get("attempt", 0) < run.get("attempt", 0) and s.get("status") == "done" else ""
-        rows.append(
-            [
-                str(s["seq"]),
-                printable(s["kind"]),
-                printable(s["name"]),
-                short(s.get("args"), 40),
-                outcome,
-                took(s.get("started"), s.get("ended")),
-                str(s.get("attempt", "")),
-                str(s.get("executions", "")),
-                replayed,
-            ]
-        )
-    lines.append("")
-    lines.append(
-        table(rows, ["SEQ", "KIND", "NAME", "ARGS", "RESULT", "TOOK", "ATT", "EXEC", "REPLAYED"])
-        if rows
-        else "no steps"
-    )
-    lines.append("")
-    if run["state"] == "succeeded":
-        lines.append(f"result {short(run.get('result'), 200)}")
-    elif run.get("error"):
-        lines += [printable(line) for line in failure_lines(run["error"])]
-    return "\n".join(lines)
+def money(usd: Decimal) -> str:
+    """Dollars for a person: ``$0.04``, ``< $0.01`` for a cost too small to show in cents."""
+    if 0 < usd < Decimal("0.01"):
+        return "< $0.01"
+    return f"${usd:.2f}"
 
 
 def failure_lines(error: dict[str, Any]) -> list[str]:

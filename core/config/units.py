@@ -66,3 +66,23 @@ def zone_named(name: str | None) -> dt.tzinfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"{name!r} is not a time zone") from None
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` written back the way :func:`parse_duration` reads it, shortest first:
+    ``"350ms"``, ``"4.25s"``, ``"30s"``, ``"1m30s"``, ``"1h"``, ``"2d3h"``; from a minute up,
+    to the whole second."""
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    if seconds < 1:
+        ms = seconds * 1000
+        return f"{ms:.1f}".rstrip("0").rstrip(".") + "ms" if ms < 10 else f"{ms:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.2f}".rstrip("0").rstrip(".") + "s"
+    rest = round(seconds)
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

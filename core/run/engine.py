@@ -68,9 +68,15 @@ def code_hash(agent: AgentConfig) -> str:
     return digest.hexdigest()[:16]
 
 
+MAX_CHANGES = 64
+"""How many of a run's latest state changes its record keeps (``changes``: each ``state``
+and when, ``at``), so ``corral trace --tree`` says what ended each attempt and started the next."""
+
+
 def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState, **fields: Any) -> dict[str, Any]:
     """The one way a run's state changes: checked, stamped, timed and sized when it ends,
-    and announced (its event is posted in the same commit: :mod:`corral.observe.events`).
+    recorded in the run's ``changes``, and announced (its event is posted in the same
+    commit: :mod:`corral.observe.events`).
 
     ``ran_seconds`` adds up the time the run spent running, across attempts (what
     ``max_run_seconds`` limits): waiting on hold for a human, in the queue or for a retry
@@ -90,6 +96,7 @@ def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState,
         run["running_since"] = now
         run["running_awake"] = awake_stamp()
     run.update(fields, state=new.value)
+    run["changes"] = [*run.get("changes", ()), {"state": new.value, "at": now}][-MAX_CHANGES:]
     if new in FINISHED:
         run["ended"] = now
         run["steps"], run["journal_bytes"] = records.journal_size(txn, run["id"])
