@@ -7,42 +7,42 @@ was raised and what became of it: delivered, failed (no sink took it), or pendin
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 from corral.alerts.outbox import Outbox
-from corral.cli.common import EXIT_OK, load, print_json, reader
-from corral.config import parse_duration
+from corral.cli.common import EXIT_OK, command, load, print_json, reader
+from corral.cli.moments import moment
 from corral.store import Records
 
-DEFAULT_SINCE = "24h"
+DEFAULT_SINCE = "1d"
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
-    alerts = sub.add_parser("alerts", parents=[common], help="alerts raised recently and where they went")
+    alerts = command(
+        sub,
+        common,
+        "alerts",
+        "alerts raised recently and where they went",
+        description="Alerts stored in the last day (or --since), oldest first: when, severity, agent, run, "
+        "title, and where each went: delivered (to which sinks), failed (no sink but the log took it) or pending. "
+        "Works with the daemon down.",
+        examples=["corral alerts", "corral alerts --since 7d --agent digest", "corral alerts --json"],
+    )
     alerts.add_argument(
-        "--since", type=_since, default=DEFAULT_SINCE, help=f'how far back, e.g. "2h", "7d" (default {DEFAULT_SINCE})'
+        "--since",
+        type=moment("--since"),
+        help=f'how far back: "2h", "7d" (default {DEFAULT_SINCE}), or a date and time',
     )
     alerts.add_argument("--agent", help="only this agent's alerts")
-    alerts.add_argument("--json", action="store_true")
+    alerts.add_argument("--json", action="store_true", help="the stored records as JSON, times as epoch seconds")
     alerts.set_defaults(func=cmd_alerts)
 
 
-def _since(text: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{exc}; e.g. --since 2h") from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("must be more than zero, e.g. --since 2h")
-    return seconds
-
-
-def alerts_since(store: Any, seconds_ago: float, agent: str | None = None) -> list[dict[str, Any]]:
-    """Stored alert records of the last ``seconds_ago`` seconds, oldest first."""
+def alerts_since(store: Any, since: float, agent: str | None = None) -> list[dict[str, Any]]:
+    """Stored alert records since ``since`` (epoch seconds), oldest first."""
     outbox = Outbox(Records(store.dbs))
     with store.read() as txn:
-        found = list(outbox.since(txn, time.time() - seconds_ago))
+        found = list(outbox.since(txn, since))
     return [r for r in found if agent is None or r["alert"].get("agent") == agent]
 
 
@@ -66,16 +66,17 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from corral.cli import views
 
     config = load(args)
+    since = args.since or moment("--since")(DEFAULT_SINCE)
     store, _ = reader(config)
     try:
-        records = alerts_since(store, args.since, args.agent)
+        records = alerts_since(store, since.at, args.agent)
     finally:
         store.close()
     if args.json:
         print_json(records)
         return EXIT_OK
     if not records:
-        print(f"no alerts in the last {args.since:g}s")
+        print(f"no alerts {since.since()}" + (f" for {args.agent}" if args.agent else ""))
         return EXIT_OK
     rows = []
     for record in records:

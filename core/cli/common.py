@@ -60,6 +60,39 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: {message}; `{self.prog} --help` shows how\n")
 
 
+def command(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    name: str,
+    summary: str,
+    *,
+    description: str,
+    examples: Sequence[str],
+) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` says what it does (``description``) and shows how
+    (``examples``, each a command line, optionally followed by ``  # why``); ``summary`` is
+    its line in ``corral --help``."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        parents=[common],
+        help=summary,
+        description=description,
+        epilog="examples:\n" + "\n".join(f"  {example}" for example in examples),
+        formatter_class=HelpText,
+    )
+    return parser
+
+
+class HelpText(argparse.HelpFormatter):
+    """argparse's help, but the examples keep their lines as written (the description is
+    wrapped to the terminal as usual)."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("examples:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def whole(minimum: int, example: str, maximum: int = 10**9) -> Callable[[str], int]:
     """An argparse type: a whole number from ``minimum`` to ``maximum``, e.g. ``example``."""
 

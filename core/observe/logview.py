@@ -245,11 +245,20 @@ class Filter:
     can be pasted back. ``min_level`` keeps events at or above that level (``warn`` and
     ``fatal`` are accepted as aliases); events with a missing or unknown level count as
     ``info``. ``event`` is an exact event name or an :mod:`fnmatch` glob (case-sensitive).
+    ``since`` and ``until`` (epoch seconds, both included) keep events whose ``timestamp``
+    lies between; an event without a readable one is left out when either is set.
     """
+
+    @property
+    def narrows(self) -> bool:
+        """Whether any filter is set (so the last N events must be looked for among all)."""
+        return any(value is not None for value in (self.run, self.min_level, self.event, self.since, self.until))
 
     run: str | None = None
     min_level: str | None = None
     event: str | None = None
+    since: float | None = None
+    until: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_level is not None:
@@ -270,7 +279,34 @@ class Filter:
             name = str(ev.get("event", ""))
             if name != self.event and not fnmatchcase(name, self.event):
                 return False
+        if self.since is not None or self.until is not None:
+            at = epoch(ev.get("timestamp"))
+            if (
+                at is None
+                or (self.since is not None and at < self.since)
+                or (self.until is not None and at > self.until)
+            ):
+                return False
         return True
+
+
+def epoch(timestamp: Any) -> float | None:
+    """An event's ``timestamp`` (ISO 8601, UTC when it names no zone, or epoch seconds) as
+    epoch seconds; None when it is not a time."""
+    moment = _moment(timestamp)
+    return None if moment is None else moment.timestamp()
+
+
+def _moment(timestamp: Any) -> datetime | None:
+    try:
+        if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+            return datetime.fromtimestamp(timestamp, UTC)
+        if not isinstance(timestamp, str):
+            return None
+        moment = datetime.fromisoformat(timestamp)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # corral writes UTC
 
 
 def render(ev: Mapping[str, Any], *, color: bool) -> str:
@@ -311,15 +347,9 @@ def _clock(timestamp: Any) -> str:
     """Local wall-clock time with milliseconds; the raw value if it is not a timestamp."""
     if timestamp is None:
         return "??:??:??.???"
-    try:
-        if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
-            moment = datetime.fromtimestamp(timestamp, UTC)
-        else:
-            moment = datetime.fromisoformat(str(timestamp))
-    except (ValueError, OverflowError, OSError):
+    moment = _moment(timestamp)
+    if moment is None:
         return printable(str(timestamp))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # corral writes UTC; a bare time is UTC too
     local = moment.astimezone()
     return f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
 

@@ -6,6 +6,7 @@ many of them into one commit and the CLI can use the same code read-only.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
@@ -73,14 +74,15 @@ class Records:
 
     def list_runs(self, txn: lmdb.Transaction, agent: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Newest first, optionally for one agent."""
-        out: list[dict[str, Any]] = []
+        return list(itertools.islice(self.runs_newest_first(txn, agent), limit))
+
+    def runs_newest_first(self, txn: lmdb.Transaction, agent: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every run (of ``agent``), newest first, read as the caller goes (a filter can stop
+        early: run ids sort by creation time)."""
         if agent is None:
-            cursor = txn.cursor(db=self.dbs["runs"])
-            for _, raw in _rows(cursor.iterprev()):
-                out.append(unpack(raw))
-                if len(out) >= limit:
-                    break
-            return out
+            for _, raw in _rows(txn.cursor(db=self.dbs["runs"]).iterprev()):
+                yield unpack(raw)
+            return
         prefix = schema.state_prefix(agent)
         cursor = txn.cursor(db=self.dbs["agent_runs"])
         if not cursor.set_range(prefix + b"\xff"):
@@ -92,10 +94,7 @@ class Records:
                 break
             run = self.get_run(txn, key[len(prefix) :].decode())
             if run is not None:
-                out.append(run)
-            if len(out) >= limit:
-                break
-        return out
+                yield run
 
     def run_ids(self, txn: lmdb.Transaction) -> Iterator[str]:
         """Every run id in the store, oldest first, without reading the runs."""

@@ -232,8 +232,8 @@ def test_only_older_runs_count_towards_a_crash_loop(home_with: Callable[..., Hos
 
     home = home_with({})
     ids = []
-    for _ in range(3):
-        run_id = new_run_id()
+    for n in range(3):
+        run_id = new_run_id(int(time.time() * 1000) + n)  # three ids in one millisecond sort by chance
         ids.append(run_id)
         run = {"id": run_id, "agent": "a", "state": "failed", "created": time.time(), "attempt": 1}
         home.writer.call(lambda txn, run=run: home.engine.records.put_run(txn, run))
