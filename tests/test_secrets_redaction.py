@@ -310,3 +310,61 @@ def test_a_long_run_of_escape_characters_costs_linear_time(value: str, run: str)
     redactor.redact(text.encode())
 
     assert time.perf_counter() - started < 1.0
+
+
+def test_a_secret_made_a_number_is_still_found() -> None:
+    """An agent's int(os.environ["PIN"]) or float(...) in a log field, its state or result."""
+    redactor = Redactor({"PIN": "8374926155", "FLT": "3.14159265358"})
+    value = {"pin": 8374926155, "f": 3.14159265358, "nested": {"p": [8374926155]}, "n": 42, "ok": True}
+    assert redactor.redact(value) == {
+        "pin": "[redacted:PIN]",
+        "f": "[redacted:FLT]",
+        "nested": {"p": ["[redacted:PIN]"]},
+        "n": 42,
+        "ok": True,
+    }
+    assert redactor.redact_event({"event": "x", "pin": 8374926155})["pin"] == "[redacted:PIN]"
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.lines: list[dict[str, object]] = []
+
+    def info(self, event: str, **fields: object) -> None:
+        self.lines.append({"event": event, **fields})
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.lines.append({"event": event, **fields})
+
+
+@pytest.mark.parametrize(
+    "writes",
+    [
+        [b"X" * 65534 + b"tok_a24687b8e5ba20d87491 tail\n"],  # a cut inside one read
+        [b"Z" * 4100 + b"tok_a2", b"4687b8e5ba20d87491 end\n"],  # across two writes
+        [b"Y" * 4088 + b"tok_a24687b8e5ba20d87491\n"],  # the line's own cut
+        [b"Y" * (4097 - 24) + b"tok_a24687b8e5ba20d87491\n"],
+    ],
+)
+def test_no_part_of_a_secret_in_stdout_is_logged_wherever_the_line_is_cut(writes: list[bytes]) -> None:
+    """Agent output is redacted whole before it is cut, and what follows a forced cut of an
+    over-long line is never logged as a line of its own."""
+    import asyncio
+
+    from corral.run.output import RateLimit, pump
+
+    token = "tok_a24687b8e5ba20d87491"
+    redactor = Redactor({"TOKEN": token})
+    log = _Lines()
+
+    async def go() -> None:
+        stream = asyncio.StreamReader()
+        for write in writes:
+            stream.feed_data(write)
+        stream.feed_eof()
+        await pump(stream, "stdout", log, RateLimit(), redactor.redact_text)
+
+    asyncio.run(go())
+    logged = json.dumps(log.lines)
+    for start in range(len(token) - 5):
+        assert token[start : start + 6] not in logged, (token[start : start + 6], logged[-300:])

@@ -159,8 +159,8 @@ class Attempt:
         stdout, stderr = child.process.stdout, child.process.stderr
         assert stdout is not None and stderr is not None, "agents are spawned with both streams piped"
         pumps = [
-            asyncio.create_task(pump(stdout, "stdout", self.log, self.output_limit)),
-            asyncio.create_task(pump(stderr, "stderr", self.log, self.output_limit)),
+            asyncio.create_task(pump(stdout, "stdout", self.log, self.output_limit, shared.redact)),
+            asyncio.create_task(pump(stderr, "stderr", self.log, self.output_limit, shared.redact)),
         ]
         watchdog = asyncio.create_task(self._watch(child))
         wall = self.agent.limits.wall_seconds

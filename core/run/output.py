@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 MAX_LINE = 4096
@@ -47,31 +48,50 @@ class RateLimit:
         return dropped
 
 
-async def pump(stream: asyncio.StreamReader, name: str, log: Any, limit: RateLimit) -> None:
-    """Copy ``stream`` into ``log`` line by line until EOF."""
+async def pump(
+    stream: asyncio.StreamReader, name: str, log: Any, limit: RateLimit, redact: Callable[[str], str] = str
+) -> None:
+    """Copy ``stream`` into ``log`` line by line until EOF.
+
+    A line is redacted whole before it is cut to :data:`MAX_LINE` (a secret straddling the
+    cut would otherwise be logged in part); one longer than twice that is logged from what
+    has come, and the rest of it, up to its newline, is only counted, never logged as a
+    line of its own (where a cut could split a secret again).
+    """
     pending = b""
+    skipped = 0  # the rest of an over-long line already logged: dropped up to its newline
     last_report = time.monotonic()
+
+    def emit(raw: bytes, extra: int = 0) -> None:
+        if limit.allow(len(raw)):
+            text = redact(raw.decode("utf-8", errors="replace"))
+            size = len(raw) + extra
+            log.info(name, line=text[:MAX_LINE], **({"truncated": size} if len(text) > MAX_LINE or extra else {}))
+
     while True:
         chunk = await stream.read(65536)
         if not chunk:
             break
+        if skipped:
+            head, newline, chunk = chunk.partition(b"\n")
+            skipped += len(head)
+            if not newline:
+                continue
+            skipped = 0
         pending += chunk
         *lines, pending = pending.split(b"\n")
-        if len(pending) > MAX_LINE:
-            lines.append(pending)
-            pending = b""
         for raw in lines:
-            if limit.allow(len(raw)):
-                text = raw[:MAX_LINE].decode("utf-8", errors="replace")
-                truncated = len(raw) > MAX_LINE
-                log.info(name, line=text, **({"truncated": len(raw)} if truncated else {}))
+            emit(raw)
+        if len(pending) > 2 * MAX_LINE:
+            emit(pending[: 2 * MAX_LINE], len(pending) - 2 * MAX_LINE)
+            skipped, pending = len(pending) - 2 * MAX_LINE, b""
         if limit.dropped and time.monotonic() - last_report > 1.0:
             log.warning(
                 "output dropped", stream=name, lines=limit.take_dropped(), reason="rate or size limit for agent output"
             )
             last_report = time.monotonic()
-    if pending and limit.allow(len(pending)):
-        log.info(name, line=pending[:MAX_LINE].decode("utf-8", errors="replace"))
+    if pending:
+        emit(pending)
     if limit.dropped:
         log.warning(
             "output dropped", stream=name, lines=limit.take_dropped(), reason="rate or size limit for agent output"

@@ -21,7 +21,8 @@ from corral.secrets.secret import MIN_SECRET_LENGTH, Secret, placeholder
 
 T = TypeVar("T")
 
-_SCALARS = frozenset({int, float, bool, type(None)})  # kept as they are, checked first: most fields
+_SCALARS = frozenset({bool, type(None)})  # kept as they are, checked first
+_NUMBERS = frozenset({int, float})  # a secret may be all digits: an agent's int(os.environ["PIN"])
 _KEYS_CACHED = 1024  # field names seen, with their redacted form: the same few recur on every line
 
 
@@ -150,6 +151,8 @@ class Redactor:
             return self.redact_text(value)
         if kind in _SCALARS:
             return value
+        if kind in _NUMBERS:
+            return self._number(value)
         if isinstance(value, dict):
             return self._mapping(value, reprs)
         if isinstance(value, str):
@@ -164,12 +167,26 @@ class Redactor:
             return type(value)(self._walk(item, reprs) for item in value)
         if isinstance(value, Mapping):
             return self._mapping(value, reprs)
-        if not reprs or isinstance(value, int | float):
+        if isinstance(value, int | float) and not isinstance(value, bool):  # a subclass (an IntEnum...)
+            return self._number(value)
+        if not reprs:
             return value
         try:
             return self.redact_text(repr(value))
         except Exception:  # a broken __repr__, or an int too long to print
             return f"<unrepresentable {type(value).__name__}>"
+
+    def _number(self, value: int | float) -> Any:
+        """The number, or its placeholder text when its digits are a secret's (the only
+        place a redacted value changes type)."""
+        if self._text is None:
+            return value
+        try:
+            text = repr(value)
+        except ValueError:  # an int too long to print
+            return value
+        redacted = self.redact_text(text)
+        return value if redacted == text else redacted
 
     def _mapping(self, mapping: Mapping[Any, Any], reprs: bool) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
