@@ -30,7 +30,7 @@ import json
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -198,16 +198,24 @@ def ask(
 
 
 def send_or_foreground(
-    config: CorralConfig, request: dict[str, Any], wait: bool, *, refused: int = EXIT_FAILED
+    config: CorralConfig,
+    request: dict[str, Any],
+    wait: bool,
+    *,
+    refused: int = EXIT_FAILED,
+    each: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any] | None:
-    """The daemon's last answer; None when no daemon holds the home (the caller runs it
-    here). A refusal exits ``refused`` with the daemon's reason.
+    """The daemon's last answer (each one also given to ``each`` as it arrives); None when
+    no daemon holds the home (the caller runs it here). A refusal exits ``refused`` with
+    the daemon's reason.
 
     With ``wait``, the run's id goes to stderr as soon as the daemon has queued it, and
     Ctrl-C stops the waiting, not the run (exit :data:`EXIT_INTERRUPTED`)."""
     queued: list[str] = []
 
     def announce(answer: dict[str, Any]) -> None:
+        if each is not None:
+            each(answer)
         if wait and not queued and isinstance(answer.get("run"), dict):
             queued.append(answer["run"]["id"])
             print(f"run {queued[0]} queued; waiting (Ctrl-C stops waiting, the run goes on)", file=sys.stderr)
@@ -236,6 +244,28 @@ def act(config: CorralConfig, request: dict[str, Any], wait: bool = False) -> di
     """:func:`send_or_foreground` for an op on a named run, agent or approval: the daemon
     refuses one that does not exist or cannot be acted on, which exits 5 with its reason."""
     return send_or_foreground(config, request, wait, refused=EXIT_NOT_FOUND)
+
+
+def agent_named(config: CorralConfig, agent: str) -> None:
+    """Exit 5 naming the configured agents unless ``agent`` is one."""
+    if agent not in config.agents:
+        known = ", ".join(sorted(config.agents)) or "none"
+        raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {agent!r} in {config.path}; agents: {known}")
+
+
+def act_or_here(config: CorralConfig, request: dict[str, Any], offline: Callable[[Any], Awaitable[Any]]) -> Any:
+    """The daemon's answer to ``request`` (:func:`act`), or with no daemon ``offline(engine)``
+    run here against the store (the daemon reads what it changed when it starts)."""
+    reply = act(config, request)
+    if reply is not None:
+        return reply
+    from corral.daemon.host import host
+
+    async def here(engine: Any) -> Any:
+        return await offline(engine)
+
+    with host(config, echo=None) as composed:
+        return asyncio.run(here(composed.engine))
 
 
 def foreground(config: CorralConfig, start: Any) -> dict[str, Any]:

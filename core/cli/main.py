@@ -44,6 +44,7 @@ from corral.errors import ConfigError, ControlError, CorralError, StoreLockedErr
 COMMAND_MODULES: tuple[str, ...] = (
     "status",
     "show",
+    "lifecycle",
     "spend",
     "retry",
     "approvals",

@@ -8,12 +8,10 @@ starts); ``reload`` needs a daemon.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import os
 import time
 import tomllib
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +23,13 @@ from corral.cli.common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     Exit,
-    act,
+    act_or_here,
+    agent_named,
     ask,
     load,
     print_json,
 )
-from corral.config import CorralConfig, default_home, find_config, parse_duration
+from corral.config import default_home, find_config, parse_duration
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -94,26 +93,9 @@ def _until(args: argparse.Namespace) -> float | None:
     return until
 
 
-def _agent(config: CorralConfig, agent: str) -> None:
-    if agent not in config.agents:
-        known = ", ".join(sorted(config.agents)) or "none"
-        raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {agent!r} in {config.path}; agents: {known}")
-
-
-def _ask(config: CorralConfig, request: dict[str, Any], offline: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
-    """The daemon's answer, or with no daemon ``offline(engine)`` run here against the store."""
-    reply = act(config, request)
-    if reply is not None:
-        return reply
-    from corral.daemon.host import host
-
-    with host(config, echo=None) as composed:
-        return asyncio.run(offline(composed.engine))
-
-
 def cmd_pause(args: argparse.Namespace) -> int:
     config = load(args)
-    _agent(config, args.agent)
+    agent_named(config, args.agent)
     until = _until(args)
     reason = args.reason or "paused with `corral pause`"
     request = {"op": "pause", "agent": args.agent, "reason": reason, "until": until}
@@ -125,7 +107,7 @@ def cmd_pause(args: argparse.Namespace) -> int:
             raise Exit(EXIT_USAGE, f"corral: {exc}") from None
         return {"agent": args.agent, "pause": engine.paused(args.agent)}
 
-    reply = _ask(config, request, offline)
+    reply = act_or_here(config, request, offline)
     if args.json:
         print_json({"agent": args.agent, "pause": reply["pause"]})
     else:
@@ -138,14 +120,14 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     config = load(args)
-    _agent(config, args.agent)
+    agent_named(config, args.agent)
 
     async def offline(engine: Any) -> dict[str, Any]:
         was = engine.paused(args.agent)
         await engine.resume_agent(args.agent)
         return {"agent": args.agent, "was_paused": was is not None, "was_slowed": False}
 
-    reply = _ask(config, {"op": "resume", "agent": args.agent}, offline)
+    reply = act_or_here(config, {"op": "resume", "agent": args.agent}, offline)
     if args.json:
         print_json({k: reply[k] for k in ("agent", "was_paused", "was_slowed")})
     elif reply["was_paused"] or reply["was_slowed"]:
@@ -167,7 +149,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise Exit(EXIT_NOT_FOUND, f"corral: {exc}") from None
 
-    run = _ask(config, {"op": "cancel", "run": run_id}, offline)["run"]
+    run = act_or_here(config, {"op": "cancel", "run": run_id}, offline)["run"]
     if args.json:
         print_json(run)
     elif run["state"] == "cancelled":

@@ -97,10 +97,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     headers = ["AGENT", "STATE", "TRIGGER", "NEXT", "LAST", "WHEN", "RUN", "QUEUED", "SPENT TODAY"]
     print(views.table(rows, headers) if rows else "no agents configured")
     for name, info in schedules.items():
-        if info["pause"]:
-            until = info["pause"]["until"]
-            lifts = f", until {views.when(until)}" if until else "; `corral resume` lifts it"
-            print(f"{name} paused since {views.when(info['pause']['since'])}{lifts}: {info['pause']['reason']}")
+        pause = info["pause"]
+        if pause and pause.get("stopped"):
+            since = views.when(pause["since"])
+            print(f"{name} stopped since {since}; `corral start {name}` starts it: {pause['reason']}")
+        elif pause:
+            lifts = f", until {views.when(pause['until'])}" if pause["until"] else "; `corral resume` lifts it"
+            print(f"{name} paused since {views.when(pause['since'])}{lifts}: {pause['reason']}")
     if today.get(""):
         print(f"\nmodel spend today, all agents: {views.spent(today[''])}")
     if active:

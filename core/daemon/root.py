@@ -22,6 +22,7 @@ from corral.config import load_config
 from corral.config.check import check_config
 from corral.daemon import control
 from corral.daemon.host import Host
+from corral.daemon.lifecycle import STOPPED, Lifecycle
 from corral.daemon.power import KeepAwake
 from corral.errors import ConfigError
 from corral.observe.metrics import Metrics
@@ -309,6 +310,10 @@ class Daemon:
             "replay": self._op_replay,
             "fork": self._op_fork,
             "console": self._op_console,
+            "shutdown": self._op_shutdown,
+            "stop": self._op_agent,
+            "start": self._op_agent,
+            "restart": self._op_agent,
         }
         if op not in handler:
             await reply({"ok": False, "error": f"unknown op {op!r:.80}; ops: {', '.join(handler)}"})
@@ -347,7 +352,9 @@ class Daemon:
         if problem is None and self.engine.draining:
             problem = "the daemon is stopping; try again when it is back"
         if problem is None and (pause := self.engine.paused(str(agent))) is not None:
-            problem = f"agent {agent} is paused ({pause['reason']}); `corral resume {agent}` first"
+            how = "start" if pause.get("stopped") else "resume"
+            problem = f"agent {agent} is {'stopped' if how == 'start' else 'paused'} ({pause['reason']}); "
+            problem += f"`corral {how} {agent}` first"
         if problem is not None:
             await reply({"ok": False, "error": problem})
             return
@@ -450,6 +457,55 @@ class Daemon:
         if RunState(run["state"]) in FINISHED:
             self._resolve(run_id, run)
         await reply({"ok": True, "run": run})
+
+    async def _op_shutdown(self, request: dict[str, Any], reply: Reply) -> None:
+        """``corral stop``: as SIGTERM, once the answer has gone out."""
+        running = len(self.queue.tasks())
+        supervised = bool(os.environ.get("SUPERVISOR_ENABLED"))  # supervisord sets it for its children
+        await reply(
+            {
+                "ok": True,
+                "pid": os.getpid(),
+                "running": running,
+                "grace": self.config.grace_seconds,
+                "supervised": supervised,
+            }
+        )
+        self.log.info("stop asked through the control socket", running=running)
+        self.engine.draining = True
+        self.stopping.set()
+
+    async def _op_agent(self, request: dict[str, Any], reply: Reply) -> None:
+        """``corral stop/start/restart AGENT`` (:mod:`corral.daemon.lifecycle`)."""
+        op, agent = request["op"], request.get("agent")
+        problem = self._agent_problem(agent)
+        if problem is None and op == "restart" and self.engine.draining:
+            problem = "the daemon is stopping; try again when it is back"
+        if problem is not None:
+            await reply({"ok": False, "error": problem})
+            return
+        name = str(agent)
+        lifecycle = Lifecycle(self.engine, self.queue.remove, self.scheduler.unslow)
+        if op == "stop":
+            answer = await lifecycle.stop(name, str(request.get("reason") or STOPPED))
+        elif op == "start":
+            answer = await lifecycle.start(name)
+        else:
+            answer, payload = await lifecycle.restart(name, self.config.agents[name].input)
+        for run in answer.get("cancelled", ()):
+            if RunState(run["state"]) in FINISHED:  # a running one is resolved when its attempt ends
+                self._resolve(run["id"], run)
+        if op != "restart":
+            await reply({"ok": True, **answer})
+            return
+        run = await self.engine.create_run(name, payload, trigger="restart")
+        told: list[bool] = []
+
+        async def with_answer(message: dict[str, Any]) -> None:  # the first reply (the queued run) says what was done
+            await reply(message if told else {**answer, **message})
+            told.append(True)
+
+        await self._start(run, bool(request.get("wait")), with_answer)
 
     async def _op_console(self, request: dict[str, Any], reply: Reply) -> None:
         if self.console is None:

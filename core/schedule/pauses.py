@@ -1,7 +1,9 @@
 """Paused agents: durable in the store's ``pauses`` database, mirrored in memory.
 
 A pause is ``{"reason", "since", "until"}`` keyed by agent name; ``until`` is when it
-lifts by itself (``None``: only ``corral resume`` lifts it). The in-memory copy makes
+lifts by itself (``None``: only ``corral resume`` lifts it). A stop (``corral stop AGENT``,
+:mod:`corral.daemon.lifecycle`) is a pause with ``"stopped": true`` and no ``until``: the
+agent's triggers are off in the same way, until ``corral start`` (or ``resume``) lifts it. The in-memory copy makes
 :meth:`Pauses.get` answer without waiting for the store writer, so the daemon's
 scheduler, the crash-loop rule and the budget checks can ask from any thread.
 """
@@ -9,6 +11,7 @@ scheduler, the crash-loop rule and the budget checks can ask from any thread.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,9 +61,12 @@ class Pauses:
             times = [p["until"] for p in self._pauses.values() if p["until"] is not None]
         return min(times, default=None)
 
-    async def pause(self, agent: str, reason: str, until: float | None = None) -> dict[str, Any]:
-        """Record the pause durably; pausing a paused agent replaces its reason and ``until``."""
-        pause, job = self._pausing(agent, reason, until)
+    async def pause(
+        self, agent: str, reason: str, until: float | None = None, *, stopped: bool = False
+    ) -> dict[str, Any]:
+        """Record the pause durably (``stopped``: as a stop); pausing a paused agent replaces
+        its reason, its ``until`` and whether it is a stop."""
+        pause, job = self._pausing(agent, reason, until, stopped)
         await self._writer.run(job)
         return self._paused(agent, pause)
 
@@ -71,12 +77,17 @@ class Pauses:
         self._writer.call(job)
         return self._paused(agent, pause)
 
-    def _pausing(self, agent: str, reason: str, until: float | None) -> tuple[dict[str, Any], Callable[[Any], None]]:
+    def _pausing(
+        self, agent: str, reason: str, until: float | None, stopped: bool = False
+    ) -> tuple[dict[str, Any], Callable[[Any], None]]:
         if not isinstance(reason, str) or not reason.strip():
             raise ValueError("a pause needs a reason (who paused the agent and why)")
         if until is not None and until <= self.clock.now():
-            raise ValueError(f"a pause's until ({until:.0f}) must be in the future")
-        pause = {"reason": reason, "since": self.clock.now(), "until": until}
+            shown = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(until))
+            raise ValueError(f"a pause's end ({shown}) must be in the future")
+        pause: dict[str, Any] = {"reason": reason, "since": self.clock.now(), "until": until}
+        if stopped:
+            pause["stopped"] = True
         db = self._db
         return pause, lambda txn: txn.put(agent.encode(), pack(pause), db=db)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from corral.config import CorralConfig
+from corral.config.units import format_duration
 from corral.schedule import state
 from corral.schedule.pauses import read_pauses
 from corral.states import RunState
@@ -18,7 +19,7 @@ from corral.store import Records, Store
 def agent_status(
     store: Store, records: Records, txn: Any, config: CorralConfig, now: float
 ) -> dict[str, dict[str, Any]]:
-    """Per agent: ``state`` (disabled, paused, running, queued, idle), ``next_fire`` (epoch
+    """Per agent: ``state`` (disabled, stopped, paused, running, queued, idle), ``next_fire`` (epoch
     seconds, jitter included, or None), ``queue_depth``, ``pause``, ``slowed`` and ``triggers``."""
     db = store.dbs["schedules"]
     schedules = state.all_schedules(txn, db)
@@ -33,7 +34,7 @@ def agent_status(
         if not agent.enabled:
             current = "disabled"
         elif name in pauses:
-            current = "paused"
+            current = "stopped" if pauses[name].get("stopped") else "paused"
         elif any(r["state"] == RunState.RUNNING.value for r in mine):
             current = "running"
         elif depth:
@@ -59,6 +60,8 @@ def triggers_label(agent: Any) -> str:
     if not agent.triggers:
         return "manual"
     return ", ".join(
-        f"every {t.settings['every']:g}s" if t.kind == "interval" and t.section.endswith("every") else t.kind
+        f"every {format_duration(t.settings['every'])}"
+        if t.kind == "interval" and t.section.endswith("every")
+        else t.kind
         for t in agent.triggers
     )
