@@ -111,20 +111,24 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    return lift(args, "start")
+
+
+def lift(args: argparse.Namespace, verb: str) -> int:
+    """``corral start AGENT`` and ``corral resume AGENT``: the same lift of a stop, a pause
+    and a slow-down, each saying it in its own words."""
     config = load(args)
     agent_named(config, args.agent)
     from corral.daemon.lifecycle import Lifecycle
 
-    answer = act_or_here(
-        config, {"op": "start", "agent": args.agent}, lambda engine: Lifecycle(engine).start(args.agent)
-    )
+    answer = act_or_here(config, {"op": verb, "agent": args.agent}, lambda engine: Lifecycle(engine).start(args.agent))
     if args.json:
         print_json(answer)
     elif answer["was_stopped"] or answer["was_paused"] or answer["was_slowed"]:
         what = "stopped" if answer["was_stopped"] else "paused" if answer["was_paused"] else "slowed down"
-        print(f"{args.agent} started (it was {what}): its triggers fire again")
+        print(f"{args.agent} {'started' if verb == 'start' else 'resumed'} (it was {what}): its triggers fire again")
     else:
-        print(f"{args.agent} was not stopped; its triggers fire as configured")
+        print(f"{args.agent} was not {'stopped' if verb == 'start' else 'paused'}; its triggers fire as configured")
     return EXIT_OK
 
 

@@ -119,22 +119,9 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    config = load(args)
-    agent_named(config, args.agent)
+    from corral.cli.lifecycle import lift
 
-    async def offline(engine: Any) -> dict[str, Any]:
-        was = engine.paused(args.agent)
-        await engine.resume_agent(args.agent)
-        return {"agent": args.agent, "was_paused": was is not None, "was_slowed": False}
-
-    reply = act_or_here(config, {"op": "resume", "agent": args.agent}, offline)
-    if args.json:
-        print_json({k: reply[k] for k in ("agent", "was_paused", "was_slowed")})
-    elif reply["was_paused"] or reply["was_slowed"]:
-        print(f"{args.agent} resumed")
-    else:
-        print(f"{args.agent} was not paused")
-    return EXIT_OK
+    return lift(args, "resume")
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

@@ -304,7 +304,7 @@ class Daemon:
             "approve": self._op_decide,
             "deny": self._op_decide,
             "pause": self._op_pause,
-            "resume": self._op_resume,
+            "resume": self._op_agent,
             "cancel": self._op_cancel,
             "reload": self._op_reload,
             "replay": self._op_replay,
@@ -432,17 +432,6 @@ class Daemon:
             return
         await reply({"ok": True, "agent": agent, "pause": self.engine.paused(str(agent))})
 
-    async def _op_resume(self, request: dict[str, Any], reply: Reply) -> None:
-        agent = request.get("agent")
-        problem = self._agent_problem(agent)
-        if problem is not None:
-            await reply({"ok": False, "error": problem})
-            return
-        was = self.engine.paused(str(agent))
-        await self.engine.resume_agent(str(agent))
-        unslowed = await self.scheduler.unslow(str(agent))
-        await reply({"ok": True, "agent": agent, "was_paused": was is not None, "was_slowed": unslowed})
-
     async def _op_cancel(self, request: dict[str, Any], reply: Reply) -> None:
         run_id = str(request.get("run"))
         self.queue.remove(run_id)  # first, so the queue cannot start it while it is cancelled
@@ -476,7 +465,8 @@ class Daemon:
         self.stopping.set()
 
     async def _op_agent(self, request: dict[str, Any], reply: Reply) -> None:
-        """``corral stop/start/restart AGENT`` (:mod:`corral.daemon.lifecycle`)."""
+        """``corral stop/start/restart/resume AGENT`` (:mod:`corral.daemon.lifecycle`; a resume
+        is a start: either lifts a stop, a pause and a slow-down)."""
         op, agent = request["op"], request.get("agent")
         problem = self._agent_problem(agent)
         if problem is None and op == "restart" and self.engine.draining:
@@ -488,7 +478,7 @@ class Daemon:
         lifecycle = Lifecycle(self.engine, self.queue.remove, self.scheduler.unslow)
         if op == "stop":
             answer = await lifecycle.stop(name, str(request.get("reason") or STOPPED))
-        elif op == "start":
+        elif op in ("start", "resume"):
             answer = await lifecycle.start(name)
         else:
             answer, payload = await lifecycle.restart(name, self.config.agents[name].input)
