@@ -150,3 +150,14 @@ def test_a_failed_run_shows_the_exception_type_and_the_agents_own_frames(corral_
     assert "runtime.py" not in failed.stderr, "corral's own frames are left out"
     run_id = json.loads(corral_project.cli("runs", "broken", "--json").stdout)[0]["id"]
     assert "ZeroDivisionError: division by zero" in corral_project.cli("trace", run_id).stdout
+
+
+def test_follow_in_the_foreground_prints_the_runs_lines_then_its_result(corral_project: CorralProject) -> None:
+    corral_project.agent("chatty", "def run(ctx):\n    ctx.log.info('hello there')\n    return 7\n")
+    followed = corral_project.cli("run", "chatty", "--follow")
+    assert followed.returncode == 0, followed.stderr
+    lines = followed.stdout.splitlines()
+    assert "run started" in lines[0] and "hello there" in lines[1] and "run ended" in lines[2], lines
+    assert lines[-2].endswith("succeeded") and lines[-1] == "7"
+    both = corral_project.cli("run", "chatty", "--follow", "--wait")
+    assert both.returncode == 2 and "not allowed with" in both.stderr

@@ -354,10 +354,14 @@ class _Stop:
             self._timer.cancel()
 
 
-def report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool) -> int:
+def report_run(run: dict[str, Any], args: argparse.Namespace, *, waited: bool, lines: bool = False) -> int:
+    """Print how the run stands (or ended) and return the exit code; ``lines``: with
+    ``--json``, the run as one JSON line (after the log lines ``--follow`` printed)."""
     from corral.observe.logview import printable, printable_json
 
-    if getattr(args, "json", False):
+    if getattr(args, "json", False) and lines:
+        print(printable_json(json.dumps(run, default=str, ensure_ascii=False)))
+    elif getattr(args, "json", False):
         print_json(run)
     elif not waited:
         print(f"run {run['id']} queued for {run['agent']}")

@@ -28,6 +28,8 @@ from corral.cli.common import (
     Exit,
     Parser,
     act,
+    agent_named,
+    command,
     duration,
     foreground,
     internal_error,
@@ -38,7 +40,7 @@ from corral.cli.common import (
     send_or_foreground,
 )
 from corral.cli.extensions import add_plugin_commands
-from corral.config import find_config
+from corral.config import CorralConfig, find_config
 from corral.errors import ConfigError, ControlError, CorralError, StoreLockedError
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -75,21 +77,48 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = load(args)
-    if args.agent not in config.agents:
-        known = ", ".join(sorted(config.agents)) or "none"
-        raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {args.agent!r} in {config.path}; agents: {known}")
-    request: dict[str, Any] = {"op": "run", "agent": args.agent, "wait": args.wait}
+    agent_named(config, args.agent)
+    request: dict[str, Any] = {"op": "run", "agent": args.agent, "wait": args.wait or args.follow}
     if args.input is not None:
         request["input"] = json_argument(args.input, "--input", """'{"k": 1}'""")
-    reply = send_or_foreground(config, request, wait=args.wait)
-    if reply is not None:
-        return report_run(reply["run"], args, waited=args.wait)
     agent = config.agents[args.agent]
 
     async def start(engine: Any) -> str:
-        return (await engine.create_run(agent.name, request.get("input", agent.input), trigger="cli"))["id"]
+        return str((await engine.create_run(agent.name, request.get("input", agent.input), trigger="cli"))["id"])
 
+    if args.follow:
+        return _run_followed(config, args, request, start)
+    reply = send_or_foreground(config, request, wait=args.wait)
+    if reply is not None:
+        return report_run(reply["run"], args, waited=args.wait)
     return report_run(foreground(config, start), args, waited=True)
+
+
+def _run_followed(config: CorralConfig, args: argparse.Namespace, request: dict[str, Any], start: Any) -> int:
+    """``corral run --follow``: the run's log lines live (:mod:`corral.cli.follow`), then its end."""
+    from corral.cli.follow import RunFollower, printer
+    from corral.observe.logs import log_path
+
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    with RunFollower(log_path(config.log_dir, args.agent), printer(args.json, color)) as follower:
+
+        def queued(answer: dict[str, Any]) -> None:
+            if isinstance(answer.get("run"), dict):
+                follower.following(answer["run"]["id"])
+
+        reply = send_or_foreground(config, request, wait=True, each=queued)
+        if reply is not None:
+            run = reply["run"]
+        else:
+
+            async def started(engine: Any) -> str:
+                run_id = str(await start(engine))
+                follower.following(run_id)
+                return run_id
+
+            run = foreground(config, started)
+        follower.ended()
+    return report_run(run, args, waited=True, lines=True)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -162,11 +191,30 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     sub.add_parser("up", parents=[common], help="run the daemon in the foreground").set_defaults(func=cmd_up)
 
-    run = sub.add_parser("run", parents=[common], help="start a run of an agent now")
-    run.add_argument("agent")
-    run.add_argument("--input", help="JSON payload, available to the agent as ctx.input")
-    run.add_argument("--wait", action="store_true", help="wait for the run to end; exit 1 if it failed")
-    run.add_argument("--json", action="store_true")
+    run = command(
+        sub,
+        common,
+        "run",
+        "start a run of an agent now (--wait for its end, --follow to watch it)",
+        description="Start a run of AGENT now: through the daemon when one runs, else here in the foreground "
+        "(waiting for its end). --wait prints the run's id on stderr at once, then its result (or its error, "
+        "exit 1); --follow prints its steps and log lines as they happen, then the same. Ctrl-C stops the waiting "
+        "(the daemon's run goes on) or the foreground run (left interrupted for the next `corral up`).",
+        examples=[
+            "corral run digest",
+            "corral run digest --wait",
+            "corral run digest --follow",
+            """corral run digest --input '{"topic": "durable agents"}' --wait --json""",
+        ],
+    )
+    run.add_argument("agent", help="the agent to run")
+    run.add_argument("--input", help="JSON payload, available to the agent as ctx.input (default: its input)")
+    watching = run.add_mutually_exclusive_group()
+    watching.add_argument("--wait", action="store_true", help="wait for the run to end; exit 1 if it failed")
+    watching.add_argument(
+        "--follow", "-f", action="store_true", help="print its steps and log lines live until it ends; as --wait"
+    )
+    run.add_argument("--json", action="store_true", help="the run as JSON (with --follow: JSON lines)")
     run.set_defaults(func=cmd_run)
 
     release = sub.add_parser(

@@ -179,5 +179,19 @@ class RunLines:
             replayed=event.replayed,
             duration_ms=duration_ms(entry),
             **({"error": error.get("message")} if error else {}),
+            **_model_fields(entry),
         )
         self._order.after_step(run["id"], entry["seq"])
+
+
+def _model_fields(entry: dict[str, Any]) -> dict[str, Any]:
+    """A model step's line also names the model, its tokens and cost (None: unpriced)."""
+    if entry.get("kind") != "model" or not isinstance(entry.get("usage"), dict):
+        return {}
+    usage = entry["usage"]
+    return {
+        "model": entry.get("model"),
+        "input_tokens": usage.get("input_tokens", 0),
+        "output_tokens": usage.get("output_tokens", 0),
+        "cost_usd": entry.get("cost_usd"),
+    }

@@ -108,8 +108,15 @@ def read_events(path: Path, *, last: int | None = None) -> Iterator[dict[str, An
         yield from chunk
 
 
-def follow(path: Path, *, poll: float = 0.2, stop: Callable[[], bool] = lambda: False) -> Iterator[dict[str, Any]]:
-    """Yield events appended to ``path`` from now on, like ``tail -F``; return once stop() is true.
+def follow(
+    path: Path,
+    *,
+    poll: float = 0.2,
+    stop: Callable[[], bool] = lambda: False,
+    ready: Callable[[], None] = lambda: None,
+) -> Iterator[dict[str, Any]]:
+    """Yield events appended to ``path`` from now on, like ``tail -F``; return once stop() is
+    true. ``ready`` is called once "now" is fixed (the file's end found, or found missing).
 
     If the file exists it is followed from its current end; a file that appears later, or
     replaces it on rotation (new inode), is read from its start after the rest of the old one
@@ -137,6 +144,8 @@ def follow(path: Path, *, poll: float = 0.2, stop: Callable[[], bool] = lambda: 
                     if first_look and stat.st_size:
                         skip_partial = _ends_mid_line(handle, stat.st_size)
                         handle.seek(stat.st_size)
+            if first_look:
+                ready()
             first_look = False
             if handle is not None:
                 pending, skip_partial, events = _drain(handle, path, pending, skip_partial)
