@@ -76,6 +76,7 @@ class InOrder:
         self._lock = threading.Lock()
         self._waiting: dict[str, deque[tuple[int | None, float, Callable[[], None]]]] = {}
         self._stepped: dict[str, int] = {}  # run id -> the last step whose line is written
+        self._timers: dict[str, threading.Timer] = {}  # run id -> when its oldest held line is due
 
     def __call__(self, run: str, seq: int | None, write: Callable[[], None]) -> None:
         with self._lock:
@@ -122,6 +123,22 @@ class InOrder:
                 write()
             if not waiting:
                 del self._waiting[run]
+            elif run not in self._timers:  # nothing else may come to write it: come back when its hold is over
+                timer = threading.Timer(
+                    max(0.0, waiting[0][1] + self.HOLD - time.monotonic()) + 0.01, self._due, (run,)
+                )
+                timer.daemon = True
+                self._timers[run] = timer
+                timer.start()
+
+    def _due(self, run: str) -> None:
+        """A held line's time is up: write it, on the background thread like the others."""
+        with self._lock:
+            self._timers.pop(run, None)
+        try:
+            self._later(self._write, run)
+        except RuntimeError:  # the background thread has stopped (the process is closing)
+            self._write(run, everything=True)
 
 
 class RunLines:
