@@ -35,6 +35,9 @@ SEARCH_LINE_CHARS = 300
 """``search_files``: most matches, largest file searched, default time budget, characters of a matched line."""
 BOOKKEEPING = ".corral"
 """Top-level folder of the workdir where corral's tools keep their own records."""
+SCRATCH = ".tmp"
+"""Top-level folder of the workdir that is the agent's ``TMPDIR`` (corral.sandbox.policy):
+not the agent's work, so ``list_files`` and ``search_files`` leave it out."""
 
 
 def _relative(real: Path) -> str:
@@ -325,8 +328,8 @@ def _walk(path: str, recursive: bool, dir_fds: bool = False) -> Iterator[tuple[A
         at_workdir = inside_workdir(path) == Path.cwd().resolve()
         for folder, dirs, files, dir_fd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
             rel = "" if folder == "." else folder[2:]
-            if not rel and at_workdir and BOOKKEEPING in dirs:
-                dirs.remove(BOOKKEEPING)
+            if not rel and at_workdir:
+                dirs[:] = [name for name in dirs if name not in (BOOKKEEPING, SCRATCH)]
             for name in sorted(dirs + files):
                 try:
                     info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)

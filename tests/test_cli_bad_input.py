@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import socket
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,26 +24,10 @@ from corral.cli.common import (
 )
 from corral.daemon import control
 from corral.testing import CorralProject
-
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "operating.md"
+from tests.cli_cases import commands, documented_codes, small_project, two_runs
 
 Case = tuple[tuple[str, ...], int, str]
 """A command's arguments, the exit code it must give, and a phrase its message must hold."""
-
-
-def _two_runs(project: CorralProject, via_daemon: bool) -> list[str]:
-    """Two runs of ``counter``, created within a few seconds, so their ids share a prefix."""
-    if via_daemon:
-        ids = [project.cli_json("run", "counter")["id"] for _ in range(2)]
-        for run_id in ids:
-            project.wait_for_run(run_id, timeout=20)
-        return ids
-    return [project.cli_json("run", "counter", "--wait")["id"] for _ in range(2)]
-
-
-def _project(project: CorralProject) -> None:
-    project.agent("counter", "def run(ctx):\n    return 1\n")
-    project.agent("other", "def run(ctx):\n    return 2\n")
 
 
 def _cases(ids: list[str]) -> list[Case]:
@@ -143,17 +125,17 @@ def _check(project: CorralProject, cases: list[Case]) -> None:
 
 
 def test_bad_ids_and_numbers_are_one_line_errors_with_the_daemon_down(corral_project: CorralProject) -> None:
-    _project(corral_project)
-    ids = _two_runs(corral_project, via_daemon=False)
+    small_project(corral_project)
+    ids = two_runs(corral_project, via_daemon=False)
     _check(corral_project, _cases(ids))
     status = corral_project.cli("status")
     assert status.returncode == 0 and "paused" not in status.stdout, status.stderr
 
 
 def test_bad_ids_and_numbers_are_one_line_errors_with_the_daemon_up(corral_project: CorralProject) -> None:
-    _project(corral_project)
+    small_project(corral_project)
     daemon = corral_project.start_daemon()
-    ids = _two_runs(corral_project, via_daemon=True)
+    ids = two_runs(corral_project, via_daemon=True)
     _check(corral_project, _cases(ids))
     assert daemon.process.poll() is None, "the daemon is still up"
     stderr = corral_project.daemon_stderr()
@@ -162,8 +144,8 @@ def test_bad_ids_and_numbers_are_one_line_errors_with_the_daemon_up(corral_proje
 
 
 def test_an_ambiguous_id_lists_its_candidates_with_agent_and_state(corral_project: CorralProject) -> None:
-    _project(corral_project)
-    ids = _two_runs(corral_project, via_daemon=False)
+    small_project(corral_project)
+    ids = two_runs(corral_project, via_daemon=False)
     shared = os.path.commonprefix(ids)
     for args in [("trace", shared), ("cancel", shared), ("logs", "--run", shared)]:
         result = corral_project.cli(*args)
@@ -208,7 +190,7 @@ MALFORMED = [
 
 
 def test_malformed_control_requests_get_one_error_reply_and_a_log_line(corral_project: CorralProject) -> None:
-    _project(corral_project)
+    small_project(corral_project)
     daemon = corral_project.start_daemon()
     for payload in MALFORMED:
         answers = _raw(corral_project.socket, payload)
@@ -298,15 +280,8 @@ def test_a_failing_control_handler_answers_and_logs_and_the_server_goes_on(tmp_p
     assert fields["op"] == "bug"
 
 
-def _documented_codes() -> Iterator[tuple[int, str]]:
-    text = DOCS.read_text()
-    section = text[text.index("### Exit codes") :]
-    for match in re.finditer(r"^\| (\d+) \| (.+) \|$", section, re.MULTILINE):
-        yield int(match[1]), match[2]
-
-
 def test_every_exit_code_is_in_the_documented_table() -> None:
-    documented = dict(_documented_codes())
+    documented = dict(documented_codes())
     codes = sorted(value for name, value in vars(common).items() if name.startswith("EXIT_"))
     assert sorted(documented) == codes
     assert set(codes) >= {EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_NOT_FOUND}
@@ -318,3 +293,16 @@ def test_usage_errors_are_one_line_naming_the_command_and_its_help(corral_projec
     assert result.returncode == EXIT_USAGE
     [line] = result.stderr.splitlines()
     assert line.startswith("corral runs: ") and "corral runs --help" in line, line
+
+
+def test_every_command_says_what_it_does_with_examples_and_every_option_has_help() -> None:
+    from corral.cli.main import parser
+
+    missing = []
+    for words, sub in commands(parser([])):
+        if not sub.description or not (sub.epilog or "").startswith("examples:"):
+            missing.append(f"corral {' '.join(words)}: a description and examples")
+        for action in sub._actions:
+            if not action.help and action.dest != "help":
+                missing.append(f"corral {' '.join(words)} {'/'.join(action.option_strings) or action.dest}: help")
+    assert not missing, "\n".join(missing)

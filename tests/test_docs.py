@@ -112,3 +112,32 @@ def test_the_architecture_page_names_only_what_exists() -> None:
                 if not hasattr(importlib.import_module(module), attribute):
                     missing.append(name)
     assert missing == [], f"docs/architecture.md names what does not exist: {missing}"
+
+
+def _first_command(markdown: str, heading: str) -> str:
+    """The first line of the first ```sh block under ``heading``."""
+    section = markdown[markdown.index(heading) :]
+    block = section[section.index("```sh\n") + len("```sh\n") :]
+    return block.splitlines()[0]
+
+
+def test_the_readmes_commands_are_the_ones_ci_and_the_docs_use() -> None:
+    """The README's first command installs into a virtual environment (a system-wide pip
+    install is refused by Homebrew's and Debian's Pythons, PEP 668) and starts the daemon;
+    the second is exactly what .ci/run runs; the operating guide installs the same way, and
+    supervisor.conf runs the venv's corral; every `corral X` the README shows exists."""
+    readme = (ROOT / "README.md").read_text()
+    venv = "python3 -m venv .venv && . .venv/bin/activate && pip install "
+    install = _first_command(readme, "## Install and run")
+    assert install.startswith(venv + ".") and install.endswith("corral up --config examples/corral.toml"), install
+    tests = _first_command(readme, "## Run the tests")
+    assert tests == venv + "-e '.[test]' && python -m pytest", tests
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] == tests, f".ci/run runs {ci[-1]!r}, the README says {tests!r}"
+    assert "pip install" not in readme.replace(venv, "").replace("pip install '.[telemetry]'", "")
+    assert "python3 -m pip install" not in readme + _text("operating.md")
+    assert "python3 -m venv .venv && . .venv/bin/activate\n&& pip install ." in _text("operating.md")
+    assert "command=/Users/you/corral/.venv/bin/corral up" in (ROOT / "supervisor.conf").read_text()
+    blocks = "\n".join(re.findall(r"```sh\n(.*?)```", readme, re.DOTALL))
+    shown = set(re.findall(r"^corral ([a-z]+)", blocks, re.MULTILINE)) | set(re.findall(r"`corral ([a-z]+)", readme))
+    assert shown and shown <= set(_subcommands()), shown - set(_subcommands())

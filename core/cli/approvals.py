@@ -18,6 +18,7 @@ from corral.cli.common import (
     EXIT_OK,
     Exit,
     act,
+    described,
     foreground,
     load,
     print_json,
@@ -30,17 +31,34 @@ from corral.store import Records
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     listing = sub.add_parser("approvals", parents=[common], help="tool calls waiting for a human's approval")
+    described(
+        listing,
+        "Tool calls a guardrail holds for a human's approval, oldest first (--all: decided and expired ones too), "
+        "with the tool, its arguments and when the request expires. Works with the daemon down.",
+        ["corral approvals", "corral approvals --all --json"],
+    )
     listing.add_argument("--all", action="store_true", help="decided and expired requests too")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     listing.set_defaults(func=cmd_approvals)
     approve = sub.add_parser("approve", parents=[common], help="approve one waiting tool call; its run resumes")
+    described(
+        approve,
+        "Approve one waiting tool call: its run resumes and the call runs once. Through the daemon, else the run "
+        "resumes here in the foreground.",
+        ["corral approve 2b64", "corral approvals && corral approve 2b641280b3"],
+    )
     approve.add_argument("id", help="approval id (or a unique prefix or suffix of it), as `corral approvals` shows")
-    approve.add_argument("--json", action="store_true")
+    approve.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     approve.set_defaults(func=cmd_decide, approve=True, reason="")
     deny = sub.add_parser("deny", parents=[common], help="deny one waiting tool call; the agent sees the reason")
+    described(
+        deny,
+        "Deny one waiting tool call: the agent (or its model) gets a tool error with the reason, and its run goes on.",
+        ['corral deny 2b64 --reason "not on a Friday"'],
+    )
     deny.add_argument("id", help="approval id (or a unique prefix or suffix of it), as `corral approvals` shows")
     deny.add_argument("--reason", required=True, help="why; the agent (or its model) reads it as the tool's error")
-    deny.add_argument("--json", action="store_true")
+    deny.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     deny.set_defaults(func=cmd_decide, approve=False)
 
 

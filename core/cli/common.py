@@ -83,6 +83,14 @@ def command(
     return parser
 
 
+def described(parser: argparse.ArgumentParser, description: str, examples: Sequence[str]) -> argparse.ArgumentParser:
+    """Give a parser made elsewhere what :func:`command` gives: a description and examples."""
+    parser.description = description
+    parser.epilog = "examples:\n" + "\n".join(f"  {example}" for example in examples)
+    parser.formatter_class = HelpText
+    return parser
+
+
 class HelpText(argparse.HelpFormatter):
     """argparse's help, but the examples keep their lines as written (the description is
     wrapped to the terminal as usual)."""

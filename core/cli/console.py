@@ -10,16 +10,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from corral.cli.common import EXIT_OK, EXIT_UNAVAILABLE, Exit, ask, load, print_json
+from corral.cli.common import EXIT_OK, EXIT_UNAVAILABLE, Exit, ask, described, load, print_json
 from corral.errors import DaemonUnavailable
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     console = sub.add_parser("console", parents=[common], help="the web console's URL, with a one-time login link")
+    described(
+        console,
+        "The daemon's web console on loopback: its URL and a one-time login link (a terminal opens a browser).",
+        ["corral console", "corral console --no-open"],
+    )
     console.add_argument(
         "--no-open", action="store_true", help="only print the link (a terminal opens a browser otherwise)"
     )
-    console.add_argument("--json", action="store_true")
+    console.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     console.set_defaults(func=cmd_console)
 
 

@@ -12,14 +12,21 @@ import os
 import sys
 from typing import Any
 
-from corral.cli.common import EXIT_FAILED, EXIT_OK, load, print_json
+from corral.cli.common import EXIT_FAILED, EXIT_OK, described, load, print_json
 from corral.config import CorralConfig
 from corral.daemon.power import capability
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     doctor = sub.add_parser("doctor", parents=[common], help="show the protections active here and for each agent")
-    doctor.add_argument("--json", action="store_true")
+    described(
+        doctor,
+        "The protections this machine offers (sandbox backend, Landlock, namespaces, seccomp, cgroups, keyring, "
+        "keep-awake, clocks) and, per agent, what it asks for and whether it will run confined, degraded or be "
+        "refused; exit 1 when an agent would be refused.",
+        ["corral doctor", "corral doctor --json"],
+    )
+    doctor.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     doctor.set_defaults(func=cmd_doctor)
 
 

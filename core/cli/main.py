@@ -30,6 +30,7 @@ from corral.cli.common import (
     act,
     agent_named,
     command,
+    described,
     duration,
     foreground,
     internal_error,
@@ -44,6 +45,7 @@ from corral.config import CorralConfig, find_config
 from corral.errors import ConfigError, ControlError, CorralError, StoreLockedError
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "starter",
     "status",
     "show",
     "lifecycle",
@@ -182,14 +184,26 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     # typed as argparse's own, so command modules keep their signatures; subcommands get Parser at run time
     p: argparse.ArgumentParser = Parser(prog="corral", description="A supervisor for always-on AI agents.")
     p.add_argument("--version", action="version", version=f"corral {__version__}")
-    config_help = "config file (default: $CORRAL_CONFIG, else $CORRAL_HOME/corral.toml)"
+    config_help = (
+        "config file (default: $CORRAL_CONFIG, else <home>/corral.toml; the home is $CORRAL_HOME, else ~/.corral)"
+    )
     p.add_argument("--config", "-c", help=config_help)
     # accepted after the command too (`corral up --config FILE`); SUPPRESS keeps the global value
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", "-c", default=argparse.SUPPRESS, help=config_help)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("up", parents=[common], help="run the daemon in the foreground").set_defaults(func=cmd_up)
+    command(
+        sub,
+        common,
+        "up",
+        "run the daemon in the foreground",
+        description="Run the daemon in the foreground (supervisord or launchd keep it alive): it resumes what a "
+        "crash interrupted, fires the agents' triggers, serves the control socket, and logs to <home>/logs, "
+        "echoing the daemon's log on stderr. SIGTERM or Ctrl-C (or `corral stop`) stops it gracefully, SIGHUP "
+        "(or `corral reload`) reads the config again. The home is $CORRAL_HOME, else [corral] home, else ~/.corral.",
+        examples=["corral up", "corral up --config examples/corral.toml", "CORRAL_HOME=/srv/corral corral up"],
+    ).set_defaults(func=cmd_up)
 
     run = command(
         sub,
@@ -220,6 +234,14 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     release = sub.add_parser(
         "release", parents=[common], help="resume a run on hold after checking its interrupted step"
     )
+
+    described(
+        release,
+        "Resume a run held because a crash interrupted a non-idempotent step: say whether that step took effect "
+        "(--happened, with its --value) or not (--not-happened: it runs again). Through the daemon, else in the "
+        "foreground.",
+        ["corral release b3c4 --happened --value '\"charged by hand\"'", "corral release b3c4 --not-happened"],
+    )
     release.add_argument("run", help="run id (or a unique prefix or suffix of it)")
     verdict = release.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--happened", action="store_true", help="the step took effect: record it, never re-run it")
@@ -227,13 +249,22 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--not-happened", dest="happened", action="store_false", help="the step had no effect: run it again"
     )
     release.add_argument("--value", help="with --happened: the step's result as JSON (default null)")
-    release.add_argument("--json", action="store_true")
+    release.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     release.set_defaults(func=cmd_release)
 
     check = sub.add_parser(
         "check",
         parents=[common],
         help="validate the config, plugins and agents' entries; show timed triggers' next fire times",
+    )
+
+    described(
+        check,
+        "Validate the config, plugins and agents in one pass: every format problem, unknown tools, alert sinks that "
+        "cannot be built, and each agent's module imported in a throwaway process (its entry function must exist and "
+        "take ctx); then each timed trigger's next three fire times with its zone. Exit 3 with format problems, 1 "
+        "with others.",
+        ["corral check", "corral check --config ~/.corral/corral.toml --timeout 30s"],
     )
     check.add_argument(
         "--timeout",
@@ -249,7 +280,11 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser(argv).parse_args(argv)
+    from corral.cli.starter import complete
+
+    everything = parser(argv)
+    complete(everything)  # the shell asking for completions: answered, and exits
+    args = everything.parse_args(argv)
     try:
         code = _command(args)
     except KeyboardInterrupt:  # Ctrl-C where no command handles it: it stops, and says no more

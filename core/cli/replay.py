@@ -25,6 +25,7 @@ from corral.cli.common import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
     Exit,
+    HelpText,
     act,
     json_argument,
     load,
@@ -47,7 +48,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         "Exit 0 when every run took the same path, 1 when one diverged.",
         epilog="examples:\n  corral replay 01a2b3\n  corral replay --agent digest --since 7d\n"
         "  corral replay 01a2b3 --pdb   # foreground: the debugger opens where it fails or diverges",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpText,
     )
     replay.add_argument("run", nargs="?", help="run id (or a unique prefix or suffix of it)")
     replay.add_argument("--agent", help="replay this agent's runs (with --since) instead of one run")
@@ -60,8 +61,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         "fork",
         parents=[common],
         help="start a new run that keeps a run's steps before --from and goes live from there",
-        epilog='example:\n  corral fork 01a2b3 --from 4 --input \'{"city": "Lyon"}\'',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Start a new run of the same agent whose steps before --from are the original's (answered "
+        "from its journal, free) and that goes live from step --from, with the original's input or --input. "
+        "The new run records its parent; `corral trace` shows the fork point.",
+        epilog='examples:\n  corral fork 01a2b3 --from 4\n  corral fork 01a2b3 --from 4 --input \'{"city": "Lyon"}\'',
+        formatter_class=HelpText,
     )
     fork.add_argument("run", help="run id (or a unique prefix or suffix of it)")
     fork.add_argument("--from", dest="from_seq", type=int, required=True, help="the first step to run live")
@@ -73,8 +77,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         "diff",
         parents=[common],
         help="compare two runs step by step and mark the first divergence",
-        epilog="example:\n  corral diff 01a2b3 01a9f0",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Compare two runs step by step (kind, name, arguments, result) and mark the first step "
+        "where they differ.",
+        epilog="examples:\n  corral diff 01a2b3 01a9f0\n  corral diff 01a2b3 01a9f0 --json",
+        formatter_class=HelpText,
     )
     diff.add_argument("first", help="run id (or a unique prefix or suffix of it)")
     diff.add_argument("second", help="run id (or a unique prefix or suffix of it)")

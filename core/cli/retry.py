@@ -17,6 +17,7 @@ from corral.cli.common import (
     EXIT_OK,
     Exit,
     act,
+    described,
     foreground,
     load,
     print_json,
@@ -28,9 +29,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
     retry = sub.add_parser(
         "retry", parents=[common], help="queue again a run that failed resumable (model down, budget spent)"
     )
+    described(
+        retry,
+        "Queue again a run that failed for a passing reason (its model endpoint down past every retry, its budget "
+        "spent): its finished steps replay free from the journal and the call it stopped at is made now. Through the "
+        "daemon, else in the foreground.",
+        ["corral retry 01a2b3c4", "corral retry b3c4 --wait"],
+    )
     retry.add_argument("run", help="run id (or a unique prefix or suffix of it)")
     retry.add_argument("--wait", action="store_true", help="wait for the run to end; exit 1 if it failed")
-    retry.add_argument("--json", action="store_true")
+    retry.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     retry.set_defaults(func=cmd_retry)
 
 

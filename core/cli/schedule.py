@@ -26,6 +26,7 @@ from corral.cli.common import (
     act_or_here,
     agent_named,
     ask,
+    described,
     load,
     print_json,
 )
@@ -34,26 +35,57 @@ from corral.config import default_home, find_config, parse_duration
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     pause = sub.add_parser("pause", parents=[common], help="stop an agent's triggers from starting runs")
-    pause.add_argument("agent")
+    described(
+        pause,
+        "Stop an agent's triggers from starting runs: their fires are recorded as skipped, queued runs wait, a "
+        "running run goes on; until `corral resume`, or by itself after --for or at --until. (`corral stop AGENT` "
+        "also cancels its runs.)",
+        [
+            'corral pause digest --for 2h --reason "feed maintenance"',
+            "corral pause digest --until 2027-01-04T07:00",
+            "corral resume digest",
+        ],
+    )
+    pause.add_argument("agent", help="the agent to pause")
     pause.add_argument("--reason", help="why, shown by `corral status` (default: paused with `corral pause`)")
     lasting = pause.add_mutually_exclusive_group()
     lasting.add_argument("--for", dest="duration", help='lift the pause by itself after this long, e.g. "2h"')
     lasting.add_argument("--until", help="lift the pause by itself at this time, e.g. 2027-01-04T07:00:00+01:00")
-    pause.add_argument("--json", action="store_true")
+    pause.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     pause.set_defaults(func=cmd_pause)
 
     resume = sub.add_parser("resume", parents=[common], help="lift an agent's pause (and a no-progress slow-down)")
-    resume.add_argument("agent")
-    resume.add_argument("--json", action="store_true")
+
+    described(
+        resume,
+        "Lift an agent's pause (or stop) and a no-progress slow-down: its triggers fire again.",
+        ["corral resume digest"],
+    )
+    resume.add_argument("agent", help="the agent to resume")
+    resume.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     resume.set_defaults(func=cmd_resume)
 
     cancel = sub.add_parser("cancel", parents=[common], help="end a run as cancelled, killing its processes")
+
+    described(
+        cancel,
+        "End an unfinished run as cancelled, its journal kept: a running run's whole process tree is killed, a "
+        "queued, interrupted or held one ends at once.",
+        ["corral cancel 01a2b3c4", 'corral cancel "$RUN" --json'],
+    )
     cancel.add_argument("run", help="run id (or a unique prefix or suffix of it)")
-    cancel.add_argument("--json", action="store_true")
+    cancel.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     cancel.set_defaults(func=cmd_cancel)
 
     reload = sub.add_parser("reload", parents=[common], help="make the daemon read its config again (as SIGHUP)")
-    reload.add_argument("--json", action="store_true")
+
+    described(
+        reload,
+        "Make the daemon read its config file again, as SIGHUP does: new and changed agents and triggers take effect,"
+        " removed ones stop; an invalid file is refused (exit 3) and the old config stays in force.",
+        ["corral reload", "corral reload --json"],
+    )
+    reload.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     reload.set_defaults(func=cmd_reload)
 
 

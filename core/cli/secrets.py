@@ -13,22 +13,47 @@ import getpass
 import os
 import sys
 
-from corral.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, Exit, load, print_json
+from corral.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, Exit, described, load, print_json
 from corral.secrets import SecretsError, SecretsStore
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     secrets = sub.add_parser("secrets", parents=[common], help="store, list and remove secrets granted to agents")
-    actions = secrets.add_subparsers(dest="secrets_command", metavar="ACTION", required=True)
+    described(
+        secrets,
+        "Store, list and remove the secrets agents are granted (secrets = [...] in an agent's table). A value is read"
+        " from stdin or a prompt, never from the command line, and never shown.",
+        [
+            'printf %s "$TOKEN" | corral secrets set GITHUB_TOKEN',
+            "corral secrets list",
+            "corral secrets rm GITHUB_TOKEN",
+        ],
+    )
+    actions = secrets.add_subparsers(dest="secrets_command", metavar="ACTION", required=True, help="set, list or rm")
     set_ = actions.add_parser("set", parents=[common], help="store a secret; the value comes from stdin or a prompt")
+    described(
+        set_,
+        "Store a secret in the OS keyring (if usable) or the 0600 secrets file; the value comes from stdin (trailing "
+        "newline dropped) or a prompt without echo.",
+        ["corral secrets set GITHUB_TOKEN", 'printf %s "$TOKEN" | corral secrets set GITHUB_TOKEN --backend file'],
+    )
     set_.add_argument("name", help="secret name; granted agents see it as the environment variable of that name")
     set_.add_argument("--backend", choices=["keyring", "file"], help="where to store it (default: keyring if usable)")
     set_.set_defaults(func=cmd_set)
     list_ = actions.add_parser("list", parents=[common], help="secret names, where they are stored, who is granted")
-    list_.add_argument("--json", action="store_true")
+    described(
+        list_,
+        "Every secret name, where it is stored, and which agents are granted it (never a value); exit 1 when a "
+        "granted secret is stored nowhere.",
+        ["corral secrets list", "corral secrets list --json"],
+    )
+    list_.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     list_.set_defaults(func=cmd_list)
     rm = actions.add_parser("rm", parents=[common], help="remove a secret from every writable store")
-    rm.add_argument("name")
+    described(
+        rm, "Remove a secret from every writable store (exit 5 if none held it).", ["corral secrets rm GITHUB_TOKEN"]
+    )
+    rm.add_argument("name", help="the secret's name, as `corral secrets list` shows it")
     rm.set_defaults(func=cmd_rm)
 
 

@@ -12,12 +12,19 @@ import datetime as dt
 import time
 from typing import Any
 
-from corral.cli.common import EXIT_OK, load, print_json, reader, whole
+from corral.cli.common import EXIT_OK, described, load, print_json, reader, whole
 from corral.run.budget import DB, Tally, day_of, rows
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     spend = sub.add_parser("spend", parents=[common], help="model tokens and cost, by agent, model or day")
+    described(
+        spend,
+        "Model calls, tokens and cost over the last N days (today included) of [corral] timezone, grouped by agent, "
+        "model or day, from the store; calls to models without prices are counted as unpriced. Works with the daemon "
+        "down.",
+        ["corral spend", "corral spend --by model --days 30", "corral spend --by day --json"],
+    )
     spend.add_argument("--by", choices=("agent", "model", "day"), default="agent", help="group by (default: agent)")
     spend.add_argument(
         "--days",
@@ -25,7 +32,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         default=7,
         help="how many days back, today included (default 7)",
     )
-    spend.add_argument("--json", action="store_true")
+    spend.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     spend.set_defaults(func=cmd_spend)
 
 
@@ -70,14 +77,19 @@ def cmd_spend(args: argparse.Namespace) -> int:
         return EXIT_OK
     table = [_row(name, tally) for name, tally in groups.items()]
     table.append(_row("total", total))
-    print(views.table(table, [args.by.upper(), "CALLS", "INPUT TOKENS", "OUTPUT TOKENS", "COST (USD)"]))
+    print(views.table(table, [args.by.upper(), "CALLS", "INPUT TOKENS", "OUTPUT TOKENS", "COST"]))
     if total.unpriced_calls:
         print(f"\n{total.unpriced_calls} calls were to models without prices; their cost is not included")
     return EXIT_OK
 
 
 def _row(name: str, tally: Tally) -> list[str]:
-    return [name, str(tally.calls), str(tally.input_tokens), str(tally.output_tokens), f"{tally.cost_usd:.4f}"]
+    from corral.cli.views import money
+
+    cost = money(tally.cost_usd) if tally.unpriced_calls < tally.calls else "unpriced"
+    if 0 < tally.unpriced_calls < tally.calls:
+        cost += f" + {tally.unpriced_calls} unpriced"
+    return [name, str(tally.calls), str(tally.input_tokens), str(tally.output_tokens), cost]
 
 
 def _json(tally: Tally) -> dict[str, Any]:

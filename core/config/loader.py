@@ -206,7 +206,7 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> CorralCo
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
-            [f"{path}: no such config file; create it (see examples/corral.toml) or pass --config"]
+            [f"{path}: no such config file; `corral init` writes a commented one there, or pass --config FILE"]
         ) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None

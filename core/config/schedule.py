@@ -32,7 +32,7 @@ class TriggerConfig:
     """Stable identity: the agent, the kind and its timing settings hashed (or the table's ``id``),
     so a reload, restart or upgrade finds the same schedule and its last fire time."""
     section: str
-    """Where it was written, for messages: ``corral.toml: [agents.NAME.triggers.0]``."""
+    """Where it was written, for messages: ``corral.toml: [agents.NAME.triggers #1]``."""
     settings: Mapping[str, Any] = field(default_factory=dict)
     """The table without corral's own keys; the trigger's plugin checks them."""
     jitter: float = 0.0
@@ -40,7 +40,7 @@ class TriggerConfig:
     has_input: bool = False
     """Whether the table gives ``input`` (else the agent's own ``input`` is used)."""
     table: str = ""
-    """The table its settings are read from: ``agents.NAME.triggers.0`` (``agents.NAME`` for ``every``)."""
+    """The table its settings are read from: ``agents.NAME.triggers #1`` (``agents.NAME`` for ``every``)."""
 
 
 class _TriggerKeys:
@@ -115,7 +115,7 @@ def read_triggers(p: Problems, agent: str, every: float | None, data: object) ->
         p.fail(f"agents.{agent}", "triggers", f"must be a list of tables, written [[agents.{agent}.triggers]]")
         return tuple(triggers)
     for index, table in enumerate(data):
-        section = f"agents.{agent}.triggers.{index}"
+        section = f"agents.{agent}.triggers #{index + 1}"  # counted as a person counts the [[...]] tables
         if not isinstance(table, dict):
             p.fail(section, None, 'must be a table with a type, e.g. type = "cron"')
             continue

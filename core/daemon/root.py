@@ -96,8 +96,10 @@ class Daemon:
             protections=applied,
             plugins=[name for name in self.engine.plugins.names() if name not in BUILTINS],
         )
+        failures = self.engine.plugins.failures  # each already logged as the plugins loaded
         for problem in check_config(self.config, self.engine.plugins):
-            self.log.warning("config problem", problem=problem)
+            if not any(failure in problem for failure in failures):
+                self.log.warning("config problem", problem=problem)
         await self.alerting.start(daemon=True)
         self._start_metrics()
         await self._start_console(applied)

@@ -341,7 +341,9 @@ def render(ev: Mapping[str, Any], *, color: bool) -> str:
         parts.append(paint(_RUN_COLOR, printable(str(run_id)[-8:])))
     parts.append(paint(_BOLD, printable(str(ev.get("event", "")))))
     parts.extend(
-        f"{paint(_KEY_COLOR, printable(str(key)))}={_value(value)}" for key, value in ev.items() if key not in _SHOWN
+        f"{paint(_KEY_COLOR, printable(str(key)))}={_moment_value(key, value)}"
+        for key, value in ev.items()
+        if key not in _SHOWN
     )
     line = " ".join(parts)
     exception = ev.get("exception")
@@ -361,6 +363,18 @@ def _clock(timestamp: Any) -> str:
         return printable(str(timestamp))
     local = moment.astimezone()
     return f"{local:%H:%M:%S}.{local.microsecond // 1000:03d}"
+
+
+TIME_FIELDS = frozenset({"until", "since", "at", "created", "due", "next_fire", "expires"})
+"""Fields that hold epoch seconds: shown as a local time with its zone (the file keeps the number)."""
+
+
+def _moment_value(key: Any, value: Any) -> str:
+    if key in TIME_FIELDS and isinstance(value, int | float) and not isinstance(value, bool) and value > 1e8:
+        moment = _moment(value)
+        if moment is not None:
+            return moment.astimezone().strftime("%Y-%m-%dT%H:%M:%S%z")
+    return _value(value)
 
 
 def _value(value: Any) -> str:

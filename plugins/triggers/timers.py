@@ -12,6 +12,7 @@ from croniter import croniter
 
 from corral.config import zone_named
 from corral.config.settings import Settings
+from corral.config.units import format_duration
 from corral.schedule.triggers import RESOLUTION, BuildContext, TimedTrigger
 
 
@@ -70,7 +71,7 @@ class IntervalTrigger(TimedTrigger):
         self.anchor = anchor
 
     def describe(self) -> str:
-        return f"every {self.every:g}s"
+        return f"every {format_duration(self.every)}"
 
     def next_after(self, moment: float) -> float | None:
         steps = math.floor((moment - self.anchor) / self.every + RESOLUTION / self.every) + 1

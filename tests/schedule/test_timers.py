@@ -65,8 +65,8 @@ def test_bad_scheduling_config_names_each_key_and_fix(tmp_path: Path) -> None:
             },
         )
     text = str(caught.value)
-    assert "triggers.1]: the same schedule" in text
-    assert "triggers.2] type: is required" in text
+    assert "triggers #2]: the same schedule" in text
+    assert "triggers #3] type: is required" in text
     assert "overlap: 'sometimes' is not one of 'skip', 'queue', 'cancel'" in text
     assert "max_queued: 0 is not a positive integer" in text
     assert "bogus: unknown key" in text
@@ -89,11 +89,11 @@ def test_each_kind_checks_its_own_keys(tmp_path: Path) -> None:
         {"schedule": {"webhook_port": 0}},
     )
     problems = "\n".join(trigger_problems(config, load_plugins().manager, {"HOOK_TOKEN": "s3cr3t-x"}))  # type: ignore[arg-type]
-    assert "triggers.0] cron: '61 * * * *' is not a cron expression" in problems
-    assert "triggers.0] timezone: 'Mars/Olympus' is not a time zone" in problems
-    assert "triggers.1] every: 'soon' is not a duration" in problems
+    assert "triggers #1] cron: '61 * * * *' is not a cron expression" in problems
+    assert "triggers #1] timezone: 'Mars/Olympus' is not a time zone" in problems
+    assert "triggers #2] every: 'soon' is not a duration" in problems
     assert "missing-folder does not exist" in problems
-    assert "triggers.3] colour: unknown key" in problems
+    assert "triggers #4] colour: unknown key" in problems
     assert "$HOOK_TOKEN holds fewer than 16 characters" in problems
     assert "s3cr3t-x" not in problems, "a token never appears in a message"
     assert "unknown trigger type 'sundial'; known: cron, file, interval, once, webhook" in problems

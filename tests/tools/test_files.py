@@ -154,6 +154,8 @@ def test_list_files(work: Path) -> None:
     (work / "sub" / "c.md").write_text("ccc")
     (work / "out").symlink_to(outside(work))
     write_file("log.txt", "x", idempotency_key="k", append=True)  # makes .corral/, which is not listed
+    (work / ".tmp").mkdir()  # the agent's TMPDIR, not its work: not listed either
+    (work / ".tmp" / "scratch").write_text("s")
     top = list_files()
     assert top["path"] == "." and top["truncated"] is False
     assert [(e["path"], e["type"]) for e in top["entries"]] == [
@@ -165,6 +167,7 @@ def test_list_files(work: Path) -> None:
     ]
     assert top["entries"][0]["size"] == 2
     assert [e["path"] for e in list_files(pattern="*.md", recursive=True)["entries"]] == ["a.md", "sub/c.md"]
+    assert not [e for e in list_files(recursive=True)["entries"] if ".tmp" in e["path"]]
     assert [e["path"] for e in list_files("sub")["entries"]] == ["sub/c.md"]
     with pytest.raises(ToolCallError, match="leads outside"):
         list_files("out")
