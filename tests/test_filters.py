@@ -53,18 +53,6 @@ def test_runs_are_filtered_by_agent_state_trigger_and_time(corral_project: Corra
     assert both.returncode == EXIT_USAGE and "give one" in both.stderr
 
 
-def test_runs_by_trigger_from_a_daemon(corral_project: CorralProject) -> None:
-    corral_project.agent("ticker", OK, every="1s")
-    corral_project.start_daemon()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not _ids(corral_project, "--trigger", "interval", "--state", "succeeded"):
-        time.sleep(0.2)
-    corral_project.cli("run", "ticker", "--wait", check=True)
-    by_hand = _ids(corral_project, "--trigger", "cli")
-    timed = _ids(corral_project, "--trigger", "interval")
-    assert len(by_hand) == 1 and timed and not set(by_hand) & set(timed)
-
-
 def test_logs_are_filtered_by_level_run_and_time_and_n_counts_what_passes(corral_project: CorralProject) -> None:
     corral_project.agent("boom", BOOM)
     runs = [json.loads(corral_project.cli("run", "boom", "--wait", "--json").stdout)["id"] for _ in range(2)]

@@ -11,7 +11,6 @@ import sys
 from corral.cli.common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from corral.testing import CorralProject
 from tests.models.fake_servers import FakeServer, Reply, openai_body
-from tests.projects import run_until_held
 
 LONG = "Let me count the words in the text you gave me, which is quite a long sentence really"
 
@@ -104,13 +103,3 @@ def test_the_tree_says_a_run_was_retried_by_hand_not_backed_off(chat: CorralProj
     [second] = [line for line in tree.splitlines() if "attempt 2" in line]
     assert "retried by hand (`corral retry`)" in second and "backoff" not in tree, tree
     assert "replayed 1 finished steps from the journal" in second
-
-
-def test_the_tree_says_a_run_waited_for_its_approval(deployer: CorralProject) -> None:
-    deployer.start_daemon()
-    approval, run = run_until_held(deployer, "prod")
-    assert deployer.cli("approve", approval).returncode == 0
-    deployer.wait_for_run(run["id"], states=("succeeded",))
-    tree = deployer.cli("trace", run["id"], "--tree", check=True).stdout
-    [second] = [line for line in tree.splitlines() if "attempt 2" in line]
-    assert f"waited for approval {approval}, approved" in second and "backoff" not in tree, tree
