@@ -12,9 +12,7 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from corral.cli import ids
@@ -27,13 +25,15 @@ from corral.cli.common import (
     Exit,
     HelpText,
     act,
+    duration,
     json_argument,
     load,
     print_json,
     reader,
     send_or_foreground,
 )
-from corral.config import CorralConfig, parse_duration
+from corral.config import CorralConfig
+from corral.config.units import format_duration
 from corral.run.engine import ORIGINAL
 from corral.states import RunState
 
@@ -52,7 +52,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
     )
     replay.add_argument("run", nargs="?", help="run id (or a unique prefix or suffix of it)")
     replay.add_argument("--agent", help="replay this agent's runs (with --since) instead of one run")
-    replay.add_argument("--since", type=_duration, help='with --agent: runs created in the last ..., e.g. "7d"')
+    replay.add_argument(
+        "--since", type=duration("--since 7d"), help='with --agent: runs created in the last ..., e.g. "7d"'
+    )
     replay.add_argument("--pdb", action="store_true", help="in this process, under pdb (no daemon may be running)")
     replay.add_argument("--json", action="store_true", help="one JSON report per run")
     replay.set_defaults(func=cmd_replay)
@@ -86,13 +88,6 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
     diff.add_argument("second", help="run id (or a unique prefix or suffix of it)")
     diff.add_argument("--json", action="store_true", help="the comparison as JSON")
     diff.set_defaults(func=cmd_diff)
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- replay
@@ -142,16 +137,9 @@ def _runs_of(config: CorralConfig, agent: str, since: float | None) -> list[str]
         store.close()
     chosen = [r["id"] for r in reversed(runs) if r["created"] >= after and r["state"] != RunState.RUNNING.value]
     if not chosen:
-        window = f" in the last {args_window(since)}" if since is not None else ""
+        window = f" in the last {format_duration(since)}" if since is not None else ""
         raise Exit(EXIT_NOT_FOUND, f"corral: agent {agent!r} has no run to replay{window}")
     return chosen
-
-
-def args_window(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
 
 
 def _replay(config: CorralConfig, run_id: str) -> dict[str, Any]:
@@ -184,6 +172,7 @@ def _debug(config: CorralConfig, run_id: str) -> dict[str, Any]:
     from corral.run.debug import replay_here
     from corral.run.engine import replaying
     from corral.run.replay import ReplayReport, verdict
+    from corral.run.replay import workdir as replay_workdir
     from corral.sandbox.policy import agent_env, prepare_workdir
     from corral.tools import tool_secret_names
 
@@ -206,8 +195,7 @@ def _debug(config: CorralConfig, run_id: str) -> dict[str, Any]:
         agent = config.agents.get(run["agent"])
         if agent is None:
             raise Exit(EXIT_NOT_FOUND, f"corral: agent {run['agent']!r} is no longer in the config")
-        with tempfile.TemporaryDirectory(prefix=f"{run_id}-", dir=_replays(config)) as folder:
-            workdir = Path(folder)
+        with replay_workdir(config.home, run_id) as workdir:
             prepare_workdir(workdir)
             agent = replaying(agent)
             prepared = engine.sandbox.prepare(agent, workdir)
@@ -243,12 +231,6 @@ def _unreplayed(run_id: str, agent: str, why: str) -> dict[str, Any]:
         "original": "",
         "notes": [],
     }
-
-
-def _replays(config: CorralConfig) -> Path:
-    folder = config.home / "replays"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    return folder
 
 
 def _show(report: dict[str, Any]) -> None:

@@ -14,7 +14,6 @@ import hashlib
 import os
 import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,6 +23,7 @@ import jsonschema_rs
 
 from corral.config import AgentConfig, CorralConfig
 from corral.pluginmanager import Plugins
+from corral.run import replay
 from corral.run.approvals import Approvals
 from corral.run.attempt import Attempt, ReplayAttempt, Shared
 from corral.run.budget import Ledger
@@ -482,10 +482,8 @@ class Engine:
         report = ReplayReport(run_id, agent.name, 0, journaled)
         agent = replaying(agent)
         log = self.logs.logger(agent.name, run_id=run_id, trace_id=run["trace_id"], replay=True)
-        replays = self.config.home / "replays"
-        replays.mkdir(mode=0o700, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"{run_id}-", dir=replays) as workdir:
-            outcome = await self._attempt(dict(run), agent, log, snapshot, replay=report, workdir=Path(workdir))
+        with replay.workdir(self.config.home, run_id) as folder:
+            outcome = await self._attempt(dict(run), agent, log, snapshot, replay=report, workdir=folder)
         report = verdict(report, run, outcome)
         log.info("run replayed", same=report.same, steps=report.steps, ended=report.ended)
         return report

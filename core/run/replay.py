@@ -17,7 +17,11 @@ went. The code runs in the agent's sandbox as it would, in a fresh empty workdir
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.errors import ProtocolError
@@ -259,3 +263,13 @@ def verdict(report: ReplayReport, run: dict[str, Any], outcome: Outcome) -> Repl
         if not report.same:
             report.notes.append("the run " + ("failed otherwise" if run["state"] == "failed" else "succeeded"))
     return report
+
+
+@contextmanager
+def workdir(home: Path, run_id: str) -> Iterator[Path]:
+    """A fresh, empty workdir for one replay of ``run_id`` under ``home``'s ``replays``
+    folder, removed afterwards."""
+    folder = home / "replays"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{run_id}-", dir=folder) as made:
+        yield Path(made)
