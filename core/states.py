@@ -50,7 +50,7 @@ class EventKind(enum.StrEnum):
 
 FINISHED = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED, RunState.ABANDONED})
 """States a run has ended in. It leaves one only by ``corral retry`` of a failure marked
-resumable (a model endpoint down, a budget spent), which queues it again."""
+resumable (a model endpoint down, a budget spent, a model not configured), which queues it again."""
 
 
 _ALLOWED: dict[RunState, frozenset[RunState]] = {

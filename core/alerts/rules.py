@@ -66,7 +66,12 @@ class RunRules:
         error = run.get("error") or {}
         if state == "succeeded":
             self._failures.pop(agent, None)
-            for key in (f"run-failed:{agent}", f"retries-exhausted:{agent}", f"crash-loop:{agent}"):
+            for key in (
+                f"run-failed:{agent}",
+                f"retries-exhausted:{agent}",
+                f"not-configured:{agent}",
+                f"crash-loop:{agent}",
+            ):
                 self._resolve(key, agent, run_id, f"agent {agent!r} succeeded again")
         if state != "on_hold":
             self._resolve(f"on-hold:{run_id}", agent, run_id, f"run {run_id} is no longer on hold")
@@ -85,7 +90,13 @@ class RunRules:
     def _failed(self, run: dict[str, Any], error: dict[str, Any]) -> None:
         agent, run_id = run["agent"], run["id"]
         kind = error.get("kind", "unknown")
-        if _retries_exhausted(error):
+        if kind == "not_configured":
+            key, severity, title = (
+                f"not-configured:{agent}",
+                Severity.CRITICAL,
+                f"run of {agent!r} failed: its model is not configured; once it is, `corral retry {run_id}` resumes it",
+            )
+        elif _retries_exhausted(error):
             key, severity, title = (
                 f"retries-exhausted:{agent}",
                 Severity.CRITICAL,

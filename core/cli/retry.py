@@ -1,8 +1,9 @@
 """``corral retry RUN``: queue again a run that failed for a passing reason.
 
 A run whose model endpoint stayed down past every retry, or whose budget was spent,
-fails "resumable": its journal keeps every finished step. Once the cause is gone (the
-endpoint is back, the budget raised or renewed), ``corral retry`` queues it; finished
+fails "resumable", as does one that stopped on a model that was not configured: its
+journal keeps every finished step. Once the cause is gone (the endpoint is back, the
+budget raised or renewed, the model configured), ``corral retry`` queues it; finished
 steps replay from the journal free, and the call it stopped at is made now.
 """
 
@@ -27,13 +28,15 @@ from corral.cli.common import (
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     retry = sub.add_parser(
-        "retry", parents=[common], help="queue again a run that failed resumable (model down, budget spent)"
+        "retry",
+        parents=[common],
+        help="queue again a run that failed resumable (model down or not configured, budget spent)",
     )
     described(
         retry,
         "Queue again a run that failed for a passing reason (its model endpoint down past every retry, its budget "
-        "spent): its finished steps replay free from the journal and the call it stopped at is made now. Through the "
-        "daemon, else in the foreground.",
+        "spent, its model not configured): its finished steps replay free from the journal and the call it stopped "
+        "at is made now. Through the daemon, else in the foreground.",
         ["corral retry 01a2b3c4", "corral retry b3c4 --wait"],
     )
     retry.add_argument("run", help="run id (or a unique prefix or suffix of it)")

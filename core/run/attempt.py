@@ -22,7 +22,7 @@ from corral.guardrails.guards import Guards
 from corral.run import modelcalls, quota
 from corral.run.budget import Tally
 from corral.run.journal import Journal
-from corral.run.outcome import Outcome, RunEnded, failure
+from corral.run.outcome import Outcome, RunEnded, failure, resumable
 from corral.run.output import RateLimit, pump
 from corral.run.replay import ReplayPath, ReplayReport
 from corral.run.steps import Guarding, Steps
@@ -306,7 +306,7 @@ class Attempt:
             if kind == "log":
                 await self._on_log(child, message)
             elif kind == "finish":
-                return self._finished(message)
+                return await self._finished(message)
             elif kind == "hello":
                 raise ProtocolError("hello sent twice")
             else:
@@ -355,12 +355,18 @@ class Attempt:
                 fields["seq"] = message["seq"]
             getattr(self.log, level)(message["event"][:512], source="agent", **fields)
 
-    @staticmethod
-    def _finished(message: dict[str, Any]) -> Outcome:
+    async def _finished(self, message: dict[str, Any]) -> Outcome:
+        """The agent's own verdict. An exception right after a model step that failed for want
+        of configuration is that failure, not the agent's: ``corral retry`` asks again once
+        the operator has configured the model (the journal's rule, :meth:`Journal.stopped_unconfigured`)."""
         if message["ok"]:
             return Outcome(RunState.SUCCEEDED, result=message.get("value"))
         error = dict(message.get("error") or {})
         error.setdefault("kind", "agent")
+        if error.get("type") == "ModelCallError":
+            unconfigured = await self.shared.writer.run(self.journal.stopped_unconfigured)
+            if unconfigured is not None:
+                error = resumable({**error, "kind": "not_configured", "message": unconfigured})
         return Outcome(RunState.FAILED, error)
 
 

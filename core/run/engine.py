@@ -431,8 +431,8 @@ class Engine:
         self.log.info("approval " + state, approval=record["id"], run_id=record["run_id"], tool=record["tool"])
 
     async def retry(self, run_id: str) -> dict[str, Any]:
-        """Queue a run that failed for a passing reason (a model endpoint down, a budget spent)
-        again: its journal replays every finished step, and the step it stopped at runs now."""
+        """Queue a run that failed for a passing reason (a model endpoint down, a budget spent,
+        a model not configured) again: its journal replays every finished step, and the step it stopped at runs now."""
         records = self.records
 
         def job(txn: Any) -> dict[str, Any]:
@@ -446,7 +446,8 @@ class Engine:
                 else:
                     what = f"run {run_id} is {run['state']}"
                 raise ValueError(
-                    f"{what}; only runs that failed for a passing reason (model endpoint down, budget spent) "
+                    f"{what}; only runs that failed for a passing reason (model endpoint down, budget spent, "
+                    "model not configured) "
                     "can be retried; start a new run with `corral run`"
                 )
             return change_state(records, txn, run, RunState.QUEUED, retried=time.time(), attempts_from=run["attempt"])

@@ -50,6 +50,16 @@ def _describe(entry: dict[str, Any]) -> str:
     return f"{entry['kind']} {entry['name']!r}"
 
 
+def unconfigured(entry: dict[str, Any]) -> str | None:
+    """Why a model step failed for want of configuration (its model's key or endpoint was
+    missing in the daemon), or None. Such a step reached no model and cost nothing: the
+    operator's fix, not the agent, decides what it answers next time."""
+    if entry["kind"] != "model" or entry["status"] != "done" or entry.get("ok", True):
+        return None
+    error = entry.get("error") or {}
+    return str(error.get("message", "")) if error.get("kind") == "not_configured" else None
+
+
 class Journal:
     """Journal rules for one run, applied through transactions handed in by the writer."""
 
@@ -109,10 +119,22 @@ class Journal:
                     + "; agent code must make the same requests in the same order on resume"
                 ),
             )
-        if entry["status"] == "done":
+        if entry["status"] == "done" and not self._ask_again(txn, entry):
             self.records.post_step(txn, self.run_id, entry, replayed=True)
             return entry, Answer("replay", entry)
         return entry, None
+
+    def _ask_again(self, txn: lmdb.Transaction, entry: dict[str, Any]) -> bool:
+        """A model step that failed unconfigured and is the journal's last is asked again:
+        the run stopped there (``corral retry`` after the fix). One the agent got past is
+        replayed as it was, so the path after it stays the journaled one."""
+        return unconfigured(entry) is not None and self.records.get_step(txn, self.run_id, entry["seq"] + 1) is None
+
+    def stopped_unconfigured(self, txn: lmdb.Transaction) -> str | None:
+        """Why the run's last step failed unconfigured, if it did: a run that ends on such a
+        step failed for a passing reason."""
+        last = self.records.last_step(txn, self.run_id)
+        return unconfigured(last) if last is not None else None
 
     def refuse(
         self,
@@ -267,6 +289,10 @@ class Journal:
         if decided is not None:
             return decided
         if entry is not None:
+            if entry["status"] == "done":  # asked again (_ask_again): its old outcome goes
+                for key in ("ok", "error", "ended"):
+                    entry.pop(key, None)
+                entry["status"] = "started"
             return self._start(txn, entry, "call", fresh=False)
         return self._start(txn, self._new_entry(seq, "model", name, args, fp), "call", fresh=True)
 

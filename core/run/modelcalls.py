@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from corral import traceids
 from corral.run.budget import MICRO, Crossing, Refusal, Tally, Worst
 from corral.run.endpoints import NotConfigured
-from corral.run.outcome import Outcome, RunEnded, failure
+from corral.run.outcome import Outcome, RunEnded, failure, resumable
 from corral.states import EventKind, RunState
 
 if TYPE_CHECKING:
@@ -351,11 +351,6 @@ def _soft(crossing: Crossing) -> dict[str, Any]:
 def _asked(endpoint: Endpoint) -> dict[str, str]:
     """Whom a call asked, as its journal entry keeps it (telemetry names the call by it)."""
     return {"provider": endpoint.provider, "request_model": endpoint.model}
-
-
-def resumable(error: dict[str, Any]) -> dict[str, Any]:
-    """Mark a failure that ``corral retry`` can pick up from the journal once its cause is gone."""
-    return {**error, "resumable": True}
 
 
 def _worst(endpoint: Endpoint, request: Request) -> Worst:

@@ -29,3 +29,8 @@ class RunEnded(Exception):
 
 def failure(kind: str, message: str) -> dict[str, Any]:
     return {"kind": kind, "message": message}
+
+
+def resumable(error: dict[str, Any]) -> dict[str, Any]:
+    """Mark a failure that ``corral retry`` can pick up from the journal once its cause is gone."""
+    return {**error, "resumable": True}

@@ -205,6 +205,16 @@ class Records:
                     break
                 yield unpack(raw)
 
+    def last_step(self, txn: lmdb.Transaction, run_id: str) -> dict[str, Any] | None:
+        """The run's journal entry with the highest seq, or None: one cursor step back from
+        the first key past the run's prefix (``/`` + 1 is ``0``)."""
+        prefix = schema.journal_prefix(run_id)
+        cursor = txn.cursor(db=self.dbs["journal"])
+        found = cursor.prev() if cursor.set_range(prefix[:-1] + b"0") else cursor.last()
+        if not found or not bytes(cursor.key()).startswith(prefix):
+            return None
+        return unpack(bytes(cursor.value()))
+
     def journal_size(self, txn: lmdb.Transaction, run_id: str) -> tuple[int, int]:
         """(entries, bytes) of a run's journal, for retention by size."""
         prefix = schema.journal_prefix(run_id)

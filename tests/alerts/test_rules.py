@@ -97,6 +97,17 @@ def test_retries_exhausted_and_on_hold_have_their_own_keys() -> None:
     assert ("on-hold:run3", True) in service.raised() and service.pauses == []
 
 
+def test_a_model_not_configured_asks_the_operator_and_clears_on_success() -> None:
+    service = Recorder()
+    rules = RunRules(service, crash_loop=0, crash_loop_pause=None)
+    rules(_changed(_run("failed", 1, kind="not_configured", message="set FAKE_KEY", resumable=True)))
+    ((alert,),) = [[a for a in service.alerts if not a.resolved]]
+    assert alert.key == "not-configured:a" and alert.severity.value == "critical"
+    assert "not configured" in alert.title and "corral retry run1" in alert.title
+    rules(_changed(_run("succeeded", 1)))
+    assert ("not-configured:a", True) in [(a.key, a.resolved) for a in service.alerts]
+
+
 def test_a_silent_run_is_stuck_once_and_clears_when_it_moves() -> None:
     now = [1000.0]
     service = Recorder()
