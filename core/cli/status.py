@@ -31,6 +31,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from corral.cli import views
+    from corral.config import zone_named
     from corral.schedule.status import agent_status, triggers_label
     from corral.schedule.timeline import Jump, JumpKind, read_last_jump
     from corral.store import StoreLock
@@ -85,7 +86,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                 name,
                 schedules[name]["state"],
                 triggers_label(config.agents[name]),
-                views.when(schedules[name]["next_fire"]),
+                views.when_in(schedules[name]["next_fire"], zone_named(schedules[name]["next_zone"]))
+                if schedules[name]["next_fire"]
+                else "-",
                 views.state(last) if last else "-",
                 views.when(last.get("ended") or last.get("created")) if last else "-",
                 last["id"] if last else "-",

@@ -20,7 +20,9 @@ def agent_status(
     store: Store, records: Records, txn: Any, config: CorralConfig, now: float
 ) -> dict[str, dict[str, Any]]:
     """Per agent: ``state`` (disabled, stopped, paused, running, queued, idle), ``next_fire`` (epoch
-    seconds, jitter included, or None), ``queue_depth``, ``pause``, ``slowed`` and ``triggers``."""
+    seconds, jitter included, or None) and ``next_zone`` (the zone that trigger counts in: its own
+    ``timezone``, else ``[corral] timezone``; None for the machine's), ``queue_depth``, ``pause``,
+    ``slowed`` and ``triggers``."""
     db = store.dbs["schedules"]
     schedules = state.all_schedules(txn, db)
     pauses = {a: p for a, p in read_pauses(store, txn).items() if p["until"] is None or p["until"] > now}
@@ -29,8 +31,12 @@ def agent_status(
     for name, agent in config.agents.items():
         mine = [r for r in active if r["agent"] == name]
         depth = sum(1 for r in mine if r["state"] == RunState.QUEUED.value)
-        keys = [t.key for t in agent.triggers]
-        dues = [s["due"] for k in keys if (s := schedules.get(k)) is not None and s.get("due") is not None]
+        dues = [
+            (s["due"], t)
+            for t in agent.triggers
+            if (s := schedules.get(t.key)) is not None and s.get("due") is not None
+        ]
+        first = min(dues, key=lambda due: due[0], default=None)
         if not agent.enabled:
             current = "disabled"
         elif name in pauses:
@@ -43,7 +49,8 @@ def agent_status(
             current = "idle"
         out[name] = {
             "state": current,
-            "next_fire": min(dues, default=None),
+            "next_fire": first[0] if first else None,
+            "next_zone": (first[1].settings.get("timezone") or config.timezone) if first else None,
             "queue_depth": depth,
             "pause": pauses.get(name),
             "slowed": state.get_agent(txn, db, name),

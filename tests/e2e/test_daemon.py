@@ -157,6 +157,11 @@ def test_cancel_pause_resume_and_status_through_the_cli(corral_project: CorralPr
 @pytest.mark.slow
 def test_reload_keeps_the_old_config_when_the_new_one_is_broken(corral_project: CorralProject) -> None:
     corral_project.agent("first", "def run(ctx):\n    return 1\n", every="1h")
+    corral_project.agent(
+        "paris",
+        "def run(ctx):\n    return 1\n",
+        triggers=[{"type": "cron", "cron": "0 7 * * *", "timezone": "Europe/Paris"}],
+    )
     daemon = corral_project.start_daemon()
     good = corral_project.config_path.read_text()
     corral_project.config_path.write_text(
@@ -173,5 +178,8 @@ def test_reload_keeps_the_old_config_when_the_new_one_is_broken(corral_project: 
     assert corral_project.cli_json("run", "second")["agent"] == "second"
     status = corral_project.cli_json("status")["agents"]
     assert status["first"]["next_fire"] is not None and status["second"]["next_fire"] is not None
+    assert status["paris"]["next_zone"] == "Europe/Paris", status["paris"]
+    paris_row = next(line for line in corral_project.cli("status", check=True).stdout.splitlines() if "paris" in line)
+    assert re.search(r"07:00:00 (CET|CEST)", paris_row), "a trigger's next fire is shown in its own zone: " + paris_row
     assert daemon.process.poll() is None
     assert daemon.stop() == 0
