@@ -2,12 +2,22 @@
 
 Plugin authors need only this import: ``corral.hookimpl`` to implement hooks,
 ``corral.tool`` to describe a tool, ``corral.Reconciled`` for reconcile functions,
-and the errors they may raise or catch. Everything else is private.
+``corral.RetryPolicy`` for a tool's retries, and the errors they may raise or catch
+(``corral.ToolError`` says whether a failed call may be retried). Everything else is private.
 """
 
 import pluggy
 
-from corral.errors import ConfigError, CorralError, ModelCallError, PluginError, ToolCallError, ToolDefinitionError
+from corral.errors import (
+    ConfigError,
+    CorralError,
+    ModelCallError,
+    PluginError,
+    ToolCallError,
+    ToolDefinitionError,
+    ToolError,
+)
+from corral.retrypolicy import RetryPolicy
 from corral.tools import Reconciled, ToolSpec, tool
 
 __version__ = "0.1.0"
@@ -20,9 +30,11 @@ __all__ = [
     "CorralError",
     "PluginError",
     "Reconciled",
+    "RetryPolicy",
     "ModelCallError",
     "ToolCallError",
     "ToolDefinitionError",
+    "ToolError",
     "ToolSpec",
     "__version__",
     "hookimpl",

@@ -60,6 +60,28 @@ class ToolCallError(CorralError):
         super().__init__(message)
 
 
+class ToolError(ToolCallError):
+    """Tool author: raise it from a tool to say what went wrong in words the model reads, and
+    whether trying again can help.
+
+    ``retryable=True`` says the call had no effect and may succeed later (the service
+    answered 503 or 429 before doing anything): corral may then retry it under the tool's
+    retry policy even when the tool is not idempotent, and counts it against the
+    downstream's circuit breaker. ``retry_after`` is the wait the downstream asked for, in
+    seconds (an HTTP ``Retry-After``). ``retryable=False`` (the default) is a failure that
+    needs a fix (a 401, a bad argument): never retried, and proof the downstream is up.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: float | None = None, kind: str = "failed"
+    ) -> None:
+        if retry_after is not None and not (isinstance(retry_after, int | float) and retry_after >= 0):
+            raise ValueError(f"retry_after={retry_after!r} must be seconds, 0 or more")
+        self.retryable = retryable
+        self.retry_after = None if retry_after is None else float(retry_after)
+        super().__init__(message, kind=kind)
+
+
 class ModelCallError(CorralError):
     """Agent author: a model call brokered by the daemon did not give an answer.
 

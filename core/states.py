@@ -39,8 +39,10 @@ class EventKind(enum.StrEnum):
     """An alert was stored for delivery (a repeat within ``repeat_after`` is not); ``data``
     is the alert (``key``, ``severity``, ``title``, ``body``, ``resolved``, ...)."""
     BREAKER_CHANGED = "breaker_changed"
-    """A model endpoint's circuit breaker changed state; ``data``: ``model``, ``old``,
-    ``new`` (``closed``, ``open``, ``half_open``), ``reason``, ``retry_in``."""
+    """A circuit breaker (a model endpoint's, a tool downstream's, an MCP server's) changed
+    state; ``data``: ``downstream`` (the breaker's name, :func:`corral.breaker.describe`),
+    ``kind`` (``model``, ``tool``, ``mcp``), ``name``, ``model`` (a model's breaker only),
+    ``old``, ``new`` (``closed``, ``open``, ``half_open``), ``reason``, ``retry_in``."""
     BUDGET_CROSSED = "budget_crossed"
     """A model budget reached a threshold. ``data``: ``budget`` (``run`` or ``day``),
     ``agent``, ``message``; a daily one also ``scope`` (an agent's name, "" for all agents

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from corral.alerts import Alert, Severity
+from corral.breaker import describe, downstream_label
 from corral.observe.events import Event
 from corral.observe.failures import headline, where
 from corral.states import EventKind, RunState
@@ -256,14 +257,16 @@ def _approval_settled(record: dict[str, Any], run_id: str | None) -> Alert:
 
 def _breaker(change: dict[str, Any], run_id: str | None) -> Alert | None:
     """Opened: an alert; closed again: its all-clear; half-open (a trial call): nothing yet."""
-    model, key = change["model"], f"breaker:{change['model']}"
+    downstream = change.get("downstream") or change["model"]
+    key, who = f"breaker:{downstream}", downstream_label(downstream)
     if change["new"] == "closed":
-        title = f"model {model!r}: circuit breaker closed again"
+        title = f"{who}: circuit breaker closed again"
         return Alert(key=key, severity=Severity.INFO, title=title, body=change["reason"], resolved=True)
     if change["new"] != "open":
         return None
-    title = f"model {model!r}: circuit breaker opened"
-    return Alert(key=key, severity=Severity.WARNING, title=title, body=change["reason"], fields={"model": model})
+    kind, name = describe(downstream)
+    title = f"{who}: circuit breaker opened"
+    return Alert(key=key, severity=Severity.WARNING, title=title, body=change["reason"], fields={kind: name})
 
 
 def _budget(crossed: dict[str, Any], run_id: str | None) -> Alert:

@@ -30,6 +30,7 @@ from corral.alerts.routing import BuiltSink, build_sinks, sink_types
 from corral.alerts.rules import NoticeRules, RunRules, StuckRule
 from corral.alerts.sinks.base import Sink
 from corral.alerts.sinks.log import LogSink
+from corral.breaker import downstream_label
 from corral.config import CorralConfig
 from corral.config.alerts import LOG_SINK
 from corral.errors import explain
@@ -220,8 +221,8 @@ class Alerting:
         with self._lock:
             breakers = sorted(key for key in self._open if key.startswith("breaker:"))
         for key in breakers:  # a new daemon's breakers start closed: no change will clear them
-            model = key.removeprefix("breaker:")
-            title = f"model {model!r}: circuit breaker closed again (the daemon restarted)"
+            who = downstream_label(key.removeprefix("breaker:"))
+            title = f"{who}: circuit breaker closed again (the daemon restarted)"
             self.raise_alert(Alert(key=key, severity=Severity.INFO, title=title, resolved=True))
         from corral.alerts.monitor import Monitor
 

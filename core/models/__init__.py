@@ -17,7 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from corral.models.breaker import BreakerChange, BreakerState, CircuitBreaker, Permit
+    from corral.breaker import BreakerChange, BreakerState, CircuitBreaker, Permit
     from corral.models.client import ModelClient
     from corral.models.detection import Undetected, detect
     from corral.models.endpoint import Endpoint, Prices
@@ -41,10 +41,10 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
-    "BreakerChange": "corral.models.breaker",
-    "BreakerState": "corral.models.breaker",
-    "CircuitBreaker": "corral.models.breaker",
-    "Permit": "corral.models.breaker",
+    "BreakerChange": "corral.breaker",
+    "BreakerState": "corral.breaker",
+    "CircuitBreaker": "corral.breaker",
+    "Permit": "corral.breaker",
     "ModelClient": "corral.models.client",
     "Undetected": "corral.models.detection",
     "detect": "corral.models.detection",

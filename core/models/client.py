@@ -24,7 +24,7 @@ from types import TracebackType
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception
 
-from corral.models.breaker import BreakerChange, CircuitBreaker, Permit
+from corral.breaker import BreakerChange, BreakerOpen, CircuitBreaker, Permit
 from corral.models.endpoint import Endpoint
 from corral.models.errors import ModelError
 from corral.models.http import new_client, post, request_id, status_error
@@ -60,6 +60,7 @@ class ModelClient:
             cool_down=endpoint.breaker_cool_down,
             clock=self.timing.monotonic,
             on_change=on_breaker_change,
+            label=f"model endpoint {endpoint.name!r}",
         )
         self._http = new_client(endpoint, transport)
 
@@ -116,9 +117,16 @@ class ModelClient:
         number = log.next_number
         try:
             permit = await self.breaker.acquire(max_hold=self.endpoint.max_retry_after, sleep=self.timing.sleep)
-        except ModelError as exc:
+        except BreakerOpen as refused:
+            exc = ModelError(
+                refused.message,
+                kind=refused.kind,
+                retryable=True,
+                endpoint=self.endpoint.name,
+                retry_after=refused.retry_after,
+            )
             log.record(self._attempt_record(number, started, 0.0, exc))
-            raise
+            raise exc from None
         try:
             status, response = await self._send(call)
         except ModelError as exc:

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from corral.breaker import describe
 from corral.observe.events import Event
 from corral.observe.failures import headline, where
 from corral.observe.logs import LogFiles
@@ -167,9 +168,12 @@ class RunLines:
             self._step(event)
         elif kind is EventKind.BREAKER_CHANGED:
             data = event.data
+            downstream = data.get("downstream") or data["model"]
+            owner, name = describe(downstream)
+            who = {"model": name} if owner == "model" else {"downstream": downstream}
             getattr(self._log, "warning" if data["new"] == "open" else "info")(
-                "model circuit breaker " + data["new"],
-                model=data["model"],
+                f"{owner} circuit breaker " + data["new"],
+                **who,
                 was=data["old"],
                 reason=data["reason"],
                 retry_in_s=data["retry_in"],

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from corral.breaker import describe
 from corral.config.metrics import MetricsConfig
 from corral.observe.events import Event
 from corral.states import EventKind, RunState
@@ -53,9 +54,19 @@ class _Snapshot(Collector):
         breakers = GaugeMetricFamily(
             "corral_model_breaker_state", "Circuit breaker per model: 0 closed, 1 half-open, 2 open", labels=["model"]
         )
-        for model, state in sorted(self._metrics.breakers().items()):
-            breakers.add_metric([model], BREAKER_VALUES.get(state, 0))
+        downstreams = GaugeMetricFamily(
+            "corral_tool_breaker_state",
+            "Circuit breaker per tool downstream (tool:HOST or tool:PLUGIN, mcp:SERVER): 0 closed, 1 half-open, 2 open",
+            labels=["downstream"],
+        )
+        for name, state in sorted(self._metrics.breakers().items()):
+            kind, _ = describe(name)
+            if kind == "model":
+                breakers.add_metric([name], BREAKER_VALUES.get(state, 0))
+            else:
+                downstreams.add_metric([name], BREAKER_VALUES.get(state, 0))
         yield breakers
+        yield downstreams
         rss = GaugeMetricFamily(
             "corral_agent_rss_bytes", "Resident memory of each agent's running processes", labels=["agent"]
         )
@@ -167,7 +178,7 @@ class Metrics:
             self._step(run, event.step)
         elif event.kind is EventKind.BREAKER_CHANGED:
             with self._lock:
-                self._breakers[event.data["model"]] = event.data["new"]
+                self._breakers[event.data.get("downstream") or event.data["model"]] = event.data["new"]
         elif event.kind is EventKind.RUN_CHANGED and run["state"] == RunState.RUNNING.value:
             with self._lock:
                 self._agents[run["id"]] = run["agent"]

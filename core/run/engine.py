@@ -27,6 +27,7 @@ from corral.run import replay
 from corral.run.approvals import Approvals
 from corral.run.attempt import Attempt, ReplayAttempt, Shared
 from corral.run.budget import Ledger
+from corral.run.downstreams import daemon_breakers
 from corral.run.modelaccess import ModelAccess
 from corral.run.outcome import Outcome, failure
 from corral.run.replay import ReplayReport, verdict
@@ -151,10 +152,12 @@ class Engine:
         self.draining = False
         self._validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
         self.approvals = Approvals(records)
+        self.breakers = daemon_breakers(store, writer, records, self.log)
+        """The circuit breakers of models, tools and MCP servers, shared by every run."""
         self.models = ModelAccess(
-            config, self.environ, plugins.providers, Ledger(config, store.dbs), writer, records, self.log
+            config, self.environ, plugins.providers, Ledger(config, store.dbs), self.breakers, self.log
         )
-        """Endpoints, providers, one client and breaker per model, the daily budgets."""
+        """Endpoints, providers, one client per model, the daily budgets."""
         self.pauses = Pauses(store, writer, Clock())
         """Paused agents, durable; read through :meth:`paused` (docs/scheduling.md)."""
         self._executing: set[str] = set()

@@ -1,8 +1,6 @@
-"""What every run's model calls share: the endpoints, the providers, one client (and so one
-circuit breaker) per model, and the daily budgets.
-
-A breaker's change of state is posted to the event stream (``breaker_changed``), where the
-log line, the alert and the metric come from.
+"""What every run's model calls share: the endpoints, the providers, one client per model
+(with its circuit breaker from the daemon's registry, :mod:`corral.run.downstreams`), and
+the daily budgets.
 """
 
 from __future__ import annotations
@@ -12,13 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from corral.run.budget import Ledger
 from corral.run.endpoints import Endpoints
-from corral.states import EventKind
 
 if TYPE_CHECKING:
+    from corral.breaker import Breakers
     from corral.config import CorralConfig
     from corral.models import Endpoint, ModelClient
-    from corral.models.breaker import BreakerChange
-    from corral.store import Records, Writer
 
 
 class ModelAccess:
@@ -30,8 +26,7 @@ class ModelAccess:
         environ: Mapping[str, str],
         providers: Mapping[str, Any],
         ledger: Ledger,
-        writer: Writer,
-        records: Records,
+        breakers: Breakers,
         log: Any,
     ) -> None:
         self.config = config
@@ -40,9 +35,7 @@ class ModelAccess:
         """Provider adapters by name, from the plugins (``corral_register_model_providers``)."""
         self.ledger = ledger
         """Today's model spend per agent and in total, for the daily budgets."""
-        self._writer = writer
-        self._records = records
-        self._log = log
+        self._breakers = breakers
         self._clients: dict[str, ModelClient] = {}
 
     def reconfigure(self, config: CorralConfig) -> None:
@@ -50,28 +43,18 @@ class ModelAccess:
         self.config = self.endpoints.config = self.ledger.config = config
 
     def client(self, name: str, endpoint: Endpoint, adapter: Any) -> ModelClient:
-        """The one client of model ``name`` (its circuit breaker shared by every run)."""
+        """The one client of model ``name``; its circuit breaker is shared by every run."""
         if name not in self._clients:
             from corral.models import ModelClient
 
-            self._clients[name] = ModelClient(
-                endpoint, adapter=adapter, on_breaker_change=lambda change: self._breaker_changed(name, change)
+            breaker = self._breakers.get(
+                name,
+                failures=endpoint.breaker_failures,
+                cool_down=endpoint.breaker_cool_down,
+                label=f"model endpoint {endpoint.name!r}",
             )
+            self._clients[name] = ModelClient(endpoint, adapter=adapter, breaker=breaker)
         return self._clients[name]
-
-    def _breaker_changed(self, name: str, change: BreakerChange) -> None:
-        data = {
-            "model": name,
-            "old": change.old.value,
-            "new": change.new.value,
-            "reason": change.reason,
-            "retry_in": change.retry_in,
-        }
-        records = self._records
-        try:
-            self._writer.submit(lambda txn: records.post(txn, EventKind.BREAKER_CHANGED, data))
-        except Exception as exc:  # noqa: BLE001 - the writer is closing: the call goes on regardless
-            self._log.error("breaker change not recorded", model=name, error=f"{type(exc).__name__}: {exc}")
 
     async def close(self) -> None:
         """Close the clients' connections; call before the event loop ends."""

@@ -1,4 +1,4 @@
-"""The circuit breaker: its state machine on a fake clock, and through a ModelClient against a real server."""
+"""The circuit breaker through a ModelClient against a real server (its state machine: tests/test_breaker.py)."""
 
 from __future__ import annotations
 
@@ -7,89 +7,13 @@ from typing import Any
 
 import pytest
 
-from corral.models import BreakerChange, BreakerState, CircuitBreaker, Message, ModelError, Request
+from corral.models import BreakerChange, BreakerState, Message, ModelError, Request
 
 from .fake_servers import FakeServer, FakeTime, Reply, endpoint, model_client, openai_body
 
 pytestmark = pytest.mark.anyio
 
 ASK = Request((Message.user("hello"),))
-
-
-def _breaker(fake_time: FakeTime, changes: list[BreakerChange], failures: int = 3) -> CircuitBreaker:
-    return CircuitBreaker("ep", failures=failures, cool_down=30, clock=lambda: fake_time.now, on_change=changes.append)
-
-
-async def test_consecutive_failures_open_and_a_success_resets_the_count(fake_time: FakeTime) -> None:
-    changes: list[BreakerChange] = []
-    breaker = _breaker(fake_time, changes)
-    for _ in range(2):
-        breaker.record_failure(await breaker.acquire(max_hold=60, sleep=fake_time.sleep), "HTTP 503")
-    breaker.record_success(await breaker.acquire(max_hold=60, sleep=fake_time.sleep))
-    assert breaker.consecutive_failures == 0 and breaker.state is BreakerState.CLOSED
-    for _ in range(3):
-        breaker.record_failure(await breaker.acquire(max_hold=60, sleep=fake_time.sleep), "HTTP 503")
-    assert breaker.state is BreakerState.OPEN
-    [opened] = changes
-    assert (opened.old, opened.new, opened.retry_in) == (BreakerState.CLOSED, BreakerState.OPEN, 30)
-    assert opened.endpoint == "ep" and "3 consecutive failures, the last: HTTP 503" in opened.reason
-
-
-async def test_open_fails_fast_then_one_trial_decides(fake_time: FakeTime) -> None:
-    changes: list[BreakerChange] = []
-    breaker = _breaker(fake_time, changes, failures=1)
-    breaker.record_failure(await breaker.acquire(max_hold=60, sleep=fake_time.sleep), "timeout")
-    fake_time.now += 10
-    with pytest.raises(ModelError) as caught:
-        await breaker.acquire(max_hold=60, sleep=fake_time.sleep)
-    assert caught.value.kind == "breaker_open" and caught.value.retry_after == 20
-    assert "again in 20.0 s" in caught.value.message and caught.value.retryable
-
-    fake_time.now += 20
-    trial = await breaker.acquire(max_hold=60, sleep=fake_time.sleep)
-    assert trial.trial and breaker.state is BreakerState.HALF_OPEN
-    with pytest.raises(ModelError, match="one trial call is probing it now"):
-        await breaker.acquire(max_hold=60, sleep=fake_time.sleep)
-    breaker.record_failure(trial, "HTTP 500")
-    assert breaker.state is BreakerState.OPEN
-
-    fake_time.now += 30
-    trial = await breaker.acquire(max_hold=60, sleep=fake_time.sleep)
-    breaker.record_success(trial)
-    assert breaker.state is BreakerState.CLOSED
-    assert [(c.old.value, c.new.value) for c in changes] == [
-        ("closed", "open"),
-        ("open", "half_open"),
-        ("half_open", "open"),
-        ("open", "half_open"),
-        ("half_open", "closed"),
-    ]
-    assert "trial call failed: HTTP 500" in changes[2].reason
-
-
-async def test_a_trial_given_back_without_a_verdict_lets_the_next_caller_try(fake_time: FakeTime) -> None:
-    breaker = _breaker(fake_time, [], failures=1)
-    breaker.record_failure(await breaker.acquire(max_hold=60, sleep=fake_time.sleep), "timeout")
-    fake_time.now += 30
-    breaker.record_neutral(await breaker.acquire(max_hold=60, sleep=fake_time.sleep))
-    assert (await breaker.acquire(max_hold=60, sleep=fake_time.sleep)).trial
-
-
-async def test_a_hold_delays_every_caller_and_a_longer_one_wins(fake_time: FakeTime) -> None:
-    breaker = _breaker(fake_time, [])
-    breaker.hold(5, "HTTP 429")
-    breaker.hold(2, "HTTP 429 again")
-    permit = await breaker.acquire(max_hold=60, sleep=fake_time.sleep)
-    assert permit.held == 5 and fake_time.sleeps == [5]
-    breaker.hold(100, "HTTP 503 with Retry-After 100 s")
-    with pytest.raises(ModelError) as caught:
-        await breaker.acquire(max_hold=60, sleep=fake_time.sleep)
-    assert caught.value.kind == "retry_after_too_long" and "HTTP 503 with Retry-After 100 s" in caught.value.message
-
-
-def test_a_breaker_refuses_nonsense_settings() -> None:
-    with pytest.raises(ValueError, match="failures >= 1"):
-        CircuitBreaker("ep", failures=0, cool_down=1, clock=lambda: 0.0)
 
 
 async def test_breaker_through_the_client_opens_fails_fast_half_opens_and_closes(

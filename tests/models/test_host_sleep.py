@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from corral.breaker import BreakerChange
 from corral.models import Message, ModelClient, ModelError, Request, Timing, Try
-from corral.models.breaker import BreakerChange
 from corral.models.retry import time_asleep
 
 from .fake_servers import FakeServer, Reply, endpoint, model_client, openai_body
