@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from corral.testing import CorralProject
+from tests.console_client import Browser
 from tests.projects import deployed, run_until_held
 
 PAYLOAD = "<script>alert(1)</script>"
@@ -26,25 +27,6 @@ def run(ctx):
     ctx.log.info("<script>alert('log')</script>", note="<img src=x onerror=alert(2)>")
     return "<script>alert(1)</script>"
 """
-
-
-class Browser:
-    """An HTTP client with the console's cookie jar: what one logged-in browser sends."""
-
-    def __init__(self, project: CorralProject) -> None:
-        self.project = project
-        found = project.cli_json("console")
-        self.url = found["url"]
-        self.login = found["login"]
-        self.http = httpx.Client(base_url=self.url, follow_redirects=False, timeout=10)
-
-    def log_in(self) -> httpx.Response:
-        return self.http.get(self.login)
-
-    def csrf(self, path: str = "/") -> str:
-        page = self.http.get(path)
-        assert page.status_code == 200, page.text
-        return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
 
 
 @pytest.fixture
@@ -62,10 +44,15 @@ ROUTES = [
     ("GET", "/runs"),
     ("GET", "/runs/01abc"),
     ("GET", "/approvals"),
+    ("GET", "/agents/xss"),
+    ("GET", "/spend"),
+    ("GET", "/spend.csv"),
+    ("GET", "/alerts"),
     ("GET", "/live"),
     ("GET", "/static/console.css"),
     ("POST", "/runs/01abc/cancel"),
     ("POST", "/agents/xss/run"),
+    ("POST", "/agents/xss/stop"),
     ("POST", "/approvals/abc/approve"),
     ("POST", "/logout"),
 ]

@@ -190,3 +190,26 @@ def test_full_disk_fails_the_write_and_keeps_the_store(tmp_path: Path) -> None:
     finally:
         time.sleep(0.1)
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_runs_newest_first_pages_from_before_by_agent_and_in_all(store) -> None:
+    """A page starts below ``before``, through the agent index or the runs themselves, and the
+    oldest run of the last agent in the index has nothing below it (no wrap to the newest)."""
+    s, w, records = store
+    ids = [f"{ms:012x}00000000" for ms in range(1000, 1006)]
+    for i, run_id in enumerate(ids):
+        run = {"id": run_id, "agent": "b" if i % 2 else "a", "state": "succeeded"}
+        w.call(lambda txn, run=run: records.put_run(txn, run))
+
+    def page(agent: str | None, before: str | None) -> list[str]:
+        return w.call(lambda txn: [r["id"] for r in records.runs_newest_first(txn, agent, before=before)])
+
+    assert page(None, None) == ids[::-1]
+    assert page(None, ids[3]) == ids[2::-1]
+    assert page(None, ids[0]) == []
+    assert page(None, "zzzz") == ids[::-1]
+    assert page("b", None) == [ids[5], ids[3], ids[1]]
+    assert page("b", ids[3]) == [ids[1]]
+    assert page("b", ids[1]) == []
+    assert page("a", ids[4]) == [ids[2], ids[0]]
+    assert page("a", ids[0]) == [], "the first key of the index has nothing below it"

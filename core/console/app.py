@@ -9,12 +9,15 @@ text, never as markup. The app is only served behind :class:`corral.console.guar
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from starlette.applications import Starlette
@@ -24,10 +27,13 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from corral.console import reads
+from corral.cli.moments import moment
+from corral.config.units import parse_duration
+from corral.console import agentpage, reads, spending
 from corral.console.auth import Logins
 from corral.console.guard import COOKIE
 from corral.console.live import Hub
+from corral.run.budget import Tally
 
 HERE = Path(__file__).parent
 Ops = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -45,7 +51,7 @@ def templates() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(shown=reads.shown, took=_took, dollars=_dollars, tokens=_tokens)
+    env.filters.update(shown=reads.shown, took=_took, dollars=_dollars, tokens=_tokens, usd=_usd)
     return env
 
 
@@ -58,6 +64,14 @@ def _took(start: float | None, end: float | None) -> str:
 
 def _dollars(tally: dict[str, Any] | None) -> str:
     return f"${int((tally or {}).get('cost_micro_usd', 0)) / 1_000_000:.4f}"
+
+
+def _usd(tally: Tally) -> str:
+    """A tally's cost; calls to models without prices are said, not counted as free."""
+    if tally.calls and tally.unpriced_calls == tally.calls:
+        return "unpriced"
+    extra = f" + {tally.unpriced_calls} unpriced" if tally.unpriced_calls else ""
+    return spending.dollars(tally.cost_usd) + extra
 
 
 def _tokens(tally: dict[str, Any] | None) -> int:
@@ -81,6 +95,7 @@ class Pages:
         self.source = source
         self.ops = ops
         self.health = health
+        """When the console started, and the protections the daemon applies."""
         self.secure = secure
         self.env = templates()
 
@@ -93,7 +108,11 @@ class Pages:
                 Route("/runs", self.runs),
                 Route("/runs/{run}", self.run),
                 Route("/runs/{run}/{action:str}", self.run_action, methods=["POST"]),
+                Route("/agents/{agent}", self.agent),
                 Route("/agents/{agent}/{action:str}", self.agent_action, methods=["POST"]),
+                Route("/spend", self.spend),
+                Route("/spend.csv", self.spend_csv),
+                Route("/alerts", self.alerts),
                 Route("/approvals", self.approvals),
                 Route("/approvals/{approval}/{action:str}", self.decide, methods=["POST"]),
                 Route("/live", self.live),
@@ -140,15 +159,51 @@ class Pages:
 
     async def overview(self, request: Request) -> Response:
         started, protections = self.health()
-        data = await run_in_threadpool(reads.overview, self.source(), started, protections)
+        data = await run_in_threadpool(reads.overview, self.source(), started, protections, self.hub.breakers())
         return self.render(request, "overview.html", **data)
 
     async def runs(self, request: Request) -> Response:
         q = request.query_params
+        filters = {name: q.get(name, "").strip() for name in ("agent", "state", "trigger", "since")}
+        since = None
+        if filters["since"]:
+            try:
+                since = moment("since")(filters["since"]).at
+            except argparse.ArgumentTypeError as exc:
+                return self.render(request, "refused.html", 400, error=f"since: {exc}", back="/runs")
+        src = self.source()
         data = await run_in_threadpool(
-            reads.runs, self.source(), q.get("agent", ""), q.get("state", ""), q.get("trigger", ""), q.get("before", "")
+            reads.runs, src, filters["agent"], filters["state"], filters["trigger"], since, q.get("before", "")
         )
-        return self.render(request, "runs.html", **data)
+        return self.render(request, "runs.html", filters=filters, **data)
+
+    async def agent(self, request: Request) -> Response:
+        name = request.path_params["agent"]
+        days = _days(request.query_params.get("days", ""))
+        src = self.source()
+        data = await run_in_threadpool(agentpage.agent, src.store, src.records, src.config, name, days)
+        if data is None:
+            return self.render(request, "missing.html", 404, what=f"agent {name} in the config")
+        return self.render(request, "agent.html", **data)
+
+    async def spend(self, request: Request) -> Response:
+        days = _days(request.query_params.get("days", ""))
+        src = self.source()
+        data = await run_in_threadpool(spending.spend, src.store, time.time(), src.config.zone, days)
+        return self.render(request, "spend.html", **data)
+
+    async def spend_csv(self, request: Request) -> Response:
+        days = _days(request.query_params.get("days", ""))
+        src = self.source()
+        text = await run_in_threadpool(spending.spend_csv, src.store, time.time(), src.config.zone, days)
+        disposition = f'attachment; filename="corral-spend-{days}d.csv"'
+        return Response(text, media_type="text/csv; charset=utf-8", headers={"content-disposition": disposition})
+
+    async def alerts(self, request: Request) -> Response:
+        days = _days(request.query_params.get("days", ""), default=1)
+        agent = request.query_params.get("agent", "")
+        data = await run_in_threadpool(reads.alerts, self.source(), time.time() - days * 86400, agent)
+        return self.render(request, "alerts.html", days=days, agent=agent, **data)
 
     async def run(self, request: Request) -> Response:
         run_id = request.path_params["run"]
@@ -200,7 +255,7 @@ class Pages:
     async def agent_action(self, request: Request) -> Response:
         agent, action = request.path_params["agent"], request.path_params["action"]
         form = request.state.form
-        back = "/"
+        back = f"/agents/{quote(agent, safe='')}"
         if action == "run":
             op: dict[str, Any] = {"op": "run", "agent": agent}
             if form.get("input", "").strip():
@@ -211,9 +266,22 @@ class Pages:
                     return self.render(request, "refused.html", 400, error=error, back=back)
             return await self.act(request, op, back)
         if action == "pause":
-            return await self.act(request, {"op": "pause", "agent": agent, "reason": "paused from the console"}, back)
-        if action == "resume":
-            return await self.act(request, {"op": "resume", "agent": agent}, back)
+            op = {"op": "pause", "agent": agent, "reason": "paused from the console"}
+            lasting = form.get("for", "").strip()
+            if lasting:
+                try:
+                    seconds = parse_duration(lasting)
+                except ValueError as exc:
+                    return self.render(request, "refused.html", 400, error=f"pause for: {exc}", back=back)
+                if seconds <= 0:
+                    error = "pause for: give a time of more than zero, or leave it empty to pause until resumed"
+                    return self.render(request, "refused.html", 400, error=error, back=back)
+                op["until"] = time.time() + seconds
+            return await self.act(request, op, back)
+        if action in ("resume", "start"):
+            return await self.act(request, {"op": action, "agent": agent}, back)
+        if action == "stop":
+            return await self.act(request, {"op": "stop", "agent": agent, "reason": "disabled from the console"}, back)
         return self.render(request, "missing.html", 404, what=f"action {action}")
 
     async def decide(self, request: Request) -> Response:
@@ -225,6 +293,11 @@ class Pages:
             error = "a denial needs a reason: the agent (or its model) reads it as the tool's error"
             return self.render(request, "refused.html", 400, error=error, back="/approvals")
         return await self.act(request, {"op": action, "id": approval, "reason": reason}, "/approvals")
+
+
+def _days(text: str, default: int = spending.DAYS) -> int:
+    """A page's ``days``: a whole number of days within reason, else the default."""
+    return min(int(text), spending.MAX_DAYS) if text.isdigit() and int(text) > 0 else default
 
 
 def _when(ts: float | None, zone: dt.tzinfo) -> str:

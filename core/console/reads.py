@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from corral.alerts.outbox import Outbox
 from corral.config import CorralConfig
+from corral.console.agentpage import zone_name
 from corral.observe.logs import log_path
 from corral.observe.logview import read_events
 from corral.run.approvals import PENDING, Approvals
@@ -39,8 +41,11 @@ class StoreView:
     config: CorralConfig
 
 
-def overview(src: StoreView, started: float, protections: list[str]) -> dict[str, Any]:
-    """Agents with their state, next fire, last run and spend today; what waits; the daemon."""
+def overview(
+    src: StoreView, started: float, protections: list[str], breakers: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Agents with their state, next fire, last run and spend today against their budget;
+    the breakers, the queue, what waits; the daemon."""
     now = time.time()
     with src.store.read() as txn:
         status = agent_status(src.store, src.records, txn, src.config, now)
@@ -59,36 +64,51 @@ def overview(src: StoreView, started: float, protections: list[str]) -> dict[str
             "queued": status[name]["queue_depth"],
             "last": last[name],
             "spent": today.get(name),
+            "spent_usd": _usd(today.get(name)),
+            "cap": _cap(src.config.agents[name].budget.day.cost_usd),
         }
         for name in sorted(src.config.agents)
     ]
     return {
         "agents": agents,
-        "active": active,
+        "active": [r for r in active if r["state"] != RunState.QUEUED.value],
+        "queued": [r for r in active if r["state"] == RunState.QUEUED.value],
+        "max_running": src.config.max_concurrent_runs,
         "approvals": waiting,
         "alerts": list(reversed(alerts))[:20],
         "spent_all": today.get(""),
+        "spent_all_usd": _usd(today.get("")),
+        "cap_all": _cap(src.config.budget.day.cost_usd),
+        "breakers": [{"model": name, **breakers.get(name, {"state": "closed"})} for name in sorted(src.config.models)],
         "daemon": {"uptime": now - started, "store": src.store.size(), "protections": protections},
-        "zone": src.config.zone,
+        "zone": zone_name(src.config.zone),
     }
 
 
-def runs(src: StoreView, agent: str, state: str, trigger: str, before: str) -> dict[str, Any]:
-    """A page of runs, newest first, filtered; ``before`` is the last id of the page before."""
+def _usd(tally: dict[str, int] | None) -> float:
+    return int((tally or {}).get("cost_micro_usd", 0)) / 1_000_000
+
+
+def _cap(dollars: Decimal | None) -> float | None:
+    return float(dollars) if dollars is not None else None
+
+
+def runs(src: StoreView, agent: str, state: str, trigger: str, since: float | None, before: str) -> dict[str, Any]:
+    """A page of runs, newest first, filtered; ``before`` is the last id of the page before.
+
+    Run ids sort by creation time, so the walk goes newest first through the agent's index
+    (or the runs themselves) from ``before`` and stops at the first run older than
+    ``since``: a page costs its own runs, plus those a state or trigger filter skips (at
+    most :data:`SCAN`)."""
     found: list[dict[str, Any]] = []
     scanned = 0
     more = False
     with src.store.read() as txn:
-        cursor = txn.cursor(db=src.store.dbs["runs"])
-        positioned = cursor.set_range(before.encode()) if before else cursor.last()
-        if before and not positioned:
-            positioned = cursor.last()
-        elif before and positioned and bytes(cursor.key()) >= before.encode():
-            positioned = cursor.prev()
-        while positioned:
+        for run in src.records.runs_newest_first(txn, agent or None, before=before or None):
+            if since is not None and run.get("created", 0) < since:
+                break
             scanned += 1
-            run = src.records.get_run(txn, bytes(cursor.key()).decode())
-            if run is not None and _matches(run, agent, state, trigger):
+            if _matches(run, state, trigger):
                 if len(found) == PAGE:
                     more = True
                     break
@@ -96,22 +116,16 @@ def runs(src: StoreView, agent: str, state: str, trigger: str, before: str) -> d
             if scanned >= SCAN:
                 more = True
                 break
-            positioned = cursor.prev()
     return {
         "runs": found,
         "next": found[-1]["id"] if more and found else "",
-        "filters": {"agent": agent, "state": state, "trigger": trigger},
         "agents": sorted(src.config.agents),
         "states": [s.value for s in RunState],
     }
 
 
-def _matches(run: dict[str, Any], agent: str, state: str, trigger: str) -> bool:
-    return (
-        (not agent or run["agent"] == agent)
-        and (not state or run["state"] == state)
-        and (not trigger or str(run.get("trigger", "")) == trigger)
-    )
+def _matches(run: dict[str, Any], state: str, trigger: str) -> bool:
+    return (not state or run["state"] == state) and (not trigger or str(run.get("trigger", "")) == trigger)
 
 
 def run(src: StoreView, run_id: str) -> dict[str, Any] | None:
@@ -145,6 +159,13 @@ def approvals(src: StoreView) -> dict[str, Any]:
     waiting = sorted((a for a in every if a["state"] == PENDING), key=lambda a: a["created"])
     decided = sorted((a for a in every if a["state"] != PENDING), key=lambda a: -a.get("decided", a["created"]))
     return {"waiting": waiting, "decided": decided[:20]}
+
+
+def alerts(src: StoreView, since: float, agent: str) -> dict[str, Any]:
+    """Alerts stored since ``since``, newest first, with where each went and how."""
+    with src.store.read() as txn:
+        found = [r for r in Outbox(src.records).since(txn, since) if not agent or r["alert"].get("agent") == agent]
+    return {"alerts": list(reversed(found)), "agents": sorted(src.config.agents)}
 
 
 def shown(value: Any) -> str:

@@ -76,25 +76,34 @@ class Records:
         """Newest first, optionally for one agent."""
         return list(itertools.islice(self.runs_newest_first(txn, agent), limit))
 
-    def runs_newest_first(self, txn: lmdb.Transaction, agent: str | None = None) -> Iterator[dict[str, Any]]:
+    def runs_newest_first(
+        self, txn: lmdb.Transaction, agent: str | None = None, before: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every run (of ``agent``), newest first, read as the caller goes (a filter can stop
-        early: run ids sort by creation time)."""
+        early: run ids sort by creation time); with ``before``, only runs whose id sorts below
+        it (the next page of a list)."""
         if agent is None:
-            for _, raw in _rows(txn.cursor(db=self.dbs["runs"]).iterprev()):
-                yield unpack(raw)
+            cursor = txn.cursor(db=self.dbs["runs"])
+            if before is None or not cursor.set_range(schema.run_key(before)):
+                positioned = cursor.last() and (before is None or bytes(cursor.key()) < schema.run_key(before))
+            else:
+                positioned = cursor.prev()
+            while positioned:
+                yield unpack(cursor.value())
+                positioned = cursor.prev()
             return
         prefix = schema.state_prefix(agent)
         cursor = txn.cursor(db=self.dbs["agent_runs"])
-        if not cursor.set_range(prefix + b"\xff"):
-            cursor.last()
-        else:
-            cursor.prev()
-        for key in _keys(cursor.iterprev(values=False)):
+        start = schema.agent_run_key(agent, before) if before is not None else prefix + b"\xff"
+        positioned = cursor.prev() if cursor.set_range(start) else cursor.last()
+        while positioned:
+            key = bytes(cursor.key())
             if not key.startswith(prefix):
                 break
             run = self.get_run(txn, key[len(prefix) :].decode())
             if run is not None:
                 yield run
+            positioned = cursor.prev()
 
     def run_ids(self, txn: lmdb.Transaction) -> Iterator[str]:
         """Every run id in the store, oldest first, without reading the runs."""
