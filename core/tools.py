@@ -92,7 +92,8 @@ class ToolSpec:
     description: str
     parameters: dict[str, Any]
     idempotent: bool
-    func: Callable[..., Any]
+    func: Callable[..., Any] | None
+    """The function the agent's process runs; None for a tool of an MCP server (its server runs it)."""
     reconcile: Callable[..., Any] | None
     takes_idempotency_key: bool
     plugin: str = ""
@@ -104,6 +105,8 @@ class ToolSpec:
     """Names of the secrets the tool needs; only tools that declare a secret receive it."""
     settings_schema: dict[str, Any] | None = None
     """JSON schema of the ``settings`` the tool takes from the agent's config; None: it takes none."""
+    server: str | None = None
+    """The ``[mcp.NAME]`` server that offers the tool; None for a plugin's tool."""
 
     def with_plugin(self, name: str) -> ToolSpec:
         """A copy blamed on plugin ``name``, so logs and errors name who offered it."""
@@ -120,6 +123,7 @@ class ToolSpec:
             "high_stakes": self.high_stakes,
             "secrets": list(self.secrets),
             "plugin": self.plugin,
+            "source": f"mcp server {self.server}" if self.server else f"plugin {self.plugin}",
         }
 
 

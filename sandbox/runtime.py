@@ -71,12 +71,58 @@ class _LocalTool:
     """The values of the secrets the tool declares (granted to the agent); only this tool gets them."""
 
 
+class _Mcp:
+    """The run's MCP servers as the agent's process sees them: each server's tool list, read
+    through the daemon once per run (which journals it), and the stdio servers themselves,
+    which run here, inside the sandbox. An HTTP server's tools are called by the daemon."""
+
+    def __init__(self, welcome: dict[str, Any]) -> None:
+        from corral.sandbox.mcp_stdio import StdioServers
+
+        self.servers: dict[str, Any] = welcome.get("servers") or {}
+        self.grants = tuple(welcome.get("grants") or ())
+        self.stdio = StdioServers({n: c for n, c in self.servers.items() if c.get("transport") == "stdio"})
+        self.lists: dict[str, list[dict[str, Any]]] = {}
+
+    def server_of(self, name: str) -> str | None:
+        """The server a tool name belongs to (``git`` for ``git.git_log``), or None."""
+        server, dot, _ = name.partition(".")
+        return server if dot and server in self.servers else None
+
+    def listing(self, session: _Session, server: str) -> list[dict[str, Any]]:
+        """The server's tools, asked of the daemon at the run's first use of the server."""
+        if server not in self.lists:
+            self.lists[server] = session.step("mcp", server, {})
+        return self.lists[server]
+
+    def names(self, session: _Session) -> list[str]:
+        """Every granted tool of every server (a server whose list cannot be read offers none)."""
+        from corral.config.mcp import granted
+
+        names: list[str] = []
+        for server in self.servers:
+            try:
+                listing = self.listing(session, server)
+            except ToolCallError:
+                continue  # journaled as a failed step: the run's trace says why
+            names += [f"{server}.{t['name']}" for t in listing if granted(self.grants, server, t["name"])]
+        return names
+
+    def call(self, name: str, args: dict[str, Any], key: str) -> tuple[bool, Any, dict[str, Any] | None]:
+        """Call a stdio server's tool; a read-only or idempotent one is repeated if its server dies."""
+        server, tool = name.split(".", 1)
+        hints = next((t.get("annotations") or {} for t in self.lists.get(server, ()) if t["name"] == tool), {})
+        repeatable = hints.get("readOnlyHint") is True or hints.get("idempotentHint") is True
+        return self.stdio.call(server, tool, args, key, repeatable)
+
+
 class _Session:
     """Sequencing of requests for one run; shared by ctx, ctx.state and ctx.log."""
 
-    def __init__(self, channel: BlockingChannel, tools: dict[str, _LocalTool]) -> None:
+    def __init__(self, channel: BlockingChannel, tools: dict[str, _LocalTool], mcp: _Mcp | None = None) -> None:
         self.channel = channel
         self.tools = tools
+        self.mcp = mcp
         self.seq = 0
 
     def step(self, kind: str, name: str, args: dict[str, Any]) -> Any:
@@ -97,6 +143,8 @@ class _Session:
                 failed = ModelCallError if kind == "model" else ToolCallError
                 raise failed(error.get("message", f"{kind} call failed"), kind=error.get("kind", "failed"))
             if kind_ == "exec":
+                if self.mcp is not None and (kind == "mcp" or name not in self.tools):
+                    return self._execute_mcp(seq, kind, name, args, reply["key"])
                 return self._execute(seq, name, args, reply["key"])
             if kind_ == "reconcile":
                 self._reconcile(seq, name, args, reply["key"])
@@ -120,6 +168,25 @@ class _Session:
             error["message"] = f"tool {name!r} failed: {error['message']}"
             self.channel.send({"t": "done", "seq": seq, "ok": False, "error": error})
             raise ToolCallError(error["message"], kind=error["kind"]) from exc
+        self.channel.send({"t": "done", "seq": seq, "ok": True, "value": value})
+        return value
+
+    def _execute_mcp(self, seq: int, kind: str, name: str, args: dict[str, Any], key: str) -> Any:
+        """Read a stdio server's list (an ``mcp`` step) or call one of its tools, and report it."""
+        from corral.sandbox.mcp_stdio import ServerUnavailable
+
+        assert self.mcp is not None
+        if kind == "mcp":
+            try:
+                ok, value, error = True, self.mcp.stdio.tools(name), None
+            except ServerUnavailable as exc:
+                ok, value, error = False, None, {"kind": "unavailable", "type": "ToolCallError", "message": str(exc)}
+        else:
+            ok, value, error = self.mcp.call(name, args, key)
+        if not ok:
+            assert error is not None
+            self.channel.send({"t": "done", "seq": seq, "ok": False, "error": error})
+            raise ToolCallError(error["message"], kind=error["kind"])
         self.channel.send({"t": "done", "seq": seq, "ok": True, "value": value})
         return value
 
@@ -225,13 +292,18 @@ class Context:
 
     @property
     def tools(self) -> list[str]:
-        """Names of the tools this agent was granted."""
-        return sorted(self._session.tools)
+        """Names of the tools this agent was granted (an MCP server's: those it offers, read at first use)."""
+        session = self._session
+        return sorted([*session.tools, *(session.mcp.names(session) if session.mcp is not None else ())])
 
     def tool(self, name: str, /, **args: Any) -> Any:
         """Call a granted tool through the journal; raises ToolCallError on refusal or failure."""
         _plain(args, f"the arguments of tool {name!r}")
-        return self._session.step("tool", name, args)
+        session = self._session
+        server = session.mcp.server_of(name) if session.mcp is not None and name not in session.tools else None
+        if server is not None:
+            session.mcp.listing(session, server)  # type: ignore[union-attr]  # the daemon learns its tools first
+        return session.step("tool", name, args)
 
     def model(self, messages: Sequence[Any], /, *, tools: Sequence[Any] = (), model: str = "", **options: Any) -> Any:
         """Ask a model through the daemon, which holds the API key, retries, enforces the
@@ -316,8 +388,9 @@ def serve(policy: Policy, applied: list[str]) -> None:
     if welcome["t"] != "welcome" or welcome["v"] != VERSION:
         raise SystemExit(f"corral: expected welcome v{VERSION}, got {welcome['t']} v{welcome.get('v')}")
     run = welcome["run"]
+    mcp = _Mcp(run["mcp"]) if run.get("mcp") else None
     try:
-        session = _Session(channel, _granted_tools(run))
+        session = _Session(channel, _granted_tools(run), mcp)
         func = _load_entry(run["code"], run["entry"])
         value = _plain(func(Context(session, run, channel)), "the agent's return value")
     except RunAborted:
@@ -326,6 +399,8 @@ def serve(policy: Policy, applied: list[str]) -> None:
         channel.send({"t": "finish", "ok": False, "error": _error(exc)})
     else:
         channel.send({"t": "finish", "ok": True, "value": value})
+    if mcp is not None:
+        mcp.stdio.close()
     sys.stdout.flush()
     sys.stderr.flush()
     _wait_for_close(policy.wire_in)

@@ -342,6 +342,7 @@ def test_with_plugin_and_describe() -> None:
         "high_stakes": False,
         "secrets": [],
         "plugin": "shop",
+        "source": "plugin shop",
     }
     described["parameters"]["properties"].clear()
     assert spec.parameters["properties"], "describe() must hand out a copy"

@@ -30,6 +30,7 @@ from typing import Any
 from corral.alerts.service import configured_sinks
 from corral.config.agents import AgentConfig
 from corral.config.loader import CorralConfig, load_config, parse_config
+from corral.config.mcp import plugin_grants
 from corral.config.problems import Problems, file_name
 from corral.errors import ConfigError
 from corral.pluginmanager import Plugins, load_plugins
@@ -148,7 +149,7 @@ def check_config(config: CorralConfig, plugins: Plugins | None = None) -> list[s
                     f"{missing} is not set in this environment, so agent {agent.name!r} cannot call it; "
                     f"set {missing} where corral runs",
                 )
-        for tool in agent.tools:
+        for tool in plugin_grants(agent.tools, config.mcp):
             if tool not in plugins.tools:
                 known = ", ".join(sorted(plugins.tools)) or "none"
                 p.fail(section, "tools", f"no plugin provides tool {tool!r}; available: {known}")
@@ -175,7 +176,7 @@ def settings_problems(config: CorralConfig, tools: Mapping[str, ToolSpec]) -> li
 
     p = Problems(file_name(config.path))
     for agent in config.agents.values():
-        for name in agent.tools:
+        for name in plugin_grants(agent.tools, config.mcp):
             section = f"agents.{agent.name}.tool_settings.{name}"
             spec = tools.get(name)
             if spec is None:

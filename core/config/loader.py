@@ -23,6 +23,7 @@ from corral.config.alerts import AlertsConfig, read_alerts
 from corral.config.budget import Budget, GlobalBudgetKeys, read_budget, unpriced_cost_caps
 from corral.config.console import ConsoleConfig, read_console
 from corral.config.kinds import Flag, Key, PositiveInt, PositiveSeconds, Text, Texts, Zone
+from corral.config.mcp import McpServer, grant_problems, read_mcp
 from corral.config.metrics import read_metrics
 from corral.config.models import ModelConfig, read_models
 from corral.config.problems import Problems, file_name, table_keys
@@ -45,6 +46,7 @@ TABLES = (
     "schedule",
     "telemetry",
     "console",
+    "mcp",
 )
 """The top-level tables of the file."""
 
@@ -89,6 +91,8 @@ class CorralConfig:
     """``[telemetry]``: OTLP export of traces and metrics, off by default (docs/telemetry.md)."""
     console: ConsoleConfig = ConsoleConfig()
     """``[console]``: the web dashboard (docs/console.md)."""
+    mcp: Mapping[str, McpServer] = field(default_factory=dict)
+    """``[mcp.NAME]``: MCP servers whose tools agents may be granted (docs/tools.md)."""
 
     @property
     def zone(self) -> dt.tzinfo:
@@ -143,7 +147,10 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
     schedule = read_schedule_settings(p, data.get("schedule"))
     telemetry = read_telemetry(p, data.get("telemetry"), environ)
     console = read_console(p, data.get("console"))
+    mcp = read_mcp(p, data.get("mcp"))
     _across_sections(p, data.get("models"), agents, models, budget, schedule)
+    for agent in agents.values():
+        grant_problems(p, f"agents.{agent.name}", agent.tools, mcp, agent.sandbox)
     p.check()
     return CorralConfig(
         path=path,
@@ -157,6 +164,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
         schedule=schedule,
         telemetry=telemetry,
         console=console,
+        mcp=mcp,
         **values,
     )
 

@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral import wire
+from corral.config.mcp import plugin_grants
 from corral.errors import ProtocolError, StoreError
 from corral.guardrails.guards import Guards
 from corral.run import modelcalls, quota
 from corral.run.budget import Tally
 from corral.run.journal import Journal
+from corral.run.mcptools import McpCall, McpTools
 from corral.run.outcome import Outcome, RunEnded, failure, resumable
 from corral.run.output import RateLimit, pump
 from corral.run.replay import ReplayPath, ReplayReport
@@ -30,6 +32,7 @@ from corral.states import RunState
 
 if TYPE_CHECKING:
     from corral.config import AgentConfig
+    from corral.config.mcp import McpServer
     from corral.run.approvals import Approvals
     from corral.run.modelaccess import ModelAccess
     from corral.sandbox.processes import Child, ProcessControl
@@ -69,6 +72,8 @@ class Shared:
     """Whether a run is being cancelled."""
     pause: modelcalls.Pause
     max_tool_args_bytes: int
+    mcp: Mapping[str, McpServer] = field(default_factory=dict)
+    """``[mcp.NAME]``: the MCP servers agents may be granted tools of."""
 
 
 class Attempt:
@@ -82,6 +87,7 @@ class Attempt:
         log: Any,
         welcome: dict[str, Any],
         workdir: Path,
+        mcp_headers: Mapping[str, dict[str, str]] | None = None,
     ) -> None:
         self.shared = shared
         self.run = run
@@ -105,7 +111,7 @@ class Attempt:
         self.output_limit = RateLimit()
         self.cpu_seen = 0.0
         self.steps: Steps | ReplayPath | None = None
-        self.granted = {name: shared.tools.get(name) for name in agent.tools}
+        self.granted = {name: shared.tools.get(name) for name in plugin_grants(agent.tools, shared.mcp)}
         self.models = modelcalls.ModelCaller(
             shared.models,
             shared.writer,
@@ -122,9 +128,23 @@ class Attempt:
             after=self._model_step_done,
             trace_id=run["trace_id"],
         )
+        self.mcp = McpTools(
+            shared.mcp,
+            agent.tools,
+            self.granted,
+            log,
+            writer=shared.writer,
+            journal=self.journal,
+            redact=shared.redact,
+            after=self._model_step_done,
+            headers=mcp_headers,
+        )
+        """The agent's MCP servers: the tools their lists offer join ``granted`` as they are read."""
+        if self.mcp.servers:
+            self.welcome["mcp"] = self.mcp.welcome()
 
     def _model_step_done(self, entry: dict[str, Any]) -> None:
-        """The guards' after-step check for a model step (the daemon made the call)."""
+        """The guards' after-step check for a step the daemon made (a model call, an HTTP MCP call)."""
         outcome = self.steps.after_step(entry) if self.steps is not None else None
         if outcome is not None:
             raise RunEnded(outcome)
@@ -143,6 +163,7 @@ class Attempt:
             model_refusal=lambda name, args: modelcalls.refusal(self.agent, self.granted, name, args),
             max_args_bytes=shared.max_tool_args_bytes,
             redact=shared.redact,
+            mcp=self.mcp,
             guarding=Guarding(
                 Guards.start(shared.guardrails, self.run, self.agent, self.log),
                 shared.approvals,
@@ -301,6 +322,9 @@ class Attempt:
                 return await self._crashed(child, "exited without finishing")
             if isinstance(message, modelcalls.ModelCall):
                 child.wire.send(await self.models.call(message))
+                continue
+            if isinstance(message, McpCall):
+                child.wire.send(await self.mcp.call(message))
                 continue
             kind = message["t"]
             if kind == "log":

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import jsonschema_rs
 
 from corral.config import AgentConfig, CorralConfig
+from corral.config.mcp import split_grant
 from corral.pluginmanager import Plugins
 from corral.run import replay
 from corral.run.approvals import Approvals
@@ -36,7 +37,7 @@ from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
 from corral.sandbox.processes import ProcessControl
 from corral.schedule.clock import Clock, awake_since, awake_stamp
 from corral.schedule.pauses import Pauses
-from corral.secrets import Redaction
+from corral.secrets import Redaction, SecretsError
 from corral.states import FINISHED, EventKind, RunState, check_transition
 from corral.store import Records, Store, Writer, new_run_id
 from corral.tools import ToolSpec, tool_secret_names, welcome_entry
@@ -613,6 +614,11 @@ class Engine:
             log.error("run not started", kind=prepared.refusal["kind"], reason=prepared.refusal["message"])
             return Outcome(RunState.FAILED, prepared.refusal)
         self.logs.redaction.add(prepared.env)
+        try:
+            mcp_headers = await asyncio.get_running_loop().run_in_executor(None, self._mcp_headers, agent)
+        except SecretsError as exc:
+            log.error("run not started", kind="secrets", reason=str(exc))
+            return Outcome(RunState.FAILED, failure("secrets", f"agent {agent.name!r} was not started: {exc}"))
         limits = agent.limits
         cgroup, applied = self.processes.run_cgroup(
             run["id"], limits.memory_mb * 2**20 if limits.memory_mb else None, limits.processes
@@ -644,12 +650,29 @@ class Engine:
         log.info("run started", attempt=run["attempt"], pid=child.pid, trigger=run.get("trigger"))
         welcome = self.welcome(run, agent, snapshot, tool_secrets)
         if replay is None:
-            attempt = Attempt(self._shared(), run, agent, log, welcome, workdir)
+            attempt = Attempt(self._shared(), run, agent, log, welcome, workdir, mcp_headers)
         else:
             attempt = ReplayAttempt(self._shared(), run, agent, log, welcome, workdir, replay)
         outcome = await attempt.execute(child)
         outcome.error, outcome.result = self.logs.redaction.redact((outcome.error, outcome.result))
         return outcome
+
+    def _mcp_headers(self, agent: AgentConfig) -> dict[str, dict[str, str]]:
+        """The headers of the HTTP MCP servers ``agent`` is granted tools of, their secrets
+        filled in from the secrets store and added to the redactor; blocking."""
+        headers: dict[str, dict[str, str]] = {}
+        servers = self.config.mcp
+        for name in {parts[0] for grant in agent.tools if (parts := split_grant(grant)) and parts[0] in servers}:
+            server = servers[name]
+            if server.transport != "http":
+                continue
+            try:
+                values = self.sandbox.secrets.grant(server.secrets)
+            except SecretsError as exc:
+                raise SecretsError(f"[mcp.{name}] headers: {exc}") from None
+            self.logs.redaction.add(values)
+            headers[name] = server.filled_headers(values)
+        return headers
 
     def _shared(self) -> Shared:
         """What an attempt uses, as the config is now."""
@@ -667,4 +690,5 @@ class Engine:
             cancelling=self.cancelling,
             pause=self.pause_agent,
             max_tool_args_bytes=self.config.max_tool_args_bytes,
+            mcp=self.config.mcp,
         )

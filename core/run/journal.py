@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Answer:
     """How to answer a step: ``replay``, ``result``, ``exec``, ``reconcile``, ``call`` (the daemon
-    makes a model call), ``hold``, ``approval`` (the run waits for a human), ``stop`` (a guardrail
+    makes a model call), ``relist`` (an MCP tool list journaled by an earlier attempt is read
+    again, to be compared), ``hold``, ``approval`` (the run waits for a human), ``stop`` (a guardrail
     ended the run), ``mismatch`` (non-determinism) or ``protocol`` (the child said something out
     of turn)."""
 
@@ -295,6 +296,35 @@ class Journal:
                 entry["status"] = "started"
             return self._start(txn, entry, "call", fresh=False)
         return self._start(txn, self._new_entry(seq, "model", name, args, fp), "call", fresh=True)
+
+    def listing(self, txn: lmdb.Transaction, seq: int, server: str, args: dict[str, Any]) -> Answer:
+        """An MCP server's tool list: read it (``exec``) and journal it once per run. A list an
+        earlier attempt journaled is read again (``relist``) so that a server that changed its
+        tools since is noticed; one that failed then is replayed, as any finished step."""
+        fp = fingerprint("mcp", server, args)
+        entry, decided = self._existing(txn, seq, "mcp", server, fp)
+        if decided is not None:
+            return Answer("relist", decided.entry) if decided.action == "replay" and decided.entry["ok"] else decided
+        if entry is None:
+            entry = self._new_entry(seq, "mcp", server, args, fp)
+            entry["key"] = idempotency_key(self.run_id, seq, fp)
+            return self._start(txn, entry, "exec", fresh=True)
+        return self._start(txn, entry, "exec", fresh=False)  # interrupted: reading a list has no effect
+
+    def unknown(self, txn: lmdb.Transaction, seq: int, message: str) -> Answer:
+        """A call whose outcome its tool could not know (an MCP server died or hung during a
+        non-idempotent call): on hold until a human says whether it took effect."""
+        entry = self._started.pop(seq, None) or self.records.get_step(txn, self.run_id, seq)
+        if entry is None or entry["status"] != "started":
+            return Answer("protocol", entry or {}, f"step {seq} was not running")
+        entry.update(status="unknown", error={"kind": "outcome_unknown", "message": message})
+        self._put(txn, entry)
+        return Answer(
+            "hold",
+            entry,
+            f"step {seq}: {message}; check whether it took effect, then release the run with "
+            f"`corral release {self.run_id} --happened` or `--not-happened`",
+        )
 
     def _start(self, txn: lmdb.Transaction, entry: dict[str, Any], action: str, *, fresh: bool) -> Answer:
         """(Re)start ``entry`` in this attempt: one more execution, from now."""

@@ -27,6 +27,7 @@ from corral.guardrails import Action
 from corral.packing import pack
 from corral.run.childwire import ChildWire, StepPath
 from corral.run.journal import Answer, Journal
+from corral.run.mcptools import McpCall, McpTools
 from corral.run.modelcalls import ModelCall
 from corral.run.outcome import Outcome, RunEnded, failure
 from corral.run.quota import QuotaExceeded
@@ -73,6 +74,7 @@ class Steps(StepPath):
         max_args_bytes: int = 256 * 2**10,
         guarding: Guarding | None = None,
         redact: Callable[[Any], Any] = lambda value: value,
+        mcp: McpTools | None = None,
     ) -> None:
         self.wire = wire
         self.journal = journal
@@ -86,9 +88,14 @@ class Steps(StepPath):
         self.guarding = guarding
         self.redact = redact
         """Hides granted secrets' values in what is journaled (arguments, outcomes)."""
+        self.mcp = mcp
+        """The agent's MCP servers: their lists add tools to ``granted`` as the run reads them."""
+        self._listings: dict[int, tuple[str, list[dict[str, Any]] | None]] = {}
+        """Steps whose stdio tool list the child was told to read: server, and the journal's list on a re-read."""
         self.open = False  # set by the attempt once the hello is checked, before the welcome
         self.next_seq = 1
         self.executing: int | None = None  # the step told to run (exec) whose done is awaited
+        self._executing_name = ""  # the tool it runs
         self._dones: list[tuple[int, bool, Any, dict[str, Any] | None]] = []
         self._dones_since: float | None = None
         self.unjournaled: list[tuple[int, bool, Any, dict[str, Any] | None]] = []  # for the attempt's end
@@ -105,8 +112,16 @@ class Steps(StepPath):
             if seq != self.executing:
                 raise ProtocolError(f"done for step {seq}, but no tool was told to run it (exec'd: {self.executing})")
             self.executing = None
+            spec = self.granted.get(self._executing_name)
             redact = self.redact
-            self._dones.append((seq, message["ok"], redact(message.get("value")), redact(message.get("error"))))
+            ok, value, error = message["ok"], redact(message.get("value")), redact(message.get("error"))
+            if seq in self._listings:
+                return self._listed(seq, ok, value, error)
+            if not ok and isinstance(error, dict) and error.get("kind") == "outcome_unknown" and spec and spec.server:
+                why = str(error.get("message", "the call's outcome is unknown"))
+                journal = self.journal
+                return [self._job(seq, lambda txn: journal.unknown(txn, seq, why))]
+            self._dones.append((seq, ok, value, error))
             self._dones_since = self._dones_since or time.monotonic()
             return []
         if kind == "reconciled":
@@ -155,6 +170,12 @@ class Steps(StepPath):
                     seq, self._guarded(seq, kind, name, args, False, lambda txn: journal.model(txn, seq, name, args))
                 )
             ]
+        if kind == "mcp":
+            why = self.mcp.listing_refusal(name) if self.mcp is not None else "no MCP servers are configured"
+            if why is not None:
+                unlisted: str = why
+                return [self._job(seq, lambda txn: journal.refuse(txn, seq, "mcp", name, args, unlisted))]
+            return [self._job(seq, lambda txn: journal.listing(txn, seq, name, args))]
         if kind != "tool":
             raise ProtocolError(f"unknown step kind {kind!r}")
         refusal = self._refusal(name, args)
@@ -189,6 +210,8 @@ class Steps(StepPath):
         )
 
     def _refusal(self, name: str, args: dict[str, Any]) -> str | None:
+        if name not in self.granted and self.mcp is not None and (why := self.mcp.tool_refusal(name)):
+            return why
         if name not in self.granted:
             granted = ", ".join(sorted(self.granted)) or "none"
             near = difflib.get_close_matches(name, list(self.granted), n=1)
@@ -205,7 +228,7 @@ class Steps(StepPath):
                 f"tool {name!r} is granted but no loaded plugin provides it; "
                 "run `corral check` to see which plugin failed"
             )
-        validator = self.validator(spec)
+        validator = self.mcp.validator(spec) if spec.server and self.mcp is not None else self.validator(spec)
         if validator.is_valid(args):
             return None
         problems = sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.instance_path])
@@ -263,12 +286,14 @@ class Steps(StepPath):
         return None
 
     def _answer(self, seq: int, decision: Answer) -> None:
+        if self._remote(seq, decision):
+            return
         message = answer(seq, decision)
         if message is not None:
             self.wire.send(message)
         action = decision.action
         if action == "exec":
-            self.executing = seq
+            self.executing, self._executing_name = seq, decision.entry.get("name", "")
         elif action == "call":
             entry = decision.entry
             self.wire.deliver(ModelCall(seq, entry["name"], entry["args"], entry["executions"]))
@@ -291,6 +316,48 @@ class Steps(StepPath):
             self.log.warning("run waits for approval", seq=seq, approval=decision.entry["approval"])
             error = {**failure("approval", decision.message), "approval": decision.entry["approval"]}
             self._end(Outcome(RunState.ON_HOLD, error, hold_reason=decision.message))
+
+    def _remote(self, seq: int, decision: Answer) -> bool:
+        """Answer a step that reads or calls an MCP server: an HTTP server is the daemon's to
+        call (on the event loop); a stdio server's list is read by the child, as a tool runs.
+        False for every other step."""
+        entry, action = decision.entry, decision.action
+        if action not in ("exec", "relist") or self.mcp is None:
+            return False
+        if entry.get("kind") == "mcp":
+            server = entry["name"]
+            journaled = entry.get("value") if action == "relist" else None
+            if self.mcp.servers[server].transport == "http":
+                self.wire.deliver(McpCall(seq, server, journaled=journaled))
+                return True
+            self._listings[seq] = (server, journaled)
+            self.executing = seq
+            self.wire.send({"t": "exec", "seq": seq, "key": entry.get("key", "")})
+            return True
+        spec = self.granted.get(entry.get("name", ""))
+        if spec is None or spec.server is None or self.mcp.servers[spec.server].transport != "http":
+            return False
+        tool = entry["name"].split(".", 1)[1]
+        self.wire.deliver(McpCall(seq, spec.server, tool, entry["args"], entry.get("key", "")))
+        return True
+
+    def _listed(self, seq: int, ok: bool, value: Any, error: Any) -> list[tuple[Job, Callback]]:
+        """A stdio server's list, read by the child: journaled the first time; compared with the
+        journal's on a later attempt (where a change ends the run)."""
+        assert self.mcp is not None
+        server, journaled = self._listings.pop(seq)
+        if journaled is not None:
+            ended = self.mcp.relisted(server, journaled, value if ok else None)
+            if ended is not None:
+                self._end(ended)
+            return []
+        if ok:
+            value, why = self.mcp.accept(server, value)
+            if why is not None:
+                ok, value, error = False, None, {"kind": "failed", "type": "ToolCallError", "message": why}
+        self._dones.append((seq, ok, value, error))
+        self._dones_since = self._dones_since or time.monotonic()
+        return []
 
     def _failed(self, exc: BaseException, seq: int | None) -> None:
         if isinstance(exc, StoreError):
