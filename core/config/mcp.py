@@ -19,10 +19,29 @@ from urllib.parse import urlsplit
 
 from msgspec import Meta
 
-from corral.config.kinds import HttpUrl, Key, PositiveInt, PositiveSeconds, Rule, SomeTexts, Wrong, read
+from corral.config.kinds import (
+    Count,
+    HttpUrl,
+    Key,
+    PositiveInt,
+    PositiveSeconds,
+    Rule,
+    Seconds,
+    SomeTexts,
+    Wrong,
+    read,
+)
 from corral.config.problems import Problems, table_keys
 from corral.sandbox.spec import SandboxPolicy
 
+
+def _backoff(value: object) -> tuple[float, float]:
+    from corral.retrypolicy import parse_backoff
+
+    return parse_backoff(value)
+
+
+Backoff = Annotated[tuple[float, float], Rule("{value!r} is not a backoff", parse=_backoff)]
 ServerName = Annotated[
     str,
     Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$"),
@@ -41,6 +60,11 @@ class McpKeys:
     timeout: Annotated[PositiveSeconds, Key('give how long one call may take, e.g. "60s"')]
     startup_timeout: Annotated[PositiveSeconds, Key('give how long a stdio server may take to start, e.g. "30s"')]
     max_result_kb: Annotated[PositiveInt, Key("give the largest tool result accepted, in KiB")]
+    retries: Annotated[Count, Key("give how many times an HTTP server's failed call is tried again (0: never)")]
+    backoff: Annotated[Backoff, Key('give the first and longest wait between tries, e.g. backoff = "1s..30s"')]
+    max_retry_after: Annotated[Seconds, Key("give the longest Retry-After worth waiting for, in seconds")]
+    breaker_failures: Annotated[PositiveInt, Key("give how many failures in a row open the server's breaker")]
+    breaker_cool_down: Annotated[PositiveSeconds, Key("give the seconds an open breaker stays open")]
     approve: Annotated[
         Literal["destructive", "all", "none"],
         Key('choose which calls need a human\'s approval: "destructive" (the default), "all" or "none"'),
@@ -59,6 +83,11 @@ class McpServer:
     timeout: float = 60.0
     startup_timeout: float = 30.0
     max_result_kb: int = 256
+    retries: int = 3
+    backoff: tuple[float, float] = (1.0, 30.0)
+    max_retry_after: float = 60.0
+    breaker_failures: int = 5
+    breaker_cool_down: float = 30.0
     approve: str = "destructive"
 
     @property
@@ -105,7 +134,7 @@ def read_mcp(p: Problems, data: object) -> dict[str, McpServer]:
                 section,
                 None,
                 'give either command = ["program", "arg", ...] (a stdio server run in the agent\'s sandbox) '
-                'or url = "https://..." (a Streamable HTTP server the daemon calls), not '
+                'or url = "https://..." (a Streamable HTTP server the daemon calls); this table has '
                 + ("both" if "command" in table else "neither"),
             )
         headers = _read_headers(p, section, table.get("headers"))

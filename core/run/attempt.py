@@ -31,6 +31,7 @@ from corral.run.steps import Guarding, Steps
 from corral.states import RunState
 
 if TYPE_CHECKING:
+    from corral.breaker import Breakers
     from corral.config import AgentConfig
     from corral.config.mcp import McpServer
     from corral.run.approvals import Approvals
@@ -72,6 +73,8 @@ class Shared:
     """Whether a run is being cancelled."""
     pause: modelcalls.Pause
     max_tool_args_bytes: int
+    breakers: Breakers
+    """The daemon's circuit breakers (an HTTP MCP server's is shared by every agent that calls it)."""
     mcp: Mapping[str, McpServer] = field(default_factory=dict)
     """``[mcp.NAME]``: the MCP servers agents may be granted tools of."""
 
@@ -137,6 +140,7 @@ class Attempt:
             journal=self.journal,
             redact=shared.redact,
             after=self._model_step_done,
+            breakers=shared.breakers,
             headers=mcp_headers,
         )
         """The agent's MCP servers: the tools their lists offer join ``granted`` as they are read."""

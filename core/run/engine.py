@@ -690,5 +690,6 @@ class Engine:
             cancelling=self.cancelling,
             pause=self.pause_agent,
             max_tool_args_bytes=self.config.max_tool_args_bytes,
+            breakers=self.breakers,
             mcp=self.config.mcp,
         )

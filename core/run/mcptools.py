@@ -16,6 +16,7 @@ of it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,8 @@ from corral.states import RunState
 if TYPE_CHECKING:
     import jsonschema_rs
 
+    from corral.breaker import Breakers, CircuitBreaker, Permit
+    from corral.mcp.http import HttpFailure
     from corral.run.journal import Journal
     from corral.store import Writer
     from corral.tools import ToolSpec
@@ -62,6 +65,7 @@ class McpTools:
         journal: Journal,
         redact: Callable[[Any], Any],
         after: Callable[[dict[str, Any]], None],
+        breakers: Breakers,
         headers: Mapping[str, dict[str, str]] | None = None,
     ) -> None:
         self.grants = grants
@@ -83,6 +87,8 @@ class McpTools:
         self.redact = redact
         self.after = after
         """Shown each step finished here once durable: the guardrails' after-step check."""
+        self.breakers = breakers
+        """The daemon's breakers: an HTTP server's is ``mcp:NAME``, shared by every agent that calls it."""
 
     def welcome(self) -> dict[str, Any]:
         """What the agent's process learns of its servers: names, transports, grants, and for a
@@ -163,22 +169,25 @@ class McpTools:
 
     async def call(self, item: McpCall) -> dict[str, Any]:
         """Make an HTTP server's request for a step; journal it; the answer for the agent."""
-        from corral.mcp.http import HttpFailure, request
+        from corral.mcp.http import HttpFailure
         from corral.mcp.results import outcome
         from corral.mcp.session import call_tool, list_tools
 
         config = self.servers[item.server]
-        headers = dict(self.headers.get(item.server, {}))
-        ok, value, problem = True, None, None
+        ok, value, problem, tries = True, None, None, [0]
         try:
             if item.tool is None:
-                value = await request(config, headers, config.timeout, list_tools)
+                value = await self._retried(config, list_tools, True, tries)
             else:
-                tool = item.tool
-                result = await request(
-                    config, headers, config.timeout, lambda client: call_tool(client, tool, item.args, item.key)
+                tool, label = item.tool, f"{config.name}.{item.tool}"
+                spec = self.granted.get(label)
+                result = await self._retried(
+                    config,
+                    lambda client: call_tool(client, tool, item.args, item.key),
+                    spec is not None and spec.idempotent,
+                    tries,
                 )
-                ok, value, problem = outcome(result, f"{config.name}.{tool}", config.name, config.max_result_kb * 1024)
+                ok, value, problem = outcome(result, label, config.name, config.max_result_kb * 1024)
         except HttpFailure as exc:
             self.log.warning("MCP call failed", server=item.server, tool=item.tool, kind=exc.kind, reason=str(exc))
             ok, value, problem = False, None, error(exc.kind, str(exc))
@@ -192,11 +201,51 @@ class McpTools:
                 value, why = self.accept(item.server, value)
                 if why is not None:
                     ok, value, problem = False, None, error("failed", why)
-        return await self._done(item.seq, ok, self.redact(value), self.redact(problem))
+        return await self._done(item.seq, ok, self.redact(value), self.redact(problem), tries[0])
 
-    async def _done(self, seq: int, ok: bool, value: Any, problem: dict[str, Any] | None) -> dict[str, Any]:
+    async def _retried(self, config: McpServer, use: Callable[[Any], Any], idempotent: bool, tries: list[int]) -> Any:
+        """``use`` a session with the server, through its breaker, tried again while that is
+        safe: the failure may pass, and either the server refused before running anything
+        (a 429, a 503, no connection) or the call is idempotent. ``tries`` counts the tries."""
+        from corral.mcp.http import HttpFailure, request
+        from corral.retrypolicy import RetryPolicy
+
+        breaker = self.breakers.get(
+            f"mcp:{config.name}",
+            failures=config.breaker_failures,
+            cool_down=config.breaker_cool_down,
+            label=f"MCP server {config.name!r}",
+        )
+        policy = RetryPolicy(retries=config.retries, backoff=config.backoff, max_retry_after=config.max_retry_after)
+        headers = dict(self.headers.get(config.name, {}))
+
+        async def once() -> Any:
+            from corral.breaker import BreakerOpen
+
+            tries[0] += 1
+            try:
+                permit = await breaker.acquire(max_hold=policy.max_retry_after, sleep=asyncio.sleep)
+            except BreakerOpen as exc:
+                raise HttpFailure(exc.message, kind=exc.kind, transient=False, no_effect=True) from None
+            try:
+                result = await request(config, headers, config.timeout, use)
+            except HttpFailure as exc:
+                _judge(breaker, permit, exc)
+                if tries[0] < policy.tries and _safe(exc, idempotent, policy.max_retry_after):
+                    self.log.warning("MCP call tried again", server=config.name, attempt=tries[0], reason=str(exc))
+                raise
+            breaker.record_success(permit)
+            return result
+
+        retrying = policy.retrying(
+            lambda exc: isinstance(exc, HttpFailure) and _safe(exc, idempotent, policy.max_retry_after),
+            retry_after=lambda exc: getattr(exc, "retry_after", None),
+        )
+        return await retrying(once)
+
+    async def _done(self, seq: int, ok: bool, value: Any, problem: dict[str, Any] | None, tries: int) -> dict[str, Any]:
         journal, writer = self.journal, self.writer
-        entry = await writer.run(lambda txn: journal.done(txn, seq, ok, value, problem))
+        entry = await writer.run(lambda txn: journal.done(txn, seq, ok, value, problem, {"tries": tries}))
         if entry is not None:
             self.after(entry)
         message: dict[str, Any] = {"t": "result", "seq": seq, "ok": ok, "replayed": False}
@@ -205,3 +254,23 @@ class McpTools:
         else:
             message["error"] = problem
         return message
+
+
+def _safe(exc: HttpFailure, idempotent: bool, longest_wait: float) -> bool:
+    """Whether trying a failed HTTP call again may help and cannot repeat a side effect."""
+    if not exc.transient or not (exc.no_effect or idempotent):
+        return False
+    return exc.retry_after is None or exc.retry_after <= longest_wait
+
+
+def _judge(breaker: CircuitBreaker, permit: Permit, exc: HttpFailure) -> None:
+    """What a failure says of the server's health: a 429 holds every caller back (it is no
+    failure of the server), a transient failure counts, a refusal of ours does not."""
+    if exc.kind == "rate_limited":
+        breaker.record_neutral(permit)
+        if exc.retry_after:
+            breaker.hold(exc.retry_after, "the server answered 429")
+    elif exc.transient:
+        breaker.record_failure(permit, str(exc))
+    else:
+        breaker.record_success(permit)
