@@ -76,7 +76,7 @@ def test_the_login_link_opens_a_session_once(console: Browser) -> None:
     assert page.status_code == 200 and "deployer" in page.text and "xss" in page.text
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
-    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["referrer-policy"] == "same-origin"
     scripts = re.findall(r"<script[^>]*>", page.text)
     assert scripts and all('src="/static/' in tag for tag in scripts), "no inline script"
     assert "style=" not in page.text and "onclick" not in page.text

@@ -36,10 +36,12 @@ HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
 ]
-"""On every answer: no inline or foreign script, no framing, and no login link leaked in a Referer."""
+"""On every answer: no inline or foreign script, no framing, and no login link leaked in a Referer
+to another site. ``same-origin``, not ``no-referrer``: under ``no-referrer`` a browser sends
+``Origin: null`` with the console's own forms, and the same-origin check refuses them."""
 
 
 class Guard:
