@@ -58,6 +58,10 @@ class Alert:
     resolved: bool = False
     id: str = field(default_factory=_new_id)
     created: float = field(default_factory=time.time)
+    links: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """Named URLs a sink may show or act on. ``approval``: a waiting approval's signed link
+    (docs/console.md): opening it shows the request; a POST with the header
+    ``X-Corral-Action: approve`` (or ``deny``) decides it. Added at delivery, never stored."""
 
     def __post_init__(self) -> None:
         for name in ("id", "key", "title"):
@@ -83,6 +87,7 @@ class Alert:
             raise AlertError(f"alert created must be a finite number of seconds since the epoch, got {created!r}")
         object.__setattr__(self, "created", float(created))
         object.__setattr__(self, "fields", _checked_fields(self.fields))
+        object.__setattr__(self, "links", _checked_links(self.links))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values only (str, float, bool, None, dict), safe for msgpack and JSON."""
@@ -97,6 +102,7 @@ class Alert:
             "fields": dict(self.fields),
             "created": self.created,
             "resolved": self.resolved,
+            "links": dict(self.links),
         }
 
     @classmethod
@@ -104,7 +110,7 @@ class Alert:
         """Rebuild an alert from :meth:`to_dict`'s output; unknown or missing keys are errors."""
         if not isinstance(data, Mapping):
             raise AlertError(f"a stored alert must be a map, got {type(data).__name__}")
-        known = {"id", "key", "severity", "title", "body", "agent", "run_id", "fields", "created", "resolved"}
+        known = {"id", "key", "severity", "title", "body", "agent", "run_id", "fields", "created", "resolved", "links"}
         unknown = sorted(str(k) for k in data if k not in known)
         if unknown:
             raise AlertError(f"a stored alert has unknown keys {unknown}; it was not written by to_dict()")
@@ -130,4 +136,17 @@ def _checked_fields(fields: object) -> dict[str, FieldValue]:
                 f"alert field {name!r} is a {type(value).__name__}; give a string, number, boolean or None"
             )
         out[name] = value
+    return out
+
+
+def _checked_links(links: object) -> dict[str, str]:
+    if not isinstance(links, Mapping):
+        raise AlertError(f"alert links must be a map of names to URLs, got {type(links).__name__}")
+    out: dict[str, str] = {}
+    for name, url in links.items():
+        if not isinstance(name, str) or not name:
+            raise AlertError(f"alert link names must be non-empty strings, got {name!r}")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or any(c.isspace() for c in url):
+            raise AlertError(f"alert link {name!r} must be an http(s) URL without spaces")
+        out[name] = url
     return out

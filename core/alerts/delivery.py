@@ -11,6 +11,7 @@ unfinished targets are tried again after the restart (at least once, never lost)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -79,6 +80,9 @@ class Delivery:
         self._inflight: dict[str, tuple[str, asyncio.Task[None]]] = {}  # record key -> (alert key, task)
         self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self._redactors: dict[str, tuple[SinkConfig, Redactor]] = {}
+        self.links: Callable[[Alert], Mapping[str, str]] | None = None
+        """The console's links for an alert (a waiting approval's signed link), added as the
+        alert goes to a configured sink: never stored in the outbox, never given to the log."""
 
     def start(self) -> None:
         """Begin delivering, starting with whatever an earlier process left in the outbox."""
@@ -197,12 +201,23 @@ class Delivery:
                 self._log.warning("alert sink failing; escalating", sink=current, to=nxt, alert_id=alert.id)
             current = nxt
 
+    def _linked(self, alert: Alert) -> Alert:
+        if self.links is None:
+            return alert
+        try:
+            links = self.links(alert)
+        except Exception as exc:  # no link is better than no alert
+            self._log.error("alert links could not be made", alert_id=alert.id, error=f"{type(exc).__name__}: {exc}")
+            return alert
+        return dataclasses.replace(alert, links=links) if links else alert
+
     async def _try(self, alert: Alert, name: str) -> tuple[bool, dict[str, Any]]:
         attempts = 0
         if name == LOG_SINK:
             sink, config = self._log_sink, SinkConfig(LOG_SINK, LOG_SINK, {}, retries=1)
         elif name in self.sinks:
             sink, config = self.sinks[name].sink, self.sinks[name].config
+            alert = self._linked(alert)
         else:
             error = f"alert sink {name!r} is no longer configured; the alert was not sent there"
             return False, {"ok": False, "final": True, "at": time.time(), "attempts": 0, "error": error}

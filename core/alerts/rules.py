@@ -239,6 +239,7 @@ def _approval_waits(record: dict[str, Any], run_id: str | None) -> Alert:
         f"`corral approve {approval}` or `corral deny {approval} --reason ...`",
         agent=record["agent"],
         run_id=run_id,
+        fields={"approval": approval},
     )
 
 
@@ -247,7 +248,8 @@ def _approval_settled(record: dict[str, Any], run_id: str | None) -> Alert:
     return Alert(
         key=f"approval:{record['id']}",
         severity=Severity.WARNING if state == "expired" else Severity.INFO,
-        title=f"approval {record['id']} for {record['tool']!r} {state}",
+        title=f"approval {record['id']} for {record['tool']!r} {state}"
+        + (f" by {record['decided_by']}" if record.get("decided_by") and state != "expired" else ""),
         body=record.get("decision_reason") or "",
         agent=record["agent"],
         run_id=run_id,

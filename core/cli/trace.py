@@ -41,6 +41,7 @@ def trace_text(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
         lines.append(f"  protections {', '.join(run['applied'])}")
     if run.get("code_changed"):
         lines.append(f"  resumed under changed code {run['code_changed']}")
+    lines += [f"  {line}" for line in by_hand(run)]
     lines = [printable(line) for line in lines]
     if run.get("input") is not None:
         lines.append(f"  input  {short(run['input'], 100)}")
@@ -52,6 +53,16 @@ def trace_text(run: dict[str, Any], steps: list[dict[str, Any]]) -> str:
     elif run.get("error"):
         lines += [printable(line) for line in failure_lines(run["error"])]
     return "\n".join(lines)
+
+
+def by_hand(run: dict[str, Any]) -> list[str]:
+    """Who started the run and who changed it by hand, and what they did, oldest first:
+    ``approved approval 7fk2q9 by approval link 2026-12-06 07:02:11``."""
+    lines = [f"started by {run['by']}"] if run.get("by") else []
+    for change in run.get("changes") or []:
+        if change.get("by"):
+            lines.append(f"{change.get('did') or change['state']} by {change['by']} {when(change.get('at'))}")
+    return lines
 
 
 def row(step: dict[str, Any], run: dict[str, Any]) -> list[str]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlsplit
 
-from corral.config.kinds import AnyPort, Flag, Key, PositiveSeconds, Rule, Wrong, read
+from corral.config.kinds import AnyPort, Flag, HttpUrl, Key, PositiveSeconds, Rule, Text, Wrong, read
 from corral.config.problems import Problems
 
 
@@ -54,13 +55,32 @@ class ConsoleConfig:
         Listen, Key('give an address and port, e.g. "127.0.0.1:8787" (a LAN or tailnet address for a phone)')
     ] = "127.0.0.1:8787"
     session_max_age: Annotated[PositiveSeconds, Key('give how long a login lasts, e.g. "12h"')] = 43200.0
+    public_url: (
+        Annotated[HttpUrl, Key('give the URL a phone opens the console at, e.g. "https://mini.tailnet.ts.net"')] | None
+    ) = None
+    """Where approval links point when the console sits behind a proxy or a tailnet name;
+    unset, they point at ``listen``."""
+    tls_cert: Annotated[Text, Key("give the path of a PEM certificate (chain) file")] | None = None
+    tls_key: Annotated[Text, Key("give the path of the certificate's PEM private key file")] | None = None
 
     @property
     def address(self) -> tuple[str, int]:
         """``listen`` as ``(host, port)``."""
         return split_listen(self.listen)
 
+    @property
+    def secure(self) -> bool:
+        """Whether browsers reach the console over HTTPS (its own TLS, or a proxy's at
+        ``public_url``): its cookies are then ``Secure``."""
+        return self.tls_cert is not None or (self.public_url or "").startswith("https://")
+
 
 def read_console(p: Problems, data: object) -> ConsoleConfig:
     """The ``[console]`` table (on, at 127.0.0.1:8787, when there is none)."""
-    return p.read("console", data, ConsoleConfig)
+    config = p.read("console", data, ConsoleConfig)
+    if (config.tls_cert is None) != (config.tls_key is None):
+        missing = "tls_key" if config.tls_key is None else "tls_cert"
+        p.fail("console", missing, "tls_cert and tls_key go together; give both, or neither to serve plain HTTP")
+    if config.public_url is not None and urlsplit(config.public_url).query:
+        p.fail("console", "public_url", "must not hold a query (?...); give the URL the console's pages start at")
+    return config

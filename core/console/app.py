@@ -10,7 +10,6 @@ text, never as markup. The app is only served behind :class:`corral.console.guar
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,8 @@ from corral.config.units import parse_duration
 from corral.console import agentpage, reads, spending
 from corral.console.auth import Logins
 from corral.console.guard import COOKIE
+from corral.console.linkpages import LinkPages
+from corral.console.links import Links
 from corral.console.live import Hub
 from corral.run.budget import Tally
 
@@ -89,6 +90,7 @@ class Pages:
         ops: Ops,
         health: Callable[[], tuple[float, list[str]]],
         secure: bool,
+        links: Callable[[], Links | None] = lambda: None,
     ) -> None:
         self.gate = gate
         self.hub = hub
@@ -98,6 +100,7 @@ class Pages:
         """When the console started, and the protections the daemon applies."""
         self.secure = secure
         self.env = templates()
+        self.link_pages = LinkPages(links, gate, source, ops, self.env, secure)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -116,6 +119,7 @@ class Pages:
                 Route("/approvals", self.approvals),
                 Route("/approvals/{approval}/{action:str}", self.decide, methods=["POST"]),
                 Route("/live", self.live),
+                *self.link_pages.routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
             ]
         )
@@ -126,7 +130,7 @@ class Pages:
         template = self.env.get_template(name)
         session = request.state.session
         zone = self.source().config.zone
-        context = {"csrf": session.csrf, "path": request.url.path, "live": "", "when": partial(_when, zone=zone)}
+        context = {"csrf": session.csrf, "path": request.url.path, "live": "", "when": partial(reads.when, zone=zone)}
         context.update(values)
         if request.headers.get(FRAGMENT) and "content" in template.blocks:
             html = "".join(template.blocks["content"](template.new_context(context)))
@@ -226,7 +230,7 @@ class Pages:
 
     async def act(self, request: Request, op: dict[str, Any], back: str) -> Response:
         """Send ``op`` to the daemon; back to ``back`` (or the run it made), or the refusal."""
-        answer = await self.ops(op)
+        answer = await self.ops({**op, "by": request.state.session.who})
         if not answer.get("ok"):
             return self.render(request, "refused.html", 409, error=str(answer.get("error", "refused")), back=back)
         made = answer.get("run")
@@ -298,9 +302,3 @@ class Pages:
 def _days(text: str, default: int = spending.DAYS) -> int:
     """A page's ``days``: a whole number of days within reason, else the default."""
     return min(int(text), spending.MAX_DAYS) if text.isdigit() and int(text) > 0 else default
-
-
-def _when(ts: float | None, zone: dt.tzinfo) -> str:
-    if not ts:
-        return "-"
-    return dt.datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%d %H:%M:%S %Z")

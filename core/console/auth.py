@@ -9,13 +9,14 @@ opening the URL it prints spends the token and sets a session cookie.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 LOGIN_TOKEN_TTL = 600.0
 """Seconds a login token printed by ``corral console`` stays usable (once)."""
@@ -33,7 +34,11 @@ class Session:
     id: str
     csrf: str
     expires: float
-    who: str = field(default="console session")
+
+    @property
+    def who(self) -> str:
+        """How its actions are recorded: ``console session 3f2a9c`` (a digest, never the id itself)."""
+        return f"console session {hashlib.sha256(self.id.encode()).hexdigest()[:6]}"
 
     def csrf_ok(self, given: str | None) -> bool:
         """Whether a form's CSRF token is this session's (compared in constant time)."""
@@ -60,6 +65,11 @@ class Logins:
             self._tokens = {t: until for t, until in self._tokens.items() if until > now}
             self._tokens[token] = now + LOGIN_TOKEN_TTL
         return token
+
+    def failed(self) -> None:
+        """Count one failed check (a login token or an approval link that was not genuine)."""
+        with self._lock:
+            self._failures.append(self._clock())
 
     def throttled(self) -> bool:
         """Whether too many logins failed lately to check another one."""

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from corral.console.auth import Logins
+from corral.console.links import LINK_PREFIX
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -23,7 +24,8 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 COOKIE = "corral_session"
 OPEN_PATHS = frozenset({"/login"})
-"""Paths answered without a session: the login link itself."""
+"""Paths answered without a session: the login link itself (and signed approval links, under
+:data:`corral.console.links.LINK_PREFIX`)."""
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 MAX_FORM = 64 * 1024
 """Bytes an action's form may hold (a run's input, a reason)."""
@@ -59,24 +61,38 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        state = scope.setdefault("state", {})
+        if scope["path"].startswith(LINK_PREFIX):  # a signed link is its own credential and checks its own CSRF
+            if scope["method"] not in SAFE_METHODS and not await _read_form(state, headers, receive, send):
+                return
+            await self.app(scope, receive, send)
+            return
         session = self.gate.session(_cookie(headers.get("cookie", "")))
         if session is None:
             await _plain(send, 401, "Not logged in. Run `corral console` and open the link it prints.")
             return
-        scope.setdefault("state", {})["session"] = session
+        state["session"] = session
         if scope["method"] not in SAFE_METHODS:
-            if not _same_origin(headers):
-                await _plain(send, 403, "Refused: this action came from another site.")
+            if not await _read_form(state, headers, receive, send):
                 return
-            form = await _form(receive)
-            if form is None:
-                await _plain(send, 413, f"Refused: a form of more than {MAX_FORM} bytes.")
-                return
-            if not session.csrf_ok(form.get("csrf")):
+            if not session.csrf_ok(state["form"].get("csrf")):
                 await _plain(send, 403, "Refused: the form's CSRF token is missing or stale; reload the page.")
                 return
-            scope["state"]["form"] = form
         await self.app(scope, receive, send)
+
+
+async def _read_form(state: dict[str, Any], headers: dict[str, str], receive: Receive, send: Send) -> bool:
+    """An action's form into ``state["form"]``; False once a refusal has been sent (another
+    site's origin, a form too large)."""
+    if not _same_origin(headers):
+        await _plain(send, 403, "Refused: this action came from another site.")
+        return False
+    form = await _form(receive)
+    if form is None:
+        await _plain(send, 413, f"Refused: a form of more than {MAX_FORM} bytes.")
+        return False
+    state["form"] = form
+    return True
 
 
 def _cookie(header: str) -> str | None:

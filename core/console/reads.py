@@ -7,6 +7,7 @@ on the event loop, so a large read does not delay a model call.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from corral.alerts.outbox import Outbox
+from corral.cli.views import when_in
 from corral.config import CorralConfig
 from corral.console.agentpage import zone_name
 from corral.observe.logs import log_path
@@ -173,3 +175,8 @@ def shown(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def when(ts: float | None, zone: dt.tzinfo) -> str:
+    """A moment as the pages show it, in the config's zone (as the CLI shows it)."""
+    return when_in(ts, zone) if ts else "-"

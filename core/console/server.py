@@ -12,18 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import uvicorn
 
+from corral.alerts import Alert
 from corral.config.console import ConsoleConfig
 from corral.console.app import Pages
 from corral.console.auth import Logins
 from corral.console.guard import Guard
+from corral.console.links import KEY_FILE, Links, load_key
 from corral.console.live import Hub
 from corral.console.reads import StoreView
+from corral.run.approvals import PENDING, Approvals
 
 Reply = Callable[[dict[str, Any]], Awaitable[None]]
 Handle = Callable[[dict[str, Any], Reply], Awaitable[None]]
@@ -56,7 +60,10 @@ class Console:
         self.log = log
         self.started = time.time()
         self._handle = handle
-        self._pages = Pages(self.gate, self.hub, source, self._act, self._health, secure=False)
+        self._source = source
+        self.links: Links | None = None
+        """Signs approval links once the console listens (None: off, its key unreadable)."""
+        self._pages = Pages(self.gate, self.hub, source, self._act, self._health, config.secure, lambda: self.links)
         self._protections = protections
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -78,18 +85,21 @@ class Console:
         """Listen and serve in the background; False (logged) when it cannot listen."""
         host, port = self.config.address
         try:
+            tls = _tls_checked(self.config)
             sock = _listening(host, port)
-        except OSError as exc:
+        except (OSError, ssl.SSLError) as exc:
             self.log.error(
                 "console cannot listen; the daemon runs without it",
                 listen=self.config.listen,
                 error=exc.strerror or str(exc),
-                fix="free the port, or set [console] listen to another address, or enabled = false",
+                fix="free the port, fix [console] tls_cert and tls_key, or set [console] listen to another address, "
+                "or enabled = false",
             )
             return False
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        self.url = f"http://{shown}:{bound_port}"
+        self.url = f"{'https' if tls else 'http'}://{shown}:{bound_port}"
+        self.links = self._links(self.config.public_url or self.url)
         config = uvicorn.Config(
             Guard(self._pages.app(), self.gate),
             lifespan="off",
@@ -101,6 +111,8 @@ class Console:
             server_header=False,
             proxy_headers=False,
             timeout_graceful_shutdown=STOP_GRACE,
+            ssl_certfile=self.config.tls_cert,
+            ssl_keyfile=self.config.tls_key,
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._serve(self._server, sock))
@@ -114,6 +126,27 @@ class Console:
             self.log.error("console stopped by an error; the daemon goes on", error=f"{type(exc).__name__}: {exc}")
         finally:
             sock.close()
+
+    def _links(self, base: str) -> Links | None:
+        home = self._source().config.home
+        try:
+            return Links(load_key(home), base)
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.log.error("approval links are off: the console's key cannot be read", file=KEY_FILE, error=why)
+            return None
+
+    def alert_links(self, alert: Alert) -> dict[str, str]:
+        """The links an alert's sinks show: a waiting approval's signed link."""
+        approval = alert.fields.get("approval")
+        if self.links is None or alert.resolved or not isinstance(approval, str):
+            return {}
+        src = self._source()
+        with src.store.read() as txn:
+            record = Approvals(src.records).get(txn, approval)
+        if record is None or record["state"] != PENDING:
+            return {}
+        return {"approval": self.links.url(approval, record["expires"])}
 
     def login_url(self) -> str:
         """A URL that logs one browser in, once."""
@@ -143,3 +176,12 @@ def _listening(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def _tls_checked(config: ConsoleConfig) -> bool:
+    """Whether the console serves HTTPS; its certificate and key are loaded once here, so a
+    wrong path or a key that does not match is refused before anything listens."""
+    if config.tls_cert is None or config.tls_key is None:
+        return False
+    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(config.tls_cert, config.tls_key)
+    return True

@@ -163,6 +163,7 @@ class Daemon:
         if await console.start():
             self.console = console
             self.host.events.subscribe("console", console.hub.observe)
+            self.alerting.delivery.links = console.alert_links
 
     def _on_signal(self, sig: int) -> None:
         self.signals += 1
@@ -362,12 +363,12 @@ class Daemon:
             return
         name = str(agent)
         payload = request.get("input", self.config.agents[name].input)
-        run = await self.engine.create_run(name, payload, trigger="cli")
+        run = await self.engine.create_run(name, payload, trigger="cli", by=_who(request))
         await self._start(run, bool(request.get("wait")), reply)
 
     async def _op_retry(self, request: dict[str, Any], reply: Reply) -> None:
         try:
-            run = await self.engine.retry(str(request.get("run")))
+            run = await self.engine.retry(str(request.get("run")), _who(request))
         except (KeyError, ValueError) as exc:
             await reply({"ok": False, "error": f"no run {exc}" if isinstance(exc, KeyError) else str(exc)})
             return
@@ -397,7 +398,7 @@ class Daemon:
     async def _op_release(self, request: dict[str, Any], reply: Reply) -> None:
         try:
             run = await self.engine.release(
-                str(request.get("run")), bool(request.get("happened")), request.get("value")
+                str(request.get("run")), bool(request.get("happened")), request.get("value"), _who(request)
             )
         except (KeyError, ValueError) as exc:
             await reply({"ok": False, "error": str(exc).strip("'")})
@@ -410,7 +411,13 @@ class Daemon:
 
         approve = request["op"] == "approve"
         try:
-            record, run = await self.engine.decide_approval(str(request.get("id")), approve, str(request.get("reason")))
+            record, run = await self.engine.decide_approval(
+                str(request.get("id")),
+                approve,
+                str(request.get("reason") or ""),
+                by=_who(request),
+                link=request.get("link") is True,
+            )
         except ApprovalError as exc:
             await reply({"ok": False, "error": str(exc)})
             return
@@ -438,7 +445,10 @@ class Daemon:
         run_id = str(request.get("run"))
         self.queue.remove(run_id)  # first, so the queue cannot start it while it is cancelled
         try:
-            run = await self.engine.cancel(run_id)
+            by = _who(request)
+            run = await self.engine.cancel(
+                run_id, "cancelled by `corral cancel`" if by == "cli" else f"cancelled by {by}", by
+            )
         except KeyError:
             await reply({"ok": False, "error": f"no run {run_id}; `corral runs` lists them"})
             return
@@ -514,3 +524,14 @@ class Daemon:
             await reply({"ok": False, "error": "invalid config; the old one stays in force:\n" + str(exc)})
             return
         await reply({"ok": True, "changes": changes})
+
+
+WHO = 80
+"""Characters of a request's ``by`` kept."""
+
+
+def _who(request: dict[str, Any]) -> str:
+    """Who asked: the console names its session or the approval link in ``by``; a request
+    from the control socket (the operator's own uid) without one is the CLI's."""
+    by = request.get("by")
+    return by[:WHO] if isinstance(by, str) and by.strip() else "cli"

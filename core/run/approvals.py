@@ -90,9 +90,20 @@ class Approvals:
         return record
 
     def decide(
-        self, txn: lmdb.Transaction, approval_id: str, approve: bool, reason: str = "", now: float | None = None
+        self,
+        txn: lmdb.Transaction,
+        approval_id: str,
+        approve: bool,
+        reason: str = "",
+        now: float | None = None,
+        *,
+        by: str = "cli",
+        link: bool = False,
     ) -> dict[str, Any]:
-        """Approve or deny a pending request; raises ApprovalError saying why it cannot be."""
+        """Approve or deny a pending request, recording who (``by``: ``cli``, a console
+        session, an approval link) and, for a signed link, that the link is spent. Raises
+        ApprovalError saying why it cannot be: a request decided twice names who decided it
+        and changes nothing."""
         record = self.get(txn, approval_id)
         if record is None:
             raise ApprovalError(f"no approval request {approval_id!r}; `corral approvals` lists the pending ones")
@@ -100,8 +111,10 @@ class Approvals:
         if record["state"] == PENDING and when >= record["expires"]:
             raise ApprovalError(f"approval request {approval_id} expired at {_clock(record['expires'])}; it was denied")
         if record["state"] != PENDING:
-            raise ApprovalError(f"approval request {approval_id} is already {record['state']}")
-        return self._settle(txn, record, APPROVED if approve else DENIED, when, reason)
+            raise ApprovalError(f"approval request {approval_id} is {settled(record)}; nothing changed")
+        if link:
+            record["link_used"] = when
+        return self._settle(txn, record, APPROVED if approve else DENIED, when, reason, by)
 
     def expire(self, txn: lmdb.Transaction, now: float | None = None) -> list[dict[str, Any]]:
         """Mark every pending request past its time as expired (a denial); returns them."""
@@ -109,14 +122,14 @@ class Approvals:
         expired = []
         for record in self.pending(txn):
             if when >= record["expires"]:
-                expired.append(self._settle(txn, record, EXPIRED, when, "nobody decided before it expired"))
+                expired.append(self._settle(txn, record, EXPIRED, when, "nobody decided before it expired", "corral"))
         return expired
 
     def _settle(
-        self, txn: lmdb.Transaction, record: dict[str, Any], state: str, when: float, reason: str
+        self, txn: lmdb.Transaction, record: dict[str, Any], state: str, when: float, reason: str, by: str
     ) -> dict[str, Any]:
         """Decide ``record`` (approved, denied or expired) and post its event."""
-        record.update(state=state, decided=when, decision_reason=reason)
+        record.update(state=state, decided=when, decision_reason=reason, decided_by=by)
         self.put(txn, record)
         self._records.post(txn, EventKind.APPROVAL_DECIDED, record, record["run_id"])
         return record
@@ -145,6 +158,15 @@ class Approvals:
             self.put(txn, record)
             record = {**record, "state": APPROVED}
         return record
+
+
+def settled(record: dict[str, Any]) -> str:
+    """How a decided request reads: ``already approved by console session 3f2a at 2026-12-06 09:12``."""
+    state = APPROVED if record["state"] == CONSUMED else record["state"]
+    if state == EXPIRED:
+        return f"already expired at {_clock(record['expires'])} (a denial)"
+    by = record.get("decided_by") or "someone"
+    return f"already {state} by {by} at {_clock(record.get('decided', record['created']))}"
 
 
 def _clock(ts: float) -> str:

@@ -75,7 +75,16 @@ MAX_CHANGES = 64
 and when, ``at``), so ``corral trace --tree`` says what ended each attempt and started the next."""
 
 
-def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState, **fields: Any) -> dict[str, Any]:
+def change_state(
+    records: Records,
+    txn: Any,
+    run: dict[str, Any],
+    new: RunState,
+    *,
+    by: str | None = None,
+    did: str | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     """The one way a run's state changes: checked, stamped, timed and sized when it ends,
     recorded in the run's ``changes``, and announced (its event is posted in the same
     commit: :mod:`corral.observe.events`).
@@ -84,7 +93,9 @@ def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState,
     ``max_run_seconds`` limits): waiting on hold for a human, in the queue or for a retry
     does not count; a daemon that died under the run counts until it is back. Within one
     boot it is measured on the awake clock, so a machine asleep or a clock step does not
-    count; across a reboot, on the wall clock.
+    count; across a reboot, on the wall clock. A change made by hand keeps, in ``changes``,
+    who made it (``by``: ``cli``, a console session, an approval link) and what they did
+    (``did``: ``approved approval 7fk2q9``, ``retried``, ...).
     """
     old = RunState(run["state"])
     check_transition(old, new)
@@ -98,7 +109,10 @@ def change_state(records: Records, txn: Any, run: dict[str, Any], new: RunState,
         run["running_since"] = now
         run["running_awake"] = awake_stamp()
     run.update(fields, state=new.value)
-    run["changes"] = [*run.get("changes", ()), {"state": new.value, "at": now}][-MAX_CHANGES:]
+    change: dict[str, Any] = {"state": new.value, "at": now}
+    if by is not None:
+        change.update(by=by, did=did or new.value)
+    run["changes"] = [*run.get("changes", ()), change][-MAX_CHANGES:]
     if new in FINISHED:
         run["ended"] = now
         run["steps"], run["journal_bytes"] = records.journal_size(txn, run["id"])
@@ -117,12 +131,16 @@ def replaying(agent: AgentConfig) -> AgentConfig:
     return dataclasses.replace(agent, sandbox=sandbox)
 
 
-def _requeue_held(records: Records, txn: Any, run_id: str) -> dict[str, Any] | None:
+def _requeue_held(
+    records: Records, txn: Any, run_id: str, by: str | None = None, did: str | None = None
+) -> dict[str, Any] | None:
     """Queue a run on hold (for an approval) to resume; None if it is not on hold any more."""
     run = records.get_run(txn, run_id)
     if run is None or run["state"] != RunState.ON_HOLD.value:
         return None
-    return change_state(records, txn, run, RunState.QUEUED, hold_reason=None, attempts_from=run["attempt"])
+    return change_state(
+        records, txn, run, RunState.QUEUED, by=by, did=did, hold_reason=None, attempts_from=run["attempt"]
+    )
 
 
 class Engine:
@@ -370,7 +388,7 @@ class Engine:
             await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         return self.draining
 
-    async def release(self, run_id: str, happened: bool, value: Any = None) -> dict[str, Any]:
+    async def release(self, run_id: str, happened: bool, value: Any = None, by: str | None = None) -> dict[str, Any]:
         """A human's verdict on a held run's interrupted step; the run is queued again.
 
         ``happened``: the step is journaled as done with ``value`` and never re-run.
@@ -394,7 +412,15 @@ class Engine:
                     records.delete_step(txn, run_id, entry["seq"])
             verdict = "happened" if happened else "not happened"
             return change_state(
-                records, txn, run, RunState.QUEUED, hold_reason=None, released=verdict, attempts_from=run["attempt"]
+                records,
+                txn,
+                run,
+                RunState.QUEUED,
+                by=by,
+                did=f"released ({verdict})",
+                hold_reason=None,
+                released=verdict,
+                attempts_from=run["attempt"],
             )
 
         run = await self.writer.run(job)
@@ -402,15 +428,17 @@ class Engine:
         return run
 
     async def decide_approval(
-        self, approval_id: str, approve: bool, reason: str = ""
+        self, approval_id: str, approve: bool, reason: str = "", *, by: str = "cli", link: bool = False
     ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """A human's decision on an approval request; its run (on hold for it) is queued to
-        resume, where the step finds the decision. Raises ApprovalError saying why not."""
+        """A human's decision on an approval request (``by`` whom; ``link``: through a signed
+        approval link, which it spends); its run (on hold for it) is queued to resume, where
+        the step finds the decision. Raises ApprovalError saying why not."""
         approvals, records = self.approvals, self.records
 
         def job(txn: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
-            record = approvals.decide(txn, approval_id, approve, reason)
-            return record, _requeue_held(records, txn, record["run_id"])
+            record = approvals.decide(txn, approval_id, approve, reason, by=by, link=link)
+            did = f"{record['state']} approval {approval_id}"
+            return record, _requeue_held(records, txn, record["run_id"], by, did)
 
         record, run = await self.writer.run(job)
         self._approval_settled(record)
@@ -434,7 +462,7 @@ class Engine:
         state = record["state"]
         self.log.info("approval " + state, approval=record["id"], run_id=record["run_id"], tool=record["tool"])
 
-    async def retry(self, run_id: str) -> dict[str, Any]:
+    async def retry(self, run_id: str, by: str | None = None) -> dict[str, Any]:
         """Queue a run that failed for a passing reason (a model endpoint down, a budget spent,
         a model not configured) again: its journal replays every finished step, and the step it stopped at runs now."""
         records = self.records
@@ -454,7 +482,16 @@ class Engine:
                     "model not configured) "
                     "can be retried; start a new run with `corral run`"
                 )
-            return change_state(records, txn, run, RunState.QUEUED, retried=time.time(), attempts_from=run["attempt"])
+            return change_state(
+                records,
+                txn,
+                run,
+                RunState.QUEUED,
+                by=by,
+                did="retried",
+                retried=time.time(),
+                attempts_from=run["attempt"],
+            )
 
         run = await self.writer.run(job)
         self.log.info("run retried", run_id=run_id, agent=run["agent"])
@@ -557,7 +594,9 @@ class Engine:
         """``agent``'s pause (``reason``, ``since``, ``until``), or None; never waits."""
         return self.pauses.get(agent)
 
-    async def cancel(self, run_id: str, reason: str = "cancelled by `corral cancel`") -> dict[str, Any]:
+    async def cancel(
+        self, run_id: str, reason: str = "cancelled by `corral cancel`", by: str | None = None
+    ) -> dict[str, Any]:
         """End an unfinished run as cancelled, its journal kept. A run this engine is executing
         has its whole process tree killed and ends as its attempt does; any other (queued,
         interrupted, on hold) ends at once. Returns the run as it is now.
@@ -574,9 +613,9 @@ class Engine:
             if run is None:
                 raise KeyError(run_id)
             return run
-        return await self._cancel_now(run_id, reason)
+        return await self._cancel_now(run_id, reason, by)
 
-    async def _cancel_now(self, run_id: str, reason: str) -> dict[str, Any]:
+    async def _cancel_now(self, run_id: str, reason: str, by: str | None = None) -> dict[str, Any]:
         records = self.records
 
         def job(txn: Any) -> tuple[str, dict[str, Any]]:
@@ -586,7 +625,7 @@ class Engine:
             if RunState(run["state"]) in FINISHED:
                 raise ValueError(f"run {run_id} has already ended ({run['state']}); there is nothing to cancel")
             old = run["state"]
-            return old, change_state(records, txn, run, RunState.CANCELLED, error=failure("cancelled", reason))
+            return old, change_state(records, txn, run, RunState.CANCELLED, by=by, error=failure("cancelled", reason))
 
         _, run = await self.writer.run(job)
         return run

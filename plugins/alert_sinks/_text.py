@@ -66,6 +66,8 @@ def plain_text(alert: Alert) -> str:
     if alert.body:
         lines += [without_controls(alert.body).rstrip(), ""]
     lines += [f"{name}: {one_line(value, 500)}" for name, value in details(alert)]
+    if "approval" in alert.links:
+        lines += ["", f"approve or deny: {alert.links['approval']}", ""]
     lines += [
         f"severity: {alert.severity.value}",
         f"alert: {alert.id} ({alert.key})",

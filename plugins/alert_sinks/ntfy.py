@@ -1,7 +1,8 @@
 """The ntfy sink: a push notification through an ntfy server (ntfy.sh or self-hosted).
 
 Each alert is a POST to ``{server}/{topic}``: the body is the message, and ``Title``,
-``Priority`` and ``Tags`` headers carry the rest. HTTP headers are ASCII, so a title
+``Priority`` and ``Tags`` headers carry the rest (and, for a waiting approval, ``Actions``: Open,
+Approve and Deny buttons on its signed link). HTTP headers are ASCII, so a title
 or tag with other characters is sent as an RFC 2047 encoded word, which ntfy decodes.
 On a public server the topic name is the only thing keeping others from reading or
 posting, so it is handled as a secret like the access token.
@@ -33,6 +34,17 @@ def header_text(text: str) -> str:
     if text.isascii():
         return text
     return f"=?UTF-8?B?{base64.b64encode(text.encode('utf-8')).decode('ascii')}?="
+
+
+def approval_actions(url: str) -> str:
+    """ntfy's ``Actions`` header for a waiting approval: open its page, or approve or deny
+    it from the notification (an ``http`` action: the ntfy app POSTs to the signed link,
+    with the ``X-Corral-Action`` header the console asks of a button). The link's URL
+    holds no comma or semicolon, which the header's simple format would split on."""
+    buttons = [f"view, Open, {url}"]
+    for decision, label in (("approve", "Approve"), ("deny", "Deny")):
+        buttons.append(f"http, {label}, {url}, method=POST, headers.X-Corral-Action={decision}, clear=true")
+    return "; ".join(buttons)
 
 
 class NtfySink(Sink):
@@ -71,6 +83,8 @@ class NtfySink(Sink):
             "Tags": header_text(",".join(one_line(t, 60).replace(",", " ") for t in tags)),
             "Content-Type": "text/plain; charset=utf-8",
         }
+        if "approval" in alert.links:
+            headers["Actions"] = approval_actions(alert.links["approval"])
         if self.token is not None:
             headers["Authorization"] = f"Bearer {self.token.reveal()}"
         return headers

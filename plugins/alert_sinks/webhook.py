@@ -2,7 +2,9 @@
 
 ``format = "json"`` posts :meth:`Alert.to_dict`; ``"slack"`` an incoming-webhook message
 (``text`` for notifications plus Block Kit ``blocks``); ``"discord"`` an execute-webhook
-body (one embed, mentions disabled so alert text cannot ping ``@everyone``). The URL is
+body (one embed, mentions disabled so alert text cannot ping ``@everyone``). A waiting
+approval's signed link is in each: ``links.approval`` in the JSON, a button in Slack, the
+embed's URL in Discord. The URL is
 a secret either way (Slack and Discord URLs are credentials); errors show only its
 scheme and host.
 """
@@ -47,6 +49,9 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
             for name, value in pairs[:_SLACK_FIELDS]
         ]
         blocks.append({"type": "section", "fields": shown})
+    if "approval" in alert.links:
+        button = {"type": "button", "text": {"type": "plain_text", "text": "Approve or deny"}}
+        blocks.append({"type": "actions", "elements": [{**button, "url": alert.links["approval"]}]})
     context = f"corral · {alert.severity.value} · {iso_time(alert.created)} · alert {alert.id}"
     if len(pairs) > _SLACK_FIELDS:
         context += f" · {len(pairs) - _SLACK_FIELDS} more fields not shown"
@@ -65,6 +70,8 @@ def discord_payload(alert: Alert) -> dict[str, Any]:
     }
     if alert.body:
         embed["description"] = clip(without_controls(alert.body), 2000)
+    if "approval" in alert.links:
+        embed["url"] = alert.links["approval"]
     if pairs:
         embed["fields"] = [
             {"name": one_line(name, 50) or "-", "value": one_line(value, 100) or "-", "inline": True}

@@ -28,6 +28,7 @@ def test_round_trip_through_msgpack_and_json(alert: Alert) -> None:
         "fields": {"attempt": 3, "cost_usd": 1.25, "resumable": True, "note": None},
         "created": 1_767_225_600.0,
         "resolved": False,
+        "links": {},
     }
 
 
@@ -53,6 +54,8 @@ def test_defaults_and_severity_from_text() -> None:
         ({"fields": {"n": math.inf}}, "alert field 'n' is inf; give a finite number or a string"),
         ({"fields": {"big": 2**64}}, "alert field 'big' does not fit in 64 bits; give it as a string"),
         ({"fields": {1: "x"}}, "alert field names must be non-empty strings"),
+        ({"links": ["http://x"]}, "alert links must be a map of names to URLs"),
+        ({"links": {"approval": "javascript:alert(1)"}}, "alert link 'approval' must be an http"),
     ],
 )
 def test_bad_fields_are_refused_with_the_field_named(changes: dict[str, object], message: str) -> None:
