@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -126,7 +127,8 @@ class BlockingChannel:
     """The child's end: blocking reads and writes on the two wire fds.
 
     Reads take whatever the pipe holds (one ``read`` for a whole answer, usually) and keep
-    what lies past the frame for the next :meth:`recv`.
+    what lies past the frame for the next :meth:`recv`. Sends are whole frames even from
+    several threads (``ctx.log`` may write while the model door's thread waits for a step).
     """
 
     _READ_SIZE = 1 << 16
@@ -136,12 +138,14 @@ class BlockingChannel:
         self.write_fd = write_fd
         self.max_bytes = max_bytes
         self._buffer = bytearray()
+        self._sending = threading.Lock()
 
     def send(self, message: Mapping[str, Any]) -> None:
         data = memoryview(encode(message))
-        while data:
-            written = os.write(self.write_fd, data)
-            data = data[written:]
+        with self._sending:
+            while data:
+                written = os.write(self.write_fd, data)
+                data = data[written:]
 
     def _fill(self, n: int) -> None:
         """Read until the buffer holds at least ``n`` bytes."""

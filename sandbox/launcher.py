@@ -108,8 +108,9 @@ def apply(policy: Policy) -> list[str]:
     return applied
 
 
-def confine(policy: Policy) -> tuple[list[str], str | None]:
-    """The sandbox backend's own confinement; (what applied, why the agent must not run or None)."""
+def confine(policy: Policy, door_port: int | None = None) -> tuple[list[str], str | None]:
+    """The sandbox backend's own confinement; (what applied, why the agent must not run or None).
+    ``door_port``: the model door's port, which the agent's own process may connect to."""
     if not policy.confine_module:
         return [], None
     from corral.sandbox.backend import SandboxRefused
@@ -119,6 +120,7 @@ def confine(policy: Policy) -> tuple[list[str], str | None]:
         "parent_pid": policy.parent_pid,
         "processes": policy.limits.get("processes"),
         "memory_accounted": policy.memory_accounted,
+        "door_port": door_port,
     }
     try:
         module = importlib.import_module(policy.confine_module)
@@ -152,14 +154,19 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(64)
     policy = Policy.from_json(args[0])
     applied = apply(policy)
-    confined, refusal = confine(policy)
+    listener = None
+    if policy.door:  # bound before confinement: Landlock denies an explicit bind, and it is our port
+        from corral.sandbox.door.server import listen
+
+        listener = listen(int(policy.confine.get("door_port") or 0))
+    confined, refusal = confine(policy, listener.getsockname()[1] if listener is not None else None)
     applied += confined
     if refusal is not None:
         refuse(policy, applied, refusal)
     os.chdir(policy.workdir)  # where a wrapper could not enter it before the user was dropped
     from corral.sandbox.runtime import serve
 
-    serve(policy, applied)
+    serve(policy, applied, listener)
 
 
 if __name__ == "__main__":

@@ -268,11 +268,14 @@ def confine(spec: dict[str, Any]) -> list[str]:
     if rules:
         own = os.path.realpath("/proc/self")  # the agent's own /proc entry only, never others'
         system_rw, system_ro = landlock.system_paths()
+        connect = rules["tcp_connect"]
+        if connect is not None and spec.get("door_port"):  # the run's own model door, on its loopback
+            connect = [*connect, spec["door_port"]]
         try:
             result = landlock.apply(
                 [*system_rw, *rules["read_write"]],
                 [*system_ro, *rules["read_only"], own],
-                tcp_connect=rules["tcp_connect"],
+                tcp_connect=connect,
                 tcp_bind=rules["tcp_bind"],
             )
         except landlock.LandlockError as error:

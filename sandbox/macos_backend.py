@@ -13,6 +13,7 @@ Child side, :func:`confine` only drops to the agent's user, then applies
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -91,6 +92,7 @@ class MacBackend:
         privileges = offered["privileges"]
         if not privileges.available and plan.account is None:
             plan.missing.append(f"privileges: {privileges.reason}")
+        door_port = _free_port() if request.door else None
         if offered["filesystem"].available:
             profile = seatbelt.generate(
                 python_executable=request.python,
@@ -100,6 +102,7 @@ class MacBackend:
                 allow_fork=True,
                 unix_sockets=[str(request.workdir)],
                 daemon_sockets=daemon_sockets(request.home),
+                door_port=door_port,
             )
             plan.wrap = [seatbelt.SANDBOX_EXEC, "-p", profile]
         owner = plan.account.uid if plan.account is not None else os.geteuid()
@@ -108,6 +111,8 @@ class MacBackend:
             "seatbelt": bool(plan.wrap),
             "processes_in_use": _processes_of(owner),
         }
+        if door_port is not None:
+            spec["door_port"] = door_port
         if plan.account is not None:
             a = plan.account
             spec["user"] = {"name": a.name, "uid": a.uid, "gid": a.gid, "groups": list(a.groups)}
@@ -194,3 +199,12 @@ def _after_drop(spec: dict[str, Any]) -> list[str]:
         return []
     applied = apply_rlimits({"processes": spec["processes"]}, in_use=spec.get("processes_in_use"))
     return [label for label in applied if label.startswith("rlimit:processes")]
+
+
+def _free_port() -> int:
+    """A loopback port free now, for the model door: a Seatbelt profile is fixed before the
+    launcher starts, so the port must be named in it. Another process could take it in the
+    moment between; the launcher's bind then fails and the run fails with that error."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -117,6 +117,7 @@ class Sandbox:
             degraded_ok=policy.degraded_ok,
             python=sys.executable,
             home=str(home),
+            door=bool(agent.models),
         )
 
     def _harmless(self, folder: Path) -> bool:

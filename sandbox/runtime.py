@@ -12,7 +12,9 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import socket
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -117,39 +119,61 @@ class _Mcp:
 
 
 class _Session:
-    """Sequencing of requests for one run; shared by ctx, ctx.state and ctx.log."""
+    """Sequencing of requests for one run; shared by ctx, ctx.state, ctx.log and the model door.
+
+    ``lock`` makes each step one exchange on the wire, whichever thread asks (the agent's
+    code, or a request to the door): the protocol is strict request and reply.
+    """
 
     def __init__(self, channel: BlockingChannel, tools: dict[str, _LocalTool], mcp: _Mcp | None = None) -> None:
         self.channel = channel
         self.tools = tools
         self.mcp = mcp
         self.seq = 0
+        self.lock = threading.Lock()
 
     def step(self, kind: str, name: str, args: dict[str, Any]) -> Any:
+        with self.lock:
+            seq = self._send(kind, name, args)
+            while True:
+                reply = self._reply(seq)
+                kind_ = reply["t"]
+                if kind_ == "result":
+                    if reply["ok"]:
+                        return reply.get("value")
+                    error = reply.get("error") or {}
+                    failed = ModelCallError if kind == "model" else ToolCallError
+                    raise failed(error.get("message", f"{kind} call failed"), kind=error.get("kind", "failed"))
+                if kind_ == "exec":
+                    if self.mcp is not None and (kind == "mcp" or name not in self.tools):
+                        return self._execute_mcp(seq, kind, name, args, reply["key"])
+                    return self._execute(seq, name, args, reply["key"])
+                if kind_ == "reconcile":
+                    self._reconcile(seq, name, args, reply["key"])
+                    continue
+                raise ProtocolError(f"unexpected {kind_!r} while waiting for step {seq}")
+
+    def model_step(self, name: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A model step for the door: (its seq, the daemon's ``result`` frame as it came)."""
+        with self.lock:
+            seq = self._send("model", name, args)
+            reply = self._reply(seq)
+            if reply["t"] != "result":
+                raise ProtocolError(f"unexpected {reply['t']!r} while waiting for model step {seq}")
+            return seq, reply
+
+    def _send(self, kind: str, name: str, args: dict[str, Any]) -> int:
         self.seq += 1
-        seq = self.seq
-        self.channel.send({"t": "step", "seq": seq, "kind": kind, "name": name, "args": args})
-        while True:
-            reply = self.channel.recv()
-            kind_ = reply["t"]
-            if kind_ == "abort":
-                raise RunAborted(reply["reason"])
-            if reply.get("seq") != seq:
-                raise ProtocolError(f"daemon answered step {reply.get('seq')} while {seq} was asked")
-            if kind_ == "result":
-                if reply["ok"]:
-                    return reply.get("value")
-                error = reply.get("error") or {}
-                failed = ModelCallError if kind == "model" else ToolCallError
-                raise failed(error.get("message", f"{kind} call failed"), kind=error.get("kind", "failed"))
-            if kind_ == "exec":
-                if self.mcp is not None and (kind == "mcp" or name not in self.tools):
-                    return self._execute_mcp(seq, kind, name, args, reply["key"])
-                return self._execute(seq, name, args, reply["key"])
-            if kind_ == "reconcile":
-                self._reconcile(seq, name, args, reply["key"])
-                continue
-            raise ProtocolError(f"unexpected {kind_!r} while waiting for step {seq}")
+        self.channel.send({"t": "step", "seq": self.seq, "kind": kind, "name": name, "args": args})
+        return self.seq
+
+    def _reply(self, seq: int) -> dict[str, Any]:
+        reply = self.channel.recv()
+        if reply["t"] == "abort":
+            raise RunAborted(reply["reason"])
+        if reply.get("seq") != seq:
+            raise ProtocolError(f"daemon answered step {reply.get('seq')} while {seq} was asked")
+        return reply
 
     def _execute(self, seq: int, name: str, args: dict[str, Any], key: str) -> Any:
         spec = self.tools[name]
@@ -380,8 +404,38 @@ def _granted_tools(run: dict[str, Any]) -> dict[str, _LocalTool]:
     }
 
 
-def serve(policy: Policy, applied: list[str]) -> None:
-    """Speak the protocol for one run, call the agent, report how it ended, exit."""
+def _open_door(listener: socket.socket | None, run: dict[str, Any], session: _Session, max_body: int) -> None:
+    """Serve the model door on ``listener`` for an agent granted models, and point the SDKs at it.
+
+    The token is made here and lives only in this process (its environment and the
+    door's memory): it is what keeps other processes on a shared loopback out.
+    """
+    if listener is None:
+        return
+    if not run.get("models"):
+        listener.close()
+        return
+    import secrets
+
+    from corral.sandbox.door.server import Door, ended
+
+    def ask(name: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        try:
+            return session.model_step(name, args)
+        except (RunAborted, ProtocolError):
+            ended()
+            raise
+
+    door = Door(listener, f"corral-{secrets.token_urlsafe(32)}", run["models"], ask, max_body, run["run_id"])
+    os.environ.update(door.env())
+    door.start()
+
+
+def serve(policy: Policy, applied: list[str], listener: socket.socket | None = None) -> None:
+    """Speak the protocol for one run, call the agent, report how it ended, exit.
+
+    ``listener``: the model door's socket, bound by the launcher before confinement.
+    """
     channel = BlockingChannel(policy.wire_in, policy.wire_out, max_bytes=policy.max_frame)
     channel.send({"t": "hello", "v": VERSION, "pid": os.getpid(), "applied": applied})
     welcome = channel.recv()
@@ -389,16 +443,20 @@ def serve(policy: Policy, applied: list[str]) -> None:
         raise SystemExit(f"corral: expected welcome v{VERSION}, got {welcome['t']} v{welcome.get('v')}")
     run = welcome["run"]
     mcp = _Mcp(run["mcp"]) if run.get("mcp") else None
+    session = _Session(channel, {}, mcp)
     try:
-        session = _Session(channel, _granted_tools(run), mcp)
+        session.tools = _granted_tools(run)
+        _open_door(listener, run, session, policy.max_frame // 2)
         func = _load_entry(run["code"], run["entry"])
         value = _plain(func(Context(session, run, channel)), "the agent's return value")
     except RunAborted:
         os._exit(0)
     except BaseException as exc:
-        channel.send({"t": "finish", "ok": False, "error": _error(exc)})
+        with session.lock:
+            channel.send({"t": "finish", "ok": False, "error": _error(exc)})
     else:
-        channel.send({"t": "finish", "ok": True, "value": value})
+        with session.lock:
+            channel.send({"t": "finish", "ok": True, "value": value})
     if mcp is not None:
         mcp.stdio.close()
     sys.stdout.flush()

@@ -230,6 +230,17 @@ def _network_rules(network: str | Sequence[str]) -> list[str]:
     return rules
 
 
+def _door_rules(port: int) -> list[str]:
+    """Bind, accept and connect on one loopback TCP port: the door's, chosen by the daemon."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise SeatbeltError(f"door port {port!r} is not valid; it must be a number from 1 to 65535")
+    where = quote(f"localhost:{port}")
+    return [
+        f"(allow network-bind network-inbound (local tcp {where}))",
+        f"(allow network-outbound (remote tcp {where}))",
+    ]
+
+
 def generate(
     *,
     python_executable: str,
@@ -240,6 +251,7 @@ def generate(
     allow_fork: bool = False,
     unix_sockets: Sequence[str] = (),
     daemon_sockets: Sequence[str] = (),
+    door_port: int | None = None,
 ) -> str:
     """An SBPL profile: deny everything, then allow exactly what the arguments grant.
 
@@ -250,6 +262,8 @@ def generate(
     agent may start processes. ``unix_sockets``: folders in which it may bind and connect
     Unix sockets (the workdir); no other Unix socket is reachable. ``daemon_sockets``: the
     daemon's and supervisord's sockets, denied last so that no grant can open them.
+    ``door_port``: the run's model door, a TCP port on the loopback that the agent's process
+    binds, accepts on and connects to (and no other local port for it, unless ``network`` opens it).
 
     Rules for one operation are matched last first, so the profile reads top down: what
     ``(deny default)`` might not cover, what is allowed, and last what is never allowed.
@@ -306,6 +320,8 @@ def generate(
     network_rules = _network_rules(network)
     if network_rules:
         lines += ["; network", *network_rules]
+    if door_port is not None:
+        lines += ["; the model door: this run's own port on the loopback", *_door_rules(door_port)]
     lines += [
         "; never, whatever a rule above allows",
         "(deny file-write-setugid)",

@@ -156,7 +156,8 @@ def cost(step: dict[str, Any]) -> str:
 
 
 def notes(step: dict[str, Any], run: dict[str, Any]) -> list[str]:
-    """What else the row should say: copied from a forked run, answered from the journal, run more than once."""
+    """What else the row should say: copied from a forked run, answered from the journal, run more
+    than once, called live after the request left the journal (``on_divergence = "live"``)."""
     found = []
     if step.get("forked_from"):
         found.append("from the fork's parent")
@@ -164,6 +165,10 @@ def notes(step: dict[str, Any], run: dict[str, Any]) -> list[str]:
         found.append("replayed")
     if int(step.get("executions", 1) or 0) > 1:
         found.append(f"ran {step['executions']}×")
+    if step.get("diverged"):
+        found.append(f"live: differs from the journal ({printable(str(step['diverged']))})")
+    elif step.get("live"):
+        found.append("live (after a divergence)")
     return found
 
 

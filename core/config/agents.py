@@ -96,6 +96,9 @@ class AgentConfig:
     on_crash: Annotated[Literal["resume", "fail"], Key("choose what a crashed run does")] = "resume"
     max_attempts: Annotated[PositiveInt, Key("give how many times a run may be started")] = 3
     on_code_change: Annotated[Literal["fail", "continue"], Key("choose what resuming under changed code does")] = "fail"
+    on_divergence: Annotated[Literal["fail", "live"], Key("choose what a resumed run's changed model request does")] = (
+        "fail"
+    )
     retention_days: Annotated[PositiveNumber, Key("give how many days finished runs are kept")] = 30.0
     retention_mb: Annotated[PositiveNumber, Key("give the journal size kept for this agent, in MiB")] = 256.0
     enabled: Annotated[Flag, Key("write enabled = true or false")] = True

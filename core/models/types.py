@@ -22,6 +22,7 @@ from corral.models.errors import InvalidRequest
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "tool_calls", "length", "content_filter", "other"]
 ToolChoice = Literal["auto", "none", "required"]
+ResponseKind = Literal["json_object", "json_schema"]
 
 _ROLES = frozenset(get_args(Role))
 _TOOL_CHOICES = frozenset(get_args(ToolChoice))
@@ -137,6 +138,21 @@ class ToolDefinition:
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """Ask for JSON: any object (``json_object``), or one matching ``schema`` (``json_schema``,
+    named ``name``; ``strict`` asks the provider to enforce it where it can)."""
+
+    type: ResponseKind
+    name: str = "response"
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.type == "json_schema" and not isinstance(self.schema, dict):
+            raise InvalidRequest("a json_schema response format needs its schema (a JSON schema object)")
+
+
+@dataclass(frozen=True, slots=True)
 class Options:
     """Sampling options. ``None`` leaves a setting to the endpoint's default.
 
@@ -149,6 +165,7 @@ class Options:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None and self.max_tokens < 1:
@@ -189,8 +206,11 @@ class Request:
             raise InvalidRequest(f"tool names must be unique, got {names}")
 
     def to_dict(self) -> dict[str, Any]:
-        """Builtins only, for msgpack."""
+        """Builtins only, for msgpack. An unset ``response_format`` is left out, so a request
+        journaled before the option existed keeps its fingerprint and still replays."""
         result: dict[str, Any] = msgspec.to_builtins(self)
+        if result["options"].get("response_format") is None:
+            del result["options"]["response_format"]
         return result
 
     @classmethod

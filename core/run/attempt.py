@@ -106,6 +106,7 @@ class Attempt:
             run["attempt"],
             journal_mb=agent.limits.journal_mb,
             state_value_kb=agent.limits.state_value_kb,
+            on_divergence=agent.on_divergence,
         )
         self.kill_reason: str | None = None
         self.disk_checked: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()

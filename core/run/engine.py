@@ -216,7 +216,13 @@ class Engine:
             "plugin_dir": str(self.config.home / "plugins"),
             "sys_path": [p for p in sys.path if p],
             "entry_points": self.plugins.entry_points,
+            "models": [{"name": name, "model": self._upstream(name)} for name in agent.models],
         }
+
+    def _upstream(self, name: str) -> str:
+        """The provider's model id behind alias ``name`` ("" while it is not known: provider auto)."""
+        model = self.config.models.get(name)
+        return model.endpoint.model if model is not None and model.endpoint is not None else ""
 
     # ------------------------------------------------------------------ runs
 
@@ -671,6 +677,7 @@ class Engine:
             "confine_module": prepared.plan.module,
             "confine": prepared.plan.spec,
             "memory_accounted": "memory.max" in applied,
+            "door": bool(agent.models),
         }
         for_tools = tool_secret_names(self.plugins.tools, agent.tools)
         tool_secrets = {name: value for name, value in prepared.env.items() if name in for_tools}

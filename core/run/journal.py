@@ -19,6 +19,7 @@ import lmdb
 from corral.guardrails import Decision as GuardDecision
 from corral.guardrails import Verdict
 from corral.packing import pack
+from corral.run.divergence import changed
 from corral.run.quota import MiB, QuotaExceeded
 from corral.store import Records
 from corral.wire import fingerprint, idempotency_key
@@ -73,6 +74,7 @@ class Journal:
         *,
         journal_mb: int | None = None,
         state_value_kb: int | None = None,
+        on_divergence: str = "fail",
     ) -> None:
         self.records = records
         self.run_id = run_id
@@ -80,6 +82,11 @@ class Journal:
         self.attempt = attempt
         self.journal_mb = journal_mb  # limits.journal_mb: what the run's journal may hold
         self.state_value_kb = state_value_kb  # limits.state_value_kb: the largest ctx.state value
+        self.on_divergence = on_divergence
+        """``[agents.NAME] on_divergence``: "live" makes a model request that differs from the
+        journal, and every model request after it in this attempt, go upstream."""
+        self.live_from: int | None = None
+        """The step where this attempt's model requests left the journal ("live"), if one did."""
         self.bytes: int | None = None
         """Bytes the run's journal holds (packed entries), kept up to date by :meth:`_put`;
         None until this attempt's first write, which counts what earlier attempts left."""
@@ -286,7 +293,11 @@ class Journal:
         """A model call: answered from the journal once done; otherwise (new, or interrupted
         mid-flight) the daemon makes it (``call``): a model call has no side effect to double."""
         fp = fingerprint("model", name, args)
+        if self.live_from is not None:  # left the journal at an earlier step: no replay from here on
+            return self._start(txn, {**self._new_entry(seq, "model", name, args, fp), "live": True}, "call", fresh=True)
         entry, decided = self._existing(txn, seq, "model", name, fp)
+        if decided is not None and decided.action == "mismatch" and entry is not None and entry["kind"] == "model":
+            return self._diverged(txn, seq, name, args, fp, entry, decided)
         if decided is not None:
             return decided
         if entry is not None:
@@ -325,6 +336,27 @@ class Journal:
             f"step {seq}: {message}; check whether it took effect, then release the run with "
             f"`corral release {self.run_id} --happened` or `--not-happened`",
         )
+
+    def _diverged(
+        self,
+        txn: lmdb.Transaction,
+        seq: int,
+        name: str,
+        args: dict[str, Any],
+        fp: str,
+        entry: dict[str, Any],
+        mismatch: Answer,
+    ) -> Answer:
+        """A model request unlike the journaled one: fail showing what changed, or (``live``)
+        make it and every later model request upstream, the entry saying so."""
+        difference = changed(entry.get("args"), args) if entry["name"] == name else ""
+        if self.on_divergence != "live":
+            shown = f" ({difference})" if difference else ""
+            hint = '; or set on_divergence = "live" for this agent to call the model from here on'
+            return Answer("mismatch", entry, mismatch.message + shown + hint)
+        self.live_from = seq
+        fresh = {**self._new_entry(seq, "model", name, args, fp), "live": True, "diverged": difference or "model"}
+        return self._start(txn, fresh, "call", fresh=True)
 
     def _start(self, txn: lmdb.Transaction, entry: dict[str, Any], action: str, *, fresh: bool) -> Answer:
         """(Re)start ``entry`` in this attempt: one more execution, from now."""

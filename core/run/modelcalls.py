@@ -12,6 +12,11 @@ run has spent, the day's caps (the agent's and all agents') through the daemon's
 :class:`corral.run.budget.Ledger`, which holds the worst case until the call is settled. A
 call that would cross a cap is not made and the run stops, resumable; a spent daily cap
 also pauses the agent until midnight in ``[corral] timezone``.
+
+A request through the model door (its args carry ``door``: the API it came in) is the
+same step, but a spent budget or an endpoint that failed after every retry does not end
+the run: the error is journaled as the step's answer and the door turns it into the API's
+429 or 503/529, so the agent's own code decides (and a resumed run gets the same answer).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from corral import traceids
 from corral.run.budget import MICRO, Crossing, Refusal, Tally, Worst
@@ -167,10 +172,13 @@ class ModelCaller:
                 f"{installed}); install the plugin, or fix [models.{model}] provider",
             )
         worst = _worst(endpoint, request)
+        door = bool(item.args.get("door"))
         over = self._over_run_budget(worst)
         if over:
             self.log.warning("a run reached its model budget", detail=over)
             await self._crossed({"budget": "run", "message": over})
+            if door:
+                return await self._fail(item.seq, "budget", over)
             raise RunEnded(Outcome(RunState.FAILED, resumable(failure("budget", over))))
         ledger = access.ledger
         while (held := ledger.reserve(self.agent.name, worst)) is None:
@@ -179,6 +187,9 @@ class ModelCaller:
             await self.writer.run(ledger.load)
         if isinstance(held, Refusal):
             await self._day_spent(held)
+            if door:
+                return await self._fail(item.seq, "budget", held.message, retry_after=held.until - time.time())
+            raise RunEnded(Outcome(RunState.FAILED, resumable(failure("budget", held.message))))
         try:
             response = await self._ask(model, endpoint, adapter, config.breaker_wait, request, item)
             if isinstance(response, dict):
@@ -256,6 +267,8 @@ class ModelCaller:
                     continue
                 message = f"model {model!r} did not answer after every retry: {exc}"
                 self.log.error("model calls failing", seq=seq, model=model, error=message)
+                if item.args.get("door"):  # the door answers 503/529 and the agent's code decides
+                    return await self._fail(seq, "model", message, _asked(endpoint), retry_after=exc.retry_after)
                 raise RunEnded(Outcome(RunState.FAILED, resumable(failure("model", message)))) from None
 
     async def _sleep(self, seconds: float) -> None:
@@ -300,8 +313,8 @@ class ModelCaller:
             )
         return None
 
-    async def _day_spent(self, refusal: Refusal) -> NoReturn:
-        """A daily cap is spent: say so, pause the agent until the budget renews, end the run."""
+    async def _day_spent(self, refusal: Refusal) -> None:
+        """A daily cap is spent: say so, and pause the agent until the budget renews."""
         self.log.warning("daily model budget spent", detail=refusal.message)
         await self._crossed(
             {
@@ -317,7 +330,6 @@ class ModelCaller:
             await self.pause(self.agent.name, refusal.message, refusal.until)
         except KeyError:  # removed by a reload while this run went on
             pass
-        raise RunEnded(Outcome(RunState.FAILED, resumable(failure("budget", refusal.message))))
 
     async def _crossed(self, data: dict[str, Any]) -> None:
         """A budget reached: its event, in a commit of its own."""
@@ -327,8 +339,18 @@ class ModelCaller:
         """Post a ``budget_crossed`` event (its alert is the alerting service's business)."""
         self.records.post(txn, EventKind.BUDGET_CROSSED, {**data, "agent": self.agent.name}, self.journal.run_id)
 
-    async def _fail(self, seq: int, kind: str, message: str, asked: dict[str, str] | None = None) -> dict[str, Any]:
-        error = {"kind": kind, "message": message, "type": "ModelCallError"}
+    async def _fail(
+        self,
+        seq: int,
+        kind: str,
+        message: str,
+        asked: dict[str, str] | None = None,
+        *,
+        retry_after: float | None = None,
+    ) -> dict[str, Any]:
+        error: dict[str, Any] = {"kind": kind, "message": message, "type": "ModelCallError"}
+        if retry_after is not None:
+            error["retry_after"] = retry_after
         journal = self.journal
         entry = await self.writer.run(lambda txn: journal.done(txn, seq, False, None, error, asked))
         if entry is not None:

@@ -296,6 +296,12 @@ class Steps(StepPath):
             self.executing, self._executing_name = seq, decision.entry.get("name", "")
         elif action == "call":
             entry = decision.entry
+            if entry.get("diverged"):
+                self.log.warning(
+                    "model request differs from the journal; calling the model from here on (on_divergence = live)",
+                    seq=seq,
+                    changed=entry["diverged"],
+                )
             self.wire.deliver(ModelCall(seq, entry["name"], entry["args"], entry["executions"]))
         elif action == "protocol":
             self._over = True

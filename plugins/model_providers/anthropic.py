@@ -17,7 +17,7 @@ import msgspec
 
 from corral.models.endpoint import Endpoint
 from corral.models.provider import HttpCall, decode_body, max_output_tokens, unreadable
-from corral.models.types import FinishReason, Message, Request, Response, ToolCall, Usage
+from corral.models.types import FinishReason, Message, Request, Response, ResponseFormat, ToolCall, Usage
 
 API_VERSION = "2023-06-01"
 
@@ -83,6 +83,14 @@ def _turns(messages: tuple[Message, ...]) -> list[dict[str, Any]]:
     return turns
 
 
+def _json_instruction(wanted: ResponseFormat) -> str:
+    """The Messages API has no response format of its own: JSON is asked for in words, not enforced."""
+    if wanted.type == "json_object" or wanted.schema is None:
+        return "Answer with one JSON object and nothing else."
+    schema = json.dumps(wanted.schema, ensure_ascii=False, sort_keys=True)
+    return f"Answer with one JSON object and nothing else, matching this JSON schema ({wanted.name}): {schema}"
+
+
 class AnthropicAdapter:
     """Messages API request building and response parsing."""
 
@@ -97,6 +105,8 @@ class AnthropicAdapter:
             "messages": _turns(request.messages),
         }
         system = "\n\n".join(message.text for message in request.messages if message.role == "system")
+        if options.response_format is not None:
+            system = "\n\n".join(part for part in (system, _json_instruction(options.response_format)) if part)
         if system:
             body["system"] = system
         if options.temperature is not None:

@@ -126,6 +126,14 @@ class OpenAIAdapter:
             ]
         if options.tool_choice is not None:
             body["tool_choice"] = options.tool_choice
+        wanted = options.response_format
+        if wanted is not None and wanted.type == "json_object":
+            body["response_format"] = {"type": "json_object"}
+        elif wanted is not None:
+            schema: dict[str, Any] = {"name": wanted.name, "schema": wanted.schema}
+            if wanted.strict is not None:
+                schema["strict"] = wanted.strict
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
         headers = {"content-type": "application/json"}
         if endpoint.api_key is not None:
             headers["authorization"] = f"Bearer {endpoint.api_key.reveal()}"

@@ -529,3 +529,34 @@ def test_a_generated_profile_confines_python_on_a_mac(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "denied" and (work / "ok.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_the_model_door_is_the_one_local_port_the_profile_opens(network: Any) -> None:
+    """An agent granted models binds, accepts and connects on its door's loopback port; the
+    profile opens that one port, whatever the network policy, and no other local one."""
+    forms = _agent(network, door_port=48123)
+    door = String("localhost:48123")
+    assert ["allow", "network-bind", "network-inbound", ["local", "tcp", door]] in forms
+    assert ["allow", "network-outbound", ["remote", "tcp", door]] in forms
+    without = _agent(network)
+    added = [form for form in forms if form not in without]
+    assert len(added) == 2, "the door adds its two rules and nothing else"
+    assert balanced(_text(door_port=48123, network=network))
+    if network == "none":
+        binds = [form for form in forms if form[:2] == ["allow", "network-bind"]]
+        assert all("unix-socket" in str(form) or door in form[-1] for form in binds)
+
+
+@pytest.mark.parametrize("port", [0, 70000, -1, True, "8080"])
+def test_a_bad_door_port_is_refused(port: Any) -> None:
+    with pytest.raises(seatbelt.SeatbeltError, match="door port"):
+        _text(door_port=port)
+
+
+def test_the_plan_of_an_agent_granted_models_names_its_door_port_in_profile_and_spec(tmp_path: Path) -> None:
+    plan = MacBackend().plan(_request(tmp_path, door=True), _offered(None))
+    port = plan.spec["door_port"]
+    assert isinstance(port, int) and 1 <= port <= 65535
+    assert f'(remote tcp "localhost:{port}")' in plan.wrap[-1]
+    assert "door_port" not in MacBackend().plan(_request(tmp_path), _offered(None)).spec

@@ -1,0 +1,219 @@
+"""The door's HTTP server: one thread in the agent's process, on a socket bound before confinement.
+
+Each request is checked here (token, path, size, body, model) before anything is sent to
+the daemon; a request that passes becomes one ``model`` step through ``ask``, which
+serialises steps on the wire (the protocol is strict request and reply). stdlib
+``http.server``: it is already in the sandbox, needs nothing installed, and the door's
+traffic is one local client (docs/dependencies.md).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
+from typing import Any
+
+from corral.sandbox.door import chat, messages
+from corral.sandbox.door.problems import DoorError, from_step
+
+Ask = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
+"""Send one model step (model alias, args); returns (seq, the daemon's ``result`` frame)."""
+
+HOST = "127.0.0.1"
+
+
+def listen(port: int = 0) -> socket.socket:
+    """The door's listening socket. Bound before Landlock, which denies an explicit bind."""
+    return socket.create_server((HOST, port), backlog=64)
+
+
+class Door:
+    """The endpoint of one run: its token, its granted models, and the thread serving them."""
+
+    def __init__(
+        self, listener: socket.socket, token: str, granted: list[dict[str, str]], ask: Ask, max_body: int, run_id: str
+    ) -> None:
+        self.token = token
+        self.granted = granted
+        """``{"name": alias, "model": upstream name}`` for each model the agent is granted."""
+        self.ask = ask
+        self.max_body = max_body
+        self.run_id = run_id
+        server = ThreadingHTTPServer((HOST, 0), _Handler, bind_and_activate=False)
+        server.socket.close()
+        server.socket = listener
+        server.server_address = listener.getsockname()
+        server.daemon_threads = True
+        server.door = self  # type: ignore[attr-defined]
+        self._server = server
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def env(self) -> dict[str, str]:
+        """What points the official SDKs at this door."""
+        base = f"http://{HOST}:{self.port}"
+        return {
+            "OPENAI_BASE_URL": f"{base}/v1",
+            "OPENAI_API_KEY": self.token,
+            "ANTHROPIC_BASE_URL": base,
+            "ANTHROPIC_API_KEY": self.token,
+        }
+
+    def start(self, poll_interval: float = 0.5) -> None:
+        """Serve on a daemon thread (it dies with the process); ``poll_interval`` is how soon
+        :meth:`stop` is noticed."""
+        import threading
+
+        serve = self._server.serve_forever
+        threading.Thread(target=serve, args=(poll_interval,), name="corral-door", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (a run's door ends with its process instead)."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def model(self, asked: str) -> str:
+        """The alias of the granted model ``asked`` names (alias, upstream name, or "default")."""
+        for model in self.granted:
+            if asked == model["name"]:
+                return model["name"]
+        for model in self.granted:
+            if model["model"] and asked == model["model"]:
+                return model["name"]
+        if asked == "default" and self.granted:
+            return self.granted[0]["name"]
+        names = ", ".join(f"{m['name']} ({m['model']})" for m in self.granted) or "none"
+        raise DoorError(404, f"model {asked!r} is not granted to this agent; granted models: {names}", param="model")
+
+    def authorized(self, headers: Any) -> bool:
+        offered = headers.get("x-api-key") or ""
+        bearer = headers.get("authorization") or ""
+        if bearer[:7].lower() == "bearer ":
+            offered = offered or bearer[7:]
+        return hmac.compare_digest(offered.encode(), self.token.encode())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes; Nagle would hold the second
+    server_version = "corral-door"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: the agent's stderr is its log, and a request line is the agent's business."""
+
+    @property
+    def door(self) -> Door:
+        return self.server.door  # type: ignore[attr-defined]
+
+    def _dialect(self) -> ModuleType:
+        path = self.path.split("?", 1)[0]
+        return messages if path.startswith("/v1/messages") or "anthropic-version" in self.headers else chat
+
+    def do_GET(self) -> None:
+        dialect = self._dialect()
+        try:
+            self._check_token()
+            if self.path.split("?", 1)[0].rstrip("/") != "/v1/models":
+                raise DoorError(404, f"no such path on corral's model door: GET {self.path}")
+        except DoorError as problem:
+            self._error(dialect, problem)
+            return
+        self._json(200, dialect.models(self.door.granted))
+
+    def do_POST(self) -> None:
+        dialect = self._dialect()
+        try:
+            self._check_token()
+            path = self.path.split("?", 1)[0].rstrip("/")
+            if path not in ("/v1/chat/completions", "/v1/messages"):
+                self._discard()
+                raise DoorError(404, f"no such path on corral's model door: POST {self.path}")
+            self._post(dialect)
+        except DoorError as problem:
+            self._error(dialect, problem)
+
+    def _check_token(self) -> None:
+        if not self.door.authorized(self.headers):
+            self._discard()
+            raise DoorError(401, "missing or wrong API key: use the OPENAI_API_KEY / ANTHROPIC_API_KEY corral set")
+
+    def _discard(self) -> None:
+        """An unread body would be taken for the next request on this connection."""
+        self.close_connection = True
+
+    def _drain(self, length: int) -> None:
+        """Read an oversized body away so that the client, still sending, gets the 413 and not a
+        broken pipe; one far too big to read is cut off instead."""
+        if length > 4 * self.door.max_body:
+            self._discard()
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 16))
+            if not chunk:
+                break
+            length -= len(chunk)
+
+    def _body(self) -> Any:
+        length = self.headers.get("content-length")
+        if length is None or not length.isdigit():
+            self._discard()
+            raise DoorError(400, "send the request body with a Content-Length")
+        if int(length) > self.door.max_body:
+            self._drain(int(length))
+            raise DoorError(413, f"the request body is {length} bytes, over the door's limit of {self.door.max_body}")
+        raw = self.rfile.read(int(length))
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise DoorError(400, f"the request body is not valid JSON: {exc}") from None
+
+    def _post(self, dialect: ModuleType) -> None:
+        asked = dialect.parse(self._body())
+        alias = self.door.model(asked.model)
+        seq, reply = self.door.ask(alias, asked.args)
+        if not reply["ok"]:
+            raise from_step(reply.get("error") or {}, overloaded=dialect.OVERLOADED)
+        ident = f"{'chatcmpl' if dialect is chat else 'msg'}_{self.door.run_id}_{seq}"
+        extra = {"x-corral-step": str(seq), "x-corral-replayed": "true" if reply.get("replayed") else "false"}
+        if asked.stream:
+            payload = b"".join(dialect.stream(reply["value"], asked, ident))
+            self._send(200, payload, "text/event-stream", extra)
+        else:
+            self._json(200, dialect.answer(reply["value"], asked, ident), extra)
+
+    def _error(self, dialect: ModuleType, problem: DoorError) -> None:
+        headers = {"x-should-retry": "true" if problem.retry else "false"}
+        if problem.retry_after is not None:
+            headers["retry-after"] = str(max(0, round(problem.retry_after)))
+        self._json(problem.status, dialect.error(problem), headers)
+
+    def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(body, ensure_ascii=False).encode(), "application/json", headers)
+
+    def _send(self, status: int, payload: bytes, kind: str, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:  # the client went away; the step, if any, is journaled all the same
+            self.close_connection = True
+
+
+def ended() -> None:
+    """The daemon ended the run while the door waited for an answer: leave as the runtime does."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
