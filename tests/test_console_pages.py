@@ -35,7 +35,7 @@ def _failed_run(project: CorralProject) -> dict[str, Any]:
 @pytest.fixture
 def console(chat: CorralProject) -> Iterator[Browser]:
     chat.tables["console"] = {"listen": "127.0.0.1:0"}
-    chat.agents["chat"].update(every="1h", budget={"day_cost_usd": 1.0})
+    chat.agents["chat"].update(every="1h", budget={"day_cost_usd": 1.0}, input={"calls": 1, "q": '"><b>'})
     chat.agent("fails", FAILS, on_crash="fail", max_attempts=1)
     chat.start_daemon()
     browser = Browser(chat)
@@ -50,6 +50,7 @@ def test_the_agent_page_shows_its_config_runs_spend_and_runs_it(console: Browser
     assert page.status_code == 200
     for shown in ("interval", "word_count", "openai fake-gpt", "$1.00", "next fire", "No runs yet"):
         assert shown in page.text, shown
+    assert 'placeholder="{&#34;calls&#34;: 1, &#34;q&#34;: &#34;\\&#34;&gt;&lt;b&gt;&#34;}"' in page.text
     token = console.csrf("/agents/chat")
     bad = console.http.post("/agents/chat/run", data={"csrf": token, "input": "{calls: 1"})
     assert bad.status_code == 400 and "not valid JSON" in bad.text
@@ -128,3 +129,22 @@ def test_the_runs_page_filters_by_since_and_pages_through_an_agents_runs(console
     assert refused.status_code == 400 and "neither a duration nor a date" in refused.text
     future = console.http.get("/runs?since=2999-01-01T00:00")
     assert future.status_code == 400 and "future" in future.text
+
+
+def test_the_overview_shows_an_open_breaker_with_its_reason(chat: CorralProject, server: FakeServer) -> None:
+    chat.tables["console"] = {"listen": "127.0.0.1:0"}
+    chat.models["fake"].update(breaker_failures=1, breaker_cool_down=300.0, breaker_wait=0)
+    chat.start_daemon()
+    browser = Browser(chat)
+    browser.log_in()
+    try:
+        assert re.search(r"fake <span class=\"breaker breaker-closed\">closed", browser.http.get("/").text)
+        server.enqueue(Reply(status=503))
+        chat.cli("run", "chat", "--wait", "--input", '{"calls": 1}')  # its one call gets a 503
+        deadline = time.monotonic() + 10
+        while 'breaker-open">open' not in (page := browser.http.get("/").text):
+            assert time.monotonic() < deadline, page
+            time.sleep(0.2)
+        assert "503" in page
+    finally:
+        browser.http.close()

@@ -9,6 +9,7 @@ like every other action of the console (:mod:`corral.console.app`).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from decimal import Decimal
 from typing import Any
@@ -27,8 +28,12 @@ RECENT = 20
 
 
 def zone_name(zone: dt.tzinfo) -> str:
-    """A zone as an operator names it: ``Europe/Paris``, or its abbreviation now."""
-    return str(getattr(zone, "key", None) or dt.datetime.now(zone).tzname() or zone)
+    """A zone as an operator names it: ``Europe/Paris``; the machine's own zone read from
+    /etc/localtime by its abbreviation now (``CET``)."""
+    key = getattr(zone, "key", None)
+    if key and key != "localtime":
+        return str(key)
+    return dt.datetime.now(zone).tzname() or str(zone)
 
 
 def agent(store: Store, records: Records, config: CorralConfig, name: str, days: int) -> dict[str, Any] | None:
@@ -59,7 +64,7 @@ def agent(store: Store, records: Records, config: CorralConfig, name: str, days:
         "chart": by_day_chart(per_day),
         "days": days,
         "today": today or Tally(),
-        "default_input": cfg.input,
+        "default_input": "" if cfg.input is None else json.dumps(cfg.input, ensure_ascii=False),
     }
 
 

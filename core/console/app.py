@@ -163,7 +163,7 @@ class Pages:
 
     async def overview(self, request: Request) -> Response:
         started, protections = self.health()
-        data = await run_in_threadpool(reads.overview, self.source(), started, protections, self.hub.breakers())
+        data = await run_in_threadpool(reads.overview, self.source(), started, protections)
         return self.render(request, "overview.html", **data)
 
     async def runs(self, request: Request) -> Response:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from corral.observe.events import Event
 from corral.states import EventKind
@@ -68,28 +66,13 @@ class Hub:
         self._overflow = False
         self._scheduled = False
         self._lock = threading.Lock()
-        self._breakers: dict[str, dict[str, Any]] = {}
 
     @property
     def clients(self) -> int:
         return len(self._clients)
 
-    def breakers(self) -> dict[str, dict[str, Any]]:
-        """Each model endpoint's breaker as its last change left it (one not listed is closed:
-        a daemon's breakers start closed)."""
-        with self._lock:
-            return dict(self._breakers)
-
     def observe(self, event: Event) -> None:
         """The subscriber (background thread): note the event for the browsers, if any."""
-        if event.kind is EventKind.BREAKER_CHANGED:
-            data = event.data or {}
-            with self._lock:
-                self._breakers[str(data.get("model"))] = {
-                    "state": str(data.get("new")),
-                    "reason": str(data.get("reason", "")),
-                    "since": time.time(),
-                }
         if not self._clients:
             return
         run = event.run or {}

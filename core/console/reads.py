@@ -22,6 +22,7 @@ from corral.observe.logs import log_path
 from corral.observe.logview import read_events
 from corral.run.approvals import PENDING, Approvals
 from corral.run.budget import spent_today
+from corral.run.downstreams import open_breakers
 from corral.schedule.status import agent_status, triggers_label
 from corral.states import RunState
 from corral.store import Records, Store
@@ -43,9 +44,7 @@ class StoreView:
     config: CorralConfig
 
 
-def overview(
-    src: StoreView, started: float, protections: list[str], breakers: dict[str, dict[str, Any]]
-) -> dict[str, Any]:
+def overview(src: StoreView, started: float, protections: list[str]) -> dict[str, Any]:
     """Agents with their state, next fire, last run and spend today against their budget;
     the breakers, the queue, what waits; the daemon."""
     now = time.time()
@@ -56,6 +55,7 @@ def overview(
         active = src.records.active_runs(txn)
         waiting = Approvals(src.records).pending(txn)
         alerts = list(Outbox(src.records).since(txn, now - 86400))
+        opened = open_breakers(src.store, txn)
     agents = [
         {
             "name": name,
@@ -81,10 +81,19 @@ def overview(
         "spent_all": today.get(""),
         "spent_all_usd": _usd(today.get("")),
         "cap_all": _cap(src.config.budget.day.cost_usd),
-        "breakers": [{"model": name, **breakers.get(name, {"state": "closed"})} for name in sorted(src.config.models)],
+        "breakers": _breakers(src.config, opened),
         "daemon": {"uptime": now - started, "store": src.store.size(), "protections": protections},
         "zone": zone_name(src.config.zone),
     }
+
+
+def _breakers(config: CorralConfig, opened: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every model endpoint's breaker (closed unless the daemon recorded otherwise), and any
+    tool's or MCP server's breaker that is not closed."""
+    found = {(b["kind"], b["name"]): {**b, "state": b["new"]} for b in opened.values()}
+    for name in config.models:
+        found.setdefault(("model", name), {"kind": "model", "name": name, "state": "closed"})
+    return [found[key] for key in sorted(found)]
 
 
 def _usd(tally: dict[str, int] | None) -> float:
