@@ -53,6 +53,8 @@ class _Server:
     live: _Live | None = None
     deaths: int = 0
     stderr: Any = field(default=None)
+    malformed: str = ""
+    """What the server sent that is not JSON-RPC (it is then stopped: the stream cannot be trusted)."""
 
 
 class StdioServers:
@@ -97,6 +99,7 @@ class StdioServers:
         idempotent, so a call interrupted by the server's death is made again."""
         server = self._servers[name]
         label = f"{name}.{tool}"
+        what = "died during the call"
         for _ in range(2):
             try:
                 live = self._started(server)
@@ -111,14 +114,20 @@ class StdioServers:
                     return False, None, error("timeout", f"tool {label!r}: MCP server {name!r} {what}")
                 return False, None, self._unknown(server, label, what)
             except ServerGone:
+                if server.malformed:
+                    what = f"sent a malformed message ({server.malformed}) and was stopped"
                 self._died(server)
                 if not repeatable:
-                    return False, None, self._unknown(server, label, "died during the call")
+                    return False, None, self._unknown(server, label, what)
                 continue  # started again (once in a run) and called again: the tool is safe to repeat
             except Exception as exc:  # noqa: BLE001 - a malformed answer, whatever the SDK raises for it
                 return False, None, error("failed", f"tool {label!r}: MCP server {name!r} answered badly: {exc}")
             return outcome(result, label, name, server.max_bytes)
-        return False, None, error("unavailable", f"tool {label!r}: MCP server {name!r} died during the call twice")
+        return (
+            False,
+            None,
+            error("unavailable", f"tool {label!r}: MCP server {name!r} {what}, twice{self._stderr(server)}"),
+        )
 
     def _unknown(self, server: _Server, label: str, what: str) -> dict[str, Any]:
         return error(
@@ -181,10 +190,18 @@ class StdioServers:
 
         stop = asyncio.Event()
         stop_box.append(stop)
+        server.malformed = ""
+
+        async def on_message(message: Any) -> None:
+            if isinstance(message, Exception):  # a line that is not JSON-RPC: nothing after it can be trusted
+                server.malformed = f"{type(message).__name__}: {str(message).splitlines()[0][:200]}"
+                stop.set()
+
         program, *arguments = server.command
         params = StdioServerParameters(command=program, args=arguments, cwd=os.getcwd(), env=dict(os.environ))
         try:
-            async with Client(stdio_client(params, errlog=server.stderr), cache=None) as client:
+            transport = stdio_client(params, errlog=server.stderr)
+            async with Client(transport, cache=None, message_handler=on_message) as client:
                 ready.set_result(client)
                 await stop.wait()
         except BaseException as exc:

@@ -48,6 +48,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "starter",
     "status",
     "show",
+    "tools",
     "lifecycle",
     "spend",
     "retry",

@@ -6,7 +6,8 @@ never answers, ``big`` returns as many bytes as asked, ``fail`` answers ``isErro
 ``write`` appends a line to ``calls.log`` in its folder (with the idempotency key corral
 sends in ``_meta``), so a test can count side effects. Options:
 
-- ``--variant``: ``echo`` takes another argument (the tool list changed since a run began);
+- ``--variant`` (or a file ``variant`` in its folder): ``echo`` takes another argument (the
+  tool list changed since a run began);
 - ``--bad-schema``: the ``broken`` tool's inputSchema is not valid JSON Schema;
 - ``--fail-start``: write a reason on stderr and exit 2 before serving;
 - ``--http-faults FILE`` (http): each request first reads FILE; a line ``401``, ``503`` or
@@ -41,7 +42,7 @@ def _key(ctx: Context) -> str:
     return str(data.get("io.corral/idempotency-key", ""))
 
 
-if "--variant" in args:
+if "--variant" in args or (HERE / "variant").exists():
 
     @server.tool(annotations=READ_ONLY)
     def echo(text: str, times: int) -> str:

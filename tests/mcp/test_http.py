@@ -19,26 +19,9 @@ from typing import Any
 import pytest
 
 from corral.testing import CorralProject
+from tests.mcp.support import CALLER, FAULT_SERVER, call
 
-FAULT_SERVER = str(Path(__file__).with_name("fault_server.py"))
 TOKEN = "mcp-docs-token-0123456789abcdef"
-
-CALLER = """
-import os
-import corral
-
-def attempt(ctx, name, **args):
-    try:
-        return {"ok": ctx.tool(name, **args)}
-    except corral.ToolCallError as exc:
-        return {"error": exc.kind, "message": str(exc)}
-
-def run(ctx):
-    out = {"tools": ctx.tools, "env_has_token": any("mcp-docs-token" in v for v in os.environ.values())}
-    for label, call in ctx.input.items():
-        out[label] = attempt(ctx, call["tool"], **call["args"])
-    return out
-"""
 
 
 class Server:
@@ -108,10 +91,7 @@ def project_with(project: CorralProject, server: Server, **mcp: Any) -> None:
 
 
 def run(project: CorralProject, calls: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    payload = {label: {"tool": tool, "args": args} for label, (tool, args) in calls.items()}
-    result = project.cli("run", "reader", "--input", json.dumps(payload), "--wait", "--json", timeout=180)
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    answer: dict[str, Any] = json.loads(result.stdout)
+    answer = call(project, "reader", calls)
     assert answer["state"] == "succeeded", answer
     return answer
 

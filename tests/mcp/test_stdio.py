@@ -7,51 +7,15 @@ agent's sandbox, started at the run's first use of it.
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-from typing import Any
-
 from corral.testing import CorralProject
-
-FAULT_SERVER = str(Path(__file__).with_name("fault_server.py"))
-BIN = Path(sys.executable).parent
-
-CALLER = """
-import corral
-
-def attempt(ctx, name, **args):
-    try:
-        return {"ok": ctx.tool(name, **args)}
-    except corral.ToolCallError as exc:
-        return {"error": exc.kind, "message": str(exc)}
-
-def run(ctx):
-    out = {"tools": ctx.tools}
-    for label, call in ctx.input.items():
-        out[label] = attempt(ctx, call["tool"], **call["args"])
-    return out
-"""
-
-
-def run(project: CorralProject, agent: str, calls: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    payload = {label: {"tool": tool, "args": args} for label, (tool, args) in calls.items()}
-    result = project.cli("run", agent, "--input", json.dumps(payload), "--wait", "--json", timeout=180)
-    assert result.returncode in (0, 1), result.stdout + result.stderr
-    answer: dict[str, Any] = json.loads(result.stdout)
-    return answer
-
-
-def steps(project: CorralProject, run_id: str) -> list[dict[str, Any]]:
-    trace: dict[str, Any] = project.cli_json("trace", run_id)
-    return list(trace["steps"])
+from tests.mcp.support import BIN, CALLER, READABLE, call, fault_server, steps
 
 
 def test_reference_time_server_tools_are_listed_journaled_and_called(corral_project: CorralProject) -> None:
     project = corral_project
     project.tables["mcp.time"] = {"command": [str(BIN / "mcp-server-time"), "--local-timezone", "UTC"]}
     project.agent("clock", CALLER, tools=["time.*"])
-    got = run(
+    got = call(
         project,
         "clock",
         {
@@ -69,3 +33,29 @@ def test_reference_time_server_tools_are_listed_journaled_and_called(corral_proj
     kinds = [(s["kind"], s["name"]) for s in steps(project, got["id"])]
     assert kinds[0] == ("mcp", "time")
     assert ("tool", "time.get_current_time") in kinds
+
+
+def test_corral_tools_lists_plugin_and_mcp_tools_with_source_annotations_and_schema(
+    corral_project: CorralProject,
+) -> None:
+    project = corral_project
+    project.tables["mcp.time"] = {"command": [str(BIN / "mcp-server-time"), "--local-timezone", "UTC"]}
+    project.tables["mcp.faults"] = fault_server("--bad-schema")
+    project.agent("clock", CALLER, tools=["read_file", "time.*", "faults.delete", "faults.broken"], sandbox=READABLE)
+    before = project.cli_json("tools", "clock")["clock"]
+    assert [t["name"] for t in before][0] == "read_file"
+    assert any("not listed yet" in t.get("note", "") for t in before)
+    got = call(
+        project,
+        "clock",
+        {"broken": ("faults.broken", {"x": "y"}), "now": ("time.get_current_time", {"timezone": "UTC"})},
+    )
+    assert got["result"]["broken"]["error"] == "refused"
+    assert "faults" in got["result"]["broken"]["message"] and "inputSchema" in got["result"]["broken"]["message"]
+    after = {t["name"]: t for t in project.cli_json("tools", "clock")["clock"]}
+    assert after["time.get_current_time"]["read_only"] and after["time.get_current_time"]["source"] == "mcp server time"
+    assert after["time.get_current_time"]["parameters"]["properties"]["timezone"]["type"] == "string"
+    assert after["faults.delete"]["high_stakes"] and not after["faults.delete"]["idempotent"]
+    assert "not valid JSON Schema" in after["faults.broken"]["note"]
+    text = project.cli("tools", "clock", "--schema", check=True).stdout
+    assert "time.convert_time  (mcp server time) [read_only, idempotent]" in text
