@@ -2,7 +2,8 @@
 link an approval alert carries (here through a webhook sink to a receiver on loopback)
 opens its page without a login, decides with one confirming POST, once; an expired,
 reused (also after a restart) or tampered link is refused with a page saying which; a
-request decided twice names who decided it, from the console, a link and the CLI alike."""
+request decided twice names who decided it, from the console, a link and the CLI alike.
+Each test starts a daemon: all but the tampered-link one are ``slow`` (the full suite runs them)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ def _approval(project: CorralProject, approval: str) -> dict[str, Any]:
     return dict(record)
 
 
+@pytest.mark.slow
 def test_a_link_approves_with_one_tap_once_and_stays_used_after_a_restart(linked: Linked) -> None:
     project = linked.project
     approval, run, link = linked.held()
@@ -142,6 +144,7 @@ def test_tampered_links_are_refused_and_count_as_failed_logins(linked: Linked) -
     assert throttled.status_code == 429, "guessing links is rate-limited like logins"
 
 
+@pytest.mark.slow
 def test_an_expired_link_is_refused(deployer: CorralProject) -> None:
     chat = HTTPReceiver()
     try:
@@ -165,6 +168,7 @@ def test_an_expired_link_is_refused(deployer: CorralProject) -> None:
         chat.close()
 
 
+@pytest.mark.slow
 def test_a_notification_button_decides_and_a_second_decision_names_the_first(linked: Linked) -> None:
     project = linked.project
     approval, run, link = linked.held()
@@ -184,6 +188,7 @@ def test_a_notification_button_decides_and_a_second_decision_names_the_first(lin
     assert _approval(project, approval)["state"] == "denied", "nothing changed"
 
 
+@pytest.mark.slow
 def test_a_request_decided_in_the_console_refuses_the_link_and_the_cli(linked: Linked) -> None:
     project = linked.project
     approval, run, link = linked.held()
@@ -204,4 +209,12 @@ def test_a_request_decided_in_the_console_refuses_the_link_and_the_cli(linked: L
     approvals_page = browser.get("/approvals").text
     assert by in approvals_page
     run_page = browser.get(f"/runs/{run['id']}").text
-    assert by in run_page
+    assert f"approved approval {approval} by {by}" in run_page and "started by cli" in run_page
+
+    _, held, _ = linked.held()
+    token = _form(browser.get(f"/runs/{held['id']}"))
+    assert browser.post(f"/runs/{held['id']}/cancel", data={"csrf": token}).status_code == 303
+    cancelled = project.wait_for_run(held["id"], ("cancelled",))
+    assert cancelled["error"]["message"] == f"cancelled by {by}"
+    trace = project.cli("trace", held["id"], check=True).stdout
+    assert "started by cli" in trace and f"cancelled by {by}" in trace, trace

@@ -69,7 +69,9 @@ class Guard:
             return
         session = self.gate.session(_cookie(headers.get("cookie", "")))
         if session is None:
-            await _plain(send, 401, "Not logged in. Run `corral console` and open the link it prints.")
+            await _plain(
+                send, 401, "Not logged in, or the session ended. Run `corral console` and open the link it prints."
+            )
             return
         state["session"] = session
         if scope["method"] not in SAFE_METHODS:

@@ -99,7 +99,7 @@ class Console:
         bound_host, bound_port = sock.getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"{'https' if tls else 'http'}://{shown}:{bound_port}"
-        self.links = self._links(self.config.public_url or self.url)
+        self.links = self._links(self.public)
         config = uvicorn.Config(
             Guard(self._pages.app(), self.gate),
             lifespan="off",
@@ -148,9 +148,15 @@ class Console:
             return {}
         return {"approval": self.links.url(approval, record["expires"])}
 
+    @property
+    def public(self) -> str:
+        """Where browsers reach the console: ``public_url`` when set, else where it listens."""
+        return (self.config.public_url or self.url).rstrip("/")
+
     def login_url(self) -> str:
-        """A URL that logs one browser in, once."""
-        return f"{self.url}/login?token={self.gate.mint()}"
+        """A URL that logs one browser in, once (at :attr:`public`, so its cookie is the one
+        the approval links' pages see)."""
+        return f"{self.public}/login?token={self.gate.mint()}"
 
     async def stop(self) -> None:
         """End the live streams and the server."""

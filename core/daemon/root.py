@@ -514,7 +514,7 @@ class Daemon:
             why = "is turned off ([console] enabled = false)" if not self.config.console.enabled else "could not listen"
             await reply({"ok": False, "error": f"the console {why}; see corral.log, and docs/console.md"})
             return
-        await reply({"ok": True, "url": self.console.url, "login": self.console.login_url()})
+        await reply({"ok": True, "url": self.console.public, "login": self.console.login_url()})
 
     async def _op_reload(self, request: dict[str, Any], reply: Reply) -> None:
         try:
