@@ -28,18 +28,17 @@ def _console(project: CorralProject) -> tuple[str, str]:
     return str(found["url"]), str(found["login"])
 
 
-def _started(project: CorralProject, **console: str) -> tuple[str, str]:
-    """A daemon with one agent and the console on a free port (``console``: more keys); its URL
-    and a login link."""
+def _started(project: CorralProject, **console: str) -> None:
+    """A daemon with one agent and the console on a free port (``console``: more keys)."""
     project.tables["console"] = {"listen": "127.0.0.1:0", **console}
     project.agent("hello", HELLO)
     project.start_daemon()
-    return _console(project)
 
 
 @pytest.mark.slow
 def test_a_session_ends_after_its_age_and_a_live_page_then_leads_to_the_login(corral_project: CorralProject) -> None:
-    url, login = _started(corral_project, session_max_age="2s")
+    _started(corral_project, session_max_age="2s")
+    url, login = _console(corral_project)
     browser = httpx.Client(base_url=url, follow_redirects=False, timeout=10)
     assert browser.get(login).status_code == 303
     assert browser.get("/").status_code == 200
@@ -85,7 +84,8 @@ def test_tls_serves_https_with_a_secure_cookie(
     corral_project: CorralProject, tls_files: tuple[Path, Path, Path]
 ) -> None:
     cert, key, authority = tls_files
-    url, login = _started(corral_project, tls_cert=str(cert), tls_key=str(key))
+    _started(corral_project, tls_cert=str(cert), tls_key=str(key))
+    url, login = _console(corral_project)
     assert url.startswith("https://127.0.0.1:")
     browser = httpx.Client(
         base_url=url, verify=ssl.create_default_context(cafile=str(authority)), follow_redirects=False, timeout=10
@@ -113,7 +113,8 @@ def test_a_certificate_that_cannot_be_loaded_leaves_the_daemon_running(
 @pytest.mark.slow
 def test_an_https_public_url_names_the_links_and_secures_the_cookie(corral_project: CorralProject) -> None:
     public = "https://mini.tailnet.example"
-    url, login = _started(corral_project, public_url=public)
+    _started(corral_project, public_url=public)
+    url, login = _console(corral_project)
     assert url == public and login.startswith(f"{public}/login?token=")
     listening = f"http://127.0.0.1:{_port(corral_project)}"
     answer = httpx.get(listening + urlsplit(login).path + "?" + urlsplit(login).query, follow_redirects=False)
@@ -131,7 +132,8 @@ def _port(project: CorralProject) -> int:
 
 @pytest.mark.slow
 def test_a_crash_inside_a_route_leaves_the_console_and_the_daemon_serving(corral_project: CorralProject) -> None:
-    url, login = _started(corral_project)
+    _started(corral_project)
+    url, login = _console(corral_project)
     browser = httpx.Client(base_url=url, follow_redirects=False, timeout=10)
     browser.get(login)
     run_id = corral_project.cli_json("run", "hello", "--wait")["id"]
