@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = (1.0, 30.0)
 DEFAULT_MAX_RETRY_AFTER = 60.0
+MAX_RETRIES = 100
 
 
 def parse_backoff(value: object) -> tuple[float, float]:
@@ -63,8 +64,10 @@ class RetryPolicy:
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
 
     def __post_init__(self) -> None:
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not 0 <= self.retries <= 100:
-            raise ValueError(f"retries={self.retries!r} must be a whole number from 0 to 100 (tries after the first)")
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not 0 <= self.retries <= MAX_RETRIES:
+            raise ValueError(
+                f"retries={self.retries!r} must be a whole number from 0 to {MAX_RETRIES} (tries after the first)"
+            )
         object.__setattr__(self, "backoff", parse_backoff(self.backoff))
         try:
             most = parse_duration(self.max_retry_after)

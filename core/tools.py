@@ -44,6 +44,7 @@ from typing import (
 )
 
 from corral.errors import ToolDefinitionError
+from corral.retrypolicy import RetryPolicy
 
 if TYPE_CHECKING:
     import docstring_parser
@@ -107,6 +108,11 @@ class ToolSpec:
     """JSON schema of the ``settings`` the tool takes from the agent's config; None: it takes none."""
     server: str | None = None
     """The ``[mcp.NAME]`` server that offers the tool; None for a plugin's tool."""
+    retry: RetryPolicy | None = None
+    """How a failed call is retried (``[tools.NAME]`` in the config overrides it); None: never."""
+    downstream: str | Callable[..., str] | None = None
+    """What the tool calls, for its circuit breaker: a name (a host), or a function of the
+    call's arguments that returns one; None: the plugin that offers the tool."""
 
     def with_plugin(self, name: str) -> ToolSpec:
         """A copy blamed on plugin ``name``, so logs and errors name who offered it."""
@@ -124,7 +130,25 @@ class ToolSpec:
             "secrets": list(self.secrets),
             "plugin": self.plugin,
             "source": f"mcp server {self.server}" if self.server else f"plugin {self.plugin}",
+            "retry": self.retry.describe() if self.retry is not None else None,
+            "downstream": self.downstream if isinstance(self.downstream, str) else None,
         }
+
+    def downstream_of(self, args: Mapping[str, Any]) -> str:
+        """The breaker name of a call with ``args``: ``tool:`` and its downstream.
+
+        A downstream function that raises or returns no name falls back to the plugin, so
+        a bug in it never stops the call (a plugin's function runs in the daemon here).
+        """
+        found = self.downstream
+        if callable(found):
+            try:
+                found = found(**args)
+            except Exception:  # noqa: BLE001 - any failure of plugin code means "no name"
+                found = None
+        if not isinstance(found, str) or not found:
+            found = self.plugin or self.name
+        return f"tool:{found}"
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -140,6 +164,8 @@ def tool(
     high_stakes: bool = False,
     secrets: Sequence[str] = (),
     reconcile: Callable[..., Any] | None = None,
+    retry: RetryPolicy | None = None,
+    downstream: str | Callable[..., str] | None = None,
 ) -> F: ...
 @overload
 def tool(
@@ -151,6 +177,8 @@ def tool(
     high_stakes: bool = False,
     secrets: Sequence[str] = (),
     reconcile: Callable[..., Any] | None = None,
+    retry: RetryPolicy | None = None,
+    downstream: str | Callable[..., str] | None = None,
 ) -> Callable[[F], F]: ...
 def tool(
     func: Callable[..., Any] | None = None,
@@ -161,6 +189,8 @@ def tool(
     high_stakes: bool = False,
     secrets: Sequence[str] = (),
     reconcile: Callable[..., Any] | None = None,
+    retry: RetryPolicy | None = None,
+    downstream: str | Callable[..., str] | None = None,
     **unknown: Any,
 ) -> Any:
     """Mark ``func`` as a tool; use as ``@tool`` or ``@tool(idempotent=True, ...)``.
@@ -181,6 +211,16 @@ def tool(
     deduplicating at the far end; one named ``settings`` is hidden too and filled with
     the agent's ``[agents.NAME.tool_settings.TOOL]`` table (annotate it with a
     ``TypedDict`` so corral checks the table against it).
+
+    ``retry`` is a :class:`~corral.retrypolicy.RetryPolicy`: how many times a failed call
+    is tried again and how long to wait between tries. corral retries only when it is
+    safe: the failure is transient (the tool raised ``ToolError(retryable=True)``, a
+    ``ConnectionError`` or a ``TimeoutError``) and either the tool is idempotent (it is run
+    again with the same ``idempotency_key``) or the error says the call had no effect
+    (``ToolError(..., retryable=True)``). ``downstream`` names what the tool calls, for its
+    circuit breaker, shared by every agent: a string (a host) or a function taking the
+    call's arguments and returning one (``lambda url, **_: urlsplit(url).hostname``); the
+    default is the plugin. See docs/tools.md, "Retries and breakers for tools".
 
     Options are checked here (an unknown or mistyped one raises
     :class:`ToolDefinitionError` naming the function), the rest at registration.
@@ -204,6 +244,8 @@ def tool(
             high_stakes=high_stakes,
             secrets=secrets,
             reconcile=reconcile,
+            retry=retry,
+            downstream=downstream,
         )
         try:
             setattr(f, _ATTR, options)
@@ -252,11 +294,13 @@ class _Options:
     read_only: bool = False
     high_stakes: bool = False
     secrets: tuple[str, ...] = ()
+    retry: RetryPolicy | None = None
+    downstream: str | Callable[..., str] | None = None
 
 
 _ATTR = "__corral_tool__"
 _NO_DEFAULT = object()
-_OPTION_NAMES = ("name", "read_only", "idempotent", "high_stakes", "secrets", "reconcile")
+_OPTION_NAMES = ("name", "read_only", "idempotent", "high_stakes", "secrets", "reconcile", "retry", "downstream")
 
 
 def _options(
@@ -269,6 +313,8 @@ def _options(
     high_stakes: bool,
     secrets: Sequence[str],
     reconcile: Callable[..., Any] | None,
+    retry: RetryPolicy | None = None,
+    downstream: str | Callable[..., str] | None = None,
 ) -> _Options:
     """The decorator's options, checked now so a typo fails where the tool is defined."""
     where = _where(func)
@@ -295,6 +341,16 @@ def _options(
             f"{where}: reconcile is never called for a read_only tool (corral reruns it instead); "
             "drop reconcile or read_only=True"
         )
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ToolDefinitionError(
+            f"{where}: @tool(retry={retry!r}) must be a corral.RetryPolicy, e.g. "
+            'retry=corral.RetryPolicy(retries=3, backoff="1s..30s")'
+        )
+    if downstream is not None and not (callable(downstream) or (isinstance(downstream, str) and downstream)):
+        raise ToolDefinitionError(
+            f"{where}: @tool(downstream={downstream!r}) must name what the tool calls (a host, e.g. "
+            '"api.github.com") or be a function of the call\'s arguments returning one'
+        )
     return _Options(
         name=name,
         idempotent=idempotent or read_only,
@@ -302,6 +358,8 @@ def _options(
         read_only=read_only,
         high_stakes=high_stakes,
         secrets=tuple(dict.fromkeys(secrets)),
+        retry=retry,
+        downstream=downstream,
     )
 
 
@@ -405,6 +463,8 @@ def _derive(func: Callable[..., Any], options: _Options) -> ToolSpec:
         high_stakes=options.high_stakes,
         secrets=options.secrets,
         settings_schema=settings_schema,
+        retry=options.retry,
+        downstream=options.downstream,
     )
 
 
@@ -576,12 +636,19 @@ def _where(func: Any) -> str:
 
 
 def welcome_entry(
-    spec: ToolSpec, agent_settings: Mapping[str, Mapping[str, Any]], secrets: Mapping[str, str]
+    spec: ToolSpec,
+    agent_settings: Mapping[str, Mapping[str, Any]],
+    secrets: Mapping[str, str],
+    *,
+    retries: bool = False,
 ) -> dict[str, Any]:
     """What the agent's process learns about one granted tool (the welcome's ``tools`` map):
     whether it takes ``idempotency_key``, whose function to run, its ``settings`` when it
-    takes them, and the values of the secrets it declares that the agent is granted."""
+    takes them, the values of the secrets it declares that the agent is granted, and
+    (``retries``) whether a failed call waits for the daemon to say try again or give up."""
     entry: dict[str, Any] = {"takes_key": spec.takes_idempotency_key, "plugin": spec.plugin}
+    if retries:
+        entry["retries"] = True
     if spec.settings_schema is not None:
         entry["settings"] = dict(agent_settings.get(spec.name, {}))
     if spec.secrets:

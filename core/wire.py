@@ -31,7 +31,7 @@ _OPT = "optional"
 CHILD_MESSAGES: dict[str, dict[str, Any]] = {
     "hello": {"v": _INT, "pid": _INT, "applied": (_LIST, _OPT)},
     "step": {"seq": _INT, "kind": _STR, "name": _STR, "args": _MAP},
-    "done": {"seq": _INT, "ok": _BOOL, "value": (_ANY, _OPT), "error": (_MAP, _OPT)},
+    "done": {"seq": _INT, "ok": _BOOL, "value": (_ANY, _OPT), "error": (_MAP, _OPT), "waits": (_BOOL, _OPT)},
     "reconciled": {"seq": _INT, "outcome": _STR, "value": (_ANY, _OPT)},
     "log": {"level": _STR, "event": _STR, "fields": _MAP},
     "finish": {"ok": _BOOL, "value": (_ANY, _OPT), "error": (_MAP, _OPT)},

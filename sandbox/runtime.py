@@ -23,7 +23,7 @@ from typing import Any
 
 import msgpack
 
-from corral.errors import ModelCallError, ProtocolError, ToolCallError
+from corral.errors import ModelCallError, ProtocolError, ToolCallError, ToolError
 from corral.packing import pack
 from corral.sandbox.policy import Policy
 from corral.wire import VERSION, BlockingChannel
@@ -60,6 +60,24 @@ def _error(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _tool_error(exc: Exception, name: str) -> dict[str, Any]:
+    """A failed try as the daemon journals it, with what its retry and breaker need to know:
+    ``transient`` (it may pass: ``ToolError(retryable=True)``, a refused or dropped
+    connection, a timeout), ``no_effect`` (the tool says the call did nothing),
+    ``deliberate`` (``ToolError(retryable=False)``: the downstream answered, it is up) and
+    the ``retry_after`` it asked for."""
+    error = _error(exc)
+    error["kind"] = exc.kind if isinstance(exc, ToolCallError) else "failed"
+    error["message"] = f"tool {name!r} failed: {error['message']}"
+    if isinstance(exc, ToolError):
+        error.update(transient=exc.retryable, no_effect=exc.retryable, deliberate=not exc.retryable)
+        if exc.retry_after is not None:
+            error["retry_after"] = exc.retry_after
+    elif isinstance(exc, ConnectionError | TimeoutError):
+        error["transient"] = True
+    return error
+
+
 @dataclass(frozen=True)
 class _LocalTool:
     """What the agent's process needs to run a tool the daemon has already validated."""
@@ -71,6 +89,8 @@ class _LocalTool:
     """The agent's ``tool_settings`` table, for a tool that takes ``settings``."""
     secrets: dict[str, str] | None = None
     """The values of the secrets the tool declares (granted to the agent); only this tool gets them."""
+    retries: bool = False
+    """A failed call waits for the daemon's word: try again (``exec``) or give up (``result``)."""
 
 
 class _Mcp:
@@ -176,6 +196,9 @@ class _Session:
         return reply
 
     def _execute(self, seq: int, name: str, args: dict[str, Any], key: str) -> Any:
+        """Run the tool; a tool that retries runs again for as long as the daemon says so
+        (it waits the backoff, journals each try and keeps the breaker), and the agent gets
+        one result."""
         spec = self.tools[name]
         call_args = dict(args)
         if spec.takes_idempotency_key:
@@ -184,16 +207,26 @@ class _Session:
             call_args["settings"] = spec.settings
         if spec.secrets is not None:
             call_args["secrets"] = spec.secrets
-        try:
-            value = _plain(spec.func(**call_args), f"the result of tool {name!r}")
-        except Exception as exc:
-            error = _error(exc)
-            error["kind"] = exc.kind if isinstance(exc, ToolCallError) else "failed"
-            error["message"] = f"tool {name!r} failed: {error['message']}"
-            self.channel.send({"t": "done", "seq": seq, "ok": False, "error": error})
-            raise ToolCallError(error["message"], kind=error["kind"]) from exc
-        self.channel.send({"t": "done", "seq": seq, "ok": True, "value": value})
-        return value
+        while True:
+            try:
+                value = _plain(spec.func(**call_args), f"the result of tool {name!r}")
+            except Exception as exc:
+                error = _tool_error(exc, name)
+                if not spec.retries:
+                    self.channel.send({"t": "done", "seq": seq, "ok": False, "error": error})
+                    raise ToolCallError(error["message"], kind=error["kind"]) from exc
+                self.channel.send({"t": "done", "seq": seq, "ok": False, "error": error, "waits": True})
+                reply = self.channel.recv()
+                if reply["t"] == "abort":
+                    raise RunAborted(reply["reason"]) from None
+                if reply.get("seq") != seq or reply["t"] not in ("exec", "result"):
+                    raise ProtocolError(f"unexpected {reply['t']!r} after failed try of step {seq}") from None
+                if reply["t"] == "exec":
+                    continue
+                final = reply.get("error") or error
+                raise ToolCallError(final.get("message", error["message"]), kind=final.get("kind", "failed")) from exc
+            self.channel.send({"t": "done", "seq": seq, "ok": True, "value": value})
+            return value
 
     def _execute_mcp(self, seq: int, kind: str, name: str, args: dict[str, Any], key: str) -> Any:
         """Read a stdio server's list (an ``mcp`` step) or call one of its tools, and report it."""
@@ -397,7 +430,12 @@ def _granted_tools(run: dict[str, Any]) -> dict[str, _LocalTool]:
     functions = tool_functions(plugins.manager, owners)
     return {
         name: _LocalTool(
-            functions[name], info["takes_key"], reconciler(functions[name]), info.get("settings"), info.get("secrets")
+            functions[name],
+            info["takes_key"],
+            reconciler(functions[name]),
+            info.get("settings"),
+            info.get("secrets"),
+            bool(info.get("retries")),
         )
         for name, info in run.get("tools", {}).items()
         if name in functions

@@ -1,5 +1,6 @@
-"""Agents several test modules run: the chat agent that calls a model, and the deployer
-whose one tool is high-stakes. The fixtures that set them up are in tests/conftest.py."""
+"""Agents several test modules run: the chat agent that calls a model, the deployer
+whose one tool is high-stakes, and the caller that makes the tool calls of its input.
+The fixtures that set them up are in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -97,3 +98,19 @@ def run_until_held(project: CorralProject, payload: str) -> tuple[str, dict[str,
     [request] = project.cli_json("approvals")
     assert request["run_id"] == run["id"] and request["tool"] == "deploy" and request["args"] == {"target": payload}
     return request["id"], run
+
+
+CALLER = """
+import corral
+
+def attempt(ctx, name, **args):
+    try:
+        return {"ok": ctx.tool(name, **args)}
+    except corral.ToolCallError as exc:
+        return {"error": exc.kind, "message": str(exc)}
+
+def run(ctx):
+    return {label: attempt(ctx, call["tool"], **call["args"]) for label, call in ctx.input.items()}
+"""
+"""An agent whose input maps labels to ``{"tool": NAME, "args": {...}}``; it returns each
+call's ``{"ok": value}`` or ``{"error": kind, "message": ...}`` under its label."""

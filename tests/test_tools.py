@@ -343,6 +343,8 @@ def test_with_plugin_and_describe() -> None:
         "secrets": [],
         "plugin": "shop",
         "source": "plugin shop",
+        "retry": None,
+        "downstream": None,
     }
     described["parameters"]["properties"].clear()
     assert spec.parameters["properties"], "describe() must hand out a copy"

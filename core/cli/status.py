@@ -22,7 +22,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "daemon, agents, unfinished runs, store size",
         description="The daemon (running or not, its pid), the home and the store's size; per agent its state "
         "(idle, running, queued, paused, stopped), triggers, next fire time, last run and what it spent today; "
-        "pauses; unfinished runs. Works with the daemon down.",
+        "pauses; circuit breakers that are open or half-open (models, tool downstreams, MCP servers); "
+        "unfinished runs. Works with the daemon down.",
         examples=["corral status", "corral status --json | jq .agents"],
     )
     status.add_argument("--json", action="store_true", help="the same as JSON, times as epoch seconds")
@@ -30,8 +31,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from corral.breaker import downstream_label
     from corral.cli import views
     from corral.config import zone_named
+    from corral.run.downstreams import open_breakers
     from corral.schedule.status import agent_status, triggers_label
     from corral.schedule.timeline import Jump, JumpKind, read_last_jump
     from corral.store import StoreLock
@@ -44,6 +47,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         today = spent_today(txn, store.dbs["spend"], time.time(), config.zone)
         schedules = agent_status(store, records, txn, config, time.time())
         jump = read_last_jump(store, txn)
+        breakers = open_breakers(store, txn)
     holder = StoreLock(config.home).holder()  # after the read: runs it shows running were not left by a dead one
     if holder is None:
         agents = {name: views.unheld(last) for name, last in agents.items()}
@@ -51,6 +55,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for info in schedules.values():
             if info["state"] == "running":
                 info["state"] = "interrupted"
+        breakers = {}  # a daemon's breakers live and die with it: the next one starts them closed
     status = {
         "daemon": {"running": holder is not None, "pid": holder},
         "home": str(config.home),
@@ -67,6 +72,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "spent_today": today.get(""),
         "active_runs": active,
         "clock": jump,
+        "breakers": breakers,
     }
     store.close()
     if args.json:
@@ -107,6 +113,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         elif pause:
             lifts = f", until {views.when(pause['until'])}" if pause["until"] else "; `corral resume` lifts it"
             print(f"{name} paused since {views.when(pause['since'])}{lifts}: {pause['reason']}")
+    if breakers:
+        print()
+        for name, breaker in sorted(breakers.items()):
+            print(
+                f"circuit breaker of {downstream_label(name)} {breaker['new'].replace('_', '-')}: {breaker['reason']}"
+            )
     if today.get(""):
         print(f"\nmodel spend today, all agents: {views.spent(today[''])}")
     if active:

@@ -169,7 +169,22 @@ def notes(step: dict[str, Any], run: dict[str, Any]) -> list[str]:
         found.append(f"live: differs from the journal ({printable(str(step['diverged']))})")
     elif step.get("live"):
         found.append("live (after a divergence)")
+    if step.get("tries"):
+        found.append(f"{len(step['tries'])} failed {'try' if len(step['tries']) == 1 else 'tries'} retried")
     return found
+
+
+def tries(step: dict[str, Any]) -> list[str]:
+    """A retried tool step's failed tries, one line each: how it failed and the wait after it."""
+    shown = []
+    for failed in step.get("tries") or ():
+        error = failed.get("error") or {}
+        asked = f" (Retry-After {failed['retry_after']:g} s)" if failed.get("retry_after") is not None else ""
+        shown.append(
+            f"  try {failed.get('number', '?')}: failed after {took(failed.get('started'), failed.get('ended'))}:"
+            f" {short(error.get('message', ''), 100)}; waited {failed.get('wait') or 0:.2f} s{asked}"
+        )
+    return shown
 
 
 def whole(step: dict[str, Any], run: dict[str, Any]) -> str:
@@ -194,6 +209,7 @@ def whole(step: dict[str, Any], run: dict[str, Any]) -> str:
         )
     if extra := notes(step, run):
         head.append(f"  {', '.join(extra)}")
+    head += tries(step)
     if step.get("approval"):
         head.append(f"  approval {step['approval']} {step.get('approval_state', 'pending')}")
     if step.get("guardrail"):

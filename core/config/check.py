@@ -175,6 +175,11 @@ def settings_problems(config: CorralConfig, tools: Mapping[str, ToolSpec]) -> li
     import jsonschema_rs
 
     p = Problems(file_name(config.path))
+    for name in config.tools:
+        if name not in tools:
+            near = difflib.get_close_matches(name, list(tools), n=1)
+            hint = f"did you mean {near[0]!r}?" if near else "check the name with `corral tools`, or load its plugin"
+            p.fail(f"tools.{name}", None, f"no loaded plugin provides tool {name!r}; {hint}")
     for agent in config.agents.values():
         for name in plugin_grants(agent.tools, config.mcp):
             section = f"agents.{agent.name}.tool_settings.{name}"

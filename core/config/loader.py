@@ -30,6 +30,7 @@ from corral.config.problems import Problems, file_name, table_keys
 from corral.config.sandbox import home_problems, read_sandbox
 from corral.config.schedule import ScheduleSettings, read_schedule_settings
 from corral.config.telemetry import TelemetryConfig, read_telemetry
+from corral.config.tools import ToolConfig, read_tools
 from corral.config.units import zone_named
 from corral.errors import ConfigError
 from corral.sandbox.spec import SandboxPolicy
@@ -47,6 +48,7 @@ TABLES = (
     "telemetry",
     "console",
     "mcp",
+    "tools",
 )
 """The top-level tables of the file."""
 
@@ -93,6 +95,8 @@ class CorralConfig:
     """``[console]``: the web dashboard (docs/console.md)."""
     mcp: Mapping[str, McpServer] = field(default_factory=dict)
     """``[mcp.NAME]``: MCP servers whose tools agents may be granted (docs/tools.md)."""
+    tools: Mapping[str, ToolConfig] = field(default_factory=dict)
+    """``[tools.NAME]``: each tool's retries and circuit breaker (docs/tools.md)."""
 
     @property
     def zone(self) -> dt.tzinfo:
@@ -148,6 +152,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
     telemetry = read_telemetry(p, data.get("telemetry"), environ)
     console = read_console(p, data.get("console"))
     mcp = read_mcp(p, data.get("mcp"))
+    tools = read_tools(p, data.get("tools"))
     _across_sections(p, data.get("models"), agents, models, budget, schedule)
     for agent in agents.values():
         grant_problems(p, f"agents.{agent.name}", agent.tools, mcp, agent.sandbox)
@@ -165,6 +170,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
         telemetry=telemetry,
         console=console,
         mcp=mcp,
+        tools=tools,
         **values,
     )
 

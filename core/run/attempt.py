@@ -28,12 +28,14 @@ from corral.run.outcome import Outcome, RunEnded, failure, resumable
 from corral.run.output import RateLimit, pump
 from corral.run.replay import ReplayPath, ReplayReport
 from corral.run.steps import Guarding, Steps
+from corral.run.toolretries import ToolCalls
 from corral.states import RunState
 
 if TYPE_CHECKING:
     from corral.breaker import Breakers
     from corral.config import AgentConfig
     from corral.config.mcp import McpServer
+    from corral.config.tools import ToolConfig
     from corral.run.approvals import Approvals
     from corral.run.modelaccess import ModelAccess
     from corral.sandbox.processes import Child, ProcessControl
@@ -74,7 +76,9 @@ class Shared:
     pause: modelcalls.Pause
     max_tool_args_bytes: int
     breakers: Breakers
-    """The daemon's circuit breakers (an HTTP MCP server's is shared by every agent that calls it)."""
+    """The daemon's circuit breakers (a tool downstream's or an HTTP MCP server's is shared by every agent)."""
+    tool_config: Mapping[str, ToolConfig]
+    """``[tools.NAME]``: the tools' retries and breaker settings."""
     mcp: Mapping[str, McpServer] = field(default_factory=dict)
     """``[mcp.NAME]``: the MCP servers agents may be granted tools of."""
 
@@ -169,6 +173,7 @@ class Attempt:
             max_args_bytes=shared.max_tool_args_bytes,
             redact=shared.redact,
             mcp=self.mcp,
+            calls=ToolCalls(self.granted, shared.tool_config, shared.breakers),
             guarding=Guarding(
                 Guards.start(shared.guardrails, self.run, self.agent, self.log),
                 shared.approvals,

@@ -32,6 +32,7 @@ from corral.run.downstreams import daemon_breakers
 from corral.run.modelaccess import ModelAccess
 from corral.run.outcome import Outcome, failure
 from corral.run.replay import ReplayReport, verdict
+from corral.run.toolretries import tool_policy
 from corral.sandbox.manager import Sandbox
 from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
 from corral.sandbox.processes import ProcessControl
@@ -208,7 +209,9 @@ class Engine:
             "input": run.get("input"),
             "state": state,
             "tools": {
-                name: welcome_entry(spec, agent.tool_settings, secrets)
+                name: welcome_entry(
+                    spec, agent.tool_settings, secrets, retries=tool_policy(spec, self.config.tools).retries
+                )
                 for name in agent.tools
                 if (spec := self.plugins.tools.get(name)) is not None
             },
@@ -738,4 +741,5 @@ class Engine:
             max_tool_args_bytes=self.config.max_tool_args_bytes,
             breakers=self.breakers,
             mcp=self.config.mcp,
+            tool_config=self.config.tools,
         )

@@ -25,12 +25,14 @@ from corral.store import Records
 from corral.wire import fingerprint, idempotency_key
 
 if TYPE_CHECKING:
+    from corral.retrypolicy import NextTry
     from corral.run.approvals import Approvals
 
 
 @dataclass(frozen=True)
 class Answer:
-    """How to answer a step: ``replay``, ``result``, ``exec``, ``reconcile``, ``call`` (the daemon
+    """How to answer a step: ``replay``, ``result``, ``exec``, ``reconcile``, ``retry`` (a tool's
+    try failed: the next starts after the wait in its last ``tries`` record), ``call`` (the daemon
     makes a model call), ``relist`` (an MCP tool list journaled by an earlier attempt is read
     again, to be compared), ``hold``, ``approval`` (the run waits for a human), ``stop`` (a guardrail
     ended the run), ``mismatch`` (non-determinism) or ``protocol`` (the child said something out
@@ -272,7 +274,7 @@ class Journal:
         if entry is None:
             entry = self._new_entry(seq, "tool", name, args, fp)
             entry["key"] = idempotency_key(self.run_id, seq, fp)
-        elif not idempotent:
+        elif not idempotent and not entry.get("between_tries"):  # between tries, no try is in flight
             entry["status"] = "unknown"
             if not can_reconcile:
                 self._put(txn, entry)
@@ -363,6 +365,7 @@ class Journal:
         entry["attempt"] = self.attempt
         entry["executions"] = entry.get("executions", 0) + 1
         entry["started"] = time.time()
+        entry.pop("between_tries", None)
         self._put(txn, entry, fresh=fresh)
         self._started[entry["seq"]] = entry
         return Answer(action, entry)
@@ -437,6 +440,68 @@ class Journal:
             entry["error"] = error or {"message": "tool failed"}
         self._put(txn, entry)
         return entry
+
+    def failed_try(
+        self, txn: lmdb.Transaction, seq: int, error: dict[str, Any], plan: Callable[[int], NextTry]
+    ) -> Answer | None:
+        """A try of a tool that retries failed: journal it in the entry's ``tries`` and wait
+        (``retry``, the entry between tries), or end the step with the last try's error
+        (``result``). ``plan`` says what follows a failed try, by its number."""
+        entry = self._started.pop(seq, None) or self.records.get_step(txn, self.run_id, seq)
+        if entry is None or entry["status"] != "started":
+            return None
+        tries: list[dict[str, Any]] = entry.get("tries") or []
+        number, now = len(tries) + 1, time.time()
+        step = plan(number)
+        if step.wait is not None:
+            tries.append(
+                {
+                    "number": number,
+                    "started": entry["started"],
+                    "ended": now,
+                    "error": {key: error[key] for key in ("kind", "message", "type") if key in error},
+                    "retry_after": error.get("retry_after"),
+                    "wait": step.wait,
+                }
+            )
+            entry.update(tries=tries, between_tries=True)
+            self._put(txn, entry)
+            self._started[seq] = entry
+            return Answer("retry", entry)
+        final = dict(error)
+        if tries:
+            waited = sum(t.get("wait") or 0.0 for t in tries)
+            why = f"; {step.why_not}" if step.why_not else ""
+            final["message"] = (
+                f"{error.get('message', 'tool failed')} (the last of {number} tries, {waited:.1f} s of waits"
+                f" between them{why})"
+            )
+        elif step.why_not:
+            final["message"] = f"{error.get('message', 'tool failed')} ({step.why_not})"
+        entry.update(status="done", ok=False, ended=now, error=final)
+        self._put(txn, entry)
+        return Answer("result", entry)
+
+    def next_try(self, txn: lmdb.Transaction, seq: int) -> Answer | None:
+        """The wait after a failed try is over: the next try starts (``exec``, same key)."""
+        entry = self._started.get(seq) or self.records.get_step(txn, self.run_id, seq)
+        if entry is None or entry["status"] != "started" or not entry.get("between_tries"):
+            return None
+        return self._start(txn, entry, "exec", fresh=False)
+
+    def not_sent(self, txn: lmdb.Transaction, seq: int, error: dict[str, Any]) -> Answer:
+        """A try that was to start was not sent (the downstream's breaker is open): the step
+        ends with ``error``, and the execution counted for it is taken back."""
+        entry = self._started.pop(seq, None) or self.records.get_step(txn, self.run_id, seq)
+        assert entry is not None, "not_sent follows a decision to run the step"
+        entry.pop("between_tries", None)
+        if entry.get("tries"):
+            error = {**error, "message": f"{error['message']} (after {len(entry['tries'])} failed tries)"}
+        entry.update(
+            status="done", ok=False, ended=time.time(), error=error, executions=max(0, entry["executions"] - 1)
+        )
+        self._put(txn, entry)
+        return Answer("result", entry)
 
     def state(self, txn: lmdb.Transaction, seq: int, op: str, args: dict[str, Any]) -> Answer:
         """A ``ctx.state`` change: applied to the agent's state once, with its journal entry."""

@@ -15,6 +15,7 @@ event-loop side learns it in order through the wire, as a :class:`corral.run.out
 from __future__ import annotations
 
 import difflib
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from corral.states import RunState
 if TYPE_CHECKING:
     from corral.guardrails.guards import Guards
     from corral.run.approvals import Approvals
+    from corral.run.toolretries import ToolCalls
     from corral.store.writer import Callback, Job
     from corral.tools import ToolSpec
 
@@ -75,6 +77,7 @@ class Steps(StepPath):
         guarding: Guarding | None = None,
         redact: Callable[[Any], Any] = lambda value: value,
         mcp: McpTools | None = None,
+        calls: ToolCalls | None = None,
     ) -> None:
         self.wire = wire
         self.journal = journal
@@ -96,6 +99,9 @@ class Steps(StepPath):
         self.next_seq = 1
         self.executing: int | None = None  # the step told to run (exec) whose done is awaited
         self._executing_name = ""  # the tool it runs
+        self.calls = calls
+        """The tools' retry policies and breakers (None: no retries, no breakers)."""
+        self._retries: dict[int, float] = {}  # a tool step between tries -> when its next try is due (monotonic)
         self._dones: list[tuple[int, bool, Any, dict[str, Any] | None]] = []
         self._dones_since: float | None = None
         self.unjournaled: list[tuple[int, bool, Any, dict[str, Any] | None]] = []  # for the attempt's end
@@ -115,32 +121,64 @@ class Steps(StepPath):
             spec = self.granted.get(self._executing_name)
             redact = self.redact
             ok, value, error = message["ok"], redact(message.get("value")), redact(message.get("error"))
+            calls = self.calls
+            if calls is not None:
+                calls.settle(seq, ok, error)
             if seq in self._listings:
                 return self._listed(seq, ok, value, error)
             if not ok and isinstance(error, dict) and error.get("kind") == "outcome_unknown" and spec and spec.server:
                 why = str(error.get("message", "the call's outcome is unknown"))
                 journal = self.journal
                 return [self._job(seq, lambda txn: journal.unknown(txn, seq, why))]
+            if not ok and message.get("waits") and calls is not None:  # the child waits for the daemon's word
+                name, failed = self._executing_name, error or {}
+                journal = self.journal
+                plan = lambda number: calls.next_try(name, number, failed)  # noqa: E731
+                return [self._job(seq, lambda txn: journal.failed_try(txn, seq, failed, plan))]
             self._dones.append((seq, ok, value, error))
             self._dones_since = self._dones_since or time.monotonic()
             return []
         if kind == "reconciled":
             seq, journal = message["seq"], self.journal
-            return [self._job(seq, lambda txn: journal.reconciled(txn, seq, message["outcome"], message.get("value")))]
+            decide = lambda txn: journal.reconciled(txn, seq, message["outcome"], message.get("value"))  # noqa: E731
+            return [self._job(seq, self._admitted(seq, decide))]
         return self._step(message)
 
     def last_seq(self) -> int:
         return self.next_seq - 1
 
     def flush(self, *, now: float | None = None) -> list[tuple[Job, Callback]]:
-        if not self._dones or self._over:
+        if self._over:
             return []
-        if now is not None and self.deadline() > now:  # type: ignore[operator]
-            return []  # the next step may still come and share the commit
-        return [self._job(None, None)]
+        jobs = self._next_tries(time.monotonic() if now is None else now)
+        if not self._dones:
+            return jobs
+        if now is not None and self._dones_since is not None and self._dones_since + DONE_LINGER > now:
+            return jobs  # the next step may still come and share the commit
+        return [self._job(None, None), *jobs]
 
     def deadline(self) -> float | None:
-        return self._dones_since + DONE_LINGER if self._dones_since is not None else None
+        due = [self._dones_since + DONE_LINGER] if self._dones_since is not None else []
+        return min([*due, *self._retries.values()], default=None)
+
+    def _next_tries(self, now: float) -> list[tuple[Job, Callback]]:
+        """Jobs starting the next try of each tool step whose wait is over."""
+        due = [seq for seq, at in self._retries.items() if at <= now]
+        jobs: list[tuple[Job, Callback]] = []
+        journal = self.journal
+        for seq in due:
+            del self._retries[seq]
+            if self.draining():
+                self.wire.send({"t": "abort", "reason": "the daemon is stopping; this run resumes when it is back"})
+                self._end(
+                    Outcome(
+                        RunState.INTERRUPTED,
+                        failure("stopped", "corral is stopping; the run resumes at its next start"),
+                    )
+                )
+                return jobs
+            jobs.append(self._job(seq, self._admitted(seq, functools.partial(_next_try, journal, seq))))
+        return jobs
 
     def _step(self, message: dict[str, Any]) -> list[tuple[Job, Callback]]:
         seq, kind, name, args = message["seq"], message["kind"], message["name"], self.redact(message["args"])
@@ -185,7 +223,26 @@ class Steps(StepPath):
         assert spec is not None
         idempotent, can_reconcile = spec.idempotent, spec.reconcile is not None
         start = lambda txn: journal.tool(txn, seq, name, args, idempotent, can_reconcile)  # noqa: E731
-        return [self._job(seq, self._guarded(seq, kind, name, args, spec.high_stakes, start))]
+        return [self._job(seq, self._admitted(seq, self._guarded(seq, kind, name, args, spec.high_stakes, start)))]
+
+    def _admitted(self, seq: int, decide: Callable[[Any], Answer | None]) -> Callable[[Any], Answer | None]:
+        """``decide``, then, if it says run the tool, the leave of its downstream's breaker:
+        while the breaker is open the step ends with an error the model reads, unsent."""
+        calls, journal = self.calls, self.journal
+        if calls is None:
+            return decide
+
+        def admitted(txn: Any) -> Answer | None:
+            decision = decide(txn)
+            if decision is None or decision.action != "exec":
+                return decision
+            entry = decision.entry
+            refusal = calls.admit(seq, entry["name"], entry["args"])
+            if refusal is None:
+                return decision
+            return journal.not_sent(txn, seq, {"kind": "breaker_open", "message": refusal, "type": "ToolCallError"})
+
+        return admitted
 
     def _guarded(
         self,
@@ -237,7 +294,7 @@ class Steps(StepPath):
             return f"invalid arguments for tool {name!r}: {details}"
         return None
 
-    def _job(self, seq: int | None, decide: Callable[[Any], Answer] | None) -> tuple[Job, Callback]:
+    def _job(self, seq: int | None, decide: Callable[[Any], Answer | None] | None) -> tuple[Job, Callback]:
         """One writer job: the outcomes reported since the last job, then the decision."""
         journal, dones = self.journal, self._dones
         self._dones, self._dones_since = [], None
@@ -249,6 +306,8 @@ class Steps(StepPath):
         def callback(ok: bool, value: Any) -> None:
             if not ok:
                 self.unjournaled += dones
+                if seq is not None and self.calls is not None:
+                    self.calls.release(seq)  # the try it admitted is never sent
                 self._failed(value, seq)
                 return
             finished, decision = value
@@ -294,6 +353,8 @@ class Steps(StepPath):
         action = decision.action
         if action == "exec":
             self.executing, self._executing_name = seq, decision.entry.get("name", "")
+        elif action == "retry":
+            self._retries[seq] = time.monotonic() + (decision.entry["tries"][-1]["wait"] or 0.0)
         elif action == "call":
             entry = decision.entry
             if entry.get("diverged"):
@@ -386,10 +447,16 @@ class Steps(StepPath):
         dones, self.unjournaled = self.unjournaled, []
         for done_seq, ok, value, error in dones:
             self.journal.done(txn, done_seq, ok, value, error)
+        if self.calls is not None:
+            self.calls.release_all()
 
     def _end(self, outcome: Outcome) -> None:
         self._over = True
         self.wire.forward(RunEnded(outcome))
+
+
+def _next_try(journal: Journal, seq: int, txn: Any) -> Answer | None:
+    return journal.next_try(txn, seq)
 
 
 def answer(seq: int, decision: Answer) -> dict[str, Any] | None:

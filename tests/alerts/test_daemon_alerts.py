@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from corral.testing import CorralProject
+from corral.testing import CorralProject, wait_for
 
 from .receivers import HANG, HTTPReceiver, free_port
 
@@ -27,16 +27,6 @@ def _configure(project: CorralProject, extra: str) -> None:
     project.write()
     with project.config_path.open("a") as config:
         config.write("\n" + textwrap.dedent(extra))
-
-
-def _wait_for(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _run(project: CorralProject, agent: str) -> dict[str, Any]:
@@ -69,12 +59,12 @@ def test_a_crash_loop_pauses_the_agent_and_alerts_once(
     corral_project.start_daemon(write_config=False)
     runs = [_run(corral_project, "bad") for _ in range(3)]
     assert all(run["state"] == "failed" for run in runs)
-    sent = _wait_for(lambda: len(chat.requests) >= 2 and _sent(chat), "the crash-loop alert")
+    sent = wait_for(lambda: len(chat.requests) >= 2 and _sent(chat), "the crash-loop alert")
     time.sleep(0.5)  # anything else would have arrived by now
     sent = _sent(chat)
     assert [(a["key"], a["severity"]) for a in sent] == [("run-failed:bad", "warning"), ("crash-loop:bad", "critical")]
     assert "paused" in sent[1]["title"] and sent[1]["fields"]["failures"] == 3
-    status = _wait_for(lambda: corral_project.cli_json("status")["agents"]["bad"].get("pause"), "the pause")
+    status = wait_for(lambda: corral_project.cli_json("status")["agents"]["bad"].get("pause"), "the pause")
     assert "crash loop" in status["reason"]
 
     stored = corral_project.cli_json("alerts")
@@ -108,7 +98,7 @@ def test_a_hanging_sink_delays_no_run_and_its_alert_survives_kill_9(
     )
     daemon = corral_project.start_daemon(write_config=False)
     failed = _run(corral_project, "bad")
-    _wait_for(lambda: chat.requests, "the alert to reach the hanging receiver")
+    wait_for(lambda: chat.requests, "the alert to reach the hanging receiver")
     assert _run(corral_project, "fine")["state"] == "succeeded"
     (pending,) = corral_project.cli_json("alerts")
     assert pending["status"] == "pending" and pending["alert"]["run_id"] == failed["id"]
@@ -116,13 +106,13 @@ def test_a_hanging_sink_delays_no_run_and_its_alert_survives_kill_9(
     daemon.kill()
     chat.script()  # from now on the receiver answers 200
     corral_project.start_daemon(write_config=False)
-    _wait_for(lambda: len(chat.requests) >= 3, "redelivery and the crash alert")
+    wait_for(lambda: len(chat.requests) >= 3, "redelivery and the crash alert")
     sent = _sent(chat)
     # the same alert, id and all, sent again after the restart; the crash alert may go first
     assert sent[0] in sent[1:] and sent[0]["key"] == "run-failed:bad"
     assert {a["key"] for a in sent[1:]} == {"run-failed:bad", "daemon:crashed"}
     stored = {r["alert"]["key"]: r for r in corral_project.cli_json("alerts")}
-    _wait_for(
+    wait_for(
         lambda: all(r["status"] == "delivered" for r in corral_project.cli_json("alerts")), "the records to settle"
     )
     assert stored["daemon:crashed"]["alert"]["severity"] == "critical"
@@ -163,12 +153,12 @@ def test_metrics_and_the_dead_mans_switch(
         samples = scrape()
         return samples if samples.get(("corral_agent_rss_bytes", (("agent", "sleeper"),)), 0) > 0 else None
 
-    samples = _wait_for(ready, "the sleeper's memory in the metrics")
+    samples = wait_for(ready, "the sleeper's memory in the metrics")
     assert samples[("corral_runs_total", (("agent", "fine"), ("outcome", "succeeded")))] == 1
     assert samples[("corral_step_seconds_count", (("agent", "fine"), ("kind", "state")))] == 1
     assert samples[("corral_runs_active", (("state", "running"),))] == 1
     assert ("corral_agent_cpu_seconds", (("agent", "sleeper"),)) in samples
-    _wait_for(lambda: len(ping.requests) >= 2, "two dead-man's switch pings")
+    wait_for(lambda: len(ping.requests) >= 2, "two dead-man's switch pings")
     assert {(r.method, r.path) for r in ping.requests} == {("GET", "/ping/check-uuid")}
 
 
@@ -181,7 +171,7 @@ def test_failures_in_a_row_are_counted_across_processes_and_a_crash_loop_starts_
     _configure(corral_project, "[alerts]\ncrash_loop = 3\n")
     runs = [_run(corral_project, "bad") for _ in range(3)]
     assert [run["state"] for run in runs] == ["failed"] * 3
-    pause = _wait_for(lambda: corral_project.cli_json("status")["agents"]["bad"].get("pause"), "the pause")
+    pause = wait_for(lambda: corral_project.cli_json("status")["agents"]["bad"].get("pause"), "the pause")
     assert pause["reason"].startswith("crash loop: 3 runs failed in a row")
     corral_project.cli("resume", "bad", check=True)
     assert _run(corral_project, "bad")["state"] == "failed"

@@ -11,22 +11,10 @@ import json
 from typing import Any
 
 from corral.testing import CorralProject
+from tests.projects import CALLER
 from tests.tools.servers import web
 
 __all__ = ["web"]
-
-CALLER = """
-import corral
-
-def attempt(ctx, name, **args):
-    try:
-        return {"ok": ctx.tool(name, **args)}
-    except corral.ToolCallError as exc:
-        return {"error": exc.kind, "message": str(exc)}
-
-def run(ctx):
-    return {label: attempt(ctx, call["tool"], **call["args"]) for label, call in ctx.input.items()}
-"""
 
 
 def call(project: CorralProject, agent: str, calls: dict[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
