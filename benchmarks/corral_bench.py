@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,27 +84,39 @@ def write_config(root: Path, agents: int = MAX_AGENTS, telemetry: str | None = N
     return path
 
 
+Watch = Callable[[list[str]], Awaitable[None]]
+"""Told the ids of a measurement's runs once they are created, before any starts (the
+console benchmark opens the first one's page)."""
+
+
 async def _run(engine: Engine, agent: str, input: dict[str, Any]) -> dict[str, Any]:
     run = await engine.create_run(agent, input, trigger="bench")
+    return await _execute(engine, run)
+
+
+async def _execute(engine: Engine, run: dict[str, Any]) -> dict[str, Any]:
     final = await engine.execute(run["id"])
     if final["state"] != "succeeded":
-        raise RuntimeError(f"benchmark run of {agent} ended {final['state']}: {final.get('error')}")
+        raise RuntimeError(f"benchmark run of {run['agent']} ended {final['state']}: {final.get('error')}")
     return final
 
 
-async def _steps(engine: Engine, agents: int, steps: int) -> dict[str, Any]:
+async def measure_steps(engine: Engine, agents: int, steps: int, watch: Watch | None = None) -> dict[str, Any]:
     """``agents`` runs started together; with more than one, they meet at a barrier first."""
     barrier = agents > 1
     workdirs = [engine.config.workdir(f"bench-{i}") for i in range(1, agents + 1)]
     for workdir in workdirs:
         (workdir / "ready").unlink(missing_ok=True)
         (workdir / "go").unlink(missing_ok=True)
-    commits0, cpu0 = engine.writer.commits, time.process_time()
-    began = time.monotonic()
-    runs = [
-        asyncio.create_task(_run(engine, f"bench-{i}", {"steps": steps, "barrier": barrier}))
+    created = [
+        await engine.create_run(f"bench-{i}", {"steps": steps, "barrier": barrier}, trigger="bench")
         for i in range(1, agents + 1)
     ]
+    if watch is not None:
+        await watch([run["id"] for run in created])
+    commits0, cpu0 = engine.writer.commits, time.process_time()
+    began = time.monotonic()
+    runs = [asyncio.create_task(_execute(engine, run)) for run in created]
     if barrier:
         while not all((w / "ready").exists() for w in workdirs):
             if any(r.done() for r in runs):
@@ -218,8 +230,8 @@ def measure(
             single, multi = [], []
             for i in range(rounds):
                 between(i)
-                single.append(await _steps(engine, 1, steps))
-                multi.append(await _steps(engine, agents, concurrent_steps))
+                single.append(await measure_steps(engine, 1, steps))
+                multi.append(await measure_steps(engine, agents, concurrent_steps))
             out["single"], out["multi"] = pool(single), pool(multi)
             out["idle"] = await _idle_memory(engine, idle_seconds)
             return out
@@ -235,4 +247,4 @@ def single_agent(root: Path, steps: int, telemetry: str | None = None) -> dict[s
         processes = TimedProcessControl()
         composed.engine.processes = processes
         processes.prepare()
-        return asyncio.run(_steps(composed.engine, 1, steps))
+        return asyncio.run(measure_steps(composed.engine, 1, steps))

@@ -184,7 +184,7 @@ def rounds(agents: int, steps: int, root: Path) -> dict[str, Any]:
         with host(config, echo=None) as composed:
             engine = composed.engine
             engine.processes.prepare()
-            stepped = asyncio.run(corral_bench._steps(engine, agents, steps))
+            stepped = asyncio.run(corral_bench.measure_steps(engine, agents, steps))
     finally:
         restore()
     commits = [e for e in events if e[0] == "commit"]

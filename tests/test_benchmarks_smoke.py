@@ -14,18 +14,32 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.slow
-def test_quick_benchmark_completes_and_prints_the_table(tmp_path: Path) -> None:
+def _quick(module: str, tmp_path: Path) -> str:
+    """``python -m benchmarks.MODULE --quick``'s output; it must exit 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--quick", "--tmpdir", str(tmp_path)],
+        [sys.executable, "-m", f"benchmarks.{module}", "--quick", "--tmpdir", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    header = result.stdout.splitlines()[0].split()
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_quick_benchmark_completes_and_prints_the_table(tmp_path: Path) -> None:
+    out = _quick("run", tmp_path)
+    header = out.splitlines()[0].split()
     assert header == ["metric", "value", "baseline", "ratio", "target", "result"]
     for metric in ("step p50, 1 agent", "steps/s, 8 agents", "spawn to first request", "idle agent RSS"):
-        assert metric in result.stdout
-    assert "LangGraph" in result.stdout and "DBOS" in result.stdout
+        assert metric in out
+    assert "LangGraph" in out and "DBOS" in out
+
+
+@pytest.mark.slow
+def test_quick_console_benchmark_completes_and_prints_the_table(tmp_path: Path) -> None:
+    out = _quick("console_bench", tmp_path)
+    for metric in ("step p50, console open", "8-agent steps/s, console open", "runs page p50, newest"):
+        assert metric in out
+    assert "the viewer fetched" in out

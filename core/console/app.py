@@ -211,7 +211,8 @@ class Pages:
 
     async def run(self, request: Request) -> Response:
         run_id = request.path_params["run"]
-        data = await run_in_threadpool(reads.run, self.source(), run_id)
+        every = request.query_params.get("steps") == "all"
+        data = await run_in_threadpool(reads.run, self.source(), run_id, every)
         if data is None:
             return self.render(request, "missing.html", 404, what=f"run {run_id}")
         return self.render(request, "run.html", live=run_id, **data)

@@ -29,8 +29,12 @@ from corral.store import Records, Store
 
 PAGE = 50
 """Runs per page of the runs list."""
-SCAN = 20_000
-"""Runs a filtered page looks through at most before it says there may be more."""
+SCAN = 10_000
+"""Runs a filtered page looks through at most before it offers the next page (a state or
+trigger that matches rarely then costs one bounded walk per page, not the whole store)."""
+STEPS_SHOWN = 200
+"""A run's last steps its page shows unless asked for all: a long run's page, refetched
+live after each of its steps, stays cheap to render."""
 LOG_LINES = 2000
 """Log events of an agent read to find one run's lines."""
 
@@ -113,23 +117,26 @@ def runs(src: StoreView, agent: str, state: str, trigger: str, since: float | No
     most :data:`SCAN`)."""
     found: list[dict[str, Any]] = []
     scanned = 0
+    last = ""
     more = False
     with src.store.read() as txn:
         for run in src.records.runs_newest_first(txn, agent or None, before=before or None):
             if since is not None and run.get("created", 0) < since:
                 break
-            scanned += 1
             if _matches(run, state, trigger):
                 if len(found) == PAGE:
                     more = True
                     break
                 found.append(run)
+            scanned += 1
+            last = run["id"]
             if scanned >= SCAN:
                 more = True
                 break
     return {
         "runs": found,
-        "next": found[-1]["id"] if more and found else "",
+        "next": last if more else "",
+        "scanned": scanned,
         "agents": sorted(src.config.agents),
         "states": [s.value for s in RunState],
     }
@@ -139,20 +146,24 @@ def _matches(run: dict[str, Any], state: str, trigger: str) -> bool:
     return (not state or run["state"] == state) and (not trigger or str(run.get("trigger", "")) == trigger)
 
 
-def run(src: StoreView, run_id: str) -> dict[str, Any] | None:
-    """One run: its record, its steps, its approvals and alerts, its log lines."""
+def run(src: StoreView, run_id: str, every_step: bool = False) -> dict[str, Any] | None:
+    """One run: its record, its steps (the last :data:`STEPS_SHOWN` unless ``every_step``),
+    its approvals and alerts, its log lines."""
     with src.store.read() as txn:
         record = src.records.get_run(txn, run_id)
         if record is None:
             return None
         steps = list(src.records.steps(txn, run_id))
+        hidden = 0 if every_step else max(0, len(steps) - STEPS_SHOWN)
+        steps = steps[hidden:]
         approvals = [a for a in Approvals(src.records).all(txn) if a.get("run_id") == run_id]
         alerts = [
             r
             for r in Outbox(src.records).since(txn, record.get("created", 0) - 1)
             if r["alert"].get("run_id") == run_id
         ]
-    return {"run": record, "steps": steps, "approvals": approvals, "alerts": alerts, "logs": _log_lines(src, record)}
+    logs = _log_lines(src, record)
+    return {"run": record, "steps": steps, "hidden": hidden, "approvals": approvals, "alerts": alerts, "logs": logs}
 
 
 def _log_lines(src: StoreView, record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -26,7 +26,9 @@
       .then(function (html) { if (html) main.innerHTML = html; });
   }
 
-  function soon() { if (!timer) timer = setTimeout(refresh, 250); }
+  // A run's page hears of every step: it fetches at most once a second; other pages sooner.
+  var delay = run ? 1000 : 250;
+  function soon() { if (!timer) timer = setTimeout(refresh, delay); }
 
   var source = new EventSource("/live" + (run ? "?run=" + encodeURIComponent(run) : ""));
   source.addEventListener("open", function () {
