@@ -17,7 +17,9 @@ import httpx
 import pytest
 import trustme
 
+from corral.config import parse_config
 from corral.console.auth import FAILED_LOGINS, FAILED_WINDOW, Logins
+from corral.errors import ConfigError
 from corral.testing import CorralProject
 
 HELLO = "def run(ctx):\n    return 'hi'\n"
@@ -65,6 +67,25 @@ def test_failed_logins_are_limited_per_minute_and_the_limit_lifts() -> None:
     assert gate.session(session.id) is session
     now[0] += 3600.0
     assert gate.session(session.id) is None, "a session ends at its age"
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ({"tls_cert": "/c.pem"}, "[console] tls_key: tls_cert and tls_key go together"),
+        ({"tls_key": "/k.pem"}, "[console] tls_cert: tls_cert and tls_key go together"),
+        ({"public_url": "mini.local"}, "[console] public_url: 'mini.local' is not an http(s) URL"),
+        ({"public_url": "https://proxy.example/corral"}, "[console] public_url: must be a scheme and host"),
+        ({"public_url": "https://proxy.example/?x=1"}, "[console] public_url: must be a scheme and host"),
+    ],
+)
+def test_console_keys_are_checked_at_load(tmp_path: Path, table: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"console": table}, tmp_path / "corral.toml", {})
+    [found] = caught.value.problems
+    assert found.startswith(f"{tmp_path / 'corral.toml'}: {problem}"), found
+    good = {"public_url": "https://mini.tailnet.example:8787/", "tls_cert": "/c.pem", "tls_key": "/k.pem"}
+    assert parse_config({"console": good}, tmp_path / "corral.toml", {}).console.secure
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,13 @@ def read_console(p: Problems, data: object) -> ConsoleConfig:
     if (config.tls_cert is None) != (config.tls_key is None):
         missing = "tls_key" if config.tls_key is None else "tls_cert"
         p.fail("console", missing, "tls_cert and tls_key go together; give both, or neither to serve plain HTTP")
-    if config.public_url is not None and urlsplit(config.public_url).query:
-        p.fail("console", "public_url", "must not hold a query (?...); give the URL the console's pages start at")
+    if config.public_url is not None and (
+        urlsplit(config.public_url).query or urlsplit(config.public_url).path.strip("/")
+    ):
+        p.fail(
+            "console",
+            "public_url",
+            'must be a scheme and host (and port) only, e.g. "https://mini.tailnet.ts.net": the console\'s pages '
+            "sit at the root, so a proxy serves it on a host of its own, not under a path",
+        )
     return config

@@ -388,7 +388,7 @@ class Daemon:
             await reply({"ok": False, "error": f"bad request: from must be a step number, not {start!r:.80}"})
             return
         try:
-            run = await self.engine.fork(str(request.get("run")), start, request.get("input", ORIGINAL))
+            run = await self.engine.fork(str(request.get("run")), start, request.get("input", ORIGINAL), _who(request))
         except (KeyError, ValueError) as exc:
             await reply({"ok": False, "error": f"no run {exc}" if isinstance(exc, KeyError) else str(exc)})
             return
@@ -434,6 +434,8 @@ class Daemon:
             await reply({"ok": False, "error": problem})
             return
         reason = str(request.get("reason") or "paused with `corral pause`")
+        if (by := _who(request)) != "cli":
+            reason += f" by {by}"
         try:
             await self.engine.pause_agent(str(agent), reason, until)
         except ValueError as exc:

@@ -539,7 +539,7 @@ class Engine:
         log.info("run replayed", same=report.same, steps=report.steps, ended=report.ended)
         return report
 
-    async def fork(self, run_id: str, from_seq: int, input: Any = ORIGINAL) -> dict[str, Any]:
+    async def fork(self, run_id: str, from_seq: int, input: Any = ORIGINAL, by: str | None = None) -> dict[str, Any]:
         """A new queued run of the same agent whose steps before ``from_seq`` are ``run_id``'s
         (copied from its journal, so they are answered from it, free) and live from there.
         ``input`` defaults to the original's; the new run records ``parent`` and ``forked_at``.
@@ -574,7 +574,13 @@ class Engine:
                 records.copy_step(txn, run["id"], {**entry, "attempt": 0, "forked_from": run_id})
 
         run = await self.create_run(
-            original["agent"], forked_input, trigger="fork", also=also, parent=run_id, forked_at=from_seq
+            original["agent"],
+            forked_input,
+            trigger="fork",
+            also=also,
+            parent=run_id,
+            forked_at=from_seq,
+            **({"by": by} if by else {}),
         )
         self.log.info("run forked", run_id=run["id"], parent=run_id, forked_at=from_seq)
         return run
