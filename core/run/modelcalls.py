@@ -250,9 +250,12 @@ class ModelCaller:
                     wait_s=attempt.wait,
                 )
 
+        from corral.models.toolnames import for_provider, from_provider
+
+        sent, aliases = for_provider(request)  # "git.git_log" is no name a model API accepts
         while True:
             try:
-                return await client.call(request, on_attempt=on_attempt, headers=headers)
+                return from_provider(await client.call(sent, on_attempt=on_attempt, headers=headers), aliases)
             except ModelError as exc:
                 if not exc.retryable:
                     return await self._fail(seq, exc.kind, str(exc), _asked(endpoint))

@@ -67,6 +67,7 @@ def test_a_server_dying_during_a_call_that_is_not_idempotent_holds_the_run(corra
     assert f"corral release {got['id']}" in got["error"]["message"]
 
 
+@pytest.mark.slow
 def test_a_destructive_tool_waits_for_a_human(corral_project: CorralProject) -> None:
     project = corral_project
     project.tables["mcp.faults"] = fault_server()

@@ -41,6 +41,7 @@ def page() -> Iterator[int]:
         server.shutdown()
 
 
+@pytest.mark.slow
 def test_mcp_server_git_on_a_repository_in_the_workdir(corral_project: CorralProject) -> None:
     project = corral_project
     repo = project.home / "agents" / "historian" / "repo"
@@ -65,6 +66,7 @@ def test_mcp_server_git_on_a_repository_in_the_workdir(corral_project: CorralPro
     assert [s["kind"] for s in steps(project, got["id"])][0] == "mcp"
 
 
+@pytest.mark.slow
 def test_mcp_server_fetch_reads_a_page_under_the_agents_network_grant(corral_project: CorralProject, page: int) -> None:
     project = corral_project
     project.tables["mcp.fetch"] = {

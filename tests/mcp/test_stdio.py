@@ -7,8 +7,13 @@ agent's sandbox, started at the run's first use of it.
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from corral.testing import CorralProject
 from tests.mcp.support import BIN, CALLER, READABLE, call, fault_server, steps
+from tests.models.fake_servers import FakeServer, Reply, openai_body
 
 
 def test_reference_time_server_tools_are_listed_journaled_and_called(corral_project: CorralProject) -> None:
@@ -35,6 +40,7 @@ def test_reference_time_server_tools_are_listed_journaled_and_called(corral_proj
     assert ("tool", "time.get_current_time") in kinds
 
 
+@pytest.mark.slow
 def test_corral_tools_lists_plugin_and_mcp_tools_with_source_annotations_and_schema(
     corral_project: CorralProject,
 ) -> None:
@@ -59,3 +65,39 @@ def test_corral_tools_lists_plugin_and_mcp_tools_with_source_annotations_and_sch
     assert "not valid JSON Schema" in after["faults.broken"]["note"]
     text = project.cli("tools", "clock", "--schema", check=True).stdout
     assert "time.convert_time  (mcp server time) [read_only, idempotent]" in text
+
+
+@pytest.mark.slow
+def test_the_built_in_agent_calls_mcp_tools_by_names_model_apis_accept(
+    corral_project: CorralProject, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = corral_project
+    monkeypatch.setenv("FAKE_KEY", "sk-mcp-assistant-0123456789")
+    project.models["fake"] = {
+        "provider": "openai",
+        "base_url": f"{server.url}/v1",
+        "model": "fake",
+        "api_key_env": "FAKE_KEY",
+    }
+    project.tables["mcp.time"] = {"command": [str(BIN / "mcp-server-time"), "--local-timezone", "UTC"]}
+    project.agents["helper"] = {
+        "code": "agents",
+        "entry": "corral.assistant:run",
+        "models": ["fake"],
+        "tools": ["time.get_current_time"],
+        "input": {"goal": "What time is it in Tokyo?"},
+    }
+    project.write()
+    asked = json.dumps({"timezone": "Asia/Tokyo"})
+    server.enqueue(
+        Reply(body=openai_body("", [("c1", "time__get_current_time", asked)])),
+        Reply(body=openai_body("", [("c2", "finish", json.dumps({"result": "it is late in Tokyo"}))])),
+    )
+    run = json.loads(project.cli("run", "helper", "--wait", "--json", timeout=120).stdout)
+    assert run["state"] == "succeeded" and run["result"] == "it is late in Tokyo", run
+    first, second = (r.json() for r in server.requests)
+    assert {t["function"]["name"] for t in first["tools"]} == {"time__get_current_time", "finish"}
+    assert second["messages"][-2]["tool_calls"][0]["function"]["name"] == "time__get_current_time"
+    assert json.loads(second["messages"][-1]["content"])["timezone"] == "Asia/Tokyo"
+    journal = steps(project, run["id"])
+    assert [s["name"] for s in journal if s["kind"] == "tool"] == ["time.get_current_time"]
