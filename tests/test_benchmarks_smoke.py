@@ -43,3 +43,10 @@ def test_quick_console_benchmark_completes_and_prints_the_table(tmp_path: Path) 
     for metric in ("step p50, console open", "8-agent steps/s, console open", "runs page p50, newest"):
         assert metric in out
     assert "the viewer fetched" in out
+
+
+@pytest.mark.slow
+def test_the_model_door_benchmark_completes_and_prints_both_sides(tmp_path: Path) -> None:
+    out = _quick("door", tmp_path)
+    for row in ("call", "streamed, first token", "ctx.model (no HTTP)", "target: at most 2 ms added"):
+        assert row in out

@@ -280,3 +280,50 @@ def test_a_divergence_shows_the_first_part_that_changed() -> None:
     assert changed({"a": [1, 2]}, {"a": [1]}) == "a (length): journal 2, now 1"
     assert changed({"a": 1}, {"a": 1, "b": 2}) == "b: journal absent, now 2"
     assert changed({"a": 1}, {"a": 1}) == ""
+
+
+def test_a_responses_request_becomes_neutral_args_and_its_answer_is_what_the_sdk_reads() -> None:
+    from pydantic import TypeAdapter
+
+    responses_types = pytest.importorskip("openai.types.responses")
+    from corral.sandbox.door import responses
+
+    asked = responses.parse(
+        {
+            "model": "fake",
+            "instructions": "be brief",
+            "input": [
+                {"role": "user", "content": "add"},
+                {"type": "reasoning", "id": "r1", "summary": []},
+                {"type": "function_call", "call_id": "c1", "name": "add", "arguments": '{"a": 1}'},
+                {"type": "function_call", "call_id": "c2", "name": "add", "arguments": '{"a": 2}'},
+                {"type": "function_call_output", "call_id": "c1", "output": "1"},
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "go on"}]},
+            ],
+            "tools": [{"type": "function", "name": "add", "parameters": {"type": "object"}, "strict": True}],
+            "tool_choice": "auto",
+            "text": {"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}}},
+            "max_output_tokens": 50,
+            "include": [],
+            "store": False,
+        }
+    )
+    turns = asked.args["messages"]
+    assert [m["role"] for m in turns] == ["system", "user", "assistant", "tool", "user"]
+    assert [c["id"] for c in turns[2]["tool_calls"]] == ["c1", "c2"]
+    assert asked.args["door"] == "responses" and asked.args["options"]["response_format"]["name"] == "out"
+    with pytest.raises(DoorError, match="previous_response_id"):
+        responses.parse({"model": "m", "input": "x", "previous_response_id": "resp_1"})
+    with pytest.raises(DoorError, match=r"tools\[0\].type"):
+        responses.parse({"model": "m", "input": "x", "tools": [{"type": "web_search"}]})
+    value = _value("done", (CALL,))
+    parsed = responses_types.Response.model_validate(responses.answer(value, asked, "resp_1"))
+    assert parsed.output_text == "done" and parsed.output[1].call_id == "call_1"
+    adapter = TypeAdapter(responses_types.ResponseStreamEvent)
+    events = [
+        adapter.validate_json(raw.split(b"\n")[1].removeprefix(b"data: "))
+        for raw in b"".join(responses.stream(value, asked, "resp_1")).split(b"\n\n")[:-1]
+    ]
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].response.output[1].arguments == '{"a": 2}'

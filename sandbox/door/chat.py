@@ -22,7 +22,18 @@ from corral.models.types import (
     ToolDefinition,
     parse_arguments,
 )
-from corral.sandbox.door.problems import DoorError, bad, checked, field, names, number, obj, only, positive, text
+from corral.sandbox.door.problems import (
+    DoorError,
+    bad,
+    checked,
+    choice,
+    field,
+    names,
+    number,
+    obj,
+    positive,
+    text,
+)
 
 NAME = "openai"
 OVERLOADED = 503
@@ -97,16 +108,10 @@ def _tools(value: list[Any]) -> list[ToolDefinition]:
     return tools
 
 
-def _choice(value: Any, tools: list[ToolDefinition]) -> tuple[str | None, list[ToolDefinition]]:
-    """``tool_choice`` as corral's choice; naming one function keeps only that tool and requires it."""
-    if value is None or isinstance(value, str):
-        if value not in (None, "auto", "none", "required"):
-            raise bad("tool_choice", f"must be auto, none, required or a function, got {value!r}")
-        return value, tools
-    choice = obj(value, "tool_choice")
-    function = obj(field(choice, "function", dict, "tool_choice", required=True), "tool_choice.function")
-    name = field(function, "name", str, "tool_choice.function", required=True)
-    return "required", only(tools, name, "tool_choice.function.name")
+def _named(value: dict[str, Any]) -> tuple[str, str]:
+    """The function a ``tool_choice`` object names: ``{"type": "function", "function": {"name": ...}}``."""
+    function = obj(field(value, "function", dict, "tool_choice", required=True), "tool_choice.function")
+    return field(function, "name", str, "tool_choice.function", required=True), "tool_choice.function.name"
 
 
 def _format(value: Any) -> ResponseFormat | None:
@@ -138,7 +143,7 @@ def parse(body: Any) -> Asked:
         raise bad("n", "corral's model door answers with one choice; send n = 1")
     turns = tuple(_message(item, f"messages[{index}]") for index, item in enumerate(messages))
     tools = _tools(field(body, "tools", list, "") or [])
-    choice, tools = _choice(body.get("tool_choice"), tools)
+    chosen, tools = choice(body.get("tool_choice"), tools, _named)
     stop = field(body, "stop", (str, list), "")
     if isinstance(stop, list) and not all(isinstance(item, str) for item in stop):
         raise bad("stop", "must be a string or a list of strings")
@@ -150,7 +155,7 @@ def parse(body: Any) -> Asked:
             temperature=number(body, "temperature", "", 0, 2),
             top_p=number(body, "top_p", "", 0, 1),
             stop=tuple([stop] if isinstance(stop, str) else stop or ()),
-            tool_choice=choice,  # type: ignore[arg-type]
+            tool_choice=chosen,  # type: ignore[arg-type]
             response_format=_format(body.get("response_format")),
         ),
     )

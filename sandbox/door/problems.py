@@ -81,7 +81,8 @@ def positive(body: dict[str, Any], name: str, path: str) -> int | None:
 
 def text(content: Any, path: str, kinds: tuple[str, ...] = ("text",)) -> str:
     """Text content: a string (or null), or a list of parts whose ``type`` is one of ``kinds``,
-    each holding its text under that name; any other part is refused by its path."""
+    each holding its text under ``text`` (a ``refusal`` part under ``refusal``); any other
+    part is refused by its path."""
     if content is None or isinstance(content, str):
         return content or ""
     if not isinstance(content, list):
@@ -92,8 +93,21 @@ def text(content: Any, path: str, kinds: tuple[str, ...] = ("text",)) -> str:
         kind = obj(part, where).get("type")
         if kind not in kinds:
             raise bad(f"{where}.type", f"parts of type {kind!r} do not pass corral's model door; send text")
-        texts.append(field(part, kind, str, where, required=True))
+        texts.append(field(part, "refusal" if kind == "refusal" else "text", str, where, required=True))
     return "".join(texts)
+
+
+def choice(
+    value: Any, tools: list[Any], named: Callable[[dict[str, Any]], tuple[str, str]]
+) -> tuple[str | None, list[Any]]:
+    """``tool_choice`` as corral's choice: auto, none or required as they are; an object naming
+    one tool (``named`` reads its name and that name's path) requires that tool and offers it alone."""
+    if value is None or isinstance(value, str):
+        if value not in (None, "auto", "none", "required"):
+            raise bad("tool_choice", f"must be auto, none, required or a function, got {value!r}")
+        return value, tools
+    name, path = named(obj(value, "tool_choice"))
+    return "required", only(tools, name, path)
 
 
 def only(tools: list[Any], name: str, path: str) -> list[Any]:

@@ -19,13 +19,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
-from corral.sandbox.door import chat, messages
+from corral.sandbox.door import chat, messages, responses
 from corral.sandbox.door.problems import DoorError, from_step
 
 Ask = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
 """Send one model step (model alias, args); returns (seq, the daemon's ``result`` frame)."""
 
 HOST = "127.0.0.1"
+_PREFIX = {chat.NAME: "chatcmpl", messages.NAME: "msg", responses.NAME: "resp"}
+"""How each API's answer ids begin; the rest is the run and the step, the same on a replay."""
 
 
 def listen(port: int = 0) -> socket.socket:
@@ -116,6 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dialect(self) -> ModuleType:
         path = self.path.split("?", 1)[0]
+        if path.startswith("/v1/responses"):
+            return responses
         return messages if path.startswith("/v1/messages") or "anthropic-version" in self.headers else chat
 
     def do_GET(self) -> None:
@@ -134,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self._check_token()
             path = self.path.split("?", 1)[0].rstrip("/")
-            if path not in ("/v1/chat/completions", "/v1/messages"):
+            if path not in ("/v1/chat/completions", "/v1/messages", "/v1/responses"):
                 self._discard()
                 raise DoorError(404, f"no such path on corral's model door: POST {self.path}")
             self._post(dialect)
@@ -182,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
         seq, reply = self.door.ask(alias, asked.args)
         if not reply["ok"]:
             raise from_step(reply.get("error") or {}, overloaded=dialect.OVERLOADED)
-        ident = f"{'chatcmpl' if dialect is chat else 'msg'}_{self.door.run_id}_{seq}"
+        ident = f"{_PREFIX[dialect.NAME]}_{self.door.run_id}_{seq}"
         extra = {"x-corral-step": str(seq), "x-corral-replayed": "true" if reply.get("replayed") else "false"}
         if asked.stream:
             payload = b"".join(dialect.stream(reply["value"], asked, ident))

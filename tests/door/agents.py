@@ -94,3 +94,30 @@ def run(ctx):
         model="fake", max_tokens=80, system="sys", messages=[{"role": "user", "content": "hello"}])
     return [to_claude.choices[0].message.content, to_gpt.content[0].text]
 """
+
+AGENTS_SDK = '''
+import asyncio
+from agents import Agent, Runner, function_tool, set_tracing_disabled
+
+set_tracing_disabled(True)  # corral traces the run; the SDK's exporter would call api.openai.com
+
+
+@function_tool
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+def run(ctx):
+    mathematician = Agent(name="Mathematician", instructions="Do sums with add.", tools=[add], model="fake")
+    triage = Agent(name="Triage", instructions="Hand sums off.", handoffs=[mathematician], model="fake")
+
+    async def both():  # one event loop: the SDK's client is bound to the loop it first ran on
+        plain = await Runner.run(triage, "What is 2 + 3?")
+        streamed = Runner.run_streamed(triage, "What is 4 + 5?")
+        kinds = [event.type async for event in streamed.stream_events()]
+        return [plain.final_output, plain.last_agent.name, streamed.final_output, streamed.last_agent.name,
+                "raw_response_event" in kinds]
+
+    return asyncio.run(both())
+'''

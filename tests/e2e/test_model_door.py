@@ -4,6 +4,7 @@ model server on 127.0.0.1 (tests/models/fake_servers.py)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from corral.testing import CorralProject
-from tests.door.agents import ANTHROPIC, CROSS, OPENAI
+from tests.door.agents import AGENTS_SDK, ANTHROPIC, CROSS, OPENAI
 from tests.models.fake_servers import FakeServer, Reply, anthropic_body, openai_body
 from tests.projects import KEY, KEY_VAR, fake_model
 
@@ -340,3 +341,55 @@ def test_a_resumed_request_that_differs_fails_showing_the_change_or_goes_live(
     trace = door.cli("trace", run_id, check=True).stdout
     assert "live: differs from the journal" in trace
     assert "on_divergence = live" in (door.home / "logs" / "resumed.log").read_text()
+
+
+REPEATING = """
+import anthropic, openai
+
+
+def run(ctx):
+    user = [{"role": "user", "content": "same question"}]
+    gpt, seen = openai.OpenAI(max_retries=0), []
+    for _ in range(2):
+        seen.append(gpt.chat.completions.create(model="fake", messages=user).choices[0].message.content)
+    try:
+        gpt.chat.completions.create(model="fake", messages=user)
+    except openai.PermissionDeniedError as error:
+        seen.append([error.status_code, error.body["type"], "3 times" in error.body["message"]])
+    other = [{"role": "user", "content": "a new question"}]
+    seen.append(gpt.chat.completions.create(model="fake", messages=other).choices[0].message.content)
+    return seen
+"""
+
+
+def test_a_guardrail_refusal_is_the_apis_403_and_the_run_goes_on(door: CorralProject, server: FakeServer) -> None:
+    """The built-in ``repeats`` guardrail refuses the third identical model request; the
+    agent is told in the SDK's own exception (Anthropic's form: tests/test_model_door.py)."""
+    door.agent("loop", REPEATING, models=["fake"], guardrails={"repeat_stop": 10})
+    server.enqueue(*(Reply(body=openai_body(text)) for text in ("a", "b", "c")))
+    seen = _run(door, "loop")["result"]
+    assert seen == ["a", "b", [403, "permission_error", True], "c"]
+    assert len(server.requests) == 3
+
+
+@pytest.mark.framework
+def test_an_openai_agents_sdk_agent_with_a_function_tool_and_a_handoff_runs_over_the_responses_api(
+    door: CorralProject, server: FakeServer
+) -> None:
+    if importlib.util.find_spec("agents") is None:  # not imported here: tests/mcp/ shadows the SDK's mcp
+        pytest.skip("the OpenAI Agents SDK is not installed (pip install openai-agents)")
+    door.agent("agents_sdk", AGENTS_SDK, models=["fake"])
+    for a, b in ((2, 3), (4, 5)):
+        server.enqueue(
+            Reply(body=openai_body(None, [("h1", "transfer_to_mathematician", "{}")], finish="tool_calls")),
+            Reply(body=openai_body(None, [("t1", "add", json.dumps({"a": a, "b": b}))], finish="tool_calls")),
+            Reply(body=openai_body(f"it is {a + b}")),
+        )
+    run = _run(door, "agents_sdk")
+    assert run["result"] == ["it is 5", "Mathematician", "it is 9", "Mathematician", True]
+    sent = [request.json() for request in server.requests]
+    assert len(sent) == 6
+    assert [tool["function"]["name"] for tool in sent[0]["tools"]] == ["transfer_to_mathematician"]
+    assert sent[1]["messages"][0] == {"role": "system", "content": "Do sums with add."}
+    assert sent[2]["messages"][-1]["role"] == "tool" and sent[2]["messages"][-1]["content"] == "5"
+    assert {step["args"]["door"] for step in _model_steps(door, run["id"])} == {"responses"}
