@@ -17,6 +17,7 @@ of it.
 from __future__ import annotations
 
 import asyncio
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,8 @@ class McpTools:
         self.headers = headers or {}
         """The headers of each HTTP server, secrets filled in (the daemon's only)."""
         self.validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
+        self.offers: dict[str, list[str]] = {}
+        """The tools each server's list (as this run keeps it) offers, granted or not, by server."""
         self.unusable: dict[str, str] = {}
         self.writer = writer
         self.journal = journal
@@ -119,10 +122,18 @@ class McpTools:
         parts = split_grant(name)
         if parts is None or parts[0] not in self.servers:
             return None
-        return (
-            f"MCP server {parts[0]!r} offers no granted tool {parts[1]!r} in the list this run read; "
-            f"granted: {', '.join(n for n in sorted(self.granted) if n.startswith(parts[0] + '.')) or 'none'}"
-        )
+        server, tool = parts
+        granted = ", ".join(n for n in sorted(self.granted) if n.startswith(f"{server}.")) or "none"
+        if server not in self.offers:
+            return f"tool {name!r}: the tool list of MCP server {server!r} has not been read in this run"
+        if tool in self.offers[server]:
+            return (
+                f"tool {name!r} is not granted to this agent; its granted tools of MCP server {server!r}: "
+                f"{granted} (grant it in the agent's tools = [...])"
+            )
+        near = difflib.get_close_matches(tool, self.offers[server], n=1)
+        hint = f"did you mean '{server}.{near[0]}'? " if near else ""
+        return f"MCP server {server!r} offers no tool {tool!r}; {hint}granted: {granted}"
 
     def accept(self, server: str, value: Any) -> tuple[list[dict[str, Any]] | None, str | None]:
         """A list read from ``server``: ``(listing, None)`` with its granted tools added to the
@@ -136,6 +147,7 @@ class McpTools:
 
     def use(self, server: str, listing: list[dict[str, Any]]) -> None:
         """Make ``listing``'s granted tools this attempt's."""
+        self.offers[server] = [tool["name"] for tool in listing]
         tools = offered(self.servers[server], listing, self.grants)
         self.granted.update(tools.specs)
         self.validators.update(tools.validators)

@@ -35,6 +35,7 @@ def test_reference_time_server_tools_are_listed_journaled_and_called(corral_proj
     assert result["now"]["ok"]["timezone"] == "Europe/Paris"
     assert result["bad"]["error"] == "refused" and "zone" in result["bad"]["message"]
     assert result["missing"]["error"] == "refused"
+    assert "MCP server 'time' offers no tool 'nope'" in result["missing"]["message"]
     kinds = [(s["kind"], s["name"]) for s in steps(project, got["id"])]
     assert kinds[0] == ("mcp", "time")
     assert ("tool", "time.get_current_time") in kinds
