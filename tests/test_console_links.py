@@ -87,6 +87,9 @@ def test_a_link_approves_with_one_tap_once_and_stays_used_after_a_restart(linked
     assert "deploy" in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
     assert "<script" not in page.text, "no script at all on the link page, and the payload escaped"
     assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    style = phone.get(f"{urlsplit(link).scheme}://{urlsplit(link).netloc}/link/style/console.css")
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css"), "styled without a session"
+    assert 'href="/link/style/console.css"' in page.text
     phone.get(link)
     assert _approval(project, approval)["state"] == "pending", "opening the link (twice) decides nothing"
 

@@ -16,12 +16,13 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jinja2
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from corral.console import reads
@@ -37,6 +38,8 @@ ACTION_HEADER = "x-corral-action"
 BY_PAGE = "approval link"
 BY_BUTTON = "approval link (notification button)"
 DECISIONS = ("approve", "deny")
+STYLESHEET = LINK_PREFIX + "style/console.css"
+"""Two segments: no approval id matches it."""
 
 
 class LinkRefused(Exception):
@@ -68,7 +71,15 @@ class LinkPages:
         self.secure = secure
 
     def routes(self) -> list[Route]:
-        return [Route(LINK_PREFIX + "{approval}", self.page, methods=["GET", "POST"])]
+        return [
+            Route(STYLESHEET, self.stylesheet),
+            Route(LINK_PREFIX + "{approval}", self.page, methods=["GET", "POST"]),
+        ]
+
+    async def stylesheet(self, request: Request) -> Response:
+        """The console's stylesheet where a phone without a session may fetch it (``/static/``
+        needs a session)."""
+        return FileResponse(Path(__file__).parent / "static" / "console.css", media_type="text/css")
 
     async def page(self, request: Request) -> Response:
         button = request.headers.get(ACTION_HEADER)
@@ -152,7 +163,7 @@ class LinkPages:
 
     def _render(self, name: str, status: int, **values: Any) -> HTMLResponse:
         zone = self.source().config.zone
-        context = {"when": partial(reads.when, zone=zone), "done": "", "live": "", **values}
+        context = {"when": partial(reads.when, zone=zone), "done": "", "live": "", "stylesheet": STYLESHEET, **values}
         return HTMLResponse(self.env.get_template(name).render(context), status)
 
 

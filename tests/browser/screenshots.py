@@ -21,9 +21,11 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import sync_playwright
 
+from corral.console.links import Links, load_key
 from tests.browser.site import ROOT, chromium_path, example_project
 from tests.models.fake_servers import FakeServer, Reply, openai_body
 from tests.projects import KEY, KEY_VAR, fake_model
@@ -43,6 +45,20 @@ def _runs(project: object, model: FakeServer) -> dict[str, str]:
     held = cli("run", "deployer", "--input", json.dumps("production"))["id"]
     project.wait_for_run(held, states=("on_hold",))  # type: ignore[attr-defined]
     return {"digest": digest, "held": held}
+
+
+def _link_page(browser: Any, project: Any, held: str, viewport: Any, scheme: str, shot: Path) -> None:
+    """The page a signed approval link opens, in a fresh context (a phone: no session)."""
+    [request] = [a for a in project.cli_json("approvals") if a["run_id"] == held]
+    base = project.cli_json("console")["url"]
+    link = Links(load_key(project.home), base).url(request["id"], request["expires"])
+    context = browser.new_context(viewport=viewport, color_scheme=scheme)
+    page = context.new_page()
+    page.goto(link)
+    page.screenshot(path=str(shot))
+    _shrink(shot)
+    print(f"{shot}  {shot.stat().st_size // 1024} KiB")
+    context.close()
 
 
 def _shrink(path: Path) -> None:
@@ -92,6 +108,7 @@ def main() -> None:
                         _shrink(shot)
                         print(f"{shot}  {shot.stat().st_size // 1024} KiB")
                     context.close()
+                    _link_page(browser, project, made["held"], viewport, scheme, args.out / f"console-link-{size}.png")
                 browser.close()
         finally:
             project.close()
