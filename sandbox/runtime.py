@@ -183,9 +183,10 @@ class _Session:
             return seq, reply
 
     def _send(self, kind: str, name: str, args: dict[str, Any]) -> int:
-        self.seq += 1
-        self.channel.send({"t": "step", "seq": self.seq, "kind": kind, "name": name, "args": args})
-        return self.seq
+        seq = self.seq + 1
+        self.channel.send({"t": "step", "seq": seq, "kind": kind, "name": name, "args": args})
+        self.seq = seq  # only once sent: a request that cannot be packed uses up no number
+        return seq
 
     def _reply(self, seq: int) -> dict[str, Any]:
         reply = self.channel.recv()

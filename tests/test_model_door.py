@@ -273,6 +273,15 @@ def test_a_replayed_answer_says_so_and_models_are_listed_by_alias_and_upstream_n
     assert [m["id"] for m in listed["data"]] == ["fake", "fake-gpt", "claude", "fake-claude"]
 
 
+def test_a_body_nested_too_deep_is_refused_before_anything_else(door: Any) -> None:
+    served, asked, _ = door
+    nested: Any = "x"
+    for _ in range(70):
+        nested = [nested]
+    status, body, _ = _post(served, "/v1/chat/completions", {"model": "fake", "messages": nested})
+    assert status == 400 and "nests deeper than 64" in body["error"]["message"] and not asked
+
+
 def test_a_divergence_shows_the_first_part_that_changed() -> None:
     old = {"messages": [{"role": "user", "text": "it is 12:00 now, " + "x" * 100}], "options": {"max_tokens": 5}}
     new = {"messages": [{"role": "user", "text": "it is 12:05 now, " + "x" * 100}], "options": {"max_tokens": 5}}

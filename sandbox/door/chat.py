@@ -257,7 +257,7 @@ def error(problem: DoorError) -> dict[str, Any]:
             "message": problem.message,
             "type": _ERROR_TYPES.get(problem.status, "api_error"),
             "param": problem.param,
-            "code": _CODES.get(problem.status),
+            "code": problem.code or _CODES.get(problem.status),
         }
     }
 

@@ -21,6 +21,7 @@ class DoorError(Exception):
     ``status`` is the HTTP status; ``param`` the path of the bad field (``messages[2].content``);
     ``retry_after`` the seconds to wait before the same request can succeed, when it can;
     ``retry`` whether the SDK should retry on its own (sent as ``x-should-retry``).
+    ``code``: OpenAI's error ``code`` when the status alone does not say it.
     """
 
     status: int
@@ -28,6 +29,8 @@ class DoorError(Exception):
     param: str | None = None
     retry_after: float | None = None
     retry: bool = False
+    code: str | None = None
+    """A machine-readable reason where the status alone does not say it (OpenAI's ``code``)."""
 
     def __str__(self) -> str:
         return self.message
@@ -36,6 +39,27 @@ class DoorError(Exception):
 def bad(path: str, problem: str) -> DoorError:
     """A 400 naming the field."""
     return DoorError(400, f"{path}: {problem}" if path else problem, param=path or None)
+
+
+MAX_DEPTH = 64
+"""How deeply a request body may nest: far beyond any real request, and well inside what the
+wire carries (a frame nested too deep would end the run, not just the request)."""
+
+
+def shallow(body: Any) -> Any:
+    """``body``, else a 400 when it nests deeper than :data:`MAX_DEPTH`."""
+    level = [body]
+    for _ in range(MAX_DEPTH):
+        level = [
+            item
+            for value in level
+            if isinstance(value, dict | list)
+            for item in (value.values() if isinstance(value, dict) else value)
+            if isinstance(item, dict | list)
+        ]
+        if not level:
+            return body
+    raise DoorError(400, f"the request body nests deeper than {MAX_DEPTH} levels")
 
 
 def obj(value: Any, path: str) -> dict[str, Any]:
@@ -172,6 +196,8 @@ def from_step(error: dict[str, Any], *, overloaded: int) -> DoorError:
         return DoorError(404, message)
     if kind == "bad_response":
         return DoorError(502, message)
+    if kind == "not_configured":
+        return DoorError(500, message, code="not_configured")
     return DoorError(500, message)
 
 

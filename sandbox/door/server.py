@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from corral.sandbox.door import chat, messages, responses
-from corral.sandbox.door.problems import DoorError, from_step
+from corral.sandbox.door.problems import MAX_DEPTH, DoorError, from_step, shallow
 
 Ask = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
 """Send one model step (model alias, args); returns (seq, the daemon's ``result`` frame)."""
@@ -176,14 +176,19 @@ class _Handler(BaseHTTPRequestHandler):
             raise DoorError(413, f"the request body is {length} bytes, over the door's limit of {self.door.max_body}")
         raw = self.rfile.read(int(length))
         try:
-            return json.loads(raw)
+            return shallow(json.loads(raw))
+        except RecursionError:
+            raise DoorError(400, f"the request body nests deeper than {MAX_DEPTH} levels") from None
         except ValueError as exc:
             raise DoorError(400, f"the request body is not valid JSON: {exc}") from None
 
     def _post(self, dialect: ModuleType) -> None:
         asked = dialect.parse(self._body())
         alias = self.door.model(asked.model)
-        seq, reply = self.door.ask(alias, asked.args)
+        try:
+            seq, reply = self.door.ask(alias, asked.args)
+        except (TypeError, ValueError, OverflowError) as exc:  # nothing was sent: the wire packs first
+            raise DoorError(400, f"the request cannot be journaled ({exc}); integers must fit in 64 bits") from None
         if not reply["ok"]:
             raise from_step(reply.get("error") or {}, overloaded=dialect.OVERLOADED)
         ident = f"{_PREFIX[dialect.NAME]}_{self.door.run_id}_{seq}"

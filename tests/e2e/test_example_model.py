@@ -70,3 +70,30 @@ def test_a_local_ollama_is_detected_and_used(example: CorralProject) -> None:
     assert probe.method == "GET" and probe.path == "/api/tags"
     assert call.path == "/v1/chat/completions" and call.json()["model"] == "llama3.2:latest"
     assert run["spent"]["calls"] == 1 and run["spent"]["cost_micro_usd"] == 0, "a local model is free"
+
+
+def test_the_openai_sdk_example_reports_not_configured_through_the_door(example: CorralProject) -> None:
+    pytest.importorskip("openai")
+    if not _port_free(OLLAMA_PORT):
+        pytest.skip(f"something listens on 127.0.0.1:{OLLAMA_PORT} (an Ollama?), so detection would find it")
+    result = example.cli("run", "ask", "--wait", "--json")
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["state"] == "succeeded" and run["result"]["answer"] is None, run
+    message = run["result"]["not_configured"]
+    assert "not configured" in message and "[models.default]" in message
+
+
+def test_the_openai_sdk_example_answers_through_a_local_ollama(example: CorralProject) -> None:
+    pytest.importorskip("openai")
+    if not _port_free(OLLAMA_PORT):
+        pytest.skip(f"127.0.0.1:{OLLAMA_PORT} is taken; the fake Ollama cannot listen there")
+    ollama = FakeServer(port=OLLAMA_PORT).start()
+    try:
+        ollama.enqueue(Reply(body={"models": [{"name": "llama3.2:latest"}]}), Reply(body=openai_body("To resume.")))
+        result = example.cli("run", "ask", "--wait", "--json")
+    finally:
+        ollama.stop()
+    run = json.loads(result.stdout)
+    assert run["result"] == {"answer": "To resume."}, run
+    assert ollama.requests[1].json()["messages"][0]["content"] == "Why should an agent's model calls be journaled?"

@@ -158,6 +158,9 @@ def run(ctx):
             {"type": "image_url", "image_url": {"url": "http://x"}}]}])),
         "no max_tokens": raw("/v1/messages", b'{"model": "claude", "messages": []}', {"anthropic-version": "1"}),
         "too big": raw("/v1/chat/completions", big),
+        "huge int": raw("/v1/chat/completions", b'{"model": "fake", "messages": [{"role": "user", "content": "x"}], '
+                        b'"max_tokens": 100000000000000000000000}'),
+        "too deep": raw("/v1/chat/completions", b'{"model": "fake", "messages": ' + b"[" * 200 + b"]" * 200 + b"}"),
         "unknown path": raw("/v1/embeddings", b'{"input": "x"}'),
         "unknown model": sdk(lambda: gpt.chat.completions.create(model="gpt-5", messages=user)),
         "unknown model claude": sdk(lambda: claude.messages.create(model="opus", max_tokens=5, messages=user)),
@@ -187,6 +190,8 @@ def test_bad_input_gets_the_apis_own_errors_and_the_run_goes_on(door: CorralProj
         "error": {"type": "invalid_request_error", "message": "max_tokens: is required"},
     }
     assert seen["too big"][0] == 413
+    assert seen["huge int"][0] == 400 and "64 bits" in seen["huge int"][1]["error"]["message"]
+    assert seen["too deep"][0] == 400 and "nests deeper" in seen["too deep"][1]["error"]["message"]
     assert seen["unknown path"][0] == 404 and "/v1/embeddings" in seen["unknown path"][1]["error"]["message"]
     assert seen["unknown model"][:2] == ["NotFoundError", 404] and "granted models: fake" in seen["unknown model"][2]
     assert seen["unknown model claude"][:2] == ["NotFoundError", 404]
