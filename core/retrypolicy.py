@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from corral.durations import format_duration, parse_duration
@@ -31,6 +32,38 @@ DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = (1.0, 30.0)
 DEFAULT_MAX_RETRY_AFTER = 60.0
 MAX_RETRIES = 100
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds the server asks to wait, from ``retry-after-ms`` or ``Retry-After``; None if absent or unreadable.
+
+    ``retry-after-ms`` (OpenAI, more precise) wins over ``Retry-After``, which is either
+    delta-seconds or an HTTP-date compared with ``now`` (Unix seconds). A date in the past
+    means "now": 0.
+    """
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            value = float(millis)
+        except ValueError:
+            value = -1.0
+        if value >= 0 and value != float("inf"):
+            return value / 1000
+    text = headers.get("retry-after")
+    if text is None:
+        return None
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are GMT even when the zone is missing
+            return None
+        return max(0.0, when.timestamp() - now)
+    return seconds if 0 <= seconds != float("inf") else None
 
 
 def parse_backoff(value: object) -> tuple[float, float]:
@@ -49,30 +82,37 @@ def parse_backoff(value: object) -> tuple[float, float]:
     return first, longest
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RetryPolicy:
     """Retries of one tool: ``retries`` tries after the first, waits growing from
     ``backoff[0]`` to at most ``backoff[1]`` seconds, a ``Retry-After`` honoured up to
     ``max_retry_after`` seconds (a longer one ends the call at once).
 
-    ``backoff`` may be written ``"1s..30s"`` or ``(1, 30)``; it is kept as seconds. A bad
-    value raises ValueError naming it and how to write it.
+    ``backoff`` may be written ``"1s..30s"`` or ``(1, 30)``, ``max_retry_after`` ``"1m"``
+    or ``60``; both are kept as seconds. A bad value raises ValueError naming it and how
+    to write it.
     """
 
-    retries: int = DEFAULT_RETRIES
-    backoff: tuple[float, float] = DEFAULT_BACKOFF
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    retries: int
+    backoff: tuple[float, float]
+    max_retry_after: float
 
-    def __post_init__(self) -> None:
-        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or not 0 <= self.retries <= MAX_RETRIES:
+    def __init__(
+        self,
+        retries: int = DEFAULT_RETRIES,
+        backoff: str | tuple[float, float] = DEFAULT_BACKOFF,
+        max_retry_after: float | str = DEFAULT_MAX_RETRY_AFTER,
+    ) -> None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
             raise ValueError(
-                f"retries={self.retries!r} must be a whole number from 0 to {MAX_RETRIES} (tries after the first)"
+                f"retries={retries!r} must be a whole number from 0 to {MAX_RETRIES} (tries after the first)"
             )
-        object.__setattr__(self, "backoff", parse_backoff(self.backoff))
         try:
-            most = parse_duration(self.max_retry_after)
+            most = parse_duration(max_retry_after)
         except ValueError as exc:
             raise ValueError(f"max_retry_after: {exc}") from None
+        object.__setattr__(self, "retries", retries)
+        object.__setattr__(self, "backoff", parse_backoff(backoff))
         object.__setattr__(self, "max_retry_after", most)
 
     @property

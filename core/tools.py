@@ -110,7 +110,7 @@ class ToolSpec:
     """The ``[mcp.NAME]`` server that offers the tool; None for a plugin's tool."""
     retry: RetryPolicy | None = None
     """How a failed call is retried (``[tools.NAME]`` in the config overrides it); None: never."""
-    downstream: str | Callable[..., str] | None = None
+    downstream: str | Callable[..., str | None] | None = None
     """What the tool calls, for its circuit breaker: a name (a host), or a function of the
     call's arguments that returns one; None: the plugin that offers the tool."""
 
@@ -165,7 +165,7 @@ def tool(
     secrets: Sequence[str] = (),
     reconcile: Callable[..., Any] | None = None,
     retry: RetryPolicy | None = None,
-    downstream: str | Callable[..., str] | None = None,
+    downstream: str | Callable[..., str | None] | None = None,
 ) -> F: ...
 @overload
 def tool(
@@ -178,7 +178,7 @@ def tool(
     secrets: Sequence[str] = (),
     reconcile: Callable[..., Any] | None = None,
     retry: RetryPolicy | None = None,
-    downstream: str | Callable[..., str] | None = None,
+    downstream: str | Callable[..., str | None] | None = None,
 ) -> Callable[[F], F]: ...
 def tool(
     func: Callable[..., Any] | None = None,
@@ -190,7 +190,7 @@ def tool(
     secrets: Sequence[str] = (),
     reconcile: Callable[..., Any] | None = None,
     retry: RetryPolicy | None = None,
-    downstream: str | Callable[..., str] | None = None,
+    downstream: str | Callable[..., str | None] | None = None,
     **unknown: Any,
 ) -> Any:
     """Mark ``func`` as a tool; use as ``@tool`` or ``@tool(idempotent=True, ...)``.
@@ -295,7 +295,7 @@ class _Options:
     high_stakes: bool = False
     secrets: tuple[str, ...] = ()
     retry: RetryPolicy | None = None
-    downstream: str | Callable[..., str] | None = None
+    downstream: str | Callable[..., str | None] | None = None
 
 
 _ATTR = "__corral_tool__"
@@ -314,7 +314,7 @@ def _options(
     secrets: Sequence[str],
     reconcile: Callable[..., Any] | None,
     retry: RetryPolicy | None = None,
-    downstream: str | Callable[..., str] | None = None,
+    downstream: str | Callable[..., str | None] | None = None,
 ) -> _Options:
     """The decorator's options, checked now so a typo fails where the tool is defined."""
     where = _where(func)

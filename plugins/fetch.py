@@ -6,6 +6,11 @@ is checked against it, so an allowed host cannot bounce the call elsewhere. Only
 and https; the body is capped in bytes and the whole call in time. The agent's sandbox
 must also let it connect (``[agents.NAME.sandbox] network``); the sandbox enforces ports,
 this tool the hosts.
+
+A busy or briefly unavailable host (HTTP 429, 502, 503, 504, a refused or dropped
+connection) is retried under the tool's policy, honouring ``Retry-After``, and counted
+against that host's circuit breaker: its downstream is the URL's host, so one host that
+is down does not block fetches from the others. Other statuses are returned, not raised.
 """
 
 from __future__ import annotations
@@ -28,6 +33,19 @@ TIMEOUT_DEFAULT = 20.0
 TIMEOUT_LIMIT = 120.0
 MAX_REDIRECTS = 5
 DEFAULT_PORTS = {"http": 80, "https": 443}
+UNAVAILABLE = frozenset({429, 502, 503, 504})
+"""Statuses that say the host did not serve the request now: raised as retryable, not returned."""
+RETRY = corral.RetryPolicy(retries=3, backoff="1s..30s", max_retry_after="1m")
+
+
+def _host(url: object = "", **_: object) -> str | None:
+    """The downstream of a fetch: the URL's host (None for a URL without one: the plugin's breaker)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(str(url)).hostname or None
+    except ValueError:
+        return None
 
 
 class FetchSettings(TypedDict, total=False):
@@ -44,7 +62,7 @@ class FetchSettings(TypedDict, total=False):
     timeout: Annotated[float, "the longest a call may take, in seconds (default 20)"]
 
 
-@corral.tool(read_only=True)
+@corral.tool(read_only=True, retry=RETRY, downstream=_host)
 def fetch_url(
     url: str, settings: FetchSettings, max_bytes: int = MAX_BYTES_DEFAULT, timeout: float = TIMEOUT_DEFAULT
 ) -> dict[str, Any]:
@@ -54,7 +72,8 @@ def fetch_url(
     ``url``, the HTTP ``status``, the ``content_type``, the body as ``text`` (decoded
     with the charset the server names, else UTF-8), its ``bytes``, and ``truncated``:
     true when the body was longer than max_bytes and was cut. A status such as 404 is
-    returned, not raised.
+    returned, not raised; a busy or unavailable host (429, 502, 503, 504) is tried again
+    a few times, then reported as an error.
 
     Args:
         url: Full URL, e.g. "https://example.com/page".
@@ -81,12 +100,29 @@ def fetch_url(
                     if response.is_redirect and location:
                         target = _checked(str(response.url.join(location)), allowed, redirected_from=str(target))
                         continue
+                    if response.status_code in UNAVAILABLE:
+                        raise _unavailable(response)
                     return _read(response, max_bytes, deadline, timeout)
     except httpx.TimeoutException:
         raise _timed_out(timeout) from None
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        # a GET the host refused or dropped changed nothing: worth another try
+        raise corral.ToolError(f"fetching {url!r} failed: {type(exc).__name__}: {exc}", retryable=True) from None
     except httpx.HTTPError as exc:
         raise ToolCallError(f"fetching {url!r} failed: {type(exc).__name__}: {exc}", kind="failed") from None
     raise ToolCallError(f"{url!r} redirected more than {MAX_REDIRECTS} times; fetch the final URL", kind="failed")
+
+
+def _unavailable(response: httpx.Response) -> corral.ToolError:
+    from corral.retrypolicy import retry_after_seconds
+
+    wait = retry_after_seconds(response.headers, time.time())
+    asked = f", asking to wait {wait:g} s" if wait is not None else ""
+    return corral.ToolError(
+        f"{response.url.host} answered HTTP {response.status_code} ({response.reason_phrase}){asked}",
+        retryable=True,
+        retry_after=wait,
+    )
 
 
 def _read(response: httpx.Response, max_bytes: int, deadline: float, timeout: float) -> dict[str, Any]:

@@ -15,7 +15,6 @@ start-up), because only then is the tool known.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,7 +61,12 @@ class ToolConfig:
         }
         if not given:
             return declared
-        return dataclasses.replace(declared or RetryPolicy(), **given)
+        base = declared or RetryPolicy()
+        return RetryPolicy(
+            given.get("retries", base.retries),
+            given.get("backoff", base.backoff),
+            given.get("max_retry_after", base.max_retry_after),
+        )
 
 
 def read_tools(p: Problems, data: object) -> dict[str, ToolConfig]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from corral.config.mcp import McpServer
-from corral.models.retry import retry_after_seconds
+from corral.retrypolicy import retry_after_seconds
 
 if TYPE_CHECKING:
     from mcp import Client

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from corral.models.errors import KINDS, InvalidRequest, Kind, ModelError
     from corral.models.pricing import cost, estimate_input_tokens, micro_dollars, worst_case_cost
     from corral.models.provider import Adapter, HttpCall
-    from corral.models.retry import Timing, retry_after_seconds
+    from corral.models.retry import Timing
     from corral.models.tries import Try
     from corral.models.types import (
         FinishReason,
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         Usage,
         parse_arguments,
     )
+    from corral.retrypolicy import retry_after_seconds
 
 _WHERE = {
     "BreakerChange": "corral.breaker",
@@ -64,7 +65,7 @@ _WHERE = {
     "HttpCall": "corral.models.provider",
     "Try": "corral.models.tries",
     "Timing": "corral.models.retry",
-    "retry_after_seconds": "corral.models.retry",
+    "retry_after_seconds": "corral.retrypolicy",
     "FinishReason": "corral.models.types",
     "Message": "corral.models.types",
     "Options": "corral.models.types",

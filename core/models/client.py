@@ -29,9 +29,10 @@ from corral.models.endpoint import Endpoint
 from corral.models.errors import ModelError
 from corral.models.http import new_client, post, request_id, status_error
 from corral.models.provider import Adapter, HttpCall
-from corral.models.retry import RetryStop, RetryWait, Timing, TryLog, retry_after_seconds, should_retry
+from corral.models.retry import RetryStop, RetryWait, Timing, TryLog, should_retry
 from corral.models.tries import SLEEP_THRESHOLD, Try
 from corral.models.types import Request, Response
+from corral.retrypolicy import retry_after_seconds
 
 _BREAKER_FAILURES = frozenset({"server_error", "overloaded", "timeout", "connection", "bad_response"})
 _BREAKER_NEUTRAL = frozenset({"rate_limited", "conflict", "retry_after_too_long"})

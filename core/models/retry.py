@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from email.utils import parsedate_to_datetime
 
 from tenacity import RetryCallState, wait_exponential
 
@@ -48,38 +47,6 @@ class Timing:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     random: Callable[[], float] = random.random
     slept: Callable[[], float] = time_asleep
-
-
-def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds the server asks to wait, from ``retry-after-ms`` or ``Retry-After``; None if absent or unreadable.
-
-    ``retry-after-ms`` (OpenAI, more precise) wins over ``Retry-After``, which is either
-    delta-seconds or an HTTP-date compared with ``now`` (Unix seconds). A date in the past
-    means "now": 0.
-    """
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            value = float(millis)
-        except ValueError:
-            value = -1.0
-        if value >= 0 and value != float("inf"):
-            return value / 1000
-    text = headers.get("retry-after")
-    if text is None:
-        return None
-    text = text.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # RFC 9110 dates are GMT even when the zone is missing
-            return None
-        return max(0.0, when.timestamp() - now)
-    return seconds if 0 <= seconds != float("inf") else None
 
 
 def should_retry(exc: BaseException) -> bool:

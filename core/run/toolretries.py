@@ -14,8 +14,8 @@ last try's, with how many tries were made.
 Each call asks its downstream's breaker (:class:`corral.breaker.Breakers`, shared by every
 agent) for leave just before a try is sent to the child, and hands the leave back with the
 try's outcome: a transient failure counts against the downstream, a deliberate refusal
-(``ToolError(retryable=False)``) proves it is up, anything else (a bug in the tool) says
-nothing about it.
+(``ToolError(retryable=False)``) proves it is up, and a failure that asks to wait
+(``retry_after``: rate-limited) or any other (a bug in the tool) says nothing about it.
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ class ToolCalls:
         error = error or {}
         if ok or error.get("deliberate"):
             breaker.record_success(permit)
+        elif error.get("retry_after") is not None:  # rate-limited: the downstream is up, and busy
+            breaker.record_neutral(permit)
         elif error.get("transient"):
             breaker.record_failure(permit, str(error.get("message", "failed"))[:300])
         else:

@@ -7,7 +7,7 @@ Routes (``NAME`` keeps each test's counters apart):
 - ``/limited/NAME/S``: 429 with ``Retry-After: S`` the first time, then 200;
 - ``/auth/NAME``: 401 for ever (a request that needs a fix, not a retry);
 - ``/slam/NAME``: closes the connection without an answer, after reading the request;
-- ``/hold/NAME/S``: 503 for S seconds after its first request, then 200.
+- ``/hold/NAME/S``: 503 with ``Retry-After: 3`` for S seconds after its first request, then 200.
 
 Every request is counted by path (:attr:`Faults.hits`).
 """
@@ -59,7 +59,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, f"ok {name}".encode())
         elif route == "limited":
             self._send(429, b"slow down", {"Retry-After": parts[2]})
-        elif route in ("burst", "down", "hold"):
+        elif route == "hold":
+            self._send(503, b"unavailable", {"Retry-After": "3"})
+        elif route in ("burst", "down"):
             self._send(503, b"unavailable")
         elif route == "auth":
             self._send(401, b"bad token")

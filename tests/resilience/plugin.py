@@ -2,8 +2,28 @@
 a plugin author would write them (urllib, ``corral.ToolError``, a retry policy, a downstream).
 
 Written to a file in the test's project and loaded by the daemon and the agent's process
-like any plugin; :data:`SOURCE` is its text.
+like any plugin (:func:`install`); :data:`SOURCE` is its text.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from corral.testing import CorralProject
+from tests.projects import CALLER
+from tests.resilience.faults import Faults
+
+
+def install(project: CorralProject, faults: Faults, *agents: str, **agent: Any) -> None:
+    """Load the plugin in ``project`` and add ``agents`` (the caller agent), each allowed to
+    reach the failing server and with the ``agent`` table's other keys (``tools``...)."""
+    plugin = project.root / "flaky_service.py"
+    plugin.write_text(SOURCE)
+    project.corral["plugins"] = [str(plugin)]
+    host = faults.url.removeprefix("http://")
+    for name in agents:
+        project.agent(name, CALLER, sandbox={"network": [host], "degraded_ok": True}, **agent)
+
 
 SOURCE = '''
 import json

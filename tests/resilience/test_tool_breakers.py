@@ -15,9 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from corral.testing import CorralProject, wait_for
-from tests.projects import CALLER
 from tests.resilience.faults import Faults
-from tests.resilience.plugin import SOURCE
+from tests.resilience.plugin import install
 
 pytestmark = pytest.mark.slow
 
@@ -50,15 +49,11 @@ def _breaker_gauge(port: int) -> dict[str, float]:
 
 def test_two_agents_share_a_downstreams_breaker(corral_project: CorralProject, faults: Faults) -> None:
     project = corral_project
-    plugin = project.root / "flaky_service.py"
-    plugin.write_text(SOURCE)
-    project.corral["plugins"] = [str(plugin)]
     host = faults.url.removeprefix("http://")
     metrics = _free_port()
     project.tables["metrics"] = {"port": metrics}
     project.tables["tools.get"] = {"retries": 0, "breaker_failures": 2, "breaker_cool_down": "4s"}
-    for agent in ("alice", "bob"):
-        project.agent(agent, CALLER, tools=["get"], sandbox={"network": [host], "degraded_ok": True})
+    install(project, faults, "alice", "bob", tools=["get"])
     project.start_daemon()
     downstream = f"tool:{host}"
 

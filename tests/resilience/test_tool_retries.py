@@ -12,19 +12,13 @@ import pytest
 from corral.testing import CorralProject
 from tests.projects import CALLER
 from tests.resilience.faults import Faults
-from tests.resilience.plugin import SOURCE
+from tests.resilience.plugin import install
 
 
 def _project(project: CorralProject, faults: Faults, **tools: dict[str, Any]) -> None:
-    plugin = project.root / "flaky_service.py"
-    plugin.write_text(SOURCE)
-    project.corral["plugins"] = [str(plugin)]
-    port = faults.url.rsplit(":", 1)[1]
     for name, table in tools.items():
         project.tables[f"tools.{name}"] = table
-    project.agent(
-        "client", CALLER, tools=["get", "post"], sandbox={"network": [f"127.0.0.1:{port}"], "degraded_ok": True}
-    )
+    install(project, faults, "client", tools=["get", "post"])
 
 
 def _run(project: CorralProject, calls: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -99,3 +93,28 @@ def test_config_overrides_the_decorators_policy(corral_project: CorralProject, f
     results, _ = _run(corral_project, [("get", f"{faults.url}/down/g")])
     assert "the last of 2 tries" in results[0]["message"]
     assert faults.hits["/down/g"] == 2
+
+
+def test_fetch_url_retries_a_busy_host_and_returns_other_statuses(
+    corral_project: CorralProject, faults: Faults
+) -> None:
+    project = corral_project
+    port = faults.url.rsplit(":", 1)[1]
+    project.tables["tools.fetch_url"] = {"backoff": "50ms..100ms"}
+    project.agent(
+        "reader",
+        CALLER,
+        tools=["fetch_url"],
+        tool_settings={"fetch_url": {"allow_hosts": ["127.0.0.1"]}},
+        sandbox={"network": [f"127.0.0.1:{port}"], "degraded_ok": True},
+    )
+    paths = {"burst": "/burst/h/2", "limited": "/limited/i/1", "down": "/down/j", "auth": "/auth/k"}
+    payload = {label: {"tool": "fetch_url", "args": {"url": faults.url + path}} for label, path in paths.items()}
+    result = project.cli("run", "reader", "--input", json.dumps(payload), "--wait", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    got = json.loads(result.stdout)["result"]
+    assert got["burst"]["ok"]["text"] == "ok h" and faults.hits[paths["burst"]] == 3
+    assert got["limited"]["ok"]["text"] == "ok i" and faults.hits[paths["limited"]] == 2
+    assert "answered HTTP 503 (Service Unavailable)" in got["down"]["message"]
+    assert "the last of 4 tries" in got["down"]["message"] and faults.hits[paths["down"]] == 4
+    assert got["auth"]["ok"]["status"] == 401 and faults.hits[paths["auth"]] == 1, "a 401 is returned, not retried"
