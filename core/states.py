@@ -43,6 +43,9 @@ class EventKind(enum.StrEnum):
     state; ``data``: ``downstream`` (the breaker's name, :func:`corral.breaker.describe`),
     ``kind`` (``model``, ``tool``, ``mcp``), ``name``, ``model`` (a model's breaker only),
     ``old``, ``new`` (``closed``, ``open``, ``half_open``), ``reason``, ``retry_in``."""
+    MODEL_FAILOVER = "model_failover"
+    """A model's calls began going to its fallbacks (``to``: the model tried next, ``reason``),
+    once per episode, or ``model`` answers again (``to`` None). ``data`` also has ``agent``."""
     BUDGET_CROSSED = "budget_crossed"
     """A model budget reached a threshold. ``data``: ``budget`` (``run`` or ``day``),
     ``agent``, ``message``; a daily one also ``scope`` (an agent's name, "" for all agents

@@ -212,7 +212,7 @@ class StuckRule:
 
 
 class NoticeRules:
-    """Approvals, breakers and budgets: each event of these kinds is one alert."""
+    """Approvals, breakers, failovers and budgets: each event of these kinds is one alert."""
 
     def __init__(self, service: RulesService) -> None:
         self._service = service
@@ -223,6 +223,7 @@ class NoticeRules:
             EventKind.APPROVAL_DECIDED: _approval_settled,
             EventKind.BREAKER_CHANGED: _breaker,
             EventKind.BUDGET_CROSSED: _budget,
+            EventKind.MODEL_FAILOVER: _failover,
         }.get(event.kind)
         raised = alert(event.data, event.run.get("id")) if alert is not None else None
         if raised is not None:
@@ -269,6 +270,23 @@ def _breaker(change: dict[str, Any], run_id: str | None) -> Alert | None:
     kind, name = describe(downstream)
     title = f"{who}: circuit breaker opened"
     return Alert(key=key, severity=Severity.WARNING, title=title, body=change["reason"], fields={kind: name})
+
+
+def _failover(change: dict[str, Any], run_id: str | None) -> Alert:
+    """A model failing over: one alert per episode; its all-clear when it answers again."""
+    model = change["model"]
+    key = f"failover:{model}"
+    if change["to"] is None:
+        return Alert(key=key, severity=Severity.INFO, title=f"model {model!r} answers again", resolved=True)
+    return Alert(
+        key=key,
+        severity=Severity.WARNING,
+        title=f"model {model!r} failing over to {change['to']!r}",
+        body=change["reason"],
+        agent=change["agent"],
+        run_id=run_id,
+        fields={"model": model},
+    )
 
 
 def _budget(crossed: dict[str, Any], run_id: str | None) -> Alert:

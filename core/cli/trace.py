@@ -83,8 +83,11 @@ def row(step: dict[str, Any], run: dict[str, Any]) -> list[str]:
 
 
 def model_name(step: dict[str, Any]) -> str:
-    """The configured model a model step used (``default`` when the agent named none)."""
-    return str(step.get("model") or step.get("name") or "default")
+    """The configured model that answered a model step (``default`` when the agent named none),
+    with the models it failed over from: ``local (after fake)``."""
+    name = str(step.get("model") or step.get("name") or "default")
+    tried = [t["model"] for t in step.get("failed_over") or ()]
+    return f"{name} (after {', '.join(tried)})" if tried else name
 
 
 def last_message(request: Any, width: int) -> str:

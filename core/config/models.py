@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from corral.config.kinds import EnvName, HttpUrl, Key, PositiveInt, PositiveSeconds, Price, Seconds, Text
+from corral.config.kinds import EnvName, HttpUrl, Key, PositiveInt, PositiveSeconds, Price, Seconds, Text, Texts
 from corral.config.problems import Problems, table_keys
 from corral.models.endpoint import Endpoint, Prices
 from corral.secrets import Secret
@@ -32,6 +32,9 @@ class ModelConfig:
     endpoint: Endpoint | None
     missing_key: str | None = None
     breaker_wait: float = DEFAULT_BREAKER_WAIT
+    fallbacks: tuple[str, ...] = ()
+    """The models a call goes to, in order, when this one cannot answer (its breaker open,
+    its retries exhausted, a daily budget refusing it): :mod:`corral.run.modelcalls`."""
 
 
 class ModelKeys:
@@ -46,6 +49,7 @@ class ModelKeys:
     breaker_wait: Annotated[
         Seconds, Key("give the seconds a call waits for the endpoint to recover while its breaker is open (0: fail)")
     ]
+    fallbacks: Annotated[Texts, Key('list the [models.NAME] to fail over to, in order, e.g. fallbacks = ["local"]')]
     connect_timeout: Annotated[PositiveSeconds, Key("give the seconds to wait for a connection")]
     read_timeout: Annotated[PositiveSeconds, Key("give the seconds to wait for an answer")]
     max_output_tokens: Annotated[PositiveInt, Key("give the most tokens one answer may hold")]
@@ -79,8 +83,9 @@ def read_models(p: Problems, data: object, environ: Mapping[str, str]) -> dict[s
         before = len(p.items)
         values = p.keys(section, table, ModelKeys)
         breaker_wait = values.pop("breaker_wait", DEFAULT_BREAKER_WAIT)
+        fallbacks = tuple(values.pop("fallbacks", ()))
         if table.get("provider") == _AUTO:
-            for key in sorted(set(table) - {"provider", "breaker_wait"}):
+            for key in sorted(set(table) - {"provider", "breaker_wait", "fallbacks"}):
                 p.fail(
                     section,
                     key,
@@ -88,7 +93,7 @@ def read_models(p: Problems, data: object, environ: Mapping[str, str]) -> dict[s
                     'the provider ("openai" or "anthropic") to configure it',
                 )
             if len(p.items) == before:
-                models[name] = ModelConfig(None, None, breaker_wait)
+                models[name] = ModelConfig(None, None, breaker_wait, fallbacks)
             continue
         for key in ("base_url", "model"):
             if key not in table:
@@ -105,8 +110,29 @@ def read_models(p: Problems, data: object, environ: Mapping[str, str]) -> dict[s
                 missing = key_env
         if len(p.items) == before:
             endpoint = Endpoint(name=name, prices=Prices(**prices) if prices else None, **values)
-            models[name] = ModelConfig(endpoint, missing, breaker_wait)
+            models[name] = ModelConfig(endpoint, missing, breaker_wait, fallbacks)
+    _check_fallbacks(p, models)
     return models
+
+
+def _check_fallbacks(p: Problems, models: Mapping[str, ModelConfig]) -> None:
+    """Each fallback names another configured model, once."""
+    for name, model in models.items():
+        seen: set[str] = set()
+        for fallback in model.fallbacks:
+            if fallback == name:
+                p.fail(f"models.{name}", "fallbacks", f"{name!r} cannot be its own fallback; name another model")
+            elif fallback not in models:
+                known = ", ".join(sorted(set(models) - {name})) or "none"
+                p.fail(
+                    f"models.{name}",
+                    "fallbacks",
+                    f"{fallback!r} is not a configured model (configured: {known}); add [models.{fallback}] or "
+                    "remove it",
+                )
+            elif fallback in seen:
+                p.fail(f"models.{name}", "fallbacks", f"{fallback!r} is listed twice; keep one")
+            seen.add(fallback)
 
 
 def _check_waits(p: Problems, section: str, values: Mapping[str, Any]) -> None:

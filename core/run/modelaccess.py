@@ -5,6 +5,7 @@ the daily budgets.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,22 @@ class ModelAccess:
         """Today's model spend per agent and in total, for the daily budgets."""
         self._breakers = breakers
         self._clients: dict[str, ModelClient] = {}
+        self._failing_over: set[str] = set()
+        self._failing_lock = threading.Lock()  # the event loop adds, the writer's thread removes
+
+    def failing_over(self, name: str) -> bool:
+        """Note that calls to model ``name`` fail over; True when that begins an episode."""
+        with self._failing_lock:
+            begins = name not in self._failing_over
+            self._failing_over.add(name)
+        return begins
+
+    def answers_again(self, name: str) -> bool:
+        """Note that model ``name`` answered; True when that ends its failing-over episode."""
+        with self._failing_lock:
+            ended = name in self._failing_over
+            self._failing_over.discard(name)
+        return ended
 
     def reconfigure(self, config: CorralConfig) -> None:
         """Take a reloaded config for calls from now on; clients (and breakers) are kept."""

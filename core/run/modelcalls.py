@@ -50,6 +50,13 @@ BREAKER_POLL = 1.0
 
 
 @dataclass(frozen=True)
+class FailOver:
+    """A model of a call's chain cannot answer now; the call goes to the next one."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class ModelCall:
     """Forwarded to the event loop by :mod:`corral.run.steps`: make this call for step ``seq``
     (``execution``: the journal's count of its executions, which names its trace span)."""
@@ -147,30 +154,52 @@ class ModelCaller:
     async def call(self, item: ModelCall) -> dict[str, Any]:
         """Make the call; journal its outcome and spend; return the answer for the agent.
 
+        A model with ``fallbacks`` that cannot answer (its breaker open, its retries
+        exhausted, a daily budget refusing it, not configured) hands the call to the next
+        granted fallback; the last model tried behaves as a model without fallbacks.
+
         Raises RunEnded when the run must stop: a hard budget limit, or a transient failure
         that outlasted every retry. The step then stays "started", so ``corral retry``
         makes the call again, checked against the budgets of that day.
         """
-        from corral.models import cost, micro_dollars
-
         model = resolve(self.agent, item.name)
         assert model is not None  # checked before the step was journaled
         request = build_request(item.args, self.granted)
+        chain = [model, *(f for f in self.access.config.models[model].fallbacks if f in self.agent.models)]
+        tried: list[dict[str, str]] = []
+        for index, name in enumerate(chain):
+            answer = await self._call_one(name, request, item, tried, last=index == len(chain) - 1)
+            if not isinstance(answer, FailOver):
+                return answer
+            tried.append({"model": name, "reason": answer.reason})
+            await self._failing_over(name, chain[index + 1], answer.reason)
+        raise AssertionError("the last model of a chain answers or fails, never fails over")
+
+    async def _call_one(
+        self, model: str, request: Request, item: ModelCall, tried: list[dict[str, str]], *, last: bool
+    ) -> dict[str, Any] | FailOver:
+        """One model of the call's chain: its answer, a journaled failure, or (``last`` False)
+        a :class:`FailOver` when it cannot answer now."""
+        from corral.models import cost, micro_dollars
+
         access = self.access
         try:
             endpoint = await access.endpoints.get(model)
         except NotConfigured as exc:
-            return await self._fail(item.seq, "not_configured", str(exc))
+            if not last:
+                return FailOver(str(exc))
+            return await self._fail(item.seq, "not_configured", _after(tried, str(exc)))
         config = access.config.models[model]
         adapter = access.providers.get(endpoint.provider)
         if adapter is None:
             installed = ", ".join(sorted(access.providers)) or "none"
-            return await self._fail(
-                item.seq,
-                "not_configured",
+            missing = (
                 f"model {model!r}: no installed plugin provides provider {endpoint.provider!r} (installed: "
-                f"{installed}); install the plugin, or fix [models.{model}] provider",
+                f"{installed}); install the plugin, or fix [models.{model}] provider"
             )
+            if not last:
+                return FailOver(missing)
+            return await self._fail(item.seq, "not_configured", _after(tried, missing))
         worst = _worst(endpoint, request)
         door = bool(item.args.get("door"))
         over = self._over_run_budget(worst)
@@ -186,13 +215,15 @@ class ModelCaller:
             # read it from the store. Each pass needs the clock to change day once more.
             await self.writer.run(ledger.load)
         if isinstance(held, Refusal):
+            if not last:
+                return FailOver(held.message)
             await self._day_spent(held)
             if door:
                 return await self._fail(item.seq, "budget", held.message, retry_after=held.until - time.time())
             raise RunEnded(Outcome(RunState.FAILED, resumable(failure("budget", held.message))))
         try:
-            response = await self._ask(model, endpoint, adapter, config.breaker_wait, request, item)
-            if isinstance(response, dict):
+            response = await self._ask(model, endpoint, adapter, config.breaker_wait, request, item, tried, last=last)
+            if isinstance(response, dict | FailOver):
                 return response
             price = cost(endpoint, response.usage)
             tally = Tally(
@@ -209,6 +240,8 @@ class ModelCaller:
                 "model": model,
                 **_asked(endpoint),
             }
+            if tried:
+                spent["failed_over"] = list(tried)
             if price is not None:
                 spent["cost_micro_usd"] = tally.cost_micro_usd
             value = self.redact(response.to_dict())
@@ -222,12 +255,23 @@ class ModelCaller:
         return {"t": "result", "seq": item.seq, "ok": True, "replayed": False, "value": value}
 
     async def _ask(
-        self, model: str, endpoint: Endpoint, adapter: Any, breaker_wait: float, request: Request, item: ModelCall
-    ) -> Response | dict[str, Any]:
-        """The provider's response; a journaled error answer for a call that cannot succeed as asked.
+        self,
+        model: str,
+        endpoint: Endpoint,
+        adapter: Any,
+        breaker_wait: float,
+        request: Request,
+        item: ModelCall,
+        tried: list[dict[str, str]],
+        *,
+        last: bool,
+    ) -> Response | dict[str, Any] | FailOver:
+        """The provider's response; a journaled error answer for a call that cannot succeed as
+        asked; a :class:`FailOver` (``last`` False) when the endpoint cannot answer now.
 
-        While the endpoint's circuit breaker is open the call waits for it, up to the model's
-        ``breaker_wait``; a transient failure beyond that, or after every retry, ends the run.
+        While the endpoint's circuit breaker is open the last model of the chain waits for it,
+        up to the model's ``breaker_wait``; a transient failure beyond that, or after every
+        retry, ends the run.
         """
         from corral.models import ModelError
 
@@ -258,21 +302,36 @@ class ModelCaller:
                 return from_provider(await client.call(sent, on_attempt=on_attempt, headers=headers), aliases)
             except ModelError as exc:
                 if not exc.retryable:
-                    return await self._fail(seq, exc.kind, str(exc), _asked(endpoint))
+                    return await self._fail(seq, exc.kind, _after(tried, str(exc)), _asked(endpoint))
                 if self.draining():  # not the endpoint's fault: the call is made again after the restart
                     stopped = f"the daemon stopped during a call to model {model!r}; the run resumes when it is back"
                     raise RunEnded(Outcome(RunState.INTERRUPTED, failure("stopped", stopped), retry=True)) from None
+                if not last:
+                    return FailOver(str(exc))
                 left = deadline - time.monotonic()
                 if exc.kind == "breaker_open" and left > 0 and not self.stopped():
                     wait = min(left, max(BREAKER_POLL, exc.retry_after or BREAKER_POLL))
                     self.log.info("waiting for model endpoint to recover", seq=seq, model=model, wait_s=wait)
                     await self._sleep(wait)
                     continue
-                message = f"model {model!r} did not answer after every retry: {exc}"
+                message = _after(tried, f"model {model!r} did not answer after every retry: {exc}")
                 self.log.error("model calls failing", seq=seq, model=model, error=message)
                 if item.args.get("door"):  # the door answers 503/529 and the agent's code decides
                     return await self._fail(seq, "model", message, _asked(endpoint), retry_after=exc.retry_after)
                 raise RunEnded(Outcome(RunState.FAILED, resumable(failure("model", message)))) from None
+
+    async def _failing_over(self, model: str, to: str, reason: str) -> None:
+        """The call goes on to ``to``: logged each time; an event (and so an alert) once per
+        episode of ``model`` failing over, which ends when ``model`` answers again."""
+        self.log.warning("model failing over", model=model, to=to, reason=reason)
+        if self.access.failing_over(model):
+            data = {"model": model, "to": to, "reason": reason}
+            await self.writer.run(lambda txn: self._post_failover(txn, data))
+
+    def _post_failover(self, txn: Any, data: dict[str, Any]) -> None:
+        """Post a ``model_failover`` event: a model began failing over (``to`` the next model),
+        or answers again (``to`` None)."""
+        self.records.post(txn, EventKind.MODEL_FAILOVER, {**data, "agent": self.agent.name}, self.journal.run_id)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when the attempt is ended meanwhile."""
@@ -286,6 +345,8 @@ class ModelCaller:
         """In one commit: the journal entry, the day's spend (``admitted``: the day whose caps
         let the call start), the run's own total, and an event for each soft threshold crossed."""
         entry = self.journal.done(txn, seq, True, value, None, spent)
+        if self.access.answers_again(str(spent["model"])):
+            self._post_failover(txn, {"model": spent["model"], "to": None, "reason": "it answers again"})
         crossings = self.access.ledger.record(txn, self.agent.name, str(spent["model"]), tally, admitted)
         records = self.records
         for crossing in crossings:
@@ -359,6 +420,14 @@ class ModelCaller:
         if entry is not None:
             self.after(entry)
         return {"t": "result", "seq": seq, "ok": False, "replayed": False, "error": error}
+
+
+def _after(tried: list[dict[str, str]], message: str) -> str:
+    """``message``, preceded by the models the call failed over from, when it did."""
+    if not tried:
+        return message
+    before = "; ".join(f"model {t['model']!r}: {t['reason']}" for t in tried)
+    return f"{message} (failed over from {before})"
 
 
 def _soft(crossing: Crossing) -> dict[str, Any]:
