@@ -110,7 +110,8 @@ def test_transient_errors_past_every_retry_fail_the_run_resumable_and_retry_does
 def test_an_open_breaker_makes_other_calls_wait_for_the_endpoint_then_go_through(
     chat_project: CorralProject, server: FakeServer
 ) -> None:
-    chat_project.models["fake"].update(retry_attempts=1, breaker_failures=1, breaker_cool_down=3.0, breaker_wait=30)
+    # a cool-down longer than a loaded machine takes to start the second run, so it finds the breaker open
+    chat_project.models["fake"].update(retry_attempts=1, breaker_failures=1, breaker_cool_down=10.0, breaker_wait=30)
     chat_project.start_daemon()  # one daemon: its breaker is shared by both runs
     server.enqueue(Reply(status=503))
     first = _run(chat_project, {"calls": 1})
