@@ -138,6 +138,10 @@ class _Mcp:
         return self.stdio.call(server, tool, args, key, repeatable)
 
 
+class ToolRunning(Exception):
+    """A request to the model door came while a tool runs (possibly from that tool itself)."""
+
+
 class _Session:
     """Sequencing of requests for one run; shared by ctx, ctx.state, ctx.log and the model door.
 
@@ -151,6 +155,8 @@ class _Session:
         self.mcp = mcp
         self.seq = 0
         self.lock = threading.Lock()
+        self.running: str | None = None
+        """The tool this process is running now (between ``exec`` and its ``done``), if any."""
 
     def step(self, kind: str, name: str, args: dict[str, Any]) -> Any:
         with self.lock:
@@ -165,16 +171,26 @@ class _Session:
                     failed = ModelCallError if kind == "model" else ToolCallError
                     raise failed(error.get("message", f"{kind} call failed"), kind=error.get("kind", "failed"))
                 if kind_ == "exec":
-                    if self.mcp is not None and (kind == "mcp" or name not in self.tools):
-                        return self._execute_mcp(seq, kind, name, args, reply["key"])
-                    return self._execute(seq, name, args, reply["key"])
+                    self.running = name
+                    try:
+                        if self.mcp is not None and (kind == "mcp" or name not in self.tools):
+                            return self._execute_mcp(seq, kind, name, args, reply["key"])
+                        return self._execute(seq, name, args, reply["key"])
+                    finally:
+                        self.running = None
                 if kind_ == "reconcile":
                     self._reconcile(seq, name, args, reply["key"])
                     continue
                 raise ProtocolError(f"unexpected {kind_!r} while waiting for step {seq}")
 
     def model_step(self, name: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """A model step for the door: (its seq, the daemon's ``result`` frame as it came)."""
+        """A model step for the door: (its seq, the daemon's ``result`` frame as it came).
+
+        Raises :class:`ToolRunning` while a tool runs in this process: its ``done`` must
+        come before the next step, so a tool that called the door itself would wait for
+        ever on its own lock."""
+        if self.running is not None:
+            raise ToolRunning(self.running)
         with self.lock:
             seq = self._send("model", name, args)
             reply = self._reply(seq)
@@ -456,11 +472,18 @@ def _open_door(listener: socket.socket | None, run: dict[str, Any], session: _Se
         return
     import secrets
 
+    from corral.sandbox.door.problems import DoorError
     from corral.sandbox.door.server import Door, ended
 
     def ask(name: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         try:
             return session.model_step(name, args)
+        except ToolRunning as running:
+            message = (
+                f"the model door cannot answer while tool {running} runs: a tool's outcome must reach corral "
+                "before the next request (a tool that needs a model is not supported); ask again after it"
+            )
+            raise DoorError(409, message) from None
         except (RunAborted, ProtocolError):
             ended()
             raise

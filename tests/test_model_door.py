@@ -336,3 +336,23 @@ def test_a_responses_request_becomes_neutral_args_and_its_answer_is_what_the_sdk
     assert events[0].type == "response.created" and events[-1].type == "response.completed"
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert events[-1].response.output[1].arguments == '{"a": 2}'
+
+
+def test_a_door_request_while_a_tool_runs_is_refused_rather_than_waiting_for_ever() -> None:
+    """A tool's ``done`` must precede the next step; a tool that itself called the door would
+    wait on the lock its own step holds."""
+    import os
+
+    from corral.sandbox import runtime
+    from corral.wire import BlockingChannel
+
+    read, write = os.pipe()
+    try:
+        session = runtime._Session(BlockingChannel(read, write), {})
+        session.running = "summarise"
+        with pytest.raises(runtime.ToolRunning, match="summarise"):
+            session.model_step("fake", {"messages": []})
+        assert session.seq == 0 and not session.lock.locked()
+    finally:
+        os.close(read)
+        os.close(write)

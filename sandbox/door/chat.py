@@ -43,6 +43,7 @@ _ERROR_TYPES = {
     401: "invalid_request_error",
     403: "permission_error",
     404: "invalid_request_error",
+    409: "invalid_request_error",
     413: "invalid_request_error",
     429: "insufficient_quota",
     503: "server_error",
