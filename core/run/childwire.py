@@ -263,7 +263,8 @@ class ChildWire:
         self.reading = False
 
     def deadline(self) -> float | None:
-        due = self._steps.deadline() if self._steps is not None else None
+        # once the stream has ended, what the steps still wait for (a tool's next try) has no child to go to
+        due = self._steps.deadline() if self._steps is not None and not self._ended else None
         if self._partial_since is not None and self.reading:
             frame = self._partial_since + self.deadline_seconds
             due = frame if due is None else min(due, frame)
@@ -273,7 +274,7 @@ class ChildWire:
         return due
 
     def expired(self, now: float) -> list[tuple[Job, Callback]]:
-        jobs = self._count(self._steps.flush(now=now)) if self._steps is not None else []
+        jobs = self._count(self._steps.flush(now=now)) if self._steps is not None and not self._ended else []
         if self.reading and self._partial_since is not None and now >= self._partial_since + self.deadline_seconds:
             self._end(ProtocolError(f"frame did not arrive whole within {self.deadline_seconds:g}s"))
         if self._pending_since is not None and now >= self._pending_since + self.reply_timeout:

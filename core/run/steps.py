@@ -150,7 +150,7 @@ class Steps(StepPath):
     def flush(self, *, now: float | None = None) -> list[tuple[Job, Callback]]:
         if self._over:
             return []
-        jobs = self._next_tries(time.monotonic() if now is None else now)
+        jobs = self._next_tries(now) if now is not None else []  # without ``now``: the stream may be ending
         if not self._dones:
             return jobs
         if now is not None and self._dones_since is not None and self._dones_since + DONE_LINGER > now:
@@ -158,6 +158,8 @@ class Steps(StepPath):
         return [self._job(None, None), *jobs]
 
     def deadline(self) -> float | None:
+        if self._over:
+            return None
         due = [self._dones_since + DONE_LINGER] if self._dones_since is not None else []
         return min([*due, *self._retries.values()], default=None)
 

@@ -95,6 +95,7 @@ def test_config_overrides_the_decorators_policy(corral_project: CorralProject, f
     assert faults.hits["/down/g"] == 2
 
 
+@pytest.mark.slow
 def test_fetch_url_retries_a_busy_host_and_returns_other_statuses(
     corral_project: CorralProject, faults: Faults
 ) -> None:

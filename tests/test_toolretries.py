@@ -1,0 +1,96 @@
+"""How a tool call's tries speak to its downstream's breaker, and whose policy applies."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import corral
+from corral.breaker import Breakers, BreakerState
+from corral.config.tools import ToolConfig
+from corral.run.toolretries import ToolCalls, tool_policy
+from corral.tools import spec_for
+
+POLICY = corral.RetryPolicy(retries=2, backoff="1s..2s")
+
+
+@corral.tool(read_only=True, retry=POLICY, downstream=lambda url, **_: urlsplit(url).hostname)
+def get(url: str) -> str:
+    """Read a page.
+
+    Args:
+        url: The page.
+    """
+    return url
+
+
+@corral.tool
+def plain(text: str) -> str:
+    """No policy, no downstream.
+
+    Args:
+        text: Anything.
+    """
+    return text
+
+
+GET, PLAIN = spec_for(get).with_plugin("web"), spec_for(plain).with_plugin("misc")
+TRANSIENT = {"transient": True, "message": "HTTP 503"}
+
+
+def _calls(**tables: ToolConfig) -> tuple[ToolCalls, Breakers]:
+    breakers = Breakers()
+    return ToolCalls({"get": GET, "plain": PLAIN}, tables, breakers), breakers
+
+
+def test_the_downstream_is_declared_or_the_plugin() -> None:
+    assert GET.downstream_of({"url": "https://api.example.com/x"}) == "tool:api.example.com"
+    assert GET.downstream_of({"url": "not a url"}) == "tool:web", "no host: the plugin's breaker"
+    assert PLAIN.downstream_of({"text": "x"}) == "tool:misc"
+
+
+def test_config_overrides_the_decorator_key_by_key() -> None:
+    assert tool_policy(GET, {}).retry == POLICY
+    assert tool_policy(PLAIN, {}).retry is None and not tool_policy(PLAIN, {}).retries
+    tuned = tool_policy(GET, {"get": ToolConfig(retries=5, breaker_failures=2)})
+    assert tuned.retry == corral.RetryPolicy(retries=5, backoff="1s..2s") and tuned.failures == 2
+    assert tool_policy(PLAIN, {"plain": ToolConfig(backoff=(0.5, 1.0))}).retry == corral.RetryPolicy(
+        backoff="500ms..1s"
+    )
+    assert not tool_policy(GET, {"get": ToolConfig(retries=0)}).retries
+
+
+def test_transient_failures_open_the_breaker_and_the_next_call_is_refused() -> None:
+    calls, breakers = _calls(get=ToolConfig(breaker_failures=2))
+    url = {"url": "https://api.example.com/x"}
+    for seq in (1, 2):
+        assert calls.admit(seq, "get", url) is None
+        calls.settle(seq, False, TRANSIENT)
+    assert breakers.states() == {"tool:api.example.com": BreakerState.OPEN}
+    refusal = calls.admit(3, "get", url)
+    assert refusal is not None and refusal.startswith("tool 'get' was not called: 'tool:api.example.com' is failing")
+    assert calls.admit(4, "get", {"url": "https://other.example.org/"}) is None, "another host is not blocked"
+
+
+def test_what_counts_against_the_downstream() -> None:
+    calls, breakers = _calls(get=ToolConfig(breaker_failures=1))
+    url = {"url": "https://h.example/"}
+    breaker = breakers.get("tool:h.example", failures=1)
+    for error in (
+        {"deliberate": True, "message": "HTTP 401"},  # it answered: up
+        {"transient": True, "retry_after": 5.0},  # rate-limited: no verdict
+        {"message": "KeyError: 'x'"},  # the tool's own bug: no verdict
+    ):
+        assert calls.admit(1, "get", url) is None
+        calls.settle(1, False, error)
+        assert breaker.state is BreakerState.CLOSED
+    calls.admit(1, "get", url)
+    calls.release_all()  # the child died with the try out: no verdict either
+    assert breaker.state is BreakerState.CLOSED and breaker.consecutive_failures == 0
+
+
+def test_only_what_is_safe_is_tried_again() -> None:
+    calls, _ = _calls()
+    assert calls.next_try("get", 1, TRANSIENT).wait is not None
+    assert calls.next_try("get", 3, TRANSIENT).wait is None
+    assert calls.next_try("plain", 1, TRANSIENT).wait is None, "no policy"
+    assert calls.next_try("unknown", 1, TRANSIENT).wait is None
