@@ -65,7 +65,9 @@ class ToolCalls:
     Used on the store writer's thread only (the breakers themselves are shared and locked).
     """
 
-    def __init__(self, granted: Mapping[str, ToolSpec | None], tools: Mapping[str, ToolConfig], breakers: Breakers):
+    def __init__(
+        self, granted: Mapping[str, ToolSpec | None], tools: Mapping[str, ToolConfig], breakers: Breakers
+    ) -> None:
         self._granted = granted  # read at each call: an MCP server's tools join it as the run lists them
         self._tools = tools
         self._policies: dict[str, ToolPolicy] = {}
