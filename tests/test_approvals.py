@@ -64,6 +64,19 @@ def test_an_approval_authorises_exactly_its_call_once(store: Store) -> None:
         assert approvals.pending(txn) == []
 
 
+def test_a_decision_records_who_and_a_second_one_names_them(store: Store) -> None:
+    approvals = Approvals(Records(store.dbs))
+    record = _request(store, approvals)
+    with store.env.begin(write=True) as txn:
+        decided = approvals.decide(txn, record["id"], True, "ok", now=1001.0, by="approval link", link=True)
+        assert (decided["decided_by"], decided["link_used"]) == ("approval link", 1001.0)
+        approvals.use(txn, record["id"], "run1", 3, "fp3")
+        for approve in (True, False):  # consumed by now: it still reads as approved, by whom
+            with pytest.raises(ApprovalError, match=r"is already approved by approval link at .*; nothing changed"):
+                approvals.decide(txn, record["id"], approve, by="cli")
+        assert approvals.get(txn, record["id"])["decided_by"] == "approval link", "nothing changed"
+
+
 def test_a_denial_keeps_its_reason(store: Store) -> None:
     approvals = Approvals(Records(store.dbs))
     record = _request(store, approvals)

@@ -145,7 +145,7 @@ class LinkPages:
             decision, reason, by = button, "", BY_BUTTON
         else:
             if not links.csrf_ok(request.cookies.get(COOKIE), form.get("csrf")):
-                raise LinkRefused(403, "LinkRefused: this form's CSRF token is missing or stale; open the link again.")
+                raise LinkRefused(403, "Refused: this form's CSRF token is missing or stale; open the link again.")
             decision, reason, by = form.get("decision", ""), form.get("reason", "").strip(), BY_PAGE
         if decision not in DECISIONS:
             raise LinkRefused(400, f"Say approve or deny, not {decision[:40]!r}.")
