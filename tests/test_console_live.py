@@ -40,3 +40,20 @@ def test_a_slow_browser_is_dropped_and_a_fast_one_keeps_its_notices() -> None:
     assert took < 0.5, "delivery never waits for a browser"
     assert len(slow_seen) == 1, "the slow browser's stream ended without its backlog"
     assert all(b'"run": "r7"' in chunk for chunk in fast_seen[1:]), "a run page hears only its run"
+
+
+def test_a_batch_of_steps_is_one_notice_per_run() -> None:
+    async def scenario() -> list[bytes]:
+        hub = Hub(asyncio.get_running_loop())
+        page = hub.stream("r7")
+        await anext(page)
+        for seq in range(100):  # one delivery batch: the loop fans out after this
+            hub.observe(Event(EventKind.STEP_DONE, {"id": "r7", "agent": "a"}, step={"seq": seq}))
+        hub.observe(_changed("r7"))
+        await asyncio.sleep(0.05)
+        seen = [await anext(page), await anext(page)]
+        await page.aclose()
+        return seen
+
+    step, changed = asyncio.run(scenario())
+    assert b'"kind": "step_done"' in step and b'"kind": "run_changed"' in changed

@@ -127,6 +127,10 @@ class Pages:
     # ------------------------------------------------------------------ pages
 
     def render(self, request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        """The page ``name`` (its main part alone for the live script's refetch). The pages
+        render on a worker thread (``run_in_threadpool``): a long run's page takes
+        milliseconds of Jinja that the event loop, which also serves the agents' model
+        calls, must not wait for."""
         template = self.env.get_template(name)
         session = request.state.session
         zone = self.source().config.zone
@@ -164,7 +168,7 @@ class Pages:
     async def overview(self, request: Request) -> Response:
         started, protections = self.health()
         data = await run_in_threadpool(reads.overview, self.source(), started, protections)
-        return self.render(request, "overview.html", **data)
+        return await run_in_threadpool(self.render, request, "overview.html", **data)
 
     async def runs(self, request: Request) -> Response:
         q = request.query_params
@@ -179,7 +183,7 @@ class Pages:
         data = await run_in_threadpool(
             reads.runs, src, filters["agent"], filters["state"], filters["trigger"], since, q.get("before", "")
         )
-        return self.render(request, "runs.html", filters=filters, **data)
+        return await run_in_threadpool(self.render, request, "runs.html", filters=filters, **data)
 
     async def agent(self, request: Request) -> Response:
         name = request.path_params["agent"]
@@ -188,13 +192,13 @@ class Pages:
         data = await run_in_threadpool(agentpage.agent, src.store, src.records, src.config, name, days)
         if data is None:
             return self.render(request, "missing.html", 404, what=f"agent {name} in the config")
-        return self.render(request, "agent.html", **data)
+        return await run_in_threadpool(self.render, request, "agent.html", **data)
 
     async def spend(self, request: Request) -> Response:
         days = _days(request.query_params.get("days", ""))
         src = self.source()
         data = await run_in_threadpool(spending.spend, src.store, time.time(), src.config.zone, days)
-        return self.render(request, "spend.html", **data)
+        return await run_in_threadpool(self.render, request, "spend.html", **data)
 
     async def spend_csv(self, request: Request) -> Response:
         days = _days(request.query_params.get("days", ""))
@@ -207,7 +211,7 @@ class Pages:
         days = _days(request.query_params.get("days", ""), default=1)
         agent = request.query_params.get("agent", "")
         data = await run_in_threadpool(reads.alerts, self.source(), time.time() - days * 86400, agent)
-        return self.render(request, "alerts.html", days=days, agent=agent, **data)
+        return await run_in_threadpool(self.render, request, "alerts.html", days=days, agent=agent, **data)
 
     async def run(self, request: Request) -> Response:
         run_id = request.path_params["run"]
@@ -215,11 +219,11 @@ class Pages:
         data = await run_in_threadpool(reads.run, self.source(), run_id, every)
         if data is None:
             return self.render(request, "missing.html", 404, what=f"run {run_id}")
-        return self.render(request, "run.html", live=run_id, **data)
+        return await run_in_threadpool(self.render, request, "run.html", live=run_id, **data)
 
     async def approvals(self, request: Request) -> Response:
         data = await run_in_threadpool(reads.approvals, self.source())
-        return self.render(request, "approvals.html", **data)
+        return await run_in_threadpool(self.render, request, "approvals.html", **data)
 
     async def live(self, request: Request) -> Response:
         run = request.query_params.get("run") or None

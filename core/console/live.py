@@ -56,6 +56,20 @@ class Client:
         return EventKind(notice.kind) not in QUIET
 
 
+def _coalesced(notices: deque[Notice]) -> list[Notice]:
+    """The batch with one step notice per run: a run page refetches itself once for all the
+    steps of a batch, so the rest would only cost the daemon writes to every browser."""
+    seen: set[str] = set()
+    out = []
+    for notice in notices:
+        if notice.kind == EventKind.STEP_DONE.value:
+            if notice.run in seen:
+                continue
+            seen.add(notice.run)
+        out.append(notice)
+    return out
+
+
 class Hub:
     """The event stream's ``console`` subscriber and the set of connected browsers."""
 
@@ -95,11 +109,12 @@ class Hub:
             notices, self._pending = self._pending, deque()
             overflow, self._overflow = self._overflow, False
             self._scheduled = False
+        batch = _coalesced(notices)
         for client in list(self._clients):
             if overflow:
                 self._drop(client)
                 continue
-            for notice in notices:
+            for notice in batch:
                 if not client.wants(notice):
                     continue
                 try:

@@ -86,7 +86,7 @@ class Console:
         host, port = self.config.address
         try:
             tls = _tls_checked(self.config)
-            sock = _listening(host, port)
+            sock = listening(host, port)
         except (OSError, ssl.SSLError) as exc:
             self.log.error(
                 "console cannot listen; the daemon runs without it",
@@ -170,9 +170,13 @@ class Console:
             self._task.cancel()
 
 
-def _listening(host: str, port: int) -> socket.socket:
+def listening(host: str, port: int) -> socket.socket:
+    """The console's listening socket, bound, non-blocking, its connections without Nagle."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets whose
+    # proto says TCP, and with it on every answer after a connection's first waited ~40 ms
+    # for the browser's delayed acknowledgement.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
