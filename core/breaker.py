@@ -143,6 +143,15 @@ class CircuitBreaker:
         self.failures: int = failures
         self.cool_down: float = cool_down
 
+    def reset(self, reason: str) -> None:
+        """Forget the failures (the downstream itself changed: a reload moved a model to
+        another endpoint); an open breaker closes, with ``reason``."""
+        with self._lock:
+            self._consecutive = 0
+            self._trial_out = False
+            self._held_until = 0.0
+            self._change(BreakerState.CLOSED, reason)
+
     @property
     def state(self) -> BreakerState:
         """The current state, moving open to half-open when the cool-down is over."""
@@ -314,6 +323,13 @@ class Breakers:
             elif (breaker.failures, breaker.cool_down) != (failures, cool_down):
                 breaker.configure(failures, cool_down)
             return breaker
+
+    def reset(self, downstream: str, reason: str) -> None:
+        """Close ``downstream``'s breaker and forget its failures, if it has one."""
+        with self._lock:
+            breaker = self._breakers.get(downstream)
+        if breaker is not None:
+            breaker.reset(reason)
 
     def states(self) -> dict[str, BreakerState]:
         """Every known breaker's state, by downstream name."""

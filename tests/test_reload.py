@@ -4,6 +4,7 @@ reload removes its agent and its model."""
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 from corral.testing import CorralProject
@@ -38,3 +39,29 @@ def test_a_run_whose_agent_and_model_are_removed_by_a_reload_ends_its_call_clean
     assert [a.get("text") for a in answers[:2]] == ["answer 0", "answer 1"]
     assert answers[2]["error"] == "not_configured" and "fake" in answers[2]["message"], answers
     assert "run crashed in the daemon" not in (chat.home / "logs" / "corral.log").read_text()
+
+
+def test_a_reload_that_moves_a_model_sends_its_next_call_to_the_new_endpoint(
+    chat: CorralProject, server: FakeServer
+) -> None:
+    """A changed base_url was ignored until a restart: the old client, and the old URL's open
+    breaker, stayed. Now the reload says which models changed, their breaker forgets the
+    old endpoint's failures, and the next call goes to the new one."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    chat.models["fake"].update(base_url=f"http://127.0.0.1:{dead}/v1", breaker_failures=1, breaker_cool_down=600.0)
+    chat.start_daemon()
+    first = chat.wait_for_run(chat.cli_json("run", "chat", "--input", '{"calls": 1}')["id"], ("succeeded", "failed"))
+    assert first["state"] == "failed" and str(dead) in first["error"]["message"], first
+    assert chat.cli_json("status")["breakers"]["fake"]["new"] == "open"
+
+    chat.models["fake"]["base_url"] = f"{server.url}/v1"
+    chat.write()
+    reloaded = chat.cli("reload", check=True).stdout
+    assert "models changed: fake" in reloaded, reloaded
+    server.enqueue(Reply(body=openai_body("moved")))
+    second = chat.wait_for_run(chat.cli_json("run", "chat", "--input", '{"calls": 1}')["id"], ("succeeded", "failed"))
+    assert second["state"] == "succeeded" and second["result"]["answers"][0]["text"] == "moved", second
+    assert "fake" not in chat.cli_json("status")["breakers"], "status lists open breakers only"
+    assert "models changed: none" in chat.cli("reload", check=True).stdout

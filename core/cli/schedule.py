@@ -208,5 +208,6 @@ def cmd_reload(args: argparse.Namespace) -> int:
         return EXIT_OK
     changes = reply["changes"]
     summary = ", ".join(f"{len(changes[k])} {k}" for k in ("added", "changed", "removed"))
-    print(f"config reloaded: schedules {summary}")
+    models = changes.get("models") or []
+    print(f"config reloaded: schedules {summary}; models changed: {', '.join(models) or 'none'}")
     return EXIT_OK

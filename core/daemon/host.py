@@ -95,12 +95,14 @@ class Host:
         composed.hide_credentials()
         return composed
 
-    def reconfigure(self, config: CorralConfig) -> None:
-        """Take a reloaded config: runs started from now on, and alerting, see it."""
+    def reconfigure(self, config: CorralConfig) -> list[str]:
+        """Take a reloaded config: runs started from now on, and alerting, see it. Returns the
+        models whose settings changed."""
         self.config = config
-        self.engine.reconfigure(config)
+        models = self.engine.reconfigure(config)
         self.alerting.reconfigure(config)
         self.hide_credentials()
+        return models
 
     def hide_credentials(self) -> None:
         """The config's own secrets (model keys, alert sink credentials) join the secrets

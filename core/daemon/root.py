@@ -242,7 +242,8 @@ class Daemon:
         """Load the config file again; raises ConfigError (the old config stays) if it is invalid.
 
         New and changed agents and triggers take effect, removed ones stop being scheduled;
-        running runs are not disturbed.
+        a changed model's next call, from any run, goes to its new endpoint; running runs are
+        not otherwise disturbed.
         """
         async with self._reloading:
             path = self.config.path
@@ -254,10 +255,10 @@ class Daemon:
                 raise ConfigError([f"{path}: [corral] home cannot change on reload; restart the daemon to move it"])
             built = build_all(new, self.engine.plugins.manager, self.engine.environ, self.log.warning)
             await self.scheduler.listen(new)
-            self.host.reconfigure(new)
+            models = self.host.reconfigure(new)
             self.config = new
             self.queue.limit = new.max_concurrent_runs
-            changes = await self.scheduler.apply(new, built)
+            changes: dict[str, Any] = {**await self.scheduler.apply(new, built), "models": models}
             self.queue.pump()
             self.log.info("config reloaded", path=str(path), agents=sorted(new.agents), **changes)
             self.alerting.raise_alert(

@@ -33,6 +33,10 @@ class Endpoints:
         self.log = log
         self._found: dict[str, tuple[Endpoint | str, float]] = {}
 
+    def forget(self, name: str) -> None:
+        """Find ``name``'s endpoint again at its next call (its settings changed on reload)."""
+        self._found.pop(name, None)
+
     async def get(self, name: str) -> Endpoint:
         """The endpoint for ``name``; raises NotConfigured with the fix."""
         model = self.config.models.get(name)

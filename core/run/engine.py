@@ -645,11 +645,12 @@ class Engine:
         _, run = await self.writer.run(job)
         return run
 
-    def reconfigure(self, config: CorralConfig) -> None:
-        """Take a reloaded config: runs started from now on see it; running ones keep theirs."""
+    def reconfigure(self, config: CorralConfig) -> list[str]:
+        """Take a reloaded config: runs started from now on see it; running ones keep theirs
+        (a model's changed endpoint applies to their next call). Returns the changed models."""
         self.config = config
         self.sandbox.config = config
-        self.models.reconfigure(config)
+        return self.models.reconfigure(config)
 
     async def _attempt(
         self,

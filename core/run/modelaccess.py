@@ -5,6 +5,7 @@ the daily budgets.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ class ModelAccess:
         """Today's model spend per agent and in total, for the daily budgets."""
         self._breakers = breakers
         self._clients: dict[str, ModelClient] = {}
+        self._closing: set[asyncio.Future[None]] = set()  # old clients of changed models, closing
         self._failing_over: set[str] = set()
         self._failing_lock = threading.Lock()  # the event loop adds, the writer's thread removes
 
@@ -55,9 +57,22 @@ class ModelAccess:
             self._failing_over.discard(name)
         return ended
 
-    def reconfigure(self, config: CorralConfig) -> None:
-        """Take a reloaded config for calls from now on; clients (and breakers) are kept."""
+    def reconfigure(self, config: CorralConfig) -> list[str]:
+        """Take a reloaded config for calls from now on; returns the models whose settings
+        changed. A model that kept its settings keeps its client and breaker; a changed one
+        gets a new client at its next call (its endpoint found again, for ``auto``), and its
+        breaker forgets failures that were another endpoint's."""
+        old = self.config.models
+        changed = sorted(name for name, model in config.models.items() if name in old and old[name] != model)
         self.config = self.endpoints.config = self.ledger.config = config
+        for name in changed:
+            self.endpoints.forget(name)
+            client = self._clients.pop(name, None)
+            if client is not None:
+                self._closing.add(asyncio.ensure_future(client.aclose()))
+                self._closing = {task for task in self._closing if not task.done()}
+            self._breakers.reset(name, "the model's settings changed on reload")
+        return changed
 
     def client(self, name: str, endpoint: Endpoint, adapter: Any) -> ModelClient:
         """The one client of model ``name``; its circuit breaker is shared by every run."""

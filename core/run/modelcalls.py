@@ -165,7 +165,9 @@ class ModelCaller:
         model = resolve(self.agent, item.name)
         assert model is not None  # checked before the step was journaled
         request = build_request(item.args, self.granted)
-        chain = [model, *(f for f in self.access.config.models[model].fallbacks if f in self.agent.models)]
+        configured = self.access.config.models.get(model)  # None: removed by a reload while this run went on
+        fallbacks = configured.fallbacks if configured is not None else ()
+        chain = [model, *(f for f in fallbacks if f in self.agent.models)]
         tried: list[dict[str, str]] = []
         for index, name in enumerate(chain):
             answer = await self._call_one(name, request, item, tried, last=index == len(chain) - 1)
