@@ -77,7 +77,7 @@ def _cases(ids: list[str]) -> list[Case]:
         (("runs", "-n", "-3"), EXIT_USAGE, "at least 1"),
         (("runs", "-n", "three"), EXIT_USAGE, "at least 1"),
         (("runs", "nosuchagent"), EXIT_NOT_FOUND, "no agent named 'nosuchagent'"),
-        (("runs", ""), EXIT_NOT_FOUND, "agents: counter, other"),
+        (("runs", ""), EXIT_USAGE, "an agent name cannot be empty"),
         (("logs", "-n", "-5", "counter"), EXIT_USAGE, "0 or more"),
         (("logs", "-n", "x", "counter"), EXIT_USAGE, "0 or more"),
         (("logs", "-n", "99999999999999999999", "counter"), EXIT_USAGE, "at most"),
@@ -92,7 +92,7 @@ def _cases(ids: list[str]) -> list[Case]:
         (("pause", "counter", "--for", "99999999999d"), EXIT_USAGE, "too far"),
         (("pause", "counter", "--until", "2001-01-01T00:00:00+00:00"), EXIT_USAGE, "in the past"),
         (("pause", "counter", "--until", "soon"), EXIT_USAGE, "--until"),
-        (("pause", "", "--for", "1h"), EXIT_NOT_FOUND, "no agent named ''"),
+        (("pause", "", "--for", "1h"), EXIT_USAGE, "an agent name cannot be empty"),
         (("trace",), EXIT_USAGE, "required"),
         (("runs", "--limit"), EXIT_USAGE, "expected one argument"),
     ]

@@ -57,6 +57,9 @@ class RunRules:
         self.crash_loop = crash_loop
         self.pause_for = crash_loop_pause
         self._failures: dict[str, int] = {}
+        self._counted: dict[str, set[str]] = {}
+        """Per agent, the runs counted in its current streak: a run retried by hand that fails
+        again is still one run that failed, not another."""
 
     def __call__(self, event: Event) -> None:
         if event.ended:
@@ -67,6 +70,7 @@ class RunRules:
         error = run.get("error") or {}
         if state == "succeeded":
             self._failures.pop(agent, None)
+            self._counted.pop(agent, None)
             for key in (
                 f"run-failed:{agent}",
                 f"retries-exhausted:{agent}",
@@ -110,6 +114,10 @@ class RunRules:
         self._raise(key, severity, title, _told(error), agent, run_id, attempt=run.get("attempt"))
         if not self.crash_loop:
             return
+        counted = self._counted.setdefault(agent, set())
+        if run_id in counted:
+            return
+        counted.add(run_id)
         if agent not in self._failures:  # first failure seen by this process: count what the store remembers
             self._failures[agent] = self._service.failures_before(agent, run_id)
         count = self._failures[agent] + 1
@@ -117,6 +125,7 @@ class RunRules:
         if count < self.crash_loop:
             return
         self._failures[agent] = 0
+        counted.clear()
         self._service.crash_loop_at(run_id)
         until = time.time() + self.pause_for if self.pause_for else None
         reason = f"crash loop: {count} runs failed in a row (last: {kind})"

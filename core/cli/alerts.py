@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from corral.alerts.outbox import Outbox
-from corral.cli.common import EXIT_OK, command, load, print_json, reader
+from corral.cli.common import EXIT_OK, agent_argument, command, load, print_json, reader
 from corral.cli.moments import moment
 from corral.store import Records
 
@@ -33,7 +33,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         type=moment("--since"),
         help=f'how far back: "2h", "7d" (default {DEFAULT_SINCE}), or a date and time',
     )
-    alerts.add_argument("--agent", help="only this agent's alerts")
+    agent_argument(alerts, "--agent", help="only this agent's alerts")
     alerts.add_argument("--json", action="store_true", help="the stored records as JSON, times as epoch seconds")
     alerts.set_defaults(func=cmd_alerts)
 

@@ -151,6 +151,29 @@ def json_argument(text: str, flag: str, example: str) -> Any:
     return value
 
 
+def agent_name(value: str) -> str:
+    """An agent named on the command line: empty is a usage mistake (exit 2, as for an empty
+    run id), not a search for an agent called ''."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("an agent name cannot be empty; `corral status` lists the agents")
+    return value
+
+
+def complete_agents(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    """Shell completion (argcomplete): the configured agents' names."""
+    try:
+        config = load_config(find_config(getattr(parsed_args, "config", None)))
+    except Exception:  # noqa: BLE001 - no completions is the answer to a config that does not load
+        return []
+    return [name for name in sorted(config.agents) if name.startswith(prefix)]
+
+
+def agent_argument(parser: argparse.ArgumentParser, *flags: str, **options: Any) -> None:
+    """Add an argument naming an agent: checked not empty, completed from the config."""
+    action = parser.add_argument(*flags, type=agent_name, **options)
+    action.completer = complete_agents  # type: ignore[attr-defined]
+
+
 def load(args: argparse.Namespace) -> CorralConfig:
     try:
         return load_config(find_config(args.config))

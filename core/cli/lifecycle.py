@@ -22,6 +22,7 @@ from corral.cli.common import (
     EXIT_USAGE,
     Exit,
     act_or_here,
+    agent_argument,
     agent_named,
     ask,
     command,
@@ -53,7 +54,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
             "corral start digest",
         ],
     )
-    stop.add_argument("agent", nargs="?", help="the agent to stop (none: the daemon)")
+    agent_argument(stop, "agent", nargs="?", help="the agent to stop (none: the daemon)")
     stop.add_argument(
         "--reason", help="with AGENT: why, shown by `corral status` (default: stopped with `corral stop`)"
     )
@@ -69,7 +70,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "starts no run by itself (`corral run AGENT` does, `corral restart AGENT` too).",
         examples=["corral start digest"],
     )
-    start.add_argument("agent", help="the agent to start")
+    agent_argument(start, "agent", help="the agent to start")
     start.add_argument("--json", action="store_true", help="what was lifted, as JSON")
     start.set_defaults(func=cmd_start)
 
@@ -82,7 +83,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "run now with the input of the run it cancelled (else the agent's configured input).",
         examples=["corral restart digest", "corral restart digest --wait"],
     )
-    restart.add_argument("agent", help="the agent to restart")
+    agent_argument(restart, "agent", help="the agent to restart")
     restart.add_argument("--wait", action="store_true", help="wait for the new run to end; exit 1 if it failed")
     restart.add_argument("--json", action="store_true", help="the new run as JSON")
     restart.set_defaults(func=cmd_restart)

@@ -28,6 +28,7 @@ from corral.cli.common import (
     Exit,
     Parser,
     act,
+    agent_argument,
     agent_named,
     command,
     described,
@@ -222,7 +223,7 @@ def parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             """corral run digest --input '{"topic": "durable agents"}' --wait --json""",
         ],
     )
-    run.add_argument("agent", help="the agent to run")
+    agent_argument(run, "agent", help="the agent to run")
     run.add_argument("--input", help="JSON payload, available to the agent as ctx.input (default: its input)")
     watching = run.add_mutually_exclusive_group()
     watching.add_argument("--wait", action="store_true", help="wait for the run to end; exit 1 if it failed")

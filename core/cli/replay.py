@@ -25,6 +25,7 @@ from corral.cli.common import (
     Exit,
     HelpText,
     act,
+    agent_argument,
     duration,
     json_argument,
     load,
@@ -51,7 +52,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         formatter_class=HelpText,
     )
     replay.add_argument("run", nargs="?", help="run id (or a unique prefix or suffix of it)")
-    replay.add_argument("--agent", help="replay this agent's runs (with --since) instead of one run")
+    agent_argument(replay, "--agent", help="replay this agent's runs (with --since) instead of one run")
     replay.add_argument(
         "--since", type=duration("--since 7d"), help='with --agent: runs created in the last ..., e.g. "7d"'
     )

@@ -24,6 +24,7 @@ from corral.cli.common import (
     EXIT_USAGE,
     Exit,
     act_or_here,
+    agent_argument,
     agent_named,
     ask,
     described,
@@ -46,7 +47,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
             "corral resume digest",
         ],
     )
-    pause.add_argument("agent", help="the agent to pause")
+    agent_argument(pause, "agent", help="the agent to pause")
     pause.add_argument("--reason", help="why, shown by `corral status` (default: paused with `corral pause`)")
     lasting = pause.add_mutually_exclusive_group()
     lasting.add_argument("--for", dest="duration", help='lift the pause by itself after this long, e.g. "2h"')
@@ -61,7 +62,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         "Lift an agent's pause (or stop) and a no-progress slow-down: its triggers fire again.",
         ["corral resume digest"],
     )
-    resume.add_argument("agent", help="the agent to resume")
+    agent_argument(resume, "agent", help="the agent to resume")
     resume.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     resume.set_defaults(func=cmd_resume)
 

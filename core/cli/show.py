@@ -14,7 +14,18 @@ import sys
 from typing import Any
 
 from corral.cli import ids
-from corral.cli.common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, Exit, command, load, print_json, reader, whole
+from corral.cli.common import (
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_USAGE,
+    Exit,
+    agent_argument,
+    command,
+    load,
+    print_json,
+    reader,
+    whole,
+)
 from corral.cli.moments import moment
 from corral.states import RunState
 
@@ -34,13 +45,14 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
             "corral runs --agent digest --trigger cron --since 2027-01-04T07:00",
         ],
     )
-    runs.add_argument("agent", nargs="?", help="only this agent's runs (as --agent)")
-    runs.add_argument("--agent", dest="agent_option", metavar="AGENT", help="only this agent's runs")
-    runs.add_argument(
+    agent_argument(runs, "agent", nargs="?", help="only this agent's runs (as --agent)")
+    agent_argument(runs, "--agent", dest="agent_option", metavar="AGENT", help="only this agent's runs")
+    state = runs.add_argument(
         "--state",
         type=_states,
         help=f"only runs in these states, comma-separated: {', '.join(RunState)}",
     )
+    state.completer = lambda prefix, **_: [s.value for s in RunState if s.value.startswith(prefix)]  # type: ignore[attr-defined]
     runs.add_argument("--trigger", help="only runs started by this trigger kind: cli, interval, cron, once, file, ...")
     runs.add_argument("--since", type=moment("--since"), help="only runs created since: 2h (ago), or a date and time")
     runs.add_argument("--until", type=moment("--until"), help="only runs created until: 30m (ago), or a date and time")
@@ -90,7 +102,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
             "corral logs --since 2027-01-04T07:00 --until 2027-01-04T08:00 --json",
         ],
     )
-    logs.add_argument("agent", nargs="?", help="the agent whose log to read (default: the daemon's)")
+    agent_argument(logs, "agent", nargs="?", help="the agent whose log to read (default: the daemon's)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new events until Ctrl-C")
     logs.add_argument(
         "-n",
@@ -100,7 +112,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="the last N events that pass the filters (default 50; 0 with -f: new ones only)",
     )
     logs.add_argument("--run", help="only this run (its id, or a unique prefix or suffix)")
-    logs.add_argument("--level", help="minimum level: debug, info, warning, error, critical")
+    logs.add_argument(
+        "--level",
+        choices=("debug", "info", "warning", "error", "critical"),
+        help="minimum level: debug, info, warning, error, critical",
+    )
     logs.add_argument("--event", help="event name or glob, e.g. 'alert *'")
     logs.add_argument("--since", type=moment("--since"), help="only events since: 2h (ago), or a date and time")
     logs.add_argument("--until", type=moment("--until"), help="only events until: 30m (ago), or a date and time")

@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import Any
 
-from corral.cli.common import EXIT_OK, agent_named, command, load, print_json, reader
+from corral.cli.common import EXIT_OK, agent_argument, agent_named, command, load, print_json, reader
 from corral.config import AgentConfig, CorralConfig
 from corral.config.mcp import plugin_grants, split_grant
 
@@ -32,7 +32,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "Works with the daemon down.",
         examples=["corral tools", "corral tools triage --schema", "corral tools --json"],
     )
-    tools.add_argument("agent", nargs="?", help="only this agent's tools")
+    agent_argument(tools, "agent", nargs="?", help="only this agent's tools")
     tools.add_argument("--schema", action="store_true", help="print each tool's argument schema too")
     tools.add_argument("--json", action="store_true", help="as JSON: agent -> tools, schemas included")
     tools.set_defaults(func=cmd_tools)

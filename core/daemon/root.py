@@ -355,10 +355,8 @@ class Daemon:
         problem = self._agent_problem(agent)
         if problem is None and self.engine.draining:
             problem = "the daemon is stopping; try again when it is back"
-        if problem is None and (pause := self.engine.paused(str(agent))) is not None:
-            how = "start" if pause.get("stopped") else "resume"
-            problem = f"agent {agent} is {'stopped' if how == 'start' else 'paused'} ({pause['reason']}); "
-            problem += f"`corral {how} {agent}` first"
+        if problem is None:
+            problem = self.engine.held_back(str(agent))
         if problem is not None:
             await reply({"ok": False, "error": problem})
             return

@@ -26,11 +26,13 @@ ANTHROPIC_MODEL = "claude-haiku-4-5"
 _OPENAI_PRICES = Prices.per_million("0.40", "1.60", cache_read="0.10")
 _ANTHROPIC_PRICES = Prices.per_million("1", "5", cache_read="0.10", cache_write="1.25")
 
-_SNIPPET = """[models.default]
-provider = "openai"                     # or "anthropic"
-base_url = "https://api.openai.com/v1"  # Ollama: "http://127.0.0.1:11434/v1"
-model = "gpt-4.1-mini"
-api_key_env = "OPENAI_API_KEY"          # the variable that holds the key"""
+_SNIPPET = (
+    '[models.default] with provider = "openai" (or "anthropic"), base_url = "https://api.openai.com/v1" '
+    '(Ollama: "http://127.0.0.1:11434/v1"), model = "gpt-4.1-mini" and api_key_env = "OPENAI_API_KEY" '
+    "(the variable that holds the key); docs/models.md has the details"
+)
+"""The table to add, on one line: the message is shown in log lines and one-line errors,
+where a newline would be escaped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,5 +114,5 @@ async def _ollama_model(url: str, timeout: float) -> str | Undetected:
 def _not_configured(ollama: str) -> Undetected:
     return Undetected(
         "no model endpoint is configured: neither ANTHROPIC_API_KEY nor OPENAI_API_KEY is set and "
-        f"{ollama}. Set one of those variables, start Ollama, or add to corral.toml:\n\n{_SNIPPET}"
+        f"{ollama}. Set one of those variables, start Ollama, or add to corral.toml {_SNIPPET}"
     )

@@ -491,6 +491,9 @@ class Engine:
                     "model not configured) "
                     "can be retried; start a new run with `corral run`"
                 )
+            held = self.held_back(run["agent"])
+            if held is not None:
+                raise ValueError(f"run {run_id} would wait: {held}")
             return change_state(
                 records,
                 txn,
@@ -566,6 +569,9 @@ class Engine:
             raise ValueError(
                 f"run {run_id} has {have} finished steps before step {from_seq}; fork from step {have + 1} or earlier"
             )
+        held = self.held_back(original["agent"])
+        if held is not None:
+            raise ValueError(f"a fork of run {run_id} would wait: {held}")
         forked_input = original.get("input") if input is ORIGINAL else input
 
         def also(txn: Any, run: dict[str, Any]) -> None:
@@ -608,6 +614,16 @@ class Engine:
     def paused(self, agent: str) -> dict[str, Any] | None:
         """``agent``'s pause (``reason``, ``since``, ``until``), or None; never waits."""
         return self.pauses.get(agent)
+
+    def held_back(self, agent: str) -> str | None:
+        """Why a run of ``agent`` queued by hand now would only wait (the agent is paused or
+        stopped), with the command that lifts it; None when it would run."""
+        pause = self.paused(agent)
+        if pause is None:
+            return None
+        how = "start" if pause.get("stopped") else "resume"
+        state = "stopped" if how == "start" else "paused"
+        return f"agent {agent} is {state} ({pause['reason']}); `corral {how} {agent}` first"
 
     async def cancel(
         self, run_id: str, reason: str = "cancelled by `corral cancel`", by: str | None = None

@@ -71,6 +71,17 @@ def test_a_crash_loop_alerts_and_pauses_once_and_a_success_clears_it() -> None:
     assert ("crash-loop:a", True) in service.raised() and ("run-failed:a", True) in service.raised()
 
 
+def test_one_run_retried_by_hand_that_fails_again_is_one_failure_not_a_crash_loop() -> None:
+    service = Recorder()
+    rules = RunRules(service, crash_loop=3, crash_loop_pause=None)
+    for attempt in (1, 2, 3):
+        rules(_changed({**_run("failed", 1, kind="model", message="down", resumable=True), "attempt": attempt}))
+    assert service.pauses == [] and not [k for k, _ in service.raised() if k.startswith("crash-loop")]
+    rules(_changed(_run("failed", 2, kind="agent")))
+    rules(_changed(_run("failed", 3, kind="agent")))
+    assert [agent for agent, _, _ in service.pauses] == ["a"], "three different runs in a row are a loop"
+
+
 def test_failures_in_a_row_are_counted_per_agent_and_reset_by_a_success() -> None:
     service = Recorder()
     rules = RunRules(service, crash_loop=2, crash_loop_pause=60.0)

@@ -44,6 +44,11 @@ def test_a_run_stopped_on_an_unconfigured_model_is_retried_once_it_is_configured
     assert not server.requests
 
     monkeypatch.setenv(KEY_VAR, KEY)
+    helper.cli("pause", "helper", "--reason", "fixing the model", check=True)
+    held = helper.cli("retry", failed["id"], "--wait")  # it would only wait in the queue: say so instead
+    assert held.returncode != 0 and "helper is paused (fixing the model)" in held.stderr, held.stderr
+    assert "corral resume helper" in held.stderr and helper.run_record(failed["id"])["state"] == "failed"
+    helper.cli("resume", "helper", check=True)
     server.enqueue(_finish("a: 2, b: 1"))
     retried = helper.cli("retry", failed["id"], "--wait", "--json")
     assert retried.returncode == 0, retried.stderr + retried.stdout
