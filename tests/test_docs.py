@@ -132,7 +132,7 @@ def test_the_readmes_commands_are_the_ones_ci_and_the_docs_use() -> None:
     install = _first_command(readme, "## Install and run")
     assert install.startswith(venv + ".") and install.endswith("corral up --config examples/corral.toml"), install
     tests = _first_command(readme, "## Run the tests")
-    assert tests == "sh tests/browser/install_chromium.sh && " + venv + "-e '.[test]' && python -m pytest", tests
+    assert tests == "sh tests/browser/install_chromium.sh && " + venv + "-e '.[test]' && python -m pytest -n 2", tests
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci[-1] == tests, f".ci/run runs {ci[-1]!r}, the README says {tests!r}"
     assert "pip install" not in readme.replace(venv, "").replace("pip install '.[telemetry]'", "")
