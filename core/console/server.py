@@ -23,6 +23,7 @@ from corral.alerts import Alert
 from corral.config.console import ConsoleConfig
 from corral.console.app import Pages
 from corral.console.auth import Logins
+from corral.console.connections import Refusals, protocol
 from corral.console.guard import Guard
 from corral.console.links import KEY_FILE, Links, load_key
 from corral.console.live import Hub
@@ -103,7 +104,7 @@ class Console:
         config = uvicorn.Config(
             Guard(self._pages.app(), self.gate),
             lifespan="off",
-            http="h11",
+            http=protocol(Refusals(self.log)),
             ws="none",
             log_config=None,
             log_level="warning",

@@ -23,6 +23,7 @@ from corral.config.check import check_config
 from corral.daemon import control
 from corral.daemon.host import Host
 from corral.daemon.lifecycle import STOPPED, Lifecycle
+from corral.daemon.loopfaults import AcceptFaults
 from corral.daemon.power import KeepAwake
 from corral.errors import ConfigError
 from corral.observe.metrics import Metrics
@@ -82,6 +83,7 @@ class Daemon:
         built = build_all(self.config, self.engine.plugins.manager, self.engine.environ, self.log.warning)
         await self.scheduler.listen(self.config, starting=True)
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(AcceptFaults(self.log))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._chore(self._reload_logged("SIGHUP")))

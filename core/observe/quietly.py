@@ -1,0 +1,24 @@
+"""Counting something that can happen thousands of times a second, and logging it at most
+once a period with how many times it happened: a flood must not become a flood of log."""
+
+from __future__ import annotations
+
+import time
+
+
+class EveryPeriod:
+    """Occurrences of one thing between log lines at most ``every`` seconds apart."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.unlogged = 0
+        self.logged_at = -every
+
+    def due(self) -> int:
+        """Count one; how many to report when a log line is due now, else 0."""
+        self.unlogged += 1
+        now = time.monotonic()
+        if now - self.logged_at < self.every:
+            return 0
+        count, self.logged_at, self.unlogged = self.unlogged, now, 0
+        return count
