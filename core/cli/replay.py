@@ -114,11 +114,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 reports.append(_replay(config, run_id))
             except Exit as refused:
                 reports.append(_unreplayed(run_id, args.agent, str(refused).removeprefix("corral: ")))
-    for report in reports:
-        if args.json:
-            print_json(report)
-        else:
-            _show(report)
+    if args.json:  # one document: the run's report, or the list of a batch's
+        print_json(reports[0] if args.run else reports)
+    for report in [] if args.json else reports:
+        _show(report)
     if not args.json and len(reports) > 1:
         diverged = sum(not r["same"] for r in reports)
         print(f"{len(reports)} runs replayed: {len(reports) - diverged} same path, {diverged} diverged")

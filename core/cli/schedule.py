@@ -144,9 +144,9 @@ def cmd_pause(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"agent": args.agent, "pause": reply["pause"]})
     else:
-        lifts = (
-            f" until {dt.datetime.fromtimestamp(until):%Y-%m-%d %H:%M:%S}" if until else "; `corral resume` lifts it"
-        )
+        from corral.cli import views
+
+        lifts = f" until {views.when(until)}" if until else "; `corral resume` lifts it"
         print(f"{args.agent} paused{lifts}")
     return EXIT_OK
 

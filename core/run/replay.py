@@ -17,6 +17,7 @@ went. The code runs in the agent's sandbox as it would, in a fresh empty workdir
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,20 +84,25 @@ SHOWN = 200
 
 
 def describe(kind: str, name: str, args: dict[str, Any], around: int = 0) -> str:
-    """A request in one line for a report: ``tool 'word_count' {'text': 'one two'}``; long
+    """A request in one line for a report: ``tool 'word_count' {"text": "one two"}``; long
     arguments are cut to :data:`SHOWN` characters around position ``around``."""
-    shown = repr(args)
+    shown = _json(args)
     if len(shown) > SHOWN:
         start = max(0, min(around - SHOWN // 2, len(shown) - SHOWN))
         shown = ("…" if start else "") + shown[start : start + SHOWN] + ("…" if start + SHOWN < len(shown) else "")
-    what = f"{kind} {name!r}" if name or kind != "model" else "model (the agent's first)"
+    what = f"{kind} {name!r}" if name or kind != "model" else "model (the agent's default)"
     return f"{what} {shown}"
 
 
 def _differ_at(a: dict[str, Any], b: dict[str, Any]) -> int:
     """Where the two requests' arguments first differ, as :func:`describe` prints them."""
-    left, right = repr(a), repr(b)
+    left, right = _json(a), _json(b)
     return next((i for i, (x, y) in enumerate(zip(left, right, strict=False)) if x != y), min(len(left), len(right)))
+
+
+def _json(args: dict[str, Any]) -> str:
+    """Arguments as the operator wrote them: JSON, not Python's repr."""
+    return json.dumps(args, ensure_ascii=False, default=str, sort_keys=True)
 
 
 def _described(entry: dict[str, Any], around: int = 0) -> str:

@@ -89,11 +89,13 @@ def test_changed_code_diverges_at_the_step_it_changed_and_says_what_each_side_ha
     result = worker.cli("replay", first["id"])
     assert result.returncode == 1, result.stdout + result.stderr
     assert "DIVERGED" in result.stdout and "at step 2" in result.stdout
-    assert "the journal has: tool 'word_count' {'text': 'one two three'}" in result.stdout
-    assert "the code asked:  tool 'word_count' {'text': 'ONE TWO THREE'}" in result.stdout
+    assert """the journal has: tool 'word_count' {"text": "one two three"}""" in result.stdout
+    assert """the code asked:  tool 'word_count' {"text": "ONE TWO THREE"}""" in result.stdout
     every = worker.cli("replay", "--agent", "worker", "--since", "1h")
     assert every.returncode == 1 and "2 runs replayed: 0 same path, 2 diverged" in every.stdout, every.stdout
     assert second["id"] in every.stdout
+    batch = json.loads(worker.cli("replay", "--agent", "worker", "--since", "1h", "--json").stdout)
+    assert [r["same"] for r in batch] == [False, False], "a batch is one JSON document, a list"
     assert len(server.requests) == 2
 
 
