@@ -84,9 +84,12 @@ def test_the_login_link_opens_a_session_once(console: Browser) -> None:
     assert again.status_code == 401, "a login token works once"
 
 
-def test_failed_logins_are_throttled(console: Browser) -> None:
-    codes = [httpx.get(f"{console.url}/login?token=guess{i}").status_code for i in range(12)]
+def test_failed_logins_are_throttled_but_a_genuine_token_still_works(console: Browser) -> None:
+    codes = [httpx.get(f"{console.url}/login?token=notatoken{i}").status_code for i in range(12)]
     assert codes[:10] == [401] * 10 and codes[10:] == [429, 429]
+    assert console.log_in().status_code == 303 and console.http.get("/").status_code == 200
+    log = (console.project.home / "logs" / "corral.log").read_text()
+    assert log.count("credentials that were not genuine") == 1 and "notatoken" not in log
 
 
 def test_every_action_needs_the_sessions_csrf_token(console: Browser) -> None:

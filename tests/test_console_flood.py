@@ -10,11 +10,11 @@ import errno
 import json
 import socket
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from structlog.testing import CapturingLogger
 
 from corral.console.connections import MAX_CONNECTIONS, REQUEST_DEADLINE
 from corral.daemon.loopfaults import ACCEPT_FAULT, AcceptFaults
@@ -68,18 +68,8 @@ def test_idle_half_requests_are_capped_and_cut_off_and_the_daemon_serves_on(corr
     assert len(limits) == 1 and json.loads(limits[0])["limit"] == MAX_CONNECTIONS
 
 
-class _Lines:
-    """A logger that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, dict[str, Any]]] = []
-
-    def error(self, event: str, **fields: Any) -> None:
-        self.lines.append((event, fields))
-
-
 def test_failed_accepts_are_one_log_line_with_a_count() -> None:
-    log = _Lines()
+    log = CapturingLogger()
 
     async def flood() -> None:
         loop = asyncio.get_running_loop()
@@ -88,5 +78,6 @@ def test_failed_accepts_are_one_log_line_with_a_count() -> None:
             loop.call_exception_handler({"message": ACCEPT_FAULT, "exception": OSError(errno.EMFILE, "Too many")})
 
     asyncio.run(flood())
-    [(event, fields)] = log.lines
+    [line] = log.calls
+    event, fields = line.args[0], line.kwargs
     assert "out of file descriptors" in event and fields["error"] == "Too many" and "minfds" in fields["fix"]

@@ -1,5 +1,5 @@
 """The console's defences over real HTTP against a real ``corral up``: sessions end and a live
-page then leads back to the login; failed logins are limited per minute; TLS with a
+page then leads back to the login; failed logins are limited per minute, never a genuine token; TLS with a
 ``Secure`` cookie (its own certificate, or a proxy's https ``public_url``); a crash inside
 a route leaves the console and the daemon serving; a sandboxed agent cannot reach the
 console (network "none", or a network list without its port)."""
@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import trustme
+from structlog.testing import CapturingLogger
 
 from corral.config import parse_config
 from corral.console.auth import FAILED_LOGINS, FAILED_WINDOW, Logins
@@ -52,18 +53,23 @@ def test_a_session_ends_after_its_age_and_a_live_page_then_leads_to_the_login(co
     assert browser.get(fresh).status_code == 303 and browser.get("/").status_code == 200, "a new login works"
 
 
-def test_failed_logins_are_limited_per_minute_and_the_limit_lifts() -> None:
+def test_failed_logins_are_limited_per_minute_but_a_genuine_token_always_works() -> None:
     now = [1000.0]
-    gate = Logins(3600.0, clock=lambda: now[0])
+    log = CapturingLogger()
+    gate = Logins(3600.0, log, clock=lambda: now[0])
     token = gate.mint()
-    for _ in range(FAILED_LOGINS):
-        assert not gate.throttled()
-        assert gate.login("guess") is None
-    assert gate.throttled(), "the 11th attempt in a minute is not even checked"
-    now[0] += FAILED_WINDOW + 1
-    assert not gate.throttled()
+    over = []
+    for _ in range(FAILED_LOGINS + 2):
+        assert gate.login("notatoken") is None
+        over.append(gate.failed("login token"))
+    assert over == [False] * FAILED_LOGINS + [True, True], "the 11th failure in a minute gets 429"
     session = gate.login(token)
-    assert session is not None and session.expires == now[0] + 3600.0
+    assert session is not None and session.expires == now[0] + 3600.0, "a genuine token works at the limit"
+    [logged] = log.calls
+    assert logged.kwargs["failed"] == 1 and "notatoken" not in str(logged), "one line a minute, never the credential"
+    now[0] += FAILED_WINDOW + 1
+    assert gate.failed("login token") is False, "the limit lifts"
+    assert log.calls[-1].kwargs["failed"] == FAILED_LOGINS + 2
     assert gate.session(session.id) is session
     now[0] += 3600.0
     assert gate.session(session.id) is None, "a session ends at its age"

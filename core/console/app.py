@@ -143,10 +143,10 @@ class Pages:
         return HTMLResponse(html, status)
 
     async def login(self, request: Request) -> Response:
-        if self.gate.throttled():
-            return PlainTextResponse("Too many failed logins; wait a minute and run `corral console` again.", 429)
         session = self.gate.login(request.query_params.get("token", ""))
         if session is None:
+            if self.gate.failed("login token"):
+                return PlainTextResponse("Too many failed logins; wait a minute and run `corral console` again.", 429)
             return PlainTextResponse("This login link is used up or expired. Run `corral console` for a new one.", 401)
         response = RedirectResponse("/", 303)
         response.set_cookie(

@@ -1,5 +1,5 @@
 """Who may use the console: one-time login tokens, sessions, CSRF tokens, and a limit on
-failed logins.
+failed logins that only ever refuses credentials that were not genuine.
 
 Everything is held in the daemon's memory: a restart logs everyone out, and no token or
 session id is ever written to the store or a log. ``corral console`` asks the daemon
@@ -17,12 +17,19 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from corral.observe.quietly import EveryPeriod
 
 LOGIN_TOKEN_TTL = 600.0
 """Seconds a login token printed by ``corral console`` stays usable (once)."""
 FAILED_LOGINS = 10
-"""Failed logins allowed per :data:`FAILED_WINDOW`; more are refused without a check."""
+"""Failed logins per :data:`FAILED_WINDOW` answered as such; further ones in the window get
+429. A genuine token or link is checked first and always works: a stranger's guesses
+(hopeless against 256-bit tokens and HMAC-signed links) must not lock the operator out."""
 FAILED_WINDOW = 60.0
+FAILURES_LOGGED_EVERY = 60.0
+"""Seconds between two log lines counting failed logins."""
 MAX_SESSIONS = 64
 """Sessions kept at once; the oldest goes when a new login would pass this."""
 
@@ -49,8 +56,10 @@ class Logins:
     """Login tokens and sessions of one console. Thread-safe: the event loop serves
     requests while the control socket mints tokens."""
 
-    def __init__(self, session_max_age: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, session_max_age: float, log: Any, clock: Callable[[], float] = time.time) -> None:
         self.session_max_age = session_max_age
+        self.log = log
+        self._logged = EveryPeriod(FAILURES_LOGGED_EVERY, clock)
         self._clock = clock
         self._tokens: dict[str, float] = {}
         self._sessions: dict[str, Session] = {}
@@ -66,28 +75,34 @@ class Logins:
             self._tokens[token] = now + LOGIN_TOKEN_TTL
         return token
 
-    def failed(self) -> None:
-        """Count one failed check (a login token or an approval link that was not genuine)."""
-        with self._lock:
-            self._failures.append(self._clock())
-
-    def throttled(self) -> bool:
-        """Whether too many logins failed lately to check another one."""
+    def failed(self, what: str) -> bool:
+        """Count one ``what`` (a login token, an approval link) that was not genuine, logged
+        once a minute with a count (never the credential); whether the failures of the last
+        minute are now past the limit (the caller then answers 429)."""
         with self._lock:
             now = self._clock()
-            while self._failures and self._failures[0] < now - FAILED_WINDOW:
+            self._failures.append(now)
+            while self._failures[0] < now - FAILED_WINDOW:
                 self._failures.popleft()
-            return len(self._failures) >= FAILED_LOGINS
+            over = len(self._failures) > FAILED_LOGINS
+            count = self._logged.due()
+        if count:
+            self.log.warning(
+                "console refused credentials that were not genuine",
+                last=what,
+                failed=count,
+                fix="someone guesses or replays old links; genuine links and `corral console` logins still work",
+            )
+        return over
 
     def login(self, token: str) -> Session | None:
-        """Spend ``token``: a new session if it was a live token, else None (counted as a
-        failed login)."""
+        """Spend ``token``: a new session if it was a live token, else None (the caller counts
+        it with :meth:`failed`)."""
         with self._lock:
             now = self._clock()
             found = next((t for t in self._tokens if hmac.compare_digest(t.encode(), token.encode())), None)
             until = self._tokens.pop(found, 0.0) if found is not None else 0.0
             if until <= now:
-                self._failures.append(now)
                 return None
             session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), now + self.session_max_age)
             self._sessions[session.id] = session

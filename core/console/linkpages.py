@@ -98,14 +98,13 @@ class LinkPages:
         links = self.links()
         if links is None:
             raise LinkRefused(503, "Approval links are off: the console could not read its key (see corral.log).")
-        if self.gate.throttled():
-            raise LinkRefused(
-                429, "Too many links that were not genuine were tried; wait a minute and open yours again."
-            )
         approval = request.path_params["approval"]
         until, sig = request.query_params.get("until", ""), request.query_params.get("sig", "")
         if not links.genuine(approval, until, sig):
-            self.gate.failed()
+            if self.gate.failed("approval link"):
+                raise LinkRefused(
+                    429, "Too many links that were not genuine were tried; wait a minute and open yours again."
+                )
             raise LinkRefused(
                 403,
                 "This link is not genuine: it was changed, or another corral made it. "

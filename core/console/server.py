@@ -56,7 +56,7 @@ class Console:
         log: Any,
     ) -> None:
         self.config = config
-        self.gate = Logins(config.session_max_age)
+        self.gate = Logins(config.session_max_age, log)
         self.hub = Hub(asyncio.get_running_loop())
         self.log = log
         self.started = time.time()
