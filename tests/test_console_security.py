@@ -2,7 +2,7 @@
 page then leads back to the login; failed logins are limited per minute, never a genuine token; TLS with a
 ``Secure`` cookie (its own certificate, or a proxy's https ``public_url``); a crash inside
 a route leaves the console and the daemon serving; a sandboxed agent cannot reach the
-console (network "none", or a network list without its port)."""
+console (network "none", or a network list without its port, and a list with its port is refused at load)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -92,6 +93,31 @@ def test_console_keys_are_checked_at_load(tmp_path: Path, table: dict[str, str],
     assert found.startswith(f"{tmp_path / 'corral.toml'}: {problem}"), found
     good = {"public_url": "https://mini.tailnet.example:8787/", "tls_cert": "/c.pem", "tls_key": "/k.pem"}
     assert parse_config({"console": good}, tmp_path / "corral.toml", {}).console.secure
+
+
+@pytest.mark.parametrize(
+    ("top", "agent", "section"),
+    [
+        ({}, {"sandbox": {"network": ["example.com:8787"]}}, "agents.scout.sandbox"),
+        ({"console": {"listen": "127.0.0.1:9000"}}, {"sandbox": {"network": ["*:9000"]}}, "agents.scout.sandbox"),
+        ({"sandbox": {"network": ["api.example.com:443", "example.com:8787"]}}, {}, "sandbox"),
+    ],
+)
+def test_a_network_entry_on_the_consoles_port_is_refused_at_load(
+    tmp_path: Path, top: dict[str, Any], agent: dict[str, Any], section: str
+) -> None:
+    """Landlock limits an agent's connections by port, not host: example.com:8787 reached the
+    console at 127.0.0.1:8787."""
+    data = {**top, "agents": {"scout": {"code": str(tmp_path), "entry": "a:run", **agent}}}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, tmp_path / "corral.toml", {})
+    [found] = caught.value.problems
+    assert found.startswith(f"{tmp_path / 'corral.toml'}: [{section}] network: agent 'scout' is granted"), found
+    assert "the console's port" in found and "[console] listen" in found
+    elsewhere = {**data, "console": {"listen": "127.0.0.1:8788" if "8787" in str(data) else "127.0.0.1:9001"}}
+    assert parse_config(elsewhere, tmp_path / "corral.toml", {}).agents["scout"].sandbox.endpoints
+    off = {**data, "console": {**top.get("console", {}), "enabled": False}}
+    assert parse_config(off, tmp_path / "corral.toml", {}).agents["scout"].sandbox.endpoints
 
 
 @pytest.fixture(scope="module")

@@ -77,5 +77,5 @@ def test_a_divergence_in_long_arguments_shows_where_they_differ() -> None:
     run = {"id": "r", "state": "succeeded", "result": 1}
     report = _judged(run, [{"p": prompt + "b"}], journal)
     assert report.divergence is not None
-    assert report.divergence.journal.endswith("xa\"}") and report.divergence.asked.endswith("xb\"}")
+    assert report.divergence.journal.endswith('xa"}') and report.divergence.asked.endswith('xb"}')
     assert report.divergence.journal.startswith("tool 't' …x")

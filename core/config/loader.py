@@ -156,6 +156,7 @@ def parse_config(data: Mapping[str, Any], path: Path | None, environ: Mapping[st
     _across_sections(p, data.get("models"), agents, models, budget, schedule)
     for agent in agents.values():
         grant_problems(p, f"agents.{agent.name}", agent.tools, mcp, agent.sandbox)
+    _console_unreachable(p, console, agents, data.get("agents"))
     p.check()
     return CorralConfig(
         path=path,
@@ -201,6 +202,35 @@ def _across_sections(
                 "triggers",
                 "there is a webhook trigger but [schedule] webhook_port is not set; "
                 "set it to the port to listen on at 127.0.0.1",
+            )
+
+
+def _console_unreachable(
+    p: Problems, console: ConsoleConfig, agents: Mapping[str, AgentConfig], written_agents: object
+) -> None:
+    """No agent's network list names the console's port: Landlock limits an agent's
+    connections by port, not host, so ``example.com:8787`` would also reach the console
+    listening at 127.0.0.1:8787."""
+    _, port = console.address
+    if not console.enabled or port == 0:
+        return
+    written = written_agents if isinstance(written_agents, Mapping) else {}
+    for agent in agents.values():
+        for entry in agent.sandbox.endpoints:
+            if entry.port != port:
+                continue
+            table = written.get(agent.name)
+            own = (
+                isinstance(table, Mapping)
+                and isinstance(table.get("sandbox"), Mapping)
+                and "network" in table["sandbox"]
+            )
+            p.fail(
+                f"agents.{agent.name}.sandbox" if own else "sandbox",
+                "network",
+                f"agent {agent.name!r} is granted '{entry.host}:{entry.port}', the console's port "
+                f"([console] listen = {console.listen!r}): the sandbox limits connections by port, not host, so the "
+                "agent could reach the console; move the console to another port ([console] listen) or drop the entry",
             )
 
 
