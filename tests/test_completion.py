@@ -57,3 +57,22 @@ def test_an_empty_agent_name_is_a_usage_error(corral_project: CorralProject) -> 
         assert result.returncode == 2 and "an agent name cannot be empty" in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
     assert os.environ.get("_ARGCOMPLETE") is None
+
+
+def test_blank_text_names_and_backwards_windows_are_usage_errors(corral_project: CorralProject) -> None:
+    """Values that would match or mean nothing are refused (exit 2), not answered with an
+    empty result: a blank --reason or --event, a secret name no variable can have, a window
+    whose --until is before its --since; an unknown agent's alerts are a 5, as for runs."""
+    corral_project.agent("counter", "def run(ctx):\n    return 1\n")
+    for args, phrase in [
+        (("deny", "abcdef0123", "--reason", " "), "--reason cannot be empty"),
+        (("logs", "--event", ""), "--event cannot be empty"),
+        (("secrets", "set", "a b"), "'a b' is not a secret name"),
+        (("runs", "--since", "1m", "--until", "2h"), "the window ends before it starts"),
+        (("logs", "--since", "1m", "--until", "2h"), "the window ends before it starts"),
+    ]:
+        result = corral_project.cli(*args)
+        assert result.returncode == 2 and phrase in result.stderr, (args, result.stderr)
+    corral_project.cli("run", "counter", "--wait", check=True)  # a store to read alerts from
+    unknown = corral_project.cli("alerts", "--agent", "nosuch")
+    assert unknown.returncode == 5 and "agents: counter" in unknown.stderr, unknown.stderr

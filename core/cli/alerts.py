@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from corral.alerts.outbox import Outbox
-from corral.cli.common import EXIT_OK, agent_argument, command, load, print_json, reader
+from corral.cli.common import EXIT_OK, agent_argument, agent_named, command, load, print_json, reader
 from corral.cli.moments import moment
 from corral.store import Records
 
@@ -72,6 +72,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         records = alerts_since(store, since.at, args.agent)
     finally:
         store.close()
+    if args.agent is not None and not records:  # a removed agent keeps its alerts; a misspelt one has none
+        agent_named(config, args.agent)
     if args.json:
         print_json(records)
         return EXIT_OK

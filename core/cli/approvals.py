@@ -21,6 +21,7 @@ from corral.cli.common import (
     described,
     foreground,
     load,
+    not_blank,
     print_json,
     reader,
     report_run,
@@ -57,7 +58,12 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         ['corral deny 2b64 --reason "not on a Friday"'],
     )
     deny.add_argument("id", help="approval id (or a unique prefix or suffix of it), as `corral approvals` shows")
-    deny.add_argument("--reason", required=True, help="why; the agent (or its model) reads it as the tool's error")
+    deny.add_argument(
+        "--reason",
+        required=True,
+        type=not_blank("--reason", "say why: the agent (or its model) reads it"),
+        help="why; the agent (or its model) reads it as the tool's error",
+    )
     deny.add_argument("--json", action="store_true", help="as JSON, raw values (times in epoch seconds)")
     deny.set_defaults(func=cmd_decide, approve=False)
 

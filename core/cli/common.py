@@ -159,6 +159,18 @@ def agent_name(value: str) -> str:
     return value
 
 
+def not_blank(what: str, fix: str) -> Callable[[str], str]:
+    """An argparse type for text that must say something (``--reason``, ``--event``): blank
+    is a usage mistake (exit 2) with ``fix``, not a value that matches or means nothing."""
+
+    def parse(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError(f"{what} cannot be empty; {fix}")
+        return value
+
+    return parse
+
+
 def complete_agents(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
     """Shell completion (argcomplete): the configured agents' names."""
     try:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from corral.cli.common import EXIT_USAGE, Exit
 from corral.config.units import format_duration, local_zone, parse_duration
 
 
@@ -65,3 +66,13 @@ def moment(flag: str) -> Callable[[str], Moment]:
         return Moment(at)
 
     return parse
+
+
+def window(since: Moment | None, until: Moment | None) -> None:
+    """Refuse a window that ends before it starts (exit 2): it would match nothing, silently."""
+    if since is not None and until is not None and until.at < since.at:
+        raise Exit(
+            EXIT_USAGE,
+            "corral: the window ends before it starts (--until is earlier than --since); give the earlier moment "
+            "to --since",
+        )

@@ -15,6 +15,7 @@ import sys
 
 from corral.cli.common import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, Exit, described, load, print_json
 from corral.secrets import SecretsError, SecretsStore
+from corral.secrets.store import NAME as _NAME
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -37,7 +38,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         "newline dropped) or a prompt without echo.",
         ["corral secrets set GITHUB_TOKEN", 'printf %s "$TOKEN" | corral secrets set GITHUB_TOKEN --backend file'],
     )
-    set_.add_argument("name", help="secret name; granted agents see it as the environment variable of that name")
+    set_.add_argument(
+        "name", type=_secret_name, help="secret name; granted agents see it as the environment variable of that name"
+    )
     set_.add_argument("--backend", choices=["keyring", "file"], help="where to store it (default: keyring if usable)")
     set_.set_defaults(func=cmd_set)
     list_ = actions.add_parser("list", parents=[common], help="secret names, where they are stored, who is granted")
@@ -53,8 +56,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
     described(
         rm, "Remove a secret from every writable store (exit 5 if none held it).", ["corral secrets rm GITHUB_TOKEN"]
     )
-    rm.add_argument("name", help="the secret's name, as `corral secrets list` shows it")
+    rm.add_argument("name", type=_secret_name, help="the secret's name, as `corral secrets list` shows it")
     rm.set_defaults(func=cmd_rm)
+
+
+def _secret_name(value: str) -> str:
+    """A secret's name, checked before any value is asked for (a bad one is a usage mistake)."""
+    if not _NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a secret name; use letters, digits and underscores, not starting with a digit"
+        )
+    return value
 
 
 def _store(args: argparse.Namespace) -> tuple[SecretsStore, dict[str, list[str]]]:

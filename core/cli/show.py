@@ -22,11 +22,12 @@ from corral.cli.common import (
     agent_argument,
     command,
     load,
+    not_blank,
     print_json,
     reader,
     whole,
 )
-from corral.cli.moments import moment
+from corral.cli.moments import moment, window
 from corral.states import RunState
 
 
@@ -117,7 +118,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         choices=("debug", "info", "warning", "error", "critical"),
         help="minimum level: debug, info, warning, error, critical",
     )
-    logs.add_argument("--event", help="event name or glob, e.g. 'alert *'")
+    logs.add_argument(
+        "--event",
+        type=not_blank("--event", "give an event name or glob, e.g. 'alert *'"),
+        help="event name or glob, e.g. 'alert *'",
+    )
     logs.add_argument("--since", type=moment("--since"), help="only events since: 2h (ago), or a date and time")
     logs.add_argument("--until", type=moment("--until"), help="only events until: 30m (ago), or a date and time")
     logs.add_argument("--json", action="store_true", help="raw JSON lines")
@@ -140,6 +145,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from corral.cli import views
     from corral.store import StoreLock
 
+    window(args.since, args.until)
     config = load(args)
     agent = _one_agent(args.agent, args.agent_option)
     since, until = args.since.at if args.since else None, args.until.at if args.until else None
@@ -240,6 +246,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise Exit(EXIT_NOT_FOUND, f"corral: no agent named {args.agent!r}; agents: {', '.join(sorted(config.agents))}")
     if args.follow and args.until is not None:
         raise Exit(EXIT_USAGE, "corral: -f follows new events and --until ends them in the past; give one of them")
+    window(args.since, args.until)
     path = log_path(config.log_dir, args.agent)
     run_id = None if args.run is None else ids.run_id(config, args.run)
     try:

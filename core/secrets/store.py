@@ -33,7 +33,8 @@ from corral.secrets.secret import MIN_SECRET_LENGTH
 
 ENV_PREFIX = "CORRAL_SECRET_"
 KEYRING_SERVICE = "corral"
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What a secret's name may be: an environment variable's name."""
 _INDEX_ENTRY = "corral:index"  # not a valid secret name, so it cannot collide with one
 _FILE_VERSION = 1
 
@@ -48,7 +49,7 @@ class SecretNotFound(SecretsError):
 
 def check_secret(name: str, value: str) -> None:
     """Refuse bad names and values too short to redact safely (they would hide common words)."""
-    if not _NAME.fullmatch(name):
+    if not NAME.fullmatch(name):
         raise SecretsError(
             f"secret name {name!r} is not valid; use letters, digits and underscores, not starting with a digit"
         )
@@ -103,7 +104,7 @@ class EnvSecrets:
 
     def names(self) -> list[str]:
         found = (key.removeprefix(self.prefix) for key in self._environ if key.startswith(self.prefix))
-        return sorted(name for name in found if _NAME.fullmatch(name))
+        return sorted(name for name in found if NAME.fullmatch(name))
 
 
 class FileSecrets:
@@ -280,7 +281,7 @@ class KeyringSecrets:
             names = json.loads(raw) if raw else []
         except ValueError:
             names = []
-        return sorted({n for n in names if isinstance(n, str) and _NAME.fullmatch(n)})
+        return sorted({n for n in names if isinstance(n, str) and NAME.fullmatch(n)})
 
     def _save_index(self, names: list[str]) -> None:
         with self._failures("update corral's index"):
