@@ -14,6 +14,8 @@ import json
 import os
 import socket
 import sys
+import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
@@ -26,6 +28,13 @@ Ask = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
 """Send one model step (model alias, args); returns (seq, the daemon's ``result`` frame)."""
 
 HOST = "127.0.0.1"
+MAX_CONNECTIONS = 32
+"""Connections served at once: well below a run's ``open_files`` (256 by default), so that
+connections from outside the run (the host's loopback, for a network list or "all") cannot
+use up the agent's descriptors (docs/models.md)."""
+HEADER_SECONDS = 2.0
+"""How long a connection has to deliver a request line and its headers (each request of a
+kept-alive one too); the token is in the headers, so until then it may be anyone's."""
 _PREFIX = {chat.NAME: "chatcmpl", messages.NAME: "msg", responses.NAME: "resp"}
 """How each API's answer ids begin; the rest is the run and the step, the same on a replay."""
 
@@ -47,11 +56,10 @@ class Door:
         self.ask = ask
         self.max_body = max_body
         self.run_id = run_id
-        server = ThreadingHTTPServer((HOST, 0), _Handler, bind_and_activate=False)
+        server = _Server((HOST, 0), _Handler, bind_and_activate=False)
         server.socket.close()
         server.socket = listener
         server.server_address = listener.getsockname()
-        server.daemon_threads = True
         server.door = self  # type: ignore[attr-defined]
         self._server = server
 
@@ -72,8 +80,6 @@ class Door:
     def start(self, poll_interval: float = 0.5) -> None:
         """Serve on a daemon thread (it dies with the process); ``poll_interval`` is how soon
         :meth:`stop` is noticed."""
-        import threading
-
         serve = self._server.serve_forever
         threading.Thread(target=serve, args=(poll_interval,), name="corral-door", daemon=True).start()
 
@@ -103,11 +109,64 @@ class Door:
         return hmac.compare_digest(offered.encode(), self.token.encode())
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most :data:`MAX_CONNECTIONS` of them, none waiting for its
+    headers longer than :data:`HEADER_SECONDS`.
+
+    A connection over the cap takes the place of the oldest one still waiting for its
+    headers (the agent's SDK sends its own at once; idle ones are strangers or a kept-alive
+    pool), or is closed when every connection is busy with a request.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lock = threading.Lock()
+        self._open: dict[socket.socket, float | None] = {}
+        """Each connection served: when it began waiting for headers, or None while in a request."""
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        with self._lock:
+            if len(self._open) >= MAX_CONNECTIONS:
+                waiting = [(since, conn) for conn, since in self._open.items() if since is not None]
+                if not waiting:
+                    return False
+                self._cut(min(waiting, key=lambda pair: pair[0])[1])
+            self._open[request] = time.monotonic()
+        return True
+
+    def service_actions(self) -> None:
+        """Called by ``serve_forever`` at least every poll interval: cut the slow or idle."""
+        late = time.monotonic() - HEADER_SECONDS
+        with self._lock:
+            for conn in [conn for conn, since in self._open.items() if since is not None and since < late]:
+                self._cut(conn)
+
+    def _cut(self, conn: socket.socket) -> None:
+        """Wake its thread with an end of file; the thread closes it (the lock is held)."""
+        del self._open[conn]
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already gone
+            pass
+
+    def waiting(self, conn: socket.socket, now: bool) -> None:
+        """``conn`` begins waiting for a request's headers (``now``), or has them."""
+        with self._lock:
+            if conn in self._open:
+                self._open[conn] = time.monotonic() if now else None
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:
+            self._open.pop(request, None)
+        super().shutdown_request(request)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go in two writes; Nagle would hold the second
-    server_version = "corral-door"
-    sys_version = ""
+    timeout = 60.0  # no read blocks for ever; headers have their own deadline (_Server)
 
     def log_message(self, format: str, *args: Any) -> None:
         """No access log: the agent's stderr is its log, and a request line is the agent's business."""
@@ -115,6 +174,20 @@ class _Handler(BaseHTTPRequestHandler):
     @property
     def door(self) -> Door:
         return self.server.door  # type: ignore[attr-defined]
+
+    def handle_one_request(self) -> None:
+        self.server.waiting(self.connection, True)  # type: ignore[attr-defined]
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers
+        self.server.waiting(self.connection, False)  # type: ignore[attr-defined]
+        return parsed
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        """No ``Server`` header: one naming corral would tell a port scan which ports are doors."""
+        self.send_response_only(code, message)
+        self.send_header("date", self.date_time_string())
 
     def _dialect(self) -> ModuleType:
         path = self.path.split("?", 1)[0]

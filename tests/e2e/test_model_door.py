@@ -398,3 +398,68 @@ def test_an_openai_agents_sdk_agent_with_a_function_tool_and_a_handoff_runs_over
     assert sent[1]["messages"][0] == {"role": "system", "content": "Do sums with add."}
     assert sent[2]["messages"][-1]["role"] == "tool" and sent[2]["messages"][-1]["content"] == "5"
     assert {step["args"]["door"] for step in _model_steps(door, run["id"])} == {"responses"}
+
+
+CROWDED = """
+import json, os, time
+from pathlib import Path
+import openai
+
+
+def run(ctx):
+    shared = Path(ctx.input)
+    (shared / "port").write_text(os.environ["OPENAI_BASE_URL"].split(":")[-1].split("/")[0])
+    while not (shared / "go").exists():
+        time.sleep(0.05)
+    answer = openai.OpenAI(max_retries=0).chat.completions.create(
+        model="fake", messages=[{"role": "user", "content": "hi"}])
+    held = [open(__file__) for _ in range(150)]
+    opened = len(held)
+    for handle in held:
+        handle.close()
+    return [answer.choices[0].message.content, opened]
+"""
+
+
+def test_idle_connections_from_outside_cannot_use_up_the_agents_descriptors(
+    door: CorralProject, server: FakeServer, tmp_path: Path
+) -> None:
+    """A run with a network list has its door on the host's loopback: 300 idle connections
+    from another process (no token, no request) are capped and cut, not a thread and a
+    descriptor each in the agent's process."""
+    import socket
+    import subprocess
+    import sys
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    door.agent("crowded", CROWDED, models=["fake"], sandbox={"network": ["127.0.0.1:9"], "read_write": [str(shared)]})
+    server.enqueue(Reply(body=openai_body("still here")))
+    started = subprocess.Popen(
+        [sys.executable, "-m", "corral", "run", "crowded", "--input", json.dumps(str(shared)), "--wait", "--json"],
+        env=door.env,
+        cwd=door.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (shared / "port").exists() or not (shared / "port").read_text():
+        assert time.monotonic() < deadline and started.poll() is None, started.communicate()
+        time.sleep(0.05)
+    port = int((shared / "port").read_text())
+    crowd = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]
+    try:
+        probe = socket.create_connection(("127.0.0.1", port), timeout=10)
+        probe.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n")
+        head = probe.recv(4096).split(b"\r\n\r\n")[0].lower()
+        probe.close()
+        assert b" 401 " in head and b"server:" not in head, "no Server header naming corral"
+        (shared / "go").write_text("")
+        out, err = started.communicate(timeout=60)
+    finally:
+        for conn in crowd:
+            conn.close()
+    run = json.loads(out)
+    assert run["state"] == "succeeded", (run.get("error"), err)
+    assert run["result"] == ["still here", 150]
