@@ -1,7 +1,7 @@
 """The console's defences over real HTTP against a real ``corral up``: sessions end and a live
 page then leads back to the login; failed logins are limited per minute, never a genuine token; TLS with a
-``Secure`` cookie (its own certificate, or a proxy's https ``public_url``); a crash inside
-a route leaves the console and the daemon serving; a sandboxed agent cannot reach the
+``Secure`` cookie (its own certificate, or a proxy's https ``public_url``); bad input and bytes that
+are not HTTP leave the console and the daemon serving; a sandboxed agent cannot reach the
 console (network "none", or a network list without its port, and a list with its port is refused at load)."""
 
 from __future__ import annotations
@@ -184,16 +184,18 @@ def _port(project: CorralProject) -> int:
 
 
 @pytest.mark.slow
-def test_a_crash_inside_a_route_leaves_the_console_and_the_daemon_serving(corral_project: CorralProject) -> None:
+def test_bad_input_and_bytes_that_are_not_http_leave_the_console_and_the_daemon_serving(
+    corral_project: CorralProject,
+) -> None:
     _started(corral_project)
     url, login = _console(corral_project)
     browser = httpx.Client(base_url=url, follow_redirects=False, timeout=10)
     browser.get(login)
     run_id = corral_project.cli_json("run", "hello", "--wait")["id"]
     csrf = browser.get(f"/runs/{run_id}").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    # a step number past Python's 4300-digit int limit: int() raises inside the route
-    crashed = browser.post(f"/runs/{run_id}/fork", data={"csrf": csrf, "from": "9" * 5000})
-    assert crashed.status_code == 500 and "content-security-policy" in crashed.headers
+    # a step number past Python's 4300-digit int limit: int() raised inside the route (a 500)
+    refused = browser.post(f"/runs/{run_id}/fork", data={"csrf": csrf, "from": "9" * 5000})
+    assert refused.status_code == 400 and "content-security-policy" in refused.headers
     with socket.create_connection(("127.0.0.1", int(urlsplit(url).port or 0)), timeout=5) as raw:
         raw.sendall(b"\x16\x03\x01garbage that is not HTTP\r\n\r\n")
         raw.recv(100)

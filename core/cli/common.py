@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 from corral.config import CorralConfig, find_config, load_config, parse_duration
 from corral.daemon import control
 from corral.errors import ConfigError, ControlError, DaemonUnavailable, StoreError
-from corral.packing import pack
+from corral.jsoninput import NotStorable, parse_input
 from corral.states import RunState
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5, 6
@@ -139,16 +139,13 @@ def json_argument(text: str, flag: str, example: str) -> Any:
     """``text`` parsed as JSON for option ``flag``; a usage error if it is not JSON the
     store can keep (text with a lone surrogate, nesting past Python's recursion limit)."""
     try:
-        value = json.loads(text)
-        json.dumps(value, ensure_ascii=False).encode()
-        pack(value)  # what the store and the wire take: e.g. no integer beyond 64 bits
-    except (ValueError, RecursionError) as exc:
-        raise Exit(EXIT_USAGE, f"corral: {flag} is not valid JSON ({exc}); quote it, e.g. {flag} {example}") from None
-    except (OverflowError, TypeError) as exc:
+        return parse_input(text)
+    except NotStorable as exc:
         raise Exit(
             EXIT_USAGE, f"corral: {flag} holds a value corral cannot store ({exc}); e.g. {flag} {example}"
         ) from None
-    return value
+    except ValueError as exc:
+        raise Exit(EXIT_USAGE, f"corral: {flag} is not valid JSON ({exc}); quote it, e.g. {flag} {example}") from None
 
 
 def agent_name(value: str) -> str:

@@ -10,7 +10,6 @@ text, never as markup. The app is only served behind :class:`corral.console.guar
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -34,6 +33,7 @@ from corral.console.guard import COOKIE
 from corral.console.linkpages import LinkPages
 from corral.console.links import Links
 from corral.console.live import Hub
+from corral.jsoninput import NotStorable, parse_input
 from corral.run.budget import Tally
 
 HERE = Path(__file__).parent
@@ -179,15 +179,22 @@ class Pages:
                 since = moment("since")(filters["since"]).at
             except argparse.ArgumentTypeError as exc:
                 return self.render(request, "refused.html", 400, error=f"since: {exc}", back="/runs")
+        before = q.get("before", "")
+        if not before.isascii():
+            error = f"before: {before[:40]!r} is not a run id; use the runs page's own Older link"
+            return self.render(request, "refused.html", 400, error=error, back="/runs")
         src = self.source()
         data = await run_in_threadpool(
-            reads.runs, src, filters["agent"], filters["state"], filters["trigger"], since, q.get("before", "")
+            reads.runs, src, filters["agent"], filters["state"], filters["trigger"], since, before
         )
         return await run_in_threadpool(self.render, request, "runs.html", filters=filters, **data)
 
     async def agent(self, request: Request) -> Response:
         name = request.path_params["agent"]
         days = _days(request.query_params.get("days", ""))
+        if days is None:
+            error = _days_refused(request.query_params["days"])
+            return self.render(request, "refused.html", 400, error=error, back=f"/agents/{quote(name, safe='')}")
         src = self.source()
         data = await run_in_threadpool(agentpage.agent, src.store, src.records, src.config, name, days)
         if data is None:
@@ -196,12 +203,18 @@ class Pages:
 
     async def spend(self, request: Request) -> Response:
         days = _days(request.query_params.get("days", ""))
+        if days is None:
+            return self.render(
+                request, "refused.html", 400, error=_days_refused(request.query_params["days"]), back="/spend"
+            )
         src = self.source()
         data = await run_in_threadpool(spending.spend, src.store, time.time(), src.config.zone, days)
         return await run_in_threadpool(self.render, request, "spend.html", **data)
 
     async def spend_csv(self, request: Request) -> Response:
         days = _days(request.query_params.get("days", ""))
+        if days is None:
+            return PlainTextResponse(_days_refused(request.query_params["days"]), 400)
         src = self.source()
         text = await run_in_threadpool(spending.spend_csv, src.store, time.time(), src.config.zone, days)
         disposition = f'attachment; filename="corral-spend-{days}d.csv"'
@@ -209,6 +222,10 @@ class Pages:
 
     async def alerts(self, request: Request) -> Response:
         days = _days(request.query_params.get("days", ""), default=1)
+        if days is None:
+            return self.render(
+                request, "refused.html", 400, error=_days_refused(request.query_params["days"]), back="/alerts"
+            )
         agent = request.query_params.get("agent", "")
         data = await run_in_threadpool(reads.alerts, self.source(), time.time() - days * 86400, agent)
         return await run_in_threadpool(self.render, request, "alerts.html", days=days, agent=agent, **data)
@@ -216,7 +233,7 @@ class Pages:
     async def run(self, request: Request) -> Response:
         run_id = request.path_params["run"]
         every = request.query_params.get("steps") == "all"
-        data = await run_in_threadpool(reads.run, self.source(), run_id, every)
+        data = await run_in_threadpool(reads.run, self.source(), run_id, every) if run_id.isascii() else None
         if data is None:
             return self.render(request, "missing.html", 404, what=f"run {run_id}")
         return await run_in_threadpool(self.render, request, "run.html", live=run_id, **data)
@@ -245,8 +262,10 @@ class Pages:
 
     async def run_action(self, request: Request) -> Response:
         run_id, action = request.path_params["run"], request.path_params["action"]
+        if not run_id.isascii():  # run ids are ASCII; the store's keys cannot hold another
+            return self.render(request, "missing.html", 404, what=f"run {run_id}")
         form = request.state.form
-        back = f"/runs/{run_id}"
+        back = f"/runs/{quote(run_id, safe='')}"
         if action in ("cancel", "retry"):
             return await self.act(request, {"op": action, "run": run_id}, back)
         if action == "release":
@@ -254,11 +273,11 @@ class Pages:
                 request, {"op": "release", "run": run_id, "happened": form.get("happened") == "yes"}, back
             )
         if action == "fork":
-            start = form.get("from", "")
-            if not start.isdigit():
-                error = f"fork needs the step number to start from, not {start!r}"
+            start = _number(form.get("from", ""))
+            if start is None:
+                error = f"fork needs the step number to start from, not {form.get('from', '')[:40]!r}"
                 return self.render(request, "refused.html", 400, error=error, back=back)
-            return await self.act(request, {"op": "fork", "run": run_id, "from": int(start)}, back)
+            return await self.act(request, {"op": "fork", "run": run_id, "from": start}, back)
         return self.render(request, "missing.html", 404, what=f"action {action}")
 
     async def agent_action(self, request: Request) -> Response:
@@ -269,7 +288,10 @@ class Pages:
             op: dict[str, Any] = {"op": "run", "agent": agent}
             if form.get("input", "").strip():
                 try:
-                    op["input"] = json.loads(form["input"])
+                    op["input"] = parse_input(form["input"])
+                except NotStorable as exc:
+                    error = f'the input holds a value corral cannot store ({exc}); e.g. {{"k": 1}}'
+                    return self.render(request, "refused.html", 400, error=error, back=back)
                 except ValueError as exc:
                     error = f'the input is not valid JSON ({exc}); write it as JSON, e.g. {{"k": 1}}'
                     return self.render(request, "refused.html", 400, error=error, back=back)
@@ -304,6 +326,20 @@ class Pages:
         return await self.act(request, {"op": action, "id": approval, "reason": reason}, "/approvals")
 
 
-def _days(text: str, default: int = spending.DAYS) -> int:
-    """A page's ``days``: a whole number of days within reason, else the default."""
-    return min(int(text), spending.MAX_DAYS) if text.isdigit() and int(text) > 0 else default
+def _days(text: str, default: int = spending.DAYS) -> int | None:
+    """A page's ``days``: the default when not given, at most ``MAX_DAYS``; None when it is not
+    a whole number of days."""
+    if not text:
+        return default
+    number = _number(text)
+    return None if number is None or number == 0 else min(number, spending.MAX_DAYS)
+
+
+def _number(text: str) -> int | None:
+    """``text`` as a whole number written in ASCII digits, at most 9 of them; else None.
+    (``str.isdigit`` is true of ``²`` and ``٣``, which ``int()`` refuses or reads as 3.)"""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else None
+
+
+def _days_refused(text: str) -> str:
+    return f"days: {text[:40]!r} is not a number of days; give a whole number from 1 to {spending.MAX_DAYS}"

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from corral.console import reads
 from corral.console.auth import Logins
+from corral.console.guard import SAFE_METHODS
 from corral.console.links import LINK_PREFIX, Links
 from corral.run.approvals import PENDING, Approvals, settled
 
@@ -85,7 +86,7 @@ class LinkPages:
         button = request.headers.get(ACTION_HEADER)
         try:
             links, record = await self._check(request)
-            if request.method == "GET":
+            if request.method in SAFE_METHODS:  # a HEAD shows the page like a GET and decides nothing
                 return self._show(request, links, record)
             return await self._decide(request, links, record, button)
         except LinkRefused as refused:
