@@ -6,12 +6,14 @@ The headers, secrets filled in, exist only here, in the daemon: the agent's proc
 never sees them. The SDK reports an HTTP error status only as a generic JSON-RPC error,
 so the responses are watched on the way in and a failure is explained by its status:
 401/403 (not retried: the credentials are wrong), 429 (with its ``Retry-After``), 5xx.
+Each response's body is counted as it arrives and cut off past a cap, so a server cannot
+fill the daemon's memory with one answer before ``max_result_kb`` is checked.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +24,9 @@ if TYPE_CHECKING:
     from mcp import Client
 
 T = TypeVar("T")
+
+FRAMING_BYTES = 64 * 1024
+"""Room for the JSON-RPC envelope and SSE framing around a result of the largest size allowed."""
 
 
 class HttpFailure(Exception):
@@ -45,12 +50,19 @@ class _Seen:
 
     status: int | None = None
     headers: dict[str, str] | None = None
+    over: int | None = None
+    """The cap a response's body went past, if one did."""
 
 
 async def request(
-    server: McpServer, headers: dict[str, str], timeout: float, use: Callable[[Client], Awaitable[T]]
+    server: McpServer,
+    headers: dict[str, str],
+    timeout: float,
+    use: Callable[[Client], Awaitable[T]],
+    max_bytes: int,
 ) -> T:
-    """Open a session with ``server``, ``use`` it, close it. Raises :class:`HttpFailure`."""
+    """Open a session with ``server``, ``use`` it, close it; no response's body may pass
+    ``max_bytes`` plus :data:`FRAMING_BYTES`. Raises :class:`HttpFailure`."""
     import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
@@ -62,7 +74,12 @@ async def request(
             seen.status, seen.headers = response.status_code, {k.lower(): v for k, v in response.headers.items()}
 
     http = httpx2.AsyncClient(
-        headers=headers, timeout=httpx2.Timeout(timeout), event_hooks={"response": [watch]}, follow_redirects=False
+        # identity: the cap counts bytes as they come, and compressed ones could expand past it
+        headers={**headers, "accept-encoding": "identity"},
+        timeout=httpx2.Timeout(timeout),
+        event_hooks={"response": [watch]},
+        follow_redirects=False,
+        transport=_capped_transport(httpx2.AsyncHTTPTransport(), max_bytes + FRAMING_BYTES, seen),
     )
     try:
         async with http, Client(streamable_http_client(server.url or "", http_client=http), cache=None) as client:
@@ -76,6 +93,46 @@ async def request(
         raise _explain(server, seen, cause) from None
 
 
+class _TooLarge(Exception):
+    """A response's body went past the cap; raised inside the SDK, explained from ``_Seen``."""
+
+
+def _capped_transport(inner: Any, cap: int, seen: _Seen) -> Any:
+    """``inner`` with every response body counted as it is read and cut off past ``cap``."""
+    import httpx2
+
+    class Capped(httpx2.AsyncByteStream):
+        def __init__(self, stream: Any) -> None:
+            self.stream = stream
+
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            read = 0
+            async for chunk in self.stream:
+                read += len(chunk)
+                if read > cap:
+                    seen.over = cap
+                    raise _TooLarge(f"the response passed {cap} bytes")
+                yield chunk
+
+        async def aclose(self) -> None:
+            await self.stream.aclose()
+
+    class Transport(httpx2.AsyncBaseTransport):
+        async def handle_async_request(self, request: Any) -> Any:
+            response = await inner.handle_async_request(request)
+            return httpx2.Response(
+                response.status_code,
+                headers=response.headers,
+                stream=Capped(response.stream),
+                extensions=response.extensions,
+            )
+
+        async def aclose(self) -> None:
+            await inner.aclose()
+
+    return Transport()
+
+
 def _leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
@@ -86,6 +143,14 @@ def _explain(server: McpServer, seen: _Seen, cause: Exception) -> HttpFailure:
     import httpx2
 
     name, where = server.name, server.url
+    if seen.over is not None:
+        return HttpFailure(
+            f"MCP server {name!r} ({where}) sent a response over {seen.over // 1024} KiB, more than "
+            f"[mcp.{name}] max_result_kb allows; it was cut off unread: ask for less, or raise the cap",
+            kind="too_large",
+            transient=False,
+            no_effect=False,
+        )
     status = seen.status
     if status in (401, 403):
         refs = ", ".join(server.secrets)

@@ -23,6 +23,8 @@ from corral.tools import TOOL_NAME, ToolSpec
 
 MAX_TOOLS = 1000
 """Tools one server may list; a server listing more is refused (a runaway paginator, a hostile server)."""
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+"""The largest response of an HTTP server's ``tools/list`` read (a page of a thousand large schemas)."""
 
 
 class ListingError(ValueError):

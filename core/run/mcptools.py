@@ -182,6 +182,7 @@ class McpTools:
     async def call(self, item: McpCall) -> dict[str, Any]:
         """Make an HTTP server's request for a step; journal it; the answer for the agent."""
         from corral.mcp.http import HttpFailure
+        from corral.mcp.listing import MAX_PAGE_BYTES
         from corral.mcp.results import outcome
         from corral.mcp.session import call_tool, list_tools
 
@@ -189,7 +190,7 @@ class McpTools:
         ok, value, problem, tries = True, None, None, [0]
         try:
             if item.tool is None:
-                value = await self._retried(config, list_tools, True, tries)
+                value = await self._retried(config, list_tools, True, tries, MAX_PAGE_BYTES)
             else:
                 tool, label = item.tool, f"{config.name}.{item.tool}"
                 spec = self.granted.get(label)
@@ -198,6 +199,7 @@ class McpTools:
                     lambda client: call_tool(client, tool, item.args, item.key),
                     spec is not None and spec.idempotent,
                     tries,
+                    config.max_result_kb * 1024,
                 )
                 ok, value, problem = outcome(result, label, config.name, config.max_result_kb * 1024)
         except HttpFailure as exc:
@@ -215,10 +217,13 @@ class McpTools:
                     ok, value, problem = False, None, error("failed", why)
         return await self._done(item.seq, ok, self.redact(value), self.redact(problem), tries[0])
 
-    async def _retried(self, config: McpServer, use: Callable[[Any], Any], idempotent: bool, tries: list[int]) -> Any:
+    async def _retried(
+        self, config: McpServer, use: Callable[[Any], Any], idempotent: bool, tries: list[int], max_bytes: int
+    ) -> Any:
         """``use`` a session with the server, through its breaker, tried again while that is
         safe: the failure may pass, and either the server refused before running anything
-        (a 429, a 503, no connection) or the call is idempotent. ``tries`` counts the tries."""
+        (a 429, a 503, no connection) or the call is idempotent. ``tries`` counts the tries;
+        no response may be much over ``max_bytes``."""
         from corral.mcp.http import HttpFailure, request
         from corral.retrypolicy import RetryPolicy
 
@@ -240,7 +245,7 @@ class McpTools:
             except BreakerOpen as exc:
                 raise HttpFailure(exc.message, kind=exc.kind, transient=False, no_effect=True) from None
             try:
-                result = await request(config, headers, config.timeout, use)
+                result = await request(config, headers, config.timeout, use, max_bytes)
             except HttpFailure as exc:
                 _judge(breaker, permit, exc)
                 if tries[0] < policy.tries and _safe(exc, idempotent, policy.max_retry_after):

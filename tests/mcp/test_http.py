@@ -171,3 +171,40 @@ def run(ctx):
     assert refused.returncode != 0
     assert "[agents.cut_off] tools" in refused.stdout + refused.stderr
     assert f"127.0.0.1:{server.port}" in refused.stdout + refused.stderr
+
+
+def test_a_result_far_over_the_cap_is_cut_off_as_it_arrives(corral_project: CorralProject, server: Server) -> None:
+    """50 MiB from a 256 KiB cap: the daemon stops reading past the cap (plus framing), so
+    neither its memory nor the call's time grows with what the server sends."""
+    import psutil
+
+    project_with(corral_project, server, max_result_kb=256)
+    payload = {
+        "big": {"tool": "docs.big", "args": {"size": 50 * 1024 * 1024}},
+        "after": {"tool": "docs.echo", "args": {"text": "ok"}},
+    }
+    started = time.monotonic()
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "corral", "run", "reader", "--input", json.dumps(payload), "--wait", "--json"],
+        env=corral_project.env,
+        cwd=corral_project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watched, peak = psutil.Process(daemon.pid), 0
+    while daemon.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.01)
+    out, err = daemon.communicate(timeout=120)
+    elapsed = time.monotonic() - started
+    answer = json.loads(out)
+    assert answer["state"] == "succeeded", (answer, err)
+    big = answer["result"]["big"]
+    assert big["error"] == "too_large" and "[mcp.docs] max_result_kb" in big["message"], big
+    assert answer["result"]["after"] == {"ok": {"result": "ok"}}
+    assert peak < 200 * 1024 * 1024, f"the daemon grew to {peak / 2**20:.0f} MiB"
+    print(f"50 MiB result: {elapsed:.1f}s, daemon peak RSS {peak / 2**20:.0f} MiB")
