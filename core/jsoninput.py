@@ -13,14 +13,24 @@ class NotStorable(ValueError):
     """Valid JSON that the store and the wire cannot carry (an integer beyond 64 bits)."""
 
 
-def parse_input(text: str | bytes) -> Any:
-    """``text`` as a run's input. ValueError saying why when it is not valid JSON (nesting
-    past Python's recursion limit, a lone surrogate); :class:`NotStorable` when it is JSON the
-    store cannot keep."""
+def loads(text: str | bytes) -> Any:
+    """``text`` parsed as strict JSON: ValueError for ``NaN``, ``Infinity`` and ``-Infinity``
+    (which Python's json takes and no other JSON parser does) and for nesting past the
+    recursion limit."""
     try:
-        value = json.loads(text)
+        return json.loads(text, parse_constant=_not_json)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f'{name} is not a JSON value; write a number, or the string "{name}"')
+
+
+def parse_input(text: str | bytes) -> Any:
+    """``text`` as a run's input. ValueError saying why when it is not valid JSON (see
+    :func:`loads`; a lone surrogate); :class:`NotStorable` when it is JSON the store cannot keep."""
+    value = loads(text)
     storable(value)
     return value
 

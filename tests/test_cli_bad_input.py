@@ -85,6 +85,8 @@ def _cases(ids: list[str]) -> list[Case]:
         (("spend", "--days", "99999999999"), EXIT_USAGE, "at most"),
         (("run", "counter", "--input", '"\\ud800"'), EXIT_USAGE, "--input is not valid JSON"),
         (("run", "counter", "--input", "[" * 5000 + "]" * 5000), EXIT_USAGE, "--input is not valid JSON"),
+        (("run", "counter", "--input", "NaN"), EXIT_USAGE, "--input is not valid JSON (NaN is not a JSON value"),
+        (("run", "counter", "--input", '{"a": -Infinity}'), EXIT_USAGE, "--input is not valid JSON (-Infinity"),
         (("release", first, "--happened", "--value", "{nope"), EXIT_USAGE, "--value is not valid JSON"),
         (("alerts", "--since", "0s"), EXIT_USAGE, "more than zero"),
         (("pause", "counter", "--for", "0s"), EXIT_USAGE, "more than zero"),
@@ -167,7 +169,13 @@ def _raw(path: Path, payload: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.splitlines()]
 
 
+NOT_JSON = [
+    b'{"op": "run", "agent": "counter", "input": NaN}\n',
+    b'{"op": "run", "agent": "counter", "input": {"limit": Infinity}}\n',
+]
+"""Python's json takes NaN and Infinity; no other JSON reader does, so neither may a run's input."""
 MALFORMED = [
+    *NOT_JSON,
     b"not json\n",
     b"[1, 2]\n",
     b'{"op": 5}\n',
@@ -197,6 +205,8 @@ def test_malformed_control_requests_get_one_error_reply_and_a_log_line(corral_pr
         assert len(answers) == 1 and answers[0]["ok"] is False and answers[0]["error"], (payload, answers)
         assert not answers[0].get("internal"), (payload, answers)
         assert "Traceback" not in answers[0]["error"]
+        if payload in NOT_JSON:
+            assert answers[0]["error"].startswith("bad request: not valid JSON ("), answers
     assert daemon.process.poll() is None
     stderr = corral_project.daemon_stderr()
     assert "Traceback" not in stderr and "Unhandled exception" not in stderr, stderr

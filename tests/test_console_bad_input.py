@@ -1,9 +1,9 @@
 """Bad input to the console's pages and forms is a clear 400 or 404 page, never a 500: days
 and step numbers in digits other than ASCII (``"²".isdigit()`` is true and ``int("²")``
 fails; ``int("٣")`` is 3), numbers of thousands of digits, a run's input nested past the
-recursion limit, run ids that are not ASCII (the store's keys are), and a HEAD of a genuine
-approval link, which shows the page like a GET and decides nothing. One daemon serves them
-all, over real HTTP on 127.0.0.1."""
+recursion limit or holding NaN or Infinity, run ids that are not ASCII (the store's keys
+are), and a HEAD of a genuine approval link, which shows the page like a GET and decides
+nothing. One daemon serves them all, over real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -71,6 +71,8 @@ FORMS = [
     ("/runs/RUN/fork", {"from": HUGE}, 400, "step number to start from"),
     ("/runs/%C3%A9/cancel", {}, 404, "run é"),
     ("/agents/hello/run", {"input": DEEP}, 400, "not valid JSON (nested too deeply)"),
+    ("/agents/hello/run", {"input": "NaN"}, 400, "not valid JSON (NaN is not a JSON value"),
+    ("/agents/hello/run", {"input": '{"a": Infinity}'}, 400, "not valid JSON (Infinity is not a JSON value"),
 ]
 
 

@@ -25,6 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
+from corral import jsoninput
 from corral.alerts import Alert, Severity
 from corral.errors import ConfigError, ControlError, DaemonUnavailable
 
@@ -348,7 +349,10 @@ async def serve(path: Path, handler: Handler, gate: Gate, *, log: Log | None = N
 
 
 def _parse(line: bytes) -> dict[str, Any]:
-    request = json.loads(line)
+    try:
+        request = jsoninput.loads(line)  # no NaN or Infinity: a run's input must be JSON any reader takes
+    except ValueError as exc:
+        raise ValueError(f"not valid JSON ({exc})") from None
     if not isinstance(request, dict) or not isinstance(request.get("op"), str):
         raise ValueError('a request is a JSON object with an "op"')
     json.dumps(request, ensure_ascii=False).encode()  # UnicodeEncodeError: a lone surrogate, which nothing can store
