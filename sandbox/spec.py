@@ -46,6 +46,18 @@ class SandboxPolicy:
     user: str | None = None
     degraded_ok: bool = False
 
+    def reaches(self, target: str) -> bool:
+        """Whether the agent may connect to ``target`` under this policy: ``host:port``, or a
+        host on any port."""
+        if self.network == "all":
+            return True
+        host, sep, port = target.lower().rpartition(":")
+        if not (sep and port.isdigit() and host and (":" not in host or host.endswith("]"))):
+            host, port = target.lower(), ""
+        return self.network == "list" and any(
+            endpoint.host in ("*", host) and (not port or endpoint.port == int(port)) for endpoint in self.endpoints
+        )
+
     def network_text(self) -> str:
         """The network policy as the operator wrote it."""
         if self.network == "list":

@@ -8,6 +8,7 @@ import corral
 from corral.breaker import Breakers, BreakerState
 from corral.config.tools import ToolConfig
 from corral.run.toolretries import ToolCalls, tool_policy
+from corral.sandbox.spec import HostPort, SandboxPolicy
 from corral.tools import spec_for
 
 POLICY = corral.RetryPolicy(retries=2, backoff="1s..2s")
@@ -37,9 +38,35 @@ GET, PLAIN = spec_for(get).with_plugin("web"), spec_for(plain).with_plugin("misc
 TRANSIENT = {"transient": True, "message": "HTTP 503"}
 
 
+OPEN_NETWORK = SandboxPolicy(network="all")
+
+
 def _calls(**tables: ToolConfig) -> tuple[ToolCalls, Breakers]:
     breakers = Breakers()
-    return ToolCalls({"get": GET, "plain": PLAIN}, tables, breakers), breakers
+    return ToolCalls({"get": GET, "plain": PLAIN}, tables, breakers, OPEN_NETWORK.reaches), breakers
+
+
+def test_an_agent_whose_sandbox_walls_off_a_host_cannot_open_its_breaker_for_others() -> None:
+    """Two agents share the breaker of api.github.com: the one with network "none" (its
+    calls fail with DNS errors inside its own sandbox) and one granted the host."""
+    breakers, tables = Breakers(), {"get": ToolConfig(breaker_failures=2)}
+    walled = ToolCalls({"get": GET}, tables, breakers, SandboxPolicy(network="none").reaches)
+    granted = SandboxPolicy(network="list", endpoints=(HostPort("api.github.com", 443),))
+    allowed = ToolCalls({"get": GET}, tables, breakers, granted.reaches)
+    url = {"url": "https://api.github.com/repos"}
+    for seq in range(1, 6):
+        assert walled.admit(seq, "get", url) is None
+        walled.settle(seq, False, {"transient": True, "message": "[Errno -3] Temporary failure in name resolution"})
+    assert breakers.states() == {"tool:api.github.com": BreakerState.CLOSED}
+    assert allowed.admit(1, "get", url) is None, "the agent granted the host still calls it"
+    allowed.settle(1, True, None)
+    for seq in (2, 3):
+        assert allowed.admit(seq, "get", url) is None
+        allowed.settle(seq, False, TRANSIENT)
+    assert breakers.states() == {"tool:api.github.com": BreakerState.OPEN}, "the host's own failures still count"
+    assert SandboxPolicy(network="list", endpoints=(HostPort("*", 443),)).reaches("api.github.com")
+    assert not granted.reaches("example.com")
+    assert granted.reaches("api.github.com:443") and not granted.reaches("api.github.com:80")
 
 
 def test_the_downstream_is_declared_or_the_plugin() -> None:

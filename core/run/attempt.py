@@ -173,7 +173,7 @@ class Attempt:
             max_args_bytes=shared.max_tool_args_bytes,
             redact=shared.redact,
             mcp=self.mcp,
-            calls=ToolCalls(self.granted, shared.tool_config, shared.breakers),
+            calls=ToolCalls(self.granted, shared.tool_config, shared.breakers, self.agent.sandbox.reaches),
             guarding=Guarding(
                 Guards.start(shared.guardrails, self.run, self.agent, self.log),
                 shared.approvals,

@@ -16,11 +16,13 @@ agent) for leave just before a try is sent to the child, and hands the leave bac
 try's outcome: a transient failure counts against the downstream, a deliberate refusal
 (``ToolError(retryable=False)``) proves it is up, and a failure that asks to wait
 (``retry_after``: rate-limited) or any other (a bug in the tool) says nothing about it.
+Nor does a failure of a call to a host the caller's own sandbox does not let it reach: an
+agent with network "none" cannot open the breaker of a host other agents use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,13 +68,21 @@ class ToolCalls:
     """
 
     def __init__(
-        self, granted: Mapping[str, ToolSpec | None], tools: Mapping[str, ToolConfig], breakers: Breakers
+        self,
+        granted: Mapping[str, ToolSpec | None],
+        tools: Mapping[str, ToolConfig],
+        breakers: Breakers,
+        reaches: Callable[[str], bool],
     ) -> None:
         self._granted = granted  # read at each call: an MCP server's tools join it as the run lists them
         self._tools = tools
         self._policies: dict[str, ToolPolicy] = {}
         self._breakers = breakers
         self._permits: dict[int, tuple[CircuitBreaker, Permit]] = {}  # by seq: the breaker and leave of the try out
+        self._reaches = reaches
+        """Whether the calling run's network grant reaches a host (its sandbox's policy)."""
+        self._walled: set[int] = set()
+        """Steps whose tool declares a downstream host this run's sandbox does not reach."""
 
     def _spec(self, name: str) -> ToolSpec | None:
         """A plugin's tool; None for an MCP server's, whose calls keep their own retries and
@@ -91,21 +101,29 @@ class ToolCalls:
         if spec is None:
             return None
         policy = self._policy(spec)
-        breaker = self._breakers.get(spec.downstream_of(args), failures=policy.failures, cool_down=policy.cool_down)
+        downstream = spec.downstream_of(args)
+        breaker = self._breakers.get(downstream, failures=policy.failures, cool_down=policy.cool_down)
         try:
             self._permits[seq] = (breaker, breaker.admit())
         except BreakerOpen as refused:
             return f"tool {name!r} was not called: {refused.message}"
+        # a declared downstream is a host; a plugin's own name (the fallback) is not
+        if spec.downstream is not None and not self._reaches(downstream.removeprefix("tool:")):
+            self._walled.add(seq)
         return None
 
     def settle(self, seq: int, ok: bool, error: Mapping[str, Any] | None) -> None:
         """A try of step ``seq`` ended: tell its breaker how (nothing if no leave is out)."""
         taken = self._permits.pop(seq, None)
+        walled = seq in self._walled
+        self._walled.discard(seq)
         if taken is None:
             return
         breaker, permit = taken
         error = error or {}
-        if ok or error.get("deliberate"):
+        if not ok and walled:  # the caller's own sandbox may be what failed, not the host
+            breaker.record_neutral(permit)
+        elif ok or error.get("deliberate"):
             breaker.record_success(permit)
         elif error.get("retry_after") is not None:  # rate-limited: the downstream is up, and busy
             breaker.record_neutral(permit)
@@ -117,6 +135,7 @@ class ToolCalls:
     def release(self, seq: int) -> None:
         """The try was never sent (its job failed to commit): give its leave back without a verdict."""
         taken = self._permits.pop(seq, None)
+        self._walled.discard(seq)
         if taken is not None:
             taken[0].record_neutral(taken[1])
 
