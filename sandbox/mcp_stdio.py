@@ -57,6 +57,15 @@ class _Server:
     """What the server sent that is not JSON-RPC (it is then stopped: the stream cannot be trusted)."""
 
 
+def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a server is started with: the agent's environment without the model door's
+    token and address and without corral's own variables. A server is someone else's
+    program; it gets the agent's secrets by name ([agents.NAME] secrets), not the door."""
+    from corral.sandbox.door.server import DOOR_VARIABLES
+
+    return {k: v for k, v in environ.items() if k not in DOOR_VARIABLES and not k.startswith("CORRAL_")}
+
+
 class StdioServers:
     """Every stdio server the run is granted tools of, each started at its first use."""
 
@@ -198,7 +207,9 @@ class StdioServers:
                 stop.set()
 
         program, *arguments = server.command
-        params = StdioServerParameters(command=program, args=arguments, cwd=os.getcwd(), env=dict(os.environ))
+        params = StdioServerParameters(
+            command=program, args=arguments, cwd=os.getcwd(), env=server_environment(os.environ)
+        )
         try:
             transport = stdio_client(params, errlog=server.stderr)
             async with Client(transport, cache=None, message_handler=on_message) as client:

@@ -28,6 +28,8 @@ Ask = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
 """Send one model step (model alias, args); returns (seq, the daemon's ``result`` frame)."""
 
 HOST = "127.0.0.1"
+DOOR_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY")
+"""What the door sets in the agent's environment (:meth:`Door.env`), for the SDKs there alone."""
 MAX_CONNECTIONS = 32
 """Connections served at once: well below a run's ``open_files`` (256 by default), so that
 connections from outside the run (the host's loopback, for a network list or "all") cannot
@@ -70,12 +72,7 @@ class Door:
     def env(self) -> dict[str, str]:
         """What points the official SDKs at this door."""
         base = f"http://{HOST}:{self.port}"
-        return {
-            "OPENAI_BASE_URL": f"{base}/v1",
-            "OPENAI_API_KEY": self.token,
-            "ANTHROPIC_BASE_URL": base,
-            "ANTHROPIC_API_KEY": self.token,
-        }
+        return dict(zip(DOOR_VARIABLES, (f"{base}/v1", self.token, base, self.token), strict=True))
 
     def start(self, poll_interval: float = 0.5) -> None:
         """Serve on a daemon thread (it dies with the process); ``poll_interval`` is how soon

@@ -2,7 +2,8 @@
 
 Run as ``python fault_server.py stdio [options]`` or ``python fault_server.py http PORT
 [options]``. Its tools misbehave on request: ``crash`` kills the server mid-call, ``hang``
-never answers, ``big`` returns as many bytes as asked, ``fail`` answers ``isError``.
+never answers, ``big`` returns as many bytes as asked, ``fail`` answers ``isError``,
+``environment`` names the variables it was started with.
 ``write`` appends a line to ``calls.log`` in its folder (with the idempotency key corral
 sends in ``_meta``), so a test can count side effects. Options:
 
@@ -112,6 +113,12 @@ def big(size: int) -> str:
 def fail() -> str:
     """Fail the call (isError)."""
     raise ValueError("the upstream said no")
+
+
+@server.tool(annotations=READ_ONLY)
+def environment() -> list[str]:
+    """Answer the names of the variables in the server's environment."""
+    return sorted(os.environ)
 
 
 @server.tool(annotations=READ_ONLY)

@@ -102,3 +102,38 @@ def test_the_built_in_agent_calls_mcp_tools_by_names_model_apis_accept(
     assert json.loads(second["messages"][-1]["content"])["timezone"] == "Asia/Tokyo"
     journal = steps(project, run["id"])
     assert [s["name"] for s in journal if s["kind"] == "tool"] == ["time.get_current_time"]
+
+
+ENVIRONMENT = """
+import os
+
+
+def run(ctx):
+    door = [name for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY") if name in os.environ]
+    return {"agent": door, "server": ctx.tool("faults.environment")}
+"""
+
+
+def test_a_stdio_server_gets_the_agents_environment_without_the_doors_token(
+    corral_project: CorralProject, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = corral_project
+    monkeypatch.setenv("FAKE_KEY", "sk-mcp-env-0123456789")
+    project.models["fake"] = {
+        "provider": "openai",
+        "base_url": f"{server.url}/v1",
+        "model": "fake",
+        "api_key_env": "FAKE_KEY",
+    }
+    project.tables["mcp.faults"] = fault_server()
+    project.agent(
+        "env", ENVIRONMENT, models=["fake"], tools=["faults.environment"], env={"FOR_SERVER": "yes"}, sandbox=READABLE
+    )
+    result = project.cli("run", "env", "--wait", "--json", timeout=120)
+    assert result.stdout, result.stderr
+    run = json.loads(result.stdout)
+    assert run["state"] == "succeeded", run.get("error")
+    assert run["result"]["agent"] == ["OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY"], "the door is open"
+    seen = run["result"]["server"]["result"]
+    assert "FOR_SERVER" in seen and "PATH" in seen
+    assert not [name for name in seen if name.endswith(("_API_KEY", "_BASE_URL")) or name.startswith("CORRAL_")]
