@@ -45,8 +45,10 @@ class Adapter(Protocol):
 
 
 def max_output_tokens(endpoint: Endpoint, request: Request) -> int:
-    """The output cap sent with every call: the request's own, else the endpoint's default."""
-    return request.options.max_tokens or endpoint.max_output_tokens
+    """The output cap sent with every call: the request's own, else the endpoint's; never
+    more than the endpoint's (an agent's ``max_tokens=10**12`` would reach the provider and
+    the budget's reservation as asked)."""
+    return min(request.options.max_tokens or endpoint.max_output_tokens, endpoint.max_output_tokens)
 
 
 def decode_body(endpoint: Endpoint, body: bytes, schema: type[_T], api: str) -> _T:

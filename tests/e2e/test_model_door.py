@@ -463,3 +463,29 @@ def test_idle_connections_from_outside_cannot_use_up_the_agents_descriptors(
     run = json.loads(out)
     assert run["state"] == "succeeded", (run.get("error"), err)
     assert run["result"] == ["still here", 150]
+
+
+HUGE_CAP = """
+import anthropic, openai
+
+
+def run(ctx):
+    user = [{"role": "user", "content": "hi"}]
+    gpt = openai.OpenAI(max_retries=0).chat.completions.create(model="fake", messages=user, max_tokens=10**12)
+    claude = anthropic.Anthropic(max_retries=0, timeout=60)  # a timeout: no refusal of a long wait
+    claude = claude.messages.create(model="claude", max_tokens=10**12, messages=user)
+    small = ctx.model(user, model="fake", max_tokens=7)
+    return [gpt.choices[0].message.content, claude.content[0].text, small.text]
+"""
+
+
+def test_an_agents_max_tokens_is_clamped_to_the_models_max_output_tokens(
+    door: CorralProject, server: FakeServer
+) -> None:
+    door.models["fake"]["max_output_tokens"] = 500
+    door.models["claude"]["max_output_tokens"] = 300
+    door.agent("greedy", HUGE_CAP, models=["fake", "claude"])
+    server.enqueue(Reply(body=openai_body("a")), Reply(body=anthropic_body("b")), Reply(body=openai_body("c")))
+    assert _run(door, "greedy")["result"] == ["a", "b", "c"]
+    sent = [request.json()["max_tokens"] for request in server.requests]
+    assert sent == [500, 300, 7], "never more than the model's max_output_tokens; less when asked"
