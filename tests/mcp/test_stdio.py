@@ -14,6 +14,7 @@ import pytest
 from corral.testing import CorralProject
 from tests.mcp.support import BIN, CALLER, READABLE, call, fault_server, steps
 from tests.models.fake_servers import FakeServer, Reply, openai_body
+from tests.projects import KEY, KEY_VAR, fake_model
 
 
 def test_reference_time_server_tools_are_listed_journaled_and_called(corral_project: CorralProject) -> None:
@@ -118,13 +119,8 @@ def test_a_stdio_server_gets_the_agents_environment_without_the_doors_token(
     corral_project: CorralProject, server: FakeServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = corral_project
-    monkeypatch.setenv("FAKE_KEY", "sk-mcp-env-0123456789")
-    project.models["fake"] = {
-        "provider": "openai",
-        "base_url": f"{server.url}/v1",
-        "model": "fake",
-        "api_key_env": "FAKE_KEY",
-    }
+    monkeypatch.setenv(KEY_VAR, KEY)
+    project.models["fake"] = fake_model(server.url)
     project.tables["mcp.faults"] = fault_server()
     project.agent(
         "env", ENVIRONMENT, models=["fake"], tools=["faults.environment"], env={"FOR_SERVER": "yes"}, sandbox=READABLE
