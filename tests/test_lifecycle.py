@@ -37,7 +37,7 @@ def test_stop_names_what_is_wrong(corral_project: CorralProject) -> None:
         (("stop",), EXIT_UNAVAILABLE, "no daemon is running"),
         (("stop", "nobody"), EXIT_NOT_FOUND, "no agent named 'nobody'"),
         (("stop", "--reason", "x"), EXIT_USAGE, "--reason goes with an agent"),
-        (("start", ""), EXIT_NOT_FOUND, "agents: echo"),
+        (("start", ""), EXIT_USAGE, "an agent name cannot be empty"),
         (("restart",), EXIT_USAGE, "required"),
     ]:
         result = corral_project.cli(*args)

@@ -61,7 +61,8 @@ def test_the_terminal_shows_what_needs_a_person_and_one_line_per_routine_run(dep
     terminal = _lines(deployer.daemon_stderr())
 
     [started] = [line for line in terminal if " daemon started " in line]
-    assert len(started) < 300 and "sandbox_macos" not in started and "plugin_failures" not in started, started
+    told = started.replace(str(deployer.root), "ROOT")  # the paths' length is the machine's, not the line's
+    assert len(told) < 250 and "sandbox_macos" not in told and "plugin_failures" not in told, started
     assert not [line for line in terminal if "run queued" in line or "new=running" in line], terminal
     [steps_end] = [line for line in terminal if " steps " in line and "run state" in line]
     assert " info " in steps_end and "new=succeeded" in steps_end

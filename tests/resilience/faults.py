@@ -7,7 +7,8 @@ Routes (``NAME`` keeps each test's counters apart):
 - ``/limited/NAME/S``: 429 with ``Retry-After: S`` the first time, then 200;
 - ``/auth/NAME``: 401 for ever (a request that needs a fix, not a retry);
 - ``/slam/NAME``: closes the connection without an answer, after reading the request;
-- ``/hold/NAME/S``: 503 with ``Retry-After: 3`` for S seconds after its first request, then 200.
+- ``/hold/NAME/S[/R]``: 503 with ``Retry-After: R`` (default 3) for S seconds after its first request,
+  then 200.
 
 Every request is counted by path (:attr:`Faults.hits`).
 """
@@ -60,7 +61,7 @@ class Handler(BaseHTTPRequestHandler):
         elif route == "limited":
             self._send(429, b"slow down", {"Retry-After": parts[2]})
         elif route == "hold":
-            self._send(503, b"unavailable", {"Retry-After": "3"})
+            self._send(503, b"unavailable", {"Retry-After": parts[3] if len(parts) > 3 else "3"})
         elif route in ("burst", "down"):
             self._send(503, b"unavailable")
         elif route == "auth":
