@@ -186,22 +186,12 @@ class ModelCaller:
 
         access = self.access
         try:
-            endpoint = await access.endpoints.get(model)
+            endpoint, adapter = await self._usable(model)
         except NotConfigured as exc:
             if not last:
                 return FailOver(str(exc))
             return await self._fail(item.seq, "not_configured", _after(tried, str(exc)))
         config = access.config.models[model]
-        adapter = access.providers.get(endpoint.provider)
-        if adapter is None:
-            installed = ", ".join(sorted(access.providers)) or "none"
-            missing = (
-                f"model {model!r}: no installed plugin provides provider {endpoint.provider!r} (installed: "
-                f"{installed}); install the plugin, or fix [models.{model}] provider"
-            )
-            if not last:
-                return FailOver(missing)
-            return await self._fail(item.seq, "not_configured", _after(tried, missing))
         worst = _worst(endpoint, request)
         door = bool(item.args.get("door"))
         over = self._over_run_budget(worst)
@@ -255,6 +245,20 @@ class ModelCaller:
             self.after(entry)
         self.spent.add(tally)
         return {"t": "result", "seq": item.seq, "ok": True, "replayed": False, "value": value}
+
+    async def _usable(self, model: str) -> tuple[Endpoint, Any]:
+        """Model ``model``'s endpoint and the provider adapter that speaks to it; raises
+        NotConfigured with the fix when either is missing."""
+        access = self.access
+        endpoint = await access.endpoints.get(model)
+        adapter = access.providers.get(endpoint.provider)
+        if adapter is None:
+            installed = ", ".join(sorted(access.providers)) or "none"
+            raise NotConfigured(
+                f"model {model!r}: no installed plugin provides provider {endpoint.provider!r} (installed: "
+                f"{installed}); install the plugin, or fix [models.{model}] provider"
+            )
+        return endpoint, adapter
 
     async def _ask(
         self,
