@@ -79,10 +79,10 @@ class _Viewer:
     async def watch(self, runs: list[str]) -> None:
         await self._say(f"RUN {runs[0]}")
 
-    async def stop(self) -> tuple[int, int]:
-        pages, notices = (await self._say("STOP")).split()
+    async def stop(self) -> tuple[int, int, float]:
+        pages, notices, cpu = (await self._say("STOP")).split()
         await asyncio.get_running_loop().run_in_executor(None, self.process.wait, 10)
-        return int(pages), int(notices)
+        return int(pages), int(notices), float(cpu)
 
 
 def _round(root: Path, on: bool, steps: int, concurrent_steps: int, agents: int) -> dict[str, Any]:
@@ -115,7 +115,7 @@ def _round(root: Path, on: bool, steps: int, concurrent_steps: int, agents: int)
                 "multi": await corral_bench.measure_steps(engine, agents, concurrent_steps, watch),
             }
             if viewer is not None and console is not None:
-                out["pages"], out["notices"] = await viewer.stop()
+                out["pages"], out["notices"], out["viewer_cpu"] = await viewer.stop()
                 await console.stop()
             return out
 
@@ -137,6 +137,7 @@ def console_on_off(root: Path, *, steps: int, concurrent_steps: int, agents: int
             "multi_rate_rounds": [r["multi"]["steps_per_s"] for r in runs],
             "pages": sum(r.get("pages", 0) for r in runs),
             "notices": sum(r.get("notices", 0) for r in runs),
+            "viewer_cpu_s": sum(r.get("viewer_cpu", 0.0) for r in runs),
         }
     return out
 
@@ -328,6 +329,13 @@ def rows(onoff: dict[str, Any], page: dict[str, Any]) -> list[Row]:
             "console off",
             unit="us",
         ),
+        Row(
+            f"daemon CPU per step, {on['multi']['agents']} agents, console open",
+            1e6 * on["multi"]["daemon_cpu_s"] / (on["multi"]["steps"] * on["multi"]["agents"]),
+            1e6 * off["multi"]["daemon_cpu_s"] / (off["multi"]["steps"] * off["multi"]["agents"]),
+            "console off",
+            unit="us",
+        ),
     ]
     for name, t in page["pages"].items():
         target = "< 200 ms"
@@ -360,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows(onoff, page)))
     on = onoff["on"]
     print(
-        f"\nthe viewer fetched {on['pages']} pages and heard {on['notices']} notices; step p50 per round (ms): "
+        f"\nthe viewer fetched {on['pages']} pages and heard {on['notices']} notices, using "
+        f"{on['viewer_cpu_s']:.2f} CPU-seconds; step p50 per round (ms): "
         f"off {[round(v, 3) for v in onoff['off']['single_p50_rounds']]}, "
         f"on {[round(v, 3) for v in on['single_p50_rounds']]}; 8-agent steps/s per round: "
         f"off {[round(v) for v in onoff['off']['multi_rate_rounds']]}, on {[round(v) for v in on['multi_rate_rounds']]}"
