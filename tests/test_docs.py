@@ -142,3 +142,16 @@ def test_the_readmes_commands_are_the_ones_ci_and_the_docs_use() -> None:
     blocks = "\n".join(re.findall(r"```sh\n(.*?)```", readme, re.DOTALL))
     shown = set(re.findall(r"^corral ([a-z]+)", blocks, re.MULTILINE)) | set(re.findall(r"`corral ([a-z]+)", readme))
     assert shown and shown <= set(_subcommands()), shown - set(_subcommands())
+
+
+def test_the_framework_examples_are_the_files_the_tests_run() -> None:
+    """docs/agents.md shows each agent of tests/door/frameworks/ whole, under its path
+    ("`tests/door/frameworks/NAME.py`:" and the code block), so an example that the tests
+    stop passing, or that drifts from what they run, fails here."""
+    text = _text("agents.md")
+    shown = dict(re.findall(r"^`(tests/[\w/.-]+)`:\n\n```\w*\n(.*?)^```", text, re.MULTILINE | re.DOTALL))
+    folder = TESTS / "door" / "frameworks"
+    examples = {str(path.relative_to(ROOT)) for path in folder.iterdir() if path.is_file()}
+    assert examples and examples <= set(shown), f"docs/agents.md does not show {sorted(examples - set(shown))}"
+    drifted = [path for path, code in shown.items() if code != (ROOT / path).read_text()]
+    assert not drifted, f"docs/agents.md shows these otherwise than the files the tests run: {drifted}"
