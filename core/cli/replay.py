@@ -211,7 +211,9 @@ def _debug(config: CorralConfig, run_id: str) -> dict[str, Any]:
                 f"corral: replaying run {run_id} of {agent.name!r} in this process, unsandboxed, under pdb",
                 file=sys.stderr,
             )
-            outcome = replay_here(run, welcome, journal, report, engine.logs.redaction.redact, workdir, env)
+            redact = engine.logs.redaction.redact
+            max_body = config.frame_max_bytes // 2  # as the runtime's door (sandbox/runtime.py)
+            outcome = replay_here(run, welcome, journal, report, redact, workdir, env, max_body)
         return verdict(report, run, outcome).to_dict()
     finally:
         opened.__exit__(None, None, None)

@@ -5,22 +5,33 @@ the agent's environment and granted secrets and a fresh workdir, and with its ``
 answered from the run's journal by the same rules as a sandboxed replay
 (:class:`corral.run.replay.Judge`). Where the replay ends in the code (its own exception,
 or the request where it diverged from the journal), :mod:`pdb` opens on that frame.
+
+An agent granted models gets its model door here too, on this host's loopback, answered
+from the journal like ``ctx.model``: an agent written with the openai or anthropic SDK (or
+a framework on them) replays as it runs. Where the replay stops at one of its requests,
+the door answers 409 naming why; the SDK raises that in the agent's code, and the
+debugger opens on the agent's line that made the request.
 """
 
 from __future__ import annotations
 
 import os
 import pdb
+import secrets
 import sys
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.run.outcome import Outcome
 from corral.run.replay import Judge, ReplayReport
 from corral.states import RunState
+
+if TYPE_CHECKING:
+    from corral.sandbox.runtime import _Session
 
 
 class JournalChannel:
@@ -30,17 +41,29 @@ class JournalChannel:
         self._journal = journal
         self._judge = judge
         self._answers: deque[dict[str, Any]] = deque()
+        self._stopped: dict[str, Any] | None = None
+        """The abort that ended the replay: every later request gets it again (code that
+        caught the door's 409 and asked on must not be judged past the divergence)."""
 
     def send(self, message: dict[str, Any]) -> None:
         if message["t"] == "log":
             fields = " ".join(f"{key}={value!r}" for key, value in message["fields"].items())
             print(f"[{message['level']}] {message['event']} {fields}".rstrip(), file=sys.stderr)
         elif message["t"] == "step":
+            if self._stopped is not None:
+                self._answers.append(self._stopped)
+                return
             seq = message["seq"]
             args = self._judge.redact(message["args"])
-            self._answers.append(
-                self._judge.answer(seq, message["kind"], message["name"], args, self._journal.get(seq))
-            )
+            answer = self._judge.answer(seq, message["kind"], message["name"], args, self._journal.get(seq))
+            if self._judge.over:
+                self._stopped = answer
+            self._answers.append(answer)
+
+    @property
+    def stopped(self) -> str:
+        """Why the replay stopped ("" while it goes on)."""
+        return str(self._stopped["reason"]) if self._stopped is not None else ""
 
     def recv(self) -> dict[str, Any]:
         return self._answers.popleft()
@@ -54,29 +77,69 @@ def replay_here(
     redact: Callable[[Any], Any],
     workdir: Path,
     env: Mapping[str, str],
+    max_body: int,
     debugger: Callable[[Any], None] = pdb.post_mortem,
 ) -> Outcome:
     """Run the agent's entry in this process against ``journal``; ``debugger`` gets the
-    traceback where it ends other than by returning. Returns how the code ended."""
+    traceback where it ends other than by returning; ``max_body``: the door's largest request
+    body, as the sandboxed run's. Returns how the code ended."""
     from corral.sandbox.runtime import Context, RunAborted, _error, _load_entry, _plain, _Session
 
     judge = Judge(run, report, redact)
     channel = JournalChannel(journal, judge)
+    session = _Session(channel, {})  # type: ignore[arg-type]
     os.environ.clear()  # exactly the agent's environment, as its sandboxed process has
     os.environ.update(env)
     os.chdir(workdir)
-    try:
-        func = _load_entry(welcome["code"], welcome["entry"])
-        value = _plain(func(Context(_Session(channel, {}), welcome, channel)), "the agent's return value")  # type: ignore[arg-type]
-    except RunAborted as aborted:
-        print(f"corral: {aborted}; the debugger opens where the code asked for it", file=sys.stderr)
-        debugger(agents_part(aborted.__traceback__, Path(welcome["code"])))
+    with door(welcome, session, max_body):
+        try:
+            func = _load_entry(welcome["code"], welcome["entry"])
+            value = _plain(func(Context(session, welcome, channel)), "the agent's return value")  # type: ignore[arg-type]
+        except RunAborted as aborted:
+            print(f"corral: {aborted}; the debugger opens where the code asked for it", file=sys.stderr)
+            debugger(agents_part(aborted.__traceback__, Path(welcome["code"])))
+            return judge.outcome()
+        except Exception as exc:  # noqa: BLE001 - the agent's own failure is what we debug
+            if channel.stopped:  # the door's 409 for where the replay stopped, raised by the agent's SDK
+                print(f"corral: {channel.stopped}; the debugger opens where the code asked for it", file=sys.stderr)
+            else:
+                print(
+                    f"corral: the agent raised {type(exc).__name__}: {exc}; the debugger opens there", file=sys.stderr
+                )
+            debugger(agents_part(exc.__traceback__, Path(welcome["code"])))
+            return judge.outcome() if channel.stopped else Outcome(RunState.FAILED, {**_error(exc), "kind": "agent"})
+    if channel.stopped:
+        print(f"corral: {channel.stopped}; the agent's code caught the door's 409 and returned", file=sys.stderr)
         return judge.outcome()
-    except Exception as exc:  # noqa: BLE001 - the agent's own failure is what we debug
-        print(f"corral: the agent raised {type(exc).__name__}: {exc}; the debugger opens there", file=sys.stderr)
-        debugger(agents_part(exc.__traceback__, Path(welcome["code"])))
-        return Outcome(RunState.FAILED, {**_error(exc), "kind": "agent"})
     return Outcome(RunState.SUCCEEDED, result=value)
+
+
+@contextmanager
+def door(welcome: dict[str, Any], session: _Session, max_body: int) -> Iterator[None]:
+    """The model door of an agent granted models, on this host's loopback for the replay's
+    length, its requests answered from the journal through ``session``; its variables are
+    set in this process's environment, as the runtime sets them in the agent's."""
+    if not welcome.get("models"):
+        yield
+        return
+    from corral.sandbox.door.problems import DoorError
+    from corral.sandbox.door.server import Door, listen
+    from corral.sandbox.runtime import RunAborted
+
+    def ask(name: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        try:
+            return session.model_step(name, args)
+        except RunAborted as aborted:
+            # 409, not retried: the request conflicts with the journal; a retry would be judged the same
+            raise DoorError(409, f"corral replay: {aborted}", code="replay_stopped") from None
+
+    served = Door(listen(), f"corral-{secrets.token_urlsafe(32)}", welcome["models"], ask, max_body, welcome["run_id"])
+    os.environ.update(served.env())
+    served.start(poll_interval=0.05)
+    try:
+        yield
+    finally:
+        served.stop()
 
 
 def agents_part(tb: TracebackType | None, code: Path) -> TracebackType | None:

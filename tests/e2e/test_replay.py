@@ -195,3 +195,55 @@ def test_fork_and_json_arguments_refuse_what_they_cannot_take(worker: CorralProj
     assert huge.returncode == 2 and "cannot store" in huge.stderr and "Traceback" not in huge.stderr
     nulled = worker.cli_json("fork", run["id"], "--from", "4", "--input", "null")
     assert nulled["input"] is None and nulled["parent"] == run["id"]
+
+
+DOOR_AGENT = """
+from openai import OpenAI
+
+
+def run(ctx):
+    client = OpenAI(max_retries=0)
+    first = client.chat.completions.create(model="fake", messages=[{"role": "user", "content": "first"}])
+    said = first.choices[0].message.content
+    ask = [{"role": "user", "content": "second, after " + said}]
+    return [said, client.chat.completions.create(model="default", messages=ask).choices[0].message.content]
+"""
+
+
+def test_pdb_replays_an_sdk_agent_through_its_door_and_opens_on_the_request_that_diverges(
+    worker: CorralProject, server: FakeServer
+) -> None:
+    """An agent written with the openai SDK gets its model door in a replay, sandboxed or
+    in-process, answered from the journal: the same code takes the same path without the
+    debugger; changed code stops at the changed request, whose 409 the SDK raises, and pdb
+    opens on the agent's line that made it."""
+    pytest.importorskip("openai")
+    worker.agent("sdk", DOOR_AGENT, models=["fake"])
+    worker.write()
+    server.enqueue(Reply(body=openai_body("one")), Reply(body=openai_body("two")))
+    done = worker.cli("run", "sdk", "--wait", "--json")
+    run = json.loads(done.stdout)
+    assert run["result"] == ["one", "two"], done.stderr
+
+    def debug() -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "corral", "replay", run["id"], "--pdb"]
+        return subprocess.run(
+            command, input="p said\nc\n", capture_output=True, text=True, env=worker.env, cwd=worker.root, timeout=60
+        )
+
+    sandboxed = worker.cli("replay", run["id"])
+    assert sandboxed.returncode == 0 and "same path (2 of 2 steps" in sandboxed.stdout, sandboxed.stdout
+    same = debug()
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "same path (2 of 2 steps from the journal; finished ok)" in same.stdout
+    assert "(Pdb)" not in same.stdout
+    worker.agent("sdk", DOOR_AGENT.replace("second, after", "then, after"), models=["fake"])
+    worker.write()
+    diverged = debug()
+    assert diverged.returncode == 1, diverged.stdout + diverged.stderr
+    assert (
+        "replay diverged at step 2" in diverged.stderr and "the debugger opens where the code asked" in diverged.stderr
+    )
+    assert "sdk.py" in diverged.stdout and "'one'" in diverged.stdout.split("(Pdb)")[1], "`p said` in the agent's frame"
+    assert "DIVERGED" in diverged.stdout
+    assert len(server.requests) == 2, "the replays asked the model nothing"
