@@ -66,10 +66,6 @@ class Confinement:
     python: str
     home: str | None = None
     """The corral home: no agent may see it but for its own workdir inside it."""
-    door: bool = False
-    """The agent is granted models, so its process serves the model door on a loopback port
-    (bound before confinement; a backend that must name the port in advance sets
-    ``spec["door_port"]``, and the launcher binds exactly that one)."""
 
 
 @dataclass

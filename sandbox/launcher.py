@@ -154,12 +154,12 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(64)
     policy = Policy.from_json(args[0])
     applied = apply(policy)
-    listener = None
-    if policy.door:  # bound before confinement: Landlock denies an explicit bind, and it is our port
-        from corral.sandbox.door.server import listen
+    from corral.sandbox.door.server import listen
 
-        listener = listen(int(policy.confine.get("door_port") or 0))
-    confined, refusal = confine(policy, listener.getsockname()[1] if listener is not None else None)
+    # Every run serves the door: bound before confinement (Landlock denies an explicit bind), on
+    # the port a backend that must name it in advance chose (``confine["door_port"]``), else any.
+    listener = listen(int(policy.confine.get("door_port") or 0))
+    confined, refusal = confine(policy, listener.getsockname()[1])
     applied += confined
     if refusal is not None:
         refuse(policy, applied, refusal)

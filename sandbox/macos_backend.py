@@ -92,7 +92,7 @@ class MacBackend:
         privileges = offered["privileges"]
         if not privileges.available and plan.account is None:
             plan.missing.append(f"privileges: {privileges.reason}")
-        door_port = _free_port() if request.door else None
+        door_port = _free_port()
         if offered["filesystem"].available:
             profile = seatbelt.generate(
                 python_executable=request.python,
@@ -110,9 +110,8 @@ class MacBackend:
             "required": [] if request.degraded_ok else wanted,
             "seatbelt": bool(plan.wrap),
             "processes_in_use": _processes_of(owner),
+            "door_port": door_port,
         }
-        if door_port is not None:
-            spec["door_port"] = door_port
         if plan.account is not None:
             a = plan.account
             spec["user"] = {"name": a.name, "uid": a.uid, "gid": a.gid, "groups": list(a.groups)}

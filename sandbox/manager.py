@@ -117,7 +117,6 @@ class Sandbox:
             degraded_ok=policy.degraded_ok,
             python=sys.executable,
             home=str(home),
-            door=bool(agent.models),
         )
 
     def _harmless(self, folder: Path) -> bool:

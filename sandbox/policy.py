@@ -38,9 +38,6 @@ class Policy:
     confine: dict[str, Any] = field(default_factory=dict)
     memory_accounted: bool = False
     """A cgroup ``memory.max`` holds the run, so memory a watchdog cannot see (memfd, SysV) counts."""
-    door: bool = False
-    """The agent is granted models: the launcher binds the model door's socket before confinement
-    (on the port ``confine["door_port"]`` names, else any free one)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

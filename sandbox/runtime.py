@@ -459,17 +459,12 @@ def _granted_tools(run: dict[str, Any]) -> dict[str, _LocalTool]:
     }
 
 
-def _open_door(listener: socket.socket | None, run: dict[str, Any], session: _Session, max_body: int) -> None:
-    """Serve the model door on ``listener`` for an agent granted models, and point the SDKs at it.
+def _open_door(listener: socket.socket, run: dict[str, Any], session: _Session, max_body: int) -> None:
+    """Serve the door on ``listener`` (every run has one), and point the agent at it.
 
     The token is made here and lives only in this process (its environment and the
     door's memory): it is what keeps other processes on a shared loopback out.
     """
-    if listener is None:
-        return
-    if not run.get("models"):
-        listener.close()
-        return
     import secrets
 
     from corral.sandbox.door.problems import DoorError
@@ -488,15 +483,15 @@ def _open_door(listener: socket.socket | None, run: dict[str, Any], session: _Se
             ended()
             raise
 
-    door = Door(listener, f"corral-{secrets.token_urlsafe(32)}", run["models"], ask, max_body, run["run_id"])
+    door = Door(listener, f"corral-{secrets.token_urlsafe(32)}", run.get("models") or [], ask, max_body, run["run_id"])
     os.environ.update(door.env())
     door.start()
 
 
-def serve(policy: Policy, applied: list[str], listener: socket.socket | None = None) -> None:
+def serve(policy: Policy, applied: list[str], listener: socket.socket) -> None:
     """Speak the protocol for one run, call the agent, report how it ended, exit.
 
-    ``listener``: the model door's socket, bound by the launcher before confinement.
+    ``listener``: the door's socket, bound by the launcher before confinement.
     """
     channel = BlockingChannel(policy.wire_in, policy.wire_out, max_bytes=policy.max_frame)
     channel.send({"t": "hello", "v": VERSION, "pid": os.getpid(), "applied": applied})

@@ -703,7 +703,6 @@ class Engine:
             "confine_module": prepared.plan.module,
             "confine": prepared.plan.spec,
             "memory_accounted": "memory.max" in applied,
-            "door": bool(agent.models),
         }
         for_tools = tool_secret_names(self.plugins.tools, agent.tools)
         tool_secrets = {name: value for name, value in prepared.env.items() if name in for_tools}

@@ -29,7 +29,10 @@ Ask = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
 
 HOST = "127.0.0.1"
 DOOR_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY")
-"""What the door sets in the agent's environment (:meth:`Door.env`), for the SDKs there alone."""
+"""What the door sets in the environment of an agent granted models (:meth:`Door.env`), for the
+SDKs there alone."""
+CORRAL_VARIABLES = ("CORRAL_DOOR_TOKEN", "CORRAL_MCP_URL")
+"""What the door sets in every agent's environment: the run's token, and the URL of its tools."""
 MAX_CONNECTIONS = 32
 """Connections served at once: well below a run's ``open_files`` (256 by default), so that
 connections from outside the run (the host's loopback, for a network list or "all") cannot
@@ -70,9 +73,14 @@ class Door:
         return int(self._server.server_address[1])
 
     def env(self) -> dict[str, str]:
-        """What points the official SDKs at this door."""
+        """What points the agent at this door: its token and tools always, and the official
+        model SDKs when the agent is granted models (without, an agent keeps its own ``env``
+        entries of those names)."""
         base = f"http://{HOST}:{self.port}"
-        return dict(zip(DOOR_VARIABLES, (f"{base}/v1", self.token, base, self.token), strict=True))
+        env = dict(zip(CORRAL_VARIABLES, (self.token, f"{base}/mcp"), strict=True))
+        if self.granted:
+            env.update(zip(DOOR_VARIABLES, (f"{base}/v1", self.token, base, self.token), strict=True))
+        return env
 
     def start(self, poll_interval: float = 0.5) -> None:
         """Serve on a daemon thread (it dies with the process); ``poll_interval`` is how soon

@@ -37,7 +37,8 @@ from .support import (
 )
 
 SECRET = "CORRAL_TEST_SECRET"
-BASE_ENV = {"PATH", "HOME", "LANG", "TMPDIR"}
+BASE_ENV = {"PATH", "HOME", "LANG", "TMPDIR", "CORRAL_DOOR_TOKEN", "CORRAL_MCP_URL"}
+"""The daemon's four, and the two the agent's process sets for its door (every run has one)."""
 NOBODY = 65534
 
 TREEKIT = '''
@@ -208,9 +209,11 @@ def test_cwd_session_and_inherited_descriptors(batch: Batch) -> None:
     assert seen["cwd"] == str(batch.project.workdir("env_plain"))
     assert seen["sid"] == seen["pid"] == seen["pgid"], "the agent leads its own session and process group"
     fds = {int(fd): target for fd, target in seen["fds"].items()}
-    assert set(fds) == {0, 1, 2, *seen["wire"]}, f"inherited descriptors: {fds}"
+    sockets = [fd for fd, target in fds.items() if target.startswith("socket:")]
+    assert len(sockets) == 1, f"the door's listening socket alone: {fds}"
+    assert set(fds) == {0, 1, 2, *seen["wire"], *sockets}, f"inherited descriptors: {fds}"
     assert fds[0] == "/dev/null"
-    assert all(target.startswith("pipe:") for fd, target in fds.items() if fd != 0), fds
+    assert all(target.startswith("pipe:") for fd, target in fds.items() if fd not in (0, *sockets)), fds
 
 
 # --------------------------------------------------------------------------- limits
