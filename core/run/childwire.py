@@ -224,6 +224,17 @@ class ChildWire:
         loop (a model call to make), in order after every job asked for before it."""
         self._forward(item)
 
+    def deliver_early(self, item: object) -> bool:
+        """For :mod:`corral.run.steps`, from a job on the writer thread, before its commit: give
+        ``item`` (a model call to make) to the loop now, if nothing waits for the loop ahead
+        of it; False (nothing done) otherwise. It overtakes only journal writes, which the
+        writer keeps in order, never a frame the child sent before it."""
+        if self._held or self._ended:
+            return False
+        self._held.append(item)
+        self._release()
+        return True
+
     def forward(self, item: BaseException) -> None:
         """For :mod:`corral.run.steps`, from a job's callback on the writer thread: the journal
         ended the run. It goes ahead of whatever waited behind that job (a ``finish`` read

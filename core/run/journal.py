@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 class Answer:
     """How to answer a step: ``replay``, ``result``, ``exec``, ``reconcile``, ``retry`` (a tool's
     try failed: the next starts after the wait in its last ``tries`` record), ``call`` (the daemon
-    makes a model call), ``relist`` (an MCP tool list journaled by an earlier attempt is read
-    again, to be compared), ``hold``, ``approval`` (the run waits for a human), ``stop`` (a guardrail
-    ended the run), ``mismatch`` (non-determinism) or ``protocol`` (the child said something out
-    of turn)."""
+    makes a model call; ``called``: the call left already, ahead of this answer's commit),
+    ``relist`` (an MCP tool list journaled by an earlier attempt is read again, to be compared),
+    ``hold``, ``approval`` (the run waits for a human), ``stop`` (a guardrail ended the run),
+    ``mismatch`` (non-determinism) or ``protocol`` (the child said something out of turn)."""
 
     action: str
     entry: dict[str, Any]

@@ -205,11 +205,8 @@ class Steps(StepPath):
             refused = self.model_refusal(name, args)
             if refused:
                 return [self._job(seq, lambda txn: journal.refuse(txn, seq, "model", name, args, refused))]
-            return [
-                self._job(
-                    seq, self._guarded(seq, kind, name, args, False, lambda txn: journal.model(txn, seq, name, args))
-                )
-            ]
+            decide = self._guarded(seq, kind, name, args, False, lambda txn: journal.model(txn, seq, name, args))
+            return [self._job(seq, self._called_early(seq, decide))]
         if kind == "mcp":
             why = self.mcp.listing_refusal(name) if self.mcp is not None else "no MCP servers are configured"
             if why is not None:
@@ -226,6 +223,27 @@ class Steps(StepPath):
         idempotent, can_reconcile = spec.idempotent, spec.reconcile is not None
         start = lambda txn: journal.tool(txn, seq, name, args, idempotent, can_reconcile)  # noqa: E731
         return [self._job(seq, self._admitted(seq, self._guarded(seq, kind, name, args, spec.high_stakes, start)))]
+
+    def _called_early(self, seq: int, decide: Callable[[Any], Answer]) -> Callable[[Any], Answer]:
+        """``decide``; a model call it decides to make leaves for the event loop at once, while
+        its "started" entry commits, instead of after that commit.
+
+        A model call has no side effect to double (an interrupted one is made again anyway),
+        and its answer is journaled by a later writer round, so nothing the model says reaches
+        the agent before both entries are durable. What it saves is a commit's wait, two
+        syncs, on every model step: the door's latency (docs/benchmarks.md). The call goes
+        early only when nothing else waits for the loop ahead of it (``ChildWire.deliver_early``)."""
+
+        def early(txn: Any) -> Answer:
+            decision = decide(txn)
+            if decision.action != "call":
+                return decision
+            entry = decision.entry
+            if not self.wire.deliver_early(ModelCall(seq, entry["name"], entry["args"], entry["executions"])):
+                return decision
+            return Answer("called", entry, decision.message)
+
+        return early
 
     def _admitted(self, seq: int, decide: Callable[[Any], Answer | None]) -> Callable[[Any], Answer | None]:
         """``decide``, then, if it says run the tool, the leave of its downstream's breaker:
@@ -357,7 +375,7 @@ class Steps(StepPath):
             self.executing, self._executing_name = seq, decision.entry.get("name", "")
         elif action == "retry":
             self._retries[seq] = time.monotonic() + (decision.entry["tries"][-1]["wait"] or 0.0)
-        elif action == "call":
+        elif action in ("call", "called"):
             entry = decision.entry
             if entry.get("diverged"):
                 self.log.warning(
@@ -365,7 +383,8 @@ class Steps(StepPath):
                     seq=seq,
                     changed=entry["diverged"],
                 )
-            self.wire.deliver(ModelCall(seq, entry["name"], entry["args"], entry["executions"]))
+            if action == "call":
+                self.wire.deliver(ModelCall(seq, entry["name"], entry["args"], entry["executions"]))
         elif action == "protocol":
             self._over = True
             self.wire.forward(ProtocolError(decision.message))
