@@ -15,13 +15,19 @@ from typing import Any
 
 import pytest
 
-from corral.testing import CorralProject
+from corral.testing import CorralProject, wait_for
 from tests.console_client import Browser
 from tests.models.fake_servers import FakeServer, Reply, openai_body
 
 FAILS = """
 def run(ctx):
     raise RuntimeError("<b>broken</b> on purpose")
+"""
+SLOW = """
+import time
+
+def run(ctx):
+    time.sleep(60)
 """
 
 
@@ -37,6 +43,7 @@ def console(chat: CorralProject) -> Iterator[Browser]:
     chat.tables["console"] = {"listen": "127.0.0.1:0"}
     chat.agents["chat"].update(every="1h", budget={"day_cost_usd": 1.0}, input={"calls": 1, "q": '"><b>'})
     chat.agent("fails", FAILS, on_crash="fail", max_attempts=1)
+    chat.agent("slow", SLOW)
     chat.start_daemon()
     browser = Browser(chat)
     browser.log_in()
@@ -148,3 +155,18 @@ def test_the_overview_shows_an_open_breaker_with_its_reason(chat: CorralProject,
         assert "503" in page
     finally:
         browser.http.close()
+
+
+def test_disabling_an_agent_from_the_console_records_who_in_the_stop_and_its_cancelled_run(console: Browser) -> None:
+    project = console.project
+    run_id = project.cli_json("run", "slow")["id"]
+    wait_for(lambda: project.cli_json("runs", "--agent", "slow")[0]["state"] == "running", "the slow run to start")
+    token = console.csrf("/agents/slow")
+    assert console.http.post("/agents/slow/stop", data={"csrf": token}).status_code == 303
+    who = re.search(r"console session [0-9a-f]{6}", project.cli_json("status")["agents"]["slow"]["pause"]["reason"])
+    assert who is not None, "the stop's reason names the session"
+    run = project.wait_for_run(run_id)
+    assert run["state"] == "cancelled" and run["changes"][-1]["by"] == who.group(), run["changes"]
+    assert console.http.post("/agents/slow/start", data={"csrf": token}).status_code == 303
+    lines = [json.loads(line) for line in (project.home / "logs" / "corral.log").read_text().splitlines()]
+    assert any(line.get("event") == "agent started" and line.get("by") == who.group() for line in lines)

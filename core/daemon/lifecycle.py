@@ -36,28 +36,34 @@ class AgentControl(Protocol):
 
     async def resume_agent(self, agent: str) -> None: ...
 
-    async def cancel(self, run_id: str, reason: str = ...) -> dict[str, Any]: ...
+    async def cancel(self, run_id: str, reason: str = ..., by: str | None = ...) -> dict[str, Any]: ...
 
 
 class Lifecycle:
     """Stop, start and restart agents; ``dequeue`` takes a waiting run out of the daemon's
     queue before it is cancelled, ``unslow`` lifts a no-progress slow-down (both the
-    daemon's; without a daemon, nothing to do)."""
+    daemon's; without a daemon, nothing to do). ``by`` is who asked ("cli", or the console
+    session or link that did): it goes into the stop's reason, the cancelled runs' records
+    and the daemon log's lines."""
 
     def __init__(
         self,
         engine: AgentControl,
         dequeue: Callable[[str], object] = lambda run_id: None,
         unslow: Callable[[str], Awaitable[bool]] | None = None,
+        by: str = "cli",
     ) -> None:
         self.engine = engine
         self._dequeue = dequeue
         self._unslow = unslow
+        self.by = by
 
     async def stop(self, agent: str, reason: str = STOPPED) -> dict[str, Any]:
         """Stop ``agent``: triggers off until :meth:`start`, its unfinished runs cancelled."""
+        if self.by != "cli":
+            reason += f" by {self.by}"
         await self.engine.pauses.pause(agent, reason, None, stopped=True)
-        self.engine.log.warning("agent stopped", agent=agent, reason=reason)
+        self.engine.log.warning("agent stopped", agent=agent, reason=reason, by=self.by)
         cancelled = await self._cancel_unfinished(agent, f"agent stopped: {reason}")
         return {"agent": agent, "pause": self.engine.paused(agent), "cancelled": cancelled}
 
@@ -66,7 +72,7 @@ class Lifecycle:
         was = self.engine.paused(agent)
         await self.engine.resume_agent(agent)
         if was is not None and was.get("stopped"):
-            self.engine.log.info("agent started", agent=agent)
+            self.engine.log.info("agent started", agent=agent, by=self.by)
         slowed = await self._unslow(agent) if self._unslow is not None else False
         return {
             "agent": agent,
@@ -98,7 +104,7 @@ class Lifecycle:
         for run in unfinished if unfinished is not None else await self._unfinished(agent):
             self._dequeue(run["id"])  # first, so the queue cannot start it while it is cancelled
             try:
-                cancelled.append(await self.engine.cancel(run["id"], reason))
+                cancelled.append(await self.engine.cancel(run["id"], reason, self.by))
             except (KeyError, ValueError):  # ended (or pruned) since it was read: nothing to cancel
                 continue
         return cancelled

@@ -490,7 +490,7 @@ class Daemon:
             await reply({"ok": False, "error": problem})
             return
         name = str(agent)
-        lifecycle = Lifecycle(self.engine, self.queue.remove, self.scheduler.unslow)
+        lifecycle = Lifecycle(self.engine, self.queue.remove, self.scheduler.unslow, _who(request))
         if op == "stop":
             answer = await lifecycle.stop(name, str(request.get("reason") or STOPPED))
         elif op in ("start", "resume"):

@@ -181,7 +181,8 @@ class Engine:
         self.pauses = Pauses(store, writer, Clock())
         """Paused agents, durable; read through :meth:`paused` (docs/scheduling.md)."""
         self._executing: set[str] = set()
-        self._cancelling: dict[str, str] = {}
+        self._cancelling: dict[str, tuple[str, str | None]] = {}
+        """Runs being cancelled while they execute: (the reason, who cancelled)."""
         self._last_run_ms: int | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -343,7 +344,7 @@ class Engine:
             if run is None:
                 raise KeyError(run_id)
             if run_id in self._cancelling:
-                return await self._cancel_now(run_id, self._cancelling[run_id])
+                return await self._cancel_now(run_id, *self._cancelling[run_id])
             if agent is None:
                 return await self._transition(
                     run_id,
@@ -360,8 +361,10 @@ class Engine:
             if run.get("code_changed"):
                 log.warning("resuming under changed code", change=run["code_changed"])
             outcome = await self._attempt(run, agent, log, snapshot)
+            by = None
             if run_id in self._cancelling and outcome.state is not RunState.SUCCEEDED:
-                outcome = Outcome(RunState.CANCELLED, failure("cancelled", self._cancelling[run_id]))
+                reason, by = self._cancelling[run_id]
+                outcome = Outcome(RunState.CANCELLED, failure("cancelled", reason))
             applied = run.get("applied", [])
             if (
                 outcome.retry
@@ -385,6 +388,7 @@ class Engine:
                 result=outcome.result,
                 hold_reason=outcome.hold_reason,
                 applied=applied,
+                by=by,
             )
             if final["state"] == RunState.QUEUED.value:  # its approval came before the hold: go on at once
                 continue
@@ -635,7 +639,7 @@ class Engine:
         Raises KeyError for an unknown run, ValueError for one that has already ended.
         """
         if run_id in self._executing:
-            self._cancelling[run_id] = reason
+            self._cancelling[run_id] = (reason, by)
             child = self.processes.live.get(run_id)
             if child is not None:
                 self.processes.kill_tree(child)
