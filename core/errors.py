@@ -39,6 +39,15 @@ class ProtocolError(CorralError):
     """Operator: a child sent a frame that breaks the wire protocol; the run ends."""
 
 
+class CommandFailed(CorralError):
+    """Agent author: a command agent's program ended other than with status 0 and a readable
+    result; ``stderr`` is the end of what it wrote there (the run's ``traceback``)."""
+
+    def __init__(self, message: str, stderr: str = "") -> None:
+        self.stderr = stderr
+        super().__init__(message)
+
+
 class ControlError(CorralError):
     """Operator: the daemon's control socket refused or could not answer a request."""
 

@@ -104,6 +104,19 @@ class CorralProject:
         self.agents[name] = {"code": "agents", "entry": f"{name}:{entry}", **table}
         self.write()
 
+    def command_agent(self, name: str, command: list[str], files: dict[str, str], **table: Any) -> Path:
+        """Write ``files`` (name: text; a name ending in ``.sh`` is made executable) into
+        ``agents/<name>/`` and an ``[agents.<name>]`` table that runs ``command`` there; returns the folder."""
+        folder = self.agents_dir / name
+        folder.mkdir(exist_ok=True)
+        for file, text in files.items():
+            (folder / file).write_text(textwrap.dedent(text))
+            if file.endswith(".sh"):
+                (folder / file).chmod(0o755)
+        self.agents[name] = {"code": f"agents/{name}", "command": command, **table}
+        self.write()
+        return folder
+
     def write(self) -> Path:
         lines = ["[corral]"] + [f"{k} = {_toml_value(v)}" for k, v in self.corral.items()]
         if self.limits:

@@ -57,9 +57,8 @@ def agent_env(agent: AgentConfig, workdir: Path, daemon_env: Mapping[str, str]) 
     Nothing of the daemon's environment leaks through except the variables named in
     ``env_from``; a granted variable missing from the daemon's environment is left out.
     """
-    python_bin = str(Path(sys.executable).parent)
     env = {
-        "PATH": f"{python_bin}:{BASE_PATH}",
+        "PATH": sandbox_path(),
         "HOME": str(workdir),
         "LANG": daemon_env.get("LANG", "C.UTF-8") or "C.UTF-8",
         "TMPDIR": str(workdir / ".tmp"),
@@ -69,6 +68,11 @@ def agent_env(agent: AgentConfig, workdir: Path, daemon_env: Mapping[str, str]) 
         if name in daemon_env:
             env[name] = daemon_env[name]
     return env
+
+
+def sandbox_path() -> str:
+    """The ``PATH`` of every agent: corral's Python first, then the system's programs."""
+    return f"{Path(sys.executable).parent}:{BASE_PATH}"
 
 
 def launcher_argv(policy: Policy, wrap: Sequence[str] = ()) -> list[str]:

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgpack
 
-from corral.errors import ModelCallError, ProtocolError, ToolCallError, ToolError
+from corral.errors import CommandFailed, ModelCallError, ProtocolError, ToolCallError, ToolError
 from corral.packing import pack
 from corral.sandbox.policy import Policy
 from corral.wire import VERSION, BlockingChannel
@@ -53,6 +53,8 @@ def _error(exc: BaseException) -> dict[str, Any]:
         message = "out of memory: the run reached its address-space limit (limits.address_space_mb)"
     elif isinstance(exc, OSError) and exc.errno == errno.EFBIG:
         message = f"file size limit reached (limits.file_size_mb): {message}"
+    elif isinstance(exc, CommandFailed):  # its traceback would be corral's; the program's stderr says more
+        return {"type": type(exc).__name__, "message": message[:4000], "traceback": exc.stderr}
     return {
         "type": type(exc).__name__,
         "message": message[:4000],
@@ -459,16 +461,20 @@ def _granted_tools(run: dict[str, Any]) -> dict[str, _LocalTool]:
     }
 
 
-def _open_door(listener: socket.socket, run: dict[str, Any], session: _Session, max_body: int) -> None:
-    """Serve the door on ``listener`` (every run has one), and point the agent at it.
+def _open_door(listener: socket.socket, run: dict[str, Any], context: Context, policy: Policy) -> None:
+    """Serve the door on ``listener`` (every run has one): the model door, the tool door, and
+    the state and log API (``/corral/v1``) over ``context``; point the agent at it.
 
     The token is made here and lives only in this process (its environment and the
     door's memory): it is what keeps other processes on a shared loopback out.
     """
     import secrets
 
+    from corral.sandbox.door.api import Api
     from corral.sandbox.door.problems import DoorError
     from corral.sandbox.door.server import Door, ended
+
+    session = context._session
 
     def ask(name: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         try:
@@ -483,13 +489,22 @@ def _open_door(listener: socket.socket, run: dict[str, Any], session: _Session, 
             ended()
             raise
 
+    def change(apply: Callable[[], None]) -> None:
+        try:
+            apply()
+        except (RunAborted, ProtocolError):
+            ended()
+            raise
+
+    max_body = policy.max_frame // 2
     door = Door(listener, f"corral-{secrets.token_urlsafe(32)}", run.get("models") or [], ask, max_body, run["run_id"])
+    door.api = Api(context.state, context.log, change, lambda: session.running, policy.limits.get("state_value_kb"))
     os.environ.update(door.env())
     door.start()
 
 
 def serve(policy: Policy, applied: list[str], listener: socket.socket) -> None:
-    """Speak the protocol for one run, call the agent, report how it ended, exit.
+    """Speak the protocol for one run, call the agent (or run its command), report how it ended, exit.
 
     ``listener``: the door's socket, bound by the launcher before confinement.
     """
@@ -503,9 +518,15 @@ def serve(policy: Policy, applied: list[str], listener: socket.socket) -> None:
     session = _Session(channel, {}, mcp)
     try:
         session.tools = _granted_tools(run)
-        _open_door(listener, run, session, policy.max_frame // 2)
-        func = _load_entry(run["code"], run["entry"])
-        value = _plain(func(Context(session, run, channel)), "the agent's return value")
+        context = Context(session, run, channel)
+        _open_door(listener, run, context, policy)
+        if run.get("command"):
+            from corral.sandbox import command
+
+            value = _plain(command.run(run["command"], run), "the command's result")
+        else:
+            func = _load_entry(run["code"], run["entry"])
+            value = _plain(func(context), "the agent's return value")
     except RunAborted:
         os._exit(0)
     except BaseException as exc:

@@ -96,3 +96,36 @@ def test_the_next_three_fire_times_of_each_timed_trigger_are_shown_with_their_zo
     [tick] = [line for line in out.splitlines() if line.lstrip().startswith("tick")]
     assert len(re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", tick)) == 3 and "every" in tick, tick
     assert not [line for line in out.splitlines() if line.lstrip().startswith("manual")]
+
+
+def test_a_command_whose_program_is_missing_or_cannot_run_is_reported_with_the_fix(
+    corral_project: CorralProject,
+) -> None:
+    corral_project.command_agent("absent", ["no-such-program-here", "x"], {})
+    corral_project.command_agent("plain", ["./agent.sh"], {"agent.txt": "not a program"})
+    (corral_project.agents_dir / "plain" / "agent.sh").write_text("#!/bin/sh\n")  # not executable
+    corral_project.command_agent("folder", ["./sub"], {})
+    (corral_project.agents_dir / "folder" / "sub").mkdir()
+    corral_project.command_agent("fine", ["sh", "agent.sh"], {"agent.sh": "exit 0\n"})
+    code, _, err = _check(corral_project)
+    assert code == 1, err
+    [absent] = [line for line in err.splitlines() if "[agents.absent]" in line]
+    assert "command: program 'no-such-program-here' is not found on the sandbox's PATH (" in absent, absent
+    [plain] = [line for line in err.splitlines() if "[agents.plain]" in line]
+    assert f"program {corral_project.agents_dir / 'plain' / 'agent.sh'} cannot be executed" in plain, plain
+    assert 'command = ["sh", "agent.sh"]' in plain
+    assert "[agents.folder] command: program" in err and "[agents.fine]" not in err
+
+
+def test_an_agent_with_both_entry_and_command_or_neither_is_a_config_error_naming_both(
+    corral_project: CorralProject,
+) -> None:
+    corral_project.agent("both", GOOD, command=["node", "agent.js"])
+    corral_project.agents["neither"] = {"code": "agents"}
+    corral_project.agents["empty"] = {"code": "agents", "command": []}
+    corral_project.write()
+    code, _, err = _check(corral_project)
+    assert code == 3, err
+    assert '[agents.both]: has both entry and command; give exactly one of entry = "module:function"' in err, err
+    assert "[agents.neither] entry: is required; give exactly one of entry" in err and 'command = ["program"' in err
+    assert "[agents.empty] command: [] is not a list of strings, the program first; list the program" in err, err

@@ -195,6 +195,13 @@ def _debug(config: CorralConfig, run_id: str) -> dict[str, Any]:
         agent = config.agents.get(run["agent"])
         if agent is None:
             raise Exit(EXIT_NOT_FOUND, f"corral: agent {run['agent']!r} is no longer in the config")
+        if agent.command is not None:
+            raise Exit(
+                EXIT_USAGE,
+                f"corral: --pdb debugs a Python agent's function in this process; agent {agent.name!r} runs a "
+                f"command ({' '.join(agent.command)}), which pdb cannot step through. Replay it without --pdb "
+                "(sandboxed, every request answered from the journal), or use the program's own debugger",
+            )
         with replay_workdir(config.home, run_id) as workdir:
             prepare_workdir(workdir)
             agent = replaying(agent)

@@ -52,7 +52,16 @@ AgentName = Annotated[
 Entry = Annotated[
     str, Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"), Rule('{value!r} must name a function as "module:function"')
 ]
+Command = Annotated[
+    tuple[String, ...],
+    Meta(min_length=1),
+    Rule("{value!r} is not a list of strings, the program first"),
+]
 EnvValue = Annotated[String, Rule("value {value!r} must be a string")]
+_ONE_OF = (
+    'give exactly one of entry = "module:function" (a Python function corral calls with ctx) '
+    'or command = ["program", "arg", ...] (any program, run in the same sandbox)'
+)
 
 _UNLIMITED = 'or "none" to leave it unlimited'
 
@@ -86,7 +95,12 @@ class AgentConfig:
 
     name: str
     code: Path
-    entry: Annotated[Entry, Key('name the agent function, e.g. entry = "counter:run"', required=True)]
+    entry: Annotated[Entry, Key('name the agent function, e.g. entry = "counter:run"')] | None = None
+    """The Python function the runtime calls with ``ctx``; None for a ``command`` agent."""
+    command: (
+        Annotated[Command, Key('list the program and its arguments, e.g. command = ["node", "agent.js"]')] | None
+    ) = None
+    """A program the runtime starts instead of calling a function (docs/agents.md, "Agents in any language")."""
     every: Annotated[PositiveSeconds, Key('give an interval such as "30s" or "5m"')] | None = None
     input: Any = None
     env: Mapping[str, str] = field(default_factory=dict)
@@ -162,11 +176,17 @@ def _read_agent(
     if "sandbox" in data:
         home_problems(p, f"{section}.sandbox", policy, home)
     grants = read_secret_grants(p, section, data, env, env_from)
+    if "entry" in data and "command" in data:
+        p.fail(section, None, f"has both entry and command; {_ONE_OF}")
+    elif "entry" not in data and "command" not in data:
+        p.fail(section, "entry", f"is required; {_ONE_OF}")
+    elif "command" in values and not values["command"][0].strip():
+        p.fail(section, "command", 'its first item, the program, is empty; e.g. command = ["node", "agent.js"]')
     tools = values.pop("tools", ())
     return AgentConfig(
         name=name,
         code=_read_code(p, section, data.get("code"), base_dir),
-        entry=values.pop("entry", "missing:run"),
+        entry=values.pop("entry", None if "command" in data else "missing:run"),
         input=data.get("input"),
         env=env,
         env_from=env_from,

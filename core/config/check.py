@@ -34,6 +34,8 @@ from corral.config.mcp import plugin_grants
 from corral.config.problems import Problems, file_name
 from corral.errors import ConfigError
 from corral.pluginmanager import Plugins, load_plugins
+from corral.sandbox.command import resolved, unrunnable
+from corral.sandbox.policy import sandbox_path
 from corral.schedule.scheduler import build_all, trigger_problems
 from corral.schedule.triggers import TimedTrigger
 from corral.tools import ToolSpec
@@ -124,8 +126,13 @@ def check_config(config: CorralConfig, plugins: Plugins | None = None) -> list[s
         p.fail("corral", "plugins", failure)
     for agent in config.agents.values():
         section = f"agents.{agent.name}"
-        if not _findable(agent):
-            module = agent.entry.split(":", 1)[0]
+        if agent.command is not None:
+            program = resolved(agent.command, agent.code)[0]
+            why = unrunnable(program, sandbox_path())
+            if why is not None:
+                p.fail(section, "command", why)
+        elif not _findable(agent):
+            module = str(agent.entry).split(":", 1)[0]
             relative = module.replace(".", "/")
             p.fail(
                 section,
@@ -276,7 +283,7 @@ def _entry_problem(
 ) -> str | None:
     """What is wrong with ``agent``'s entry by the child's ``answer`` (``late``: the timeout
     it outlasted; ``code``: its exit status), or None."""
-    module, func = agent.entry.split(":", 1)
+    module, func = str(agent.entry).split(":", 1)
     stay = f"an agent's module should only define things when imported, and do its work in {func}(ctx)"
     if late is not None:
         return f"importing module {module!r} did not finish within {late:g}s, so it was stopped; {stay}"
@@ -336,6 +343,8 @@ def next_fires(
 
 
 def _findable(agent: AgentConfig) -> bool:
+    if agent.entry is None:
+        return False  # a command agent has no module: its program is checked on its own
     module = agent.entry.split(":", 1)[0]
     relative = module.replace(".", "/")
     in_code = (agent.code / f"{relative}.py").is_file() or (agent.code / relative / "__init__.py").is_file()

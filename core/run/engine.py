@@ -15,7 +15,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ from corral.run.modelaccess import ModelAccess
 from corral.run.outcome import Outcome, failure
 from corral.run.replay import ReplayReport, verdict
 from corral.run.toolretries import tool_policy
+from corral.sandbox.command import resolved
 from corral.sandbox.manager import Sandbox
 from corral.sandbox.policy import agent_env, limits_dict, prepare_workdir
 from corral.sandbox.processes import ProcessControl
@@ -58,17 +59,29 @@ class Logs(Protocol):
 
 
 def code_hash(agent: AgentConfig) -> str:
-    """Hash of the agent's Python sources and entry: what "the same code" means on resume."""
-    digest = hashlib.sha256(agent.entry.encode())
-    for path in sorted(agent.code.rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
+    """Hash of the agent's sources and entry (or command): what "the same code" means on resume.
+
+    An entry agent's sources are its ``.py`` files; a command agent's, every file of its code
+    folder but those in folders of installed packages or tool state (:data:`NOT_SOURCES`)."""
+    digest = hashlib.sha256(agent.entry.encode() if agent.entry else "\0".join(agent.command or ()).encode())
+    for path in sorted(_sources(agent.code, ".py" if agent.entry else "")):
         digest.update(str(path.relative_to(agent.code)).encode() + b"\0")
         try:
             digest.update(path.read_bytes())
         except OSError:
             continue
     return digest.hexdigest()[:16]
+
+
+NOT_SOURCES = frozenset({"__pycache__", "node_modules", ".git", ".venv", "venv", "target", ".tmp"})
+"""Folders a code hash leaves out: installed packages, builds and caches, not the agent's own sources."""
+
+
+def _sources(code: Path, suffix: str) -> Iterator[Path]:
+    """Files under ``code`` ending in ``suffix``, not descending into :data:`NOT_SOURCES`."""
+    for folder, subfolders, files in os.walk(code):
+        subfolders[:] = [name for name in subfolders if name not in NOT_SOURCES]
+        yield from (Path(folder, name) for name in files if name.endswith(suffix))
 
 
 MAX_CHANGES = 64
@@ -206,6 +219,7 @@ class Engine:
             "trace_id": run["trace_id"],
             "attempt": run["attempt"],
             "entry": agent.entry,
+            "command": resolved(agent.command, agent.code) if agent.command else None,
             "code": str(agent.code),
             "input": run.get("input"),
             "state": state,

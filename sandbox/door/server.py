@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
-from corral.sandbox.door import chat, messages, responses
+from corral.sandbox.door import api, chat, messages, responses
 from corral.sandbox.door.problems import MAX_DEPTH, DoorError, from_step, shallow
 
 Ask = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
@@ -31,8 +31,9 @@ HOST = "127.0.0.1"
 DOOR_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY")
 """What the door sets in the environment of an agent granted models (:meth:`Door.env`), for the
 SDKs there alone."""
-CORRAL_VARIABLES = ("CORRAL_DOOR_TOKEN", "CORRAL_MCP_URL")
-"""What the door sets in every agent's environment: the run's token, and the URL of its tools."""
+CORRAL_VARIABLES = ("CORRAL_DOOR_TOKEN", "CORRAL_MCP_URL", "CORRAL_API_URL")
+"""What the door sets in every agent's environment: the run's token, the URL of its tools, and the
+base URL of the state and log API."""
 MAX_CONNECTIONS = 32
 """Connections served at once: well below a run's ``open_files`` (256 by default), so that
 connections from outside the run (the host's loopback, for a network list or "all") cannot
@@ -61,6 +62,8 @@ class Door:
         self.ask = ask
         self.max_body = max_body
         self.run_id = run_id
+        self.api: api.Api | None = None
+        """The state and log API (``/corral/v1``), once the runtime has the run's ``ctx``."""
         server = _Server((HOST, 0), _Handler, bind_and_activate=False)
         server.socket.close()
         server.socket = listener
@@ -77,7 +80,7 @@ class Door:
         model SDKs when the agent is granted models (without, an agent keeps its own ``env``
         entries of those names)."""
         base = f"http://{HOST}:{self.port}"
-        env = dict(zip(CORRAL_VARIABLES, (self.token, f"{base}/mcp"), strict=True))
+        env = dict(zip(CORRAL_VARIABLES, (self.token, f"{base}/mcp", f"{base}{api.PREFIX}"), strict=True))
         if self.granted:
             env.update(zip(DOOR_VARIABLES, (f"{base}/v1", self.token, base, self.token), strict=True))
         return env
@@ -201,6 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
         return messages if path.startswith("/v1/messages") or "anthropic-version" in self.headers else chat
 
     def do_GET(self) -> None:
+        if self._corral("GET"):
+            return
         dialect = self._dialect()
         try:
             self._check_token()
@@ -211,7 +216,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._json(200, dialect.models(self.door.granted))
 
+    def do_PUT(self) -> None:
+        if not self._corral("PUT"):
+            self._discard()
+            self._error(chat, DoorError(404, f"no such path on corral's model door: PUT {self.path}"))
+
+    def do_DELETE(self) -> None:
+        if not self._corral("DELETE"):
+            self._discard()
+            self._error(chat, DoorError(404, f"no such path on corral's model door: DELETE {self.path}"))
+
     def do_POST(self) -> None:
+        if self._corral("POST"):
+            return
         dialect = self._dialect()
         try:
             self._check_token()
@@ -222,6 +239,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._post(dialect)
         except DoorError as problem:
             self._error(dialect, problem)
+
+    def _corral(self, method: str) -> bool:
+        """Answer a request to the state and log API (:mod:`corral.sandbox.door.api`), if it is one."""
+        path = self.path.split("?", 1)[0]
+        if self.door.api is None or not (path == api.PREFIX or path.startswith(f"{api.PREFIX}/")):
+            return False
+        read = False
+
+        def body() -> bytes:
+            nonlocal read
+            read = True
+            return self._raw_body()
+
+        try:
+            if not self.door.authorized(self.headers):
+                raise DoorError(401, "missing or wrong token: send Authorization: Bearer $CORRAL_DOOR_TOKEN")
+            status, answer, headers = self.door.api.answer(method, self.path, body)
+        except DoorError as problem:
+            status, answer, headers = problem.status, api.error(problem), {}
+        if not read and self.headers.get("content-length", "0") != "0":
+            self._discard()
+        self._json(status, answer, headers)
+        return True
 
     def _check_token(self) -> None:
         if not self.door.authorized(self.headers):
@@ -245,6 +285,15 @@ class _Handler(BaseHTTPRequestHandler):
             length -= len(chunk)
 
     def _body(self) -> Any:
+        raw = self._raw_body()
+        try:
+            return shallow(json.loads(raw))
+        except RecursionError:
+            raise DoorError(400, f"the request body nests deeper than {MAX_DEPTH} levels") from None
+        except ValueError as exc:
+            raise DoorError(400, f"the request body is not valid JSON: {exc}") from None
+
+    def _raw_body(self) -> bytes:
         length = self.headers.get("content-length")
         if length is None or not length.isdigit():
             self._discard()
@@ -252,13 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
         if int(length) > self.door.max_body:
             self._drain(int(length))
             raise DoorError(413, f"the request body is {length} bytes, over the door's limit of {self.door.max_body}")
-        raw = self.rfile.read(int(length))
-        try:
-            return shallow(json.loads(raw))
-        except RecursionError:
-            raise DoorError(400, f"the request body nests deeper than {MAX_DEPTH} levels") from None
-        except ValueError as exc:
-            raise DoorError(400, f"the request body is not valid JSON: {exc}") from None
+        return self.rfile.read(int(length))
 
     def _post(self, dialect: ModuleType) -> None:
         asked = dialect.parse(self._body())

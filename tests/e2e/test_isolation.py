@@ -37,7 +37,7 @@ from .support import (
 )
 
 SECRET = "CORRAL_TEST_SECRET"
-BASE_ENV = {"PATH", "HOME", "LANG", "TMPDIR", "CORRAL_DOOR_TOKEN", "CORRAL_MCP_URL"}
+BASE_ENV = {"PATH", "HOME", "LANG", "TMPDIR", "CORRAL_DOOR_TOKEN", "CORRAL_MCP_URL", "CORRAL_API_URL"}
 """The daemon's four, and the two the agent's process sets for its door (every run has one)."""
 NOBODY = 65534
 

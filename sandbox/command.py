@@ -1,0 +1,217 @@
+"""A command agent's program (``[agents.NAME] command = [...]``), run by the runtime as its child.
+
+The runtime stays the wire's speaker and the door's server; the program runs inside the same
+sandbox, because everything the launcher applied is inherited: rlimits, the seccomp filter,
+Landlock, the namespaces, the cgroup, the session the daemon's tree kill ends. Its stdout
+is the runtime's own (the agent log); its stderr goes there too, through a thread that
+keeps its end for the failure's message. The program learns of its run from its
+environment (:data:`VARIABLES`, and the door's) and gives its result in the file
+``$CORRAL_RESULT`` names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from corral.errors import CommandFailed
+
+VARIABLES = (
+    "CORRAL_RUN_ID",
+    "CORRAL_AGENT",
+    "CORRAL_ATTEMPT",
+    "CORRAL_TRACE_ID",
+    "CORRAL_INPUT",
+    "CORRAL_RESULT",
+    "CORRAL_CODE",
+)
+"""What the runtime adds to the program's environment (the door adds ``CORRAL_API_URL``,
+``CORRAL_DOOR_TOKEN`` and the SDKs' variables; docs/agents.md lists them all)."""
+TAIL = 8000
+"""Bytes of the end of stderr kept for a failure: the error and what led to it."""
+QUOTED = 1500
+"""Characters of that end quoted in the failure's message (the rest is in its ``traceback``)."""
+
+
+def resolved(command: Sequence[str], code: Path) -> list[str]:
+    """``command`` with its relative paths made absolute against ``code``: the program when it
+    names a path (``./agent.sh``, ``bin/agent``), and each argument that names a file or folder
+    found in ``code`` (``agent.js``). A bare program name (``node``) is looked up on the
+    sandbox's ``PATH`` when it starts; other arguments are passed as written."""
+    program, *args = command
+    if os.sep in program and not os.path.isabs(program):
+        program = str(code / program)
+    return [program, *(str(code / arg) if _in_code(arg, code) else arg for arg in args)]
+
+
+def _in_code(arg: str, code: Path) -> bool:
+    if not arg or os.path.isabs(arg) or arg.startswith("-"):
+        return False
+    try:
+        return (code / arg).exists()
+    except (OSError, ValueError):  # a name too long, or with a NUL
+        return False
+
+
+def unrunnable(program: str, path: str) -> str | None:
+    """Why ``program`` (as :func:`resolved` gives it) cannot be started with ``PATH`` ``path``, or None."""
+    found = program if os.sep in program else shutil.which(program, mode=os.F_OK, path=path)
+    if found is None or not os.path.exists(found):
+        where = f"on the sandbox's PATH ({path})" if os.sep not in program else "there"
+        return (
+            f"program {program!r} is not found {where}; install it, give its absolute path, "
+            "or a path relative to code (./agent.sh)"
+        )
+    if os.path.isdir(found) or not os.access(found, os.X_OK):
+        return (
+            f"program {found} cannot be executed; make it executable (chmod +x), or name its interpreter "
+            f'first: command = ["sh", "{os.path.basename(found)}"]'
+        )
+    return None
+
+
+def run(command: Sequence[str], run: dict[str, Any]) -> Any:
+    """Start ``command`` for ``run`` (the welcome's run), wait for it, and return its result:
+    the JSON in ``$CORRAL_RESULT``, None when it wrote none. Raises :class:`CommandFailed`."""
+    folder = Path(tempfile.mkdtemp(prefix=f"corral-{run['run_id']}-", dir=os.environ.get("TMPDIR")))
+    try:
+        given, result = folder / "input.json", folder / "result.json"
+        given.write_text(json.dumps(run.get("input"), ensure_ascii=False))
+        env = {
+            **os.environ,
+            "CORRAL_RUN_ID": run["run_id"],
+            "CORRAL_AGENT": run["agent"],
+            "CORRAL_ATTEMPT": str(run["attempt"]),
+            "CORRAL_TRACE_ID": run["trace_id"],
+            "CORRAL_INPUT": str(given),
+            "CORRAL_RESULT": str(result),
+            "CORRAL_CODE": run["code"],
+        }
+        status, stderr = _wait(command, env)
+        if status != 0:
+            raise CommandFailed(f"{_ended(command[0], status)}{_quote(stderr)}", stderr)
+        return _result(result)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait(command: Sequence[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``command`` to its end: (its status, negative for a signal; the end of its stderr)."""
+    try:
+        process = subprocess.Popen(
+            list(command),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            close_fds=True,  # the wire and the door's socket stay the runtime's
+            preexec_fn=_dies_with_runtime(),  # one prctl, through a function looked up before the fork
+        )
+    except OSError as exc:
+        why = unrunnable(command[0], env.get("PATH", os.defpath)) or f"{type(exc).__name__}: {exc}"
+        raise CommandFailed(f"the command could not be started: {why}") from None
+    assert process.stderr is not None
+    kept = _Tail(process.stderr)
+    kept.start()
+    status = process.wait()
+    kept.join()
+    return status, kept.text()
+
+
+class _Tail(threading.Thread):
+    """Copies the program's stderr to ours (the agent log) and keeps its last :data:`TAIL` bytes."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__(name="corral-command-stderr", daemon=True)
+        self.stream = stream
+        self.kept = b""
+
+    def run(self) -> None:
+        while chunk := os.read(self.stream.fileno(), 1 << 16):
+            view = memoryview(chunk)
+            while view:
+                try:
+                    view = view[os.write(2, view) :]
+                except OSError:  # our stderr is gone; keep reading, or the program blocks on a full pipe
+                    break
+            self.kept = (self.kept + chunk)[-TAIL:]
+        self.stream.close()
+
+    def text(self) -> str:
+        return self.kept.decode("utf-8", errors="replace")
+
+
+def _dies_with_runtime() -> Callable[[], None] | None:
+    """Where there is a parent-death signal (Linux), the program gets SIGKILL when the runtime
+    dies (the daemon's kill -9 takes the runtime with it), rather than run on unanswered."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:
+        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the runtime died before the prctl
+            os._exit(70)
+
+    return arm
+
+
+def _ended(program: str, status: int) -> str:
+    if status > 0:
+        return f"the command {program!r} exited with status {status}"
+    number = -status
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    why = {
+        "SIGKILL": " (a limit of the run (memory_mb, processes), a kill from outside, or the kernel's OOM killer)",
+        "SIGXCPU": " (limits.cpu_seconds)",
+        "SIGXFSZ": " (limits.file_size_mb)",
+    }.get(name, "")
+    return f"the command {program!r} was killed by {name}{why}"
+
+
+def _quote(stderr: str) -> str:
+    text = stderr.strip()
+    if not text:
+        return "; it wrote nothing to stderr"
+    hint = ""
+    lowered = text.lower()
+    if "out of memory" in lowered or "cannot allocate memory" in lowered or "allocation failed" in lowered:
+        hint = " (out of memory: see limits.address_space_mb and limits.memory_mb)"
+    end = text[-QUOTED:]
+    cut = "..." if len(text) > QUOTED else ""
+    return f"{hint}; the end of its stderr: {cut}{end}"
+
+
+def _result(path: Path) -> Any:
+    """The program's result: None when ``path`` was not written, else the JSON in it."""
+    from corral.jsoninput import NotStorable, parse_input
+
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CommandFailed(f"the result file $CORRAL_RESULT ({path}) cannot be read: {exc}") from None
+    try:
+        return parse_input(raw)
+    except NotStorable as exc:
+        raise CommandFailed(f"the result in $CORRAL_RESULT ({path}) cannot be stored: {exc}") from None
+    except ValueError as exc:
+        raise CommandFailed(
+            f"the result file $CORRAL_RESULT ({path}) is not valid JSON: {exc}; write one JSON value "
+            "to it, or leave it unwritten for a null result"
+        ) from None
