@@ -635,6 +635,10 @@ def _where(func: Any) -> str:
     return f"{getattr(func, '__module__', '?')}.{qualname}" if qualname else repr(func)
 
 
+_LISTED = ("description", "parameters", "read_only", "idempotent", "high_stakes")
+"""What a tool's welcome entry carries for the tool door's ``tools/list``."""
+
+
 def welcome_entry(
     spec: ToolSpec,
     agent_settings: Mapping[str, Mapping[str, Any]],
@@ -643,10 +647,13 @@ def welcome_entry(
     retries: bool = False,
 ) -> dict[str, Any]:
     """What the agent's process learns about one granted tool (the welcome's ``tools`` map):
-    whether it takes ``idempotency_key``, whose function to run, its ``settings`` when it
-    takes them, the values of the secrets it declares that the agent is granted, and
-    (``retries``) whether a failed call waits for the daemon to say try again or give up."""
-    entry: dict[str, Any] = {"takes_key": spec.takes_idempotency_key, "plugin": spec.plugin}
+    whether it takes ``idempotency_key``, whose function to run, what its tool door lists
+    (``listed``: the description, the schema the daemon validates against, and the flags),
+    its ``settings`` when it takes them, the values of the secrets it declares that the
+    agent is granted, and (``retries``) whether a failed call waits for the daemon to say
+    try again or give up."""
+    listed = {key: value for key, value in spec.describe().items() if key in _LISTED}
+    entry: dict[str, Any] = {"takes_key": spec.takes_idempotency_key, "plugin": spec.plugin, "listed": listed}
     if retries:
         entry["retries"] = True
     if spec.settings_schema is not None:

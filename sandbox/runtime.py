@@ -17,9 +17,10 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 
@@ -27,6 +28,9 @@ from corral.errors import CommandFailed, ModelCallError, ProtocolError, ToolCall
 from corral.packing import pack
 from corral.sandbox.policy import Policy
 from corral.wire import VERSION, BlockingChannel
+
+if TYPE_CHECKING:
+    from corral.sandbox.door.tools import ToolDoor
 
 MAX_STATE_KEY = 256
 """Bytes of a ``ctx.state`` key; LMDB keys are limited, and keys are names, not data."""
@@ -113,24 +117,25 @@ class _Mcp:
         server, dot, _ = name.partition(".")
         return server if dot and server in self.servers else None
 
-    def listing(self, session: _Session, server: str) -> list[dict[str, Any]]:
-        """The server's tools, asked of the daemon at the run's first use of the server."""
+    def listing(self, step: Step, server: str) -> list[dict[str, Any]]:
+        """The server's tools, asked of the daemon (through ``step``) at the run's first use of the server."""
         if server not in self.lists:
-            self.lists[server] = session.step("mcp", server, {})
+            self.lists[server] = step("mcp", server, {})
         return self.lists[server]
 
-    def names(self, session: _Session) -> list[str]:
-        """Every granted tool of every server (a server whose list cannot be read offers none)."""
+    def granted(self, step: Step) -> list[tuple[str, dict[str, Any]]]:
+        """(server, tool) for every granted tool of every server (a server whose list cannot
+        be read offers none)."""
         from corral.config.mcp import granted
 
-        names: list[str] = []
+        tools: list[tuple[str, dict[str, Any]]] = []
         for server in self.servers:
             try:
-                listing = self.listing(session, server)
+                listing = self.listing(step, server)
             except ToolCallError:
                 continue  # journaled as a failed step: the run's trace says why
-            names += [f"{server}.{t['name']}" for t in listing if granted(self.grants, server, t["name"])]
-        return names
+            tools += [(server, t) for t in listing if granted(self.grants, server, t["name"])]
+        return tools
 
     def call(self, name: str, args: dict[str, Any], key: str) -> tuple[bool, Any, dict[str, Any] | None]:
         """Call a stdio server's tool; a read-only or idempotent one is repeated if its server dies."""
@@ -140,8 +145,15 @@ class _Mcp:
         return self.stdio.call(server, tool, args, key, repeatable)
 
 
+Step = Callable[[str, str, dict[str, Any]], Any]
+"""One step on the wire: (kind, name, args) -> the value."""
+TURN_SECONDS = 60.0
+"""How long a tool door request waits for a tool that another door request runs: requests
+from one async client take turns, and a tool that calls the door itself is answered."""
+
+
 class ToolRunning(Exception):
-    """A request to the model door came while a tool runs (possibly from that tool itself)."""
+    """A request to the door came while a tool runs (possibly from that tool itself)."""
 
 
 class _Session:
@@ -159,31 +171,54 @@ class _Session:
         self.lock = threading.Lock()
         self.running: str | None = None
         """The tool this process is running now (between ``exec`` and its ``done``), if any."""
+        self.door_turn = False
+        """The wire is the tool door's now (so is the running tool, if one runs)."""
 
     def step(self, kind: str, name: str, args: dict[str, Any]) -> Any:
         with self.lock:
-            seq = self._send(kind, name, args)
-            while True:
-                reply = self._reply(seq)
-                kind_ = reply["t"]
-                if kind_ == "result":
-                    if reply["ok"]:
-                        return reply.get("value")
-                    error = reply.get("error") or {}
-                    failed = ModelCallError if kind == "model" else ToolCallError
-                    raise failed(error.get("message", f"{kind} call failed"), kind=error.get("kind", "failed"))
-                if kind_ == "exec":
-                    self.running = name
-                    try:
-                        if self.mcp is not None and (kind == "mcp" or name not in self.tools):
-                            return self._execute_mcp(seq, kind, name, args, reply["key"])
-                        return self._execute(seq, name, args, reply["key"])
-                    finally:
-                        self.running = None
-                if kind_ == "reconcile":
-                    self._reconcile(seq, name, args, reply["key"])
-                    continue
-                raise ProtocolError(f"unexpected {kind_!r} while waiting for step {seq}")
+            return self.exchange(kind, name, args)
+
+    @contextmanager
+    def door(self) -> Iterator[Step]:
+        """The wire for a tool door request, as :meth:`exchange`. Raises :class:`ToolRunning`
+        at once while the agent's own ``ctx.tool`` runs a tool (its ``done`` must come
+        first, and the request may be that tool's own), and after :data:`TURN_SECONDS`
+        while another door request's tool runs."""
+        if self.running is not None and not self.door_turn:
+            raise ToolRunning(self.running)
+        if not self.lock.acquire(timeout=TURN_SECONDS):
+            raise ToolRunning(self.running or "another step")
+        self.door_turn = True
+        try:
+            yield self.exchange
+        finally:
+            self.door_turn = False
+            self.lock.release()
+
+    def exchange(self, kind: str, name: str, args: dict[str, Any]) -> Any:
+        """One step and its answer (running the tool when told to); the caller holds ``lock``."""
+        seq = self._send(kind, name, args)
+        while True:
+            reply = self._reply(seq)
+            kind_ = reply["t"]
+            if kind_ == "result":
+                if reply["ok"]:
+                    return reply.get("value")
+                error = reply.get("error") or {}
+                failed = ModelCallError if kind == "model" else ToolCallError
+                raise failed(error.get("message", f"{kind} call failed"), kind=error.get("kind", "failed"))
+            if kind_ == "exec":
+                self.running = name
+                try:
+                    if self.mcp is not None and (kind == "mcp" or name not in self.tools):
+                        return self._execute_mcp(seq, kind, name, args, reply["key"])
+                    return self._execute(seq, name, args, reply["key"])
+                finally:
+                    self.running = None
+            if kind_ == "reconcile":
+                self._reconcile(seq, name, args, reply["key"])
+                continue
+            raise ProtocolError(f"unexpected {kind_!r} while waiting for step {seq}")
 
     def model_step(self, name: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """A model step for the door: (its seq, the daemon's ``result`` frame as it came).
@@ -370,7 +405,8 @@ class Context:
     def tools(self) -> list[str]:
         """Names of the tools this agent was granted (an MCP server's: those it offers, read at first use)."""
         session = self._session
-        return sorted([*session.tools, *(session.mcp.names(session) if session.mcp is not None else ())])
+        served = session.mcp.granted(session.step) if session.mcp is not None else []
+        return sorted([*session.tools, *(f"{server}.{tool['name']}" for server, tool in served)])
 
     def tool(self, name: str, /, **args: Any) -> Any:
         """Call a granted tool through the journal; raises ToolCallError on refusal or failure."""
@@ -378,7 +414,7 @@ class Context:
         session = self._session
         server = session.mcp.server_of(name) if session.mcp is not None and name not in session.tools else None
         if server is not None:
-            session.mcp.listing(session, server)  # type: ignore[union-attr]  # the daemon learns its tools first
+            session.mcp.listing(session.step, server)  # type: ignore[union-attr]  # the daemon learns its tools first
         return session.step("tool", name, args)
 
     def model(self, messages: Sequence[Any], /, *, tools: Sequence[Any] = (), model: str = "", **options: Any) -> Any:
@@ -461,6 +497,55 @@ def _granted_tools(run: dict[str, Any]) -> dict[str, _LocalTool]:
     }
 
 
+def _tool_door(run: dict[str, Any], session: _Session) -> ToolDoor:
+    """The tool door of this run: its list of the granted tools, and ``ctx.tool``'s step for
+    each ``tools/call``, both taking the wire through :meth:`_Session.door`."""
+    from corral import __version__
+    from corral.sandbox.door.tools import Listed, ToolDoor, listed
+
+    found: list[list[Listed]] = []
+
+    def catalogue() -> list[Listed]:
+        if not found:  # an MCP server's list is read (and journaled) once, at the first ask
+            with _door_turn(session) as step:
+                served = session.mcp.granted(step) if session.mcp is not None else []
+            found.append(listed(run.get("tools") or {}, served))
+        return found[0]
+
+    def call(name: str, args: dict[str, Any]) -> Any:
+        try:
+            _plain(args, f"the arguments of tool {name!r}")
+        except TypeError as exc:
+            raise ToolCallError(str(exc), kind="refused") from None
+        with _door_turn(session) as step:
+            server = session.mcp.server_of(name) if session.mcp is not None and name not in session.tools else None
+            if server is not None:
+                session.mcp.listing(step, server)  # type: ignore[union-attr]  # the daemon learns its tools first, as for ctx.tool
+            return step("tool", name, args)
+
+    return ToolDoor(catalogue, call, __version__)
+
+
+@contextmanager
+def _door_turn(session: _Session) -> Iterator[Step]:
+    """:meth:`_Session.door`, its refusal a :class:`ToolCallError` the client reads; the run's
+    end (an approval to wait for, a cancel) ends this process, as ``ctx.tool``'s does."""
+    from corral.sandbox.door.server import ended
+
+    try:
+        with session.door() as step:
+            yield step
+    except ToolRunning as running:
+        message = (
+            f"tool {running} is running: a run's tools run one at a time, and its outcome must reach corral "
+            "before the next step (a tool that calls the door itself is not supported); call again after it"
+        )
+        raise ToolCallError(message, kind="busy") from None
+    except (RunAborted, ProtocolError):
+        ended()
+        raise
+
+
 def _open_door(listener: socket.socket, run: dict[str, Any], context: Context, policy: Policy) -> None:
     """Serve the door on ``listener`` (every run has one): the model door, the tool door, and
     the state and log API (``/corral/v1``) over ``context``; point the agent at it.
@@ -498,6 +583,7 @@ def _open_door(listener: socket.socket, run: dict[str, Any], context: Context, p
 
     max_body = policy.max_frame // 2
     door = Door(listener, f"corral-{secrets.token_urlsafe(32)}", run.get("models") or [], ask, max_body, run["run_id"])
+    door.tools = _tool_door(run, session)
     door.api = Api(context.state, context.log, change, lambda: session.running, policy.limits.get("state_value_kb"))
     os.environ.update(door.env())
     door.start()

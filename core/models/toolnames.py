@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 
 from corral.models.types import Request, Response
@@ -24,18 +25,10 @@ def for_provider(request: Request) -> tuple[Request, dict[str, str]]:
     names = {tool.name for tool in request.tools} | {
         call.name for message in request.messages for call in message.tool_calls
     }
-    odd = sorted(name for name in names if not ACCEPTED.match(name))
-    if not odd:
+    by_name = accepted(names)
+    if not by_name:
         return request, {}
-    taken = set(names)
-    aliases: dict[str, str] = {}
-    by_name: dict[str, str] = {}
-    for name in odd:
-        alias = re.sub(r"[^a-zA-Z0-9_-]", "_", name.replace(".", "__"))[:64]
-        if alias in taken or not alias:
-            alias = f"{alias[:55]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-        taken.add(alias)
-        aliases[alias], by_name[name] = name, alias
+    aliases = {alias: name for name, alias in by_name.items()}
     tools = tuple(replace(tool, name=by_name.get(tool.name, tool.name)) for tool in request.tools)
     messages = tuple(
         replace(m, tool_calls=tuple(replace(c, name=by_name.get(c.name, c.name)) for c in m.tool_calls))
@@ -44,6 +37,21 @@ def for_provider(request: Request) -> tuple[Request, dict[str, str]]:
         for m in request.messages
     )
     return replace(request, tools=tools, messages=messages), aliases
+
+
+def accepted(names: Iterable[str]) -> dict[str, str]:
+    """An alias for each of ``names`` that a model API would refuse (corral name -> alias),
+    none taking another's name: ``git.git_log`` is ``git__git_log``. The tool door lists
+    tools under the same aliases (``corral.sandbox.door.tools``)."""
+    taken = set(names)
+    by_name: dict[str, str] = {}
+    for name in sorted(name for name in taken if not ACCEPTED.match(name)):
+        alias = re.sub(r"[^a-zA-Z0-9_-]", "_", name.replace(".", "__"))[:64]
+        if alias in taken or not alias:
+            alias = f"{alias[:55]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+        taken.add(alias)
+        by_name[name] = alias
+    return by_name
 
 
 def from_provider(response: Response, aliases: dict[str, str]) -> Response:

@@ -19,10 +19,13 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.sandbox.door import api, chat, messages, responses
 from corral.sandbox.door.problems import MAX_DEPTH, DoorError, from_step, shallow
+
+if TYPE_CHECKING:
+    from corral.sandbox.door.tools import RpcReply, ToolDoor
 
 Ask = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
 """Send one model step (model alias, args); returns (seq, the daemon's ``result`` frame)."""
@@ -64,6 +67,8 @@ class Door:
         self.run_id = run_id
         self.api: api.Api | None = None
         """The state and log API (``/corral/v1``), once the runtime has the run's ``ctx``."""
+        self.tools: ToolDoor | None = None
+        """The tool door (``/mcp``), once the runtime has made it (None: ``/mcp`` is 404, as in a replay)."""
         server = _Server((HOST, 0), _Handler, bind_and_activate=False)
         server.socket.close()
         server.socket = listener
@@ -204,6 +209,9 @@ class _Handler(BaseHTTPRequestHandler):
         return messages if path.startswith("/v1/messages") or "anthropic-version" in self.headers else chat
 
     def do_GET(self) -> None:
+        if self._is_mcp():
+            self._mcp_other()
+            return
         if self._corral("GET"):
             return
         dialect = self._dialect()
@@ -222,11 +230,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(chat, DoorError(404, f"no such path on corral's model door: PUT {self.path}"))
 
     def do_DELETE(self) -> None:
-        if not self._corral("DELETE"):
+        if self._is_mcp():
+            self._mcp_other()
+        elif not self._corral("DELETE"):
             self._discard()
             self._error(chat, DoorError(404, f"no such path on corral's model door: DELETE {self.path}"))
 
     def do_POST(self) -> None:
+        if self._is_mcp():
+            self._mcp()
+            return
         if self._corral("POST"):
             return
         dialect = self._dialect()
@@ -262,6 +275,66 @@ class _Handler(BaseHTTPRequestHandler):
             self._discard()
         self._json(status, answer, headers)
         return True
+
+    def _is_mcp(self) -> bool:
+        from corral.sandbox.door.tools import PATH
+
+        return self.door.tools is not None and self.path.split("?", 1)[0].rstrip("/") == PATH
+
+    def _mcp(self) -> None:
+        """One MCP message: checked here for token, origin and size, answered by the tool door."""
+        tools = self.door.tools
+        assert tools is not None
+        reply = self._mcp_refusal()
+        if reply is None:
+            length = self._length()
+            if length is None or length > self.door.max_body:
+                reply = self._mcp_size(length)
+            else:
+                reply = tools.answer(self.rfile.read(length), self.headers)
+        body = b"" if reply.body is None else json.dumps(reply.body, ensure_ascii=False).encode()
+        self._send(reply.status, body, "application/json", reply.headers)
+
+    def _mcp_other(self) -> None:
+        """GET and DELETE on ``/mcp``: the door offers no server-initiated stream and no session
+        to end, and says so as the spec allows (405)."""
+        from corral.sandbox.door.tools import RpcReply
+
+        self._discard()
+        reply = self._mcp_refusal() or RpcReply(
+            405, _rpc_error(-32600, "the tool door takes POST only"), {"allow": "POST"}
+        )
+        self._send(reply.status, json.dumps(reply.body).encode(), "application/json", reply.headers)
+
+    def _mcp_refusal(self) -> RpcReply | None:
+        """401 without the run's token, 403 for a browser page's origin; else None."""
+        from urllib.parse import urlsplit
+
+        from corral.sandbox.door.tools import RpcReply
+
+        if not self.door.authorized(self.headers):
+            self._discard()
+            message = "missing or wrong token: send Authorization: Bearer $CORRAL_DOOR_TOKEN"
+            return RpcReply(401, _rpc_error(-32600, message), {"www-authenticate": "Bearer"})
+        origin = self.headers.get("origin")
+        if origin is not None and urlsplit(origin).hostname not in ("127.0.0.1", "localhost"):
+            self._discard()
+            return RpcReply(403, _rpc_error(-32600, f"origin {origin!r} may not use the tool door"))
+        return None
+
+    def _mcp_size(self, length: int | None) -> RpcReply:
+        from corral.sandbox.door.tools import RpcReply
+
+        if length is None:
+            self._discard()
+            return RpcReply(400, _rpc_error(-32600, "send the message with a Content-Length"))
+        self._drain(length)
+        message = f"the message is {length} bytes, over the door's limit of {self.door.max_body}"
+        return RpcReply(413, _rpc_error(-32600, message))
+
+    def _length(self) -> int | None:
+        length = self.headers.get("content-length")
+        return int(length) if length is not None and length.isdigit() else None
 
     def _check_token(self) -> None:
         if not self.door.authorized(self.headers):
@@ -340,6 +413,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except OSError:  # the client went away; the step, if any, is journaled all the same
             self.close_connection = True
+
+
+def _rpc_error(code: int, message: str) -> dict[str, Any]:
+    """A JSON-RPC error answering a message the door did not read (no id)."""
+    return {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
 
 
 def ended() -> None:

@@ -121,10 +121,13 @@ def test_a_tool_that_needs_settings_without_them_is_reported(tmp_path: Path) -> 
 def test_welcome_carries_settings_only_to_tools_that_take_them(tmp_path: Path) -> None:
     tools = load_plugins().tools
     settings = {"fetch_url": {"allow_hosts": ["a.test"]}}
-    assert welcome_entry(tools["fetch_url"], settings, {}) == {
+    fetch = welcome_entry(tools["fetch_url"], settings, {})
+    assert fetch["settings"] == {"allow_hosts": ["a.test"]}
+    assert {k: v for k, v in fetch.items() if k != "listed"} == {
         "takes_key": False,
         "plugin": "corral.plugins.fetch",
         "settings": {"allow_hosts": ["a.test"]},
     }
+    assert fetch["listed"]["parameters"] == tools["fetch_url"].parameters and fetch["listed"]["read_only"]
     assert welcome_entry(tools["search_files"], settings, {})["settings"] == {}
-    assert welcome_entry(tools["write_file"], settings, {}) == {"takes_key": True, "plugin": "corral.plugins.files"}
+    assert "settings" not in welcome_entry(tools["write_file"], settings, {})
