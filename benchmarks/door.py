@@ -25,40 +25,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks import model_server
 from benchmarks.stats import percentile
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
 WARMUP = 10
 KEY_VAR = "DOOR_BENCH_KEY"
 
 
 def _config(root: Path, port: int) -> Path:
-    config = root / "corral.toml"
-    config.write_text(
-        f"""[corral]
-grace_seconds = 10
-
-[console]
-enabled = false
-
-[models.fake]
-provider = "openai"
-base_url = "http://127.0.0.1:{port}/v1"
-model = "bench"
-api_key_env = "{KEY_VAR}"
-retry_attempts = 1
-
-[agents.door]
+    return model_server.config(
+        root,
+        port,
+        KEY_VAR,
+        f"""[agents.door]
 code = {json.dumps(str(HERE / "agents"))}
 entry = "door_agent:run"
 models = ["fake"]
 limits = {{ wall_seconds = 600, cpu_seconds = 600 }}
 guardrails = {{ max_model_turns = "none" }}
 sandbox = {{ network = ["127.0.0.1:{port}"] }}
-"""
+""",
     )
-    return config
 
 
 def _run(root: Path, config: Path, port: int, calls: int) -> dict[str, list[float]]:
@@ -102,17 +90,9 @@ def fsync_ms(folder: Path, times: int = 50) -> float:
 
 def measure(root: Path, *, calls: int, runs: int) -> dict[str, Any]:
     """``runs`` runs of ``calls`` call pairs; milliseconds per side, and what the door adds."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.model_server"], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert server.stdin is not None and server.stdout is not None
-    try:
-        port = int(server.stdout.readline())
+    with model_server.serving() as port:
         config = _config(root, port)
         measured = [_run(root, config, port, calls) for _ in range(runs)]
-    finally:
-        server.stdin.close()
-        server.wait(10)
     results: dict[str, Any] = {"calls": calls, "runs": runs, "fsync_p50": fsync_ms(root)}
     for what in ("call", "first", "streamed"):
         door, direct = _pooled(measured, f"door_{what}"), _pooled(measured, f"direct_{what}")

@@ -1,15 +1,22 @@
 """A model endpoint on 127.0.0.1 that answers at once: Chat Completions, as JSON or as an SSE
 stream of several chunks. A process of its own (as a real server is), so it shares no
 interpreter lock with what is measured; it prints its port on stdout and serves until
-its stdin closes. Used by ``benchmarks/door.py``."""
+its stdin closes. Used by ``benchmarks/door.py`` and ``benchmarks/journal_growth.py``, which
+start it with :func:`serving` and point a corral config at it with :func:`config`."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
 
 WORDS = ["The", " answer", " is", " four", "."]
 USAGE = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
@@ -51,6 +58,43 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+@contextmanager
+def serving() -> Iterator[int]:
+    """This server in a process of its own for the length of the block; yields its port."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.model_server"], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert server.stdin is not None and server.stdout is not None
+    try:
+        yield int(server.stdout.readline())
+    finally:
+        server.stdin.close()
+        server.wait(10)
+
+
+def config(root: Path, port: int, key_var: str, agent: str) -> Path:
+    """``root/corral.toml``: model ``fake`` on this server at ``port`` (its key read from
+    ``key_var``, one try a call), the console off, and ``agent``, an agent's TOML table."""
+    path = root / "corral.toml"
+    path.write_text(
+        f"""[corral]
+grace_seconds = 10
+
+[console]
+enabled = false
+
+[models.fake]
+provider = "openai"
+base_url = "http://127.0.0.1:{port}/v1"
+model = "bench"
+api_key_env = "{key_var}"
+retry_attempts = 1
+
+{agent}"""
+    )
+    return path
 
 
 def main() -> None:

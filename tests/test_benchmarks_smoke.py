@@ -50,3 +50,9 @@ def test_the_model_door_benchmark_completes_and_prints_both_sides(tmp_path: Path
     out = _quick("door", tmp_path)
     for row in ("call", "streamed, first token", "ctx.model (no HTTP)", "target: at most 2 ms added"):
         assert row in out
+
+
+@pytest.mark.slow
+def test_the_journal_growth_benchmark_completes_and_prints_the_sizes(tmp_path: Path) -> None:
+    out = _quick("journal_growth", tmp_path)
+    assert "10 turns of 2000 bytes" in out and "journal:" in out and "limits.journal_mb" in out

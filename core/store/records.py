@@ -16,8 +16,11 @@ from typing import Any
 import lmdb
 
 from corral.states import FINISHED, EventKind, RunState
-from corral.store import schema
+from corral.store import conversations, schema
 from corral.store.schema import pack, unpack
+
+BASE_SEARCH = 64
+"""How many entries back a model step looks for the model step its conversation continues."""
 
 
 def new_run_id(at_least_ms: int = 0) -> str:
@@ -123,23 +126,74 @@ class Records:
         return ids
 
     def get_step(self, txn: lmdb.Transaction, run_id: str, seq: int) -> dict[str, Any] | None:
+        """Journal entry ``seq`` of ``run_id``, whole (:mod:`corral.store.conversations`)."""
         raw = txn.get(schema.journal_key(run_id, seq), db=self.dbs["journal"])
-        return unpack(raw) if raw else None
+        return self._whole(txn, run_id, unpack(raw)) if raw else None
+
+    def _whole(self, txn: lmdb.Transaction, run_id: str, stored: dict[str, Any]) -> dict[str, Any]:
+        shared = stored.get(conversations.SHARED)
+        if shared is None:
+            return stored
+        base = self.get_step(txn, run_id, shared[0])  # at most CHECKPOINT deep
+        return conversations.expand(stored, conversations.messages(base))
 
     def put_step(self, txn: lmdb.Transaction, run_id: str, entry: dict[str, Any]) -> int:
-        """Write one journal entry; returns its size so the run can account for it. An entry
-        written done is a step finished: its event is posted in the same commit, so no path
-        that ends a step (a tool, a model call, a state change, a refusal, a release) can
-        forget it, and none reports one that was undone."""
-        data = pack(entry)
-        txn.put(schema.journal_key(run_id, entry["seq"]), data, db=self.dbs["journal"])
+        """Write one journal entry (whole; it is stored as its conversation's new messages
+        where it continues the previous model step's); returns the bytes stored, so the run
+        can account for them. An entry written done is a step finished: its event is posted
+        in the same commit, so no path that ends a step (a tool, a model call, a state
+        change, a refusal, a release) can forget it, and none reports one that was undone."""
+        data = self._store_step(txn, run_id, entry)
         if entry.get("status") == "done":
             self.post_step(txn, run_id, entry, replayed=False)
         return len(data)
 
     def copy_step(self, txn: lmdb.Transaction, run_id: str, entry: dict[str, Any]) -> None:
         """Write a journal entry taken from another run (a fork): no step finished now, so no event."""
-        txn.put(schema.journal_key(run_id, entry["seq"]), pack(entry), db=self.dbs["journal"])
+        self._store_step(txn, run_id, entry)
+
+    def _store_step(self, txn: lmdb.Transaction, run_id: str, entry: dict[str, Any]) -> bytes:
+        key = schema.journal_key(run_id, entry["seq"])
+        before = txn.get(key, db=self.dbs["journal"])
+        if before is not None and unpack(before).get("fp") != entry.get("fp"):
+            self._unshare(txn, run_id, entry["seq"])  # another request at this step: a live divergence
+        data = pack(self._shared(txn, run_id, entry))
+        txn.put(key, data, db=self.dbs["journal"])
+        return data
+
+    def _shared(self, txn: lmdb.Transaction, run_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+        """``entry`` as stored: compacted against the run's previous model step, if it continues it."""
+        if conversations.messages(entry) is None:
+            return entry
+        prefix = schema.journal_prefix(run_id)
+        cursor = txn.cursor(db=self.dbs["journal"])
+        # the entry just before this step's key: step back from the first key at or past it
+        found = cursor.prev() if cursor.set_range(schema.journal_key(run_id, entry["seq"])) else cursor.last()
+        for _ in range(BASE_SEARCH):
+            if not found or not bytes(cursor.key()).startswith(prefix):
+                return entry
+            stored = unpack(bytes(cursor.value()))
+            if stored.get("kind") == "model":
+                base = conversations.messages(self._whole(txn, run_id, stored))
+                return conversations.compact(entry, stored["seq"], base or [], conversations.depth(stored))
+            found = cursor.prev()
+        return entry
+
+    def _unshare(self, txn: lmdb.Transaction, run_id: str, seq: int) -> None:
+        """Store whole every later entry that takes messages from step ``seq``, before that
+        step is replaced or deleted; entries built on those stay right, as they do not change."""
+        prefix = schema.journal_prefix(run_id)
+        cursor = txn.cursor(db=self.dbs["journal"])
+        dependents = []
+        if cursor.set_range(schema.journal_key(run_id, seq + 1)):
+            for key, raw in _rows(cursor):
+                if not key.startswith(prefix):
+                    break
+                stored = unpack(raw)
+                if (stored.get(conversations.SHARED) or [None])[0] == seq:
+                    dependents.append((key, self._whole(txn, run_id, stored)))
+        for key, whole in dependents:
+            txn.put(key, pack(whole), db=self.dbs["journal"])
 
     def post_step(self, txn: lmdb.Transaction, run_id: str, entry: dict[str, Any], *, replayed: bool) -> None:
         """The ``step_done`` event of ``entry``: written done, or (``replayed``) answered from
@@ -203,16 +257,25 @@ class Records:
             cursor.delete()
 
     def delete_step(self, txn: lmdb.Transaction, run_id: str, seq: int) -> None:
+        self._unshare(txn, run_id, seq)
         txn.delete(schema.journal_key(run_id, seq), db=self.dbs["journal"])
 
     def steps(self, txn: lmdb.Transaction, run_id: str) -> Iterator[dict[str, Any]]:
+        """The run's journal entries in order, whole; each base is read once (a base always
+        comes before the entries built on it)."""
         prefix = schema.journal_prefix(run_id)
         cursor = txn.cursor(db=self.dbs["journal"])
+        said: dict[int, list[Any] | None] = {}  # seq -> whole messages, of the model steps so far
         if cursor.set_range(prefix):
             for key, raw in _rows(cursor):
                 if not key.startswith(prefix):
                     break
-                yield unpack(raw)
+                stored = unpack(raw)
+                shared = stored.get(conversations.SHARED)
+                whole = conversations.expand(stored, said.get(shared[0])) if shared else stored
+                if whole.get("kind") == "model":
+                    said[whole["seq"]] = conversations.messages(whole)
+                yield whole
 
     def last_step(self, txn: lmdb.Transaction, run_id: str) -> dict[str, Any] | None:
         """The run's journal entry with the highest seq, or None: one cursor step back from
@@ -222,7 +285,7 @@ class Records:
         found = cursor.prev() if cursor.set_range(prefix[:-1] + b"0") else cursor.last()
         if not found or not bytes(cursor.key()).startswith(prefix):
             return None
-        return unpack(bytes(cursor.value()))
+        return self._whole(txn, run_id, unpack(bytes(cursor.value())))
 
     def journal_size(self, txn: lmdb.Transaction, run_id: str) -> tuple[int, int]:
         """(entries, bytes) of a run's journal, for retention by size."""

@@ -75,7 +75,15 @@ def event_key(seq: int) -> bytes:
 
 EVENT_SEQ = struct.Struct(">Q")
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_events)
+
+def _v3_shared_messages(txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
+    """Version 3: a model step's journal entry may be stored as the messages it added to the
+    step before (``shared``, :mod:`corral.store.conversations`). Nothing to convert: old
+    entries are whole and read as they are; the version is there so that an older corral,
+    which would read a shared entry as the whole request, refuses the store instead."""
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_events, _v3_shared_messages)
 """Applied in order; the store's ``meta/schema`` holds how many have run. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
