@@ -2,7 +2,7 @@
 plugin whose tools they call. Each returns what it saw."""
 
 TOOLS_PLUGIN = '''
-import pathlib
+import json, os, pathlib, time, urllib.request
 
 import corral
 
@@ -37,14 +37,59 @@ def launch(target: str) -> str:
     return f"launched at {target}"
 
 
+@corral.tool(read_only=True)
+def slow(label: str) -> list:
+    """Take 0.3 s; say when it began and ended.
+
+    :param label: which call this is
+    """
+    began = time.monotonic()
+    time.sleep(0.3)
+    return [label, began, time.monotonic()]
+
+
+@corral.tool
+def nested() -> dict:
+    """Call the tool door from inside a tool: what a tool must not do."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "add", "arguments": {"a": 1, "b": 1},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {}}}}
+    headers = {"authorization": "Bearer " + os.environ["CORRAL_DOOR_TOKEN"], "content-type": "application/json",
+               "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "add"}
+    request = urllib.request.Request(os.environ["CORRAL_MCP_URL"], json.dumps(body).encode(), headers)
+    began = time.monotonic()
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        result = json.loads(answer.read())["result"]
+    return {"result": result, "seconds": time.monotonic() - began}
+
+
+@corral.tool
+def note(text: str) -> str:
+    """Write a line to notes.txt in the workdir.
+
+    :param text: the line
+    """
+    with pathlib.Path("notes.txt").open("a") as f:
+        f.write(text + "\\n")
+    return f"noted {text}"
+
+
+@corral.tool(read_only=True)
+def pause() -> str:
+    """Wait until the file go exists in the workdir (saying so in paused)."""
+    pathlib.Path("paused").touch()
+    while not pathlib.Path("go").exists():
+        time.sleep(0.05)
+    return "went on"
+
+
 @corral.hookimpl
 def corral_register_tools(register):
-    register(add)
-    register(refuse)
-    register(launch)
+    for tool in (add, refuse, launch, slow, nested, note, pause):
+        register(tool)
 '''
 
-SDK_CLIENT = """
+CLIENT = """
 import asyncio, os
 
 import httpx2
@@ -57,19 +102,32 @@ def plain(result):
             "structured": result.structured_content, "kind": (result.meta or {}).get("io.corral/error-kind")}
 
 
-async def session(mode, calls):
+async def connected(mode, work):
     headers = {"authorization": "Bearer " + os.environ["CORRAL_DOOR_TOKEN"]}
-    async with httpx2.AsyncClient(headers=headers) as http:
+    async with httpx2.AsyncClient(headers=headers, timeout=120) as http:
         transport = streamable_http_client(os.environ["CORRAL_MCP_URL"], http_client=http)
         async with Client(transport, mode=mode, cache=None) as client:
-            seen = {"version": client.session.protocol_version if hasattr(client.session, "protocol_version") else None}
-            listed = await client.list_tools()
-            seen["tools"] = {t.name: {"description": t.description, "schema": t.input_schema,
-                                      "hints": t.annotations.model_dump(by_alias=True, exclude_none=True)
-                                      if t.annotations else {}} for t in listed.tools}
-            for label, (name, args) in calls.items():
-                seen[label] = plain(await client.call_tool(name, args))
-            return seen
+            return await work(client)
+"""
+"""What the agents below share: a connection through the ``mcp`` SDK's Streamable HTTP
+client with the run's token, and a call's result as plain JSON."""
+
+SDK_CLIENT = (
+    CLIENT
+    + """
+
+async def session(mode, calls):
+    async def work(client):
+        seen = {"version": getattr(client.session, "protocol_version", None)}
+        listed = await client.list_tools()
+        seen["tools"] = {t.name: {"description": t.description, "schema": t.input_schema,
+                                  "hints": t.annotations.model_dump(by_alias=True, exclude_none=True)
+                                  if t.annotations else {}} for t in listed.tools}
+        for label, (name, args) in calls.items():
+            seen[label] = plain(await client.call_tool(name, args))
+        return seen
+
+    return await connected(mode, work)
 
 
 def run(ctx):
@@ -84,6 +142,7 @@ def run(ctx):
     legacy = asyncio.run(session("legacy", {"add": ("add", {"a": 40, "b": 2})}))
     return {"modern": modern, "legacy": legacy}
 """
+)
 """Lists and calls the door's tools with the ``mcp`` SDK's Streamable HTTP client, once
 negotiating the current revision (``auto``: ``server/discover``) and once with the
 ``initialize`` handshake (``legacy``)."""
@@ -152,3 +211,58 @@ def run(ctx):
     return seen
 """
 """Speaks to the tool door at the HTTP level with every kind of bad message, then a good one."""
+
+LAUNCHER = (
+    CLIENT
+    + """
+
+def run(ctx):
+    return asyncio.run(connected("auto", lambda client: launch(client, ctx.input)))
+
+
+async def launch(client, target):
+    return plain(await client.call_tool("launch", {"target": target}))
+"""
+)
+"""Calls the high-stakes ``launch`` through the door, which needs a human's approval."""
+
+TAKING_TURNS = (
+    CLIENT
+    + """
+
+def run(ctx):
+    async def work(client):
+        calls = [client.call_tool("slow", {"label": label}) for label in ("a", "b", "c")]
+        return [plain(result) for result in await asyncio.gather(*calls)]
+
+    parallel = asyncio.run(connected("auto", work))
+    nested = ctx.tool("nested")
+    return {"parallel": parallel, "nested": nested}
+"""
+)
+"""Three calls at once from one async client, then a tool (run by ``ctx.tool``) that calls
+the door itself."""
+
+AGENTS_SDK_MCP = """
+import asyncio, os
+
+from agents import Agent, Runner, set_tracing_disabled
+from agents.mcp import MCPServerStreamableHttp
+
+set_tracing_disabled(True)  # corral traces the run; the SDK's exporter would call api.openai.com
+
+
+def run(ctx):
+    async def main():
+        params = {"url": os.environ["CORRAL_MCP_URL"],
+                  "headers": {"Authorization": "Bearer " + os.environ["CORRAL_DOOR_TOKEN"]}}
+        async with MCPServerStreamableHttp(params=params, client_session_timeout_seconds=60) as corral_tools:
+            clerk = Agent(name="Clerk", instructions="Note what you are told.", mcp_servers=[corral_tools],
+                          model="fake")
+            result = await Runner.run(clerk, "Note first, then pause.")
+            return result.final_output
+
+    return asyncio.run(main())
+"""
+"""An OpenAI Agents SDK agent whose tools are the run's corral tools, through its own MCP
+client (``MCPServerStreamableHttp``), and whose model is the model door."""
