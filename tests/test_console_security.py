@@ -22,6 +22,7 @@ from structlog.testing import CapturingLogger
 from corral.config import parse_config
 from corral.console.auth import FAILED_LOGINS, FAILED_WINDOW, Logins
 from corral.errors import ConfigError
+from corral.store import Records, Store
 from corral.testing import CorralProject
 
 HELLO = "def run(ctx):\n    return 'hi'\n"
@@ -255,3 +256,37 @@ def test_a_sandboxed_agent_cannot_reach_the_console(corral_project: CorralProjec
             pytest.skip(f"a protection is missing here (bubblewrap / Landlock ABI 4): {missing}")
     finally:
         granted.close()
+
+
+def test_a_page_that_fails_is_a_500_naming_the_log_and_the_console_and_daemon_go_on(
+    corral_project: CorralProject,
+) -> None:
+    """A run record the pages cannot show (its times are text, as a store edited by hand or
+    written by another version might hold): the daemon starts all the same (retention keeps
+    the record and says so), the pages that show it are a 500 naming the log, and the
+    console and the daemon go on serving."""
+    corral_project.agent("hello", HELLO)
+    ran = corral_project.cli_json("run", "hello", "--wait")
+    store = Store.open(corral_project.home / "store")
+    records = Records(store.dbs)
+    with store.env.begin(write=True) as txn:
+        run = records.get_run(txn, ran["id"])
+        run.update(created="yesterday", ended="today")
+        records.put_run(txn, run)
+    store.close()
+    _started(corral_project)
+    url, login = _console(corral_project)
+    browser = httpx.Client(base_url=url, follow_redirects=False, timeout=10)
+    assert browser.get(login).status_code == 303
+    failed = browser.get(f"/runs/{ran['id']}")
+    assert failed.status_code == 500, failed.text
+    assert "The daemon and its agents are not affected" in failed.text and "corral.log" in failed.text
+    assert "Traceback" not in failed.text and "yesterday" not in failed.text
+    assert browser.get("/approvals").status_code == 200, "the other pages go on"
+    again = corral_project.cli_json("run", "hello", "--wait")
+    assert again["state"] == "succeeded", "the daemon goes on"
+    lines = [json.loads(line) for line in (corral_project.home / "logs" / "corral.log").read_text().splitlines()]
+    page_failed = [line for line in lines if line.get("event") == "console page failed"]
+    assert page_failed and page_failed[0]["path"] == f"/runs/{ran['id']}" and "Traceback" in page_failed[0]["exception"]
+    kept = [line for line in lines if line.get("event") == "retention kept run records it cannot read"]
+    assert kept and kept[0]["runs"] == [ran["id"]]

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral.cli.moments import moment
 from corral.config.units import parse_duration
@@ -79,6 +80,41 @@ def _tokens(tally: dict[str, Any] | None) -> int:
     return int((tally or {}).get("input_tokens", 0)) + int((tally or {}).get("output_tokens", 0))
 
 
+def _failed(request: Request, exc: Exception) -> Response:
+    """What a page that raised answers (Starlette's handler for ``Exception``)."""
+    text = (
+        f"This page failed ({type(exc).__name__}). The daemon and its agents are not affected; "
+        "the traceback is in corral.log, under 'console page failed'."
+    )
+    return PlainTextResponse(text, 500)
+
+
+class Contained:
+    """A page that raises (a record it cannot show, a bug) is that page's 500 alone
+    (:func:`_failed`), its traceback in the daemon's log; the daemon, its agents, the other
+    pages and the browser's connection go on. Starlette answers, then raises again for the
+    server to log, and the server would close the connection and print to stderr."""
+
+    def __init__(self, app: ASGIApp, log: Any) -> None:
+        self.app = app
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answered = False
+
+        async def sending(message: Message) -> None:
+            nonlocal answered
+            answered = message["type"] == "http.response.body" and not message.get("more_body", False)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            self.log.error("console page failed", path=scope.get("path", ""), exc_info=exc)
+            if not answered:  # cut off part-way (a stream): only closing the connection ends it
+                raise
+
+
 class Pages:
     """The routes of one console; ``source`` gives the store and the current config."""
 
@@ -90,9 +126,11 @@ class Pages:
         ops: Ops,
         health: Callable[[], tuple[float, list[str]]],
         secure: bool,
+        log: Any,
         links: Callable[[], Links | None] = lambda: None,
     ) -> None:
         self.gate = gate
+        self.log = log
         self.hub = hub
         self.source = source
         self.ops = ops
@@ -102,7 +140,10 @@ class Pages:
         self.env = templates()
         self.link_pages = LinkPages(links, gate, source, ops, self.env, secure)
 
-    def app(self) -> Starlette:
+    def app(self) -> ASGIApp:
+        return Contained(self.routes(), self.log)
+
+    def routes(self) -> Starlette:
         return Starlette(
             routes=[
                 Route("/login", self.login),
@@ -121,7 +162,8 @@ class Pages:
                 Route("/live", self.live),
                 *self.link_pages.routes(),
                 Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
-            ]
+            ],
+            exception_handlers={Exception: _failed},
         )
 
     # ------------------------------------------------------------------ pages

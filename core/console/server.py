@@ -64,7 +64,9 @@ class Console:
         self._source = source
         self.links: Links | None = None
         """Signs approval links once the console listens (None: off, its key unreadable)."""
-        self._pages = Pages(self.gate, self.hub, source, self._act, self._health, config.secure, lambda: self.links)
+        self._pages = Pages(
+            self.gate, self.hub, source, self._act, self._health, config.secure, log, lambda: self.links
+        )
         self._protections = protections
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None

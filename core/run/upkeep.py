@@ -56,25 +56,54 @@ async def recover(
 
 
 async def prune(records: Records, writer: Writer, config: CorralConfig, log: Any) -> int:
-    """Apply each agent's retention (age and journal size); returns runs removed."""
+    """Apply each agent's retention (age and journal size); returns runs removed.
+
+    A run record it cannot read (a state it does not know, times or sizes that are not
+    numbers: a store edited by hand, or written by another version) is kept and named in a
+    warning; one such record must not stop the daemon from starting."""
     now = time.time()
     retention = {name: (a.retention_days * 86400, a.retention_mb * 2**20) for name, a in config.agents.items()}
 
-    def job(txn: Any) -> int:
-        removed = 0
+    def job(txn: Any) -> tuple[int, list[str]]:
+        removed, unreadable = 0, []
         for agent, (max_age, max_bytes) in retention.items():
             runs = [r for r in (records.get_run(txn, i) for i in records.agent_run_ids(txn, agent)) if r]
-            finished = [r for r in runs if RunState(r["state"]) in FINISHED]
-            kept_bytes = sum(r.get("journal_bytes", 0) for r in finished)
-            for run in finished:  # oldest first
-                too_old = now - run.get("ended", run["created"]) > max_age
-                if too_old or kept_bytes > max_bytes:
-                    kept_bytes -= run.get("journal_bytes", 0)
+            finished = []
+            for run in runs:
+                facts = _retention_facts(run)
+                if facts is None:
+                    unreadable.append(str(run.get("id")))
+                elif facts[0]:
+                    finished.append((run, facts[1], facts[2]))
+            kept_bytes = sum(size for _, _, size in finished)
+            for run, ended, size in finished:  # oldest first
+                if now - ended > max_age or kept_bytes > max_bytes:
+                    kept_bytes -= size
                     records.delete_run(txn, run)
                     removed += 1
-        return removed
+        return removed, unreadable
 
-    removed = await writer.run(job)
+    removed, unreadable = await writer.run(job)
     if removed:
         log.info("retention pruned runs", count=removed)
+    if unreadable:
+        log.warning(
+            "retention kept run records it cannot read",
+            count=len(unreadable),
+            runs=unreadable[:10],
+            detail="each is kept as it is; `corral trace RUN --json` shows what one holds",
+        )
     return removed
+
+
+def _retention_facts(run: dict[str, Any]) -> tuple[bool, float, int] | None:
+    """(finished, when it ended or else was created, its journal bytes), or None when the
+    record does not hold them as they should be."""
+    try:
+        finished = RunState(run["state"]) in FINISHED
+    except (KeyError, ValueError):
+        return None
+    ended, size = run.get("ended", run.get("created")), run.get("journal_bytes", 0)
+    if isinstance(ended, bool) or not isinstance(ended, int | float) or type(size) is not int:
+        return None
+    return finished, float(ended), size
