@@ -94,14 +94,15 @@ class ToolDoor:
             body = _parse(raw)
             ident = body.get("id") if isinstance(body, dict) else None
             return self._message(body, headers)
-        except _Rpc as problem:
-            error = {"code": problem.code, "message": problem.message}
-            if problem.data is not None:
-                error["data"] = problem.data
-            valid_id = (
-                ident if isinstance(ident, str) or (isinstance(ident, int) and not isinstance(ident, bool)) else None
-            )
-            return RpcReply(problem.status, {"jsonrpc": "2.0", "id": valid_id, "error": error})
+        except _Rpc as rpc:
+            problem = rpc
+        except Exception as exc:  # a fault of the door's own: the client reads it, the run goes on
+            problem = _Rpc(_INTERNAL_ERROR, f"the tool door failed: {type(exc).__name__}: {exc}"[:2000], 500)
+        error = {"code": problem.code, "message": problem.message}
+        if problem.data is not None:
+            error["data"] = problem.data
+        valid = isinstance(ident, str) or (isinstance(ident, int) and not isinstance(ident, bool))
+        return RpcReply(problem.status, {"jsonrpc": "2.0", "id": ident if valid else None, "error": error})
 
     def _message(self, body: Any, headers: Message) -> RpcReply:
         from mcp_types import JSONRPCNotification, JSONRPCRequest
