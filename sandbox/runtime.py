@@ -497,9 +497,11 @@ def _granted_tools(run: dict[str, Any]) -> dict[str, _LocalTool]:
     }
 
 
-def _tool_door(run: dict[str, Any], session: _Session) -> ToolDoor:
+def _tool_door(run: dict[str, Any], session: _Session, end: Callable[[BaseException], None] | None = None) -> ToolDoor:
     """The tool door of this run: its list of the granted tools, and ``ctx.tool``'s step for
-    each ``tools/call``, both taking the wire through :meth:`_Session.door`."""
+    each ``tools/call``, both taking the wire through :meth:`_Session.door`. ``end``: what a
+    turn does when the daemon ended the run (default: leave, :func:`corral.sandbox.door.server.ended`;
+    ``corral replay --pdb`` answers the call with why instead)."""
     from corral import __version__
     from corral.sandbox.door.tools import Listed, ToolDoor, listed
 
@@ -507,7 +509,7 @@ def _tool_door(run: dict[str, Any], session: _Session) -> ToolDoor:
 
     def catalogue() -> list[Listed]:
         if not found:  # an MCP server's list is read (and journaled) once, at the first ask
-            with _door_turn(session) as step:
+            with _door_turn(session, end) as step:
                 served = session.mcp.granted(step) if session.mcp is not None else []
             found.append(listed(run.get("tools") or {}, served))
         return found[0]
@@ -517,7 +519,7 @@ def _tool_door(run: dict[str, Any], session: _Session) -> ToolDoor:
             _plain(args, f"the arguments of tool {name!r}")
         except TypeError as exc:
             raise ToolCallError(str(exc), kind="refused") from None
-        with _door_turn(session) as step:
+        with _door_turn(session, end) as step:
             server = session.mcp.server_of(name) if session.mcp is not None and name not in session.tools else None
             if server is not None:
                 session.mcp.listing(step, server)  # type: ignore[union-attr]  # the daemon learns its tools first, as for ctx.tool
@@ -527,9 +529,10 @@ def _tool_door(run: dict[str, Any], session: _Session) -> ToolDoor:
 
 
 @contextmanager
-def _door_turn(session: _Session) -> Iterator[Step]:
+def _door_turn(session: _Session, end: Callable[[BaseException], None] | None = None) -> Iterator[Step]:
     """:meth:`_Session.door`, its refusal a :class:`ToolCallError` the client reads; the run's
-    end (an approval to wait for, a cancel) ends this process, as ``ctx.tool``'s does."""
+    end (an approval to wait for, a cancel) ends this process, as ``ctx.tool``'s does, unless
+    ``end`` says otherwise."""
     from corral.sandbox.door.server import ended
 
     try:
@@ -541,8 +544,11 @@ def _door_turn(session: _Session) -> Iterator[Step]:
             "before the next step (a tool that calls the door itself is not supported); call again after it"
         )
         raise ToolCallError(message, kind="busy") from None
-    except (RunAborted, ProtocolError):
-        ended()
+    except (RunAborted, ProtocolError) as stopped:
+        if end is None:
+            ended()
+        else:
+            end(stopped)
         raise
 
 

@@ -6,11 +6,11 @@ answered from the run's journal by the same rules as a sandboxed replay
 (:class:`corral.run.replay.Judge`). Where the replay ends in the code (its own exception,
 or the request where it diverged from the journal), :mod:`pdb` opens on that frame.
 
-An agent granted models gets its model door here too, on this host's loopback, answered
-from the journal like ``ctx.model``: an agent written with the openai or anthropic SDK (or
-a framework on them) replays as it runs. Where the replay stops at one of its requests,
-the door answers 409 naming why; the SDK raises that in the agent's code, and the
-debugger opens on the agent's line that made the request.
+The run's door is served here too, on this host's loopback, answered from the journal like
+``ctx``: an agent written with the openai or anthropic SDK (or a framework on them), or
+using its tools over MCP, replays as it runs. Where the replay stops at one of its
+requests, the door answers 409 naming why (a tool call, an error result); the SDK raises
+that in the agent's code, and the debugger opens on the agent's line that made the request.
 """
 
 from __future__ import annotations
@@ -26,12 +26,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from corral.errors import ToolCallError
 from corral.run.outcome import Outcome
 from corral.run.replay import Judge, ReplayReport
 from corral.states import RunState
 
 if TYPE_CHECKING:
-    from corral.sandbox.runtime import _Session
+    from corral.sandbox.runtime import Context
 
 
 class JournalChannel:
@@ -87,14 +88,14 @@ def replay_here(
 
     judge = Judge(run, report, redact)
     channel = JournalChannel(journal, judge)
-    session = _Session(channel, {})  # type: ignore[arg-type]
+    context = Context(_Session(channel, {}), welcome, channel)  # type: ignore[arg-type]
     os.environ.clear()  # exactly the agent's environment, as its sandboxed process has
     os.environ.update(env)
     os.chdir(workdir)
-    with door(welcome, session, max_body):
+    with door(welcome, context, max_body):
         try:
             func = _load_entry(welcome["code"], welcome["entry"])
-            value = _plain(func(Context(session, welcome, channel)), "the agent's return value")  # type: ignore[arg-type]
+            value = _plain(func(context), "the agent's return value")
         except RunAborted as aborted:
             print(f"corral: {aborted}; the debugger opens where the code asked for it", file=sys.stderr)
             debugger(agents_part(aborted.__traceback__, Path(welcome["code"])))
@@ -115,25 +116,42 @@ def replay_here(
 
 
 @contextmanager
-def door(welcome: dict[str, Any], session: _Session, max_body: int) -> Iterator[None]:
-    """The model door of an agent granted models, on this host's loopback for the replay's
-    length, its requests answered from the journal through ``session``; its variables are
-    set in this process's environment, as the runtime sets them in the agent's."""
-    if not welcome.get("models"):
-        yield
-        return
+def door(welcome: dict[str, Any], context: Context, max_body: int) -> Iterator[None]:
+    """The run's door on this host's loopback for the replay's length (the model door, the
+    tool door at ``/mcp`` and the state and log API), every request answered from the
+    journal through ``context``; its variables are set in this process's environment, as
+    the runtime sets them in the agent's. Where the replay stops, a request to it is
+    answered with why (409; a tool call's error), so the agent's own code raises there."""
+    from corral.sandbox.door.api import Api
     from corral.sandbox.door.problems import DoorError
     from corral.sandbox.door.server import Door, listen
-    from corral.sandbox.runtime import RunAborted
+    from corral.sandbox.runtime import RunAborted, _tool_door
+
+    session = context._session
+
+    def stopped(why: BaseException) -> DoorError:
+        # 409, not retried: the request conflicts with the journal; a retry would be judged the same
+        return DoorError(409, f"corral replay: {why}", code="replay_stopped")
 
     def ask(name: str, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         try:
             return session.model_step(name, args)
         except RunAborted as aborted:
-            # 409, not retried: the request conflicts with the journal; a retry would be judged the same
-            raise DoorError(409, f"corral replay: {aborted}", code="replay_stopped") from None
+            raise stopped(aborted) from None
 
-    served = Door(listen(), f"corral-{secrets.token_urlsafe(32)}", welcome["models"], ask, max_body, welcome["run_id"])
+    def end(why: BaseException) -> None:
+        raise ToolCallError(f"corral replay: {why}", kind="replay_stopped") from None
+
+    def change(apply: Callable[[], None]) -> None:
+        try:
+            apply()
+        except RunAborted as aborted:
+            raise stopped(aborted) from None
+
+    token = f"corral-{secrets.token_urlsafe(32)}"
+    served = Door(listen(), token, welcome.get("models") or [], ask, max_body, welcome["run_id"])
+    served.tools = _tool_door(welcome, session, end)
+    served.api = Api(context.state, context.log, change, lambda: session.running, None)
     os.environ.update(served.env())
     served.start(poll_interval=0.05)
     try:

@@ -198,32 +198,49 @@ def test_fork_and_json_arguments_refuse_what_they_cannot_take(worker: CorralProj
 
 
 DOOR_AGENT = """
+import asyncio, os
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from openai import OpenAI
 
 
+async def count(text):
+    headers = {"authorization": "Bearer " + os.environ["CORRAL_DOOR_TOKEN"]}
+    async with httpx2.AsyncClient(headers=headers) as http:
+        transport = streamable_http_client(os.environ["CORRAL_MCP_URL"], http_client=http)
+        async with Client(transport, mode="auto", cache=None) as client:
+            result = await client.call_tool("word_count", {"text": text})
+            return [result.is_error, [part.text for part in result.content]]
+
+
 def run(ctx):
+    counted = asyncio.run(count("one two"))
     client = OpenAI(max_retries=0)
     first = client.chat.completions.create(model="fake", messages=[{"role": "user", "content": "first"}])
     said = first.choices[0].message.content
     ask = [{"role": "user", "content": "second, after " + said}]
-    return [said, client.chat.completions.create(model="default", messages=ask).choices[0].message.content]
+    return [counted, said, client.chat.completions.create(model="default", messages=ask).choices[0].message.content]
 """
 
 
 def test_pdb_replays_an_sdk_agent_through_its_door_and_opens_on_the_request_that_diverges(
     worker: CorralProject, server: FakeServer
 ) -> None:
-    """An agent written with the openai SDK gets its model door in a replay, sandboxed or
-    in-process, answered from the journal: the same code takes the same path without the
-    debugger; changed code stops at the changed request, whose 409 the SDK raises, and pdb
-    opens on the agent's line that made it."""
+    """An agent that calls its tool over MCP and its model with the openai SDK gets its door
+    in a replay, sandboxed or in-process, answered from the journal: the same code takes the
+    same path without the debugger; changed code stops at the changed request, whose 409
+    the SDK raises, and pdb opens on the agent's line that made it."""
     pytest.importorskip("openai")
-    worker.agent("sdk", DOOR_AGENT, models=["fake"])
+    worker.agent("sdk", DOOR_AGENT, tools=["word_count"], models=["fake"])
     worker.write()
     server.enqueue(Reply(body=openai_body("one")), Reply(body=openai_body("two")))
     done = worker.cli("run", "sdk", "--wait", "--json")
     run = json.loads(done.stdout)
-    assert run["result"] == ["one", "two"], done.stderr
+    assert run["result"][1:] == ["one", "two"], done.stderr
+    counted = run["result"][0]
+    assert counted[0] is False and "two" in counted[1][0], counted
 
     def debug() -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "corral", "replay", run["id"], "--pdb"]
@@ -232,17 +249,17 @@ def test_pdb_replays_an_sdk_agent_through_its_door_and_opens_on_the_request_that
         )
 
     sandboxed = worker.cli("replay", run["id"])
-    assert sandboxed.returncode == 0 and "same path (2 of 2 steps" in sandboxed.stdout, sandboxed.stdout
+    assert sandboxed.returncode == 0 and "same path (3 of 3 steps" in sandboxed.stdout, sandboxed.stdout
     same = debug()
     assert same.returncode == 0, same.stdout + same.stderr
-    assert "same path (2 of 2 steps from the journal; finished ok)" in same.stdout
+    assert "same path (3 of 3 steps from the journal; finished ok)" in same.stdout
     assert "(Pdb)" not in same.stdout
-    worker.agent("sdk", DOOR_AGENT.replace("second, after", "then, after"), models=["fake"])
+    worker.agent("sdk", DOOR_AGENT.replace("second, after", "then, after"), tools=["word_count"], models=["fake"])
     worker.write()
     diverged = debug()
     assert diverged.returncode == 1, diverged.stdout + diverged.stderr
     assert (
-        "replay diverged at step 2" in diverged.stderr and "the debugger opens where the code asked" in diverged.stderr
+        "replay diverged at step 3" in diverged.stderr and "the debugger opens where the code asked" in diverged.stderr
     )
     assert "sdk.py" in diverged.stdout and "'one'" in diverged.stdout.split("(Pdb)")[1], "`p said` in the agent's frame"
     assert "DIVERGED" in diverged.stdout
