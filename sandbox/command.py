@@ -189,7 +189,12 @@ def _quote(stderr: str) -> str:
         return "; it wrote nothing to stderr"
     hint = ""
     lowered = text.lower()
-    if "out of memory" in lowered or "cannot allocate memory" in lowered or "allocation failed" in lowered:
+    if "cannot allocate wasm memory" in lowered:
+        hint = (
+            " (node's WebAssembly, which its fetch uses, reserves about 10 GiB of address space: run node with "
+            "--disable-wasm-trap-handler, or raise limits.address_space_mb; docs/agents.md)"
+        )
+    elif "out of memory" in lowered or "cannot allocate memory" in lowered or "allocation failed" in lowered:
         hint = " (out of memory: see limits.address_space_mb and limits.memory_mb)"
     end = text[-QUOTED:]
     cut = "..." if len(text) > QUOTED else ""

@@ -124,15 +124,16 @@ def _first_command(markdown: str, heading: str) -> str:
 def test_the_readmes_commands_are_the_ones_ci_and_the_docs_use() -> None:
     """The README's first command installs into a virtual environment (a system-wide pip
     install is refused by Homebrew's and Debian's Pythons, PEP 668) and starts the daemon;
-    the second (Debian's chromium for the browser tests, then the suite) is exactly what
-    .ci/run runs; the operating guide installs the same way, and
+    the second (Debian's chromium for the browser tests, the TypeScript test's npm packages,
+    then the suite) is exactly what .ci/run runs; the operating guide installs the same way, and
     supervisor.conf runs the venv's corral; every `corral X` the README shows exists."""
     readme = (ROOT / "README.md").read_text()
     venv = "python3 -m venv .venv && . .venv/bin/activate && pip install "
     install = _first_command(readme, "## Install and run")
     assert install.startswith(venv + ".") and install.endswith("corral up --config examples/corral.toml"), install
     tests = _first_command(readme, "## Run the tests")
-    assert tests == "sh tests/browser/install_chromium.sh && " + venv + "-e '.[test]' && python -m pytest -n 2", tests
+    installs = "sh tests/browser/install_chromium.sh && sh tests/node/install.sh && "
+    assert tests == installs + venv + "-e '.[test]' && python -m pytest -n 2", tests
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci[-1] == tests, f".ci/run runs {ci[-1]!r}, the README says {tests!r}"
     assert "pip install" not in readme.replace(venv, "").replace("pip install '.[telemetry]'", "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -236,3 +237,26 @@ def contained(batch: Batch, name: str) -> dict[str, Any]:
     assert_journal(batch.project, run["id"])
     assert_not_resumed(batch.project, run)
     return run
+
+
+def run_waited(project: CorralProject, agent: str, *args: str) -> dict[str, Any]:
+    """``corral run AGENT --wait --json``: the run as it ended, whichever way."""
+    result = project.cli("run", agent, *args, "--wait", "--json")
+    assert result.returncode in (0, 1), result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def steps_of(project: CorralProject, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The run's journal as ``corral trace --json`` shows it (only steps of ``kind``, if given)."""
+    steps = json.loads(project.cli("trace", run_id, "--json", check=True).stdout)["steps"]
+    return [step for step in steps if kind is None or step["kind"] == kind]
+
+
+def kill_daemon_at(daemon: DaemonProcess, marker: Path) -> None:
+    """kill -9 ``daemon`` once the agent has made ``marker`` in its workdir (where it waits for
+    a file ``go`` beside it); then remove the marker and make ``go``, for the resume."""
+    wait_for(marker.exists, f"{marker.name} in the agent's workdir")
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.process.wait(10)
+    marker.unlink()
+    (marker.parent / "go").touch()

@@ -12,13 +12,13 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 
 from corral.testing import CorralProject, wait_for
 from tests.door.openapi import answer_problems
+from tests.e2e.support import kill_daemon_at, run_waited, steps_of
 
 CLIENT = """
 import json, os, urllib.error, urllib.parse, urllib.request
@@ -89,23 +89,13 @@ json.dump(seen, open(os.environ["CORRAL_RESULT"], "w"))
 )
 
 
-def _run(project: CorralProject, agent: str, *args: str) -> dict[str, Any]:
-    result = project.cli("run", agent, *args, "--wait", "--json")
-    assert result.returncode in (0, 1), result.stderr
-    return json.loads(result.stdout)
-
-
-def _trace(project: CorralProject, run_id: str) -> dict[str, Any]:
-    return json.loads(project.cli("trace", run_id, "--json", check=True).stdout)
-
-
 def test_a_python_script_run_as_a_command_gets_its_run_and_uses_the_state_and_log_api(
     corral_project: CorralProject,
 ) -> None:
     corral_project.command_agent(
         "script", ["python3", "agent.py"], {"agent.py": API_AGENT}, input={"n": 2}, limits={"state_value_kb": 2}
     )
-    run = _run(corral_project, "script")
+    run = run_waited(corral_project, "script")
     assert run["state"] == "succeeded", run.get("error")
     seen = run["result"]
     assert seen["input"] == {"n": 2}
@@ -146,7 +136,7 @@ def test_a_python_script_run_as_a_command_gets_its_run_and_uses_the_state_and_lo
     assert seen["openapi"] == 200 and seen["still works"][0] == 200
     assert answer_problems(seen["answers"]) == []
 
-    steps = _trace(corral_project, run["id"])["steps"]
+    steps = steps_of(corral_project, run["id"])
     writes = [(step["kind"], step["name"], step["args"]["key"]) for step in steps]
     assert writes == [
         ("state", "set", "count"),
@@ -160,7 +150,7 @@ def test_a_python_script_run_as_a_command_gets_its_run_and_uses_the_state_and_lo
     assert by_event["plain"]["level"] == "info" and by_event["checked"]["run_id"] == run["id"]
     assert {line.get("line") for line in log} >= {"to stdout", "to stderr"}
 
-    again = _run(corral_project, "script")
+    again = run_waited(corral_project, "script")
     assert again["result"]["empty"] == [200, {"state": {"a/ü": {"nested": [1, 2.5, None, "é"]}, "last": "fine"}}]
 
     debug = corral_project.cli("replay", run["id"], "--pdb")
@@ -189,8 +179,8 @@ def test_a_shell_script_with_curl_succeeds_with_status_0_and_fails_naming_what_w
     corral_project: CorralProject, case: str
 ) -> None:
     corral_project.command_agent("shell", ["./agent.sh", case], {"agent.sh": SHELL}, input=[1, "two"])
-    run = _run(corral_project, "shell")
-    steps = _trace(corral_project, run["id"])["steps"]
+    run = run_waited(corral_project, "shell")
+    steps = steps_of(corral_project, run["id"])
     assert [step["args"] for step in steps] == [{"key": "shell", "value": "from sh"}]
     assert '"event":"shell ran"' in (corral_project.home / "logs" / "shell.log").read_text()
     if case in ("ok", "none"):
@@ -268,14 +258,9 @@ def test_a_command_agent_killed_with_its_daemon_resumes_from_the_top_its_writes_
     corral_project: CorralProject,
 ) -> None:
     corral_project.command_agent("again", ["python3", "agent.py"], {"agent.py": RESUMED})
-    workdir = corral_project.home / "agents" / "again"
     daemon = corral_project.start_daemon()
     run_id = corral_project.cli_json("run", "again")["id"]
-    wait_for(lambda: (workdir / "asked").exists(), "the first write")
-    os.kill(daemon.pid, signal.SIGKILL)
-    daemon.process.wait(10)
-    (workdir / "asked").unlink()
-    (workdir / "go").touch()
+    kill_daemon_at(daemon, corral_project.home / "agents" / "again" / "asked")
     time.sleep(0.5)  # the old attempt's program, had it survived, would write now
     corral_project.start_daemon()
     run = corral_project.wait_for_run(run_id)
@@ -284,7 +269,7 @@ def test_a_command_agent_killed_with_its_daemon_resumes_from_the_top_its_writes_
     first, second, state = run["result"]
     assert first == [200, {"ok": True, "key": "first"}] and second == [200, {"ok": True, "key": "second"}]
     assert state == {"first": "written once", "second": "2"}
-    steps = _trace(corral_project, run_id)["steps"]
+    steps = steps_of(corral_project, run_id)
     assert [(step["seq"], step["args"]["key"]) for step in steps] == [(1, "first"), (2, "second")]
     log = (corral_project.home / "logs" / "again.log").read_text()
     replayed = [json.loads(line) for line in log.splitlines() if '"event":"step"' in line]
@@ -299,7 +284,7 @@ def test_the_openapi_document_is_served_by_every_command_agents_door_as_shipped(
     shipped = Path(__file__).parents[2] / "sandbox" / "door" / "openapi.json"
     agent = CLIENT + '\njson.dump(call("GET", "/openapi.json")[1], open(os.environ["CORRAL_RESULT"], "w"))\n'
     corral_project.command_agent("doc", ["python3", "agent.py"], {"agent.py": agent})
-    run = _run(corral_project, "doc")
+    run = run_waited(corral_project, "doc")
     assert run["result"] == json.loads(shipped.read_text())
 
 
@@ -308,5 +293,5 @@ def test_the_shell_agent_in_docs_agents_md_counts_its_runs(corral_project: Corra
     page = (Path(__file__).parents[2] / "docs" / "agents.md").read_text()
     script = page.split("A shell agent with curl", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     corral_project.command_agent("counter", ["sh", "agent.sh"], {"agent.sh": script})
-    assert [_run(corral_project, "counter")["result"] for _ in range(2)] == [{"count": 1}, {"count": 2}]
+    assert [run_waited(corral_project, "counter")["result"] for _ in range(2)] == [{"count": 1}, {"count": 2}]
     assert '"event":"counted"' in (corral_project.home / "logs" / "counter.log").read_text()
