@@ -66,6 +66,9 @@ class Confinement:
     python: str
     home: str | None = None
     """The corral home: no agent may see it but for its own workdir inside it."""
+    programs: tuple[str, ...] = ()
+    """Folders, readable besides, whose programs the agent may run where a backend limits which
+    ones do (Seatbelt): a command agent's ``code`` and its ``read_only`` grants."""
 
 
 @dataclass

@@ -100,6 +100,7 @@ class MacBackend:
                 read_write=list(request.read_write),
                 network=self._network(request, plan),
                 allow_fork=True,
+                programs=list(request.programs),
                 unix_sockets=[str(request.workdir)],
                 daemon_sockets=daemon_sockets(request.home),
                 door_port=door_port,

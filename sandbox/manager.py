@@ -117,6 +117,7 @@ class Sandbox:
             degraded_ok=policy.degraded_ok,
             python=sys.executable,
             home=str(home),
+            programs=(str(agent.code), *map(str, policy.read_only)) if agent.command is not None else (),
         )
 
     def _harmless(self, folder: Path) -> bool:

@@ -249,6 +249,7 @@ def generate(
     read_only: Sequence[str] = (),
     network: str | Sequence[str] = "none",
     allow_fork: bool = False,
+    programs: Sequence[str] = (),
     unix_sockets: Sequence[str] = (),
     daemon_sockets: Sequence[str] = (),
     door_port: int | None = None,
@@ -259,7 +260,9 @@ def generate(
     site-packages, corral's own folders), readable. ``read_write``: folders (subpaths) the
     agent may read and write. ``network``: ``"none"``, ``"all"`` (TCP and UDP), or
     ``"*:PORT"`` / ``"localhost:PORT"`` entries for outbound TCP. ``allow_fork``: whether the
-    agent may start processes. ``unix_sockets``: folders in which it may bind and connect
+    agent may start processes. ``programs``: folders whose programs may run besides this Python
+    and the system's (a command agent's code and read-only grants; they must be readable too).
+    ``unix_sockets``: folders in which it may bind and connect
     Unix sockets (the workdir); no other Unix socket is reachable. ``daemon_sockets``: the
     daemon's and supervisord's sockets, denied last so that no grant can open them.
     ``door_port``: the run's model door, a TCP port on the loopback that the agent's process
@@ -269,6 +272,7 @@ def generate(
     ``(deny default)`` might not cover, what is allowed, and last what is never allowed.
     """
     executables = sorted({python_executable, _real(python_executable, "python_executable")})
+    program_dirs = (*SYSTEM_PROGRAMS, *sorted({_real(p, "programs") for p in programs}))
     writable = sorted({_real(p, "read_write") for p in read_write})
     readable = sorted({_real(p, "read_only") for p in (*read_only, *python_paths)} | set(SYSTEM_READ))
     socket_dirs = sorted({_real(p, "unix_sockets") for p in unix_sockets})
@@ -282,9 +286,9 @@ def generate(
         "(deny process-info*)",
         "(if (defined? 'nvram*) (deny nvram*))",
         "(if (defined? 'iokit-get-properties) (deny iokit-get-properties))",
-        "; processes: this Python and the system's programs; signals and process information within this run only",
+        "; processes: this Python, the system's and a command agent's programs; signals and process info in this run",
         _rule("process-exec", _each("literal", executables)),
-        _rule("process-exec", _each("subpath", SYSTEM_PROGRAMS)),
+        _rule("process-exec", _each("subpath", program_dirs)),
         "(allow signal (target same-sandbox))",
         "(allow process-info* (target same-sandbox))",
     ]

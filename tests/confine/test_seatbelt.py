@@ -243,6 +243,19 @@ def test_only_this_python_and_system_programs_without_setid_bits_run() -> None:
     assert all(forms.index(rule) < deny for rule in _matching(forms, "allow", "process-exec"))
 
 
+def test_a_command_agents_code_and_read_only_grants_hold_programs_that_may_run() -> None:
+    forms = _agent(programs=["/Users/me/agents/digest", "/opt/homebrew"], read_only=["/opt/homebrew"])
+
+    assert _filters(forms, "process-exec", "subpath") == [
+        "/bin",
+        "/usr/bin",
+        "/Users/me/agents/digest",
+        "/opt/homebrew",
+    ]
+    deny = forms.index(["deny", "process-exec", ["file-mode", "#o4000"], ["file-mode", "#o2000"]])
+    assert all(forms.index(rule) < deny for rule in _matching(forms, "allow", "process-exec"))
+
+
 def test_fork_is_allowed_only_when_asked() -> None:
     assert ["allow", "process-fork"] not in _profile(allow_fork=False)
     assert ["allow", "process-fork"] in _profile(allow_fork=True)
