@@ -38,6 +38,9 @@ VARIABLES = (
 ``CORRAL_DOOR_TOKEN`` and the SDKs' variables; docs/agents.md lists them all)."""
 TAIL = 8000
 """Bytes of the end of stderr kept for a failure: the error and what led to it."""
+LINGER = 1.0
+"""Seconds the program's stderr may stay open after it ended (its last words on their way) before
+the run ends without them: a child it left running holds the pipe until the daemon ends it."""
 QUOTED = 1500
 """Characters of that end quoted in the failure's message (the rest is in its ``traceback``)."""
 
@@ -122,7 +125,7 @@ def _wait(command: Sequence[str], env: dict[str, str]) -> tuple[int, str]:
     kept = _Tail(process.stderr)
     kept.start()
     status = process.wait()
-    kept.join()
+    kept.join(LINGER)  # a child it left behind may hold the pipe open: the daemon's tree kill ends it
     return status, kept.text()
 
 

@@ -238,6 +238,25 @@ def test_a_cancel_the_wall_time_or_the_daemons_death_ends_the_commands_whole_tre
         assert run["state"] == ("cancelled" if end == "cancel" else "failed"), run
 
 
+LEAVER = """\
+#!/bin/sh
+sleep 316 &
+echo '"left one behind"' > "$CORRAL_RESULT"
+"""
+
+
+def test_a_program_that_leaves_a_child_running_ends_its_run_and_the_child_with_it(
+    corral_project: CorralProject,
+) -> None:
+    """The child holds the program's stderr open; the run ends all the same, and its tree with it."""
+    corral_project.command_agent("leaver", ["sh", "agent.sh"], {"agent.sh": LEAVER})
+    started = time.monotonic()
+    run = run_waited(corral_project, "leaver")
+    assert run["state"] == "succeeded" and run["result"] == "left one behind", run.get("error")
+    assert time.monotonic() - started < 20, "the run did not wait for the child"
+    wait_for(lambda: not _sleepers("316"), "the child to be ended with the run", timeout=10)
+
+
 RESUMED = (
     CLIENT
     + """
