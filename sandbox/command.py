@@ -11,6 +11,7 @@ environment (:data:`VARIABLES`, and the door's) and gives its result in the file
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -68,11 +69,12 @@ def _in_code(arg: str, code: Path) -> bool:
 def unrunnable(program: str, path: str) -> str | None:
     """Why ``program`` (as :func:`resolved` gives it) cannot be started with ``PATH`` ``path``, or None."""
     found = program if os.sep in program else shutil.which(program, mode=os.F_OK, path=path)
-    if found is None or not os.path.exists(found):
-        where = f"on the sandbox's PATH ({path})" if os.sep not in program else "there"
+    if found is not None and os.sep in program and not os.path.exists(found):
+        return f"program {program} does not exist; fix the path (a relative one starts at code) or create it"
+    if found is None:
         return (
-            f"program {program!r} is not found {where}; install it, give its absolute path, "
-            "or a path relative to code (./agent.sh)"
+            f"program {program!r} is not found on the sandbox's PATH ({path}); install it there or give its "
+            "absolute path (a program in code: ./NAME)"
         )
     if os.path.isdir(found) or not os.access(found, os.X_OK):
         return (
@@ -120,6 +122,9 @@ def _wait(command: Sequence[str], env: dict[str, str]) -> tuple[int, str]:
         )
     except OSError as exc:
         why = unrunnable(command[0], env.get("PATH", os.defpath)) or f"{type(exc).__name__}: {exc}"
+        if exc.errno == errno.ENOEXEC:
+            why = f"{command[0]} is not a program the system can start (a script without a #! line?); name its "
+            why += f'interpreter first: command = ["sh", "{os.path.basename(command[0])}"]'
         raise CommandFailed(f"the command could not be started: {why}") from None
     assert process.stderr is not None
     kept = _Tail(process.stderr)

@@ -97,7 +97,8 @@ class Api:
         self.busy = busy
         self.value_limit_kb = value_limit_kb
         self._lock = threading.Lock()
-        """One state change at a time, so the journal's order is the order the values apply."""
+        """One state change at a time, so the journal's order is the order the values apply; reads
+        wait for a change in flight."""
 
     def answer(self, method: str, target: str, body: Callable[[], bytes]) -> Answer:
         """Answer ``method`` on ``target`` (path and query); ``body`` reads the request's
@@ -108,12 +109,14 @@ class Api:
         return handler(key, body) if "{key}" in route.path else handler(body)
 
     def _everything(self, body: Callable[[], bytes]) -> Answer:
-        return 200, {"state": dict(self.state)}, {}
+        with self._lock:  # not while a write changes the mapping
+            return 200, {"state": dict(self.state)}, {}
 
     def _one(self, key: str, body: Callable[[], bytes]) -> Answer:
-        if key not in self.state:
-            raise DoorError(404, f"no key {key!r} in this agent's state ({_keys(self.state)})", param="key")
-        return 200, {"key": key, "value": self.state[key]}, {}
+        with self._lock:
+            if key not in self.state:
+                raise DoorError(404, f"no key {key!r} in this agent's state ({_keys(self.state)})", param="key")
+            return 200, {"key": key, "value": self.state[key]}, {}
 
     def _put(self, key: str, body: Callable[[], bytes]) -> Answer:
         given = _object(body(), ("value",))

@@ -201,6 +201,17 @@ def test_a_shell_script_with_curl_succeeds_with_status_0_and_fails_naming_what_w
         assert "was killed by SIGKILL" in message and "wrote nothing to stderr" in message
 
 
+def test_a_program_that_cannot_start_fails_the_run_saying_why(corral_project: CorralProject) -> None:
+    """Executable, but no ``#!`` line: the system cannot start it (corral check cannot tell)."""
+    folder = corral_project.command_agent("bare", ["./agent"], {"agent": "echo hi\n"})
+    (folder / "agent").chmod(0o755)
+    run = run_waited(corral_project, "bare")
+    assert run["state"] == "failed" and run["error"]["type"] == "CommandFailed"
+    message = run["error"]["message"]
+    assert message.startswith("the command could not be started: ") and "without a #! line?" in message, message
+    assert 'command = ["sh", "agent"]' in message
+
+
 TREE = """\
 #!/bin/sh
 sleep "$1" &
@@ -295,6 +306,45 @@ def test_a_command_agent_killed_with_its_daemon_resumes_from_the_top_its_writes_
     assert {(line["seq"], line["replayed"]) for line in replayed} == {(1, False), (1, True), (2, False)}, (
         "the first write answered from the journal on the resume, the second made once"
     )
+
+
+BOTH_DOORS = (
+    CLIENT
+    + """
+MCP = os.environ["CORRAL_MCP_URL"]
+META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+def tool(name, arguments):
+    params = {"name": name, "arguments": arguments, "_meta": META}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+    headers = {"authorization": "Bearer " + TOKEN, "content-type": "application/json", "mcp-method": "tools/call",
+               "mcp-name": name, "accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28"}
+    request = urllib.request.Request(MCP, data=json.dumps(body).encode(), headers=headers, method="POST")
+    with urllib.request.urlopen(request) as answer:
+        return json.loads(answer.read())["result"]
+
+
+written = tool("write_file", {"path": "notes.txt", "content": "from a plain program"})
+call("PUT", "/state/wrote", {"value": written["isError"]})
+read = tool("read_file", {"path": "notes.txt"})
+json.dump([written["isError"], read["structuredContent"]["content"]], open(os.environ["CORRAL_RESULT"], "w"))
+"""
+)
+
+
+def test_a_command_agent_calls_its_granted_tools_through_the_tool_door_journaled_like_its_state(
+    corral_project: CorralProject,
+) -> None:
+    corral_project.command_agent(
+        "tooled", ["python3", "agent.py"], {"agent.py": BOTH_DOORS}, tools=["write_file", "read_file"]
+    )
+    run = run_waited(corral_project, "tooled")
+    assert run["state"] == "succeeded", run.get("error")
+    assert run["result"] == [False, "from a plain program"]
+    steps = [(step["kind"], step["name"]) for step in steps_of(corral_project, run["id"])]
+    assert steps == [("tool", "write_file"), ("state", "set"), ("tool", "read_file")]
+    assert (corral_project.home / "agents" / "tooled" / "notes.txt").read_text() == "from a plain program"
 
 
 def test_the_openapi_document_is_served_by_every_command_agents_door_as_shipped(
