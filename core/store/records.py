@@ -154,9 +154,11 @@ class Records:
 
     def _store_step(self, txn: lmdb.Transaction, run_id: str, entry: dict[str, Any]) -> bytes:
         key = schema.journal_key(run_id, entry["seq"])
-        before = txn.get(key, db=self.dbs["journal"])
+        # only a model request replaces another at its step (a live divergence); a tool's or
+        # state's entry is rewritten with the same request, so it is not read back here
+        before = txn.get(key, db=self.dbs["journal"]) if entry.get("kind") == "model" else None
         if before is not None and unpack(before).get("fp") != entry.get("fp"):
-            self._unshare(txn, run_id, entry["seq"])  # another request at this step: a live divergence
+            self._unshare(txn, run_id, entry["seq"])
         data = pack(self._shared(txn, run_id, entry))
         txn.put(key, data, db=self.dbs["journal"])
         return data
