@@ -4,6 +4,7 @@ the control socket), checked once in one place: JSON it is, and the store can ke
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from corral.packing import pack
@@ -15,16 +16,24 @@ class NotStorable(ValueError):
 
 def loads(text: str | bytes) -> Any:
     """``text`` parsed as strict JSON: ValueError for ``NaN``, ``Infinity`` and ``-Infinity``
-    (which Python's json takes and no other JSON parser does) and for nesting past the
+    (which Python's json takes and no other JSON parser does), for a number too large for a
+    float (``1e999``, which Python's json turns into infinity), and for nesting past the
     recursion limit."""
     try:
-        return json.loads(text, parse_constant=_not_json)
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:
         raise ValueError("nested too deeply") from None
 
 
 def _not_json(name: str) -> Any:
     raise ValueError(f'{name} is not a JSON value; write a number, or the string "{name}"')
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{text[:40]} is beyond the largest number JSON readers agree on (about 1.8e308)")
+    return number
 
 
 def parse_input(text: str | bytes) -> Any:

@@ -365,16 +365,16 @@ class RunLog:
         safe = {str(k): v if _packable(v) else repr(v) for k, v in merged.items()}
         self._channel.send({"t": "log", "level": level, "event": str(event), "fields": safe})
 
-    def debug(self, event: str, **fields: Any) -> None:
+    def debug(self, event: str, /, **fields: Any) -> None:
         self._send("debug", event, fields)
 
-    def info(self, event: str, **fields: Any) -> None:
+    def info(self, event: str, /, **fields: Any) -> None:
         self._send("info", event, fields)
 
-    def warning(self, event: str, **fields: Any) -> None:
+    def warning(self, event: str, /, **fields: Any) -> None:
         self._send("warning", event, fields)
 
-    def error(self, event: str, **fields: Any) -> None:
+    def error(self, event: str, /, **fields: Any) -> None:
         self._send("error", event, fields)
 
 

@@ -161,3 +161,19 @@ def test_follow_in_the_foreground_prints_the_runs_lines_then_its_result(corral_p
     assert lines[-2].endswith("succeeded") and lines[-1] == "7"
     both = corral_project.cli("run", "chatty", "--follow", "--wait")
     assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
+def test_an_agents_log_fields_named_like_corrals_own_are_kept_under_agent_names(corral_project: CorralProject) -> None:
+    """``self`` and ``event`` are the logger's own parameters: a field named ``self`` made the
+    run's attempt raise (an internal error of a foreground run; in a daemon, "run crashed in
+    the daemon"), and one named ``event`` failed the agent's own ``ctx.log`` call."""
+    corral_project.agent(
+        "naming",
+        "def run(ctx):\n    ctx.log.info('named', self=1, event='mine', run_id='forged', level='loud')\n    return 1\n",
+    )
+    ran = corral_project.cli("run", "naming", "--wait", "--json")
+    assert ran.returncode == 0, ran.stderr
+    lines = [json.loads(line) for line in (corral_project.home / "logs" / "naming.log").read_text().splitlines()]
+    named = next(line for line in lines if line["event"] == "named")
+    assert named["agent_self"] == 1 and named["agent_event"] == "mine" and named["agent_run_id"] == "forged"
+    assert named["run_id"] == json.loads(ran.stdout)["id"] and named["level"] == "info"

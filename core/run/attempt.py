@@ -45,8 +45,9 @@ if TYPE_CHECKING:
 HELLO_TIMEOUT = 30.0
 SETTLE_TIMEOUT = 2.0
 WATCH_INTERVAL = 0.25
-RESERVED_LOG_FIELDS = frozenset({"event", "level", "timestamp", "source", "agent", "run_id", "trace_id", "seq"})
-"""Fields corral sets on every line; an agent's field of the same name is kept as ``agent_<name>``."""
+RESERVED_LOG_FIELDS = frozenset({"event", "level", "timestamp", "source", "agent", "run_id", "trace_id", "seq", "self"})
+"""Fields corral sets on every line, and the logger's own parameter (``self``); an agent's
+field of the same name is kept as ``agent_<name>``."""
 KERNEL_PROCESS_CAPS = frozenset({"pids.max", "rlimit:processes"})
 """What, in a run's ``applied`` list, means the kernel itself caps its processes (else the watchdog counts)."""
 LIMIT_SIGNALS = {

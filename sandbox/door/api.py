@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from corral.jsoninput import loads
+from corral.jsoninput import loads, storable
 from corral.packing import pack
 from corral.sandbox.door.problems import DoorError, shallow
 
@@ -38,10 +38,10 @@ Answer = tuple[int, dict[str, Any], dict[str, str]]
 class LogLines(Protocol):
     """``ctx.log``: what a log line becomes."""
 
-    def debug(self, event: str, **fields: Any) -> None: ...
-    def info(self, event: str, **fields: Any) -> None: ...
-    def warning(self, event: str, **fields: Any) -> None: ...
-    def error(self, event: str, **fields: Any) -> None: ...
+    def debug(self, event: str, /, **fields: Any) -> None: ...
+    def info(self, event: str, /, **fields: Any) -> None: ...
+    def warning(self, event: str, /, **fields: Any) -> None: ...
+    def error(self, event: str, /, **fields: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,10 @@ class Api:
         fields = given.get("fields", {})
         if not isinstance(fields, dict):
             raise DoorError(400, "fields must be an object of names and JSON values", "fields")
+        try:
+            storable(fields)
+        except ValueError as exc:  # a lone surrogate in a name or a value; an integer past 64 bits
+            raise DoorError(400, f"fields cannot be logged ({exc})", "fields") from None
         getattr(self.log, level)(event, **fields)
         return 200, {"ok": True}, {}
 

@@ -71,6 +71,9 @@ seen = {
     "no value": call("PUT", "/state/x", {"valu": 1}),
     "not object": call("PUT", "/state/x", [1]),
     "nan": call("PUT", "/state/x", raw=b'{"value": NaN}'),
+    "infinite": call("PUT", "/state/x", raw=b'{"value": 1e999}'),
+    "log like corral": call("POST", "/log", {"event": "odd names", "fields": {"event": "mine", "self": 1}}),
+    "log surrogate": call("POST", "/log", raw=b'{"event": "x", "fields": {"\\ud800": 1}}'),
     "huge int": call("PUT", "/state/x", raw=b'{"value": 100000000000000000000000}'),
     "too deep": call("PUT", "/state/x", raw=b'{"value": ' + b"[" * 100 + b"]" * 100 + b"}"),
     "over limit": call("PUT", "/state/x", {"value": "x" * 3000}),
@@ -125,6 +128,9 @@ def test_a_python_script_run_as_a_command_gets_its_run_and_uses_the_state_and_lo
     assert seen["no value"][0] == 400 and seen["no value"][1]["error"]["field"] == "valu"
     assert seen["not object"][0] == 400
     assert seen["nan"][0] == 400 and "NaN is not a JSON value" in seen["nan"][1]["error"]["message"]
+    assert seen["infinite"][0] == 400 and "1e999 is beyond" in seen["infinite"][1]["error"]["message"]
+    assert seen["log like corral"] == [200, {"ok": True}], "a field may be named like the log call's parameters"
+    assert seen["log surrogate"][0] == 400 and seen["log surrogate"][1]["error"]["field"] == "fields"
     assert seen["huge int"][0] == 400 and "64 bits" in seen["huge int"][1]["error"]["message"]
     assert seen["too deep"][0] == 400 and "nests deeper" in seen["too deep"][1]["error"]["message"]
     assert seen["over limit"][0] == 413 and "limits.state_value_kb" in seen["over limit"][1]["error"]["message"]
@@ -148,6 +154,7 @@ def test_a_python_script_run_as_a_command_gets_its_run_and_uses_the_state_and_lo
     by_event = {line["event"]: line for line in log}
     assert by_event["checked"]["level"] == "warning" and by_event["checked"]["items"] == 3
     assert by_event["plain"]["level"] == "info" and by_event["checked"]["run_id"] == run["id"]
+    assert by_event["odd names"]["agent_event"] == "mine" and by_event["odd names"]["agent_self"] == 1
     assert {line.get("line") for line in log} >= {"to stdout", "to stderr"}
 
     again = run_waited(corral_project, "script")
@@ -168,13 +175,14 @@ case "$1" in
   none) ;;
   status) echo "step one went fine" >&2; echo "could not reach the wiki: 503" >&2; exit 3 ;;
   badjson) printf '{"done": ' > "$CORRAL_RESULT" ;;
+  infinite) printf '{"done": 1e999}' > "$CORRAL_RESULT" ;;
   signal) kill -9 $$ ;;
 esac
 """
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
-@pytest.mark.parametrize("case", ["ok", "none", "status", "badjson", "signal"])
+@pytest.mark.parametrize("case", ["ok", "none", "status", "badjson", "infinite", "signal"])
 def test_a_shell_script_with_curl_succeeds_with_status_0_and_fails_naming_what_went_wrong(
     corral_project: CorralProject, case: str
 ) -> None:
@@ -197,6 +205,8 @@ def test_a_shell_script_with_curl_succeeds_with_status_0_and_fails_naming_what_w
         assert error["traceback"].endswith("could not reach the wiki: 503\n")
     elif case == "badjson":
         assert "$CORRAL_RESULT" in message and "result.json) is not valid JSON: Expecting value" in message
+    elif case == "infinite":
+        assert "result.json) is not valid JSON: 1e999 is beyond the largest number" in message
     else:
         assert "was killed by SIGKILL" in message and "wrote nothing to stderr" in message
 
