@@ -164,6 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     if refusal is not None:
         refuse(policy, applied, refusal)
     os.chdir(policy.workdir)  # where a wrapper could not enter it before the user was dropped
+    if sys.platform.startswith("linux"):
+        from corral.sandbox import linux
+
+        # before the welcome brings tools' secrets, after the uid is final (a setuid resets it)
+        if linux.keep_memory_private():
+            applied.append("private-memory")
     from corral.sandbox.runtime import serve
 
     serve(policy, applied, listener)

@@ -1,4 +1,4 @@
-"""Linux-only protections: parent-death signal, subreaper, and cgroup v2 runs.
+"""Linux-only protections: parent-death signal, subreaper, a memory no child can read, and cgroup v2 runs.
 
 Each function reports whether it applied, so the run can record what it actually got.
 """
@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -38,6 +39,20 @@ def set_parent_death_signal(expected_parent: int) -> bool:
 def become_subreaper() -> bool:
     """Orphaned descendants reparent to us, so a double fork cannot escape the tree."""
     return _prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def keep_memory_private() -> bool:
+    """Make this process non-dumpable: its ``/proc/PID/mem``, ``maps``, ``environ`` and ``fd``
+    then belong to root (0400/0500) and a ptrace-mode check needs ``CAP_SYS_PTRACE``, which
+    the sandbox drops, so the agent's subprocesses, its command and its stdio MCP servers (all
+    our children, same uid) cannot read the door's token or a tool's secrets from our memory.
+
+    The process itself keeps every ``/proc/self`` entry but ``environ`` (the kernel lets a
+    thread group into its own entries); a child's ``execve`` makes the child dumpable again,
+    which it should be: it holds nothing of ours. Call it after the uid is final, since a
+    change of credentials resets the flag.
+    """
+    return _prctl(PR_SET_DUMPABLE, 0)
 
 
 def cgroup2_root() -> Path | None:

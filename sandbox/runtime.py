@@ -556,11 +556,11 @@ def _open_door(listener: socket.socket, run: dict[str, Any], context: Context, p
     """Serve the door on ``listener`` (every run has one): the model door, the tool door, and
     the state and log API (``/corral/v1``) over ``context``; point the agent at it.
 
-    The token is made here and lives only in this process (its environment and the
-    door's memory): it is what keeps other processes on a shared loopback out.
+    The token comes in the welcome (the daemon made it, so that it can hide it from the
+    agent's log) and lives only in this process, whose memory its children cannot read
+    (the launcher made it non-dumpable), and in the agent's environment: it is what keeps
+    other processes on a shared loopback out.
     """
-    import secrets
-
     from corral.sandbox.door.api import Api
     from corral.sandbox.door.problems import DoorError
     from corral.sandbox.door.server import Door, ended
@@ -588,7 +588,7 @@ def _open_door(listener: socket.socket, run: dict[str, Any], context: Context, p
             raise
 
     max_body = policy.max_frame // 2
-    door = Door(listener, f"corral-{secrets.token_urlsafe(32)}", run.get("models") or [], ask, max_body, run["run_id"])
+    door = Door(listener, run["door_token"], run.get("models") or [], ask, max_body, run["run_id"])
     door.tools = _tool_door(run, session)
     door.api = Api(context.state, context.log, change, lambda: session.running, policy.limits.get("state_value_kb"))
     os.environ.update(door.env())

@@ -253,7 +253,10 @@ class Filter:
     ``run`` matches a run id by prefix or suffix, so the last 8 characters that :func:`render` prints
     can be pasted back. ``min_level`` keeps events at or above that level (``warn`` and
     ``fatal`` are accepted as aliases); events with a missing or unknown level count as
-    ``info``. ``event`` is an exact event name or an :mod:`fnmatch` glob (case-sensitive).
+    ``info``. ``event`` is an exact event name or an :mod:`fnmatch` glob (case-sensitive),
+    matched against the name as :func:`shown_event` writes it: an agent's own line (``source``
+    ``agent``, from ``ctx.log`` or the door's log API) as ``agent:NAME``, so ``run ended``
+    finds corral's lines only, never an agent's line of that name (``agent:run ended`` finds those).
     ``since`` and ``until`` (epoch seconds, both included) keep events whose ``timestamp``
     lies between; an event without a readable one is left out when either is set.
     """
@@ -285,7 +288,7 @@ class Filter:
         if self.min_level is not None and not at_least(ev.get("level"), self.min_level):
             return False
         if self.event is not None:
-            name = str(ev.get("event", ""))
+            name = shown_event(ev)
             if name != self.event and not fnmatchcase(name, self.event):
                 return False
         if self.since is not None or self.until is not None:
@@ -318,11 +321,23 @@ def _moment(timestamp: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # corral writes UTC
 
 
+AGENT_MARK = "agent:"
+"""What precedes an agent's own event name wherever corral shows or matches it."""
+
+
+def shown_event(ev: Mapping[str, Any]) -> str:
+    """An event's name as corral shows it: an agent's own line (``source`` ``agent``: the
+    agent wrote its name and fields) marked ``agent:``, so it cannot pass for corral's."""
+    name = str(ev.get("event", ""))
+    return AGENT_MARK + name if ev.get("source") == "agent" else name
+
+
 def render(ev: Mapping[str, Any], *, color: bool) -> str:
     """One event as a line a person reads; the exception, if any, indented on lines below.
 
     Layout: local ``HH:MM:SS.mmm``, level padded to 8, agent, the last 8 characters of
-    ``run_id``, the event, then ``key=value`` for the remaining fields in file order.
+    ``run_id``, the event (:func:`shown_event`: an agent's own ``agent:NAME``), then
+    ``key=value`` for the remaining fields in file order.
     Strings are quoted only when empty or containing whitespace; other values are JSON.
     """
 
@@ -339,7 +354,7 @@ def render(ev: Mapping[str, Any], *, color: bool) -> str:
     run_id = ev.get("run_id")
     if run_id is not None:
         parts.append(paint(_RUN_COLOR, printable(str(run_id)[-8:])))
-    parts.append(paint(_BOLD, printable(str(ev.get("event", "")))))
+    parts.append(paint(_BOLD, printable(shown_event(ev))))
     parts.extend(
         f"{paint(_KEY_COLOR, printable(str(key)))}={_moment_value(key, value)}"
         for key, value in ev.items()

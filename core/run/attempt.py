@@ -10,6 +10,7 @@ on the store writer's thread (:mod:`corral.run.steps`); this side handles everyt
 from __future__ import annotations
 
 import asyncio
+import secrets
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,15 @@ from corral.run.budget import Tally
 from corral.run.journal import Journal
 from corral.run.mcptools import McpCall, McpTools
 from corral.run.outcome import Outcome, RunEnded, failure, resumable
-from corral.run.output import RateLimit, pump
+from corral.run.output import (
+    DOOR_TOKEN_PLACEHOLDER,
+    LINE_OVERHEAD,
+    RateLimit,
+    bounded_fields,
+    hide,
+    json_size,
+    pump,
+)
 from corral.run.replay import ReplayPath, ReplayReport
 from corral.run.steps import Guarding, Steps
 from corral.run.toolretries import ToolCalls
@@ -113,6 +122,10 @@ class Attempt:
             state_value_kb=agent.limits.state_value_kb,
             on_divergence=agent.on_divergence,
         )
+        self.door_token = f"corral-{secrets.token_urlsafe(32)}"
+        """The run's door token: made here, not in the child, so that the agent's log never
+        shows it (a program that prints its environment, a line that logs it)."""
+        self.welcome["door_token"] = self.door_token
         self.kill_reason: str | None = None
         self.disk_checked: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         """The first scan of the workdir: why it is over its quota, or None. The agent is not
@@ -191,8 +204,8 @@ class Attempt:
         stdout, stderr = child.process.stdout, child.process.stderr
         assert stdout is not None and stderr is not None, "agents are spawned with both streams piped"
         pumps = [
-            asyncio.create_task(pump(stdout, "stdout", self.log, self.output_limit, shared.redact)),
-            asyncio.create_task(pump(stderr, "stderr", self.log, self.output_limit, shared.redact)),
+            asyncio.create_task(pump(stdout, "stdout", self.log, self.output_limit, self._redact)),
+            asyncio.create_task(pump(stderr, "stderr", self.log, self.output_limit, self._redact)),
         ]
         watchdog = asyncio.create_task(self._watch(child))
         wall = self.agent.limits.wall_seconds
@@ -228,6 +241,10 @@ class Attempt:
             shared.processes.forget(child)
             await asyncio.wait(pumps, timeout=2)
         return outcome
+
+    def _redact(self, value: Any) -> Any:
+        """``value`` with the daemon's secrets and this run's door token hidden."""
+        return hide(self.shared.redact(value), self.door_token, DOOR_TOKEN_PLACEHOLDER)
 
     async def _settle(self, child: Child) -> None:
         """Read the wire to its end: what the child reported before it died still counts (the
@@ -383,12 +400,18 @@ class Attempt:
     # ------------------------------------------------------------------ messages
 
     async def _on_log(self, child: Child, message: dict[str, Any]) -> None:
+        """Write a ``ctx.log`` line, charged to the attempt's output limit at the bytes it
+        writes (its fields too: they are most of a flood)."""
         level = message["level"] if message["level"] in wire.LOG_LEVELS else "info"
-        if self.output_limit.allow(len(message["event"])):
-            fields = {(f"agent_{k}" if k in RESERVED_LOG_FIELDS else k): v for k, v in message["fields"].items()}
-            if message.get("seq"):  # the step the agent last asked for, noted as the frame was read
-                fields["seq"] = message["seq"]
-            getattr(self.log, level)(message["event"][:512], source="agent", **fields)
+        given = bounded_fields(message["fields"])
+        fields = {(f"agent_{k}" if k in RESERVED_LOG_FIELDS else k): v for k, v in given.items()}
+        event = message["event"][:512]
+        event, fields = hide((event, fields), self.door_token, DOOR_TOKEN_PLACEHOLDER)
+        if not self.output_limit.allow(len(event) + json_size(fields) + LINE_OVERHEAD):
+            return
+        if message.get("seq"):  # the step the agent last asked for, noted as the frame was read
+            fields["seq"] = message["seq"]
+        getattr(self.log, level)(event, source="agent", **fields)
 
     async def _finished(self, message: dict[str, Any]) -> Outcome:
         """The agent's own verdict. An exception right after a model step that failed for want

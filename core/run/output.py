@@ -1,21 +1,62 @@
-"""Capturing an agent's stdout and stderr into its log, bounded.
+"""Capturing an agent's stdout and stderr, and its ``ctx.log`` lines, into its log, bounded.
 
 Lines are truncated, rate-limited by a token bucket, and capped in total per attempt;
-whatever is dropped is counted and reported, and the pipe is always drained so a
-flooding agent can neither block itself nor flood the disk.
+each line is charged the bytes it writes (its text as JSON, fields included, and the
+fields corral adds to every line), so no encoding and no number of fields takes an
+attempt past :data:`MAX_BYTES_PER_RUN`. Whatever is dropped is counted and reported, and
+the pipe is always drained so a flooding agent can neither block itself nor flood the disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from itertools import islice
 from typing import Any
+
+import orjson
+
+from corral.packing import pack
 
 MAX_LINE = 4096
 LINES_PER_SECOND = 200.0
 BURST = 1000.0
 MAX_BYTES_PER_RUN = 10 * 2**20
+LINE_OVERHEAD = 256
+"""Bytes charged for what corral writes on every line besides the agent's text and fields
+(timestamp, level, agent, run and trace ids, ``source``, ``seq``): about 200 in practice."""
+MAX_LOG_FIELDS = 64
+"""Fields of one ``ctx.log`` line kept; the rest are dropped and counted in ``fields_dropped``."""
+DOOR_TOKEN_PLACEHOLDER = "[redacted:CORRAL_DOOR_TOKEN]"
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as a JSON log line writes it (escapes included), before the log
+    cuts long strings: a line is charged at least what it writes."""
+    try:
+        return len(orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS))
+    except (TypeError, ValueError):  # nested past orjson's depth: the log writes its repr, cut
+        return len(pack(value))
+
+
+def bounded_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The first :data:`MAX_LOG_FIELDS` of ``fields``, and how many were dropped, if any."""
+    kept = dict(islice(fields.items(), MAX_LOG_FIELDS))
+    if len(fields) > MAX_LOG_FIELDS:
+        kept["fields_dropped"] = len(fields) - MAX_LOG_FIELDS
+    return kept
+
+
+def hide(value: Any, text: str, placeholder: str) -> Any:
+    """``value`` (plain data) with every occurrence of ``text`` in its strings replaced."""
+    if isinstance(value, str):
+        return value.replace(text, placeholder) if text in value else value
+    if isinstance(value, dict):
+        return {hide(k, text, placeholder): hide(v, text, placeholder) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(hide(item, text, placeholder) for item in value)
+    return value
 
 
 class RateLimit:
@@ -63,10 +104,11 @@ async def pump(
     last_report = time.monotonic()
 
     def emit(raw: bytes, extra: int = 0) -> None:
-        if limit.allow(len(raw)):
-            text = redact(raw.decode("utf-8", errors="replace"))
+        text = redact(raw.decode("utf-8", errors="replace"))
+        line = text[:MAX_LINE]
+        if limit.allow(json_size(line) + LINE_OVERHEAD):
             size = len(raw) + extra
-            log.info(name, line=text[:MAX_LINE], **({"truncated": size} if len(text) > MAX_LINE or extra else {}))
+            log.info(name, line=line, **({"truncated": size} if len(text) > MAX_LINE or extra else {}))
 
     while True:
         chunk = await stream.read(65536)
