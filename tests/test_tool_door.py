@@ -124,6 +124,9 @@ def test_bad_messages_get_clear_errors_and_the_door_goes_on(corral_project: Corr
     assert error("legacy unknown")[:2] == (200, -32601), "the handshake era's JSON-RPC errors come with 200"
     assert error("bad params") == (400, -32602, "tools/call: params.name: Field required")
     assert seen["named base64"][1]["result"]["structuredContent"] == 3, "Mcp-Name decoded before it is compared"
+    huge = seen["huge arguments"][1]["result"]
+    assert huge["isError"] and huge["_meta"]["io.corral/error-kind"] == "refused"
+    assert "max_tool_args_bytes" in huge["content"][0]["text"], "the daemon's cap, read by the model"
     answer = seen["still works"][1]["result"]
     assert answer["content"] == [{"type": "text", "text": "42"}] and answer["resultType"] == "complete"
     assert answer["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "corral"

@@ -206,6 +206,7 @@ def run(ctx):
         "bad params": post({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"_meta": META}},
                            {"mcp-method": "tools/call"}),
         "named base64": call("add", {"a": 1, "b": 2}, **{"mcp-name": "=?base64?YWRk?="}),
+        "huge arguments": call("refuse", {"reason": "x" * 1_500_000}),
     }
     seen["still works"] = call("add", {"a": 20, "b": 22})
     return seen
