@@ -33,8 +33,6 @@ LIST_TTL_MS = 3_600_000
 """How long a client may keep ``tools/list``: the run's tools do not change while it lives."""
 _PARSE_ERROR, _INVALID_REQUEST, _METHOD_NOT_FOUND, _INVALID_PARAMS = -32700, -32600, -32601, -32602
 _INTERNAL_ERROR, _HEADER_MISMATCH, _UNSUPPORTED_VERSION = -32603, -32020, -32022
-_MODERN_STATUS = {_PARSE_ERROR: 400, _INVALID_REQUEST: 400, _INVALID_PARAMS: 400, _METHOD_NOT_FOUND: 404}
-"""HTTP status of a JSON-RPC error on the 2026-07-28 wire; the handshake era answers 200."""
 _NAMED = {"tools/call": "name"}
 """Methods whose ``params`` field the ``Mcp-Name`` header mirrors (those the door serves)."""
 _ROUTING = ("mcp-protocol-version", "mcp-method", "mcp-name")
