@@ -425,7 +425,11 @@ def test_cannot_read_other_processes_environment_or_command_line(batch: Batch, m
 def test_environment_holds_exactly_what_was_granted(batch: Batch) -> None:
     run = contained(batch, "env")
     assert run["state"] == "succeeded", run
-    door = {"CORRAL_DOOR_TOKEN", "CORRAL_MCP_URL"}  # set by the agent's own process: every run has a door
+    door = {
+        "CORRAL_DOOR_TOKEN",
+        "CORRAL_MCP_URL",
+        "CORRAL_API_URL",
+    }  # set by the agent's own process: every run has a door
     assert set(run["result"]) == {"PATH", "HOME", "LANG", "TMPDIR", "HOSTILE_GRANTED", *door}, sorted(run["result"])
     logs = batch.project.home / "logs"
     log = (logs / "env.log").read_text() + (logs / "corral.log").read_text()
