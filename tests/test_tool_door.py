@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from corral.testing import CorralProject
-from tests.door.mcp_agents import LAUNCHER, RAW, SDK_CLIENT, TAKING_TURNS, TOOLS_PLUGIN
+from tests.door.mcp_agents import RAW, SDK_CLIENT, TAKING_TURNS, TOOLS_PLUGIN
 from tests.mcp.support import BIN
 
 ENVIRONMENT = """
@@ -131,24 +131,6 @@ def test_bad_messages_get_clear_errors_and_the_door_goes_on(corral_project: Corr
     assert answer["content"] == [{"type": "text", "text": "42"}] and answer["resultType"] == "complete"
     assert answer["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "corral"
     assert all(entry[2] is None for entry in seen.values() if entry[0] == 200), "no Mcp-Session-Id, ever"
-
-
-def test_an_approval_holds_the_run_and_the_resumed_call_runs_once(corral_project: CorralProject) -> None:
-    project = _tooled(corral_project)
-    project.agent("launcher", LAUNCHER, tools=["launch"])
-    held = json.loads(project.cli("run", "launcher", "--input", '"prod"', "--wait", "--json").stdout)
-    assert held["state"] == "on_hold" and held["error"]["kind"] == "approval", held
-    launched = project.home / "agents" / "launcher" / "launched.txt"
-    assert not launched.exists(), "nothing runs before a human says yes"
-    [request] = project.cli_json("approvals")
-    assert request["tool"] == "launch" and request["args"] == {"target": "prod"}
-    approved = project.cli("approve", request["id"], "--json")
-    assert approved.returncode == 0, approved.stderr
-    result = json.loads(approved.stdout)["result"]
-    assert result == {"error": False, "text": ["launched at prod"], "structured": None, "kind": None}
-    assert launched.read_text() == "prod\n", "the approved call ran once"
-    tools = [step["name"] for step in _steps(project, held["id"]) if step["kind"] == "tool"]
-    assert tools == ["launch"]
 
 
 def test_calls_take_turns_and_a_tool_that_calls_the_door_is_answered_at_once(corral_project: CorralProject) -> None:
