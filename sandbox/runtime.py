@@ -590,7 +590,15 @@ def _open_door(listener: socket.socket, run: dict[str, Any], context: Context, p
     max_body = policy.max_frame // 2
     door = Door(listener, run["door_token"], run.get("models") or [], ask, max_body, run["run_id"])
     door.tools = _tool_door(run, session)
-    door.api = Api(context.state, context.log, change, lambda: session.running, policy.limits.get("state_value_kb"))
+    limits = policy.limits
+    door.api = Api(
+        context.state,
+        context.log,
+        change,
+        lambda: session.running,
+        limits.get("state_value_kb"),
+        limits.get("state_mb"),
+    )
     os.environ.update(door.env())
     door.start()
 

@@ -157,6 +157,32 @@ def test_store_from_a_newer_corral_is_refused(tmp_path: Path) -> None:
         Store.open(tmp_path / "store")
 
 
+def test_each_agents_state_total_is_counted_by_the_migration_and_kept_by_every_write(tmp_path: Path) -> None:
+    """limits.state_mb is checked against a total kept in ``meta``; a store from before it
+    (schema 3) gets the total counted once when the daemon opens it."""
+    s = Store.open(tmp_path / "store")
+    records = Records(s.dbs)
+    with s.env.begin(write=True) as txn:
+        txn.put(schema.state_key("a", "k1"), schema.pack("x" * 100), db=s.dbs["state"])
+        txn.put(schema.state_key("a", "key2"), schema.pack([1, 2]), db=s.dbs["state"])
+        txn.put(schema.state_key("b", "k"), schema.pack(None), db=s.dbs["state"])
+        txn.put(b"schema", schema.pack(3), db=s.dbs["meta"])
+    s.close()
+    s = Store.open(tmp_path / "store")
+    records = Records(s.dbs)
+    with s.env.begin(write=True) as txn:
+        counted = {agent: records.state_bytes(txn, agent) for agent in ("a", "b", "c")}
+        assert counted == {"a": (2 + 102) + (4 + 3), "b": 1 + 1, "c": 0}
+        records.set_state(txn, "a", "k1", "short")  # replaced: the old value no longer counts
+        assert records.state_bytes(txn, "a") == (2 + 6) + (4 + 3)
+        assert records.state_after(txn, "a", "new", schema.pack("v")) == (2 + 6) + (4 + 3) + (3 + 2)
+        assert records.delete_state(txn, "a", "key2") is True
+        assert records.delete_state(txn, "a", "key2") is False
+        assert records.state_bytes(txn, "a") == 2 + 6
+        assert records.agent_state(txn, "a") == {"k1": "short"}
+    s.close()
+
+
 def test_reader_without_a_store_gets_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="corral up"):
         Store.open(tmp_path / "nothing", readonly=True)

@@ -50,6 +50,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "status",
     "show",
     "tools",
+    "state",
     "lifecycle",
     "spend",
     "retry",

@@ -84,6 +84,9 @@ class Limits:
     """Files and folders the agent's workdir may hold."""
     state_value_kb: Annotated[Limit, Key(f"give the size of the largest ctx.state value in KiB, {_UNLIMITED}")] = 1024
     """Largest single ``ctx.state`` value one run may write, in KiB (packed)."""
+    state_mb: Annotated[Limit, Key(f"give what the agent's whole ctx.state may hold in MiB, {_UNLIMITED}")] = 4
+    """What the agent's whole ``ctx.state`` may hold, in MiB (keys and packed values); it travels
+    to every run in one wire frame, so it must stay below ``[corral] frame_max_bytes``."""
     journal_mb: Annotated[Limit, Key(f"give the journal bytes one run may write in MiB, {_UNLIMITED}")] = 128
     """Journal bytes one run may write, in MiB (packed entries, ``ctx.state`` values included)."""
     wall_seconds: Annotated[PositiveSeconds, Key('give the wall-clock limit, e.g. "10m"')] = 900.0

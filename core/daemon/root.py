@@ -310,6 +310,7 @@ class Daemon:
             "approve": self._op_decide,
             "deny": self._op_decide,
             "pause": self._op_pause,
+            "state": self._op_state,
             "resume": self._op_agent,
             "cancel": self._op_cancel,
             "reload": self._op_reload,
@@ -443,6 +444,21 @@ class Daemon:
             await reply({"ok": False, "error": str(exc)})
             return
         await reply({"ok": True, "agent": agent, "pause": self.engine.paused(str(agent))})
+
+    async def _op_state(self, request: dict[str, Any], reply: Reply) -> None:
+        """``corral state AGENT --delete KEY``."""
+        agent, key = request.get("agent"), request.get("delete")
+        problem = self._agent_problem(agent)
+        if problem is None and not (isinstance(key, str) and key):
+            problem = f"bad request: delete must name a state key, not {key!r:.80}"
+        if problem is not None:
+            await reply({"ok": False, "error": problem})
+            return
+        answer = await self.engine.delete_state(str(agent), str(key))
+        if not answer["deleted"]:
+            await reply({"ok": False, "error": f"agent {agent} has no state key {key!r:.300} (`corral state {agent}`)"})
+            return
+        await reply({"ok": True, **answer})
 
     async def _op_cancel(self, request: dict[str, Any], reply: Reply) -> None:
         run_id = str(request.get("run"))

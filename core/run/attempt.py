@@ -120,6 +120,7 @@ class Attempt:
             run["attempt"],
             journal_mb=agent.limits.journal_mb,
             state_value_kb=agent.limits.state_value_kb,
+            state_mb=agent.limits.state_mb,
             on_divergence=agent.on_divergence,
         )
         self.door_token = f"corral-{secrets.token_urlsafe(32)}"

@@ -23,6 +23,7 @@ import jsonschema_rs
 
 from corral.config import AgentConfig, CorralConfig
 from corral.config.mcp import split_grant
+from corral.packing import pack
 from corral.pluginmanager import Plugins
 from corral.run import replay
 from corral.run.approvals import Approvals
@@ -31,6 +32,7 @@ from corral.run.budget import Ledger
 from corral.run.downstreams import daemon_breakers
 from corral.run.modelaccess import ModelAccess
 from corral.run.outcome import Outcome, failure
+from corral.run.quota import MiB
 from corral.run.replay import ReplayReport, verdict
 from corral.run.toolretries import tool_policy
 from corral.sandbox.command import resolved
@@ -45,6 +47,8 @@ from corral.store import Records, Store, Writer, new_run_id
 from corral.tools import ToolSpec, tool_secret_names, welcome_entry
 
 MAX_BACKOFF = 60.0
+WELCOME_MARGIN = 4096
+"""Bytes the attempt adds to the welcome after it is measured (the door token, MCP servers' names)."""
 ORIGINAL: Any = object()
 """``Engine.fork``'s input when none is given: the original run's (a given ``None`` is JSON null)."""
 
@@ -625,6 +629,20 @@ class Engine:
         if await self.pauses.resume(agent) is not None:
             self.log.info("agent resumed", agent=agent)
 
+    async def delete_state(self, agent: str, key: str) -> dict[str, Any]:
+        """Delete ``key`` of ``agent``'s state (``corral state AGENT --delete KEY``): what was
+        deleted and what the state holds now. Runs of the agent keep the state they first saw."""
+        records = self.records
+
+        def job(txn: Any) -> dict[str, Any]:
+            deleted = records.delete_state(txn, agent, key)
+            return {"agent": agent, "key": key, "deleted": deleted, "bytes": records.state_bytes(txn, agent)}
+
+        answer: dict[str, Any] = await self.writer.run(job)
+        if answer["deleted"]:
+            self.log.info("state key deleted", agent=agent, key=key, state_bytes=answer["bytes"])
+        return answer
+
     def cancelling(self, run_id: str) -> bool:
         """Whether ``run_id`` is being cancelled: work done for it should stop waiting."""
         return run_id in self._cancelling
@@ -708,6 +726,13 @@ class Engine:
         except SecretsError as exc:
             log.error("run not started", kind="secrets", reason=str(exc))
             return Outcome(RunState.FAILED, failure("secrets", f"agent {agent.name!r} was not started: {exc}"))
+        for_tools = tool_secret_names(self.plugins.tools, agent.tools)
+        tool_secrets = {name: value for name, value in prepared.env.items() if name in for_tools}
+        welcome = self.welcome(run, agent, snapshot, tool_secrets)
+        too_big = self._welcome_too_big(agent, welcome)
+        if too_big is not None:
+            log.error("run not started", kind="limit", reason=too_big)
+            return Outcome(RunState.FAILED, failure("limit", too_big))
         limits = agent.limits
         cgroup, applied = self.processes.run_cgroup(
             run["id"], limits.memory_mb * 2**20 if limits.memory_mb else None, limits.processes
@@ -722,8 +747,6 @@ class Engine:
             "confine": prepared.plan.spec,
             "memory_accounted": "memory.max" in applied,
         }
-        for_tools = tool_secret_names(self.plugins.tools, agent.tools)
-        tool_secrets = {name: value for name, value in prepared.env.items() if name in for_tools}
         try:
             secret_env = {name: value for name, value in prepared.env.items() if name not in for_tools}
             env = {**agent_env(agent, workdir, self.environ), **secret_env}
@@ -737,7 +760,6 @@ class Engine:
         if run["id"] in self._cancelling:  # cancelled while it was being spawned
             self.processes.kill_tree(child)
         log.info("run started", attempt=run["attempt"], pid=child.pid, trigger=run.get("trigger"))
-        welcome = self.welcome(run, agent, snapshot, tool_secrets)
         if replay is None:
             attempt = Attempt(self._shared(), run, agent, log, welcome, workdir, mcp_headers)
         else:
@@ -745,6 +767,22 @@ class Engine:
         outcome = await attempt.execute(child)
         outcome.error, outcome.result = self.logs.redaction.redact((outcome.error, outcome.result))
         return outcome
+
+    def _welcome_too_big(self, agent: AgentConfig, welcome: dict[str, Any]) -> str | None:
+        """Why the run cannot start, when its welcome (the agent's state, its input) would not
+        fit in one wire frame: the child would refuse it and the run crash on every attempt."""
+        limit = self.config.frame_max_bytes
+        size = len(pack({"t": "welcome", "v": 1, "run": welcome})) + WELCOME_MARGIN
+        if size <= limit:
+            return None
+        state, given = len(pack(welcome["state"])), len(pack(welcome["input"]))
+        return (
+            f"the run cannot start: its welcome frame would be {size / MiB:.1f} MiB, over the wire's "
+            f"{limit / MiB:.1f} MiB ([corral] frame_max_bytes); it carries the agent's state as the run first saw "
+            f"it ({state / MiB:.1f} MiB) and the run's input ({given / MiB:.1f} MiB). See the state with `corral "
+            f"state {agent.name}`, delete what it no longer needs with `corral state {agent.name} --delete KEY` "
+            "and start a new run (this one keeps the state it first saw), or raise [corral] frame_max_bytes"
+        )
 
     def _mcp_headers(self, agent: AgentConfig) -> dict[str, dict[str, str]]:
         """The headers of the HTTP MCP servers ``agent`` is granted tools of, their secrets

@@ -76,6 +76,7 @@ class Journal:
         *,
         journal_mb: int | None = None,
         state_value_kb: int | None = None,
+        state_mb: int | None = None,
         on_divergence: str = "fail",
     ) -> None:
         self.records = records
@@ -84,6 +85,7 @@ class Journal:
         self.attempt = attempt
         self.journal_mb = journal_mb  # limits.journal_mb: what the run's journal may hold
         self.state_value_kb = state_value_kb  # limits.state_value_kb: the largest ctx.state value
+        self.state_mb = state_mb  # limits.state_mb: what the agent's whole state may hold
         self.on_divergence = on_divergence
         """``[agents.NAME] on_divergence``: "live" makes a model request that differs from the
         journal, and every model request after it in this attempt, go upstream."""
@@ -512,12 +514,24 @@ class Journal:
         entry = self._new_entry(seq, "state", op, args, fp)
         if op == "set":
             self._check_state_value(seq, args["key"], args.get("value"))
+            self._check_state_total(txn, seq, args["key"], args.get("value"))
             self.records.set_state(txn, self.agent, args["key"], args.get("value"))
         else:
             self.records.delete_state(txn, self.agent, args["key"])
         entry.update(status="done", ok=True, value=None, ended=time.time(), executions=1)
         self._put(txn, entry, fresh=True)
         return Answer("result", entry)
+
+    def _check_state_total(self, txn: lmdb.Transaction, seq: int, key: str, value: Any) -> None:
+        """Refuse a ``ctx.state`` write that would take the agent's state past ``limits.state_mb``:
+        the whole state travels to every run in its welcome frame, and a state past the frame
+        limit would stop every later run of the agent."""
+        limit = self.state_mb
+        if limit is None:
+            return
+        total = self.records.state_after(txn, self.agent, key, pack(value))
+        if total > limit * MiB:
+            raise QuotaExceeded(state_over(self.agent, total, limit, f"step {seq} sets ctx.state[{key!r}]"))
 
     def _check_state_value(self, seq: int, key: str, value: Any) -> None:
         """Refuse a ``ctx.state`` value over ``limits.state_value_kb`` before it is written."""
@@ -531,3 +545,13 @@ class Journal:
                 f"{limit} KiB (limits.state_value_kb); nothing was written. Keep bulky data in a file in the "
                 "workdir and its name in ctx.state, or raise limits.state_value_kb"
             )
+
+
+def state_over(agent: str, total: int, limit_mb: int, what: str) -> str:
+    """Why a state write is refused: the total it would reach, the limit, the setting, the fixes."""
+    return (
+        f"state quota exceeded: {what}, which would take agent {agent!r}'s state to "
+        f"{total / MiB:.1f} MiB > {limit_mb} MiB (limits.state_mb); nothing was written. Delete keys it no longer "
+        f"needs (del ctx.state[KEY], DELETE /corral/v1/state/KEY, or `corral state {agent} --delete KEY`), keep "
+        "bulky data in files in the workdir, or raise limits.state_mb (below [corral] frame_max_bytes)"
+    )

@@ -320,11 +320,32 @@ class Records:
                 state[key[len(prefix) :].decode()] = unpack(raw)
         return state
 
-    def set_state(self, txn: lmdb.Transaction, agent: str, key: str, value: Any) -> None:
-        txn.put(schema.state_key(agent, key), pack(value), db=self.dbs["state"])
+    def state_bytes(self, txn: lmdb.Transaction, agent: str) -> int:
+        """What ``agent``'s state holds, as ``limits.state_mb`` counts it (:func:`schema.state_entry_size`)."""
+        raw = txn.get(schema.state_size_key(agent), db=self.dbs["meta"])
+        return int(unpack(raw)) if raw else 0
 
-    def delete_state(self, txn: lmdb.Transaction, agent: str, key: str) -> None:
-        txn.delete(schema.state_key(agent, key), db=self.dbs["state"])
+    def state_after(self, txn: lmdb.Transaction, agent: str, key: str, packed: bytes | None) -> int:
+        """The bytes ``agent``'s state would hold once ``key`` holds ``packed`` (None: once it is
+        deleted), as ``limits.state_mb`` counts them; nothing is written."""
+        old = txn.get(schema.state_key(agent, key), db=self.dbs["state"])
+        name = key.encode()
+        total = self.state_bytes(txn, agent) - (schema.state_entry_size(name, old) if old is not None else 0)
+        return total if packed is None else total + schema.state_entry_size(name, packed)
+
+    def set_state(self, txn: lmdb.Transaction, agent: str, key: str, value: Any) -> None:
+        packed = pack(value)
+        total = self.state_after(txn, agent, key, packed)
+        txn.put(schema.state_key(agent, key), packed, db=self.dbs["state"])
+        txn.put(schema.state_size_key(agent), pack(total), db=self.dbs["meta"])
+
+    def delete_state(self, txn: lmdb.Transaction, agent: str, key: str) -> bool:
+        """Delete ``key`` of ``agent``'s state; whether it was there."""
+        total = self.state_after(txn, agent, key, None)
+        if not txn.delete(schema.state_key(agent, key), db=self.dbs["state"]):
+            return False
+        txn.put(schema.state_size_key(agent), pack(total), db=self.dbs["meta"])
+        return True
 
     def delete_run(self, txn: lmdb.Transaction, run: dict[str, Any]) -> None:
         """Remove a finished run and its journal (retention)."""

@@ -54,6 +54,17 @@ def state_prefix(agent: str) -> bytes:
     return agent.encode() + b"\x00"
 
 
+def state_size_key(agent: str) -> bytes:
+    """``meta``'s record of the bytes ``agent``'s state holds (:func:`state_entry_size` summed)."""
+    return b"state-bytes/" + agent.encode()
+
+
+def state_entry_size(key: bytes, packed: bytes | memoryview) -> int:
+    """What one state entry counts towards ``limits.state_mb``: its key (without the agent's
+    prefix) and its packed value, about what it adds to the welcome frame that carries it."""
+    return len(key) + len(packed)
+
+
 def agent_run_key(agent: str, run_id: str) -> bytes:
     return agent.encode() + b"\x00" + run_id.encode("ascii")
 
@@ -83,7 +94,19 @@ def _v3_shared_messages(txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
     which would read a shared entry as the whole request, refuses the store instead."""
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_events, _v3_shared_messages)
+def _v4_state_sizes(txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
+    """Version 4: each agent's state total in ``meta`` (``state-bytes/AGENT``), kept by every
+    write so that ``limits.state_mb`` is checked without a scan; counted here once. An older
+    corral, which would write state without keeping it, refuses the store."""
+    totals: dict[bytes, int] = {}
+    for raw_key, value in txn.cursor(db=dbs["state"]):
+        agent, _, key = bytes(raw_key).partition(b"\x00")
+        totals[agent] = totals.get(agent, 0) + state_entry_size(key, value)
+    for agent, total in totals.items():
+        txn.put(state_size_key(agent.decode()), pack(total), db=dbs["meta"])
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_events, _v3_shared_messages, _v4_state_sizes)
 """Applied in order; the store's ``meta/schema`` holds how many have run. Append only."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -80,7 +80,9 @@ class Api:
     tool's outcome to reach corral, and a tool that wrote state through its own door would
     wait for ever, so the write is refused (409) instead, as the model door refuses.
     ``value_limit_kb``: ``limits.state_value_kb``, checked here so an oversized value is a
-    413 and not the end of the run (``ctx.state`` ends it: a Python agent gets an exception).
+    413 and not the end of the run (``ctx.state`` ends it: a Python agent gets an exception);
+    ``state_limit_mb``: ``limits.state_mb``, the same for the whole state as this run sees it
+    (the daemon checks the store's total again).
     """
 
     def __init__(
@@ -90,12 +92,14 @@ class Api:
         change: Callable[[Callable[[], None]], None],
         busy: Callable[[], str | None],
         value_limit_kb: int | None,
+        state_limit_mb: int | None = None,
     ) -> None:
         self.state = state
         self.log = log
         self.change = change
         self.busy = busy
         self.value_limit_kb = value_limit_kb
+        self.state_limit_mb = state_limit_mb
         self._lock = threading.Lock()
         """One state change at a time, so the journal's order is the order the values apply; reads
         wait for a change in flight."""
@@ -132,8 +136,26 @@ class Api:
                 "Keep bulky data in a file in the workdir and its name in the state, or raise the limit",
                 "value",
             )
+        self._check_total(key, size)
         self._write(lambda: self.state.__setitem__(key, value))
         return 200, {"ok": True, "key": key}, {}
+
+    def _check_total(self, key: str, size: int) -> None:
+        """A 413 when the write would take the state past ``limits.state_mb`` (keys and packed
+        values, as the daemon counts them)."""
+        limit = self.state_limit_mb
+        if limit is None:
+            return
+        others = sum(len(k.encode()) + _packed_size(v) for k, v in self.state.items() if k != key)
+        total = others + len(key.encode()) + size
+        if total > limit * 2**20:
+            raise DoorError(
+                413,
+                f"the state would hold {total / 2**20:.1f} MiB with this value, over limits.state_mb ({limit} MiB); "
+                "nothing was written. Delete keys the agent no longer needs (DELETE /corral/v1/state/KEY, or "
+                "`corral state AGENT --delete KEY`), keep bulky data in files in the workdir, or raise the limit",
+                "value",
+            )
 
     def _delete(self, key: str, body: Callable[[], bytes]) -> Answer:
         if key not in self.state:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from corral.run.output import MAX_BYTES_PER_RUN, MAX_LOG_FIELDS
-from tests.e2e.support import Project, log_events
+from tests.e2e.support import Project, log_events, run_waited
 
 pytestmark = pytest.mark.hostile
 
@@ -58,9 +58,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
 
 
 def run(project: Project, payload: str) -> dict[str, Any]:
-    ran = project.cli("run", "pyh", "--wait", "--json", "--input", json.dumps(payload), timeout=180)
-    assert ran.returncode == 0, ran.stderr
-    done: dict[str, Any] = json.loads(ran.stdout)
+    done = run_waited(project, "pyh", "--input", json.dumps(payload))
     assert done["state"] == "succeeded", done
     return done
 
