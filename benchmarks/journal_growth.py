@@ -21,6 +21,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from benchmarks import model_server
 from corral.store import Store
@@ -32,19 +33,43 @@ JOURNAL_MB = 128
 """``limits.journal_mb``'s default, which the total is held against."""
 
 
-def _config(root: Path, port: int) -> Path:
+def config(root: Path, port: int, entry: str = "conversation_agent:run") -> Path:
+    """``root/corral.toml``: the agent ``talker`` (``entry`` of ``benchmarks/agents``) on the
+    model server at ``port``, with no journal or turn limit."""
     return model_server.config(
         root,
         port,
         KEY_VAR,
         f"""[agents.talker]
 code = {json.dumps(str(HERE / "agents"))}
-entry = "conversation_agent:run"
+entry = "{entry}"
 models = ["fake"]
-limits = {{ wall_seconds = 600, cpu_seconds = 600, journal_mb = "none" }}
+limits = {{ wall_seconds = 3600, cpu_seconds = 3600, journal_mb = "none" }}
 guardrails = {{ max_model_turns = "none" }}
 """,
     )
+
+
+def environ(root: Path, config: Path) -> dict[str, str]:
+    """This process's environment for a ``corral`` command on ``root/home`` and ``config``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
+    return env | {"CORRAL_HOME": str(root / "home"), "CORRAL_CONFIG": str(config), KEY_VAR: "bench-key"}
+
+
+def run_talker(root: Path, config: Path, payload: dict[str, int]) -> dict[str, Any]:
+    """One foreground ``corral run talker --wait`` with ``payload`` as its input; its record."""
+    done = subprocess.run(
+        [sys.executable, "-m", "corral", "run", "talker", "--input", json.dumps(payload), "--wait", "--json"],
+        env=environ(root, config),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"corral run failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    record: dict[str, Any] = json.loads(done.stdout)
+    return record
 
 
 def step_bytes(home: Path, run_id: str) -> list[int]:
@@ -68,20 +93,7 @@ def step_bytes(home: Path, run_id: str) -> list[int]:
 def measure(root: Path, *, turns: int, turn_bytes: int) -> dict[str, object]:
     """One conversation; the size of each of its journal entries, and its total."""
     with model_server.serving() as port:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CORRAL_")}
-        env.update(CORRAL_HOME=str(root / "home"), CORRAL_CONFIG=str(_config(root, port)), **{KEY_VAR: "bench-key"})
-        payload = json.dumps({"turns": turns, "turn_bytes": turn_bytes})
-        done = subprocess.run(
-            [sys.executable, "-m", "corral", "run", "talker", "--input", payload, "--wait", "--json"],
-            env=env,
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    if done.returncode != 0:
-        raise SystemExit(f"corral run failed ({done.returncode}): {done.stdout[-2000:]} {done.stderr[-2000:]}")
-    run = json.loads(done.stdout)
+        run = run_talker(root, config(root, port), {"turns": turns, "turn_bytes": turn_bytes})
     sizes = step_bytes(root / "home", run["id"])
     return {"turns": turns, "turn_bytes": turn_bytes, "conversation": run["result"], "steps": sizes}
 

@@ -56,3 +56,10 @@ def test_the_model_door_benchmark_completes_and_prints_both_sides(tmp_path: Path
 def test_the_journal_growth_benchmark_completes_and_prints_the_sizes(tmp_path: Path) -> None:
     out = _quick("journal_growth", tmp_path)
     assert "10 turns of 2000 bytes" in out and "journal:" in out and "limits.journal_mb" in out
+
+
+@pytest.mark.slow
+def test_the_journal_readers_benchmark_completes_and_prints_each_reader(tmp_path: Path) -> None:
+    out = _quick("journal_readers", tmp_path)
+    for row in ("trace --json", "trace --step 10 --json", "diff RUN RUN", "console /runs/RUN", "bytes stored"):
+        assert row in out

@@ -1,7 +1,7 @@
-"""A model step is stored as the messages its conversation added since the step before,
-and read back whole by every reader (core/store/conversations.py): the journal of a long
-conversation grows with its length, not with its square, and nothing that reads it sees
-a difference."""
+"""A model step is stored as the messages its conversation added since the step before
+(core/store/conversations.py): the journal of a long conversation grows with its length,
+not with its square. A step read alone is whole; a whole journal is read as stored, so no
+reader holds more than is stored (tests/e2e/test_journal_readers.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from corral.store import Records, Store, Writer, new_run_id, schema
+from corral.store import Records, Store, Writer, conversations, new_run_id, schema
 from corral.store.conversations import CHECKPOINT, SHARED
 from corral.store.schema import unpack
 from corral.wire import fingerprint
@@ -80,11 +80,13 @@ def test_a_long_conversation_is_read_back_whole_and_stored_in_a_fraction(store: 
     run_id = new_run_id()
     written = _conversation(w, records, run_id, 100)
     with s.read() as txn:
-        assert list(records.steps(txn, run_id)) == written
         assert [records.get_step(txn, run_id, e["seq"]) for e in written] == written
-        assert records.last_step(txn, run_id) == written[-1]
+        assert list(records.steps(txn, run_id)) == _stored(s, run_id)
+        assert records.last_step(txn, run_id) == _stored(s, run_id)[-1]
         steps, size = records.journal_size(txn, run_id)
     stored = _stored(s, run_id)
+    by_seq = {entry["seq"]: entry for entry in stored}
+    assert [conversations.whole(by_seq, entry["seq"]) for entry in written] == written
     assert steps == len(written) == len(stored)
     whole = sum(len(schema.pack(entry)) for entry in written)
     assert size < whole / 10, f"{size} bytes stored for {whole} whole"
@@ -104,14 +106,14 @@ def test_a_step_replaced_by_another_request_leaves_the_steps_built_on_it_whole(s
     _put(w, records, run_id, _model(models[2]["seq"], [_message("user", "another question")]))
     w.call(lambda txn: records.delete_step(txn, run_id, models[4]["seq"]))
     with s.read() as txn:
-        after = {entry["seq"]: entry for entry in records.steps(txn, run_id)}
+        after = {entry["seq"]: records.get_step(txn, run_id, entry["seq"]) for entry in records.steps(txn, run_id)}
     assert after[models[3]["seq"]] == models[3], "built on the replaced step: its messages are still its own"
     assert after[models[5]["seq"]] == models[5], "built on the deleted step"
     assert after[models[2]["seq"]]["args"]["messages"] == [_message("user", "another question")]
     assert models[4]["seq"] not in after
 
 
-def test_a_fork_copies_whole_entries_and_stores_them_shared(store: Stores) -> None:
+def test_a_fork_copies_entries_as_stored(store: Stores) -> None:
     s, w, records = store
     parent, child = new_run_id(), new_run_id()
     written = _conversation(w, records, parent, 8)
@@ -122,6 +124,24 @@ def test_a_fork_copies_whole_entries_and_stores_them_shared(store: Stores) -> No
 
     w.call(copy)
     with s.read() as txn:
-        copied = list(records.steps(txn, child))
+        copied = [records.get_step(txn, child, entry["seq"]) for entry in written[:-1]]
     assert copied == [{**entry, "forked_from": parent} for entry in written[:-1]]
     assert sum(SHARED in entry for entry in _stored(s, child)) == sum(e["kind"] == "model" for e in written[:-1]) - 1
+
+
+@pytest.mark.parametrize(("before", "after"), [(1, True), (True, 1), (1, 1.0), (0.0, -0.0), (0, False)])
+def test_a_history_equal_only_by_python_equality_is_stored_whole(store: Stores, before: Any, after: Any) -> None:
+    """``True == 1 == 1.0`` in Python; a step whose earlier messages differ from the step
+    before's only so (a tool call's arguments ``{"n": 1}`` then ``{"n": true}``) is stored as
+    it was sent, not as sharing the earlier step's messages."""
+    s, w, records = store
+    run_id = new_run_id()
+    call = {"id": "c1", "name": "count", "arguments": {"n": before}}
+    first = [_message("user", "count"), {**_message("assistant", ""), "tool_calls": [call]}]
+    sent = [first[0], {**first[1], "tool_calls": [{**call, "arguments": {"n": after}}]}, _message("user", "again")]
+    _put(w, records, run_id, _model(1, first))
+    _put(w, records, run_id, _model(2, sent))
+    assert SHARED not in _stored(s, run_id)[1]
+    with s.read() as txn:
+        stored_args = records.get_step(txn, run_id, 2)["args"]["messages"][1]["tool_calls"][0]["arguments"]
+    assert type(stored_args["n"]) is type(after) and repr(stored_args["n"]) == repr(after)

@@ -188,7 +188,7 @@ def _debug(config: CorralConfig, run_id: str) -> dict[str, Any]:
         engine = composed.engine
         with engine.store.read() as txn:
             run = engine.records.get_run(txn, run_id)
-            journal = {entry["seq"]: entry for entry in engine.records.steps(txn, run_id)}
+            journal = {entry["seq"]: entry for entry in engine.records.steps(txn, run_id)}  # as stored
             snapshot = engine.records.get_snapshot(txn, run_id)
         if run is None:
             raise Exit(EXIT_NOT_FOUND, f"corral: no run {run_id}")

@@ -203,6 +203,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from corral.cli.alerts import alerts_of_run, outcome
     from corral.cli.tree import trace_tree
     from corral.observe.logview import printable
+    from corral.store import conversations
 
     config = load(args)
     run_id = ids.run_id(config, args.run)
@@ -212,19 +213,21 @@ def cmd_trace(args: argparse.Namespace) -> int:
             run = records.get_run(txn, run_id)
             if run is None:  # removed by retention since
                 raise Exit(EXIT_NOT_FOUND, f"corral: run {run_id} is gone; `corral runs` lists them")
-            steps = list(records.steps(txn, run_id))
+            steps = list(records.steps(txn, run_id))  # as stored: a conversation is not repeated per step
+            step = records.get_step(txn, run_id, args.step) if args.step is not None else None
         alerts = alerts_of_run(store, run)
     finally:
         store.close()
     if args.step is not None:
-        step = trace.find_step(run, steps, args.step)
+        if step is None:
+            raise trace.no_step(run, steps, args.step)
         step = trace.redactor(config, run["agent"]).redact(step)
         if args.json:
             print_json(step)
         else:
             print(trace.whole(step, run))
     elif args.json:
-        print_json({"run": run, "steps": steps, "alerts": alerts})
+        print_json({"run": run, "steps": [conversations.spelled(step) for step in steps], "alerts": alerts})
     elif args.tree:
         print(trace_tree(run, steps, alerts))
     else:

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from corral.cli.views import failure_lines, money, short, table, took, when
 from corral.observe.logview import printable
+from corral.store import conversations
 
 if TYPE_CHECKING:
+    from corral.cli.common import Exit
     from corral.config import CorralConfig
     from corral.secrets import Redactor
 
@@ -72,7 +74,7 @@ def row(step: dict[str, Any], run: dict[str, Any]) -> list[str]:
         str(step["seq"]),
         printable(str(step.get("kind", "?"))),
         printable(model_name(step) if model else str(step.get("name", ""))),
-        last_message(step.get("args"), 40) if model else short(step.get("args"), 40),
+        asked(step, 40) if model else short(step.get("args"), 40),
         result(step),
         tokens(step) if model else "",
         cost(step) if model else "",
@@ -88,6 +90,15 @@ def model_name(step: dict[str, Any]) -> str:
     name = str(step.get("model") or step.get("name") or "default")
     tried = [t["model"] for t in step.get("failed_over") or ()]
     return f"{name} (after {', '.join(tried)})" if tried else name
+
+
+def asked(step: dict[str, Any], width: int) -> str:
+    """A model step's ARGS cell: its last message; a step stored as continuing an earlier
+    one that added none (the same messages again) says whose they are."""
+    continued = conversations.continues(step)
+    if continued is not None and not (step.get("args") or {}).get("messages"):
+        return short(f"the {continued[1]} messages of step {continued[0]}", width)
+    return last_message(step.get("args"), width)
 
 
 def last_message(request: Any, width: int) -> str:
@@ -295,15 +306,12 @@ def _json(value: Any, indent: int | None = 2) -> str:
     return printable_json(json.dumps(value, indent=indent, default=str, ensure_ascii=False))
 
 
-def find_step(run: dict[str, Any], steps: list[dict[str, Any]], seq: int) -> dict[str, Any]:
-    """Step ``seq`` of the run; not found names the steps it has."""
+def no_step(run: dict[str, Any], steps: list[dict[str, Any]], seq: int) -> Exit:
+    """The error for a step ``seq`` the run does not have, naming the steps it has."""
     from corral.cli.common import EXIT_NOT_FOUND, Exit
 
-    for step in steps:
-        if step["seq"] == seq:
-            return step
     has = f"steps 1 to {max(s['seq'] for s in steps)}" if steps else "no steps"
-    raise Exit(EXIT_NOT_FOUND, f"corral: run {run['id']} has no step {seq}; it has {has} (`corral trace {run['id']}`)")
+    return Exit(EXIT_NOT_FOUND, f"corral: run {run['id']} has no step {seq}; it has {has} (`corral trace {run['id']}`)")
 
 
 def redactor(config: CorralConfig, agent: str) -> Redactor:

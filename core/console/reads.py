@@ -25,7 +25,7 @@ from corral.run.budget import spent_today
 from corral.run.downstreams import open_breakers
 from corral.schedule.status import agent_status, triggers_label
 from corral.states import RunState
-from corral.store import Records, Store
+from corral.store import Records, Store, conversations
 
 PAGE = 50
 """Runs per page of the runs list."""
@@ -154,9 +154,9 @@ def run(src: StoreView, run_id: str, every_step: bool = False) -> dict[str, Any]
         record = src.records.get_run(txn, run_id)
         if record is None:
             return None
-        steps = list(src.records.steps(txn, run_id))
+        steps = list(src.records.steps(txn, run_id))  # as stored: each step's new messages, not the conversation
         hidden = 0 if every_step else max(0, len(steps) - STEPS_SHOWN)
-        steps = steps[hidden:]
+        steps = [conversations.spelled(step) for step in steps[hidden:]]
         approvals = [a for a in Approvals(src.records).all(txn) if a.get("run_id") == run_id]
         alerts = [
             r

@@ -60,7 +60,9 @@ class RunGuard(Protocol):
         """Before a model or tool call is journaled: None allows it."""
 
     def after(self, step: dict[str, Any]) -> Decision | None:
-        """After a step is durable (``step`` is its journal entry); only ``stop`` has an effect."""
+        """After a step is durable (``step`` is its journal entry; one answered from the journal
+        on resume as stored: a model step may hold only its new messages and ``shared``);
+        only ``stop`` has an effect."""
 
 
 class Guardrail(Protocol):

@@ -28,15 +28,18 @@ from typing import TYPE_CHECKING, Any
 
 from corral.errors import ToolCallError
 from corral.run.outcome import Outcome
-from corral.run.replay import Judge, ReplayReport
+from corral.run.replay import Judge, ReplayReport, shown
 from corral.states import RunState
+from corral.store import conversations
+from corral.wire import fingerprint
 
 if TYPE_CHECKING:
     from corral.sandbox.runtime import Context
 
 
 class JournalChannel:
-    """The wire's child end, answered in this process from the run's journal."""
+    """The wire's child end, answered in this process from the run's journal (its entries
+    as stored, by seq: one is expanded only where the judge shows its request)."""
 
     def __init__(self, journal: Mapping[int, dict[str, Any]], judge: Judge) -> None:
         self._journal = journal
@@ -56,7 +59,10 @@ class JournalChannel:
                 return
             seq = message["seq"]
             args = self._judge.redact(message["args"])
-            answer = self._judge.answer(seq, message["kind"], message["name"], args, self._journal.get(seq))
+            entry = self._journal.get(seq)
+            if shown(entry, fingerprint(message["kind"], message["name"], args)):
+                entry = conversations.whole(self._journal, seq)
+            answer = self._judge.answer(seq, message["kind"], message["name"], args, entry)
             if self._judge.over:
                 self._stopped = answer
             self._answers.append(answer)

@@ -117,9 +117,15 @@ class Journal:
     def _existing(
         self, txn: lmdb.Transaction, seq: int, kind: str, name: str, fp: str
     ) -> tuple[dict[str, Any] | None, Answer | None]:
-        entry = self.records.get_step(txn, self.run_id, seq)
-        if entry is None:
+        # read as stored: a step answered from the journal needs its fingerprint and outcome,
+        # not its request, so a resumed conversation expands none of its replayed steps
+        stored = self.records.stored_step(txn, self.run_id, seq)
+        if stored is None:
             return None, None
+        if stored["fp"] == fp and stored["status"] == "done" and not self._ask_again(txn, stored):
+            self.records.post_step(txn, self.run_id, stored, replayed=True)
+            return stored, Answer("replay", stored)
+        entry = self.records.get_step(txn, self.run_id, seq) or stored  # whole: it is shown, or written again
         if entry["fp"] != fp:
             return entry, Answer(
                 "mismatch",
@@ -131,16 +137,13 @@ class Journal:
                     + "; agent code must make the same requests in the same order on resume"
                 ),
             )
-        if entry["status"] == "done" and not self._ask_again(txn, entry):
-            self.records.post_step(txn, self.run_id, entry, replayed=True)
-            return entry, Answer("replay", entry)
         return entry, None
 
     def _ask_again(self, txn: lmdb.Transaction, entry: dict[str, Any]) -> bool:
         """A model step that failed unconfigured and is the journal's last is asked again:
         the run stopped there (``corral retry`` after the fix). One the agent got past is
         replayed as it was, so the path after it stays the journaled one."""
-        return unconfigured(entry) is not None and self.records.get_step(txn, self.run_id, entry["seq"] + 1) is None
+        return unconfigured(entry) is not None and self.records.stored_step(txn, self.run_id, entry["seq"] + 1) is None
 
     def stopped_unconfigured(self, txn: lmdb.Transaction) -> str | None:
         """Why the run's last step failed unconfigured, if it did: a run that ends on such a

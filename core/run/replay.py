@@ -109,6 +109,13 @@ def _described(entry: dict[str, Any], around: int = 0) -> str:
     return describe(entry["kind"], entry["name"], entry.get("args") or {}, around)
 
 
+def shown(entry: dict[str, Any] | None, fp: str) -> bool:
+    """Whether the judge shows ``entry``'s request (so needs it whole): the code asked for
+    another (a divergence) or it never finished. A step answered needs only its outcome,
+    so a replay reads the journal as stored and expands no conversation it follows."""
+    return entry is not None and (entry["fp"] != fp or entry["status"] != "done")
+
+
 class Judge:
     """Answers each request of a replay from the journal, and keeps the report."""
 
@@ -193,10 +200,11 @@ class ReplayPath(StepPath):
         if seq != self.next_seq:
             raise ProtocolError(f"step {seq} out of order; expected step {self.next_seq}")
         self.next_seq += 1
-        records, run_id = self.records, self.run_id
+        records, run_id, fp = self.records, self.run_id, fingerprint(kind, name, args)
 
         def job(txn: Any) -> dict[str, Any] | None:
-            return records.get_step(txn, run_id, seq)
+            entry = records.stored_step(txn, run_id, seq)
+            return records.get_step(txn, run_id, seq) if shown(entry, fp) else entry
 
         def callback(ok: bool, entry: Any) -> None:
             if not ok:

@@ -16,7 +16,10 @@ so no read follows more than that many entries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from corral.packing import pack
 
 SHARED = "shared"
 """The stored entry's key: ``[base seq, messages taken from the base, depth in the chain]``."""
@@ -45,7 +48,9 @@ def compact(entry: dict[str, Any], base_seq: int, base: list[Any], base_depth: i
     mine = messages(entry)
     if mine is None or not base or base_depth + 1 >= CHECKPOINT or len(mine) < len(base):
         return entry
-    if mine[: len(base)] != base:
+    # compared packed: Python's == takes True, 1 and 1.0 (and 0.0, -0.0) for one value,
+    # which would store a request other than the one sent; msgpack tells them apart
+    if pack(mine[: len(base)]) != pack(base):
         return entry
     args = {**entry["args"], "messages": mine[len(base) :]}
     return {**entry, "args": args, SHARED: [base_seq, len(base), base_depth + 1]}
@@ -61,3 +66,30 @@ def expand(stored: dict[str, Any], base: list[Any] | None) -> dict[str, Any]:
     whole = {key: value for key, value in stored.items() if key != SHARED}
     whole["args"] = {**stored["args"], "messages": base[: shared[1]] + stored["args"]["messages"]}
     return whole
+
+
+def continues(stored: dict[str, Any]) -> tuple[int, int] | None:
+    """``(base seq, messages)`` of a stored entry whose request begins with the first
+    ``messages`` messages of step ``base seq``'s (whole) request, else None."""
+    shared = stored.get(SHARED)
+    return (int(shared[0]), int(shared[1])) if shared else None
+
+
+def spelled(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored entry as readers print it: ``shared`` spelled out as
+    ``"continues": {"step": base seq, "messages": count}`` (its ``args.messages`` are the
+    ones after those), so what is printed is what is stored, not the conversation again."""
+    found = continues(stored)
+    if found is None:
+        return stored
+    shown = {key: value for key, value in stored.items() if key != SHARED}
+    return shown | {"continues": {"step": found[0], "messages": found[1]}}
+
+
+def whole(stored: Mapping[int, dict[str, Any]], seq: int) -> dict[str, Any] | None:
+    """Entry ``seq`` whole from a run's entries as stored, held by seq (a replay's journal):
+    one entry at a time is expanded, when it is asked for."""
+    entry = stored.get(seq)
+    if entry is None or SHARED not in entry:
+        return entry
+    return expand(entry, messages(whole(stored, entry[SHARED][0])))

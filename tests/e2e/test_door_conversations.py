@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from corral.store import Records, Store
 from corral.testing import CorralProject
 from tests.models.fake_servers import FakeServer, Reply, openai_body
 from tests.projects import KEY, KEY_VAR, fake_model
@@ -74,5 +75,19 @@ def test_a_long_conversation_is_stored_as_it_grows_and_resumes_live_from_where_i
 
 
 def _model_steps(project: CorralProject, run_id: str) -> list[dict[str, Any]]:
+    """The run's model steps whole: ``corral trace --json`` prints them as stored (each the
+    messages it added, and which step's it continues), ``--step N --json`` one whole, as
+    ``Records.get_step`` reads each."""
     trace = json.loads(project.cli("trace", run_id, "--json", check=True).stdout)
-    return [step for step in trace["steps"] if step["kind"] == "model"]
+    stored = [step for step in trace["steps"] if step["kind"] == "model"]
+    assert [len(step["args"]["messages"]) for step in stored] == [2] * len(stored), "what each turn added"
+    assert [step["continues"]["step"] for step in stored[1:]] == [step["seq"] for step in stored[:-1]]
+    store = Store.open(project.home / "store", readonly=True)
+    try:
+        with store.read() as txn:
+            steps = [Records(store.dbs).get_step(txn, run_id, step["seq"]) for step in stored]
+    finally:
+        store.close()
+    last = project.cli("trace", run_id, "--step", str(stored[-1]["seq"]), "--json", check=True).stdout
+    assert json.loads(last)["args"] == steps[-1]["args"]
+    return [step for step in steps if step is not None]
