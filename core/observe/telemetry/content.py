@@ -24,10 +24,27 @@ Redact = Callable[[Any], Any]
 
 def text(value: Any, redact: Redact) -> str:
     """``value`` redacted, as JSON, cut at :data:`CONTENT_CHARS`."""
-    shown = redact(json.dumps(redact(value), ensure_ascii=False, default=str))
-    if len(shown) > CONTENT_CHARS:
+    written, whole = _json(value, redact)
+    shown = redact(written)
+    if len(shown) > CONTENT_CHARS or not whole:
         shown = shown[:CONTENT_CHARS] + f"...[cut at {CONTENT_CHARS} characters]"
     return shown
+
+
+def _json(value: Any, redact: Redact) -> tuple[str, bool]:
+    """``value`` redacted as JSON, and whether it is all there: a list only as far as the cut
+    needs (twice over, for what redaction takes out), so the 20,000 messages of a long
+    conversation's request are not each written out to keep the first 16 KiB."""
+    if not isinstance(value, list):
+        return json.dumps(redact(value), ensure_ascii=False, default=str), True
+    items: list[str] = []
+    size = 2
+    for item in value:
+        if size > 2 * CONTENT_CHARS:
+            return "[" + ", ".join(items), False
+        items.append(json.dumps(redact(item), ensure_ascii=False, default=str))
+        size += len(items[-1]) + 2
+    return "[" + ", ".join(items) + "]", True
 
 
 def _parts(message: Mapping[str, Any]) -> list[dict[str, Any]]:
