@@ -7,7 +7,11 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
+
 from corral.testing import CorralProject
+from tests.models.fake_servers import FakeServer
+from tests.projects import KEY, KEY_VAR, fake_model
 
 GOOD = "def run(ctx):\n    return 1\n"
 
@@ -44,6 +48,22 @@ def test_a_module_raising_at_import_shows_the_exception_and_the_agents_line(corr
     assert f"{corral_project.agents_dir / 'boom.py'}:4" in boom
     [typo] = [line for line in err.splitlines() if "[agents.typo]" in line]
     assert "SyntaxError" in typo and f"{corral_project.agents_dir / 'typo.py'}:1" in typo, typo
+
+
+def test_a_client_made_at_import_finds_the_doors_variables_as_in_a_run(
+    corral_project: CorralProject, server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``client = OpenAI()`` at import needs OPENAI_API_KEY, which only a run's door sets:
+    check imports the module with the door's variables pointing nowhere, as a run would
+    (a new user's existing openai module failed check and ran fine)."""
+    pytest.importorskip("openai")
+    monkeypatch.setenv(KEY_VAR, KEY)
+    corral_project.models["fake"] = fake_model(server.url)
+    module = "import os\nfrom openai import OpenAI\n\nclient = OpenAI()\nTOOLS = os.environ['CORRAL_MCP_URL']\n" + GOOD
+    corral_project.agent("sdk", module, models=["fake"])
+    corral_project.agent("plain", "import os\n\nAPI = os.environ['CORRAL_API_URL']\n" + GOOD)
+    code, _, err = _check(corral_project)
+    assert code == 0, err
 
 
 def test_a_module_that_hangs_at_import_is_stopped_after_the_timeout(corral_project: CorralProject) -> None:

@@ -112,12 +112,13 @@ def test_bad_tool_calls_are_refused_before_running_with_errors_the_agent_can_rea
 
 
 def test_run_wait_shows_an_agents_error_and_result_with_controls_escaped(corral_project: CorralProject) -> None:
-    """An agent chooses its error's text: terminal escapes, bidi overrides and a CR/LF that
-    would forge a line are printed as escapes, never obeyed."""
+    """An agent chooses its error's text: terminal escapes and bidi overrides are printed as
+    escapes, never obeyed, and a line break goes on indented under the error's first line,
+    so it cannot forge a line of corral's own."""
     corral_project.agent("loud", 'def run(ctx):\n    raise RuntimeError("boom \\x1b[2J\\u202e\\r\\nfake: line")\n')
     failed = corral_project.cli("run", "loud", "--wait")
     assert "\x1b" not in failed.stderr and "\u202e" not in failed.stderr and "\r" not in failed.stderr
-    assert "boom \\x1b[2J\\u202e\\x0d\\x0afake: line" in failed.stderr, failed.stderr
+    assert "RuntimeError: boom \\x1b[2J\\u202e\n    fake: line\n" in failed.stderr, failed.stderr
     corral_project.agent("quiet", 'def run(ctx):\n    return "ok \\u202e"\n')
     ok = corral_project.cli("run", "quiet", "--wait")
     assert "\u202e" not in ok.stdout and "\\u202e" in ok.stdout, ok.stdout
@@ -137,6 +138,9 @@ def test_retry_of_a_run_that_cannot_be_retried_says_how_it_failed(corral_project
     assert refused.returncode == 5 and "Traceback" not in refused.stderr
     assert f"run {run['id']} failed (agent: division by zero); only runs that failed for a passing reason" in (
         refused.stderr
+    )
+    assert (
+        "is its own: fix the cause" in refused.stderr and "start a new run with `corral run broken`" in refused.stderr
     )
 
 

@@ -136,6 +136,12 @@ def money(usd: Decimal) -> str:
 
 def failure_lines(error: dict[str, Any]) -> list[str]:
     """``error (KIND): TYPE: message`` and, for an exception in agent code, the agent's own
-    frames of its traceback (corral's frames left out), so the file and line are shown.
-    One line each: the caller escapes each whole, so a message's own newlines forge none."""
-    return [f"error ({error.get('kind', '?')}): {headline(error)}", *agent_frames(str(error.get("traceback") or ""))]
+    frames of its traceback (corral's frames left out), so the file and line are shown. A
+    message of several lines (a command's stderr it quotes) goes on indented under the first:
+    the caller escapes each line whole, so a message's own lines forge none of corral's."""
+    first, *more = headline(error).splitlines() or [""]
+    return [
+        f"error ({error.get('kind', '?')}): {first}",
+        *(f"    {line}" for line in more),
+        *agent_frames(str(error.get("traceback") or "")),
+    ]

@@ -35,6 +35,7 @@ from corral.config.problems import Problems, file_name
 from corral.errors import ConfigError
 from corral.pluginmanager import Plugins, load_plugins
 from corral.sandbox.command import resolved, unrunnable
+from corral.sandbox.door.server import unserved_env
 from corral.sandbox.policy import sandbox_path
 from corral.schedule.scheduler import build_all, trigger_problems
 from corral.schedule.triggers import TimedTrigger
@@ -240,6 +241,7 @@ def _start_import(agent: AgentConfig, folder: Path, environ: Mapping[str, str]) 
         env["LANG"] = environ["LANG"]
     env.update({name: environ[name] for name in agent.env_from if name in environ})
     env.update(agent.env)
+    env.update(unserved_env(bool(agent.models)))
     spec = {"code": str(agent.code), "entry": agent.entry, "limits": dataclasses.asdict(agent.limits)}
     return subprocess.Popen(
         [sys.executable, "-I", "-B", "-m", "corral.sandbox.entrycheck", json.dumps(spec)],

@@ -508,10 +508,15 @@ class Engine:
                     what = f"run {run_id} failed ({error.get('kind') or 'unknown'}: {error.get('message', '')})"
                 else:
                     what = f"run {run_id} is {run['state']}"
+                own = (
+                    " (an error the agent's code was given and raised, such as the model door's 429 over a "
+                    "budget, is its own: fix the cause, e.g. raise the budget, then)"
+                    if error.get("kind") == "agent"
+                    else ""
+                )
                 raise ValueError(
                     f"{what}; only runs that failed for a passing reason (model endpoint down, budget spent, "
-                    "model not configured) "
-                    "can be retried; start a new run with `corral run`"
+                    f"model not configured) can be retried;{own} start a new run with `corral run {run['agent']}`"
                 )
             held = self.held_back(run["agent"])
             if held is not None:

@@ -48,6 +48,17 @@ _PREFIX = {chat.NAME: "chatcmpl", messages.NAME: "msg", responses.NAME: "resp"}
 """How each API's answer ids begin; the rest is the run and the step, the same on a replay."""
 
 
+def unserved_env(models: bool) -> dict[str, str]:
+    """The variables a run's door sets (``models``: for an agent granted models), pointing at
+    no door: ``corral check`` imports an agent's module with them, so that a client made at
+    import time (``client = OpenAI()``) finds what it finds in a run."""
+    base, token = f"http://{HOST}:9", "corral-check-no-door"
+    env = dict(zip(CORRAL_VARIABLES, (token, f"{base}/mcp", f"{base}{api.PREFIX}"), strict=True))
+    if models:
+        env.update(zip(DOOR_VARIABLES, (f"{base}/v1", token, base, token), strict=True))
+    return env
+
+
 def listen(port: int = 0) -> socket.socket:
     """The door's listening socket. Bound before Landlock, which denies an explicit bind."""
     return socket.create_server((HOST, port), backlog=64)
