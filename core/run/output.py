@@ -74,15 +74,23 @@ class RateLimit:
         self.dropped = 0
 
     def allow(self, size: int) -> bool:
+        """Take a line of ``size`` bytes if the bucket and the cap allow it; else count it dropped."""
+        if self.refuses(size):
+            return False
+        self.tokens -= 1
+        self.bytes += size
+        return True
+
+    def refuses(self, size: int) -> bool:
+        """Whether a line of at least ``size`` bytes would be dropped now (then it is counted
+        dropped): a flood is turned away before its lines are redacted and measured."""
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens < 1 or self.bytes + size > self.max_bytes:
             self.dropped += 1
-            return False
-        self.tokens -= 1
-        self.bytes += size
-        return True
+            return True
+        return False
 
     def take_dropped(self) -> int:
         dropped, self.dropped = self.dropped, 0
@@ -104,6 +112,8 @@ async def pump(
     last_report = time.monotonic()
 
     def emit(raw: bytes, extra: int = 0) -> None:
+        if limit.refuses(min(len(raw), MAX_LINE) + LINE_OVERHEAD):  # no line of these bytes writes less
+            return
         text = redact(raw.decode("utf-8", errors="replace"))
         line = text[:MAX_LINE]
         if limit.allow(json_size(line) + LINE_OVERHEAD):
