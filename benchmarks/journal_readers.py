@@ -72,6 +72,8 @@ def page(root: Path, config: Path, run_id: str) -> dict[str, Any]:
     try:
         found: dict[str, Any] = {}
         for _ in range(300):
+            if daemon.poll() is not None:
+                raise SystemExit(f"corral up exited ({daemon.returncode}) before its console answered")
             asked = subprocess.run(
                 [sys.executable, "-m", "corral", "console", "--json"], env=env, cwd=root, capture_output=True, text=True
             )
