@@ -51,8 +51,8 @@ def test_follow_prints_the_runs_lines_live_then_its_end(corral_project: CorralPr
         if any(word in text for word in ("run started", "first", "step", "second", "run ended", "succeeded"))
     ]
     assert names == ["run started", "first", "step", "second", "run ended", "succeeded"], lines
-    first = next(at for at, text in seen if " first" in text)
-    second = next(at for at, text in seen if " second" in text)
+    first = next(at for at, text in seen if " agent:first" in text)
+    second = next(at for at, text in seen if " agent:second" in text)
     assert second - first > 1.5, "the lines arrive as they are written, not at the end"
     assert lines[-1] == '"done"' and "kind=tool name=word_count" in "\n".join(lines)
 
@@ -74,7 +74,7 @@ def test_ctrl_c_stops_the_following_and_the_run_goes_on(corral_project: CorralPr
     watching = _follow(corral_project, "--input", '{"pause": 4}')
     assert watching.stdout is not None
     for line in watching.stdout:
-        if " first" in line:
+        if " agent:first" in line:
             break
     watching.send_signal(signal.SIGINT)
     _, stderr = watching.communicate(timeout=20)
