@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from corral.cli import common
 from corral.cli.common import (
     EXIT_CONFIG,
@@ -126,6 +128,7 @@ def _check(project: CorralProject, cases: list[Case]) -> None:
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.slow
 def test_bad_ids_and_numbers_are_one_line_errors_with_the_daemon_down(corral_project: CorralProject) -> None:
     small_project(corral_project)
     ids = two_runs(corral_project, via_daemon=False)
@@ -134,6 +137,7 @@ def test_bad_ids_and_numbers_are_one_line_errors_with_the_daemon_down(corral_pro
     assert status.returncode == 0 and "paused" not in status.stdout, status.stderr
 
 
+@pytest.mark.slow
 def test_bad_ids_and_numbers_are_one_line_errors_with_the_daemon_up(corral_project: CorralProject) -> None:
     small_project(corral_project)
     daemon = corral_project.start_daemon()

@@ -17,6 +17,8 @@ from corral.store import Records, Store
 from corral.testing import CorralProject
 from tests.e2e.support import assert_journal, assert_no_processes
 
+pytestmark = pytest.mark.slow  # real daemons and foreground runs, interrupted: end to end
+
 COUNTER = """
 import time
 

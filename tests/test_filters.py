@@ -9,6 +9,8 @@ import json
 import math
 import time
 
+import pytest
+
 from corral.cli.common import EXIT_OK, EXIT_USAGE
 from corral.testing import CorralProject
 
@@ -27,6 +29,7 @@ def _a_second_boundary() -> str:
     return dt.datetime.fromtimestamp(boundary).isoformat()
 
 
+@pytest.mark.slow
 def test_runs_are_filtered_by_agent_state_trigger_and_time(corral_project: CorralProject) -> None:
     corral_project.agent("ok", OK)
     corral_project.agent("boom", BOOM)
@@ -53,6 +56,7 @@ def test_runs_are_filtered_by_agent_state_trigger_and_time(corral_project: Corra
     assert both.returncode == EXIT_USAGE and "give one" in both.stderr
 
 
+@pytest.mark.slow
 def test_logs_are_filtered_by_level_run_and_time_and_n_counts_what_passes(corral_project: CorralProject) -> None:
     corral_project.agent("boom", BOOM)
     runs = [json.loads(corral_project.cli("run", "boom", "--wait", "--json").stdout)["id"] for _ in range(2)]
