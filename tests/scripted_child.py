@@ -131,7 +131,13 @@ def engine_for(tmp_path: Path, scripts: list[list[Any]]) -> Iterator[Engine]:
     agent = AgentConfig(
         name="a", code=code, entry="a:run", tools=("word_count",), limits=Limits(memory_mb=None, wall_seconds=60)
     )
-    config = CorralConfig(path=None, home=tmp_path / "home", agents={"a": agent})
+    with engine_of(CorralConfig(path=None, home=tmp_path / "home", agents={"a": agent}), scripts) as engine:
+        yield engine
+
+
+@contextlib.contextmanager
+def engine_of(config: CorralConfig, scripts: list[list[Any]]) -> Iterator[Engine]:
+    """The engine ``corral up`` composes for ``config``, its attempts playing ``scripts`` in turn."""
     logs = LogFiles(config.log_dir)
     store = Store.open(config.home / "store")
     composed = Host.compose(config, store, load_plugins(), logs, processes=ScriptedProcesses(scripts))

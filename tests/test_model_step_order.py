@@ -20,15 +20,12 @@ from typing import Any
 import pytest
 
 from corral.config import load_config
-from corral.daemon.host import Host
-from corral.observe.logs import LogFiles
-from corral.pluginmanager import load_plugins
 from corral.run.engine import Engine
 from corral.run.journal import Journal
-from corral.store import Store, Writer
+from corral.store import Writer
 from tests.models.fake_servers import FakeServer, Reply, openai_body
 from tests.projects import KEY, KEY_VAR
-from tests.scripted_child import FINISH, HELLO, ScriptedProcesses, steps_of
+from tests.scripted_child import FINISH, HELLO, engine_of, steps_of
 
 SLOW_COMMIT = 0.5
 QUESTION = {
@@ -62,16 +59,8 @@ models = ["fake"]
 max_attempts = 1
 """
     )
-    config = load_config(tmp_path / "corral.toml", environ={KEY_VAR: KEY})
-    logs = LogFiles(config.log_dir)
-    store = Store.open(config.home / "store")
-    composed = Host.compose(config, store, load_plugins(), logs, processes=ScriptedProcesses([script]))
-    try:
-        yield composed.engine
-    finally:
-        composed.close()
-        store.close()
-        logs.close()
+    with engine_of(load_config(tmp_path / "corral.toml", environ={KEY_VAR: KEY}), [script]) as engine:
+        yield engine
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from typing import Any
 
 from corral.testing import CorralProject
 from tests.door.mcp_agents import RAW, SDK_CLIENT, TAKING_TURNS, TOOLS_PLUGIN
+from tests.e2e.support import run_succeeded
 from tests.mcp.support import BIN
 
 ENVIRONMENT = """
@@ -20,19 +21,11 @@ def run(ctx):
 """
 
 
-def _run(project: CorralProject, agent: str, *args: str) -> dict[str, Any]:
-    result = project.cli("run", agent, *args, "--wait", "--json")
-    assert result.returncode in (0, 1), result.stderr
-    run = json.loads(result.stdout)
-    assert run["state"] == "succeeded", run.get("error")
-    return run
-
-
 def test_every_run_has_a_door_and_an_agent_without_models_keeps_its_own_sdk_variables(
     corral_project: CorralProject,
 ) -> None:
     corral_project.agent("plain", ENVIRONMENT, env={"OPENAI_API_KEY": "its-own"})
-    seen = _run(corral_project, "plain")["result"]
+    seen = run_succeeded(corral_project, "plain")["result"]
     assert seen["CORRAL_MCP_URL"].startswith("http://127.0.0.1:") and seen["CORRAL_MCP_URL"].endswith("/mcp")
     assert seen["CORRAL_DOOR_TOKEN"].startswith("corral-")
     assert seen["OPENAI_API_KEY"] == "its-own", "no models granted: the agent's env entry stands"
@@ -54,7 +47,7 @@ def test_the_sdk_client_lists_and_calls_the_granted_tools_in_both_eras(corral_pr
     project = _tooled(corral_project)
     project.tables["mcp.time"] = {"command": [str(BIN / "mcp-server-time"), "--local-timezone", "UTC"]}
     project.agent("client", SDK_CLIENT, tools=["add", "refuse", "time.get_current_time"])
-    run = _run(project, "client")
+    run = run_succeeded(project, "client")
     modern, legacy = run["result"]["modern"], run["result"]["legacy"]
     assert modern["version"] == "2026-07-28" and legacy["version"] == "2025-11-25"
     for seen in (modern, legacy):
@@ -94,7 +87,7 @@ def test_the_sdk_client_lists_and_calls_the_granted_tools_in_both_eras(corral_pr
 def test_bad_messages_get_clear_errors_and_the_door_goes_on(corral_project: CorralProject) -> None:
     project = _tooled(corral_project)
     project.agent("raw", RAW, tools=["add", "refuse"])
-    seen = _run(project, "raw")["result"]
+    seen = run_succeeded(project, "raw")["result"]
 
     def error(label: str) -> tuple[int, int, str]:
         status, body, _ = seen[label]
@@ -136,7 +129,7 @@ def test_bad_messages_get_clear_errors_and_the_door_goes_on(corral_project: Corr
 def test_calls_take_turns_and_a_tool_that_calls_the_door_is_answered_at_once(corral_project: CorralProject) -> None:
     project = _tooled(corral_project)
     project.agent("turns", TAKING_TURNS, tools=["slow", "nested", "add"])
-    seen = _run(project, "turns")["result"]
+    seen = run_succeeded(project, "turns")["result"]
     spans = sorted(call["structured"][1:] for call in seen["parallel"])
     assert not any(call["error"] for call in seen["parallel"]), seen["parallel"]
     assert all(spans[i][1] <= spans[i + 1][0] for i in range(2)), f"one tool at a time: {spans}"

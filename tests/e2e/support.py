@@ -246,6 +246,13 @@ def run_waited(project: CorralProject, agent: str, *args: str) -> dict[str, Any]
     return dict(json.loads(result.stdout))
 
 
+def run_succeeded(project: CorralProject, agent: str, *args: str) -> dict[str, Any]:
+    """:func:`run_waited`, which must have succeeded (its error shown if not)."""
+    run = run_waited(project, agent, *args)
+    assert run["state"] == "succeeded", run.get("error")
+    return run
+
+
 def steps_of(project: CorralProject, run_id: str, kind: str | None = None) -> list[dict[str, Any]]:
     """The run's journal as ``corral trace --json`` shows it (only steps of ``kind``, if given)."""
     steps = json.loads(project.cli("trace", run_id, "--json", check=True).stdout)["steps"]

@@ -16,6 +16,7 @@ import pytest
 
 from corral.testing import CorralProject
 from tests.door.agents import AGENTS_SDK, ANTHROPIC, CROSS, OPENAI
+from tests.e2e.support import run_succeeded
 from tests.models.fake_servers import FakeServer, Reply, anthropic_body, openai_body
 from tests.projects import KEY, KEY_VAR, fake_model
 
@@ -32,14 +33,6 @@ def door(corral_project: CorralProject, server: FakeServer, monkeypatch: pytest.
         server.url, provider="anthropic", base_url=server.url, model="fake-claude", retry_attempts=1
     )
     return corral_project
-
-
-def _run(project: CorralProject, agent: str, *args: str) -> dict[str, Any]:
-    result = project.cli("run", agent, *args, "--wait", "--json")
-    assert result.returncode in (0, 1), result.stderr
-    run = json.loads(result.stdout)
-    assert run["state"] == "succeeded", run.get("error")
-    return run
 
 
 def _model_steps(project: CorralProject, run_id: str) -> list[dict[str, Any]]:
@@ -59,7 +52,7 @@ def test_an_openai_sdk_agent_runs_unmodified_sync_async_streaming_and_with_tools
         Reply(body=openai_body(None, [("call_1", "add", '{"a": 2, "b": 3}')], finish="tool_calls")),
         Reply(body=openai_body('{"sum": 5}')),
     )
-    run = _run(door, "gpt")
+    run = run_succeeded(door, "gpt")
     seen = run["result"]
     assert seen["sync"] == ["hello", 30, "fake"]
     assert seen["async"] == ["same", "same"]
@@ -94,7 +87,7 @@ def test_an_anthropic_sdk_agent_runs_unmodified_sync_async_streaming_and_with_to
         Reply(body=anthropic_body("", [("toolu_1", "add", {"a": 2, "b": 3})], stop="tool_use")),
         Reply(body=anthropic_body("it is 5")),
     )
-    seen = _run(door, "claude")["result"]
+    seen = run_succeeded(door, "claude")["result"]
     assert seen["sync"] == ["hello", 30, "claude", "end_turn"], "input_tokens as Anthropic counts them"
     assert seen["async"] == ["same", "same"]
     assert seen["stream"] == ["streamed", 7]
@@ -113,7 +106,7 @@ def test_an_anthropic_sdk_agent_runs_unmodified_sync_async_streaming_and_with_to
 def test_a_request_in_one_format_goes_to_an_upstream_of_the_other(door: CorralProject, server: FakeServer) -> None:
     door.agent("cross", CROSS, models=["fake", "claude"])
     server.enqueue(Reply(body=anthropic_body("from claude")), Reply(body=openai_body("from gpt")))
-    assert _run(door, "cross")["result"] == ["from claude", "from gpt"]
+    assert run_succeeded(door, "cross")["result"] == ["from claude", "from gpt"]
     to_claude, to_gpt = (request.json() for request in server.requests)
     assert server.requests[0].path == "/v1/messages" and to_claude["system"] == "sys" and to_claude["max_tokens"] == 70
     assert server.requests[1].path == "/v1/chat/completions"
@@ -177,7 +170,7 @@ def run(ctx):
 def test_bad_input_gets_the_apis_own_errors_and_the_run_goes_on(door: CorralProject, server: FakeServer) -> None:
     door.agent("bad", BAD_INPUT, models=["fake", "claude"])
     server.enqueue(Reply(body=openai_body("fine")))
-    run = _run(door, "bad")
+    run = run_succeeded(door, "bad")
     seen = run["result"]
     assert seen["not json"][0] == 400 and "not valid JSON" in seen["not json"][1]["error"]["message"]
     assert seen["no messages"][0] == 400 and seen["no messages"][1]["error"]["param"] == "messages"
@@ -228,7 +221,7 @@ def test_a_request_over_budget_is_a_429_naming_the_budget_and_the_run_goes_on(
 ) -> None:
     door.agent("thrifty", BUDGETED, models=["fake", "claude"], budget={"run_calls": 1})
     server.enqueue(Reply(body=openai_body("one")))
-    first, over, over_claude = _run(door, "thrifty")["result"]
+    first, over, over_claude = run_succeeded(door, "thrifty")["result"]
     assert first == "one"
     assert over[0] == 429 and "run_calls" in over[1] and over[2] == "false"
     assert over_claude == "rate_limit_error"
@@ -258,7 +251,7 @@ def test_an_endpoint_down_after_corrals_retries_is_503_or_529_with_retry_after(
 ) -> None:
     door.agent("down", DOWN, models=["fake", "claude"])
     server.enqueue(Reply(status=503, headers={"Retry-After": "3"}), Reply(status=529))
-    gpt, claude = _run(door, "down")["result"]
+    gpt, claude = run_succeeded(door, "down")["result"]
     assert gpt == [503, "3", True]
     assert claude == [529, "OverloadedError"]
 
@@ -372,7 +365,7 @@ def test_a_guardrail_refusal_is_the_apis_403_and_the_run_goes_on(door: CorralPro
     agent is told in the SDK's own exception (Anthropic's form: tests/test_model_door.py)."""
     door.agent("loop", REPEATING, models=["fake"], guardrails={"repeat_stop": 10})
     server.enqueue(*(Reply(body=openai_body(text)) for text in ("a", "b", "c")))
-    seen = _run(door, "loop")["result"]
+    seen = run_succeeded(door, "loop")["result"]
     assert seen == ["a", "b", [403, "permission_error", True], "c"]
     assert len(server.requests) == 3
 
@@ -390,7 +383,7 @@ def test_an_openai_agents_sdk_agent_with_a_function_tool_and_a_handoff_runs_over
             Reply(body=openai_body(None, [("t1", "add", json.dumps({"a": a, "b": b}))], finish="tool_calls")),
             Reply(body=openai_body(f"it is {a + b}")),
         )
-    run = _run(door, "agents_sdk")
+    run = run_succeeded(door, "agents_sdk")
     assert run["result"] == ["it is 5", "Mathematician", "it is 9", "Mathematician", True]
     sent = [request.json() for request in server.requests]
     assert len(sent) == 6
@@ -486,6 +479,6 @@ def test_an_agents_max_tokens_is_clamped_to_the_models_max_output_tokens(
     door.models["claude"]["max_output_tokens"] = 300
     door.agent("greedy", HUGE_CAP, models=["fake", "claude"])
     server.enqueue(Reply(body=openai_body("a")), Reply(body=anthropic_body("b")), Reply(body=openai_body("c")))
-    assert _run(door, "greedy")["result"] == ["a", "b", "c"]
+    assert run_succeeded(door, "greedy")["result"] == ["a", "b", "c"]
     sent = [request.json()["max_tokens"] for request in server.requests]
     assert sent == [500, 300, 7], "never more than the model's max_output_tokens; less when asked"
