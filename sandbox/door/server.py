@@ -52,7 +52,11 @@ def unserved_env(models: bool) -> dict[str, str]:
     """The variables a run's door sets (``models``: for an agent granted models), pointing at
     no door: ``corral check`` imports an agent's module with them, so that a client made at
     import time (``client = OpenAI()``) finds what it finds in a run."""
-    base, token = f"http://{HOST}:9", "corral-check-no-door"
+    return _door_env(f"http://{HOST}:9", "corral-check-no-door", models)
+
+
+def _door_env(base: str, token: str, models: bool) -> dict[str, str]:
+    """The door's variables for a door at ``base`` taking ``token``."""
     env = dict(zip(CORRAL_VARIABLES, (token, f"{base}/mcp", f"{base}{api.PREFIX}"), strict=True))
     if models:
         env.update(zip(DOOR_VARIABLES, (f"{base}/v1", token, base, token), strict=True))
@@ -95,11 +99,7 @@ class Door:
         """What points the agent at this door: its token and tools always, and the official
         model SDKs when the agent is granted models (without, an agent keeps its own ``env``
         entries of those names)."""
-        base = f"http://{HOST}:{self.port}"
-        env = dict(zip(CORRAL_VARIABLES, (self.token, f"{base}/mcp", f"{base}{api.PREFIX}"), strict=True))
-        if self.granted:
-            env.update(zip(DOOR_VARIABLES, (f"{base}/v1", self.token, base, self.token), strict=True))
-        return env
+        return _door_env(f"http://{HOST}:{self.port}", self.token, bool(self.granted))
 
     def start(self, poll_interval: float = 0.5) -> None:
         """Serve on a daemon thread (it dies with the process); ``poll_interval`` is how soon
