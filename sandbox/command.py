@@ -87,7 +87,7 @@ def unrunnable(program: str, path: str) -> str | None:
 def run(command: Sequence[str], run: dict[str, Any]) -> Any:
     """Start ``command`` for ``run`` (the welcome's run), wait for it, and return its result:
     the JSON in ``$CORRAL_RESULT``, None when it wrote none. Raises :class:`CommandFailed`."""
-    folder = Path(tempfile.mkdtemp(prefix=f"corral-{run['run_id']}-", dir=os.environ.get("TMPDIR")))
+    folder = Path(tempfile.mkdtemp(prefix=_folder_prefix(run["run_id"]), dir=os.environ.get("TMPDIR")))
     try:
         given, result = folder / "input.json", folder / "result.json"
         given.write_text(json.dumps(run.get("input"), ensure_ascii=False))
@@ -107,6 +107,33 @@ def run(command: Sequence[str], run: dict[str, Any]) -> Any:
         return _result(result)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _folder_prefix(run_id: str) -> str:
+    return f"corral-{run_id}-"
+
+
+def remove_folders(tmpdir: Path, run_id: str) -> None:
+    """Remove the run's folders (:func:`run` makes one an attempt) from ``tmpdir``, the agent's
+    ``TMPDIR``. The daemon calls it when an attempt ends however it ended: a runtime that was
+    killed (kill -9, wall time, cancel) never reached its ``finally``, and the run's input,
+    perhaps private, would stay in the workdir for good.
+
+    The agent owns ``tmpdir``, so nothing in it is followed: ``tmpdir`` opened with
+    ``O_NOFOLLOW``, and each folder removed relative to it (``shutil.rmtree`` with ``dir_fd``
+    does not follow links either); a link or file the agent put there under the name is left.
+    """
+    prefix = _folder_prefix(run_id)
+    try:
+        fd = os.open(tmpdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # no TMPDIR (the run never started) or not a folder: nothing of ours is there
+        return
+    try:
+        for name in os.listdir(fd):
+            if name.startswith(prefix):
+                shutil.rmtree(name, ignore_errors=True, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 def _wait(command: Sequence[str], env: dict[str, str]) -> tuple[int, str]:

@@ -61,13 +61,18 @@ def agent_env(agent: AgentConfig, workdir: Path, daemon_env: Mapping[str, str]) 
         "PATH": sandbox_path(),
         "HOME": str(workdir),
         "LANG": daemon_env.get("LANG", "C.UTF-8") or "C.UTF-8",
-        "TMPDIR": str(workdir / ".tmp"),
+        "TMPDIR": str(tmpdir(workdir)),
     }
     env.update(agent.env)
     for name in agent.env_from:
         if name in daemon_env:
             env[name] = daemon_env[name]
     return env
+
+
+def tmpdir(workdir: Path) -> Path:
+    """The agent's private ``TMPDIR``, inside its workdir."""
+    return workdir / ".tmp"
 
 
 def sandbox_path() -> str:
@@ -90,7 +95,7 @@ def prepare_workdir(workdir: Path) -> None:
     the agent's user) can be led elsewhere.
     """
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = workdir / ".tmp"
+    tmp = tmpdir(workdir)
     if tmp.is_symlink() or (tmp.exists() and not tmp.is_dir()):
         tmp.unlink()
     tmp.mkdir(exist_ok=True, mode=0o700)

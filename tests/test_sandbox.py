@@ -19,7 +19,7 @@ from corral.config import AgentConfig, CorralConfig, parse_config
 from corral.daemon.power import capability
 from corral.errors import ConfigError, ToolCallError
 from corral.pluginmanager import register_plugins
-from corral.sandbox import linux
+from corral.sandbox import command, linux
 from corral.sandbox.backend import ALWAYS, Confinement, Plan, Protection
 from corral.sandbox.launcher import confine as launcher_confine
 from corral.sandbox.linux_backend import LinuxBackend
@@ -30,6 +30,25 @@ from corral.sandbox.policy import Policy, agent_env
 from corral.sandbox.processes import Child, kill_strays
 from corral.sandbox.spec import HostPort, SandboxPolicy
 from corral.testing import CorralProject
+
+
+def test_a_runs_command_folders_are_removed_and_nothing_the_agent_linked_is_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "kept").mkdir(parents=True)
+    tmp = tmp_path / "workdir" / ".tmp"
+    for name in ("corral-r1-a", "corral-r1-b/deep", "corral-r2-a", "corral-r10-a"):
+        (tmp / name).mkdir(parents=True)
+    (tmp / "corral-r1-b" / "deep" / "input.json").write_text("{}")
+    (tmp / "corral-r1-link").symlink_to(outside / "kept")
+    (tmp / "corral-r1-b" / "out").symlink_to(outside)
+    command.remove_folders(tmp, "r1")
+    assert sorted(p.name for p in tmp.iterdir()) == ["corral-r1-link", "corral-r10-a", "corral-r2-a"]
+    assert (outside / "kept").is_dir(), "a link the agent made is removed at most, never followed"
+    linked = tmp_path / "linked-tmp"
+    linked.symlink_to(tmp)
+    command.remove_folders(linked, "r2")
+    assert (tmp / "corral-r2-a").is_dir(), "a TMPDIR the agent replaced with a link is not followed"
+    command.remove_folders(tmp_path / "missing", "r1")
 
 
 def test_agent_env_is_the_base_plus_grants_only(tmp_path: Path) -> None:

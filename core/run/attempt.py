@@ -38,6 +38,8 @@ from corral.run.output import (
 from corral.run.replay import ReplayPath, ReplayReport
 from corral.run.steps import Guarding, Steps
 from corral.run.toolretries import ToolCalls
+from corral.sandbox import command
+from corral.sandbox.policy import tmpdir
 from corral.states import RunState
 
 if TYPE_CHECKING:
@@ -231,6 +233,9 @@ class Attempt:
                 await asyncio.wait_for(child.wait(), 5)
             except TimeoutError:
                 self.log.error("agent process did not exit after SIGKILL", pid=child.pid)
+            await asyncio.get_running_loop().run_in_executor(
+                None, command.remove_folders, tmpdir(self.workdir), self.run["id"]
+            )  # a killed command's input; off the loop, as the agent chose how many files it holds
             await self._settle(child)
             await shared.writer.detach(child.wire)
             child.wire.close()

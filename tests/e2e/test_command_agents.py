@@ -374,3 +374,45 @@ def test_the_shell_agent_in_docs_agents_md_counts_its_runs(corral_project: Corra
     corral_project.command_agent("counter", ["sh", "agent.sh"], {"agent.sh": script})
     assert [run_waited(corral_project, "counter")["result"] for _ in range(2)] == [{"count": 1}, {"count": 2}]
     assert '"event":"counted"' in (corral_project.home / "logs" / "counter.log").read_text()
+
+
+SLEEPER = """\
+#!/bin/sh
+[ "$CORRAL_ATTEMPT" = 1 ] || exit 0
+echo started > started
+sleep 317
+"""
+
+
+def _runtime_of(run_id: str) -> psutil.Process:
+    """The run's runtime (the launcher's Python process; bubblewrap's own carry its argv too)."""
+    for proc in psutil.process_iter(["cmdline"]):
+        command = proc.info["cmdline"] or []
+        if command and "python" in os.path.basename(command[0]) and "corral.sandbox.launcher" in command:
+            if run_id in " ".join(command):
+                return proc
+    raise AssertionError(f"no runtime of run {run_id} is running")
+
+
+@pytest.mark.parametrize("end", ["kill -9 of the runtime", "cancel"])
+def test_a_command_runs_input_folder_is_removed_however_its_attempt_ends(
+    corral_project: CorralProject, end: str
+) -> None:
+    """The runtime removes ``$TMPDIR/corral-RUN-*/`` itself when the program ends; killed, it
+    cannot, and the run's input (perhaps private) would stay in the workdir: the daemon removes it."""
+    corral_project.command_agent("sleeper", ["sh", "agent.sh"], {"agent.sh": SLEEPER}, input={"private": "yes"})
+    corral_project.start_daemon()
+    run_id = corral_project.cli_json("run", "sleeper")["id"]
+    workdir = corral_project.home / "agents" / "sleeper"
+    wait_for(lambda: (workdir / "started").exists(), "the program to start")
+    [folder] = (workdir / ".tmp").glob(f"corral-{run_id}-*")
+    assert json.loads((folder / "input.json").read_text()) == {"private": "yes"}
+    if end == "cancel":
+        corral_project.cli("cancel", run_id, check=True)
+    else:
+        _runtime_of(run_id).kill()
+    run = corral_project.wait_for_run(run_id, states=("succeeded", "cancelled", "failed"))
+    assert run["state"] == ("cancelled" if end == "cancel" else "succeeded"), run
+    assert run["attempt"] == (1 if end == "cancel" else 2)
+    assert not list((workdir / ".tmp").glob(f"corral-{run_id}-*")), "the run's input stayed in its workdir"
+    wait_for(lambda: not _sleepers("317"), "the program to be ended with its attempt", timeout=10)
