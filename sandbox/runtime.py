@@ -71,10 +71,12 @@ def _tool_error(exc: Exception, name: str) -> dict[str, Any]:
     ``transient`` (it may pass: ``ToolError(retryable=True)``, a refused or dropped
     connection, a timeout), ``no_effect`` (the tool says the call did nothing),
     ``deliberate`` (``ToolError(retryable=False)``: the downstream answered, it is up) and
-    the ``retry_after`` it asked for."""
+    the ``retry_after`` it asked for. A tool that refuses (``ToolCallError(kind="refused")``,
+    a path outside the workdir) is said to have refused, not failed."""
     error = _error(exc)
     error["kind"] = exc.kind if isinstance(exc, ToolCallError) else "failed"
-    error["message"] = f"tool {name!r} failed: {error['message']}"
+    said = "refused the call" if error["kind"] == "refused" else "failed"  # the words match the kind
+    error["message"] = f"tool {name!r} {said}: {error['message']}"
     if isinstance(exc, ToolError):
         error.update(transient=exc.retryable, no_effect=exc.retryable, deliberate=not exc.retryable)
         if exc.retry_after is not None:

@@ -114,3 +114,18 @@ def run(ctx):
 """
 """An agent whose input maps labels to ``{"tool": NAME, "args": {...}}``; it returns each
 call's ``{"ok": value}`` or ``{"error": kind, "message": ...}`` under its label."""
+
+REFUSING = """
+import corral
+
+def run(ctx):
+    seen = []
+    for path in ("../../etc/passwd", 3):
+        try:
+            ctx.tool("read_file", path=path)
+        except corral.ToolCallError as exc:
+            seen.append([exc.kind, str(exc)])
+    ctx.tool("read_file", path="/etc/passwd")
+"""
+"""An agent (granted ``read_file``) whose three calls are refused: a path out of its workdir
+and arguments against the schema, caught; then an absolute path, which fails the run."""

@@ -15,7 +15,7 @@ import pytest
 
 from corral.testing import CorralProject
 from tests.console_client import Browser
-from tests.projects import deployed, run_until_held
+from tests.projects import REFUSING, deployed, run_until_held
 
 PAYLOAD = "<script>alert(1)</script>"
 XSS_AGENT = """
@@ -33,6 +33,7 @@ def run(ctx):
 def console(deployer: CorralProject) -> Iterator[Browser]:
     deployer.tables["console"] = {"listen": "127.0.0.1:0"}
     deployer.agent("xss", XSS_AGENT)
+    deployer.agent("refusing", REFUSING, tools=["read_file"], on_crash="fail")
     deployer.start_daemon()
     browser = Browser(deployer)
     yield browser
@@ -127,6 +128,18 @@ def test_agent_written_text_is_escaped_everywhere(console: Browser) -> None:
         assert "<script>alert" not in page and "<script>" not in page.replace(
             '<script src="/static/console.js" defer></script>', ""
         )
+
+
+def test_the_run_page_says_a_refused_step_was_refused(console: Browser) -> None:
+    console.log_in()
+    ran = json.loads(console.project.cli("run", "refusing", "--wait", "--json").stdout)
+    page = console.http.get(f"/runs/{ran['id']}").text
+    assert page.count(" · done · refused · ") == 3, page
+    assert page.count("ToolCallError tool &#39;read_file&#39; refused the call: path") == 3, "two steps, and the run"
+    assert (
+        "ToolCallError invalid arguments for tool &#39;read_file&#39;" in page
+        and "&#39;read_file&#39; failed" not in page
+    )
 
 
 def test_approving_from_the_console_resumes_the_run(console: Browser) -> None:

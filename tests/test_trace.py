@@ -11,6 +11,7 @@ import sys
 from corral.cli.common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from corral.testing import CorralProject
 from tests.models.fake_servers import FakeServer, Reply, openai_body
+from tests.projects import REFUSING
 
 LONG = "Let me count the words in the text you gave me, which is quite a long sentence really"
 
@@ -103,3 +104,27 @@ def test_the_tree_says_a_run_was_retried_by_hand_not_backed_off(chat: CorralProj
     [second] = [line for line in tree.splitlines() if "attempt 2" in line]
     assert "retried by hand (`corral retry`)" in second and "backoff" not in tree, tree
     assert "replayed 1 finished steps from the journal" in second
+
+
+def test_a_refused_tool_call_says_refused_to_the_agent_and_in_every_view_of_the_trace(
+    corral_project: CorralProject,
+) -> None:
+    """Refused by the tool itself (a path outside the workdir) or by the daemon's validation
+    (arguments against the schema): the step's kind is ``refused``, and so are its words."""
+    corral_project.agent("refusing", REFUSING, tools=["read_file"])
+    run = _run(corral_project, "refusing")
+    assert run["state"] == "failed"
+    message = run["error"]["message"]
+    assert message.startswith("tool 'read_file' refused the call: path '/etc/passwd' is absolute and outside"), message
+    assert "failed" not in message
+    steps = corral_project.cli_json("trace", run["id"])["steps"]
+    assert [step["error"]["kind"] for step in steps] == ["refused"] * 3
+    assert steps[0]["error"]["message"].startswith("tool 'read_file' refused the call: path '../../etc/passwd'")
+    text = corral_project.cli("trace", run["id"], check=True).stdout
+    for seq in (1, 2, 3):
+        assert "REFUSED " in _row(text, seq) and "ERROR" not in _row(text, seq), _row(text, seq)
+    assert "error (agent): ToolCallError: tool 'read_file' refused the call:" in text
+    tree = corral_project.cli("trace", run["id"], "--tree", check=True).stdout
+    assert tree.count("REFUSED ") == 3 and "ERROR" not in tree and " failed: " not in tree.split("└─ failed")[0]
+    whole = corral_project.cli("trace", run["id"], "--step", "1", check=True).stdout
+    assert "status done refused" in whole and "refused:" in whole.splitlines() and "failed" not in whole

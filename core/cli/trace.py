@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from corral.cli.views import failure_lines, money, short, table, took, when
+from corral.observe.failures import unsuccessful
 from corral.observe.logview import printable
 from corral.store import conversations
 
@@ -132,7 +133,7 @@ def result(step: dict[str, Any]) -> str:
     if step.get("status") != "done":
         outcome = str(step.get("status", "?")).upper()
     elif not step.get("ok"):
-        outcome = "ERROR " + short((step.get("error") or {}).get("message", ""), 44)
+        outcome = f"{unsuccessful(step).upper()} " + short((step.get("error") or {}).get("message", ""), 44)
     elif model and isinstance(step.get("value"), dict):
         answer = step["value"]
         text, asked = str(answer.get("text") or ""), calls(answer.get("tool_calls"))
@@ -209,7 +210,7 @@ def whole(step: dict[str, Any], run: dict[str, Any]) -> str:
         f"step {step['seq']} of run {run['id']} ({run['agent']}): {step.get('kind', '?')} "
         f"{model_name(step) if model else step.get('name', '')}",
         f"  status {step.get('status', '?')}"
-        + ("" if step.get("status") != "done" else (" ok" if step.get("ok") else " error"))
+        + ("" if step.get("status") != "done" else (" ok" if step.get("ok") else f" {unsuccessful(step)}"))
         + f"  attempt {step.get('attempt', '-')}  executions {step.get('executions', '-')}",
         f"  started {when(step.get('started'))}  ended {when(step.get('ended'))}"
         f"  took {took(step.get('started'), step.get('ended'))}",
@@ -234,7 +235,7 @@ def whole(step: dict[str, Any], run: dict[str, Any]) -> str:
     else:
         lines += ["", "arguments:", *_block(step.get("args"))]
         if step.get("status") == "done":
-            lines += ["", "result:" if step.get("ok") else "error:"]
+            lines += ["", "result:" if step.get("ok") else f"{unsuccessful(step)}:"]
             lines += _block(step.get("value") if step.get("ok") else step.get("error"))
     return "\n".join(lines)
 

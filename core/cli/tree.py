@@ -17,7 +17,7 @@ from corral.cli.alerts import outcome
 from corral.cli.trace import cost, model_name, notes, tokens
 from corral.cli.trace import result as answer
 from corral.cli.views import short, took, when
-from corral.observe.failures import headline
+from corral.observe.failures import headline, unsuccessful
 from corral.observe.logview import printable
 
 
@@ -37,10 +37,8 @@ def _step(step: dict[str, Any], run: dict[str, Any]) -> str:
     args = short(step.get("args"), 40) if not model else ""
     if step.get("status") != "done":
         result = step.get("status", "?").upper()
-    elif step.get("refused"):
-        result = "REFUSED " + short((step.get("error") or {}).get("message", ""), 50)
     elif not step.get("ok"):
-        result = "ERROR " + short((step.get("error") or {}).get("message", ""), 50)
+        result = f"{unsuccessful(step).upper()} " + short((step.get("error") or {}).get("message", ""), 50)
     elif model:
         result = answer(step)
     else:

@@ -35,6 +35,7 @@ from corral.console.linkpages import LinkPages
 from corral.console.links import Links
 from corral.console.live import Hub
 from corral.jsoninput import NotStorable, parse_input
+from corral.observe.failures import unsuccessful
 from corral.run.budget import Tally
 
 HERE = Path(__file__).parent
@@ -53,7 +54,9 @@ def templates() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(shown=reads.shown, took=_took, dollars=_dollars, tokens=_tokens, usd=_usd)
+    env.filters.update(
+        shown=reads.shown, took=_took, dollars=_dollars, tokens=_tokens, usd=_usd, unsuccessful=unsuccessful
+    )
     return env
 
 

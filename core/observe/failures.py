@@ -3,7 +3,8 @@ code it happened.
 
 A failure is the ``error`` of a run record (``kind``, ``message``, and for an exception in
 agent code its ``type`` and ``traceback``). ``run --wait``, ``trace`` and the logs' ``run
-ended`` and ``run state`` lines all say it the same way, from here.
+ended`` and ``run state`` lines all say it the same way, from here; and a step that did not
+succeed, in every view of a trace.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ def headline(error: dict[str, Any]) -> str:
     if error.get("type") and not message.startswith(f"{error['type']}:"):
         return f"{error['type']}: {message}"
     return message
+
+
+def unsuccessful(step: dict[str, Any]) -> str:
+    """How a finished step that did not succeed is said, by ``trace``, ``trace --tree`` and the
+    console alike: ``refused`` (its error's kind: the daemon's checks, a guardrail, or the tool
+    itself refused it) or ``error``."""
+    return "refused" if (step.get("error") or {}).get("kind") == "refused" else "error"
 
 
 def agent_frames(traceback: str) -> list[str]:
