@@ -158,6 +158,18 @@ class ToolRunning(Exception):
     """A request to the door came while a tool runs (possibly from that tool itself)."""
 
 
+def _inside_tool(kind: str, name: str, tool: str) -> ToolCallError | ModelCallError:
+    """The error a tool gets for using ``ctx`` from inside itself (ctx.tool, ctx.state, ctx.model)."""
+    call = {"tool": f"ctx.tool({name!r})", "state": "ctx.state", "model": "ctx.model", "mcp": "ctx.tools"}[kind]
+    message = (
+        f"{call} was called from inside tool {tool!r}, which is still running: a tool's outcome must reach "
+        "corral before the run's next step, so a tool cannot use ctx (ctx.tool, ctx.state, ctx.model) from "
+        "inside itself; make the call in the agent, before or after the tool (pass the tool what it needs as "
+        "arguments, and use what it returns)"
+    )
+    return ModelCallError(message) if kind == "model" else ToolCallError(message)
+
+
 class _Session:
     """Sequencing of requests for one run; shared by ctx, ctx.state, ctx.log and the model door.
 
@@ -172,13 +184,30 @@ class _Session:
         self.seq = 0
         self.lock = threading.Lock()
         self.running: str | None = None
-        """The tool this process is running now (between ``exec`` and its ``done``), if any."""
+        """The tool this process is running now (between ``exec`` and its ``done``, or its
+        reconcile function), if any."""
+        self.runner: int | None = None
+        """The thread that runs it: the one holding ``lock``."""
         self.door_turn = False
         """The wire is the tool door's now (so is the running tool, if one runs)."""
 
     def step(self, kind: str, name: str, args: dict[str, Any]) -> Any:
+        """One exchange for ``ctx``. The turn rule the door follows (:class:`ToolRunning`), for
+        the one caller that would otherwise wait for ever: the running tool itself, on its own
+        thread, which holds ``lock`` until its ``done`` is sent (another thread waits its turn)."""
+        if self.running is not None and self.runner == threading.get_ident():
+            raise _inside_tool(kind, name, self.running)
         with self.lock:
             return self.exchange(kind, name, args)
+
+    @contextmanager
+    def _running(self, name: str) -> Iterator[None]:
+        """Tool ``name``'s code runs now, on this thread, which holds ``lock``."""
+        self.running, self.runner = name, threading.get_ident()
+        try:
+            yield
+        finally:
+            self.running = self.runner = None
 
     @contextmanager
     def door(self) -> Iterator[Step]:
@@ -210,15 +239,13 @@ class _Session:
                 failed = ModelCallError if kind == "model" else ToolCallError
                 raise failed(error.get("message", f"{kind} call failed"), kind=error.get("kind", "failed"))
             if kind_ == "exec":
-                self.running = name
-                try:
+                with self._running(name):
                     if self.mcp is not None and (kind == "mcp" or name not in self.tools):
                         return self._execute_mcp(seq, kind, name, args, reply["key"])
                     return self._execute(seq, name, args, reply["key"])
-                finally:
-                    self.running = None
             if kind_ == "reconcile":
-                self._reconcile(seq, name, args, reply["key"])
+                with self._running(name):
+                    self._reconcile(seq, name, args, reply["key"])
                 continue
             raise ProtocolError(f"unexpected {kind_!r} while waiting for step {seq}")
 

@@ -156,3 +156,81 @@ def test_corral_check_names_a_missing_allow_list(corral_project: CorralProject) 
     assert "[agents.reader.tool_settings.fetch_url]: tool 'fetch_url' needs settings allow_hosts" in (
         result.stdout + result.stderr
     )
+
+
+NESTED_PLUGIN = '''
+import corral
+
+CONTEXT = []
+"""The agent's ctx, which the agent hands the tool: a tool gets none of its own."""
+
+
+@corral.tool
+def nested(what: str) -> str:
+    """Use the agent's ctx from inside this tool.
+
+    :param what: tool, state, model or log
+    """
+    ctx = CONTEXT[0]
+    if what == "tool":
+        ctx.tool("word_count", text="a b")
+    elif what == "state":
+        ctx.state["inner"] = 1
+    elif what == "model":
+        ctx.model([{"role": "user", "text": "hi"}])
+    else:
+        ctx.log.info("from inside a tool")
+    return what
+
+
+@corral.hookimpl
+def corral_register_tools(register):
+    register(nested)
+'''
+NESTING = """
+import sys
+import time
+
+import corral
+
+def run(ctx):
+    sys.modules["corral_dropin_nested_tools"].CONTEXT.append(ctx)
+    seen = {}
+    for what in ("tool", "state", "model", "log"):
+        started = time.monotonic()
+        try:
+            seen[what] = {"ok": ctx.tool("nested", what=what)}
+        except corral.ToolCallError as exc:
+            seen[what] = {"kind": exc.kind, "message": str(exc)}
+        seen[what]["seconds"] = time.monotonic() - started
+    ctx.state["after"] = "the run went on"
+    return seen
+"""
+
+
+def test_a_tool_that_calls_ctx_from_inside_itself_fails_at_once_and_the_run_goes_on(
+    corral_project: CorralProject,
+) -> None:
+    """Its own call would wait for ever on the wire the tool holds (until the run's wall time)."""
+    plugin = corral_project.root / "nested_tools.py"
+    plugin.write_text(NESTED_PLUGIN)
+    corral_project.corral["plugins"] = [str(plugin)]
+    corral_project.agent("nesting", NESTING, tools=["nested", "word_count"], limits={"wall_seconds": 30})
+    result = corral_project.cli("run", "nesting", "--wait", "--json", timeout=60)
+    run = json.loads(result.stdout)
+    assert run["state"] == "succeeded", run["error"]
+    seen = run["result"]
+    for what, call in (("tool", "ctx.tool('word_count')"), ("state", "ctx.state"), ("model", "ctx.model")):
+        assert seen[what]["kind"] == "failed" and seen[what]["seconds"] < 5, seen[what]
+        message = seen[what]["message"]
+        assert message.startswith(f"tool 'nested' failed: {call} was called from inside tool 'nested'"), message
+        assert "make the call in the agent" in message, message
+    assert seen["log"]["ok"] == "log", "ctx.log waits for no step: a tool may log"
+    steps = corral_project.cli_json("trace", run["id"])["steps"]
+    assert [(step["name"], (step.get("error") or {}).get("kind")) for step in steps] == [
+        ("nested", "failed"),
+        ("nested", "failed"),
+        ("nested", "failed"),
+        ("nested", None),
+        ("set", None),
+    ], "the inner calls never reached the daemon"
