@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import random
 import re
 import threading
 import time
@@ -16,7 +17,17 @@ import pytest
 import structlog
 
 from corral.observe.logs import DAEMON_LOG, MAX_FIELD_CHARS, LogFiles, log_path
-from corral.observe.logview import UNREADABLE, Filter, follow, log_files, printable, printable_json, read_events, render
+from corral.observe.logview import (
+    UNREADABLE,
+    Filter,
+    follow,
+    last_lines,
+    log_files,
+    printable,
+    printable_json,
+    read_events,
+    render,
+)
 from corral.secrets import Redaction
 
 ISO_MS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -265,6 +276,37 @@ def test_rotation_at_max_bytes_and_read_events_spans_backups_in_order(tmp_path: 
     assert [e["seq"] for e in read_events(path, last=3)] == [197, 198, 199]
     assert list(read_events(path, last=0)) == []
     assert [e["seq"] for e in read_events(path, last=10_000)] == seqs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_last_lines_read_backwards_are_the_full_reads_last(tmp_path: Path, seed: int) -> None:
+    """``last=N`` reads from the end (the console's run page asks every second); what it
+    yields is what a full read's last N lines are, markers and their line numbers included,
+    across backups, blank lines, lines longer than a read block and a half-written last line."""
+    rng = random.Random(seed)
+
+    def line(n: int) -> bytes:
+        kind = rng.random()
+        if kind < 0.1:
+            return b"\n"
+        if kind < 0.2:
+            return b"not json " + str(n).encode() + b"\n"
+        size = 200_000 if kind > 0.97 else rng.randrange(0, 300)
+        return json.dumps({"event": "tick", "n": n, "run_id": f"run-{n % 3}", "pad": "x" * size}).encode() + b"\n"
+
+    path = tmp_path / "alpha.log"
+    counter = iter(range(10**6))
+    for name in ("alpha.log.2", "alpha.log.1", "alpha.log"):
+        body = b"".join(line(next(counter)) for _ in range(rng.randrange(0, 400)))
+        if name == "alpha.log" and seed % 2:
+            body += b'{"event": "half-writ'
+        (tmp_path / name).write_bytes(body)
+
+    everything = list(read_events(path))
+    for last in (0, 1, 2, 7, 50, 399, 401, 900, 5000):
+        assert list(read_events(path, last=last)) == (everything[-last:] if last else [])
+    wanted = [e for e in everything if e.get("run_id") == "run-1"]
+    assert [line.event() for line in last_lines(path, 10**6, having=b'"run-1"')] == wanted
 
 
 def test_read_events_on_a_missing_log_yields_nothing(tmp_path: Path) -> None:

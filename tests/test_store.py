@@ -62,6 +62,23 @@ def test_map_grows_instead_of_failing(store) -> None:
     assert [e["seq"] for e in entries] == list(range(1, 81))
 
 
+def test_the_last_steps_of_a_run_between_its_neighbours(store) -> None:
+    """A run's last steps (the console's run page) stop at its own journal, whichever runs
+    sort before and after it, and the first and last runs of the store included."""
+    s, w, records = store
+    first, middle, last = sorted(new_run_id() for _ in range(3))
+    for run_id, count in ((first, 3), (middle, 12), (last, 5)):
+        for seq in range(1, count + 1):
+            w.call(lambda txn, run_id=run_id, seq=seq: records.put_step(txn, run_id, {"seq": seq, "run": run_id}))
+    with s.read() as txn:
+        assert records.last_steps(txn, middle, 4) == (12, [{"seq": seq, "run": middle} for seq in range(9, 13)])
+        assert records.last_steps(txn, first, 10) == (3, [{"seq": seq, "run": first} for seq in (1, 2, 3)])
+        assert records.last_steps(txn, last, 1) == (5, [{"seq": 5, "run": last}])
+        assert records.last_steps(txn, last, 0) == (5, [])
+        assert records.last_steps(txn, new_run_id(), 3) == (0, [])
+        assert records.last_step(txn, middle) == {"seq": 12, "run": middle}
+
+
 def test_a_failing_job_is_undone_alone_in_a_group_commit(store) -> None:
     s, w, records = store
     ok_id, bad_id = new_run_id(), new_run_id()

@@ -19,7 +19,7 @@ from corral.cli.views import when_in
 from corral.config import CorralConfig
 from corral.console.agentpage import zone_name
 from corral.observe.logs import log_path
-from corral.observe.logview import read_events
+from corral.observe.logview import last_lines
 from corral.run.approvals import PENDING, Approvals
 from corral.run.budget import spent_today
 from corral.run.downstreams import open_breakers
@@ -154,34 +154,42 @@ def run(src: StoreView, run_id: str, every_step: bool = False) -> dict[str, Any]
         record = src.records.get_run(txn, run_id)
         if record is None:
             return None
-        steps = list(src.records.steps(txn, run_id))  # as stored: each step's new messages, not the conversation
-        hidden = 0 if every_step else max(0, len(steps) - STEPS_SHOWN)
-        steps = [conversations.spelled(step) for step in steps[hidden:]]
+        if every_step:  # as stored: each step's new messages, not the conversation
+            stored, hidden = list(src.records.steps(txn, run_id)), 0
+        else:
+            total, stored = src.records.last_steps(txn, run_id, STEPS_SHOWN)
+            hidden = total - len(stored)
+        steps = [conversations.spelled(step) for step in stored]
         approvals = [a for a in Approvals(src.records).all(txn) if a.get("run_id") == run_id]
         alerts = [
             r
             for r in Outbox(src.records).since(txn, record.get("created", 0) - 1)
             if r["alert"].get("run_id") == run_id
         ]
-    logs = _log_lines(src, record)
-    hidden_logs = 0 if every_step else max(0, len(logs) - STEPS_SHOWN)
+    logs, hidden_logs = _log_lines(src, record, every_step)
     return {
         "run": record,
         "steps": steps,
         "hidden": hidden,
         "approvals": approvals,
         "alerts": alerts,
-        "logs": logs[hidden_logs:],
+        "logs": logs,
         "hidden_logs": hidden_logs,
     }
 
 
-def _log_lines(src: StoreView, record: dict[str, Any]) -> list[dict[str, Any]]:
+def _log_lines(src: StoreView, record: dict[str, Any], every: bool) -> tuple[list[dict[str, Any]], int]:
+    """The run's lines among its agent's last :data:`LOG_LINES` (the last
+    :data:`STEPS_SHOWN` of them unless ``every``), and how many earlier ones are not shown.
+    Lines are picked by the run id in their text and only those shown are parsed."""
     try:
         path = log_path(src.config.log_dir, record["agent"])
     except ValueError:
-        return []
-    return [event for event in read_events(path, last=LOG_LINES) if event.get("run_id") == record["id"]]
+        return [], 0
+    lines = last_lines(path, LOG_LINES, having=record["id"].encode())
+    shown = lines if every else lines[-STEPS_SHOWN:]
+    events = [line.event() for line in shown]
+    return [event for event in events if event.get("run_id") == record["id"]], len(lines) - len(shown)
 
 
 def approvals(src: StoreView) -> dict[str, Any]:
@@ -200,11 +208,18 @@ def alerts(src: StoreView, since: float, agent: str) -> dict[str, Any]:
     return {"alerts": list(reversed(found)), "agents": sorted(src.config.agents)}
 
 
+SHORT = 80
+"""Characters of JSON shown on one line; a longer value is indented."""
+
+
 def shown(value: Any) -> str:
-    """An agent's value as readable text (the template escapes it)."""
+    """An agent's value as readable text (the template escapes it). A short value stays on
+    one line, written by json's C encoder: with ``indent`` json uses its Python encoder,
+    and a run's page shows hundreds of small values, refetched live."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= SHORT else json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
 def when(ts: float | None, zone: dt.tzinfo) -> str:

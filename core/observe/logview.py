@@ -15,7 +15,6 @@ import os
 import re
 import time
 import types
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,10 +83,11 @@ def log_files(path: Path) -> list[Path]:
 def read_events(path: Path, *, last: int | None = None) -> Iterator[dict[str, Any]]:
     """Yield the events of ``path`` and its rotated backups, oldest first.
 
-    With ``last``, only the final ``last`` events. A line that is not a JSON object is
-    yielded as an :data:`UNREADABLE` marker naming file and line number; an unterminated
-    final line of the current file is skipped, since the daemon may be mid-write. Reading
-    races with rotation, so an event may be missed or seen twice while the daemon rotates.
+    With ``last``, only the final ``last`` events, read backwards from the files' end
+    (:func:`last_lines`). A line that is not a JSON object is yielded as an :data:`UNREADABLE`
+    marker naming file and line number; an unterminated final line of the current file is
+    skipped unless it parses, since the daemon may be mid-write. Reading races with
+    rotation, so an event may be missed or seen twice while the daemon rotates.
     """
     if last is not None and last < 0:
         raise ValueError(f"last must be >= 0, not {last}")
@@ -96,16 +96,42 @@ def read_events(path: Path, *, last: int | None = None) -> Iterator[dict[str, An
         for file in files:
             yield from _read_file(file, current=file == path)
         return
-    chunks: list[list[dict[str, Any]]] = []
+    for line in last_lines(path, last):
+        yield line.event()
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line of a log, not yet parsed: where it is, and its bytes."""
+
+    file: Path
+    offset: int
+    raw: bytes
+
+    def event(self) -> dict[str, Any]:
+        """The line as an event, or its marker (whose line number is counted only then)."""
+        event = _json_object(self.raw)
+        if event is not None:
+            return event
+        with open(self.file, "rb") as handle:
+            lineno = handle.read(self.offset).count(b"\n") + 1
+        return _parse(self.raw, self.file, lineno)
+
+
+def last_lines(path: Path, last: int, *, having: bytes = b"") -> list[Line]:
+    """Of the last ``last`` lines of ``path`` and its backups, those containing ``having``,
+    oldest first and unparsed. They are read backwards from the end, a block at a time: a
+    page showing an agent's latest lines reads those, not its whole 10 MB log, and parses
+    only those it shows (one run's lines, found by its id in their bytes)."""
+    chunks: list[list[Line]] = []
     wanted = last
-    for file in reversed(files):
+    for file in reversed(log_files(path)):
         if wanted == 0:
             break
-        tail = deque(_read_file(file, current=file == path), maxlen=wanted)
-        chunks.append(list(tail))
-        wanted -= len(tail)
-    for chunk in reversed(chunks):
-        yield from chunk
+        lines = _tail(file, wanted, current=file == path)
+        chunks.append([Line(file, offset, raw) for offset, raw in lines if having in raw])
+        wanted -= len(lines)
+    return [line for chunk in reversed(chunks) for line in chunk]
 
 
 def follow(
@@ -220,19 +246,66 @@ def _read_file(file: Path, *, current: bool) -> Iterator[dict[str, Any]]:
             yield _parse(raw, file, lineno)
 
 
+TAIL_BLOCK = 1 << 16
+"""Bytes read at a time, backwards from a log's end, by :func:`_tail` (doubling as it goes)."""
+
+
+def _tail(file: Path, wanted: int, *, current: bool) -> list[tuple[int, bytes]]:
+    """The last ``wanted`` lines of ``file`` that :func:`_read_file` would read (blank ones
+    left out; the current file's unterminated last line only if it parses), each with the
+    offset it starts at, read backwards from the end."""
+    try:
+        handle = open(file, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        return []
+    with handle:
+        start = handle.seek(0, os.SEEK_END)
+        data = b""
+        while True:
+            lines = _whole_lines(data, start, current=current)
+            if start == 0 or len(lines) >= wanted:
+                return lines[-wanted:] if wanted else []
+            step = min(start, max(TAIL_BLOCK, len(data)))
+            start -= step
+            handle.seek(start)
+            data = handle.read(step) + data
+
+
+def _whole_lines(data: bytes, start: int, *, current: bool) -> list[tuple[int, bytes]]:
+    """The non-blank lines of ``data`` (read from offset ``start``) with their offsets; the
+    first is left out when it may begin before ``start``."""
+    lines: list[tuple[int, bytes]] = []
+    offset = start
+    parts = data.split(b"\n")
+    for index, part in enumerate(parts):
+        raw = part if index == len(parts) - 1 else part + b"\n"
+        at, offset = offset, offset + len(raw)
+        if (index == 0 and start > 0) or not raw.strip():
+            continue
+        if current and not raw.endswith(b"\n") and _json_object(raw) is None:
+            continue  # still being written
+        lines.append((at, raw))
+    return lines
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """``raw`` as a JSON object, or None when it is not one."""
+    try:
+        event = json.loads(raw.decode("utf-8", errors="replace"))
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
 def _parse(raw: bytes, file: Path, lineno: int) -> dict[str, Any]:
     """One line as an event, or the marker that stands in for it."""
-    text = raw.decode("utf-8", errors="replace").strip()
-    try:
-        event = json.loads(text)
-    except ValueError:
-        event = None
-    if isinstance(event, dict):
+    event = _json_object(raw)
+    if event is not None:
         return event
     marker: dict[str, Any] = {"event": UNREADABLE, "level": "warning", "file": str(file)}
     if lineno:
         marker["lineno"] = lineno
-    marker["line"] = text[:_RAW_KEPT]
+    marker["line"] = raw.decode("utf-8", errors="replace").strip()[:_RAW_KEPT]
     return marker
 
 

@@ -287,14 +287,32 @@ class Records:
                 yield unpack(raw)
 
     def last_step(self, txn: lmdb.Transaction, run_id: str) -> dict[str, Any] | None:
-        """The run's journal entry with the highest seq, as stored (:meth:`steps`), or None:
-        one cursor step back from the first key past the run's prefix (``/`` + 1 is ``0``)."""
+        """The run's journal entry with the highest seq, as stored (:meth:`steps`), or None."""
+        return next(self._steps_backwards(txn, run_id), None)
+
+    def last_steps(self, txn: lmdb.Transaction, run_id: str, count: int) -> tuple[int, list[dict[str, Any]]]:
+        """How many journal entries the run has, and its last ``count`` in order, as stored:
+        a page refetched live shows a long run's last steps without unpacking the others."""
+        prefix = schema.journal_prefix(run_id)
+        cursor = txn.cursor(db=self.dbs["journal"])
+        total = 0
+        if cursor.set_range(prefix):
+            for key in _keys(cursor.iternext(keys=True, values=False)):
+                if not key.startswith(prefix):
+                    break
+                total += 1
+        last = list(itertools.islice(self._steps_backwards(txn, run_id), min(count, total)))
+        return total, last[::-1]
+
+    def _steps_backwards(self, txn: lmdb.Transaction, run_id: str) -> Iterator[dict[str, Any]]:
+        """The run's journal entries from the last one back, as stored: the walk starts one
+        cursor step back from the first key past the run's prefix (``/`` + 1 is ``0``)."""
         prefix = schema.journal_prefix(run_id)
         cursor = txn.cursor(db=self.dbs["journal"])
         found = cursor.prev() if cursor.set_range(prefix[:-1] + b"0") else cursor.last()
-        if not found or not bytes(cursor.key()).startswith(prefix):
-            return None
-        return unpack(bytes(cursor.value()))
+        while found and bytes(cursor.key()).startswith(prefix):
+            yield unpack(bytes(cursor.value()))
+            found = cursor.prev()
 
     def journal_size(self, txn: lmdb.Transaction, run_id: str) -> tuple[int, int]:
         """(entries, bytes) of a run's journal, for retention by size."""
