@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -139,14 +139,7 @@ def remove_folders(tmpdir: Path, run_id: str) -> None:
 def _wait(command: Sequence[str], env: dict[str, str]) -> tuple[int, str]:
     """Run ``command`` to its end: (its status, negative for a signal; the end of its stderr)."""
     try:
-        process = subprocess.Popen(
-            list(command),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            close_fds=True,  # the wire and the door's socket stay the runtime's
-            preexec_fn=_dies_with_runtime(),  # one prctl, through a function looked up before the fork
-        )
+        process = _start(command, env)
     except OSError as exc:
         why = unrunnable(command[0], env.get("PATH", os.defpath)) or f"{type(exc).__name__}: {exc}"
         if exc.errno == errno.ENOEXEC:
@@ -184,22 +177,54 @@ class _Tail(threading.Thread):
         return self.kept.decode("utf-8", errors="replace")
 
 
-def _dies_with_runtime() -> Callable[[], None] | None:
-    """Where there is a parent-death signal (Linux), the program gets SIGKILL when the runtime
-    dies (the daemon's kill -9 takes the runtime with it), rather than run on unanswered."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
+def _start(command: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``command``; on Linux, through :mod:`corral.sandbox.deathsig`, so that it gets
+    SIGKILL the moment the runtime dies. Raises OSError as ``Popen`` would for the program.
 
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
+    Why the signal: on a cancel, the wall time, a limit or the runtime's own death, the
+    daemon's tree kill ends the program and its children (the run's cgroup, the runtime's
+    process group, which they stay in, and the descendants it finds); under bubblewrap the
+    PID namespace dies with the daemon too. What is left is the daemon's kill -9 without
+    bubblewrap: the runtime then dies by its own parent-death signal, and only this one keeps
+    the program from running on, unanswered, until the next ``corral up`` kills strays (its
+    children, which the signal does not reach, wait for that: docs/durability.md).
 
-    def arm() -> None:
-        prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the runtime died before the prctl
-            os._exit(70)
+    Why not ``preexec_fn``: it runs Python between fork and exec in a process that has
+    threads, which can deadlock; the launcher file does the prctl single-threaded, after an
+    exec subprocess does in C. It costs an interpreter's start (about 20 ms) a run. The
+    runtime starts the program from its main thread, which lives as long as it does: the
+    signal follows the thread that forked, not the process.
+    """
+    if not sys.platform.startswith("linux"):  # no parent-death signal: the launcher's parent watch
+        return subprocess.Popen(
+            list(command), env=env, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True
+        )
+    from corral.sandbox import deathsig
 
-    return arm
+    said, report = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", deathsig.__file__, str(report), str(os.getpid()), *command],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            close_fds=True,  # the wire and the door's socket stay the runtime's
+            pass_fds=(report,),
+        )
+    except BaseException:
+        os.close(said)
+        raise
+    finally:
+        os.close(report)
+    with os.fdopen(said, "rb") as answer:
+        failed = answer.read()
+    if not failed:
+        return process
+    assert process.stderr is not None
+    process.stderr.close()
+    process.wait()
+    number = int(failed)
+    raise OSError(number, os.strerror(number))
 
 
 def _ended(program: str, status: int) -> str:

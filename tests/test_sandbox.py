@@ -12,12 +12,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 import corral
 from corral.config import AgentConfig, CorralConfig, parse_config
 from corral.daemon.power import capability
-from corral.errors import ConfigError, ToolCallError
+from corral.errors import CommandFailed, ConfigError, ToolCallError
 from corral.pluginmanager import register_plugins
 from corral.sandbox import command, linux
 from corral.sandbox.backend import ALWAYS, Confinement, Plan, Protection
@@ -29,7 +30,8 @@ from corral.sandbox.paths import inside_workdir
 from corral.sandbox.policy import Policy, agent_env
 from corral.sandbox.processes import Child, kill_strays
 from corral.sandbox.spec import HostPort, SandboxPolicy
-from corral.testing import CorralProject
+from corral.testing import CorralProject, wait_for
+from tests.e2e.support import kill_quietly, wait_until_dead
 
 
 def test_a_runs_command_folders_are_removed_and_nothing_the_agent_linked_is_followed(tmp_path: Path) -> None:
@@ -49,6 +51,56 @@ def test_a_runs_command_folders_are_removed_and_nothing_the_agent_linked_is_foll
     command.remove_folders(linked, "r2")
     assert (tmp / "corral-r2-a").is_dir(), "a TMPDIR the agent replaced with a link is not followed"
     command.remove_folders(tmp_path / "missing", "r1")
+
+
+RUN = {"run_id": "r1", "agent": "a", "attempt": 1, "trace_id": "t", "code": ".", "input": None}
+RUNTIME = f"""
+import sys, threading
+from corral.sandbox import command
+threading.Thread(target=threading.Event().wait, daemon=True).start()  # a runtime has threads: the door's server
+command.run(sys.argv[1:], {RUN!r})
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_commands_program_dies_with_the_runtime_even_by_sigkill(tmp_path: Path) -> None:
+    """What the daemon's kill -9 without bubblewrap leaves: the runtime dies by its own
+    parent-death signal, and nothing else would end the program it started."""
+    runtime = subprocess.Popen(
+        [sys.executable, "-c", RUNTIME, "sleep", "319"], env={**os.environ, "TMPDIR": str(tmp_path)}
+    )
+
+    def program() -> psutil.Process | None:
+        return next((c for c in psutil.Process(runtime.pid).children() if c.cmdline() == ["sleep", "319"]), None)
+
+    started = wait_for(program, "the program to start", timeout=10)
+    runtime.kill()
+    runtime.wait(10)
+    left = wait_until_dead([started.pid], timeout=5)
+    kill_quietly(left)
+    assert not left, "the program outlived the runtime that started it"
+
+
+def test_a_program_that_cannot_start_says_why_and_one_that_can_gives_its_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    bare = tmp_path / "bare"
+    bare.write_text("echo hi\n")
+    plain = tmp_path / "plain.sh"
+    plain.write_text("#!/bin/sh\n")
+    bare.chmod(0o755)
+    for program, said in (
+        (str(tmp_path / "missing"), "does not exist; fix the path"),
+        ("no-such-program-anywhere", "is not found on the sandbox's PATH"),
+        (str(plain), "cannot be executed; make it executable (chmod +x)"),
+        (str(bare), "is not a program the system can start (a script without a #! line?)"),
+    ):
+        with pytest.raises(CommandFailed) as failed:
+            command.run([program], RUN)
+        assert str(failed.value).startswith("the command could not be started: ") and said in str(failed.value)
+    assert command.run(["sh", "-c", 'echo "[$CORRAL_ATTEMPT, $#]" > "$CORRAL_RESULT"', "sh", "x", "y"], RUN) == [1, 2]
+    assert list(tmp_path.glob("corral-*")) == [], "each run's folder removed when its program ended"
 
 
 def test_agent_env_is_the_base_plus_grants_only(tmp_path: Path) -> None:
