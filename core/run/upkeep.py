@@ -3,12 +3,15 @@ abandoned; now and then, each agent's retention."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from corral.config import CorralConfig
 from corral.run.engine import change_state
 from corral.run.outcome import failure
+from corral.sandbox import command
+from corral.sandbox.policy import tmpdir
 from corral.states import FINISHED, RunState
 from corral.store import Records, Writer
 
@@ -48,8 +51,11 @@ async def recover(
         return resume, abandoned
 
     resume, abandoned = await writer.run(job)
+    loop = asyncio.get_running_loop()
     for run in abandoned:
         log.warning("run abandoned", run_id=run["id"], agent=run["agent"], reason=run["error"]["message"])
+        # its last attempt died with the daemon and none follows: its end is now (a command's input)
+        await loop.run_in_executor(None, command.remove_folders, tmpdir(config.workdir(run["agent"])), run["id"])
     if resume:
         log.info("resuming unfinished runs", count=len(resume))
     return resume

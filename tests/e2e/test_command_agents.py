@@ -416,3 +416,23 @@ def test_a_command_runs_input_folder_is_removed_however_its_attempt_ends(
     assert run["attempt"] == (1 if end == "cancel" else 2)
     assert not list((workdir / ".tmp").glob(f"corral-{run_id}-*")), "the run's input stayed in its workdir"
     wait_for(lambda: not _sleepers("317"), "the program to be ended with its attempt", timeout=10)
+
+
+def test_a_command_runs_input_folder_goes_when_the_run_is_abandoned_after_the_daemons_death(
+    corral_project: CorralProject,
+) -> None:
+    """Its attempt died with the daemon and no other follows: abandoning it at the next start ends it."""
+    corral_project.corral["max_resume_age"] = "1s"
+    corral_project.command_agent("sleeper", ["sh", "agent.sh"], {"agent.sh": SLEEPER}, input={"private": "yes"})
+    daemon = corral_project.start_daemon()
+    run_id = corral_project.cli_json("run", "sleeper")["id"]
+    workdir = corral_project.home / "agents" / "sleeper"
+    wait_for(lambda: (workdir / "started").exists(), "the program to start")
+    assert list((workdir / ".tmp").glob(f"corral-{run_id}-*"))
+    os.kill(daemon.pid, signal.SIGKILL)
+    daemon.process.wait(10)
+    wait_for(lambda: not _sleepers("317"), "the program to die with the daemon", timeout=10)
+    time.sleep(1.5)
+    corral_project.start_daemon()
+    assert corral_project.wait_for_run(run_id)["state"] == "abandoned"
+    assert not list((workdir / ".tmp").glob(f"corral-{run_id}-*")), "the run's input stayed in its workdir"
