@@ -160,7 +160,8 @@ class ToolRunning(Exception):
 
 def _inside_tool(kind: str, name: str, tool: str) -> ToolCallError | ModelCallError:
     """The error a tool gets for using ``ctx`` from inside itself (ctx.tool, ctx.state, ctx.model)."""
-    call = {"tool": f"ctx.tool({name!r})", "state": "ctx.state", "model": "ctx.model", "mcp": "ctx.tools"}[kind]
+    what = {"tool": f"ctx.tool({name!r})", "state": "ctx.state", "model": "ctx.model"}
+    call = what.get(kind, f"ctx.tool or ctx.tools (reading MCP server {name!r}'s tools)")
     message = (
         f"{call} was called from inside tool {tool!r}, which is still running: a tool's outcome must reach "
         "corral before the run's next step, so a tool cannot use ctx (ctx.tool, ctx.state, ctx.model) from "
