@@ -34,6 +34,7 @@ from corral.console.guard import COOKIE
 from corral.console.linkpages import LinkPages
 from corral.console.links import Links
 from corral.console.live import Hub
+from corral.console.rows import Rows
 from corral.jsoninput import NotStorable, parse_input
 from corral.observe.events import breathe
 from corral.observe.failures import unsuccessful
@@ -54,10 +55,12 @@ def templates() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # shipped with the package: no stat of the file at every page
     )
     env.filters.update(
         shown=reads.shown, took=_took, dollars=_dollars, tokens=_tokens, usd=_usd, unsuccessful=unsuccessful
     )
+    env.globals["row"] = Rows(env)
     return env
 
 

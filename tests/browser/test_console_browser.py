@@ -75,6 +75,10 @@ def test_run_from_the_agent_page_and_watch_it_finish_live(page: Page, site: Site
     _live_state(page, "succeeded")
     assert page.evaluate("window.stayed") is True, "the run page changed in place, not by a reload"
     assert page.get_by_text('"went"').count() > 0 and page.get_by_text("42").count() > 0
+    page.get_by_role("button", name="Fork from here").first.click()  # the one fork form, named by each step's button
+    page.wait_for_url(re.compile(r"/runs/[0-9a-f]+$"))
+    assert page.url.rsplit("/", 1)[1] != run_id
+    _live_state(page, "succeeded")
     (site.workdir("waiter") / "go").unlink()
     page.goto(site.url + "/runs?agent=waiter")
     assert page.get_by_role("link", name=run_id).is_visible()

@@ -1,0 +1,38 @@
+"""The console's rendered rows (core/console/rows.py): a row comes from memory only when
+everything it is rendered from is the same, and stays escaped."""
+
+from __future__ import annotations
+
+from corral.console.app import templates
+from corral.console.rows import Rows
+
+STEP = {"seq": 3, "attempt": 1, "kind": "tool", "name": "fetch", "status": "started", "args": {"url": "<b>x</b>"}}
+
+
+def test_a_row_is_rendered_once_for_the_same_values_and_again_when_they_change() -> None:
+    row = Rows(templates())
+    started = row("step", "run-1", 1, STEP)
+    assert row("step", "run-1", 1, dict(STEP)) is started  # from memory: equal values, another dict
+    done = row("step", "run-1", 1, {**STEP, "status": "done", "value": 7})
+    assert done is not started and "done" in done and "started" not in done
+    replayed = row("step", "run-1", 2, {**STEP, "status": "done", "value": 7})
+    assert "replayed" in replayed and "replayed" not in done  # the run's attempt is part of the row
+    assert "&lt;b&gt;x&lt;/b&gt;" in started and "<b>x</b>" not in started
+
+
+def test_values_msgpack_cannot_hold_are_rendered_each_time() -> None:
+    row = Rows(templates())
+    line = {"event": "big", "n": 2**70, "note": "<script>"}
+    first = row("log_line", line)
+    assert str(2**70) in first and "&lt;script&gt;" in first
+    assert row("log_line", line) == first
+
+
+def test_the_rows_asked_for_least_lately_go_first() -> None:
+    row = Rows(templates(), kept=2)
+    a = row("log_line", {"event": "a"})
+    b = row("log_line", {"event": "b"})
+    assert row("log_line", {"event": "a"}) is a  # a is now the latest asked for
+    row("log_line", {"event": "c"})  # b goes
+    assert row("log_line", {"event": "a"}) is a
+    assert row("log_line", {"event": "b"}) is not b
