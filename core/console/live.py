@@ -19,7 +19,6 @@ import asyncio
 import json
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -29,7 +28,7 @@ from corral.states import EventKind
 CLIENT_QUEUE = 64
 """Notices one browser may have unsent before it is dropped."""
 PENDING = 4096
-"""Notices waiting for the event loop; past this, every client is dropped and reloads."""
+"""Different notices waiting for the event loop; past this, every client is dropped and reloads."""
 TICK = 0.25
 """Seconds between fan-outs to the browsers: the shortest wait of ``console.js`` before it fetches."""
 HEARTBEAT = 15.0
@@ -64,19 +63,16 @@ class Client:
         return EventKind(notice.kind) not in QUIET
 
 
-def _coalesced(notices: deque[Notice]) -> list[Notice]:
-    """The tick's notices, each once, in the order first seen: a page refetches itself once
-    for all of them, so repeats would only cost the daemon writes to every browser."""
-    return list(dict.fromkeys(notices))
-
-
 class Hub:
     """The event stream's ``console`` subscriber and the set of connected browsers."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._clients: set[Client] = set()
-        self._pending: deque[Notice] = deque()
+        self._pending: dict[tuple[str, str, str], None] = {}
+        """The tick's notices as (kind, run, agent), each once, in the order first seen: a page
+        refetches itself once for all of them, so a repeat costs only this lookup (eight busy
+        agents post hundreds of step events a second)."""
         self._overflow = False
         self._scheduled = False
         self._due = 0.0
@@ -92,12 +88,14 @@ class Hub:
         if not self._clients:
             return
         run = event.run or {}
-        notice = Notice(event.kind.value, str(run.get("id", "")), str(run.get("agent", "")))
+        key = (event.kind.value, str(run.get("id", "")), str(run.get("agent", "")))
         with self._lock:
+            if key in self._pending:
+                return
             if len(self._pending) >= PENDING:
                 self._overflow = True
                 self._pending.clear()
-            self._pending.append(notice)
+            self._pending[key] = None
             if self._scheduled:
                 return
             self._scheduled = True
@@ -110,10 +108,10 @@ class Hub:
     def _fan_out(self) -> None:
         with self._lock:
             self._due = time.monotonic() + TICK
-            notices, self._pending = self._pending, deque()
+            pending, self._pending = self._pending, {}
             overflow, self._overflow = self._overflow, False
             self._scheduled = False
-        batch = _coalesced(notices)
+        batch = [Notice(*key) for key in pending]
         for client in list(self._clients):
             if overflow:
                 self._drop(client)
