@@ -39,9 +39,11 @@ from benchmarks.stats import Row, percentile, summary, table  # noqa: E402
 from corral.config import load_config  # noqa: E402
 from corral.config.console import ConsoleConfig  # noqa: E402
 from corral.console import Console  # noqa: E402
+from corral.console.app import FRAGMENT  # noqa: E402
 from corral.console.guard import COOKIE  # noqa: E402
 from corral.console.reads import StoreView  # noqa: E402
 from corral.daemon.host import host  # noqa: E402
+from corral.observe.logs import log_path  # noqa: E402
 from corral.store import Records, Store, Writer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -185,6 +187,47 @@ def fill(store: Store, runs: int, agents: int) -> list[str]:
     return ids
 
 
+LONG_STEPS = 1000
+LOG_MB = 10
+"""The long run followed live: its steps, and its agent's log (a whole file before rotation)."""
+
+
+def fill_long_run(store: Store, records: Records, log_dir: Path, last: str) -> str:
+    """A running run of :data:`LONG_STEPS` tool steps, newest in the store, whose agent's log
+    holds :data:`LOG_MB` MB of earlier runs' lines and then one line per step of its own; its id."""
+    run_id = f"{last[:12]}{int(last[12:], 16) + 1:08x}"
+    now = time.time()
+    writer = Writer(store)
+    try:
+        run = {"id": run_id, "agent": "bench-1", "state": "running", "trigger": "interval", "attempt": 1}
+        run.update(created=now - 60, started=now - 59, input={"steps": LONG_STEPS}, applied=PROTECTIONS)
+        steps = [
+            {"seq": seq, "attempt": 1, "kind": "tool", "name": "count", "status": "done", "ok": True}
+            | {
+                "args": {"n": seq},
+                "value": {"count": seq},
+                "started": now - 59 + seq / 100,
+                "ended": now - 59 + seq / 99,
+            }
+            for seq in range(1, LONG_STEPS + 1)
+        ]
+        writer.call(lambda txn: [records.put_run(txn, run), *(records.put_step(txn, run_id, s) for s in steps)])
+    finally:
+        writer.close()
+    line = '{{"timestamp": "2026-12-06T10:00:00.000Z", "level": "info", "event": "tool done", "agent": "bench-1", '
+    line += '"run_id": "{run}", "trace_id": "5f2c0d7a9b3e4c1d8a6f0e2b7c9d1a3e", '
+    line += '"seq": {seq}, "tool": "count", "took_ms": 0.4}}\n'
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_path(log_dir, "bench-1"), "w") as log:
+        written, n = 0, 0
+        while written < LOG_MB * 2**20:
+            n += 1
+            written += log.write(line.format(run=f"{n // 1000:020x}", seq=n % 1000))
+        for seq in range(1, LONG_STEPS + 1):
+            log.write(line.format(run=run_id, seq=seq))
+    return run_id
+
+
 PAGES = {
     "newest": "/runs",
     "one agent": "/runs?agent=bench-3",
@@ -206,6 +249,7 @@ def runs_page(root: Path, *, runs: int, agents: int, requests: int) -> dict[str,
         ids = fill(store, runs, agents)
         filled = time.monotonic() - began
         records = Records(store.dbs)
+        long_run = fill_long_run(store, records, config.log_dir, ids[-1])
         ready = threading.Event()
         loop = asyncio.new_event_loop()
         box: dict[str, Any] = {}
@@ -241,6 +285,13 @@ def runs_page(root: Path, *, runs: int, agents: int, requests: int) -> dict[str,
                     "p99_ms": percentile(took, 99) * 1000,
                     "bytes": len(body),
                 }
+            browser.get(f"/runs/{long_run}", fragment=True)
+            took = []
+            for _ in range(requests):
+                t0 = time.perf_counter()
+                browser.get(f"/runs/{long_run}", fragment=True)
+                took.append(time.perf_counter() - t0)
+            refetch = {"p50_ms": percentile(took, 50) * 1000, "p99_ms": percentile(took, 99) * 1000}
         box["stop"] = True
         thread.join(10)
         return {
@@ -249,6 +300,7 @@ def runs_page(root: Path, *, runs: int, agents: int, requests: int) -> dict[str,
             "fill_s": filled,
             "store_mb": store.size()["used_bytes"] / 2**20,
             "pages": timings,
+            "run_refetch": refetch,
         }
     finally:
         store.close()
@@ -274,9 +326,11 @@ class _Connection:
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
 
-    def get(self, path: str) -> bytes:
-        """The body of ``GET path``; raises on any status but 200."""
-        request = f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nCookie: {COOKIE}={self.cookie}\r\n\r\n"
+    def get(self, path: str, fragment: bool = False) -> bytes:
+        """The body of ``GET path`` (the live script's refetch with ``fragment``); raises on
+        any status but 200."""
+        live = f"{FRAGMENT}: 1\r\n" if fragment else ""
+        request = f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nCookie: {COOKIE}={self.cookie}\r\n{live}\r\n"
         self.sock.sendall(request.encode())
         while b"\r\n\r\n" not in self.buffer:
             self._read()
@@ -337,6 +391,10 @@ def rows(onoff: dict[str, Any], page: dict[str, Any]) -> list[Row]:
             unit="us",
         ),
     ]
+    refetch = page["run_refetch"]
+    out.append(
+        Row(f"run page refetch p50 ({LONG_STEPS:,} steps, {LOG_MB} MB log)", refetch["p50_ms"], None, "", unit="ms")
+    )
     for name, t in page["pages"].items():
         target = "< 200 ms"
         out.append(

@@ -41,7 +41,12 @@ def test_quick_benchmark_completes_and_prints_the_table(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_quick_console_benchmark_completes_and_prints_the_table(tmp_path: Path) -> None:
     out = _quick("console_bench", tmp_path)
-    for metric in ("step p50, console open", "8-agent steps/s, console open", "runs page p50, newest"):
+    for metric in (
+        "step p50, console open",
+        "8-agent steps/s, console open",
+        "runs page p50, newest",
+        "run page refetch",
+    ):
         assert metric in out
     assert "the viewer fetched" in out
 
