@@ -36,3 +36,14 @@ def test_the_rows_asked_for_least_lately_go_first() -> None:
     row("log_line", {"event": "c"})  # b goes
     assert row("log_line", {"event": "a"}) is a
     assert row("log_line", {"event": "b"}) is not b
+
+
+def test_rows_are_kept_to_a_number_of_characters_too() -> None:
+    row = Rows(templates(), kept_chars=64 * 400)
+    big = row("log_line", {"event": "x" * 300})
+    assert row("log_line", {"event": "x" * 300}) is big
+    huge = row("log_line", {"event": "y" * 1000})  # over a 64th of what is kept: never kept
+    assert row("log_line", {"event": "y" * 1000}) is not huge
+    for n in range(100):
+        row("log_line", {"event": "z" * 300, "n": n})  # 100 rows of about 350 characters
+    assert row("log_line", {"event": "x" * 300}) is not big  # pushed out by characters, not count

@@ -21,6 +21,9 @@ from corral.packing import pack
 
 KEPT = 4096
 """Rows kept: a page shows at most 100 steps and 100 log lines, so about twenty pages' worth."""
+KEPT_CHARS = 16 * 2**20
+"""Characters of HTML kept at most, whatever the rows' count: a model step's row holds its
+whole answer, so 4,096 long ones alone could hold gigabytes."""
 
 
 class Rows:
@@ -28,9 +31,11 @@ class Rows:
     ``values``, from memory when it was rendered with the same values before. Pages render
     on worker threads, so the memory is shared under a lock (held only to look up and store)."""
 
-    def __init__(self, env: jinja2.Environment, kept: int = KEPT) -> None:
+    def __init__(self, env: jinja2.Environment, kept: int = KEPT, kept_chars: int = KEPT_CHARS) -> None:
         self._env = env
         self._kept = kept
+        self._kept_chars = kept_chars
+        self._chars = 0
         self._rows: OrderedDict[bytes, Markup] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -50,8 +55,12 @@ class Rows:
                 self._rows.move_to_end(key)
                 return html
         html = Markup(macro(*values))
+        if len(html) > self._kept_chars // 64:
+            return html  # one huge answer would push out everything else
         with self._lock:
-            self._rows[key] = html
-            while len(self._rows) > self._kept:
-                self._rows.popitem(last=False)
+            if key not in self._rows:
+                self._rows[key] = html
+                self._chars += len(html)
+            while len(self._rows) > self._kept or self._chars > self._kept_chars:
+                self._chars -= len(self._rows.popitem(last=False)[1])
         return html
