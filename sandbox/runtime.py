@@ -30,6 +30,7 @@ from corral.sandbox.policy import Policy
 from corral.wire import VERSION, BlockingChannel
 
 if TYPE_CHECKING:
+    from corral.sandbox.door.api import Api
     from corral.sandbox.door.tools import ToolDoor
 
 MAX_STATE_KEY = 256
@@ -584,14 +585,15 @@ def _door_turn(session: _Session, end: Callable[[BaseException], None] | None = 
 
 def _open_door(listener: socket.socket, run: dict[str, Any], context: Context, policy: Policy) -> None:
     """Serve the door on ``listener`` (every run has one): the model door, the tool door, and
-    the state and log API (``/corral/v1``) over ``context``; point the agent at it.
+    the state and log API (``/corral/v1``) over ``context``; point the agent at it. What
+    answers each is made at the first request to it (:class:`corral.sandbox.door.server.FirstUse`),
+    so a run that never calls the door never imports it.
 
     The token comes in the welcome (the daemon made it, so that it can hide it from the
     agent's log) and lives only in this process, whose memory its children cannot read
     (the launcher made it non-dumpable), and in the agent's environment: it is what keeps
     other processes on a shared loopback out.
     """
-    from corral.sandbox.door.api import Api
     from corral.sandbox.door.problems import DoorError
     from corral.sandbox.door.server import Door, ended
 
@@ -617,17 +619,29 @@ def _open_door(listener: socket.socket, run: dict[str, Any], context: Context, p
             ended()
             raise
 
+    def api() -> Api:
+        from corral.sandbox.door.api import Api
+
+        limits = policy.limits
+        return Api(
+            context.state,
+            context.log,
+            change,
+            lambda: session.running,
+            limits.get("state_value_kb"),
+            limits.get("state_mb"),
+        )
+
     max_body = policy.max_frame // 2
-    door = Door(listener, run["door_token"], run.get("models") or [], ask, max_body, run["run_id"])
-    door.tools = _tool_door(run, session)
-    limits = policy.limits
-    door.api = Api(
-        context.state,
-        context.log,
-        change,
-        lambda: session.running,
-        limits.get("state_value_kb"),
-        limits.get("state_mb"),
+    door = Door(
+        listener,
+        run["door_token"],
+        run.get("models") or [],
+        ask,
+        max_body,
+        run["run_id"],
+        tools=lambda: _tool_door(run, session),
+        api=api,
     )
     os.environ.update(door.env())
     door.start()

@@ -155,9 +155,16 @@ def door(welcome: dict[str, Any], context: Context, max_body: int) -> Iterator[N
             raise stopped(aborted) from None
 
     token = f"corral-{secrets.token_urlsafe(32)}"
-    served = Door(listen(), token, welcome.get("models") or [], ask, max_body, welcome["run_id"])
-    served.tools = _tool_door(welcome, session, end)
-    served.api = Api(context.state, context.log, change, lambda: session.running, None)
+    served = Door(
+        listen(),
+        token,
+        welcome.get("models") or [],
+        ask,
+        max_body,
+        welcome["run_id"],
+        tools=lambda: _tool_door(welcome, session, end),
+        api=lambda: Api(context.state, context.log, change, lambda: session.running, None),
+    )
     os.environ.update(served.env())
     served.start(poll_interval=0.05)
     try:

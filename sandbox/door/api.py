@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 from corral.jsoninput import loads, storable
 from corral.packing import pack
+from corral.sandbox.door import API_PREFIX
 from corral.sandbox.door.problems import DoorError, shallow
 
-PREFIX = "/corral/v1"
 DOCUMENT = Path(__file__).with_name("openapi.json")
 LEVELS = ("debug", "info", "warning", "error")
 MAX_KEY = 256
@@ -55,21 +55,13 @@ class Operation:
 
 
 ROUTES = (
-    Operation("GET", f"{PREFIX}/state", "everything"),
-    Operation("GET", f"{PREFIX}/state/{{key}}", "one"),
-    Operation("PUT", f"{PREFIX}/state/{{key}}", "put"),
-    Operation("DELETE", f"{PREFIX}/state/{{key}}", "delete"),
-    Operation("POST", f"{PREFIX}/log", "log"),
-    Operation("GET", f"{PREFIX}/openapi.json", "openapi"),
+    Operation("GET", f"{API_PREFIX}/state", "everything"),
+    Operation("GET", f"{API_PREFIX}/state/{{key}}", "one"),
+    Operation("PUT", f"{API_PREFIX}/state/{{key}}", "put"),
+    Operation("DELETE", f"{API_PREFIX}/state/{{key}}", "delete"),
+    Operation("POST", f"{API_PREFIX}/log", "log"),
+    Operation("GET", f"{API_PREFIX}/openapi.json", "openapi"),
 )
-
-
-def error(problem: DoorError) -> dict[str, Any]:
-    """The body of every error this API answers (the document's ``Error`` schema)."""
-    body: dict[str, Any] = {"status": problem.status, "message": problem.message}
-    if problem.param:
-        body["field"] = problem.param
-    return {"error": body}
 
 
 class Api:
@@ -202,13 +194,13 @@ def _route(method: str, path: str) -> tuple[Operation, str]:
     """The route ``method`` and ``path`` name, and the decoded key for a ``{key}`` route."""
     key = ""
     template = path
-    prefix = f"{PREFIX}/state/"
+    prefix = f"{API_PREFIX}/state/"
     if path.startswith(prefix):
         key, template = _key(path[len(prefix) :]), f"{prefix}{{key}}"
     allowed = [route for route in ROUTES if route.path == template]
     if not allowed:
         raise DoorError(
-            404, f"no such path on corral's door: {method} {path}; the API is described at {PREFIX}/openapi.json"
+            404, f"no such path on corral's door: {method} {path}; the API is described at {API_PREFIX}/openapi.json"
         )
     for route in allowed:
         if route.method == method:

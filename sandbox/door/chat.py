@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from corral.models.errors import InvalidRequest
 from corral.models.types import (
     Message,
     Options,
@@ -23,9 +24,7 @@ from corral.models.types import (
     parse_arguments,
 )
 from corral.sandbox.door.problems import (
-    DoorError,
     bad,
-    checked,
     choice,
     field,
     names,
@@ -38,18 +37,16 @@ from corral.sandbox.door.problems import (
 NAME = "openai"
 OVERLOADED = 503
 _FINISH = {"stop": "stop", "tool_calls": "tool_calls", "length": "length", "content_filter": "content_filter"}
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "invalid_request_error",
-    403: "permission_error",
-    404: "invalid_request_error",
-    409: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "insufficient_quota",
-    503: "server_error",
-}
 _PARTS = ("text", "refusal")
-_CODES = {401: "invalid_api_key", 404: "model_not_found", 413: "request_too_large", 429: "budget_exceeded"}
+
+
+def checked(path: str, make: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``make(*args, **kwargs)``, with corral's own request checks turned into a 400 at ``path``
+    (for every dialect: they all build corral's neutral types)."""
+    try:
+        return make(*args, **kwargs)
+    except InvalidRequest as exc:
+        raise bad(path, exc.message) from None
 
 
 class Asked:
@@ -249,18 +246,6 @@ def stream(value: dict[str, Any], asked: Asked, ident: str) -> Iterator[bytes]:
 
 def _event(data: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
-
-
-def error(problem: DoorError) -> dict[str, Any]:
-    """OpenAI's error body."""
-    return {
-        "error": {
-            "message": problem.message,
-            "type": _ERROR_TYPES.get(problem.status, "api_error"),
-            "param": problem.param,
-            "code": problem.code or _CODES.get(problem.status),
-        }
-    }
 
 
 def models(granted: list[dict[str, str]]) -> dict[str, Any]:

@@ -13,21 +13,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from corral.models.types import Message, Options, Request, ToolCall, ToolDefinition
-from corral.sandbox.door.chat import Asked
-from corral.sandbox.door.problems import DoorError, bad, checked, field, names, number, obj, only, positive, text
+from corral.sandbox.door.chat import Asked, checked
+from corral.sandbox.door.problems import bad, field, names, number, obj, only, positive, text
 
 NAME = "anthropic"
 OVERLOADED = 529
 _STOP = {"stop": "end_turn", "tool_calls": "tool_use", "length": "max_tokens", "content_filter": "refusal"}
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    529: "overloaded_error",
-}
 _CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 
 
@@ -199,12 +190,6 @@ def stream(value: dict[str, Any], asked: Asked, ident: str) -> Iterator[bytes]:
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: ".encode() + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
-
-
-def error(problem: DoorError) -> dict[str, Any]:
-    """Anthropic's error body."""
-    kind = _ERROR_TYPES.get(problem.status, "api_error")
-    return {"type": "error", "error": {"type": kind, "message": problem.message}}
 
 
 def models(granted: list[dict[str, str]]) -> dict[str, Any]:

@@ -1,8 +1,13 @@
-"""Errors the door answers with, and the checks that find them in a request body.
+"""Errors the door answers with, their bodies in each API's format, and the checks that find
+them in a request body.
 
-A :class:`DoorError` is read by the agent's SDK: each dialect renders it in its API's own
-error format, so the SDK raises its usual exception (``BadRequestError``, ``NotFoundError``,
-``RateLimitError``...) with the message and, for a bad field, the field's path.
+A :class:`DoorError` is read by the agent's SDK: it is rendered in the error format of the API
+asked (:func:`openai_error`, :func:`anthropic_error`, :func:`api_error`), so the SDK raises its
+usual exception (``BadRequestError``, ``NotFoundError``, ``RateLimitError``...) with the
+message and, for a bad field, the field's path. The bodies are here, beside the error, and
+not in the dialects: the server imports a dialect at the first request that needs it
+(``corral.sandbox.door.server``), and an error, even the one saying a dialect could not be
+loaded, must not wait for that. So this module imports nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -10,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-from corral.models.errors import InvalidRequest
 
 
 @dataclass
@@ -39,6 +42,54 @@ class DoorError(Exception):
 def bad(path: str, problem: str) -> DoorError:
     """A 400 naming the field."""
     return DoorError(400, f"{path}: {problem}" if path else problem, param=path or None)
+
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "insufficient_quota",
+    503: "server_error",
+}
+_OPENAI_CODES = {401: "invalid_api_key", 404: "model_not_found", 413: "request_too_large", 429: "budget_exceeded"}
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def openai_error(problem: DoorError) -> dict[str, Any]:
+    """OpenAI's error body (Chat Completions and Responses)."""
+    return {
+        "error": {
+            "message": problem.message,
+            "type": _OPENAI_TYPES.get(problem.status, "api_error"),
+            "param": problem.param,
+            "code": problem.code or _OPENAI_CODES.get(problem.status),
+        }
+    }
+
+
+def anthropic_error(problem: DoorError) -> dict[str, Any]:
+    """Anthropic's error body."""
+    kind = _ANTHROPIC_TYPES.get(problem.status, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": problem.message}}
+
+
+def api_error(problem: DoorError) -> dict[str, Any]:
+    """The body of every error the state and log API answers (``openapi.json``'s ``Error`` schema)."""
+    body: dict[str, Any] = {"status": problem.status, "message": problem.message}
+    if problem.param:
+        body["field"] = problem.param
+    return {"error": body}
 
 
 MAX_DEPTH = 64
@@ -147,14 +198,6 @@ def names(granted: list[dict[str, str]]) -> list[tuple[str, str]]:
     return [
         (name, model["name"]) for model in granted for name in dict.fromkeys((model["name"], model["model"])) if name
     ]
-
-
-def checked(path: str, make: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``make(*args, **kwargs)``, with corral's own request checks turned into a 400 at ``path``."""
-    try:
-        return make(*args, **kwargs)
-    except InvalidRequest as exc:
-        raise bad(path, exc.message) from None
 
 
 _NAMES = {

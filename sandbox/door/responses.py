@@ -15,8 +15,8 @@ from typing import Any
 
 from corral.models.types import Message, Options, Request, ResponseFormat, ToolCall, ToolDefinition, parse_arguments
 from corral.sandbox.door import chat
-from corral.sandbox.door.chat import Asked
-from corral.sandbox.door.problems import bad, checked, choice, field, number, obj, positive, text
+from corral.sandbox.door.chat import Asked, checked
+from corral.sandbox.door.problems import bad, choice, field, number, obj, positive, text
 
 NAME = "responses"
 OVERLOADED = chat.OVERLOADED
@@ -212,5 +212,4 @@ def stream(value: dict[str, Any], asked: Asked, ident: str) -> Iterator[bytes]:
     yield event("response.incomplete" if final["status"] == "incomplete" else "response.completed", response=final)
 
 
-error = chat.error
 models = chat.models

@@ -5,11 +5,19 @@ the daemon; a request that passes becomes one ``model`` step through ``ask``, wh
 serialises steps on the wire (the protocol is strict request and reply). stdlib
 ``http.server``: it is already in the sandbox, needs nothing installed, and the door's
 traffic is one local client (docs/dependencies.md).
+
+Every run serves the door, and most never call it, so what answers a route is made at the
+first request that needs it (:class:`FirstUse`): a model dialect's module (named in
+:data:`DIALECTS`, with what it brings: corral's model types, msgspec), the tool door and the
+state and log API (made by the runtime, with the ``mcp`` SDK's types at the first ``/mcp``
+message). Until then the agent's process holds this module, ``http.server`` and the errors
+(:mod:`corral.sandbox.door.problems`), which need none of them.
 """
 
 from __future__ import annotations
 
 import hmac
+import importlib
 import json
 import os
 import socket
@@ -17,15 +25,26 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from corral.sandbox.door import api, chat, messages, responses
-from corral.sandbox.door.problems import MAX_DEPTH, DoorError, from_step, shallow
+from corral.sandbox.door import API_PREFIX, MCP_PATH
+from corral.sandbox.door.problems import (
+    MAX_DEPTH,
+    DoorError,
+    anthropic_error,
+    api_error,
+    from_step,
+    openai_error,
+    shallow,
+)
 
 if TYPE_CHECKING:
-    from corral.sandbox.door.tools import RpcReply, ToolDoor
+    from corral.sandbox.door.api import Api
+    from corral.sandbox.door.tools import ToolDoor
 
 Ask = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
 """Send one model step (model alias, args); returns (seq, the daemon's ``result`` frame)."""
@@ -44,8 +63,59 @@ use up the agent's descriptors (docs/models.md)."""
 HEADER_SECONDS = 2.0
 """How long a connection has to deliver a request line and its headers (each request of a
 kept-alive one too); the token is in the headers, so until then it may be anyone's."""
-_PREFIX = {chat.NAME: "chatcmpl", messages.NAME: "msg", responses.NAME: "resp"}
-"""How each API's answer ids begin; the rest is the run and the step, the same on a replay."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One API of the model door: the module that reads its requests and writes its answers
+    (imported at the first request in it), how its errors look, and how its answer ids begin
+    (the rest of an id is the run and the step, the same on a replay)."""
+
+    module: str
+    error: Callable[[DoorError], dict[str, Any]]
+    ids: str
+
+
+DIALECTS = {
+    "openai": Dialect("corral.sandbox.door.chat", openai_error, "chatcmpl"),
+    "anthropic": Dialect("corral.sandbox.door.messages", anthropic_error, "msg"),
+    "responses": Dialect("corral.sandbox.door.responses", openai_error, "resp"),
+}
+"""The model door's dialects by the name their module gives itself (``NAME``)."""
+
+T = TypeVar("T")
+
+
+class FirstUse(Generic[T]):
+    """What answers a route, made by ``make`` at the first request that needs it and kept.
+
+    The door serves each connection on a thread of its own, so two first requests may come
+    at once: one makes it while the other waits. A ``make`` that fails (a broken install, a
+    run short of memory) is the door's 500 naming what could not be loaded and why, to that
+    request and to each later one, which tries again.
+    """
+
+    def __init__(self, make: Callable[[], T], what: str) -> None:
+        self._make = make
+        self._what = what
+        self._lock = threading.Lock()
+        self._made: list[T] = []
+        """Empty until made (a list: the value itself may be any object)."""
+
+    def get(self) -> T:
+        if not self._made:
+            with self._lock:
+                if not self._made:
+                    try:
+                        self._made.append(self._make())
+                    except Exception as exc:  # noqa: BLE001 - told to the client, which would otherwise see a dropped connection
+                        raise DoorError(
+                            500,
+                            f"corral's door could not load {self._what} ({type(exc).__name__}: {exc}); the request "
+                            "was not sent. A broken corral install (reinstall it) or a run short of memory "
+                            "(limits.address_space_mb) does this",
+                        ) from exc
+        return self._made[0]
 
 
 def unserved_env(models: bool) -> dict[str, str]:
@@ -57,7 +127,7 @@ def unserved_env(models: bool) -> dict[str, str]:
 
 def _door_env(base: str, token: str, models: bool) -> dict[str, str]:
     """The door's variables for a door at ``base`` taking ``token``."""
-    env = dict(zip(CORRAL_VARIABLES, (token, f"{base}/mcp", f"{base}{api.PREFIX}"), strict=True))
+    env = dict(zip(CORRAL_VARIABLES, (token, f"{base}{MCP_PATH}", f"{base}{API_PREFIX}"), strict=True))
     if models:
         env.update(zip(DOOR_VARIABLES, (f"{base}/v1", token, base, token), strict=True))
     return env
@@ -69,10 +139,23 @@ def listen(port: int = 0) -> socket.socket:
 
 
 class Door:
-    """The endpoint of one run: its token, its granted models, and the thread serving them."""
+    """The endpoint of one run: its token, its granted models, and the thread serving them.
+
+    ``tools`` makes the tool door (``/mcp``; None: ``/mcp`` is 404) and ``api`` the state and
+    log API (``/corral/v1``; None: 404), each at the first request to it.
+    """
 
     def __init__(
-        self, listener: socket.socket, token: str, granted: list[dict[str, str]], ask: Ask, max_body: int, run_id: str
+        self,
+        listener: socket.socket,
+        token: str,
+        granted: list[dict[str, str]],
+        ask: Ask,
+        max_body: int,
+        run_id: str,
+        *,
+        tools: Callable[[], ToolDoor] | None = None,
+        api: Callable[[], Api] | None = None,
     ) -> None:
         self.token = token
         self.granted = granted
@@ -80,10 +163,12 @@ class Door:
         self.ask = ask
         self.max_body = max_body
         self.run_id = run_id
-        self.api: api.Api | None = None
-        """The state and log API (``/corral/v1``), once the runtime has the run's ``ctx``."""
-        self.tools: ToolDoor | None = None
-        """The tool door (``/mcp``), once the runtime has made it (None: ``/mcp`` is 404, as in a replay)."""
+        self.tools = None if tools is None else FirstUse(tools, "the tool door")
+        self.api = None if api is None else FirstUse(api, "the state and log API")
+        self.dialects = {
+            name: FirstUse(partial(importlib.import_module, dialect.module), f"its {name} dialect")
+            for name, dialect in DIALECTS.items()
+        }
         server = _Server((HOST, 0), _Handler, bind_and_activate=False)
         server.socket.close()
         server.socket = listener
@@ -213,11 +298,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response_only(code, message)
         self.send_header("date", self.date_time_string())
 
-    def _dialect(self) -> ModuleType:
+    def _dialect(self) -> str:
+        """The name of the API a request to the model door speaks (:data:`DIALECTS`)."""
         path = self.path.split("?", 1)[0]
         if path.startswith("/v1/responses"):
-            return responses
-        return messages if path.startswith("/v1/messages") or "anthropic-version" in self.headers else chat
+            return "responses"
+        return "anthropic" if path.startswith("/v1/messages") or "anthropic-version" in self.headers else "openai"
 
     def do_GET(self) -> None:
         if self._is_mcp():
@@ -225,27 +311,28 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._corral("GET"):
             return
-        dialect = self._dialect()
+        name = self._dialect()
         try:
             self._check_token()
             if self.path.split("?", 1)[0].rstrip("/") != "/v1/models":
                 raise DoorError(404, f"no such path on corral's model door: GET {self.path}")
+            listed = self.door.dialects[name].get().models(self.door.granted)
         except DoorError as problem:
-            self._error(dialect, problem)
+            self._error(name, problem)
             return
-        self._json(200, dialect.models(self.door.granted))
+        self._json(200, listed)
 
     def do_PUT(self) -> None:
         if not self._corral("PUT"):
             self._discard()
-            self._error(chat, DoorError(404, f"no such path on corral's model door: PUT {self.path}"))
+            self._error("openai", DoorError(404, f"no such path on corral's model door: PUT {self.path}"))
 
     def do_DELETE(self) -> None:
         if self._is_mcp():
             self._mcp_other()
         elif not self._corral("DELETE"):
             self._discard()
-            self._error(chat, DoorError(404, f"no such path on corral's model door: DELETE {self.path}"))
+            self._error("openai", DoorError(404, f"no such path on corral's model door: DELETE {self.path}"))
 
     def do_POST(self) -> None:
         if self._is_mcp():
@@ -253,21 +340,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._corral("POST"):
             return
-        dialect = self._dialect()
+        name = self._dialect()
         try:
             self._check_token()
             path = self.path.split("?", 1)[0].rstrip("/")
             if path not in ("/v1/chat/completions", "/v1/messages", "/v1/responses"):
                 self._discard()
                 raise DoorError(404, f"no such path on corral's model door: POST {self.path}")
-            self._post(dialect)
+            self._post(name)
         except DoorError as problem:
-            self._error(dialect, problem)
+            self._error(name, problem)
 
     def _corral(self, method: str) -> bool:
         """Answer a request to the state and log API (:mod:`corral.sandbox.door.api`), if it is one."""
         path = self.path.split("?", 1)[0]
-        if self.door.api is None or not (path == api.PREFIX or path.startswith(f"{api.PREFIX}/")):
+        if self.door.api is None or not (path == API_PREFIX or path.startswith(f"{API_PREFIX}/")):
             return False
         read = False
 
@@ -279,69 +366,63 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if not self.door.authorized(self.headers):
                 raise DoorError(401, "missing or wrong token: send Authorization: Bearer $CORRAL_DOOR_TOKEN")
-            status, answer, headers = self.door.api.answer(method, self.path, body)
+            status, answer, headers = self.door.api.get().answer(method, self.path, body)
         except DoorError as problem:
-            status, answer, headers = problem.status, api.error(problem), {}
+            status, answer, headers = problem.status, api_error(problem), {}
         if not read and self.headers.get("content-length", "0") != "0":
             self._discard()
         self._json(status, answer, headers)
         return True
 
     def _is_mcp(self) -> bool:
-        from corral.sandbox.door.tools import PATH
-
-        return self.door.tools is not None and self.path.split("?", 1)[0].rstrip("/") == PATH
+        return self.door.tools is not None and self.path.split("?", 1)[0].rstrip("/") == MCP_PATH
 
     def _mcp(self) -> None:
         """One MCP message: checked here for token, origin and size, answered by the tool door."""
         tools = self.door.tools
         assert tools is not None
-        reply = self._mcp_refusal()
-        if reply is None:
-            length = self._length()
-            if length is None or length > self.door.max_body:
-                reply = self._mcp_size(length)
-            else:
-                reply = tools.answer(self.rfile.read(length), self.headers)
-        body = b"" if reply.body is None else json.dumps(reply.body, ensure_ascii=False).encode()
-        self._send(reply.status, body, "application/json", reply.headers)
+        if self._mcp_refused():
+            return
+        length = self._length()
+        if length is None:
+            self._discard()
+            self._json(400, _rpc_error(-32600, "send the message with a Content-Length"))
+        elif length > self.door.max_body:
+            self._drain(length)
+            message = f"the message is {length} bytes, over the door's limit of {self.door.max_body}"
+            self._json(413, _rpc_error(-32600, message))
+        else:
+            body = self.rfile.read(length)
+            try:
+                reply = tools.get().answer(body, self.headers)
+            except DoorError as problem:
+                self._json(problem.status, _rpc_error(-32603, problem.message))
+                return
+            payload = b"" if reply.body is None else json.dumps(reply.body, ensure_ascii=False).encode()
+            self._send(reply.status, payload, "application/json", reply.headers)
 
     def _mcp_other(self) -> None:
         """GET and DELETE on ``/mcp``: the door offers no server-initiated stream and no session
         to end, and says so as the spec allows (405)."""
-        from corral.sandbox.door.tools import RpcReply
-
         self._discard()
-        reply = self._mcp_refusal() or RpcReply(
-            405, _rpc_error(-32600, "the tool door takes POST only"), {"allow": "POST"}
-        )
-        self._send(reply.status, json.dumps(reply.body).encode(), "application/json", reply.headers)
+        if not self._mcp_refused():
+            self._json(405, _rpc_error(-32600, "the tool door takes POST only"), {"allow": "POST"})
 
-    def _mcp_refusal(self) -> RpcReply | None:
-        """401 without the run's token, 403 for a browser page's origin; else None."""
+    def _mcp_refused(self) -> bool:
+        """Answer 401 without the run's token, 403 for a browser page's origin; whether it did."""
         from urllib.parse import urlsplit
-
-        from corral.sandbox.door.tools import RpcReply
 
         if not self.door.authorized(self.headers):
             self._discard()
             message = "missing or wrong token: send Authorization: Bearer $CORRAL_DOOR_TOKEN"
-            return RpcReply(401, _rpc_error(-32600, message), {"www-authenticate": "Bearer"})
+            self._json(401, _rpc_error(-32600, message), {"www-authenticate": "Bearer"})
+            return True
         origin = self.headers.get("origin")
         if origin is not None and urlsplit(origin).hostname not in ("127.0.0.1", "localhost"):
             self._discard()
-            return RpcReply(403, _rpc_error(-32600, f"origin {origin!r} may not use the tool door"))
-        return None
-
-    def _mcp_size(self, length: int | None) -> RpcReply:
-        from corral.sandbox.door.tools import RpcReply
-
-        if length is None:
-            self._discard()
-            return RpcReply(400, _rpc_error(-32600, "send the message with a Content-Length"))
-        self._drain(length)
-        message = f"the message is {length} bytes, over the door's limit of {self.door.max_body}"
-        return RpcReply(413, _rpc_error(-32600, message))
+            self._json(403, _rpc_error(-32600, f"origin {origin!r} may not use the tool door"))
+            return True
+        return False
 
     def _length(self) -> int | None:
         length = self.headers.get("content-length")
@@ -387,8 +468,10 @@ class _Handler(BaseHTTPRequestHandler):
             raise DoorError(413, f"the request body is {length} bytes, over the door's limit of {self.door.max_body}")
         return self.rfile.read(int(length))
 
-    def _post(self, dialect: ModuleType) -> None:
-        asked = dialect.parse(self._body())
+    def _post(self, name: str) -> None:
+        body = self._body()
+        dialect: ModuleType = self.door.dialects[name].get()
+        asked = dialect.parse(body)
         alias = self.door.model(asked.model)
         try:
             seq, reply = self.door.ask(alias, asked.args)
@@ -396,7 +479,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise DoorError(400, f"the request cannot be journaled ({exc}); integers must fit in 64 bits") from None
         if not reply["ok"]:
             raise from_step(reply.get("error") or {}, overloaded=dialect.OVERLOADED)
-        ident = f"{_PREFIX[dialect.NAME]}_{self.door.run_id}_{seq}"
+        ident = f"{DIALECTS[name].ids}_{self.door.run_id}_{seq}"
         extra = {"x-corral-step": str(seq), "x-corral-replayed": "true" if reply.get("replayed") else "false"}
         if asked.stream:
             payload = b"".join(dialect.stream(reply["value"], asked, ident))
@@ -404,11 +487,11 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(200, dialect.answer(reply["value"], asked, ident), extra)
 
-    def _error(self, dialect: ModuleType, problem: DoorError) -> None:
+    def _error(self, name: str, problem: DoorError) -> None:
         headers = {"x-should-retry": "true" if problem.retry else "false"}
         if problem.retry_after is not None:
             headers["retry-after"] = str(max(0, round(problem.retry_after)))
-        self._json(problem.status, dialect.error(problem), headers)
+        self._json(problem.status, DIALECTS[name].error(problem), headers)
 
     def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(body, ensure_ascii=False).encode(), "application/json", headers)

@@ -28,7 +28,6 @@ from typing import Any
 from corral.errors import ToolCallError
 from corral.sandbox.door.problems import MAX_DEPTH, DoorError, shallow
 
-PATH = "/mcp"
 LIST_TTL_MS = 3_600_000
 """How long a client may keep ``tools/list``: the run's tools do not change while it lives."""
 _PARSE_ERROR, _INVALID_REQUEST, _METHOD_NOT_FOUND, _INVALID_PARAMS = -32700, -32600, -32601, -32602

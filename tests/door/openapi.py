@@ -9,15 +9,16 @@ from typing import Any
 
 import jsonschema
 
-from corral.sandbox.door.api import DOCUMENT, PREFIX
+from corral.sandbox.door import API_PREFIX
+from corral.sandbox.door.api import DOCUMENT
 
 SPEC: dict[str, Any] = json.loads(DOCUMENT.read_text())
 
 
 def template(path: str) -> str:
     """The document's path for ``path`` (relative to the API's base, as the agents ask)."""
-    full = PREFIX + path.split("?", 1)[0]
-    return f"{PREFIX}/state/{{key}}" if full.startswith(f"{PREFIX}/state/") else full
+    full = API_PREFIX + path.split("?", 1)[0]
+    return f"{API_PREFIX}/state/{{key}}" if full.startswith(f"{API_PREFIX}/state/") else full
 
 
 def answer_problems(answers: list[list[Any]]) -> list[str]:
