@@ -254,9 +254,10 @@ class Journal:
             entry.update(status="started", key=idempotency_key(self.run_id, seq, entry["fp"]))
             return self._start(txn, entry, "exec", fresh=False)
         why = record.get("decision_reason") or state
-        entry.update(
+        entry.update(  # ended in this attempt, not answered from the journal: no view calls it replayed
             status="done",
             ok=False,
+            attempt=self.attempt,
             ended=time.time(),
             error={"kind": "denied", "message": f"a human denied this call: {why}", "type": "ToolCallError"},
         )

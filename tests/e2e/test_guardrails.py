@@ -49,6 +49,8 @@ def test_a_denial_reaches_the_agent_as_a_tool_error_with_the_reason(deployer: Co
     assert final["result"]["refused"] == "denied" and "not on a Friday" in final["result"]["message"], final
     assert deployed(deployer) == []
     assert deployer.cli_json("approvals") == []
+    text = deployer.cli("trace", run["id"], check=True).stdout
+    assert "denied" in text and "replayed" not in text, "the denial ended the step in the resumed attempt"
 
 
 def test_an_unanswered_request_expires_as_a_denial(deployer: CorralProject) -> None:
