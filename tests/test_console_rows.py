@@ -3,6 +3,9 @@ everything it is rendered from is the same, and stays escaped."""
 
 from __future__ import annotations
 
+import json
+
+from corral.console import reads
 from corral.console.app import templates
 from corral.console.rows import Rows
 
@@ -38,12 +41,25 @@ def test_the_rows_asked_for_least_lately_go_first() -> None:
     assert row("log_line", {"event": "b"}) is not b
 
 
-def test_rows_are_kept_to_a_number_of_characters_too() -> None:
-    row = Rows(templates(), kept_chars=64 * 400)
+def test_rows_are_kept_to_an_amount_of_memory_too() -> None:
+    row = Rows(templates(), kept_bytes=64 * 450)
     big = row("log_line", {"event": "x" * 300})
     assert row("log_line", {"event": "x" * 300}) is big
     huge = row("log_line", {"event": "y" * 1000})  # over a 64th of what is kept: never kept
     assert row("log_line", {"event": "y" * 1000}) is not huge
+    wide = row("log_line", {"event": "\U0001f600" * 300})  # 300 characters, 4 bytes each
+    assert row("log_line", {"event": "\U0001f600" * 300}) is not wide
     for n in range(100):
-        row("log_line", {"event": "z" * 300, "n": n})  # 100 rows of about 350 characters
-    assert row("log_line", {"event": "x" * 300}) is not big  # pushed out by characters, not count
+        row("log_line", {"event": "z" * 250, "n": n})  # 100 rows of about 420 bytes
+    assert row("log_line", {"event": "x" * 300}) is not big  # pushed out by memory, not count
+
+
+def test_a_huge_value_is_shown_cut_with_what_is_left_said() -> None:
+    row = Rows(templates())
+    answer = {"text": "word " * 400_000}  # a model's 2 MB answer
+    html = row("step", "run-1", 1, {**STEP, "status": "done", "kind": "model", "value": answer})
+    assert len(html) < reads.SHOWN + 5_000
+    whole = len(json.dumps(answer, indent=2))
+    assert f"{whole - reads.SHOWN:,} more characters not shown here" in reads.shown(answer)
+    assert "more characters not shown here" in html
+    assert reads.shown("short") == "short" and reads.shown({"a": 1}) == '{"a": 1}'

@@ -306,7 +306,24 @@ def test_the_last_lines_read_backwards_are_the_full_reads_last(tmp_path: Path, s
     for last in (0, 1, 2, 7, 50, 399, 401, 900, 5000):
         assert list(read_events(path, last=last)) == (everything[-last:] if last else [])
     wanted = [e for e in everything if e.get("run_id") == "run-1"]
-    assert [line.event() for line in last_lines(path, 10**6, having=b'"run-1"')] == wanted
+    assert [line.parsed() for line in last_lines(path, 10**6, having=b'"run-1"')] == wanted
+    every = last_lines(path, 10**6)
+    for most in (0, 1, 5_000, 70_000, 300_000):
+        bounded = last_lines(path, 10**6, most=most)
+        assert bounded == every[len(every) - len(bounded) :]
+        assert sum(len(line.raw) for line in bounded) <= most
+
+
+def test_reading_back_costs_a_files_size_whatever_its_lines(tmp_path: Path) -> None:
+    """Blank lines and unreadable ones cost the reader a pass, not a pass each: 200,000 blank
+    lines before 3 events, and 2,000 unreadable lines whose markers each name their line."""
+    path = tmp_path / "alpha.log"
+    path.write_bytes(b'{"event": "first"}\n' + b"\n" * 200_000 + b"".join(b'{"n": %d}\n' % n for n in range(3)))
+    assert [e.get("n") for e in read_events(path, last=4)] == [None, 0, 1, 2]
+    path.write_bytes(b"".join(b"junk %d\n" % n for n in range(2_000)))
+    markers = list(read_events(path, last=2_000))
+    assert [m["lineno"] for m in markers] == list(range(1, 2_001))
+    assert markers[-1]["line"] == "junk 1999"
 
 
 def test_read_events_on_a_missing_log_yields_nothing(tmp_path: Path) -> None:
@@ -337,6 +354,9 @@ def test_malformed_lines_become_markers(tmp_path: Path) -> None:
     assert marker["line"] == "not json at all"
     assert events[3]["lineno"] == 3
     assert [e["event"] for e in read_events(path, last=2)] == ["bad \ufffd bytes", "last"]
+    path.write_bytes(b"[" * 100_000 + b"]" * 100_000 + b"\n" + b'{"event": "after"}\n')  # past json's recursion
+    assert [e["event"] for e in read_events(path, last=2)] == [UNREADABLE, "after"]
+    assert [e["event"] for e in read_events(path)][-2:] == [UNREADABLE, "after"]
 
 
 # --- following -----------------------------------------------------------------------

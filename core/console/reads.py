@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -38,6 +39,9 @@ run's page, refetched live while it runs, stays cheap to render (1,000 steps and
 1,000 log lines took 350 ms of Jinja)."""
 LOG_LINES = 2000
 """Log events of an agent read to find one run's lines."""
+LOG_BYTES = 4 * 2**20
+"""Bytes of an agent's log read at most to find one run's lines: an agent's line may be a
+megabyte (64 fields of 16 KiB), and the page is read again every second while live."""
 
 
 @dataclass(frozen=True)
@@ -166,7 +170,7 @@ def run(src: StoreView, run_id: str, every_step: bool = False) -> dict[str, Any]
             for r in Outbox(src.records).since(txn, record.get("created", 0) - 1)
             if r["alert"].get("run_id") == run_id
         ]
-    logs, hidden_logs = _log_lines(src, record, every_step)
+    logs, more_logs = _log_lines(src, record, every_step)
     return {
         "run": record,
         "steps": steps,
@@ -174,22 +178,34 @@ def run(src: StoreView, run_id: str, every_step: bool = False) -> dict[str, Any]
         "approvals": approvals,
         "alerts": alerts,
         "logs": logs,
-        "hidden_logs": hidden_logs,
+        "more_logs": more_logs,
     }
 
 
-def _log_lines(src: StoreView, record: dict[str, Any], every: bool) -> tuple[list[dict[str, Any]], int]:
-    """The run's lines among its agent's last :data:`LOG_LINES` (the last
-    :data:`STEPS_SHOWN` of them unless ``every``), and how many earlier ones are not shown.
-    Lines are picked by the run id in their text and only those shown are parsed."""
+def _log_lines(src: StoreView, record: dict[str, Any], every: bool) -> tuple[list[dict[str, Any]], bool]:
+    """The run's last :data:`STEPS_SHOWN` log lines among its agent's last :data:`LOG_LINES`
+    (and :data:`LOG_BYTES`), or, with ``every``, all of its lines in the agent's log, oldest
+    first; and whether it has earlier lines not shown. Lines are picked by the run id in
+    their bytes, then parsed from the newest until enough are the run's own (a later run
+    may name this one in a field, so its id alone does not make a line this run's)."""
     try:
         path = log_path(src.config.log_dir, record["agent"])
     except ValueError:
-        return [], 0
-    lines = last_lines(path, LOG_LINES, having=record["id"].encode())
-    shown = lines if every else lines[-STEPS_SHOWN:]
-    events = [line.event() for line in shown]
-    return [event for event in events if event.get("run_id") == record["id"]], len(lines) - len(shown)
+        return [], False
+    run_id = record["id"]
+    if every:
+        lines = last_lines(path, sys.maxsize, having=run_id.encode())
+    else:
+        lines = last_lines(path, LOG_LINES, having=run_id.encode(), most=LOG_BYTES)
+    shown: list[dict[str, Any]] = []
+    for line in reversed(lines):
+        event = line.parsed()
+        if event is None or event.get("run_id") != run_id:
+            continue
+        if len(shown) == STEPS_SHOWN and not every:
+            return shown[::-1], True
+        shown.append(event)
+    return shown[::-1], False
 
 
 def approvals(src: StoreView) -> dict[str, Any]:
@@ -210,16 +226,25 @@ def alerts(src: StoreView, since: float, agent: str) -> dict[str, Any]:
 
 SHORT = 80
 """Characters of JSON shown on one line; a longer value is indented."""
+SHOWN = 64 * 1024
+"""Characters of one value a page shows: a model's 2 MB answer made a 120 MB page, fetched
+again every second while the run was followed."""
 
 
 def shown(value: Any) -> str:
-    """An agent's value as readable text (the template escapes it). A short value stays on
-    one line, written by json's C encoder: with ``indent`` json uses its Python encoder,
-    and a run's page shows hundreds of small values, refetched live."""
+    """An agent's value as readable text (the template escapes it), cut after
+    :data:`SHOWN` characters with a note of how many more there are. A short value stays
+    on one line, written by json's C encoder: with ``indent`` json uses its Python
+    encoder, and a run's page shows hundreds of small values, refetched live."""
     if isinstance(value, str):
-        return value
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= SHORT else json.dumps(value, indent=2, ensure_ascii=False, default=str)
+        text = value
+    else:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        if len(text) > SHORT:
+            text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    if len(text) <= SHOWN:
+        return text
+    return f"{text[:SHOWN]}\n… {len(text) - SHOWN:,} more characters not shown here: corral trace shows them"
 
 
 def when(ts: float | None, zone: dt.tzinfo) -> str:

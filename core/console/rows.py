@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -21,9 +22,9 @@ from corral.packing import pack
 
 KEPT = 4096
 """Rows kept: a page shows at most 100 steps and 100 log lines, so about twenty pages' worth."""
-KEPT_CHARS = 16 * 2**20
-"""Characters of HTML kept at most, whatever the rows' count: a model step's row holds its
-whole answer, so 4,096 long ones alone could hold gigabytes."""
+KEPT_BYTES = 16 * 2**20
+"""Memory the kept rows may take, whatever their count (``sys.getsizeof``: a character may
+take 4 bytes): a model step's row holds up to 64 K characters of its answer."""
 
 
 class Rows:
@@ -31,11 +32,11 @@ class Rows:
     ``values``, from memory when it was rendered with the same values before. Pages render
     on worker threads, so the memory is shared under a lock (held only to look up and store)."""
 
-    def __init__(self, env: jinja2.Environment, kept: int = KEPT, kept_chars: int = KEPT_CHARS) -> None:
+    def __init__(self, env: jinja2.Environment, kept: int = KEPT, kept_bytes: int = KEPT_BYTES) -> None:
         self._env = env
         self._kept = kept
-        self._kept_chars = kept_chars
-        self._chars = 0
+        self._kept_bytes = kept_bytes
+        self._bytes = 0
         self._rows: OrderedDict[bytes, Markup] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -55,12 +56,13 @@ class Rows:
                 self._rows.move_to_end(key)
                 return html
         html = Markup(macro(*values))
-        if len(html) > self._kept_chars // 64:
-            return html  # one huge answer would push out everything else
+        size = sys.getsizeof(html)
+        if size > self._kept_bytes // 64:
+            return html  # one huge row would push out everything else
         with self._lock:
             if key not in self._rows:
                 self._rows[key] = html
-                self._chars += len(html)
-            while len(self._rows) > self._kept or self._chars > self._kept_chars:
-                self._chars -= len(self._rows.popitem(last=False)[1])
+                self._bytes += size
+            while len(self._rows) > self._kept or self._bytes > self._kept_bytes:
+                self._bytes -= sys.getsizeof(self._rows.popitem(last=False)[1])
         return html

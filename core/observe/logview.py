@@ -96,8 +96,12 @@ def read_events(path: Path, *, last: int | None = None) -> Iterator[dict[str, An
         for file in files:
             yield from _read_file(file, current=file == path)
         return
-    for line in last_lines(path, last):
-        yield line.event()
+    lines = last_lines(path, last)
+    events = [line.parsed() for line in lines]
+    unreadable = [line for line, event in zip(lines, events, strict=True) if event is None]
+    numbers = _line_numbers(unreadable)
+    for line, event in zip(lines, events, strict=True):
+        yield event if event is not None else _marker(line.raw, line.file, numbers.get(line, 0))
 
 
 class Line(NamedTuple):
@@ -108,30 +112,60 @@ class Line(NamedTuple):
     offset: int
     raw: bytes
 
-    def event(self) -> dict[str, Any]:
-        """The line as an event, or its marker (whose line number is counted only then)."""
-        event = _json_object(self.raw)
-        if event is not None:
-            return event
-        with open(self.file, "rb") as handle:
-            lineno = handle.read(self.offset).count(b"\n") + 1
-        return _parse(self.raw, self.file, lineno)
+    def parsed(self) -> dict[str, Any] | None:
+        """The line as an event, or None when it is not a JSON object."""
+        return _json_object(self.raw)
 
 
-def last_lines(path: Path, last: int, *, having: bytes = b"") -> list[Line]:
+def last_lines(path: Path, last: int, *, having: bytes = b"", most: int | None = None) -> list[Line]:
     """Of the last ``last`` lines of ``path`` and its backups, those containing ``having``,
-    oldest first and unparsed. They are read backwards from the end, a block at a time: a
-    page showing an agent's latest lines reads those, not its whole 10 MB log, and parses
-    only those it shows (one run's lines, found by its id in their bytes)."""
-    chunks: list[list[Line]] = []
-    wanted = last
+    oldest first and unparsed; with ``most``, from the last ``most`` bytes at most.
+
+    They are read backwards from the end, a block at a time: a page showing an agent's
+    latest lines reads those, not its whole 10 MB log, and parses only those it shows (one
+    run's lines, found by its id in their bytes). ``most`` bounds what one page reads when
+    the lines are long (an agent's line may be a megabyte)."""
+    found: list[Line] = []
+    wanted, budget = last, most
     for file in reversed(log_files(path)):
-        if wanted == 0:
+        if wanted == 0 or budget == 0:
             break
-        lines = _tail(file, wanted, current=file == path)
-        chunks.append([Line(file, offset, raw) for offset, raw in lines if having in raw])
-        wanted -= len(lines)
-    return [line for chunk in reversed(chunks) for line in chunk]
+        for offset, raw in _tail(file, wanted, current=file == path, most=budget):
+            wanted -= 1
+            if having in raw:
+                found.append(Line(file, offset, raw))
+        if budget is not None and wanted:  # the file was read back to its start or to the budget
+            budget = max(0, budget - _size(file))
+    return found[::-1]
+
+
+def _size(file: Path) -> int:
+    try:
+        return file.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _line_numbers(lines: list[Line]) -> dict[Line, int]:
+    """The line number of each of ``lines``, counted in one read of each file up to the last
+    of them (only unreadable lines need one: their marker names it). A file rotated away
+    meanwhile leaves its lines without one."""
+    numbers: dict[Line, int] = {}
+    by_file: dict[Path, list[Line]] = {}
+    for line in lines:
+        by_file.setdefault(line.file, []).append(line)
+    for file, among in by_file.items():
+        among.sort(key=lambda line: line.offset)
+        try:
+            with open(file, "rb") as handle:
+                counted, at = 1, 0
+                for line in among:
+                    counted += handle.read(line.offset - at).count(b"\n")
+                    at = line.offset
+                    numbers[line] = counted
+        except OSError:
+            continue
+    return numbers
 
 
 def follow(
@@ -247,52 +281,64 @@ def _read_file(file: Path, *, current: bool) -> Iterator[dict[str, Any]]:
 
 
 TAIL_BLOCK = 1 << 16
-"""Bytes read at a time, backwards from a log's end, by :func:`_tail` (doubling as it goes)."""
+"""Bytes read at a time, backwards from a log's end, by :func:`_tail`."""
 
 
-def _tail(file: Path, wanted: int, *, current: bool) -> list[tuple[int, bytes]]:
-    """The last ``wanted`` lines of ``file`` that :func:`_read_file` would read (blank ones
-    left out; the current file's unterminated last line only if it parses), each with the
-    offset it starts at, read backwards from the end."""
+def _tail(file: Path, wanted: int, *, current: bool, most: int | None) -> Iterator[tuple[int, bytes]]:
+    """The last ``wanted`` lines of ``file`` that :func:`_read_file` would read, newest first,
+    each with the offset it starts at: blank ones left out, the current file's unterminated
+    last line only if it parses (the daemon may be writing it). With ``most``, only from
+    its last ``most`` bytes."""
+    if wanted <= 0:
+        return
     try:
         handle = open(file, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
-        return []
+        return
     with handle:
-        start = handle.seek(0, os.SEEK_END)
-        data = b""
-        while True:
-            lines = _whole_lines(data, start, current=current)
-            if start == 0 or len(lines) >= wanted:
-                return lines[-wanted:] if wanted else []
-            step = min(start, max(TAIL_BLOCK, len(data)))
-            start -= step
-            handle.seek(start)
-            data = handle.read(step) + data
+        end = handle.seek(0, os.SEEK_END)
+        floor = 0 if most is None else max(0, end - most)
+        for offset, raw in _backwards(handle, end, floor):
+            if not raw.strip():
+                continue
+            if current and not raw.endswith(b"\n") and _json_object(raw) is None:
+                continue
+            yield offset, raw
+            wanted -= 1
+            if wanted == 0:
+                return
 
 
-def _whole_lines(data: bytes, start: int, *, current: bool) -> list[tuple[int, bytes]]:
-    """The non-blank lines of ``data`` (read from offset ``start``) with their offsets; the
-    first is left out when it may begin before ``start``."""
-    lines: list[tuple[int, bytes]] = []
-    offset = start
-    parts = data.split(b"\n")
-    for index, part in enumerate(parts):
-        raw = part if index == len(parts) - 1 else part + b"\n"
-        at, offset = offset, offset + len(raw)
-        if (index == 0 and start > 0) or not raw.strip():
-            continue
-        if current and not raw.endswith(b"\n") and _json_object(raw) is None:
-            continue  # still being written
-        lines.append((at, raw))
-    return lines
+def _backwards(handle: BinaryIO, end: int, floor: int) -> Iterator[tuple[int, bytes]]:
+    """Every line of the file from the last to the first (each with its newline, but a last
+    one that has none), with its offset, reading a block at a time back to ``floor``, where
+    a line cut by it is left out. Each byte is split once, so any file costs its size."""
+    pos, head, head_ends = end, b"", False  # head: a line's end whose start lies before pos
+    while pos > floor:
+        step = min(pos - floor, TAIL_BLOCK)
+        pos -= step
+        handle.seek(pos)
+        parts = (handle.read(step) + head).split(b"\n")
+        at = pos + len(parts[0]) + 1
+        starts = []
+        for part in parts[1:]:
+            starts.append(at)
+            at += len(part) + 1
+        for index in range(len(parts) - 1, 0, -1):
+            last = index == len(parts) - 1
+            yield starts[index - 1], parts[index] + (b"\n" if head_ends or not last else b"")
+        head_ends = head_ends or len(parts) > 1
+        head = parts[0]
+    if pos == 0 and head:
+        yield 0, head + (b"\n" if head_ends else b"")
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
-    """``raw`` as a JSON object, or None when it is not one."""
+    """``raw`` as a JSON object, or None when it is not one (nested past what the parser
+    takes included)."""
     try:
         event = json.loads(raw.decode("utf-8", errors="replace"))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return event if isinstance(event, dict) else None
 
@@ -300,8 +346,11 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
 def _parse(raw: bytes, file: Path, lineno: int) -> dict[str, Any]:
     """One line as an event, or the marker that stands in for it."""
     event = _json_object(raw)
-    if event is not None:
-        return event
+    return event if event is not None else _marker(raw, file, lineno)
+
+
+def _marker(raw: bytes, file: Path, lineno: int) -> dict[str, Any]:
+    """What stands in for a line that is not a JSON object (``lineno`` 0: not known)."""
     marker: dict[str, Any] = {"event": UNREADABLE, "level": "warning", "file": str(file)}
     if lineno:
         marker["lineno"] = lineno
