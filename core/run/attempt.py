@@ -263,6 +263,8 @@ class Attempt:
                 message = await child.wire.next(remaining)
             except (TimeoutError, ProtocolError, RunEnded):
                 return
+            except Exception:  # noqa: BLE001 - the writer failed on this wire and has logged it: the run ends as it would
+                return
             if message is None:
                 return
             if message["t"] == "log":

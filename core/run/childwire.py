@@ -80,6 +80,7 @@ class ChildWire:
         self._inflight = 0  # jobs asked for and not yet durable
         self._held: list[Any] = []  # frames, ends and work for the loop, behind those jobs
         self._ended = False
+        self._failure: Exception | None = None  # what the writer thread failed with (:meth:`failed`)
         # shared, under the lock
         self._lock = threading.Lock()
         self._unread = 0
@@ -118,7 +119,7 @@ class ChildWire:
             finally:
                 self._waiter = None
         item = self._queue.popleft()
-        if item is None or isinstance(item, ProtocolError):
+        if item is None or isinstance(item, ProtocolError) or item is self._failure:
             self.finished = True
         with self._lock:
             self._unread -= 1
@@ -263,7 +264,14 @@ class ChildWire:
         self._stop_reading()
         return self._count(jobs)
 
-    def _end(self, item: ProtocolError | None) -> None:
+    def failed(self, exc: Exception) -> None:
+        """The writer thread failed on this wire (a bug of ours): the loop gets ``exc`` in
+        place of what comes next, and the attempt ends the run (as the engine ends any run
+        it fails on), instead of the child waiting for ever on a step nobody answers."""
+        self._failure = exc
+        self._end(exc)
+
+    def _end(self, item: Exception | None) -> None:
         self._forward(item)
         self._stop_reading()
 

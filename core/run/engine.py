@@ -351,6 +351,9 @@ class Engine:
         self._executing.add(run_id)
         try:
             return await self._execute(run_id)
+        except Exception as exc:  # a bug of ours met by this run: end it, never leave it running
+            self.log.exception("run crashed in the daemon", run_id=run_id, error=f"{type(exc).__name__}: {exc}")
+            return await self._crashed(run_id, exc)
         finally:
             self._executing.discard(run_id)
             self._cancelling.pop(run_id, None)
@@ -411,6 +414,30 @@ class Engine:
             if final["state"] == RunState.QUEUED.value:  # its approval came before the hold: go on at once
                 continue
             return final
+
+    async def _crashed(self, run_id: str, exc: Exception) -> dict[str, Any]:
+        """End a run the daemon failed on as ``failed`` (kind ``internal``), so no record is
+        left ``running`` with nothing behind it and no restart resumes it into the same bug.
+        Raises only when even that cannot be written (the store is failing): the run is then
+        interrupted in the store, and start-up's recovery counts the attempt."""
+        message = (
+            f"the daemon failed on this run ({type(exc).__name__}: {str(exc)[:200]}); nothing more of it will run. "
+            "The traceback is in the daemon's log, corral.log (`corral logs --level error`); "
+            "start a new run once the cause is fixed"
+        )
+        records = self.records
+
+        def job(txn: Any) -> dict[str, Any]:
+            run = records.get_run(txn, run_id)
+            if run is None:
+                raise KeyError(run_id)
+            if RunState(run["state"]) in FINISHED:
+                return run
+            error = failure("internal", self.logs.redaction.redact(message))
+            return change_state(records, txn, run, RunState.FAILED, error=error)
+
+        run: dict[str, Any] = await self.writer.run(job)
+        return run
 
     async def _stopped_within(self, seconds: float, run_id: str) -> bool:
         """Sleep up to ``seconds`` (less if the run is cancelled); True as soon as the daemon starts stopping."""

@@ -108,8 +108,13 @@ class RunQueue:
         final: dict[str, Any] | None = None
         try:
             final = await self.runs.execute(run["id"])
-        except Exception as exc:  # one run's bug must not take the daemon down
-            self.runs.log.exception("run crashed in the daemon", run_id=run["id"], agent=run["agent"], error=str(exc))
+        except Exception as exc:  # the engine ends a run it fails on; this is when even that failed
+            self.runs.log.exception(
+                "run could not be ended after the daemon failed on it",
+                run_id=run["id"],
+                agent=run["agent"],
+                error=str(exc),
+            )
         finally:
             self.running.get(run["agent"], {}).pop(run["id"], None)
             self._active_changed()

@@ -62,6 +62,10 @@ class Source(Protocol):
     def expired(self, now: float) -> list[tuple[Job, Callback]]:
         """A deadline passed: the jobs that are due now, if any. Called on the writer thread."""
 
+    def failed(self, exc: Exception) -> None:
+        """One of the calls above raised ``exc`` (a bug): stop reading and let the source's
+        owner learn it, so what waits on this end ends instead of waiting for ever."""
+
 
 class _Waiter:
     """Where a job's outcome goes: a thread's Future, an event loop's future, or a callback."""
@@ -206,7 +210,7 @@ class Writer:
                     if mask & selectors.EVENT_WRITE:
                         source.writable()
                 except Exception as exc:  # a source's bug must not stop every other agent's steps
-                    self._on_event("error", f"store writer: a wire end failed ({type(exc).__name__}: {exc})")
+                    self._source_failed(source, exc)
             if due is not None and due <= time.monotonic():  # deadlines set since are later still
                 batch += self._expire()
             while len(batch) < _MAX_BATCH:
@@ -252,8 +256,15 @@ class Writer:
                 try:
                     due += [(job, _Waiter(None, callback=callback)) for job, callback in source.expired(now)]
                 except Exception as exc:  # noqa: BLE001 - same as above
-                    self._on_event("error", f"store writer: a wire end failed ({type(exc).__name__}: {exc})")
+                    self._source_failed(source, exc)
         return due
+
+    def _source_failed(self, source: Source, exc: Exception) -> None:
+        self._on_event("error", f"store writer: a wire end failed ({type(exc).__name__}: {exc})")
+        try:
+            source.failed(exc)
+        except Exception as again:  # noqa: BLE001 - the thread must outlive it; the event says what happened
+            self._on_event("error", f"store writer: a failed wire end could not be ended ({again!r})")
 
     def _drain_wake(self) -> None:
         try:
