@@ -7,7 +7,7 @@ import json
 import math
 from typing import Any
 
-from corral.packing import pack
+from corral.packing import MAX_DEPTH, nesting, pack
 
 
 class NotStorable(ValueError):
@@ -47,6 +47,8 @@ def parse_input(text: str | bytes) -> Any:
 def storable(value: Any) -> None:
     """Raise ValueError (a lone surrogate, nesting too deep) or :class:`NotStorable` unless
     ``value`` is what the store and the wire can keep."""
+    if nesting(value) > MAX_DEPTH:
+        raise ValueError(f"nested too deeply: corral keeps lists and objects up to {MAX_DEPTH} levels deep")
     try:
         json.dumps(value, ensure_ascii=False).encode()
     except RecursionError:

@@ -19,11 +19,15 @@ from typing import Any
 import msgpack
 
 from corral.errors import ProtocolError
-from corral.packing import pack
+from corral.packing import MAX_DEPTH, nesting, pack
 
 VERSION = 1
 HEADER = struct.Struct(">I")
 DEFAULT_MAX_FRAME = 8 * 2**20
+MAX_FRAME_DEPTH = MAX_DEPTH + 4
+"""How deep lists and maps may nest in a frame: a value of :data:`corral.packing.MAX_DEPTH`
+and the frame's own maps around it (a log line's ``fields``, a step's ``args``). Checked on
+every frame received, so no value past it reaches a walk that recursion could break."""
 
 _STR, _INT, _BOOL, _ANY, _MAP, _LIST = str, int, bool, object, dict, list
 _OPT = "optional"
@@ -46,6 +50,8 @@ DAEMON_MESSAGES: dict[str, dict[str, Any]] = {
     "abort": {"reason": _STR},
 }
 """Messages the daemon sends; the child runtime checks them the same way."""
+
+_TOO_DEEP = f"frame is nested deeper than the wire allows ({MAX_FRAME_DEPTH} levels of lists and maps)"
 
 LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
 
@@ -94,11 +100,13 @@ def decode(body: bytes, table: Mapping[str, Mapping[str, Any]]) -> dict[str, Any
     except ProtocolError:
         raise
     except (msgpack.StackError, RecursionError):
-        raise ProtocolError("frame is nested deeper than the wire allows") from None
+        raise ProtocolError(_TOO_DEEP) from None
     except Exception as exc:  # msgpack raises several unrelated types for bad bytes
         raise ProtocolError(f"frame is not valid msgpack ({type(exc).__name__}: {exc})") from None
     if not isinstance(message, dict):
         raise ProtocolError(f"frame must be a map, got {type(message).__name__}")
+    if nesting(message, MAX_FRAME_DEPTH) > MAX_FRAME_DEPTH:
+        raise ProtocolError(_TOO_DEEP)
     kind = message.get("t")
     fields = _checks(table).get(kind) if isinstance(kind, str) else None
     if fields is None:
@@ -141,6 +149,13 @@ class BlockingChannel:
         self._sending = threading.Lock()
 
     def send(self, message: Mapping[str, Any]) -> None:
+        """Send one frame. ValueError, and nothing sent, for one nested deeper than the
+        daemon takes (:data:`MAX_FRAME_DEPTH`), which would end the run."""
+        if nesting(message, MAX_FRAME_DEPTH) > MAX_FRAME_DEPTH:
+            raise ValueError(
+                f"a value nests lists and maps deeper than corral keeps ({MAX_DEPTH} levels); "
+                "flatten it, or send it as a JSON string"
+            )
         data = memoryview(encode(message))
         with self._sending:
             while data:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from corral.errors import CommandFailed, ModelCallError, ProtocolError, ToolCallError, ToolError
-from corral.packing import pack
+from corral.packing import MAX_DEPTH, nesting, pack
 from corral.sandbox.policy import Policy
 from corral.wire import VERSION, BlockingChannel
 
@@ -41,15 +41,29 @@ class RunAborted(BaseException):
     """The daemon ended the run; not an Exception, so agent code cannot swallow it."""
 
 
+class TooDeep(TypeError):
+    """A value nests lists and maps deeper than corral keeps (:data:`corral.packing.MAX_DEPTH`)."""
+
+
 def _plain(value: Any, what: str) -> Any:
     """Refuse values the journal cannot hold, with a message that says which."""
     try:
-        msgpack.unpackb(pack(value), raw=False, strict_map_key=True)
+        plain = msgpack.unpackb(pack(value), raw=False, strict_map_key=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(
             f"{what} cannot be journaled ({exc}); use str, int, float, bool, None, lists and dicts with string keys"
         ) from None
+    _shallow(plain, what)
     return value
+
+
+def _shallow(value: Any, what: str) -> None:
+    """Raise :class:`TooDeep` for a value nested past what the daemon takes."""
+    if nesting(value) > MAX_DEPTH:
+        raise TooDeep(
+            f"{what}: lists and maps nested more than {MAX_DEPTH} levels deep, more than corral keeps; "
+            "flatten it, or pass it as a JSON string"
+        )
 
 
 def _error(exc: BaseException) -> dict[str, Any]:
@@ -393,7 +407,7 @@ class RunLog:
 
     def _send(self, level: str, event: str, fields: dict[str, Any]) -> None:
         merged = {**self._bound, **fields}
-        safe = {str(k): v if _packable(v) else repr(v) for k, v in merged.items()}
+        safe = {str(k): _loggable(v) for k, v in merged.items()}
         self._channel.send({"t": "log", "level": level, "event": str(event), "fields": safe})
 
     def debug(self, event: str, /, **fields: Any) -> None:
@@ -409,13 +423,19 @@ class RunLog:
         self._send("error", event, fields)
 
 
-def _packable(value: Any) -> bool:
-    """Whether the daemon will accept ``value`` (the same check as the journal's)."""
+DEEP_FIELD = f"[not logged: nests more than {MAX_DEPTH} lists and maps deep]"
+"""What a log field nested past :data:`corral.packing.MAX_DEPTH` is written as: the line is kept."""
+
+
+def _loggable(value: Any) -> Any:
+    """``value`` if the daemon will accept it (the same check as the journal's), else what the log shows."""
     try:
         _plain(value, "a log field")
+    except TooDeep:
+        return DEEP_FIELD
     except TypeError:
-        return False
-    return True
+        return repr(value)
+    return value
 
 
 class Context:
@@ -459,8 +479,9 @@ class Context:
         ``temperature``, ``top_p``, ``stop``, ``tool_choice``. Returns a
         :class:`corral.models.Response`; raises :class:`corral.ModelCallError`.
         """
-        from corral.models.types import Message, Options, Request, Response, ToolDefinition
+        from corral.models.types import Message, Options, Request, Response, ToolDefinition, check_keys
 
+        check_keys({"messages": list(messages), "tools": list(tools)})
         request = Request(
             messages=tuple(m if isinstance(m, Message) else _convert(Message, m) for m in messages),
             tools=(),
@@ -468,6 +489,7 @@ class Context:
         )
         args = request.to_dict()
         args["tools"] = [t if isinstance(t, str) else _as_dict(ToolDefinition, t) for t in tools]
+        _shallow(args, "the request of ctx.model (its messages and tools)")
         value = self._session.step("model", model, args)
         return Response.from_dict(value)
 

@@ -15,6 +15,7 @@ import pytest
 
 from corral import wire
 from corral.errors import ProtocolError
+from corral.packing import MAX_DEPTH, nesting
 from corral.run.childwire import ChildWire
 from corral.store import Store, Writer
 
@@ -148,6 +149,39 @@ async def _read(data: bytes, *, eof: bool = True, max_bytes: int = 1024, deadlin
         if eof:
             os.close(child_write)
         return await wire_end.next(5)
+
+
+def _log_frame(depth: int) -> dict[str, object]:
+    """A log frame nested ``depth`` deep in all: the frame, its fields, then lists."""
+    value: object = "bottom"
+    for _ in range(depth - 2):
+        value = [value]
+    return {"t": "log", "level": "info", "event": "e", "fields": {"v": value}}
+
+
+def test_frames_nested_past_the_bound_are_refused_on_both_ends() -> None:
+    # msgpack reads about 1,000 levels; the daemon's walks over a value (redaction, the
+    # log, schema checks) recursed past Python's limit well before that.
+    limit = wire.MAX_FRAME_DEPTH
+    assert wire.decode(_body(_log_frame(limit)), wire.CHILD_MESSAGES)["fields"]
+    with pytest.raises(ProtocolError, match=f"nested deeper than the wire allows \\({limit} levels"):
+        wire.decode(_body(_log_frame(limit + 1)), wire.CHILD_MESSAGES)
+    read_fd, write_fd = os.pipe()
+    channel = wire.BlockingChannel(read_fd, write_fd)
+    with pytest.raises(ValueError, match=f"deeper than corral keeps \\({MAX_DEPTH} levels\\)"):
+        channel.send(_log_frame(900))
+    channel.send(_log_frame(limit))  # nothing of the refused frame went out: the next one reads whole
+    assert nesting(msgpack.unpackb(os.read(read_fd, 1 << 16)[wire.HEADER.size :]), limit + 1) == limit
+    os.close(read_fd)
+    os.close(write_fd)
+
+
+def test_nesting_is_measured_without_recursion_and_stops_at_the_limit() -> None:
+    deep: object = 1
+    for _ in range(100_000):
+        deep = {"k": [deep]}
+    assert nesting(deep, 50) == 51
+    assert [nesting(v) for v in (1, "x", [], {}, [[], {"a": (1,)}], {"a": [1, {"b": []}]})] == [0, 0, 1, 1, 3, 4]
 
 
 def test_frames_that_arrive_together_are_read_in_order() -> None:

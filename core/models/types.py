@@ -219,6 +219,39 @@ class Request:
         return _convert(data, cls, "model request")
 
 
+_INSTEAD = {"content": "text", "tool_use_id": "tool_call_id", "input": "arguments", "input_schema": "parameters"}
+"""Keys other APIs use, and corral's name for the same thing."""
+
+
+def _known_keys(data: object, cls: type, where: str) -> None:
+    if not isinstance(data, Mapping):
+        return  # not a dict: converting it says what is wrong
+    known = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    for key in data:
+        if key not in known:
+            fix = f"; write {_INSTEAD[key]!r} instead" if _INSTEAD.get(key) in known else ""
+            raise InvalidRequest(f"{where} has an unknown key {key!r}{fix} (its keys are {', '.join(known)})")
+
+
+def check_keys(request: Mapping[str, Any]) -> None:
+    """Raise :class:`InvalidRequest` naming the first key of a request being made (from an
+    agent, not a journal) that no type here knows, and the key meant when it says (``text``
+    for ``content``): ``from_dict`` ignores unknown keys, so that a journal written by a
+    newer corral still reads, and a misnamed one would be dropped without a word."""
+    _known_keys(request, Request, "the model request")
+    for index, message in enumerate(request.get("messages") or ()):
+        _known_keys(message, Message, f"messages[{index}]")
+        calls = message.get("tool_calls") if isinstance(message, Mapping) else None
+        for number, call in enumerate(calls if isinstance(calls, list | tuple) else ()):
+            _known_keys(call, ToolCall, f"messages[{index}].tool_calls[{number}]")
+    for index, tool in enumerate(request.get("tools") or ()):
+        _known_keys(tool, ToolDefinition, f"tools[{index}]")
+    options = request.get("options")
+    _known_keys(options, Options, "options")
+    if isinstance(options, Mapping):
+        _known_keys(options.get("response_format"), ResponseFormat, "options.response_format")
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens a call consumed.

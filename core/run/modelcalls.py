@@ -102,7 +102,10 @@ def refusal(agent: AgentConfig, granted: dict[str, ToolSpec | None], name: str, 
             f"{asked} is not granted to agent {agent.name!r}; granted models: {granted_models} "
             f"(add it to [agents.{agent.name}] models)"
         )
+    from corral.models.types import check_keys
+
     try:
+        check_keys(args)
         build_request(args, granted)
     except ValueError as exc:
         return f"invalid model request: {exc}"

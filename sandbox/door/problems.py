@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from corral.packing import nesting
+
 
 @dataclass
 class DoorError(Exception):
@@ -92,25 +94,17 @@ def api_error(problem: DoorError) -> dict[str, Any]:
     return {"error": body}
 
 
-MAX_DEPTH = 64
+MAX_BODY_DEPTH = 64
 """How deeply a request body may nest: far beyond any real request, and well inside what the
-wire carries (a frame nested too deep would end the run, not just the request)."""
+wire carries (:data:`corral.packing.MAX_DEPTH`; a frame nested deeper would end the run, not
+just the request)."""
 
 
 def shallow(body: Any) -> Any:
-    """``body``, else a 400 when it nests deeper than :data:`MAX_DEPTH`."""
-    level = [body]
-    for _ in range(MAX_DEPTH):
-        level = [
-            item
-            for value in level
-            if isinstance(value, dict | list)
-            for item in (value.values() if isinstance(value, dict) else value)
-            if isinstance(item, dict | list)
-        ]
-        if not level:
-            return body
-    raise DoorError(400, f"the request body nests deeper than {MAX_DEPTH} levels")
+    """``body``, else a 400 when it nests deeper than :data:`MAX_BODY_DEPTH`."""
+    if nesting(body, MAX_BODY_DEPTH) > MAX_BODY_DEPTH:
+        raise DoorError(400, f"the request body nests deeper than {MAX_BODY_DEPTH} levels")
+    return body
 
 
 def obj(value: Any, path: str) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from corral.sandbox.door import API_PREFIX, MCP_PATH
 from corral.sandbox.door.problems import (
-    MAX_DEPTH,
+    MAX_BODY_DEPTH,
     DoorError,
     anthropic_error,
     api_error,
@@ -454,7 +454,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             return shallow(json.loads(raw))
         except RecursionError:
-            raise DoorError(400, f"the request body nests deeper than {MAX_DEPTH} levels") from None
+            raise DoorError(400, f"the request body nests deeper than {MAX_BODY_DEPTH} levels") from None
         except ValueError as exc:
             raise DoorError(400, f"the request body is not valid JSON: {exc}") from None
 

@@ -26,7 +26,7 @@ from email.message import Message
 from typing import Any
 
 from corral.errors import ToolCallError
-from corral.sandbox.door.problems import MAX_DEPTH, DoorError, shallow
+from corral.sandbox.door.problems import MAX_BODY_DEPTH, DoorError, shallow
 
 LIST_TTL_MS = 3_600_000
 """How long a client may keep ``tools/list``: the run's tools do not change while it lives."""
@@ -272,7 +272,7 @@ def _parse(raw: bytes) -> Any:
     try:
         return shallow(json.loads(raw))
     except RecursionError:
-        raise _Rpc(_INVALID_REQUEST, f"the message nests deeper than {MAX_DEPTH} levels", 400) from None
+        raise _Rpc(_INVALID_REQUEST, f"the message nests deeper than {MAX_BODY_DEPTH} levels", 400) from None
     except DoorError as problem:
         raise _Rpc(_INVALID_REQUEST, problem.message, 400) from None
     except ValueError as exc:
