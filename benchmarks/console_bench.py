@@ -432,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
         f"on {[round(v, 3) for v in on['single_p50_rounds']]}; 8-agent steps/s per round: "
         f"off {[round(v) for v in onoff['off']['multi_rate_rounds']]}, on {[round(v) for v in on['multi_rate_rounds']]}"
     )
+    for mode in ("off", "on"):
+        multi = onoff[mode]["multi"]
+        per_step = {
+            name: round(1e6 * used / (multi["steps"] * multi["agents"]))
+            for name, used in sorted(multi["daemon_threads_cpu_s"].items(), key=lambda item: -item[1])
+        }
+        print(f"daemon CPU per step by thread, 8 agents, console {mode} (us): {per_step}")
     print(f"runs store: {page['runs']:,} runs written in {page['fill_s']:.1f} s, {page['store_mb']:.0f} MiB used")
     if args.json:
         Path(args.json).write_text(json.dumps({"console": onoff, "runs_page": page}, indent=2, default=str))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -114,7 +115,7 @@ async def measure_steps(engine: Engine, agents: int, steps: int, watch: Watch | 
     ]
     if watch is not None:
         await watch([run["id"] for run in created])
-    commits0, cpu0 = engine.writer.commits, time.process_time()
+    commits0, cpu0, threads0 = engine.writer.commits, time.process_time(), thread_cpu()
     began = time.monotonic()
     runs = [asyncio.create_task(_execute(engine, run)) for run in created]
     if barrier:
@@ -126,6 +127,7 @@ async def measure_steps(engine: Engine, agents: int, steps: int, watch: Watch | 
             (workdir / "go").touch()
     finals = await asyncio.gather(*runs)
     wall, cpu = time.monotonic() - began, time.process_time() - cpu0
+    threads = {name: used - threads0.get(name, 0.0) for name, used in thread_cpu().items()}
     results = [f["result"] for f in finals]
     window = max(r["end"] for r in results) - min(r["first"] for r in results)
     return {
@@ -138,8 +140,20 @@ async def measure_steps(engine: Engine, agents: int, steps: int, watch: Watch | 
         "steps_per_s_incl_spawn": agents * steps / wall,
         "commits": engine.writer.commits - commits0,
         "daemon_cpu_s": cpu,
+        "daemon_threads_cpu_s": threads,
         "agent_cpu_s": sum(r["cpu"] for r in results),
     }
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds used so far by this process's threads, by name (numbered pool threads
+    together): which of the daemon's threads a measurement's CPU went to."""
+    names = {thread.native_id: thread.name for thread in threading.enumerate()}
+    used: dict[str, float] = {}
+    for thread in psutil.Process().threads():
+        name = names.get(thread.id, "other").split(" (")[0].rstrip("0123456789_-")
+        used[name] = used.get(name, 0.0) + thread.user_time + thread.system_time
+    return used
 
 
 def pool(rounds: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,6 +162,8 @@ def pool(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     pooled["lat"] = [run for r in rounds for run in r["lat"]]
     for key in ("window_s", "wall_s", "commits", "daemon_cpu_s", "agent_cpu_s"):
         pooled[key] = sum(r[key] for r in rounds)
+    names = {name for r in rounds for name in r["daemon_threads_cpu_s"]}
+    pooled["daemon_threads_cpu_s"] = {n: sum(r["daemon_threads_cpu_s"].get(n, 0.0) for r in rounds) for n in names}
     pooled["steps"] = sum(r["steps"] for r in rounds)
     pooled["steps_per_s"] = pooled["agents"] * pooled["steps"] / pooled["window_s"]
     pooled["steps_per_s_incl_spawn"] = pooled["agents"] * pooled["steps"] / pooled["wall_s"]
