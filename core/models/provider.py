@@ -60,6 +60,8 @@ def decode_body(endpoint: Endpoint, body: bytes, schema: type[_T], api: str) -> 
         problem = f"it holds an error instead: {said}" if said else f"it is not a {api} response ({exc})"
     except msgspec.DecodeError as exc:
         problem = f"it is not valid JSON ({exc}; it starts {body[:80]!r})"
+    except RecursionError:
+        problem = "it nests deeper than any answer corral reads"
     raise unreadable(endpoint, problem, api)
 
 
@@ -83,7 +85,7 @@ def provider_message(body: bytes) -> str | None:
     """
     try:
         data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         text = body.decode("utf-8", "replace").strip()
         return text or None
     if isinstance(data, dict):

@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar, get_args
 import msgspec
 
 from corral.models.errors import InvalidRequest
+from corral.packing import MAX_DEPTH, nesting
 
 Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "tool_calls", "length", "content_filter", "other"]
@@ -48,11 +49,35 @@ def parse_arguments(raw: str) -> tuple[dict[str, Any], str | None]:
         return {}, None
     try:
         value = json.loads(raw)
+    except RecursionError:
+        return {}, _TOO_DEEP
     except ValueError as exc:
         return {}, f"the arguments are not valid JSON ({exc}); send a JSON object that matches the tool's schema"
+    problem = arguments_problem(value)
+    return ({}, problem) if problem else (value, None)
+
+
+_TOO_DEEP = f"the arguments nest deeper than {MAX_DEPTH} levels; send a flatter JSON object"
+
+
+def as_text(arguments: Any) -> str:
+    """Tool call arguments a provider gave as an object, as the text a history sends back
+    (``"{}"`` for one nested past what ``json`` can write: its problem says why)."""
+    try:
+        return json.dumps(arguments, ensure_ascii=False)
+    except RecursionError:
+        return "{}"
+
+
+def arguments_problem(value: Any) -> str | None:
+    """Why a tool call's parsed arguments cannot be used (not an object; nested past what
+    corral keeps, :data:`corral.packing.MAX_DEPTH`, which would fail the run's wire and the
+    daemon's walks over the journal), for the model to read; None when they can."""
     if not isinstance(value, dict):
-        return {}, f"the arguments must be a JSON object, got {type(value).__name__}"
-    return value, None
+        return f"the arguments must be a JSON object, got {type(value).__name__}"
+    if nesting(value) > MAX_DEPTH:
+        return _TOO_DEEP
+    return None
 
 
 @dataclass(frozen=True, slots=True)

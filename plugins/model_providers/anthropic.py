@@ -17,7 +17,17 @@ import msgspec
 
 from corral.models.endpoint import Endpoint
 from corral.models.provider import HttpCall, decode_body, max_output_tokens, unreadable
-from corral.models.types import FinishReason, Message, Request, Response, ResponseFormat, ToolCall, Usage
+from corral.models.types import (
+    FinishReason,
+    Message,
+    Request,
+    Response,
+    ResponseFormat,
+    ToolCall,
+    Usage,
+    arguments_problem,
+    as_text,
+)
 
 API_VERSION = "2023-06-01"
 
@@ -138,12 +148,9 @@ class AnthropicAdapter:
             elif block.type == "tool_use":
                 if not block.id or not block.name:
                     raise unreadable(endpoint, "a tool_use block lacks its id or name", "Anthropic Messages")
-                raw = json.dumps(block.input, ensure_ascii=False)
-                if isinstance(block.input, dict):
-                    calls.append(ToolCall(block.id, block.name, block.input, raw))
-                else:
-                    problem = f"the arguments must be a JSON object, got {type(block.input).__name__}"
-                    calls.append(ToolCall(block.id, block.name, {}, raw, problem))
+                problem = arguments_problem(block.input)
+                arguments = {} if problem else block.input
+                calls.append(ToolCall(block.id, block.name, arguments, as_text(block.input), problem))
         usage = message.usage or _Usage()
         cache_read = usage.cache_read_input_tokens or 0
         cache_write = usage.cache_creation_input_tokens or 0

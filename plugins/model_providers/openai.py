@@ -9,7 +9,6 @@ compatible server understands.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +17,17 @@ import msgspec
 
 from corral.models.endpoint import Endpoint
 from corral.models.provider import HttpCall, decode_body, max_output_tokens, unreadable
-from corral.models.types import FinishReason, Message, Request, Response, ToolCall, Usage, parse_arguments
+from corral.models.types import (
+    FinishReason,
+    Message,
+    Request,
+    Response,
+    ToolCall,
+    Usage,
+    arguments_problem,
+    as_text,
+    parse_arguments,
+)
 
 _FINISH: dict[str, FinishReason] = {
     "stop": "stop",
@@ -91,7 +100,8 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
 def _tool_call(index: int, call: _ToolCall) -> ToolCall:
     raw = call.function.arguments
     if isinstance(raw, dict):  # older Ollama sends the object itself
-        return ToolCall(call.id or f"call_{index}", call.function.name, raw, json.dumps(raw, ensure_ascii=False))
+        problem = arguments_problem(raw)
+        return ToolCall(call.id or f"call_{index}", call.function.name, {} if problem else raw, as_text(raw), problem)
     arguments, problem = parse_arguments(raw)
     return ToolCall(call.id or f"call_{index}", call.function.name, arguments, raw, problem)
 

@@ -130,6 +130,17 @@ async def test_broken_tool_arguments_are_a_value_to_hand_back_not_a_crash(server
     assert call.arguments_error is not None and "not valid JSON" in call.arguments_error
 
 
+async def test_tool_arguments_nested_too_deep_are_handed_back_not_journaled(server: FakeServer) -> None:
+    # The journal, the wire to the agent and the daemon's walks over both keep 100 levels.
+    deep = '{"city": ' + "[" * 900 + "]" * 900 + "}"
+    server.enqueue(Reply(body=openai_body(None, [("c1", "get_weather", deep)], finish="tool_calls")))
+    async with model_client(endpoint(server)) as client:
+        response = await client.call(ASK)
+    [call] = response.tool_calls
+    assert call.arguments == {} and call.raw_arguments == deep
+    assert call.arguments_error == "the arguments nest deeper than 100 levels; send a flatter JSON object"
+
+
 @pytest.mark.parametrize(
     ("headers", "expected"),
     [

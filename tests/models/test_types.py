@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgpack
@@ -97,6 +98,10 @@ def test_options_from_keyword_arguments() -> None:
         Options(top_p=0)
 
 
+AT_THE_LIMIT = '{"a": ' + "[" * 99 + "]" * 99 + "}"
+"""Tool arguments nested 100 levels, the object's own included: what corral keeps."""
+
+
 @pytest.mark.parametrize(
     ("raw", "arguments", "problem"),
     [
@@ -105,7 +110,11 @@ def test_options_from_keyword_arguments() -> None:
         ('{"a": ', {}, "not valid JSON"),
         ("[1, 2]", {}, "must be a JSON object, got list"),
         ("null", {}, "got NoneType"),
+        (AT_THE_LIMIT, json.loads(AT_THE_LIMIT), None),
+        ('{"a": ' + "[" * 100 + "]" * 100 + "}", {}, "nest deeper than 100 levels"),
+        ('{"a": ' + "[" * 5000 + "]" * 5000 + "}", {}, "nest deeper than 100 levels"),  # past json's recursion
     ],
+    ids=["object", "empty", "cut", "list", "null", "at_the_limit", "too_deep", "past_recursion"],
 )
 def test_tool_arguments_parse_or_explain(raw: str, arguments: dict[str, Any], problem: str | None) -> None:
     parsed, error = parse_arguments(raw)
