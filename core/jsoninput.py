@@ -22,7 +22,10 @@ def loads(text: str | bytes) -> Any:
     try:
         return json.loads(text, parse_constant=_not_json, parse_float=_finite)
     except RecursionError:
-        raise ValueError("nested too deeply") from None
+        raise ValueError(TOO_DEEP) from None
+
+
+TOO_DEEP = f"nested too deeply: corral keeps lists and objects up to {MAX_DEPTH} levels deep"
 
 
 def _not_json(name: str) -> Any:
@@ -48,11 +51,8 @@ def storable(value: Any) -> None:
     """Raise ValueError (a lone surrogate, nesting too deep) or :class:`NotStorable` unless
     ``value`` is what the store and the wire can keep."""
     if nesting(value) > MAX_DEPTH:
-        raise ValueError(f"nested too deeply: corral keeps lists and objects up to {MAX_DEPTH} levels deep")
-    try:
-        json.dumps(value, ensure_ascii=False).encode()
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
+        raise ValueError(TOO_DEEP)
+    json.dumps(value, ensure_ascii=False).encode()  # within the bound: no RecursionError
     try:
         pack(value)
     except (OverflowError, TypeError, ValueError) as exc:

@@ -193,6 +193,7 @@ MALFORMED = [
     b'{"op": "deny", "id": {"a": 1}, "reason": "x"}\n',
     b'{"op": "run", "agent": ["counter"]}\n',
     b'{"op": "run", "agent": "counter", "input": "\\ud800"}\n',
+    b'{"op": "run", "agent": "counter", "input": ' + b"[" * 101 + b"]" * 101 + b"}\n",  # past the 100 levels kept
     b'{"op": "pause", "agent": {"a": 1}}\n',
     b'{"op": "pause", "agent": "counter", "until": 1}\n',
     b'{"op": "pause", "agent": "counter", "until": 1e300}\n',

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from corral import jsoninput
 from corral.alerts import Alert, Severity
 from corral.errors import ConfigError, ControlError, DaemonUnavailable
+from corral.packing import MAX_DEPTH, nesting
 
 if TYPE_CHECKING:
     import psutil
@@ -355,6 +356,8 @@ def _parse(line: bytes) -> dict[str, Any]:
         raise ValueError(f"not valid JSON ({exc})") from None
     if not isinstance(request, dict) or not isinstance(request.get("op"), str):
         raise ValueError('a request is a JSON object with an "op"')
+    if nesting(request, MAX_DEPTH + 1) > MAX_DEPTH + 1:  # a value it carries (a run's input) sits one level down
+        raise ValueError(jsoninput.TOO_DEEP)
     json.dumps(request, ensure_ascii=False).encode()  # UnicodeEncodeError: a lone surrogate, which nothing can store
     return request
 

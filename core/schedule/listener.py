@@ -23,6 +23,7 @@ from typing import Any
 
 import h11
 
+from corral.jsoninput import parse_input
 from corral.secrets import Secret
 
 READ_TIMEOUT = 10.0
@@ -84,7 +85,7 @@ class WebhookServer:
             status, body = await asyncio.wait_for(self._serve(conn, reader, writer), READ_TIMEOUT)
         except Refused as exc:
             status, body = exc.status, {"error": str(exc)}
-        except (h11.RemoteProtocolError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (h11.RemoteProtocolError, ValueError) as exc:  # not JSON, not UTF-8, not storable, too deep
             status, body = 400, {"error": f"bad request: {exc}"}
         except TimeoutError:
             status, body = 408, {"error": f"the request was not complete within {READ_TIMEOUT:g}s"}
@@ -150,6 +151,6 @@ class WebhookServer:
                 break
             else:
                 raise Refused(400, "the request ended before its body")
-        payload = json.loads(body.decode("utf-8")) if body.strip() else None
+        payload = parse_input(bytes(body)) if body.strip() else None  # as strict as any other run input
         result = await route.handler(payload)
         return (202 if "run" in result else 200), result

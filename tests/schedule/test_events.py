@@ -14,6 +14,7 @@ import pytest
 
 from corral.daemon.root import Daemon
 from corral.errors import ControlError
+from corral.packing import MAX_DEPTH
 from corral.schedule import ManualClock
 
 from .harness import Rig, ask, events, idle, runs, tick, until
@@ -35,6 +36,8 @@ def test_webhook_refuses_a_wrong_token_and_an_oversized_body_and_runs_a_good_cal
     rig.tables["schedule"] = {"webhook_port": 0}
     echo = "def run(ctx):\n    return ctx.input\n"
     rig.agent("hook", echo, triggers=[{"type": "webhook", "token_env": "HOOK_TOKEN", "max_bytes": 64}])
+    roomy = {"type": "webhook", "token_env": "HOOK_TOKEN", "path": "/hooks/roomy", "max_bytes": 20_000}
+    rig.agent("roomy", echo, triggers=[roomy])
 
     async def scenario(daemon: Daemon, clock: ManualClock) -> None:
         assert daemon.scheduler.webhooks is not None
@@ -49,6 +52,11 @@ def test_webhook_refuses_a_wrong_token_and_an_oversized_body_and_runs_a_good_cal
         assert elsewhere.status_code == 404
         garbled = await _post(port, "/hooks/hook", b"{not json", TOKEN)
         assert garbled.status_code == 400
+        for depth in (MAX_DEPTH + 1, 5000):  # past the bound on run input; past json's recursion
+            deep = await _post(port, "/hooks/roomy", b"[" * depth + b"]" * depth, TOKEN)
+            assert deep.status_code == 400 and f"up to {MAX_DEPTH} levels deep" in deep.json()["error"]
+        nan = await _post(port, "/hooks/roomy", b'{"n": NaN}', TOKEN)
+        assert nan.status_code == 400 and "NaN is not a JSON value" in nan.json()["error"]
         fetched = await asyncio.to_thread(httpx.get, f"http://127.0.0.1:{port}/hooks/hook", timeout=10)
         assert fetched.status_code == 405
         assert runs(daemon) == [], "no refused call starts a run"
@@ -59,7 +67,7 @@ def test_webhook_refuses_a_wrong_token_and_an_oversized_body_and_runs_a_good_cal
         assert run["id"] == good.json()["run"] and run["trigger"] == "webhook"
         assert run["input"] == {"n": 1} and run["result"] == {"n": 1}
         logged = events(rig, "webhook refused")
-        assert [e["status"] for e in logged] == [401, 401, 413, 404, 400, 405]
+        assert [e["status"] for e in logged] == [401, 401, 413, 404, 400, 400, 400, 400, 405]
         assert TOKEN not in (rig.home / "logs" / "corral.log").read_text()
 
     rig.drive(scenario, environ={"HOOK_TOKEN": TOKEN})
