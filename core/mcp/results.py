@@ -4,8 +4,9 @@
 answer); otherwise text blocks are joined into one string; a result with images, audio
 or resources is the list of its content blocks. ``isError`` makes the call fail with the
 server's text as the message. A result over ``[mcp.NAME] max_result_kb`` fails the call
-instead of filling the journal. The same mapping serves stdio calls (made in the
-agent's process) and HTTP calls (made by the daemon).
+instead of filling the journal, and so does one nested past what corral keeps
+(:data:`corral.packing.MAX_DEPTH`), which the wire to the agent would refuse. The same
+mapping serves stdio calls (made in the agent's process) and HTTP calls (made by the daemon).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from corral.packing import MAX_DEPTH, nesting
 
 MESSAGE_CHARS = 4000
 """Characters of a failed call's text kept in its error message (the rest is in no log either)."""
@@ -27,6 +30,9 @@ def outcome(
     result: Mapping[str, Any], name: str, server: str, max_bytes: int
 ) -> tuple[bool, Any, dict[str, Any] | None]:
     """``(ok, value, error)`` of one ``tools/call`` result (its JSON form, camelCase keys)."""
+    if nesting(result, MAX_DEPTH + 1) > MAX_DEPTH + 1:  # the value is a level inside it, or more
+        message = f"tool {name!r} returned a result nested deeper than the {MAX_DEPTH} levels corral keeps"
+        return False, None, error("too_deep", message)
     size = len(json.dumps(result, separators=(",", ":"), default=str))
     if size > max_bytes:
         return (

@@ -12,6 +12,7 @@ from corral.config.mcp import McpServer, granted
 from corral.errors import ConfigError
 from corral.mcp.listing import ListingError, changes, offered, plain_listing
 from corral.mcp.results import outcome
+from corral.packing import MAX_DEPTH
 
 
 def tool(name: str, schema: Any = None, **hints: bool) -> dict[str, Any]:
@@ -116,6 +117,17 @@ def test_results_map_to_values_and_errors() -> None:
     assert (
         not ok and error is not None and error["kind"] == "too_large" and "[mcp.srv] max_result_kb" in error["message"]
     )
+    kept: Any = {"n": 1}
+    for _ in range(MAX_DEPTH - 1):
+        kept = [kept]
+    assert outcome({"structuredContent": kept}, "srv.t", "srv", 10**6) == (True, kept, None)
+    for depth in (1, 5000):  # one level past what corral keeps; past json's recursion too
+        deep = kept
+        for _ in range(depth):
+            deep = [deep]
+        ok, _, error = outcome({"structuredContent": deep}, "srv.t", "srv", 10**6)
+        assert not ok and error is not None and error["kind"] == "too_deep", error
+        assert f"nested deeper than the {MAX_DEPTH} levels corral keeps" in error["message"]
 
 
 def config(mcp: dict[str, Any], tools: list[str], network: Any = "none", tmp: Any = None) -> Any:
