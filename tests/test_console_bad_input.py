@@ -70,7 +70,7 @@ FORMS = [
     ("/runs/RUN/fork", {"from": "٣"}, 400, "step number to start from"),
     ("/runs/RUN/fork", {"from": HUGE}, 400, "step number to start from"),
     ("/runs/%C3%A9/cancel", {}, 404, "run é"),
-    ("/agents/hello/run", {"input": DEEP}, 400, "not valid JSON (nested too deeply)"),
+    ("/agents/hello/run", {"input": DEEP}, 400, "not valid JSON (nested too deeply: corral keeps"),
     ("/agents/hello/run", {"input": "NaN"}, 400, "not valid JSON (NaN is not a JSON value"),
     ("/agents/hello/run", {"input": '{"a": Infinity}'}, 400, "not valid JSON (Infinity is not a JSON value"),
 ]

@@ -92,6 +92,10 @@ def build_request(args: dict[str, Any], granted: dict[str, ToolSpec | None]) -> 
     return Request.from_dict({**args, "tools": tools})
 
 
+STEP_KEYS = frozenset({"door"})
+"""What a model step's ``args`` may carry beside the request: the door's dialect, when the door asked."""
+
+
 def refusal(agent: AgentConfig, granted: dict[str, ToolSpec | None], name: str, args: dict[str, Any]) -> str | None:
     """Why a ``model`` step cannot be made, checked before it is journaled."""
     model = resolve(agent, name)
@@ -105,7 +109,7 @@ def refusal(agent: AgentConfig, granted: dict[str, ToolSpec | None], name: str, 
     from corral.models.types import check_keys
 
     try:
-        check_keys(args)
+        check_keys({key: value for key, value in args.items() if key not in STEP_KEYS})
         build_request(args, granted)
     except ValueError as exc:
         return f"invalid model request: {exc}"

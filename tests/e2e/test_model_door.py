@@ -467,7 +467,7 @@ def run(ctx):
     gpt = openai.OpenAI(max_retries=0).chat.completions.create(model="fake", messages=user, max_tokens=10**12)
     claude = anthropic.Anthropic(max_retries=0, timeout=60)  # a timeout: no refusal of a long wait
     claude = claude.messages.create(model="claude", max_tokens=10**12, messages=user)
-    small = ctx.model(user, model="fake", max_tokens=7)
+    small = ctx.model([{"role": "user", "text": "hi"}], model="fake", max_tokens=7)
     return [gpt.choices[0].message.content, claude.content[0].text, small.text]
 """
 
