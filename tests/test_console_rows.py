@@ -63,3 +63,10 @@ def test_a_huge_value_is_shown_cut_with_what_is_left_said() -> None:
     assert f"{whole - reads.SHOWN:,} more characters not shown here" in reads.shown(answer)
     assert "more characters not shown here" in html
     assert reads.shown("short") == "short" and reads.shown({"a": 1}) == '{"a": 1}'
+
+
+def test_a_model_step_is_named_by_the_model_that_answered() -> None:
+    row = Rows(templates())
+    step = {**STEP, "kind": "model", "name": "", "model": "local", "failed_over": [{"model": "fake"}]}
+    assert "<b>local (after fake)</b>" in row("step", "run-1", 1, step)
+    assert "<b>default</b>" in row("step", "run-1", 1, {**STEP, "kind": "model", "name": ""})

@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral.cli.moments import moment
+from corral.cli.trace import model_name
 from corral.config.units import parse_duration
 from corral.console import agentpage, reads, spending
 from corral.console.auth import Logins
@@ -58,7 +59,13 @@ def templates() -> jinja2.Environment:
         auto_reload=False,  # shipped with the package: no stat of the file at every page
     )
     env.filters.update(
-        shown=reads.shown, took=_took, dollars=_dollars, tokens=_tokens, usd=_usd, unsuccessful=unsuccessful
+        shown=reads.shown,
+        took=_took,
+        dollars=_dollars,
+        tokens=_tokens,
+        usd=_usd,
+        unsuccessful=unsuccessful,
+        model_name=model_name,
     )
     env.globals["row"] = Rows(env)
     return env
