@@ -13,11 +13,15 @@ from corral.cli.common import EXIT_INTERRUPTED, EXIT_OK
 from corral.testing import CorralProject
 
 PACED = """
+import os
 import time
 
 def run(ctx):
     ctx.log.info("first")
     ctx.tool("word_count", text="a b")
+    if (ctx.input or {}).get("until"):
+        while not os.path.exists(ctx.input["until"]):
+            time.sleep(0.05)
     time.sleep(float((ctx.input or {}).get("pause", 2)))
     ctx.log.info("second")
     return "done"
@@ -71,7 +75,9 @@ def test_follow_json_is_json_lines_ending_with_the_run(corral_project: CorralPro
 def test_ctrl_c_stops_the_following_and_the_run_goes_on(corral_project: CorralProject) -> None:
     corral_project.agent("paced", PACED, tools=["word_count"])
     corral_project.start_daemon()
-    watching = _follow(corral_project, "--input", '{"pause": 4}')
+    # The run waits for a file, not a time: on a loaded machine its lines may show late.
+    go = corral_project.home / "agents" / "paced" / "go"
+    watching = _follow(corral_project, "--input", json.dumps({"until": "go", "pause": 0}))
     assert watching.stdout is not None
     for line in watching.stdout:
         if " agent:first" in line:
@@ -80,5 +86,6 @@ def test_ctrl_c_stops_the_following_and_the_run_goes_on(corral_project: CorralPr
     _, stderr = watching.communicate(timeout=20)
     assert watching.returncode == EXIT_INTERRUPTED and "goes on in the daemon" in stderr, stderr
     assert "Traceback" not in stderr
+    go.touch()
     [run] = corral_project.cli_json("runs", "paced")
     assert corral_project.wait_for_run(run["id"], timeout=30)["state"] == "succeeded"
