@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from corral.cli.common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from corral.testing import CorralProject
 from tests.models.fake_servers import FakeServer, Reply, openai_body
@@ -53,6 +55,7 @@ def test_a_model_without_prices_is_unpriced_not_zero_dollars(chat: CorralProject
     assert "12 tok, unpriced" in listing and "$0.00" not in listing
 
 
+@pytest.mark.slow
 def test_step_n_prints_the_whole_prompt_and_response(chat: CorralProject, server: FakeServer) -> None:
     server.enqueue(Reply(body=openai_body(LONG, [("c1", "word_count", '{"text": "a b c"}')], usage=(100, 20))))
     run = _run(chat, "chat", "--input", '{"calls": 1}')
@@ -94,6 +97,7 @@ def test_step_n_is_redacted_with_the_secrets_granted_since(corral_project: Corra
     assert token not in shown and "[redacted:TOKEN]" in shown, shown
 
 
+@pytest.mark.slow
 def test_the_tree_says_a_run_was_retried_by_hand_not_backed_off(chat: CorralProject, server: FakeServer) -> None:
     server.enqueue(Reply(body=openai_body("first")), Reply(status=503))
     run = _run(chat, "chat", "--input", '{"calls": 2}')

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from corral.testing import CorralProject
 from tests.projects import CALLER
 from tests.tools.servers import web
@@ -122,6 +124,7 @@ def test_fetch_url_uses_the_agents_allow_list_from_config(corral_project: Corral
     assert all(got[k]["error"] == "refused" for k in ("too_big", "bounce", "elsewhere", "scheme", "settings_by_model"))
 
 
+@pytest.mark.slow
 def test_run_command_waits_for_approval_then_runs_in_the_workdir(corral_project: CorralProject) -> None:
     """High-stakes: each call holds the run until `corral approve`; then it runs with the agent's env."""
     project = corral_project
